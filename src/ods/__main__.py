@@ -1,0 +1,5 @@
+"""`python -m ods` runs the CLI."""
+
+from ods.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""I/O behind narrow protocols, built by factories from settings."""

@@ -1,0 +1,175 @@
+"""Health checks of every component the settings configure (`ods doctor`, the `check_health` flow).
+
+Each check returns a :class:`CheckResult` instead of raising, so one broken component never hides
+the state of the others. Checks are cheap by default; ``deep`` also loads the models.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from ods.errors import OdsError
+from ods.settings import Settings, mask_url
+
+COMPONENTS = ("catalog", "object_store", "milvus", "embedding_model", "llm", "prefect_api")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one component."""
+
+    component: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def check_catalog(settings: Settings, deep: bool = False) -> str:
+    """Open the catalog (migrating it on first use) and report its revision."""
+    from ods.adapters.catalog import Catalog
+
+    catalog = Catalog.open(
+        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
+    )
+    try:
+        return f"{mask_url(settings.catalog_url)} at revision {catalog.revision()}"
+    finally:
+        catalog.close()
+
+
+def check_object_store(settings: Settings, deep: bool = False) -> str:
+    """Write, read back and delete a probe object."""
+    from ods.adapters.object_store import build_object_store
+
+    store = build_object_store(settings)
+    store.ensure_ready()
+    key = "_ods/doctor-probe"
+    payload = f"ods doctor {time.time_ns()}".encode()
+    store.put_bytes(key, payload)
+    try:
+        if store.get_bytes(key) != payload:
+            raise OdsError(f"object store returned different bytes for {store.uri(key)}")
+    finally:
+        store.delete(key)
+    return f"{store.kind} {store.uri('')} read/write OK"
+
+
+def check_milvus(settings: Settings, deep: bool = False) -> str:
+    """Connect to Milvus and list its collections."""
+    from ods.adapters.vectors import is_server_uri, open_milvus_client
+
+    token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
+    client = open_milvus_client(settings.milvus_uri, token=token)
+    try:
+        collections = client.list_collections()
+    finally:
+        client.close()
+    kind = "server" if is_server_uri(settings.milvus_uri) else "Milvus Lite"
+    return f"{kind} {settings.milvus_uri}: {len(collections)} collection(s)"
+
+
+def _check_openai_models(endpoint: str, api_key: str | None, model: str, timeout_s: float) -> str:
+    url = endpoint.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as error:
+        raise OdsError(f"cannot reach {url}: {error}") from None
+    if response.status_code != 200:
+        raise OdsError(f"{url} answered HTTP {response.status_code}")
+    served = [item.get("id") for item in response.json().get("data", [])]
+    if model not in served:
+        raise OdsError(
+            f"model {model!r} is not served by {endpoint} (served: {', '.join(map(str, served)) or 'none'})"
+        )
+    return f"{model} served by {endpoint}"
+
+
+def check_embedding_model(settings: Settings, deep: bool = False) -> str:
+    """Find the packaged embedding model (deep: load it and embed a sentence) or query the endpoint."""
+    config = settings.embedding
+    if config.kind == "openai":
+        assert config.endpoint is not None
+        key = config.api_key.get_secret_value() if config.api_key else None
+        return _check_openai_models(config.endpoint, key, config.model, timeout_s=10.0)
+    from ods.adapters.packaged_models import embedding_model_dir
+
+    model_dir = embedding_model_dir()
+    if not deep:
+        return f"{config.model} packaged at {model_dir}"
+    from sentence_transformers import SentenceTransformer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    vector = model.encode(["ods doctor"])
+    return f"{config.model} loaded from {model_dir}, {vector.shape[1]} dimensions"
+
+
+def check_llm(settings: Settings, deep: bool = False) -> str:
+    """Find and read the packaged GGUF model's header, or query the configured endpoint."""
+    config = settings.llm
+    if config.kind == "openai":
+        assert config.endpoint is not None
+        key = config.api_key.get_secret_value() if config.api_key else None
+        return _check_openai_models(config.endpoint, key, config.model, timeout_s=10.0)
+    from gguf import GGUFReader
+
+    from ods.adapters.packaged_models import smollm2_gguf_path
+
+    path = smollm2_gguf_path()
+    reader = GGUFReader(str(path))
+    field = reader.get_field("general.architecture")
+    architecture = field.contents() if field is not None else "unknown"
+    return f"{config.model} ({architecture}, {len(reader.tensors)} tensors) packaged at {path}"
+
+
+def check_prefect_api(settings: Settings, deep: bool = False) -> str:
+    """Reach the configured Prefect server, or report that flows run on an ephemeral one."""
+    from prefect.settings import get_current_settings
+
+    api_url = get_current_settings().api.url
+    if not api_url:
+        return "no PREFECT_API_URL: flows run on a temporary local server"
+    url = api_url.rstrip("/") + "/health"
+    try:
+        response = httpx.get(url, timeout=5.0)
+    except httpx.HTTPError as error:
+        raise OdsError(f"cannot reach Prefect API {api_url}: {error}; check PREFECT_API_URL") from None
+    if response.status_code != 200:
+        raise OdsError(f"Prefect API {api_url} answered HTTP {response.status_code} on /health")
+    return f"Prefect API {api_url} healthy"
+
+
+CHECKS: dict[str, Callable[[Settings, bool], str]] = {
+    "catalog": check_catalog,
+    "object_store": check_object_store,
+    "milvus": check_milvus,
+    "embedding_model": check_embedding_model,
+    "llm": check_llm,
+    "prefect_api": check_prefect_api,
+}
+
+
+def run_check(component: str, settings: Settings, deep: bool = False) -> CheckResult:
+    """Run one named check, turning any failure into a FAIL result with its reason."""
+    if component not in CHECKS:
+        raise OdsError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
+    started = time.perf_counter()
+    try:
+        detail = CHECKS[component](settings, deep)
+        ok = True
+    except OdsError as error:
+        detail, ok = str(error), False
+    except Exception as error:  # noqa: BLE001 - a health check reports every failure instead of crashing
+        detail, ok = f"{type(error).__name__}: {error}", False
+    return CheckResult(component, ok, detail, round(time.perf_counter() - started, 3))
+
+
+def run_checks(settings: Settings, deep: bool = False) -> list[CheckResult]:
+    """Run every check in order."""
+    return [run_check(component, settings, deep) for component in COMPONENTS]

@@ -1,0 +1,216 @@
+"""The one typed settings tree of the platform.
+
+Every value comes from ``ODS_``-prefixed environment variables (``__`` separates nesting levels,
+e.g. ``ODS_OBJECT_STORE__KIND=minio``) or a ``.env`` file in the working directory. Nothing is read at
+import time: call :func:`get_settings` (cached) or :func:`load_settings` (fresh, for tests and tools).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ods.errors import SettingsError
+
+Profile = Literal["local", "cluster"]
+
+
+class CatalogSettings(BaseModel):
+    """Where the catalog (datasets, models, endpoints, documents, conversations) lives."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pass@host:5432/ods. "
+        "Unset: a SQLite file under ODS_HOME (local profile only). Kept secret: it may carry a password.",
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to wait for the database.")
+
+
+class ObjectStoreSettings(BaseModel):
+    """Where raw files, Parquet dataset versions, documents and model artifacts are stored."""
+
+    kind: Literal["local", "minio"] = Field(
+        default="local", description="'local': a directory under ODS_HOME; 'minio': any S3-compatible server."
+    )
+    root: Path | None = Field(
+        default=None, description="Root directory of the local store (default ODS_HOME/objects)."
+    )
+    endpoint: str | None = Field(default=None, description="host:port of the S3/MinIO server (kind=minio).")
+    bucket: str = Field(
+        default="ods",
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$",
+        description="Bucket holding everything the platform writes.",
+    )
+    access_key: SecretStr | None = Field(default=None, description="S3 access key (kind=minio).")
+    secret_key: SecretStr | None = Field(default=None, description="S3 secret key (kind=minio).")
+    secure: bool = Field(default=False, description="Use HTTPS to reach the S3 server.")
+    region: str | None = Field(default=None, description="S3 region, when the server needs one.")
+
+    @model_validator(mode="after")
+    def _minio_needs_endpoint(self) -> ObjectStoreSettings:
+        if self.kind == "minio":
+            missing = [
+                f"ODS_OBJECT_STORE__{name.upper()}"
+                for name in ("endpoint", "access_key", "secret_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"kind 'minio' needs {', '.join(missing)} to be set")
+            assert self.endpoint is not None
+            if "://" in self.endpoint or "/" in self.endpoint:
+                raise ValueError(
+                    f"endpoint must be host:port without a scheme or path (got {self.endpoint!r}); "
+                    "set ODS_OBJECT_STORE__SECURE=true for HTTPS"
+                )
+        return self
+
+
+class MilvusSettings(BaseModel):
+    """The vector index."""
+
+    uri: str | None = Field(
+        default=None,
+        description="Milvus URI (http://host:19530) or a Milvus Lite file path. Unset: ODS_HOME/milvus.db.",
+    )
+    token: SecretStr | None = Field(default=None, description="Milvus token ('user:password' or API key).")
+
+
+class EmbeddingSettings(BaseModel):
+    """The embedding model used to index and query knowledge bases."""
+
+    kind: Literal["local", "openai"] = Field(
+        default="local",
+        description="'local': sentence-transformers in-process; 'openai': an OpenAI-compatible /v1/embeddings.",
+    )
+    model: str = Field(default="all-MiniLM-L6-v2", min_length=1, description="Embedding model id.")
+    endpoint: str | None = Field(default=None, description="Base URL of the embeddings server (kind=openai).")
+    api_key: SecretStr | None = Field(default=None, description="API key of the embeddings server.")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per embedding batch.")
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> EmbeddingSettings:
+        if self.kind == "openai" and not self.endpoint:
+            raise ValueError("kind 'openai' needs ODS_EMBEDDING__ENDPOINT (e.g. http://host:8000/v1)")
+        return self
+
+
+class LLMSettings(BaseModel):
+    """The language model that answers questions and writes SQL."""
+
+    kind: Literal["local", "openai"] = Field(
+        default="local",
+        description="'local': SmolLM2-135M-Instruct in-process; 'openai': an OpenAI-compatible endpoint.",
+    )
+    model: str = Field(default="SmolLM2-135M-Instruct", min_length=1, description="Model name to request.")
+    endpoint: str | None = Field(default=None, description="Base URL of the chat server (kind=openai).")
+    api_key: SecretStr | None = Field(default=None, description="API key of the chat server.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Seconds to wait for one completion.")
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> LLMSettings:
+        if self.kind == "openai" and not self.endpoint:
+            raise ValueError("kind 'openai' needs ODS_LLM__ENDPOINT (e.g. http://host:8000/v1)")
+        return self
+
+
+class Settings(BaseSettings):
+    """Root of the settings tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ODS_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(default=Path(".ods"), description="Directory for everything the local profile keeps.")
+    profile: Profile = Field(default="local", description="'local' (embedded defaults) or 'cluster'.")
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+    @model_validator(mode="after")
+    def _cluster_needs_servers(self) -> Settings:
+        if self.profile == "cluster":
+            missing = []
+            if self.catalog.url is None:
+                missing.append("ODS_CATALOG__URL (a PostgreSQL URL)")
+            if self.object_store.kind != "minio":
+                missing.append("ODS_OBJECT_STORE__KIND=minio")
+            if not (self.milvus.uri or "").startswith(("http://", "https://", "tcp://")):
+                missing.append("ODS_MILVUS__URI (http://host:19530)")
+            if missing:
+                raise ValueError("profile 'cluster' needs " + "; ".join(missing))
+        return self
+
+    @property
+    def catalog_url(self) -> str:
+        """The effective catalog URL (a SQLite file under ``home`` unless configured)."""
+        if self.catalog.url is not None:
+            return self.catalog.url.get_secret_value()
+        return f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def object_store_root(self) -> Path:
+        """Root directory of the local object store."""
+        return (self.object_store.root or self.home / "objects").resolve()
+
+    @property
+    def milvus_uri(self) -> str:
+        """The effective Milvus URI (a Milvus Lite file under ``home`` unless configured)."""
+        return self.milvus.uri or str((self.home / "milvus.db").resolve())
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets shown as ``**********``."""
+        data = self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        data["effective"] = {
+            "catalog_url": mask_url(self.catalog_url),
+            "object_store_root": str(self.object_store_root) if self.object_store.kind == "local" else None,
+            "milvus_uri": self.milvus_uri,
+        }
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL such as ``postgresql://user:pw@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = "ODS_" + "__".join(str(part).upper() for part in item["loc"]) if item["loc"] else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = "" if item["loc"] == () or isinstance(value, dict) or value is None else f" (got {value!r})"
+        problems.append(f"{field}: {message}{shown}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and ``overrides``), with a one-line error on bad values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_format_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use."""
+    return load_settings()

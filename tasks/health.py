@@ -1,0 +1,38 @@
+"""Tasks that check the platform's components."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from ods.diagnostics import run_check
+from ods.errors import OdsError
+from ods.settings import get_settings
+
+
+@task(name="check-component", task_run_name="check-{component}")
+def check_component(component: str, deep: bool = False) -> dict[str, Any]:
+    """Check one component and log its state."""
+    result = run_check(component, get_settings(), deep=deep)
+    logger = get_run_logger()
+    (logger.info if result.ok else logger.error)(
+        "%s %s: %s", component, "OK" if result.ok else "FAIL", result.detail
+    )
+    return asdict(result)
+
+
+@task(name="report-health")
+def report_health(results: list[dict[str, Any]]) -> None:
+    """Publish the checks as a table artifact and fail if any component is down."""
+    create_table_artifact(
+        key="ods-health",
+        table=[{**row, "ok": "OK" if row["ok"] else "FAIL"} for row in results],
+        description="State of every configured ods component",
+    )
+    failed = [f"{row['component']} ({row['detail']})" for row in results if not row["ok"]]
+    if failed:
+        raise OdsError("unhealthy components: " + "; ".join(failed))

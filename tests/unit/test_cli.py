@@ -1,0 +1,80 @@
+"""The `ods` command as a user runs it: a real process, its exit code and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_ods(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ods", *args],
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_init_prepares_home_and_is_idempotent(ods_home: Path) -> None:
+    first = run_ods("init")
+    second = run_ods("init")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert (ods_home / "catalog.db").is_file()
+    assert (ods_home / "objects").is_dir()
+    assert (ods_home / "milvus.db").exists()
+    assert "revision" in second.stdout
+
+
+def test_doctor_is_all_ok_on_the_local_profile() -> None:
+    completed = run_ods("doctor")
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.count("OK") >= 6
+    assert "FAIL" not in completed.stdout
+
+
+def test_doctor_exits_non_zero_naming_an_unreachable_catalog() -> None:
+    completed = run_ods(
+        "doctor",
+        env={
+            "ODS_CATALOG__URL": "postgresql+psycopg://nobody:pw@127.0.0.1:1/ods",
+            "ODS_CATALOG__CONNECT_TIMEOUT_S": "2",
+        },
+    )
+
+    assert completed.returncode == 1
+    assert "FAIL" in completed.stdout
+    assert "127.0.0.1:1" in completed.stdout
+    assert "pw@" not in completed.stdout
+    assert "error: 1 component(s) failed: catalog" in completed.stderr
+
+
+def test_config_show_masks_secrets() -> None:
+    completed = run_ods(
+        "config",
+        "show",
+        "--json",
+        env={"ODS_CATALOG__URL": "postgresql+psycopg://ods:hunter2@db/ods", "ODS_LLM__API_KEY": "sk-secret"},
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    data = json.loads(completed.stdout)
+    assert data["effective"]["catalog_url"] == "postgresql+psycopg://ods:***@db/ods"
+    assert "hunter2" not in completed.stdout
+    assert "sk-secret" not in completed.stdout
+
+
+def test_invalid_setting_is_one_line_error_and_exit_2() -> None:
+    completed = run_ods("config", "show", env={"ODS_OBJECT_STORE__KIND": "s3"})
+
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: invalid settings: ODS_OBJECT_STORE__KIND: Input should be 'local' or 'minio' (got 's3')"
+    ]

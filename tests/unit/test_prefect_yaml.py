@@ -1,0 +1,32 @@
+"""Every deployment in prefect.yaml points at a loadable flow and passes valid parameters (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.flows import load_flow_from_entrypoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deployments() -> list[dict[str, Any]]:
+    return list(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
+
+
+@pytest.mark.parametrize("deployment", _deployments(), ids=lambda deployment: deployment["name"])
+def test_deployment_entrypoint_and_parameters_resolve(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"])
+
+    flow.validate_parameters(deployment.get("parameters") or {})
+    assert flow.description, f"{deployment['entrypoint']} has no docstring for the UI"
+
+
+def test_prefect_yaml_holds_no_secret_looking_values() -> None:
+    text = (ROOT / "prefect.yaml").read_text().lower()
+
+    for marker in ("secret_key:", "password", "api_key:", "access_key:", "token:"):
+        assert marker not in text

@@ -1,0 +1,120 @@
+"""The settings tree: defaults, nesting, profiles, masking, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ods.errors import SettingsError
+from ods.settings import get_settings, load_settings, mask_url
+
+
+def test_local_defaults_live_under_home(ods_home: Path) -> None:
+    settings = load_settings()
+
+    assert settings.profile == "local"
+    assert settings.catalog_url == f"sqlite:///{(ods_home / 'catalog.db').resolve()}"
+    assert settings.object_store.kind == "local"
+    assert settings.object_store_root == (ods_home / "objects").resolve()
+    assert settings.milvus_uri == str((ods_home / "milvus.db").resolve())
+    assert settings.embedding.model == "all-MiniLM-L6-v2"
+
+
+def test_nested_values_come_from_double_underscore_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODS_OBJECT_STORE__KIND", "minio")
+    monkeypatch.setenv("ODS_OBJECT_STORE__ENDPOINT", "127.0.0.1:9000")
+    monkeypatch.setenv("ODS_OBJECT_STORE__ACCESS_KEY", "ak")
+    monkeypatch.setenv("ODS_OBJECT_STORE__SECRET_KEY", "very-secret")
+    monkeypatch.setenv("ODS_EMBEDDING__BATCH_SIZE", "16")
+
+    settings = load_settings()
+
+    assert settings.object_store.endpoint == "127.0.0.1:9000"
+    assert settings.object_store.secret_key is not None
+    assert settings.object_store.secret_key.get_secret_value() == "very-secret"
+    assert settings.embedding.batch_size == 16
+
+
+def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = get_settings()
+    monkeypatch.setenv("ODS_PROFILE", "cluster")
+
+    assert get_settings() is first
+    get_settings.cache_clear()
+    with pytest.raises(SettingsError):
+        get_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ODS_OBJECT_STORE__KIND": "s3"},
+            "ODS_OBJECT_STORE__KIND: Input should be 'local' or 'minio' (got 's3')",
+        ),
+        ({"ODS_PROFILE": "prod"}, "ODS_PROFILE: Input should be 'local' or 'cluster' (got 'prod')"),
+        ({"ODS_EMBEDDING__BATCH_SIZE": "lots"}, "ODS_EMBEDDING__BATCH_SIZE: Input should be a valid integer"),
+        (
+            {"ODS_EMBEDDING__BATCH_SIZE": "0"},
+            "ODS_EMBEDDING__BATCH_SIZE: Input should be greater than or equal to 1",
+        ),
+        ({"ODS_OBJECT_STORE__BUCKET": "Bad_Bucket"}, "ODS_OBJECT_STORE__BUCKET: String should match pattern"),
+        (
+            {"ODS_OBJECT_STORE__KIND": "minio"},
+            "needs ODS_OBJECT_STORE__ENDPOINT, ODS_OBJECT_STORE__ACCESS_KEY",
+        ),
+        (
+            {
+                "ODS_OBJECT_STORE__KIND": "minio",
+                "ODS_OBJECT_STORE__ENDPOINT": "http://minio:9000",
+                "ODS_OBJECT_STORE__ACCESS_KEY": "a",
+                "ODS_OBJECT_STORE__SECRET_KEY": "b",
+            },
+            "endpoint must be host:port without a scheme or path (got 'http://minio:9000')",
+        ),
+        ({"ODS_LLM__KIND": "openai"}, "ODS_LLM: kind 'openai' needs ODS_LLM__ENDPOINT"),
+        ({"ODS_PROFILE": "cluster"}, "profile 'cluster' needs ODS_CATALOG__URL (a PostgreSQL URL)"),
+        (
+            {"ODS_CATALOG__CONNECT_TIMEOUT_S": "-1"},
+            "ODS_CATALOG__CONNECT_TIMEOUT_S: Input should be greater than 0",
+        ),
+    ],
+)
+def test_invalid_values_give_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith("invalid settings: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_secret_values_never_appear_in_the_masked_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODS_CATALOG__URL", "postgresql+psycopg://ods:hunter2@db:5432/ods")
+    monkeypatch.setenv("ODS_LLM__API_KEY", "sk-live-123")
+
+    rendered = str(load_settings().masked())
+
+    assert "hunter2" not in rendered
+    assert "sk-live-123" not in rendered
+    assert "postgresql+psycopg://ods:***@db:5432/ods" in rendered
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:p@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+    ],
+)
+def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
