@@ -19,13 +19,13 @@ def initialise(settings: Settings | None = None) -> list[str]:
         settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
     )
     try:
-        lines.append(f"catalog {mask_url(settings.catalog_url)} at revision {catalog.revision()}")
+        lines.append(f"catalog {mask_url(settings.catalog_url)} at revision {catalog.migrate()}")
     finally:
         catalog.close()
 
     store = build_object_store(settings)
     store.ensure_ready()
-    lines.append(f"object store {store.uri('')}")
+    lines.append(f"object store {store.location}")
 
     token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
     open_milvus_client(settings.milvus_uri, token=token).close()

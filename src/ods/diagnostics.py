@@ -37,7 +37,7 @@ def check_catalog(settings: Settings, deep: bool = False) -> str:
         settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
     )
     try:
-        return f"{mask_url(settings.catalog_url)} at revision {catalog.revision()}"
+        return f"{mask_url(settings.catalog_url)} at revision {catalog.migrate()}"
     finally:
         catalog.close()
 
@@ -56,7 +56,7 @@ def check_object_store(settings: Settings, deep: bool = False) -> str:
             raise OdsError(f"object store returned different bytes for {store.uri(key)}")
     finally:
         store.delete(key)
-    return f"{store.kind} {store.uri('')} read/write OK"
+    return f"{store.kind} {store.location} read/write OK"
 
 
 def check_milvus(settings: Settings, deep: bool = False) -> str:

@@ -120,6 +120,15 @@ class LLMSettings(BaseModel):
         return self
 
 
+class PrivacySettings(BaseModel):
+    """How personal data is protected when a dataset spec asks for it."""
+
+    hash_salt: SecretStr = Field(
+        default=SecretStr(""),
+        description="Salt of the 'hash' PII policy; set it in a cluster so hashed values cannot be guessed.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree."""
 
@@ -138,6 +147,7 @@ class Settings(BaseSettings):
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

@@ -15,7 +15,7 @@ for package in (ods, flows, tasks, deployments):
         if module.name.endswith("__main__") or ".migrations." in module.name:
             continue
         importlib.import_module(module.name)
-heavy = sorted(name for name in ("torch", "sentence_transformers", "transformers", "pymilvus", "minio", "psycopg")
+heavy = sorted(name for name in ("torch", "sentence_transformers", "transformers", "minio", "psycopg")
                if name in sys.modules)
 print("HEAVY", heavy)
 from ods.settings import get_settings

@@ -17,7 +17,9 @@ def _deployments() -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("deployment", _deployments(), ids=lambda deployment: deployment["name"])
-def test_deployment_entrypoint_and_parameters_resolve(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deployment_entrypoint_and_parameters_resolve(
+    deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
 

@@ -37,6 +37,11 @@ class ObjectStore(Protocol):
         """'local' or 'minio'."""
         ...
 
+    @property
+    def location(self) -> str:
+        """A URI naming the store itself: ``file:///root/`` or ``s3://bucket/``."""
+        ...
+
     def uri(self, key: str) -> str:
         """A URI naming the object, e.g. ``file:///.../key`` or ``s3://bucket/key``."""
         ...

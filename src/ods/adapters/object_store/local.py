@@ -53,6 +53,11 @@ class LocalObjectStore:
     def __repr__(self) -> str:
         return f"LocalObjectStore(root={str(self._root)!r})"
 
+    @property
+    def location(self) -> str:
+        """``file:///abs/root/``."""
+        return self._root.as_uri().rstrip("/") + "/"
+
     def uri(self, key: str) -> str:
         """``file:///abs/path/to/key``."""
         return self._object_path(key).as_uri()

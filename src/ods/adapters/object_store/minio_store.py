@@ -112,6 +112,11 @@ class MinioObjectStore:
             f"MinioObjectStore(endpoint={self._endpoint!r}, bucket={self._bucket!r}, secure={self._secure})"
         )
 
+    @property
+    def location(self) -> str:
+        """``s3://bucket/``."""
+        return f"s3://{self._bucket}/"
+
     def uri(self, key: str) -> str:
         """``s3://bucket/key``."""
         return f"s3://{self._bucket}/{validate_object_key(key)}"

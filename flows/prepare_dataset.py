@@ -1,0 +1,55 @@
+"""`prepare_dataset`: raw table → clean → profile → validate (Great Expectations) → register.
+
+A version that fails its expectations is recorded as rejected, its failing rows are quarantined, and the
+run ends Failed naming the expectations and the quarantine URI. Re-running on the same source bytes and
+spec returns the same version and writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.datasets import (
+    clean_table,
+    fetch_raw_source,
+    find_existing_version,
+    load_dataset_spec,
+    profile_table,
+    read_raw_table,
+    register_dataset_version,
+    reject_dataset_version,
+    reuse_existing_version,
+    validate_table,
+    write_table,
+)
+
+
+@flow(name="prepare-dataset", flow_run_name="prepare-{spec}")
+def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
+    """Clean, validate and register one dataset version from a raw table.
+
+    Args:
+        spec: path or s3://bucket/key of the dataset spec (YAML).
+        source: path or s3://bucket/key of the raw table; defaults to the spec's source.uri.
+    """
+    loaded = load_dataset_spec(spec)
+    raw = fetch_raw_source(loaded, source)
+    existing = find_existing_version(loaded, raw)
+    if existing is not None:
+        return reuse_existing_version(loaded, existing)
+    frame = read_raw_table(loaded, raw)
+    cleaned = clean_table(loaded, frame)
+    profile = profile_table(cleaned)
+    report = validate_table(loaded, cleaned)
+    if not report.success:
+        reject_dataset_version(loaded, raw, cleaned, profile, report)
+    written = write_table(loaded, cleaned)
+    return register_dataset_version(loaded, raw, cleaned, profile, report, written)
+
+
+if __name__ == "__main__":
+    import sys
+
+    prepare_dataset(*sys.argv[1:3])

@@ -1,0 +1,49 @@
+"""The catalog: one lineage graph (SQLAlchemy 2 ORM, Alembic migrations) on SQLite or PostgreSQL.
+
+Importing this package connects to nothing and reads no settings; build a catalog from a URL with
+``Catalog.open(settings.catalog_url)``.
+"""
+
+from ods.adapters.catalog.database import (
+    create_catalog_engine,
+    current_revision,
+    head_revision,
+    migrate,
+)
+from ods.adapters.catalog.records import (
+    ChunkRecord,
+    CitationRecord,
+    ConversationRecord,
+    DatasetRecord,
+    DatasetVersionRecord,
+    DocumentRecord,
+    EndpointLineage,
+    EndpointRecord,
+    KnowledgeBaseRecord,
+    MessageRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    ValidationRunRecord,
+)
+from ods.adapters.catalog.repository import Catalog
+
+__all__ = [
+    "Catalog",
+    "ChunkRecord",
+    "CitationRecord",
+    "ConversationRecord",
+    "DatasetRecord",
+    "DatasetVersionRecord",
+    "DocumentRecord",
+    "EndpointLineage",
+    "EndpointRecord",
+    "KnowledgeBaseRecord",
+    "MessageRecord",
+    "ModelRecord",
+    "ModelVersionRecord",
+    "ValidationRunRecord",
+    "create_catalog_engine",
+    "current_revision",
+    "head_revision",
+    "migrate",
+]

@@ -1,0 +1,205 @@
+"""What the catalog returns: small frozen records, detached from any database session.
+
+Records hold plain values (JSON columns as dicts), so callers never trigger a lazy load after the session
+that produced them has closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset, with its newest registered version number and how many versions it has."""
+
+    id: int
+    name: str
+    description: str | None
+    created_at: datetime
+    latest_version: int | None
+    version_count: int
+
+
+@dataclass(frozen=True)
+class DatasetVersionRecord:
+    """One immutable dataset version and its lineage."""
+
+    id: int
+    dataset_id: int
+    dataset_name: str
+    version: int
+    content_hash: str
+    uri: str
+    schema: dict[str, Any]
+    profile: dict[str, Any]
+    row_count: int
+    size_bytes: int
+    status: str
+    reason: str | None
+    source_uri: str | None
+    source_etag: str | None
+    source_sha256: str | None
+    spec_hash: str | None
+    flow_run_id: str | None
+    parent_ids: tuple[int, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ValidationRunRecord:
+    """The outcome of one quality-gate run."""
+
+    id: int
+    dataset_version_id: int
+    success: bool
+    results: dict[str, Any]
+    quarantine_uri: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A named model."""
+
+    id: int
+    name: str
+    description: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """One trained model artifact and what it was trained on."""
+
+    id: int
+    model_id: int
+    model_name: str
+    version: int
+    trainer: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    artifact_uri: str
+    dataset_version_id: int | None
+    code_version: str | None
+    flow_run_id: str | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A served model version."""
+
+    id: int
+    model_version_id: int
+    model_name: str
+    model_version: int
+    backend: str
+    url: str
+    status: str
+    log_tail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseRecord:
+    """A knowledge base and the vector collection (embedding model, dimension) holding it."""
+
+    id: int
+    name: str
+    source_uri: str | None
+    embedding_model: str
+    embedding_dim: int
+    collection_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A document of a knowledge base with its current (last recorded) version."""
+
+    id: int
+    kb_name: str
+    uri: str
+    status: str
+    version_id: int | None
+    sha256: str | None
+    etag: str | None
+    reason: str | None
+    chunk_count: int
+    parser: str | None
+    timings: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk row: ``id`` is the content-derived id shared with the vector index."""
+
+    id: str
+    chunk_index: int
+    char_count: int
+    page: int | None = None
+    heading: str | None = None
+
+
+@dataclass(frozen=True)
+class CitationRecord:
+    """Source ``[marker]`` of an answer: a chunk, a document version and/or a dataset version."""
+
+    marker: int
+    chunk_id: str | None = None
+    document_version_id: int | None = None
+    dataset_version_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One turn of a conversation."""
+
+    id: int
+    conversation_id: str
+    role: str
+    content: str
+    sql: str | None
+    model: str | None
+    usage: dict[str, Any] | None
+    created_at: datetime
+    citations: tuple[CitationRecord, ...]
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation; ``messages`` is filled by :meth:`Catalog.get_conversation` only."""
+
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: tuple[MessageRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointLineage:
+    """The chain behind an endpoint: model version, the dataset version it learnt from, and its source."""
+
+    endpoint_id: int
+    endpoint_url: str
+    endpoint_status: str
+    backend: str
+    model_name: str
+    model_version: int
+    model_version_id: int
+    artifact_uri: str
+    dataset_name: str | None
+    dataset_version: int | None
+    dataset_version_id: int | None
+    content_hash: str | None
+    dataset_uri: str | None
+    source_uri: str | None
+    source_etag: str | None

@@ -1,0 +1,1009 @@
+"""The catalog repository: every read and write of the lineage graph, each in its own short transaction.
+
+Methods return frozen records, never live ORM objects, so callers cannot lazy-load after the session has
+closed. Writes that name their content (dataset versions, document versions, chunks) are idempotent; writes
+that race on a unique key are retried, so concurrent flows never register the same thing twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar, get_args
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
+
+from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
+from ods.adapters.catalog.records import (
+    ChunkRecord,
+    CitationRecord,
+    ConversationRecord,
+    DatasetRecord,
+    DatasetVersionRecord,
+    DocumentRecord,
+    EndpointLineage,
+    EndpointRecord,
+    KnowledgeBaseRecord,
+    MessageRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    ValidationRunRecord,
+)
+from ods.adapters.catalog.schema import (
+    Chunk,
+    Citation,
+    Conversation,
+    Dataset,
+    DatasetStatus,
+    DatasetVersion,
+    Document,
+    DocumentStatus,
+    DocumentVersion,
+    Endpoint,
+    EndpointBackend,
+    EndpointStatus,
+    KnowledgeBase,
+    Message,
+    MessageRole,
+    Model,
+    ModelStatus,
+    ModelVersion,
+    ValidationRun,
+    utcnow,
+)
+from ods.errors import CatalogError, NotFoundError
+
+T = TypeVar("T")
+WRITE_ATTEMPTS = 5
+"""How often a write is tried when a concurrent writer keeps winning the same unique key."""
+_LISTED_NAMES = 20
+
+
+class Catalog:
+    """The lineage graph over one database, migrated to the newest schema on first use."""
+
+    def __init__(self, engine: Engine, *, auto_migrate: bool = True) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._migrated = not auto_migrate
+        self._migrate_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, echo: bool = False, connect_timeout_s: float = 5.0) -> Self:
+        """A catalog at ``url`` (nothing connects until the first call)."""
+        return cls(create_catalog_engine(url, echo=echo, connect_timeout_s=connect_timeout_s))
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (for migrations and diagnostics)."""
+        return self._engine
+
+    def migrate(self) -> str:
+        """Bring the schema to the newest revision now and return it (what ``ods init`` calls)."""
+        revision = migrate(self._engine)
+        self._migrated = True
+        return revision
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- datasets -------------------------------------------------------------------------------------
+
+    def ensure_dataset(self, name: str, description: str | None = None) -> DatasetRecord:
+        """The dataset called ``name``, created if missing; a given description replaces the stored one."""
+        _check_name("dataset", name)
+
+        def work(session: Session) -> DatasetRecord:
+            dataset = _get_or_create_dataset(session, name, description)
+            return _dataset_record(session, dataset)
+
+        return self._write(work)
+
+    def add_dataset_version(
+        self,
+        dataset_name: str,
+        *,
+        content_hash: str,
+        uri: str,
+        schema: dict[str, Any],
+        profile: dict[str, Any],
+        row_count: int,
+        size_bytes: int,
+        status: DatasetStatus,
+        source_uri: str | None = None,
+        source_etag: str | None = None,
+        source_sha256: str | None = None,
+        spec_hash: str | None = None,
+        flow_run_id: str | None = None,
+        parents: Iterable[int] = (),
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> DatasetVersionRecord:
+        """Record a dataset version, numbered after the dataset's newest one.
+
+        Idempotent by content: when ``content_hash`` is already recorded for the dataset, that version is
+        returned unchanged, whatever its status. ``parents`` are ids of the versions it was derived from.
+        """
+        _check_name("dataset", dataset_name)
+        _check_choice("dataset status", status, DatasetStatus)
+        parent_ids = sorted(set(parents))
+
+        def work(session: Session) -> DatasetVersionRecord:
+            dataset = _get_or_create_dataset(session, dataset_name, description)
+            existing = session.scalar(
+                select(DatasetVersion).where(
+                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == content_hash
+                )
+            )
+            if existing is not None:
+                return _dataset_version_record(existing, dataset.name)
+            parent_rows = _require_rows(
+                session, DatasetVersion, DatasetVersion.id, parent_ids, "dataset version"
+            )
+            newest = session.scalar(
+                select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id)
+            )
+            row = DatasetVersion(
+                dataset_id=dataset.id,
+                version=(newest or 0) + 1,
+                content_hash=content_hash,
+                uri=uri,
+                schema=schema,
+                profile=profile,
+                row_count=row_count,
+                size_bytes=size_bytes,
+                status=status,
+                reason=reason,
+                source_uri=source_uri,
+                source_etag=source_etag,
+                source_sha256=source_sha256,
+                spec_hash=spec_hash,
+                flow_run_id=flow_run_id,
+                parents=parent_rows,
+            )
+            session.add(row)
+            session.flush()
+            return _dataset_version_record(row, dataset.name)
+
+        return self._write(work)
+
+    def find_dataset_version(
+        self, name: str, *, source_sha256: str, spec_hash: str
+    ) -> DatasetVersionRecord | None:
+        """The newest version of ``name`` made from these source bytes with this spec, if any."""
+
+        def work(session: Session) -> DatasetVersionRecord | None:
+            row = session.scalar(
+                select(DatasetVersion)
+                .join(Dataset)
+                .where(
+                    Dataset.name == name,
+                    DatasetVersion.source_sha256 == source_sha256,
+                    DatasetVersion.spec_hash == spec_hash,
+                )
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(DatasetVersion.version.desc())
+                .limit(1)
+            )
+            return None if row is None else _dataset_version_record(row, name)
+
+        return self._read(work)
+
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersionRecord:
+        """Version ``version`` of dataset ``name``, or its newest registered version when ``None``."""
+
+        def work(session: Session) -> DatasetVersionRecord:
+            dataset = _dataset_named(session, name)
+            query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+            if version is None:
+                query = query.where(DatasetVersion.status == "registered")
+            else:
+                query = query.where(DatasetVersion.version == version)
+            row = session.scalar(query.order_by(DatasetVersion.version.desc()).limit(1))
+            if row is None:
+                versions = session.execute(
+                    select(DatasetVersion.version, DatasetVersion.status)
+                    .where(DatasetVersion.dataset_id == dataset.id)
+                    .order_by(DatasetVersion.version)
+                ).all()
+                raise NotFoundError(_missing_version_message("dataset", name, version, versions))
+            return _dataset_version_record(row, dataset.name)
+
+        return self._read(work)
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        """Every dataset, by name."""
+
+        def work(session: Session) -> list[DatasetRecord]:
+            datasets = session.scalars(select(Dataset).order_by(Dataset.name)).all()
+            return [_dataset_record(session, dataset) for dataset in datasets]
+
+        return self._read(work)
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersionRecord]:
+        """Every version of dataset ``name`` (registered and rejected), oldest first."""
+
+        def work(session: Session) -> list[DatasetVersionRecord]:
+            dataset = _dataset_named(session, name)
+            rows = session.scalars(
+                select(DatasetVersion)
+                .where(DatasetVersion.dataset_id == dataset.id)
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(DatasetVersion.version)
+            ).all()
+            return [_dataset_version_record(row, dataset.name) for row in rows]
+
+        return self._read(work)
+
+    def add_validation_run(
+        self,
+        dataset_version_id: int,
+        *,
+        success: bool,
+        results: dict[str, Any],
+        quarantine_uri: str | None = None,
+    ) -> ValidationRunRecord:
+        """Record the outcome of validating a dataset version."""
+
+        def work(session: Session) -> ValidationRunRecord:
+            _require_rows(session, DatasetVersion, DatasetVersion.id, [dataset_version_id], "dataset version")
+            row = ValidationRun(
+                dataset_version_id=dataset_version_id,
+                success=success,
+                results=results,
+                quarantine_uri=quarantine_uri,
+            )
+            session.add(row)
+            session.flush()
+            return ValidationRunRecord(
+                id=row.id,
+                dataset_version_id=row.dataset_version_id,
+                success=row.success,
+                results=row.results,
+                quarantine_uri=row.quarantine_uri,
+                created_at=row.created_at,
+            )
+
+        return self._write(work)
+
+    # -- models and endpoints ------------------------------------------------------------------------
+
+    def ensure_model(self, name: str, description: str | None = None) -> ModelRecord:
+        """The model called ``name``, created if missing; a given description replaces the stored one."""
+        _check_name("model", name)
+
+        def work(session: Session) -> ModelRecord:
+            return _model_record(_get_or_create_model(session, name, description))
+
+        return self._write(work)
+
+    def add_model_version(
+        self,
+        model_name: str,
+        *,
+        trainer: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        artifact_uri: str,
+        dataset_version_id: int | None = None,
+        code_version: str | None = None,
+        flow_run_id: str | None = None,
+        status: ModelStatus = "registered",
+    ) -> ModelVersionRecord:
+        """Record a trained model version, numbered after the model's newest one.
+
+        A retried flow run does not register twice: a version already recorded for the same model and
+        ``flow_run_id`` is returned unchanged.
+        """
+        _check_name("model", model_name)
+        _check_choice("model status", status, ModelStatus)
+
+        def work(session: Session) -> ModelVersionRecord:
+            model = _get_or_create_model(session, model_name, None)
+            if flow_run_id is not None:
+                existing = session.scalar(
+                    select(ModelVersion)
+                    .where(ModelVersion.model_id == model.id, ModelVersion.flow_run_id == flow_run_id)
+                    .order_by(ModelVersion.version)
+                    .limit(1)
+                )
+                if existing is not None:
+                    return _model_version_record(existing, model.name)
+            if dataset_version_id is not None:
+                _require_rows(
+                    session, DatasetVersion, DatasetVersion.id, [dataset_version_id], "dataset version"
+                )
+            newest = session.scalar(
+                select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+            )
+            row = ModelVersion(
+                model_id=model.id,
+                version=(newest or 0) + 1,
+                trainer=trainer,
+                params=params,
+                metrics=metrics,
+                artifact_uri=artifact_uri,
+                dataset_version_id=dataset_version_id,
+                code_version=code_version,
+                flow_run_id=flow_run_id,
+                status=status,
+            )
+            session.add(row)
+            session.flush()
+            return _model_version_record(row, model.name)
+
+        return self._write(work)
+
+    def get_model_version(self, name: str, version: int | None = None) -> ModelVersionRecord:
+        """Version ``version`` of model ``name``, or its newest registered version when ``None``."""
+
+        def work(session: Session) -> ModelVersionRecord:
+            model = session.scalar(select(Model).where(Model.name == name))
+            if model is None:
+                raise NotFoundError(_missing_name_message(session, "model", name, Model.name))
+            query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+            if version is None:
+                query = query.where(ModelVersion.status == "registered")
+            else:
+                query = query.where(ModelVersion.version == version)
+            row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
+            if row is None:
+                versions = session.execute(
+                    select(ModelVersion.version, ModelVersion.status)
+                    .where(ModelVersion.model_id == model.id)
+                    .order_by(ModelVersion.version)
+                ).all()
+                raise NotFoundError(_missing_version_message("model", name, version, versions))
+            return _model_version_record(row, model.name)
+
+        return self._read(work)
+
+    def add_endpoint(
+        self,
+        model_version_id: int,
+        *,
+        backend: EndpointBackend,
+        url: str,
+        status: EndpointStatus = "starting",
+    ) -> EndpointRecord:
+        """Record an endpoint serving a model version."""
+        _check_choice("endpoint backend", backend, EndpointBackend)
+        _check_choice("endpoint status", status, EndpointStatus)
+
+        def work(session: Session) -> EndpointRecord:
+            _require_rows(session, ModelVersion, ModelVersion.id, [model_version_id], "model version")
+            row = Endpoint(model_version_id=model_version_id, backend=backend, url=url, status=status)
+            session.add(row)
+            session.flush()
+            return _endpoint_record(session, row)
+
+        return self._write(work)
+
+    def set_endpoint_status(
+        self, endpoint_id: int, status: EndpointStatus, *, log_tail: str | None = None, url: str | None = None
+    ) -> EndpointRecord:
+        """Move an endpoint to ``status``; a given ``log_tail`` or ``url`` replaces the stored one."""
+        _check_choice("endpoint status", status, EndpointStatus)
+
+        def work(session: Session) -> EndpointRecord:
+            row = session.get(Endpoint, endpoint_id)
+            if row is None:
+                raise NotFoundError(f"no endpoint with id {endpoint_id}")
+            row.status = status
+            if log_tail is not None:
+                row.log_tail = log_tail
+            if url is not None:
+                row.url = url
+            session.flush()
+            return _endpoint_record(session, row)
+
+        return self._write(work)
+
+    def active_endpoint(self, model_name: str) -> EndpointRecord | None:
+        """The most recently activated endpoint serving any version of ``model_name``, if one is active."""
+
+        def work(session: Session) -> EndpointRecord | None:
+            row = session.scalar(
+                select(Endpoint)
+                .join(ModelVersion, Endpoint.model_version_id == ModelVersion.id)
+                .join(Model, ModelVersion.model_id == Model.id)
+                .where(Model.name == model_name, Endpoint.status == "active")
+                .order_by(Endpoint.updated_at.desc(), Endpoint.id.desc())
+                .limit(1)
+            )
+            return None if row is None else _endpoint_record(session, row)
+
+        return self._read(work)
+
+    def lineage_of_endpoint(self, endpoint_id: int) -> EndpointLineage:
+        """Endpoint → model version → dataset version → source URI and ETag, in one query."""
+
+        def work(session: Session) -> EndpointLineage:
+            found = session.execute(
+                select(Endpoint, ModelVersion, Model, DatasetVersion, Dataset)
+                .join(ModelVersion, Endpoint.model_version_id == ModelVersion.id)
+                .join(Model, ModelVersion.model_id == Model.id)
+                .outerjoin(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+                .outerjoin(Dataset, DatasetVersion.dataset_id == Dataset.id)
+                .where(Endpoint.id == endpoint_id)
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(f"no endpoint with id {endpoint_id}")
+            endpoint, model_version, model, data_version, dataset = found
+            return EndpointLineage(
+                endpoint_id=endpoint.id,
+                endpoint_url=endpoint.url,
+                endpoint_status=endpoint.status,
+                backend=endpoint.backend,
+                model_name=model.name,
+                model_version=model_version.version,
+                model_version_id=model_version.id,
+                artifact_uri=model_version.artifact_uri,
+                dataset_name=None if dataset is None else dataset.name,
+                dataset_version=None if data_version is None else data_version.version,
+                dataset_version_id=None if data_version is None else data_version.id,
+                content_hash=None if data_version is None else data_version.content_hash,
+                dataset_uri=None if data_version is None else data_version.uri,
+                source_uri=None if data_version is None else data_version.source_uri,
+                source_etag=None if data_version is None else data_version.source_etag,
+            )
+
+        return self._read(work)
+
+    # -- knowledge bases and documents ---------------------------------------------------------------
+
+    def ensure_knowledge_base(
+        self,
+        name: str,
+        *,
+        embedding_model: str,
+        embedding_dim: int,
+        collection_name: str,
+        source_uri: str | None = None,
+    ) -> KnowledgeBaseRecord:
+        """The knowledge base ``name``, created if missing; a given ``source_uri`` replaces the stored one.
+
+        An existing knowledge base indexed with another embedding model, dimension or collection is an
+        error: its vectors would not match the new model.
+        """
+        _check_name("knowledge base", name)
+
+        def work(session: Session) -> KnowledgeBaseRecord:
+            base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+            if base is None:
+                base = KnowledgeBase(
+                    name=name,
+                    source_uri=source_uri,
+                    embedding_model=embedding_model,
+                    embedding_dim=embedding_dim,
+                    collection_name=collection_name,
+                )
+                session.add(base)
+                session.flush()
+                return _knowledge_base_record(base)
+            stored = (base.embedding_model, base.embedding_dim, base.collection_name)
+            if stored != (embedding_model, embedding_dim, collection_name):
+                raise CatalogError(
+                    f"knowledge base {name!r} is indexed with {base.embedding_model} ({base.embedding_dim} dims) "
+                    f"in collection {base.collection_name!r}, not {embedding_model} ({embedding_dim} dims) in "
+                    f"{collection_name!r}; use the same embedding model or a new knowledge base name"
+                )
+            if source_uri is not None and base.source_uri != source_uri:
+                base.source_uri = source_uri
+                session.flush()
+            return _knowledge_base_record(base)
+
+        return self._write(work)
+
+    def get_knowledge_base(self, name: str) -> KnowledgeBaseRecord:
+        """The knowledge base called ``name``."""
+        return self._read(lambda session: _knowledge_base_record(_knowledge_base_named(session, name)))
+
+    def record_document_version(
+        self,
+        kb: str,
+        uri: str,
+        sha256: str,
+        *,
+        etag: str | None,
+        status: DocumentStatus,
+        reason: str | None = None,
+        chunk_count: int = 0,
+        parser: str | None = None,
+        timings: dict[str, Any] | None = None,
+    ) -> DocumentRecord:
+        """Record that document ``uri`` of knowledge base ``kb`` now has content ``sha256``.
+
+        Upsert by (document, sha256): the version's etag, status, reason, chunk count, parser and timings
+        are replaced, and it becomes the document's current version.
+        """
+        _check_choice("document status", status, DocumentStatus)
+
+        def work(session: Session) -> DocumentRecord:
+            base = _knowledge_base_named(session, kb)
+            document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
+            if document is None:
+                document = Document(kb_id=base.id, uri=uri, status=status)
+                session.add(document)
+                session.flush()
+            version = session.scalar(
+                select(DocumentVersion).where(
+                    DocumentVersion.document_id == document.id, DocumentVersion.sha256 == sha256
+                )
+            )
+            if version is None:
+                version = DocumentVersion(document_id=document.id, sha256=sha256)
+                session.add(version)
+            version.etag = etag
+            version.status = status
+            version.reason = reason
+            version.chunk_count = chunk_count
+            version.parser = parser
+            version.timings = timings
+            session.flush()
+            document.status = status
+            document.current_version_id = version.id
+            session.flush()
+            return _document_record(base.name, document, version)
+
+        return self._write(work)
+
+    def documents(self, kb: str, status: DocumentStatus | None = None) -> list[DocumentRecord]:
+        """The documents of knowledge base ``kb`` (optionally only those in ``status``), by URI."""
+        if status is not None:
+            _check_choice("document status", status, DocumentStatus)
+
+        def work(session: Session) -> list[DocumentRecord]:
+            base = _knowledge_base_named(session, kb)
+            query = (
+                select(Document, DocumentVersion)
+                .outerjoin(DocumentVersion, Document.current_version_id == DocumentVersion.id)
+                .where(Document.kb_id == base.id)
+                .order_by(Document.uri)
+            )
+            if status is not None:
+                query = query.where(Document.status == status)
+            return [_document_record(base.name, doc, version) for doc, version in session.execute(query)]
+
+        return self._read(work)
+
+    def mark_document_deleted(self, kb: str, uri: str) -> DocumentRecord:
+        """Mark document ``uri`` (and its current version) deleted; repeating it changes nothing."""
+
+        def work(session: Session) -> DocumentRecord:
+            base = _knowledge_base_named(session, kb)
+            document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
+            if document is None:
+                raise NotFoundError(f"knowledge base {kb!r} has no document {uri!r}")
+            version = None
+            if document.current_version_id is not None:
+                version = session.get(DocumentVersion, document.current_version_id)
+            document.status = "deleted"
+            if version is not None:
+                version.status = "deleted"
+            session.flush()
+            return _document_record(base.name, document, version)
+
+        return self._write(work)
+
+    def add_chunks(self, document_version_id: int, chunks: Iterable[ChunkRecord]) -> int:
+        """Record the chunks of a document version; chunks already recorded are skipped.
+
+        Returns how many chunks were new.
+        """
+        unique = list({chunk.id: chunk for chunk in chunks}.values())
+
+        def work(session: Session) -> int:
+            _require_rows(
+                session, DocumentVersion, DocumentVersion.id, [document_version_id], "document version"
+            )
+            known = set(
+                session.scalars(select(Chunk.id).where(Chunk.document_version_id == document_version_id))
+            )
+            new = [chunk for chunk in unique if chunk.id not in known]
+            session.add_all(
+                Chunk(
+                    id=chunk.id,
+                    document_version_id=document_version_id,
+                    chunk_index=chunk.chunk_index,
+                    page=chunk.page,
+                    heading=chunk.heading,
+                    char_count=chunk.char_count,
+                )
+                for chunk in new
+            )
+            session.flush()
+            return len(new)
+
+        return self._write(work)
+
+    # -- conversations -------------------------------------------------------------------------------
+
+    def create_conversation(self, title: str) -> ConversationRecord:
+        """Start a conversation; its id is a fresh uuid4 hex string."""
+
+        def work(session: Session) -> ConversationRecord:
+            row = Conversation(id=uuid.uuid4().hex, title=title)
+            session.add(row)
+            session.flush()
+            return _conversation_record(row)
+
+        return self._write(work)
+
+    def add_message(
+        self,
+        conversation_id: str,
+        role: MessageRole,
+        content: str,
+        *,
+        sql: str | None = None,
+        model: str | None = None,
+        usage: dict[str, Any] | None = None,
+        citations: Sequence[CitationRecord] = (),
+    ) -> MessageRecord:
+        """Append a message (with the sources it cites) to a conversation."""
+        _check_choice("message role", role, MessageRole)
+
+        def work(session: Session) -> MessageRecord:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFoundError(f"no conversation with id {conversation_id!r}")
+            _require_citation_targets(session, citations)
+            message = Message(
+                conversation_id=conversation_id,
+                role=role,
+                content=content,
+                sql=sql,
+                model=model,
+                usage=usage,
+                citations=[
+                    Citation(
+                        marker=citation.marker,
+                        chunk_id=citation.chunk_id,
+                        document_version_id=citation.document_version_id,
+                        dataset_version_id=citation.dataset_version_id,
+                    )
+                    for citation in citations
+                ],
+            )
+            session.add(message)
+            conversation.updated_at = utcnow()
+            session.flush()
+            return _message_record(message)
+
+        return self._write(work)
+
+    def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        """A conversation with its messages (oldest first) and their citations."""
+
+        def work(session: Session) -> ConversationRecord:
+            row = session.scalar(
+                select(Conversation)
+                .where(Conversation.id == conversation_id)
+                .options(selectinload(Conversation.messages).selectinload(Message.citations))
+            )
+            if row is None:
+                raise NotFoundError(f"no conversation with id {conversation_id!r}")
+            return _conversation_record(row, with_messages=True)
+
+        return self._read(work)
+
+    def list_conversations(self) -> list[ConversationRecord]:
+        """Every conversation, most recently active first, without messages."""
+
+        def work(session: Session) -> list[ConversationRecord]:
+            rows = session.scalars(
+                select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id)
+            ).all()
+            return [_conversation_record(row) for row in rows]
+
+        return self._read(work)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation; the database cascades to its messages and citations."""
+
+        def work(session: Session) -> None:
+            if session.get(Conversation, conversation_id) is None:
+                raise NotFoundError(f"no conversation with id {conversation_id!r}")
+            session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+
+        self._write(work)
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        if not self._migrated:
+            with self._migrate_lock:
+                if not self._migrated:
+                    self.migrate()
+        with translate_errors(self._engine), self._sessions() as session:
+            yield session
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with self._session() as session:
+            return work(session)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction, again when a concurrent writer took the same unique key."""
+        attempt = 1
+        while True:
+            try:
+                with self._session() as session, session.begin():
+                    begin_write(session.connection())
+                    return work(session)
+            except IntegrityError as error:
+                if not _is_unique_violation(error):
+                    raise CatalogError(f"catalog refused the write: {_first_line(error.orig)}") from error
+                if attempt >= WRITE_ATTEMPTS:
+                    raise CatalogError(
+                        f"catalog write still conflicts after {attempt} attempts: {_first_line(error.orig)}"
+                    ) from error
+                attempt += 1
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "UNIQUE constraint failed" in str(error.orig)
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
+
+
+def _check_name(kind: str, name: str) -> None:
+    """Names come from people (CLI, specs), so a bad one is a CatalogError they can act on."""
+    if not name or not name.strip() or len(name) > 200:
+        raise CatalogError(f"{kind} name must be 1 to 200 characters, not only spaces; got {name!r}")
+
+
+def _check_choice(what: str, value: str, choices: Any) -> None:
+    """Statuses and roles come from code typed with a ``Literal``; a wrong one is a programming error."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _require_rows(
+    session: Session, entity: type[T], key: InstrumentedAttribute[int], ids: Sequence[int], what: str
+) -> list[T]:
+    """The rows of ``entity`` whose ``key`` is in ``ids``; NotFoundError naming any that do not exist."""
+    if not ids:
+        return []
+    rows = list(session.scalars(select(entity).where(key.in_(ids))))
+    found = {getattr(row, key.key) for row in rows}
+    missing = [value for value in ids if value not in found]
+    if missing:
+        raise NotFoundError(f"no {what} with id {', '.join(map(str, missing))}")
+    return rows
+
+
+def _require_citation_targets(session: Session, citations: Sequence[CitationRecord]) -> None:
+    chunk_ids = sorted({c.chunk_id for c in citations if c.chunk_id is not None})
+    if chunk_ids:
+        found = set(session.scalars(select(Chunk.id).where(Chunk.id.in_(chunk_ids))))
+        missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in found]
+        if missing:
+            raise NotFoundError(f"citation names unknown chunk {', '.join(missing)}")
+    document_version_ids = sorted({c.document_version_id for c in citations if c.document_version_id})
+    _require_rows(session, DocumentVersion, DocumentVersion.id, document_version_ids, "document version")
+    dataset_version_ids = sorted({c.dataset_version_id for c in citations if c.dataset_version_id})
+    _require_rows(session, DatasetVersion, DatasetVersion.id, dataset_version_ids, "dataset version")
+
+
+def _get_or_create_dataset(session: Session, name: str, description: str | None) -> Dataset:
+    """The dataset row, locked until commit so concurrent writers number its versions one at a time."""
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name).with_for_update())
+    if dataset is None:
+        dataset = Dataset(name=name, description=description)
+        session.add(dataset)
+        session.flush()
+    elif description is not None and dataset.description != description:
+        dataset.description = description
+        session.flush()
+    return dataset
+
+
+def _get_or_create_model(session: Session, name: str, description: str | None) -> Model:
+    """The model row, locked until commit so concurrent writers number its versions one at a time."""
+    model = session.scalar(select(Model).where(Model.name == name).with_for_update())
+    if model is None:
+        model = Model(name=name, description=description)
+        session.add(model)
+        session.flush()
+    elif description is not None and model.description != description:
+        model.description = description
+        session.flush()
+    return model
+
+
+def _dataset_named(session: Session, name: str) -> Dataset:
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        raise NotFoundError(_missing_name_message(session, "dataset", name, Dataset.name))
+    return dataset
+
+
+def _knowledge_base_named(session: Session, name: str) -> KnowledgeBase:
+    base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+    if base is None:
+        raise NotFoundError(_missing_name_message(session, "knowledge base", name, KnowledgeBase.name))
+    return base
+
+
+def _missing_name_message(session: Session, kind: str, name: str, column: InstrumentedAttribute[str]) -> str:
+    names = list(session.scalars(select(column).order_by(column).limit(_LISTED_NAMES + 1)))
+    if not names:
+        return f"no {kind} named {name!r}; the catalog holds no {kind}s yet"
+    shown = ", ".join(names[:_LISTED_NAMES]) + (", ..." if len(names) > _LISTED_NAMES else "")
+    return f"no {kind} named {name!r}; known {kind}s: {shown}"
+
+
+def _missing_version_message(
+    kind: str, name: str, version: int | None, versions: Sequence[tuple[int, str]]
+) -> str:
+    existing = ", ".join(f"{number} ({status})" for number, status in versions) or "none"
+    if version is None:
+        return f"{kind} {name!r} has no registered version; versions: {existing}"
+    return f"{kind} {name!r} has no version {version}; versions: {existing}"
+
+
+def _dataset_record(session: Session, dataset: Dataset) -> DatasetRecord:
+    latest, count = session.execute(
+        select(
+            func.max(DatasetVersion.version).filter(DatasetVersion.status == "registered"),
+            func.count(DatasetVersion.id),
+        ).where(DatasetVersion.dataset_id == dataset.id)
+    ).one()
+    return DatasetRecord(
+        id=dataset.id,
+        name=dataset.name,
+        description=dataset.description,
+        created_at=dataset.created_at,
+        latest_version=latest,
+        version_count=count,
+    )
+
+
+def _dataset_version_record(row: DatasetVersion, dataset_name: str) -> DatasetVersionRecord:
+    return DatasetVersionRecord(
+        id=row.id,
+        dataset_id=row.dataset_id,
+        dataset_name=dataset_name,
+        version=row.version,
+        content_hash=row.content_hash,
+        uri=row.uri,
+        schema=row.schema,
+        profile=row.profile,
+        row_count=row.row_count,
+        size_bytes=row.size_bytes,
+        status=row.status,
+        reason=row.reason,
+        source_uri=row.source_uri,
+        source_etag=row.source_etag,
+        source_sha256=row.source_sha256,
+        spec_hash=row.spec_hash,
+        flow_run_id=row.flow_run_id,
+        parent_ids=tuple(sorted(parent.id for parent in row.parents)),
+        created_at=row.created_at,
+    )
+
+
+def _model_record(row: Model) -> ModelRecord:
+    return ModelRecord(id=row.id, name=row.name, description=row.description, created_at=row.created_at)
+
+
+def _model_version_record(row: ModelVersion, model_name: str) -> ModelVersionRecord:
+    return ModelVersionRecord(
+        id=row.id,
+        model_id=row.model_id,
+        model_name=model_name,
+        version=row.version,
+        trainer=row.trainer,
+        params=row.params,
+        metrics=row.metrics,
+        artifact_uri=row.artifact_uri,
+        dataset_version_id=row.dataset_version_id,
+        code_version=row.code_version,
+        flow_run_id=row.flow_run_id,
+        status=row.status,
+        created_at=row.created_at,
+    )
+
+
+def _endpoint_record(session: Session, row: Endpoint) -> EndpointRecord:
+    model_name, model_version = session.execute(
+        select(Model.name, ModelVersion.version)
+        .join(ModelVersion, ModelVersion.model_id == Model.id)
+        .where(ModelVersion.id == row.model_version_id)
+    ).one()
+    return EndpointRecord(
+        id=row.id,
+        model_version_id=row.model_version_id,
+        model_name=model_name,
+        model_version=model_version,
+        backend=row.backend,
+        url=row.url,
+        status=row.status,
+        log_tail=row.log_tail,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _knowledge_base_record(row: KnowledgeBase) -> KnowledgeBaseRecord:
+    return KnowledgeBaseRecord(
+        id=row.id,
+        name=row.name,
+        source_uri=row.source_uri,
+        embedding_model=row.embedding_model,
+        embedding_dim=row.embedding_dim,
+        collection_name=row.collection_name,
+        created_at=row.created_at,
+    )
+
+
+def _document_record(kb_name: str, document: Document, version: DocumentVersion | None) -> DocumentRecord:
+    return DocumentRecord(
+        id=document.id,
+        kb_name=kb_name,
+        uri=document.uri,
+        status=document.status,
+        version_id=None if version is None else version.id,
+        sha256=None if version is None else version.sha256,
+        etag=None if version is None else version.etag,
+        reason=None if version is None else version.reason,
+        chunk_count=0 if version is None else version.chunk_count,
+        parser=None if version is None else version.parser,
+        timings=None if version is None else version.timings,
+        created_at=document.created_at,
+        updated_at=document.updated_at,
+    )
+
+
+def _message_record(row: Message) -> MessageRecord:
+    return MessageRecord(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        content=row.content,
+        sql=row.sql,
+        model=row.model,
+        usage=row.usage,
+        created_at=row.created_at,
+        citations=tuple(
+            CitationRecord(
+                marker=citation.marker,
+                chunk_id=citation.chunk_id,
+                document_version_id=citation.document_version_id,
+                dataset_version_id=citation.dataset_version_id,
+            )
+            for citation in row.citations
+        ),
+    )
+
+
+def _conversation_record(row: Conversation, *, with_messages: bool = False) -> ConversationRecord:
+    return ConversationRecord(
+        id=row.id,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        messages=tuple(_message_record(message) for message in row.messages) if with_messages else (),
+    )

@@ -1,0 +1,353 @@
+"""The catalog's tables: one lineage graph from raw file to model endpoint and from document to citation.
+
+Every arrow (dataset version → model version → endpoint, document version → chunk → citation) is a
+foreign key. Enumerated columns are strings guarded by CHECK constraints (portable, easy to extend by a
+migration); JSON columns are JSONB on PostgreSQL; timestamps are timezone-aware UTC on every backend.
+Constraint names come from the naming convention, so migrations can address them by name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, get_args
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+DatasetStatus = Literal["registered", "rejected"]
+ModelStatus = Literal["registered", "rejected"]
+EndpointBackend = Literal["vllm", "transformers", "openai"]
+EndpointStatus = Literal["starting", "active", "failed", "stopped"]
+DocumentStatus = Literal["indexed", "quarantined", "deleted"]
+MessageRole = Literal["user", "assistant", "system"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""A JSON object column: JSONB on PostgreSQL, JSON text elsewhere; Python ``None`` is SQL NULL."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the only kind of time the catalog stores)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    SQLite keeps no zone, so values are normalised to UTC on the way in and tagged UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"catalog timestamps must be timezone-aware, got naive {value.isoformat()}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def one_of(column: str, values: Any) -> CheckConstraint:
+    """A CHECK constraint named ``column`` keeping ``column`` within the members of a ``Literal``."""
+    allowed = ", ".join(f"'{value}'" for value in get_args(values))
+    return CheckConstraint(f"{column} IN ({allowed})", name=column)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention and the catalog's column types."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument,
+    }
+
+
+class Dataset(Base):
+    """A named dataset; its content lives in immutable versions."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", passive_deletes=True)
+
+
+dataset_version_parents = Table(
+    "dataset_version_parents",
+    Base.metadata,
+    Column(
+        "child_version_id",
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "parent_version_id",
+        ForeignKey("dataset_versions.id", ondelete="RESTRICT"),
+        primary_key=True,
+        index=True,
+    ),
+)
+"""Derived datasets: which versions a version was computed from."""
+
+
+class DatasetVersion(Base):
+    """One immutable, content-addressed version of a dataset, with its lineage back to the raw file."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version"),
+        UniqueConstraint("dataset_id", "content_hash"),
+        one_of("status", DatasetStatus),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    content_hash: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+    schema: Mapped[dict[str, Any]]
+    profile: Mapped[dict[str, Any]]
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    source_uri: Mapped[str | None] = mapped_column(Text)
+    source_etag: Mapped[str | None] = mapped_column(String(200))
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    spec_hash: Mapped[str | None] = mapped_column(String(64))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="versions")
+    parents: Mapped[list[DatasetVersion]] = relationship(
+        secondary=dataset_version_parents,
+        primaryjoin=lambda: DatasetVersion.id == dataset_version_parents.c.child_version_id,
+        secondaryjoin=lambda: DatasetVersion.id == dataset_version_parents.c.parent_version_id,
+    )
+
+
+class ValidationRun(Base):
+    """The outcome of one quality-gate run over a dataset version."""
+
+    __tablename__ = "validation_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), index=True
+    )
+    success: Mapped[bool] = mapped_column(Boolean)
+    results: Mapped[dict[str, Any]]
+    quarantine_uri: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    """A named model; trained artifacts are its versions."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """One trained model artifact and the dataset version it was trained on."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        one_of("status", ModelStatus),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    trainer: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="RESTRICT"), index=True
+    )
+    code_version: Mapped[str | None] = mapped_column(String(100))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    model: Mapped[Model] = relationship()
+
+
+class Endpoint(Base):
+    """A served model version behind an OpenAI-compatible URL."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (one_of("backend", EndpointBackend), one_of("status", EndpointStatus))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True
+    )
+    backend: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    log_tail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class KnowledgeBase(Base):
+    """A set of documents indexed into one vector collection with one embedding model."""
+
+    __tablename__ = "knowledge_bases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source_uri: Mapped[str | None] = mapped_column(Text)
+    embedding_model: Mapped[str] = mapped_column(String(200))
+    embedding_dim: Mapped[int]
+    collection_name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Document(Base):
+    """A document of a knowledge base, by URI; ``current_version_id`` is the version last recorded."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("kb_id", "uri"), one_of("status", DocumentStatus))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kb_id: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_versions.id", ondelete="SET NULL", use_alter=True), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DocumentVersion(Base):
+    """One content of a document (by sha256) and what indexing it produced."""
+
+    __tablename__ = "document_versions"
+    __table_args__ = (UniqueConstraint("document_id", "sha256"), one_of("status", DocumentStatus))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    chunk_count: Mapped[int] = mapped_column(default=0)
+    parser: Mapped[str | None] = mapped_column(String(100))
+    timings: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Chunk(Base):
+    """A chunk of a document version; ``id`` is the content-derived id also used as the Milvus key."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (UniqueConstraint("document_version_id", "chunk_index"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document_version_id: Mapped[int] = mapped_column(ForeignKey("document_versions.id", ondelete="CASCADE"))
+    chunk_index: Mapped[int]
+    page: Mapped[int | None]
+    heading: Mapped[str | None] = mapped_column(Text)
+    char_count: Mapped[int]
+
+
+class Conversation(Base):
+    """A chat history; ``id`` is a uuid4 hex string."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(
+        order_by=lambda: Message.id, passive_deletes=True, cascade="all, delete-orphan"
+    )
+
+
+class Message(Base):
+    """One turn of a conversation, with the SQL it ran and the sources it cited."""
+
+    __tablename__ = "messages"
+    __table_args__ = (one_of("role", MessageRole),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    sql: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200))
+    usage: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    citations: Mapped[list[Citation]] = relationship(
+        order_by=lambda: (Citation.marker, Citation.id), passive_deletes=True, cascade="all, delete-orphan"
+    )
+
+
+class Citation(Base):
+    """A numbered source of an answer: a chunk (and its document version) or a dataset version.
+
+    The source links survive their targets being pruned (SET NULL), so history stays readable.
+    """
+
+    __tablename__ = "citations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    marker: Mapped[int]
+    chunk_id: Mapped[str | None] = mapped_column(ForeignKey("chunks.id", ondelete="SET NULL"), index=True)
+    document_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document_versions.id", ondelete="SET NULL"), index=True
+    )
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL"), index=True
+    )

@@ -1,0 +1,300 @@
+"""The stages of preparing a dataset version: load spec, fetch source, clean, validate, write, register.
+
+Each function is one stage that a Prefect task wraps (``tasks/datasets.py``); they hold the logic so the
+same code runs from a flow, a test or a script. Identities come from content: a version is found again
+by (source sha256, spec hash) before any work, and its Parquet lives at a key derived from its bytes, so
+re-running on the same input writes nothing new and a crash between "Parquet written" and "catalog row
+committed" is adopted by the next run (same key, same bytes).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ods.adapters.catalog import Catalog
+from ods.adapters.catalog.records import DatasetVersionRecord
+from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
+from ods.domain.hashing import sha256_bytes, stable_id
+from ods.errors import NotFoundError, OdsError
+from ods.settings import Settings
+
+DATASETS_PREFIX = "datasets"
+
+
+class SourceNotFoundError(OdsError):
+    """The spec or the raw table named by a URI or path does not exist."""
+
+
+class DatasetRejectedError(OdsError):
+    """The cleaned data failed its expectations; the version is recorded as rejected."""
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and where it came from."""
+
+    spec: DatasetSpec
+    uri: str
+    base_dir: str | None
+
+    @property
+    def spec_hash(self) -> str:
+        return self.spec.spec_hash()
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """The raw bytes of a source table with its identity."""
+
+    uri: str
+    name: str
+    data: bytes
+    sha256: str
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class WrittenTable:
+    """A frame stored as zstd Parquet at a content-addressed key."""
+
+    uri: str
+    key: str
+    content_hash: str
+    size_bytes: int
+    written: bool
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog named by the settings (migrated on first use)."""
+    return Catalog.open(
+        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
+    )
+
+
+def _split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise SourceNotFoundError(f"{uri!r} is not an object URI of the form s3://bucket/key")
+    return bucket, key
+
+
+def _store_key(uri: str, store: ObjectStore, settings: Settings) -> str:
+    bucket, key = _split_s3_uri(uri)
+    if store.kind != "minio" or bucket != settings.object_store.bucket:
+        raise SourceNotFoundError(
+            f"{uri!r} is not in the configured object store ({store.location}); "
+            "copy it there or set ODS_OBJECT_STORE__BUCKET"
+        )
+    return key
+
+
+def fetch_bytes(
+    uri: str, settings: Settings, *, base_dir: str | None = None
+) -> tuple[bytes, str, str | None]:
+    """Read a local path (relative ones against ``base_dir``) or an ``s3://bucket/key`` object.
+
+    Returns the bytes, the canonical URI and the ETag (object store only).
+    """
+    if uri.startswith("s3://"):
+        store = build_object_store(settings)
+        key = _store_key(uri, store, settings)
+        try:
+            info = store.stat(key)
+        except NotFoundError:
+            raise SourceNotFoundError(
+                f"no object {uri!r}: check the key (`ods` lists nothing there)"
+            ) from None
+        return store.get_bytes(key), store.uri(key), info.etag
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if not path.is_file():
+        hint = "it is a directory" if path.is_dir() else "no such file"
+        raise SourceNotFoundError(f"cannot read {path}: {hint}; pass an existing file or s3://bucket/key")
+    return path.read_bytes(), path.resolve().as_uri(), None
+
+
+def load_spec(uri: str, settings: Settings) -> LoadedSpec:
+    """Read and validate a dataset spec from a path or object URI."""
+    data, canonical, _ = fetch_bytes(uri, settings)
+    name = uri.rsplit("/", 1)[-1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise OdsError(f"{name}: the spec is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    spec = parse_dataset_spec(text, source_name=name)
+    base_dir = (
+        None
+        if uri.startswith("s3://")
+        else str(Path(uri.removeprefix("file://")).expanduser().resolve().parent)
+    )
+    return LoadedSpec(spec=spec, uri=canonical, base_dir=base_dir)
+
+
+def fetch_source(loaded: LoadedSpec, settings: Settings, source: str | None = None) -> SourceData:
+    """The raw table's bytes: ``source`` when given, else the spec's ``source.uri``."""
+    uri = source or loaded.spec.source.uri
+    data, canonical, etag = fetch_bytes(uri, settings, base_dir=None if source else loaded.base_dir)
+    return SourceData(
+        uri=canonical, name=uri.rsplit("/", 1)[-1], data=data, sha256=sha256_bytes(data), etag=etag
+    )
+
+
+def find_prepared_version(
+    catalog: Catalog, loaded: LoadedSpec, source: SourceData
+) -> DatasetVersionRecord | None:
+    """The version an earlier run made from the same source bytes and spec, if any."""
+    return catalog.find_dataset_version(
+        loaded.spec.name, source_sha256=source.sha256, spec_hash=loaded.spec_hash
+    )
+
+
+def table_to_parquet(frame: pd.DataFrame) -> bytes:
+    """Deterministic zstd Parquet bytes of ``frame`` (same frame, same bytes)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
+    return buffer.getvalue()
+
+
+def write_parquet(store: ObjectStore, prefix: str, frame: pd.DataFrame) -> WrittenTable:
+    """Store ``frame`` at ``<prefix>/<sha256>.parquet`` unless those exact bytes are already there."""
+    data = table_to_parquet(frame)
+    content_hash = sha256_bytes(data)
+    key = f"{prefix}/{content_hash}.parquet"
+    written = False
+    if not store.exists(key) or store.stat(key).sha256 not in (content_hash, None):
+        store.put_bytes(key, data, content_type="application/vnd.apache.parquet")
+        written = True
+    return WrittenTable(
+        uri=store.uri(key), key=key, content_hash=content_hash, size_bytes=len(data), written=written
+    )
+
+
+def frame_schema(frame: pd.DataFrame) -> dict[str, Any]:
+    """Column names and Arrow types, as stored with the version."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    return {"columns": [{"name": field.name, "type": str(field.type)} for field in schema]}
+
+
+def dataset_prefix(name: str) -> str:
+    """Where the versions of dataset ``name`` live in the object store."""
+    return f"{DATASETS_PREFIX}/{name}"
+
+
+@dataclass(frozen=True)
+class PreparedVersion:
+    """What a prepare run produced: the catalog record plus what a person needs to find it."""
+
+    record: DatasetVersionRecord
+    quarantine_uri: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (flow result, event payload basis, CLI output)."""
+        record = self.record
+        return {
+            "dataset": record.dataset_name,
+            "version": record.version,
+            "version_id": record.id,
+            "status": record.status,
+            "uri": record.uri,
+            "rows": record.row_count,
+            "size_bytes": record.size_bytes,
+            "content_hash": record.content_hash,
+            "quarantine_uri": self.quarantine_uri,
+            "reason": record.reason,
+        }
+
+
+def register_version(
+    catalog: Catalog,
+    loaded: LoadedSpec,
+    source: SourceData,
+    written: WrittenTable,
+    *,
+    frame: pd.DataFrame,
+    profile: dict[str, Any],
+    validation_rows: list[dict[str, Any]],
+    flow_run_id: str | None,
+) -> PreparedVersion:
+    """Record a registered version (idempotent by content hash) and its validation run."""
+    record = catalog.add_dataset_version(
+        loaded.spec.name,
+        content_hash=written.content_hash,
+        uri=written.uri,
+        schema=frame_schema(frame),
+        profile=profile,
+        row_count=len(frame),
+        size_bytes=written.size_bytes,
+        status="registered",
+        source_uri=source.uri,
+        source_etag=source.etag,
+        source_sha256=source.sha256,
+        spec_hash=loaded.spec_hash,
+        flow_run_id=flow_run_id,
+        description=loaded.spec.description or None,
+    )
+    catalog.add_validation_run(record.id, success=True, results={"expectations": validation_rows})
+    return PreparedVersion(record=record)
+
+
+def reject_version(
+    catalog: Catalog,
+    store: ObjectStore,
+    loaded: LoadedSpec,
+    source: SourceData,
+    *,
+    frame: pd.DataFrame,
+    failing_rows: list[int],
+    profile: dict[str, Any],
+    validation_rows: list[dict[str, Any]],
+    reason: str,
+    flow_run_id: str | None,
+) -> PreparedVersion:
+    """Quarantine the failing rows and record the version as rejected; nothing is registered."""
+    quarantine = write_parquet(
+        store,
+        f"{dataset_prefix(loaded.spec.name)}/quarantine",
+        frame.iloc[failing_rows].reset_index(drop=True),
+    )
+    # Keyed by data *and* spec: the same data may pass later under a revised spec and must then get a
+    # registered version of its own instead of finding this rejected one.
+    content_hash = stable_id("rejected", sha256_bytes(table_to_parquet(frame)), loaded.spec_hash, length=64)
+    record = catalog.add_dataset_version(
+        loaded.spec.name,
+        content_hash=content_hash,
+        uri=quarantine.uri,
+        schema=frame_schema(frame),
+        profile=profile,
+        row_count=len(frame),
+        size_bytes=0,
+        status="rejected",
+        reason=reason,
+        source_uri=source.uri,
+        source_etag=source.etag,
+        source_sha256=source.sha256,
+        spec_hash=loaded.spec_hash,
+        flow_run_id=flow_run_id,
+        description=loaded.spec.description or None,
+    )
+    catalog.add_validation_run(
+        record.id, success=False, results={"expectations": validation_rows}, quarantine_uri=quarantine.uri
+    )
+    return PreparedVersion(record=record, quarantine_uri=quarantine.uri)
+
+
+def rejection_message(prepared: PreparedVersion) -> str:
+    """The one-line error a rejected run ends with."""
+    record = prepared.record
+    return (
+        f"dataset {record.dataset_name!r} v{record.version} rejected: {record.reason}; "
+        f"failing rows quarantined at {prepared.quarantine_uri or record.uri}"
+    )

@@ -1,0 +1,230 @@
+"""Tasks of the prepare_dataset flow: thin wrappers adding retries, logging, artifacts and events.
+
+Frames move between these tasks in memory inside one flow run, so the tasks that take or return a frame
+neither cache nor persist results (hashing or pickling a million-row frame would cost more than the work).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from ods.adapters.catalog.records import DatasetVersionRecord
+from ods.adapters.object_store import build_object_store
+from ods.adapters.tabular_source import read_table
+from ods.domain.cleaning import CleaningResult, apply_cleaning
+from ods.domain.dataset_card import render_dataset_card
+from ods.domain.profiling import profile_frame
+from ods.preparation import (
+    DatasetRejectedError,
+    LoadedSpec,
+    PreparedVersion,
+    SourceData,
+    WrittenTable,
+    dataset_prefix,
+    fetch_source,
+    find_prepared_version,
+    load_spec,
+    open_catalog,
+    register_version,
+    reject_version,
+    rejection_message,
+    write_parquet,
+)
+from ods.quality.validation import ValidationReport, validate_frame
+from ods.settings import get_settings
+from tasks.retry import retry_on_transient_errors
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
+IN_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def _artifact_key(name: str) -> str:
+    return "dataset-" + name.replace("_", "-").lower()
+
+
+@task(name="load-spec", **IO_RETRIES, **IN_MEMORY)
+def load_dataset_spec(spec: str) -> LoadedSpec:
+    """Read and validate the dataset spec."""
+    return load_spec(spec, get_settings())
+
+
+@task(name="fetch-source", **IO_RETRIES, **IN_MEMORY)
+def fetch_raw_source(loaded: LoadedSpec, source: str | None) -> SourceData:
+    """Read the raw table's bytes and hash them."""
+    data = fetch_source(loaded, get_settings(), source)
+    get_run_logger().info("read %s: %d bytes, sha256 %s", data.uri, len(data.data), data.sha256[:12])
+    return data
+
+
+@task(name="find-prepared-version", **IO_RETRIES, **IN_MEMORY)
+def find_existing_version(loaded: LoadedSpec, source: SourceData) -> DatasetVersionRecord | None:
+    """The version an earlier run made from the same bytes and spec (the idempotent fast path)."""
+    with open_catalog(get_settings()) as catalog:
+        return find_prepared_version(catalog, loaded, source)
+
+
+@task(name="read-table", **IN_MEMORY)
+def read_raw_table(loaded: LoadedSpec, source: SourceData) -> pd.DataFrame:
+    """Parse the raw bytes into a frame of text columns."""
+    frame = read_table(source.data, name=source.name, source=loaded.spec.source)
+    get_run_logger().info("parsed %d rows x %d columns from %s", len(frame), len(frame.columns), source.name)
+    return frame
+
+
+@task(name="clean-table", **IN_MEMORY)
+def clean_table(loaded: LoadedSpec, frame: pd.DataFrame) -> CleaningResult:
+    """Apply the spec's column selection and cleaning steps."""
+    result = apply_cleaning(frame, loaded.spec, pii_salt=get_settings().privacy.hash_salt.get_secret_value())
+    get_run_logger().info("cleaned: %d rows in, %d rows out", result.rows_in, result.rows_out)
+    return result
+
+
+@task(name="profile-table", **IN_MEMORY)
+def profile_table(cleaned: CleaningResult) -> dict[str, Any]:
+    """Profile every column and scan text columns for personal data."""
+    return profile_frame(cleaned.frame, cleaned.pii_kinds)
+
+
+@task(name="validate-table", **IN_MEMORY)
+def validate_table(loaded: LoadedSpec, cleaned: CleaningResult) -> ValidationReport:
+    """Run the spec's expectations with Great Expectations."""
+    report = validate_frame(cleaned.frame, loaded.spec.expectations)
+    create_table_artifact(
+        key=f"{_artifact_key(loaded.spec.name)}-validation",
+        table=[outcome.as_row() for outcome in report.outcomes] or [{"expectation": "none", "success": True}],
+        description=f"Expectation results of dataset {loaded.spec.name}",
+    )
+    return report
+
+
+@task(name="write-table", **IO_RETRIES, **IN_MEMORY)
+def write_table(loaded: LoadedSpec, cleaned: CleaningResult) -> WrittenTable:
+    """Store the cleaned frame as zstd Parquet at its content-addressed key."""
+    written = write_parquet(
+        build_object_store(get_settings()), dataset_prefix(loaded.spec.name), cleaned.frame
+    )
+    get_run_logger().info(
+        "%s %s (%d bytes)", "wrote" if written.written else "reused", written.uri, written.size_bytes
+    )
+    return written
+
+
+def _publish(
+    prepared: PreparedVersion,
+    loaded: LoadedSpec,
+    cleaned: CleaningResult,
+    profile: dict[str, Any],
+    report: ValidationReport,
+) -> None:
+    """Publish the dataset card and emit ods.dataset.registered or ods.dataset.rejected."""
+    record = prepared.record
+    card = render_dataset_card(
+        name=record.dataset_name,
+        version=record.version,
+        status=record.status,
+        uri=record.uri,
+        rows_in=cleaned.rows_in,
+        profile=profile,
+        cleaning=cleaned.report_as_dicts(),
+        validation=[outcome.as_row() for outcome in report.outcomes],
+        lineage={
+            "source": record.source_uri,
+            "source etag": record.source_etag,
+            "spec": loaded.uri,
+            "spec hash": record.spec_hash,
+            "content hash": record.content_hash,
+            "flow run": record.flow_run_id,
+            "quarantine": prepared.quarantine_uri,
+        },
+        description=loaded.spec.description,
+    )
+    create_markdown_artifact(
+        key=_artifact_key(record.dataset_name), markdown=card, description="Dataset card"
+    )
+    payload: dict[str, Any] = {**prepared.summary(), "train": loaded.spec.train}
+    event = "ods.dataset.registered" if record.status == "registered" else "ods.dataset.rejected"
+    emit_event(
+        event=event,
+        resource={
+            "prefect.resource.id": f"ods.dataset.{record.dataset_name}",
+            "prefect.resource.name": record.dataset_name,
+        },
+        payload=payload,
+    )
+
+
+@task(name="register-version", **IO_RETRIES, **IN_MEMORY)
+def register_dataset_version(
+    loaded: LoadedSpec,
+    source: SourceData,
+    cleaned: CleaningResult,
+    profile: dict[str, Any],
+    report: ValidationReport,
+    written: WrittenTable,
+) -> dict[str, Any]:
+    """Record the registered version, publish its card and emit ods.dataset.registered."""
+    with open_catalog(get_settings()) as catalog:
+        prepared = register_version(
+            catalog,
+            loaded,
+            source,
+            written,
+            frame=cleaned.frame,
+            profile=profile,
+            validation_rows=[outcome.as_row() for outcome in report.outcomes],
+            flow_run_id=flow_run.id,
+        )
+    _publish(prepared, loaded, cleaned, profile, report)
+    get_run_logger().info("registered %s v%d", prepared.record.dataset_name, prepared.record.version)
+    return prepared.summary()
+
+
+@task(name="reject-version", **IO_RETRIES, **IN_MEMORY)
+def reject_dataset_version(
+    loaded: LoadedSpec,
+    source: SourceData,
+    cleaned: CleaningResult,
+    profile: dict[str, Any],
+    report: ValidationReport,
+) -> None:
+    """Quarantine the failing rows, record the rejected version, emit ods.dataset.rejected, and fail."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        prepared = reject_version(
+            catalog,
+            build_object_store(settings),
+            loaded,
+            source,
+            frame=cleaned.frame,
+            failing_rows=report.failing_rows,
+            profile=profile,
+            validation_rows=[outcome.as_row() for outcome in report.outcomes],
+            reason="failed expectations: " + report.summary(),
+            flow_run_id=flow_run.id,
+        )
+    _publish(prepared, loaded, cleaned, profile, report)
+    raise DatasetRejectedError(rejection_message(prepared))
+
+
+@task(name="reuse-version", **IN_MEMORY)
+def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -> dict[str, Any]:
+    """Return the version an earlier run made; a rejected one fails again with its recorded reason."""
+    prepared = PreparedVersion(
+        record=existing, quarantine_uri=existing.uri if existing.status == "rejected" else None
+    )
+    get_run_logger().info(
+        "%s v%d already prepared from these bytes and spec: nothing to do",
+        existing.dataset_name,
+        existing.version,
+    )
+    if existing.status == "rejected":
+        raise DatasetRejectedError(rejection_message(prepared))
+    return prepared.summary()

@@ -1,0 +1,614 @@
+"""The catalog against SQLite and the real PostgreSQL server: migrations, drift guard, repository behaviour.
+
+SQLite tests get a fresh file each; PostgreSQL tests share one migrated database per module, truncated
+before every test, and the migration tests create a database of their own.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import CheckConstraint, Engine, event, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from ods.adapters.catalog import (
+    Catalog,
+    ChunkRecord,
+    CitationRecord,
+    DatasetVersionRecord,
+    ModelVersionRecord,
+    create_catalog_engine,
+    current_revision,
+    head_revision,
+    migrate,
+)
+from ods.adapters.catalog.database import alembic_config
+from ods.adapters.catalog.schema import Base, DatasetStatus, ModelStatus
+from ods.errors import CatalogError, NotFoundError
+from tests.support.postgres import temporary_database
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+TABLES = sorted(Base.metadata.tables)
+HASH_A, HASH_B, HASH_C = "a" * 64, "b" * 64, "c" * 64
+
+
+@pytest.fixture(scope="module")
+def migrated_postgres_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated once for this module."""
+    engine = create_catalog_engine(postgres_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    return postgres_url
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty, migrated catalog (a new SQLite file, or the truncated PostgreSQL database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    url: str = request.getfixturevalue("migrated_postgres_url")
+    engine = create_catalog_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    with Catalog.open(catalog_url) as opened:
+        yield opened
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database with no tables at all."""
+    if request.param == "sqlite":
+        engine = create_catalog_engine(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'catalog.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with temporary_database("ods_test_migrate_") as url:
+        engine = create_catalog_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def count_rows(catalog: Catalog, table: str) -> int:
+    with catalog.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(Base.metadata.tables[table])).scalar_one()
+
+
+def add_version(
+    catalog: Catalog,
+    name: str,
+    content_hash: str,
+    *,
+    status: DatasetStatus = "registered",
+    uri: str | None = None,
+    reason: str | None = None,
+    source_uri: str | None = None,
+    source_etag: str | None = None,
+    parents: Sequence[int] = (),
+) -> DatasetVersionRecord:
+    return catalog.add_dataset_version(
+        name,
+        content_hash=content_hash,
+        uri=uri or f"s3://ods/datasets/{name}/{content_hash[:8]}.parquet",
+        schema={"columns": [{"name": "id", "type": "int64"}]},
+        profile={"rows": 3},
+        row_count=3,
+        size_bytes=1024,
+        status=status,
+        reason=reason,
+        source_uri=source_uri,
+        source_etag=source_etag,
+        parents=parents,
+    )
+
+
+# -- migrations -----------------------------------------------------------------------------------------
+
+
+def test_migrations_create_every_table_then_are_a_no_op(empty_engine: Engine) -> None:
+    assert current_revision(empty_engine) is None
+
+    assert migrate(empty_engine) == head_revision()
+
+    assert current_revision(empty_engine) == head_revision()
+    assert set(inspect(empty_engine).get_table_names()) == {*TABLES, "alembic_version"}
+    statements: list[str] = []
+    event.listen(empty_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    started = time.perf_counter()
+    assert migrate(empty_engine) == head_revision()
+    assert time.perf_counter() - started < 1.0
+    assert [s for s in statements if not s.lstrip().upper().startswith(("SELECT", "PRAGMA"))] == []
+
+
+def test_migrated_schema_matches_the_orm_exactly(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+
+    with empty_engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, Base.metadata) == []
+        inspector = inspect(connection)
+        for table in Base.metadata.sorted_tables:
+            declared = sorted(
+                empty_engine.dialect.identifier_preparer.format_constraint(c)
+                for c in table.constraints
+                if isinstance(c, CheckConstraint)
+            )
+            reflected = sorted(str(c["name"]) for c in inspector.get_check_constraints(table.name))
+            assert reflected == declared, table.name
+
+
+def test_downgrade_to_base_then_upgrade_again(empty_engine: Engine) -> None:
+    migrate(empty_engine)
+    with empty_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+
+    assert migrate(empty_engine) == head_revision()
+    assert set(inspect(empty_engine).get_table_names()) == {*TABLES, "alembic_version"}
+
+
+def test_concurrent_migrations_do_not_collide(empty_engine: Engine) -> None:
+    engines = [
+        create_catalog_engine(empty_engine.url.render_as_string(hide_password=False)) for _ in range(4)
+    ]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            revisions = list(pool.map(migrate, engines))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert revisions == [head_revision()] * len(engines)
+    assert current_revision(empty_engine) == head_revision()
+
+
+def test_catalog_migrates_itself_on_first_use(tmp_path: Path) -> None:
+    with Catalog.open(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}") as catalog:
+        assert catalog.list_datasets() == []
+        assert current_revision(catalog.engine) == head_revision()
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+
+
+def test_same_content_hash_returns_the_same_version(catalog: Catalog) -> None:
+    first = add_version(catalog, "sales", HASH_A, source_uri="s3://raw/sales.csv", source_etag="e1")
+    again = add_version(catalog, "sales", HASH_A, uri="s3://elsewhere.parquet", status="rejected")
+    second = add_version(catalog, "sales", HASH_B)
+
+    assert first.version == 1 and first.dataset_name == "sales"
+    assert again == first
+    assert (second.version, second.content_hash) == (2, HASH_B)
+    assert count_rows(catalog, "dataset_versions") == 2
+    assert first.created_at.tzinfo is not None and first.created_at.utcoffset() == UTC.utcoffset(None)
+
+
+def test_concurrent_registrations_get_distinct_versions(catalog: Catalog) -> None:
+    hashes = [HASH_A, HASH_B, HASH_A, HASH_C, HASH_B, "d" * 64]
+    with ThreadPoolExecutor(len(hashes)) as pool:
+        versions = list(pool.map(lambda content_hash: add_version(catalog, "sales", content_hash), hashes))
+
+    by_hash = {v.content_hash: v.version for v in versions}
+    assert sorted(by_hash.values()) == [1, 2, 3, 4]
+    assert all(by_hash[v.content_hash] == v.version for v in versions)
+    assert count_rows(catalog, "dataset_versions") == 4
+
+
+def test_versions_are_numbered_per_dataset(catalog: Catalog) -> None:
+    add_version(catalog, "sales", HASH_A)
+    other = add_version(catalog, "customers", HASH_A)
+
+    assert other.version == 1
+    assert [d.name for d in catalog.list_datasets()] == ["customers", "sales"]
+
+
+def test_get_dataset_version_latest_and_explicit(catalog: Catalog) -> None:
+    add_version(catalog, "sales", HASH_A)
+    add_version(catalog, "sales", HASH_B)
+
+    assert catalog.get_dataset_version("sales").version == 2
+    assert catalog.get_dataset_version("sales", 1).content_hash == HASH_A
+    assert [v.version for v in catalog.list_dataset_versions("sales")] == [1, 2]
+
+
+def test_rejected_versions_are_never_the_latest_registered(catalog: Catalog) -> None:
+    add_version(catalog, "sales", HASH_A)
+    add_version(catalog, "sales", HASH_B, status="rejected", reason="3 rows fail not_null(id)")
+    add_version(catalog, "bad", HASH_C, status="rejected", reason="empty file")
+
+    assert catalog.get_dataset_version("sales").version == 1
+    assert catalog.get_dataset_version("sales", 2).reason == "3 rows fail not_null(id)"
+    summary = {d.name: (d.latest_version, d.version_count) for d in catalog.list_datasets()}
+    assert summary == {"bad": (None, 1), "sales": (1, 2)}
+    with pytest.raises(NotFoundError, match=r"'bad' has no registered version; versions: 1 \(rejected\)"):
+        catalog.get_dataset_version("bad")
+
+
+def test_missing_datasets_and_versions_are_named(catalog: Catalog) -> None:
+    with pytest.raises(NotFoundError, match="no dataset named 'sales'; the catalog holds no datasets yet"):
+        catalog.get_dataset_version("sales")
+    add_version(catalog, "sales", HASH_A)
+    add_version(catalog, "sales", HASH_B, status="rejected")
+
+    with pytest.raises(NotFoundError, match="no dataset named 'sale'; known datasets: sales"):
+        catalog.get_dataset_version("sale")
+    with pytest.raises(
+        NotFoundError, match=r"'sales' has no version 7; versions: 1 \(registered\), 2 \(rejected\)"
+    ):
+        catalog.get_dataset_version("sales", 7)
+    with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
+        catalog.list_dataset_versions("nope")
+
+
+def test_derived_versions_record_their_parents(catalog: Catalog) -> None:
+    raw = add_version(catalog, "raw_sales", HASH_A)
+    customers = add_version(catalog, "customers", HASH_B)
+    joined = add_version(catalog, "joined", HASH_C, parents=[customers.id, raw.id, raw.id])
+
+    assert joined.parent_ids == tuple(sorted((raw.id, customers.id)))
+    assert catalog.list_dataset_versions("joined")[0].parent_ids == joined.parent_ids
+    with pytest.raises(NotFoundError, match="no dataset version with id 999"):
+        add_version(catalog, "joined", "d" * 64, parents=[999])
+
+
+def test_validation_runs_point_at_their_dataset_version(catalog: Catalog) -> None:
+    version = add_version(catalog, "sales", HASH_A)
+
+    run = catalog.add_validation_run(
+        version.id, success=False, results={"failed": ["not_null(id)"]}, quarantine_uri="s3://q/sales"
+    )
+
+    assert (run.dataset_version_id, run.success, run.results) == (
+        version.id,
+        False,
+        {"failed": ["not_null(id)"]},
+    )
+    with pytest.raises(NotFoundError, match="no dataset version with id 999"):
+        catalog.add_validation_run(999, success=True, results={})
+
+
+def test_bad_names_and_statuses_are_refused_before_writing(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="dataset name must be 1 to 200 characters"):
+        catalog.ensure_dataset("  ")
+    with pytest.raises(ValueError, match="dataset status must be one of registered, rejected; got 'ok'"):
+        add_version(catalog, "sales", HASH_A, status="ok")
+    assert catalog.list_datasets() == []
+
+
+# -- models, endpoints, lineage -------------------------------------------------------------------------
+
+
+def test_model_versions_are_numbered_and_retries_do_not_duplicate(catalog: Catalog) -> None:
+    data = add_version(catalog, "sales", HASH_A)
+
+    def train(run: str, f1: float, status: ModelStatus = "registered") -> ModelVersionRecord:
+        return catalog.add_model_version(
+            "churn",
+            trainer="sklearn",
+            params={"alpha": 1},
+            metrics={"f1": f1},
+            artifact_uri=f"s3://models/churn/{run}",
+            dataset_version_id=data.id,
+            flow_run_id=run,
+            status=status,
+        )
+
+    first = train("run-1", 0.8)
+    retried = train("run-1", 0.8)
+    second = train("run-2", 0.4, status="rejected")
+
+    assert retried == first
+    assert (first.version, second.version) == (1, 2)
+    assert catalog.get_model_version("churn") == first
+    assert catalog.get_model_version("churn", 2).status == "rejected"
+    with pytest.raises(NotFoundError, match="no model named 'churm'; known models: churn"):
+        catalog.get_model_version("churm")
+    with pytest.raises(
+        NotFoundError, match=r"'churn' has no version 3; versions: 1 \(registered\), 2 \(rejected\)"
+    ):
+        catalog.get_model_version("churn", 3)
+
+
+def test_endpoint_status_and_the_active_endpoint(catalog: Catalog) -> None:
+    model = catalog.add_model_version("churn", trainer="hf", params={}, metrics={}, artifact_uri="s3://m/1")
+    assert catalog.active_endpoint("churn") is None
+
+    failed = catalog.add_endpoint(model.id, backend="vllm", url="http://gpu-1:8000/v1")
+    catalog.set_endpoint_status(failed.id, "failed", log_tail="CUDA out of memory")
+    endpoint = catalog.add_endpoint(model.id, backend="transformers", url="http://cpu:8000/v1")
+    assert catalog.active_endpoint("churn") is None
+    active = catalog.set_endpoint_status(endpoint.id, "active")
+
+    assert (active.status, active.model_name, active.model_version) == ("active", "churn", 1)
+    assert catalog.active_endpoint("churn") == active
+    assert active.updated_at >= active.created_at
+    with pytest.raises(NotFoundError, match="no endpoint with id 999"):
+        catalog.set_endpoint_status(999, "stopped")
+    with pytest.raises(NotFoundError, match="no model version with id 999"):
+        catalog.add_endpoint(999, backend="openai", url="http://x/v1")
+
+
+def test_lineage_of_an_endpoint_reaches_the_source_file(catalog: Catalog) -> None:
+    data = add_version(catalog, "sales", HASH_A, source_uri="s3://raw/sales.csv", source_etag='"9b2cf5"')
+    model = catalog.add_model_version(
+        "churn", trainer="sklearn", params={}, metrics={}, artifact_uri="s3://m/1", dataset_version_id=data.id
+    )
+    endpoint = catalog.add_endpoint(model.id, backend="vllm", url="http://gpu-1:8000/v1", status="active")
+
+    lineage = catalog.lineage_of_endpoint(endpoint.id)
+
+    assert (lineage.model_name, lineage.model_version, lineage.artifact_uri) == ("churn", 1, "s3://m/1")
+    assert (lineage.dataset_name, lineage.dataset_version, lineage.content_hash) == ("sales", 1, HASH_A)
+    assert (lineage.source_uri, lineage.source_etag) == ("s3://raw/sales.csv", '"9b2cf5"')
+    with pytest.raises(NotFoundError, match="no endpoint with id 999"):
+        catalog.lineage_of_endpoint(999)
+
+
+def test_dataset_versions_used_by_a_model_cannot_be_deleted(catalog: Catalog) -> None:
+    data = add_version(catalog, "sales", HASH_A)
+    catalog.add_model_version(
+        "churn", trainer="sklearn", params={}, metrics={}, artifact_uri="s3://m/1", dataset_version_id=data.id
+    )
+
+    with pytest.raises(IntegrityError), catalog.engine.begin() as connection:
+        connection.execute(text("DELETE FROM dataset_versions WHERE id = :id"), {"id": data.id})
+
+
+# -- knowledge bases, documents, chunks -----------------------------------------------------------------
+
+
+def ensure_kb(catalog: Catalog, name: str = "handbook") -> None:
+    catalog.ensure_knowledge_base(
+        name, embedding_model="all-MiniLM-L6-v2", embedding_dim=384, collection_name=f"kb_{name}_minilm"
+    )
+
+
+def test_knowledge_bases_are_ensured_once_and_keep_their_embedding(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    ensure_kb(catalog)
+    moved = catalog.ensure_knowledge_base(
+        "handbook",
+        embedding_model="all-MiniLM-L6-v2",
+        embedding_dim=384,
+        collection_name="kb_handbook_minilm",
+        source_uri="s3://docs/handbook/",
+    )
+
+    assert catalog.get_knowledge_base("handbook") == moved
+    assert moved.source_uri == "s3://docs/handbook/"
+    assert count_rows(catalog, "knowledge_bases") == 1
+    with pytest.raises(CatalogError, match=r"indexed with all-MiniLM-L6-v2 \(384 dims\)"):
+        catalog.ensure_knowledge_base(
+            "handbook", embedding_model="bge-m3", embedding_dim=1024, collection_name="kb_handbook_bge"
+        )
+    with pytest.raises(
+        NotFoundError, match="no knowledge base named 'hand'; known knowledge bases: handbook"
+    ):
+        catalog.get_knowledge_base("hand")
+
+
+def test_document_versions_are_upserted_by_content(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    first = catalog.record_document_version(
+        "handbook", "s3://docs/a.pdf", HASH_A, etag="e1", status="indexed"
+    )
+    again = catalog.record_document_version(
+        "handbook", "s3://docs/a.pdf", HASH_A, etag="e1", status="indexed"
+    )
+    changed = catalog.record_document_version(
+        "handbook", "s3://docs/a.pdf", HASH_B, etag="e2", status="quarantined", reason="encrypted PDF"
+    )
+
+    assert again.version_id == first.version_id and again.id == first.id
+    assert (changed.id, changed.sha256, changed.status, changed.reason) == (
+        first.id,
+        HASH_B,
+        "quarantined",
+        "encrypted PDF",
+    )
+    assert changed.version_id != first.version_id
+    reverted = catalog.record_document_version(
+        "handbook",
+        "s3://docs/a.pdf",
+        HASH_A,
+        etag="e3",
+        status="indexed",
+        chunk_count=12,
+        parser="pypdf",
+        timings={"parse_s": 0.4},
+    )
+    assert (reverted.version_id, reverted.etag, reverted.chunk_count, reverted.timings) == (
+        first.version_id,
+        "e3",
+        12,
+        {"parse_s": 0.4},
+    )
+    assert count_rows(catalog, "document_versions") == 2
+    assert count_rows(catalog, "documents") == 1
+
+
+def test_documents_are_listed_by_status_and_marked_deleted(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    catalog.record_document_version("handbook", "s3://docs/b.md", HASH_B, etag=None, status="indexed")
+    catalog.record_document_version("handbook", "s3://docs/a.md", HASH_A, etag=None, status="indexed")
+    catalog.record_document_version("handbook", "s3://docs/c.md", HASH_C, etag=None, status="quarantined")
+
+    assert [d.uri for d in catalog.documents("handbook")] == [
+        "s3://docs/a.md",
+        "s3://docs/b.md",
+        "s3://docs/c.md",
+    ]
+    assert [d.uri for d in catalog.documents("handbook", status="indexed")] == [
+        "s3://docs/a.md",
+        "s3://docs/b.md",
+    ]
+    deleted = catalog.mark_document_deleted("handbook", "s3://docs/a.md")
+    assert catalog.mark_document_deleted("handbook", "s3://docs/a.md") == deleted
+    assert (deleted.status, deleted.sha256) == ("deleted", HASH_A)
+    assert [d.uri for d in catalog.documents("handbook", status="deleted")] == ["s3://docs/a.md"]
+    with pytest.raises(
+        NotFoundError, match=re.escape("knowledge base 'handbook' has no document 's3://docs/z.md'")
+    ):
+        catalog.mark_document_deleted("handbook", "s3://docs/z.md")
+    with pytest.raises(NotFoundError, match="no knowledge base named 'wiki'"):
+        catalog.documents("wiki")
+
+
+def test_chunks_belong_to_their_document_version(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    document = catalog.record_document_version(
+        "handbook", "s3://docs/a.md", HASH_A, etag=None, status="indexed"
+    )
+    assert document.version_id is not None
+    chunks = [ChunkRecord(id=f"chunk{i:02d}", chunk_index=i, char_count=100 + i, page=1) for i in range(3)]
+
+    assert catalog.add_chunks(document.version_id, chunks) == 3
+    assert (
+        catalog.add_chunks(document.version_id, [*chunks, ChunkRecord("chunk03", 3, 50, heading="End")]) == 1
+    )
+
+    with catalog.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT c.id, d.uri, v.sha256 FROM chunks c "
+                "JOIN document_versions v ON v.id = c.document_version_id "
+                "JOIN documents d ON d.id = v.document_id ORDER BY c.chunk_index"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [(f"chunk{i:02d}", "s3://docs/a.md", HASH_A) for i in range(4)]
+    with pytest.raises(NotFoundError, match="no document version with id 999"):
+        catalog.add_chunks(999, chunks)
+    with pytest.raises(IntegrityError), catalog.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO chunks (id, document_version_id, chunk_index, char_count) VALUES ('x', 999, 0, 1)"
+            )
+        )
+
+
+# -- conversations --------------------------------------------------------------------------------------
+
+
+def test_conversation_round_trip_with_citations(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    document = catalog.record_document_version(
+        "handbook", "s3://docs/a.md", HASH_A, etag=None, status="indexed"
+    )
+    assert document.version_id is not None
+    catalog.add_chunks(document.version_id, [ChunkRecord("chunk00", 0, 120)])
+    data = add_version(catalog, "sales", HASH_B)
+    conversation = catalog.create_conversation("Refund policy")
+
+    catalog.add_message(conversation.id, "user", "How long do refunds take?")
+    answer = catalog.add_message(
+        conversation.id,
+        "assistant",
+        "Five days [1]; 42 refunds last month [2].",
+        sql="SELECT count(*) FROM sales",
+        model="SmolLM2-135M-Instruct",
+        usage={"prompt_tokens": 120, "completion_tokens": 14},
+        citations=[
+            CitationRecord(2, dataset_version_id=data.id),
+            CitationRecord(1, chunk_id="chunk00", document_version_id=document.version_id),
+        ],
+    )
+
+    loaded = catalog.get_conversation(conversation.id)
+    assert len(conversation.id) == 32 and loaded.title == "Refund policy"
+    assert [(m.role, m.content) for m in loaded.messages] == [
+        ("user", "How long do refunds take?"),
+        ("assistant", "Five days [1]; 42 refunds last month [2]."),
+    ]
+    assert (loaded.messages[1].id, loaded.messages[1].sql) == (answer.id, "SELECT count(*) FROM sales")
+    assert loaded.messages[1].citations == (
+        CitationRecord(1, chunk_id="chunk00", document_version_id=document.version_id),
+        CitationRecord(2, dataset_version_id=data.id),
+    )
+    assert loaded.messages[1].usage == {"prompt_tokens": 120, "completion_tokens": 14}
+    assert loaded.updated_at >= loaded.created_at
+    with pytest.raises(NotFoundError, match="citation names unknown chunk nope"):
+        catalog.add_message(conversation.id, "assistant", "x", citations=[CitationRecord(1, chunk_id="nope")])
+    with pytest.raises(NotFoundError, match="no conversation with id 'missing'"):
+        catalog.add_message("missing", "user", "hello")
+
+
+def test_conversations_are_listed_by_activity_and_deleted_with_their_messages(catalog: Catalog) -> None:
+    older = catalog.create_conversation("older")
+    newer = catalog.create_conversation("newer")
+    catalog.add_message(older.id, "user", "still here?", citations=[CitationRecord(1)])
+
+    assert [c.title for c in catalog.list_conversations()] == ["older", "newer"]
+    catalog.delete_conversation(older.id)
+
+    assert [c.id for c in catalog.list_conversations()] == [newer.id]
+    assert count_rows(catalog, "messages") == 0
+    assert count_rows(catalog, "citations") == 0
+    with pytest.raises(NotFoundError, match=f"no conversation with id '{older.id}'"):
+        catalog.get_conversation(older.id)
+    with pytest.raises(NotFoundError, match=f"no conversation with id '{older.id}'"):
+        catalog.delete_conversation(older.id)
+
+
+# -- failures a person sees -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://postgres@127.0.0.1:1/x", "postgresql+psycopg://postgres@127.0.0.1:1/x"),
+        ("postgresql://ods:s3cret@127.0.0.1:1/x", "postgresql+psycopg://ods:***@127.0.0.1:1/x"),
+    ],
+)
+def test_unreachable_catalog_fails_fast_with_one_line(url: str, shown: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(CatalogError) as caught, Catalog.open(url, connect_timeout_s=2) as catalog:
+        catalog.list_datasets()
+
+    message = str(caught.value)
+    assert time.perf_counter() - started < 5
+    assert "\n" not in message and "s3cret" not in message
+    assert message.startswith(f"cannot open catalog {shown}: connection refused")
+    assert message.endswith("check ODS_CATALOG__URL and that the database is running")
+
+
+def test_sqlite_directory_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+
+    with pytest.raises(CatalogError, match=re.escape(f"cannot create catalog directory {blocker / 'sub'}")):
+        Catalog.open(f"sqlite:///{blocker / 'sub' / 'catalog.db'}")
+
+
+def test_unsupported_catalog_url_is_refused() -> None:
+    with pytest.raises(CatalogError, match="names unsupported database 'mysql'"):
+        create_catalog_engine("mysql://root:pw@localhost/ods")
+
+
+def test_importing_the_catalog_connects_to_nothing() -> None:
+    probe = (
+        "import sys, ods.adapters.catalog, ods.settings; "
+        "print('psycopg' in sys.modules, ods.settings.get_settings.cache_info().currsize)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "0"]
