@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,20 @@ class DatasetRejectedError(OdsError):
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A validated spec and where it came from."""
+    """A spec's text and where it came from; ``spec`` is its validated model.
 
-    spec: DatasetSpec
+    Only plain fields are stored, so Prefect can walk task inputs cheaply; the model is rebuilt on
+    demand (milliseconds) wherever the object is copied.
+    """
+
     uri: str
+    name: str
+    text: str
     base_dir: str | None
+
+    @cached_property
+    def spec(self) -> DatasetSpec:
+        return parse_dataset_spec(self.text, source_name=self.name)
 
     @property
     def spec_hash(self) -> str:
@@ -130,13 +140,14 @@ def load_spec(uri: str, settings: Settings) -> LoadedSpec:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise OdsError(f"{name}: the spec is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    spec = parse_dataset_spec(text, source_name=name)
     base_dir = (
         None
         if uri.startswith("s3://")
         else str(Path(uri.removeprefix("file://")).expanduser().resolve().parent)
     )
-    return LoadedSpec(spec=spec, uri=canonical, base_dir=base_dir)
+    loaded = LoadedSpec(uri=canonical, name=name, text=text, base_dir=base_dir)
+    loaded.spec  # noqa: B018 - validate now, so a bad spec fails the load stage
+    return loaded
 
 
 def fetch_source(loaded: LoadedSpec, settings: Settings, source: str | None = None) -> SourceData:
