@@ -28,6 +28,7 @@ from ods.preparation import (
     PreparedVersion,
     SourceData,
     WrittenTable,
+    card_uri,
     dataset_prefix,
     fetch_source,
     find_prepared_version,
@@ -36,6 +37,7 @@ from ods.preparation import (
     register_version,
     reject_version,
     rejection_message,
+    store_card,
     write_parquet,
 )
 from ods.quality.validation import ValidationReport, validate_frame
@@ -123,8 +125,8 @@ def _publish(
     cleaned: CleaningResult,
     profile: dict[str, Any],
     report: ValidationReport,
-) -> None:
-    """Publish the dataset card and emit ods.dataset.registered or ods.dataset.rejected."""
+) -> str:
+    """Publish the dataset card (artifact and object store), and emit ods.dataset.registered or .rejected."""
     record = prepared.record
     card = render_dataset_card(
         name=record.dataset_name,
@@ -149,7 +151,8 @@ def _publish(
     create_markdown_artifact(
         key=_artifact_key(record.dataset_name), markdown=card, description="Dataset card"
     )
-    payload: dict[str, Any] = {**prepared.summary(), "train": loaded.spec.train}
+    card_location = store_card(build_object_store(get_settings()), record, card)
+    payload: dict[str, Any] = {**prepared.summary(), "card_uri": card_location, "train": loaded.spec.train}
     event = "ods.dataset.registered" if record.status == "registered" else "ods.dataset.rejected"
     emit_event(
         event=event,
@@ -159,6 +162,7 @@ def _publish(
         },
         payload=payload,
     )
+    return card_location
 
 
 @task(name="register-version", **IO_RETRIES, **IN_MEMORY)
@@ -182,9 +186,9 @@ def register_dataset_version(
             validation_rows=[outcome.as_row() for outcome in report.outcomes],
             flow_run_id=flow_run.id,
         )
-    _publish(prepared, loaded, cleaned, profile, report)
+    card_location = _publish(prepared, loaded, cleaned, profile, report)
     get_run_logger().info("registered %s v%d", prepared.record.dataset_name, prepared.record.version)
-    return prepared.summary()
+    return {**prepared.summary(), "card_uri": card_location}
 
 
 @task(name="reject-version", **IO_RETRIES, **IN_MEMORY)
@@ -227,4 +231,4 @@ def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -
     )
     if existing.status == "rejected":
         raise DatasetRejectedError(rejection_message(prepared))
-    return prepared.summary()
+    return {**prepared.summary(), "card_uri": card_uri(build_object_store(get_settings()), existing)}

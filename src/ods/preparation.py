@@ -302,6 +302,44 @@ def reject_version(
     return PreparedVersion(record=record, quarantine_uri=quarantine.uri)
 
 
+def store_card(store: ObjectStore, record: DatasetVersionRecord, markdown: str) -> str:
+    """Keep the dataset card beside the data, at ``datasets/<name>/cards/v<version>.md``."""
+    key = f"{dataset_prefix(record.dataset_name)}/cards/v{record.version}.md"
+    store.put_bytes(key, markdown.encode("utf-8"), content_type="text/markdown; charset=utf-8")
+    return store.uri(key)
+
+
+def card_uri(store: ObjectStore, record: DatasetVersionRecord) -> str | None:
+    """Where the card of ``record`` is kept, if it was written."""
+    key = f"{dataset_prefix(record.dataset_name)}/cards/v{record.version}.md"
+    return store.uri(key) if store.exists(key) else None
+
+
+def key_of(store: ObjectStore, uri: str) -> str:
+    """The object key behind a URI of ``store``."""
+    if not uri.startswith(store.location):
+        raise OdsError(f"{uri} is not in the configured object store {store.location}")
+    return uri.removeprefix(store.location)
+
+
+def head_rows(store: ObjectStore, uri: str, rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of a stored Parquet table, reading only what they need."""
+    with store.filesystem().open_input_file(key_of(store, uri)) as stream:
+        batches = pq.ParquetFile(stream).iter_batches(batch_size=max(1, rows))
+        first = next(batches, None)
+        return pd.DataFrame() if first is None else first.to_pandas().head(rows)
+
+
+def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME@VERSION`` → (name, version or None for the newest registered)."""
+    name, _, version = ref.partition("@")
+    if not version:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise OdsError(f"{ref!r}: the version after '@' must be a positive number, e.g. {name}@1")
+    return name, int(version)
+
+
 def rejection_message(prepared: PreparedVersion) -> str:
     """The one-line error a rejected run ends with."""
     record = prepared.record

@@ -13,7 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ods.domain.dataset_spec import (
     BetweenExpectation,
@@ -76,7 +78,35 @@ class ValidationReport:
         )
 
 
-def _to_gx(expectation: Expectation) -> Any:
+def _gx_view(frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[Expectation]) -> pd.DataFrame:
+    """The part of ``frame`` GE needs: only the columns expectations name, Arrow dates as datetime64.
+
+    GE hashes the whole frame to identify each batch and evaluates some expectations value by value;
+    Arrow-backed and nullable columns make both go through Python per value (seconds per million rows).
+    So GE gets numpy columns (dates as datetime64, numbers as float64 with NaN) and
+    only the columns it checks. Values are unchanged, so outcomes and failing row positions are too.
+    """
+    names = list(dict.fromkeys(c for e in expectations if (c := _column_of(e)) is not None)) or list(
+        frame.columns[:1]
+    )
+    columns = {}
+    for name in names:
+        series = frame[name]
+        if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_date(series.dtype.pyarrow_dtype):
+            series = series.astype("datetime64[ms]")
+        elif logical_type(series) in ("int", "float"):
+            series = pd.Series(series.to_numpy(dtype="float64", na_value=np.nan), index=series.index)
+        columns[name] = series
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _bound(value: Any, series: pd.Series) -> Any:
+    if value is not None and pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return pd.Timestamp(value)
+    return value
+
+
+def _to_gx(expectation: Expectation, view: pd.DataFrame) -> Any:
     import great_expectations as gx
 
     params = expectation.params
@@ -86,7 +116,10 @@ def _to_gx(expectation: Expectation) -> Any:
         return gx.expectations.ExpectColumnValuesToBeUnique(column=params.column, mostly=params.mostly)
     if isinstance(params, BetweenExpectation):
         return gx.expectations.ExpectColumnValuesToBeBetween(
-            column=params.column, min_value=params.min, max_value=params.max, mostly=params.mostly
+            column=params.column,
+            min_value=_bound(params.min, view[params.column]),
+            max_value=_bound(params.max, view[params.column]),
+            mostly=params.mostly,
         )
     if isinstance(params, InSetExpectation):
         return gx.expectations.ExpectColumnValuesToBeInSet(
@@ -180,8 +213,9 @@ def validate_frame(
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
     validator = _Validator()
-    gx_expectations = [_to_gx(expectation) for expectation in expectations]
-    results = iter(validator.run(frame, [e for e in gx_expectations if e is not None], "SUMMARY"))
+    view = _gx_view(frame, expectations)
+    gx_expectations = [_to_gx(expectation, view) for expectation in expectations]
+    results = iter(validator.run(view, [e for e in gx_expectations if e is not None], "SUMMARY"))
     outcomes = []
     rerun: list[Any] = []
     for expectation, gx_expectation in zip(expectations, gx_expectations, strict=True):
@@ -208,7 +242,7 @@ def validate_frame(
     failing: set[int] = set()
     if rerun:
         complete = validator.run(
-            frame, rerun, {"result_format": "COMPLETE", "return_unexpected_index_query": False}
+            view, rerun, {"result_format": "COMPLETE", "return_unexpected_index_query": False}
         )
         for item in complete:
             failing.update(int(index) for index in (item.result or {}).get("unexpected_index_list") or [])

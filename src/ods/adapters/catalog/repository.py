@@ -269,16 +269,22 @@ class Catalog:
             )
             session.add(row)
             session.flush()
-            return ValidationRunRecord(
-                id=row.id,
-                dataset_version_id=row.dataset_version_id,
-                success=row.success,
-                results=row.results,
-                quarantine_uri=row.quarantine_uri,
-                created_at=row.created_at,
-            )
+            return _validation_run_record(row)
 
         return self._write(work)
+
+    def validation_runs(self, dataset_version_id: int) -> list[ValidationRunRecord]:
+        """Every validation run of a dataset version, oldest first."""
+
+        def work(session: Session) -> list[ValidationRunRecord]:
+            rows = session.scalars(
+                select(ValidationRun)
+                .where(ValidationRun.dataset_version_id == dataset_version_id)
+                .order_by(ValidationRun.id)
+            ).all()
+            return [_validation_run_record(row) for row in rows]
+
+        return self._read(work)
 
     # -- models and endpoints ------------------------------------------------------------------------
 
@@ -853,6 +859,17 @@ def _missing_name_message(session: Session, kind: str, name: str, column: Instru
         return f"no {kind} named {name!r}; the catalog holds no {kind}s yet"
     shown = ", ".join(names[:_LISTED_NAMES]) + (", ..." if len(names) > _LISTED_NAMES else "")
     return f"no {kind} named {name!r}; known {kind}s: {shown}"
+
+
+def _validation_run_record(row: ValidationRun) -> ValidationRunRecord:
+    return ValidationRunRecord(
+        id=row.id,
+        dataset_version_id=row.dataset_version_id,
+        success=row.success,
+        results=row.results,
+        quarantine_uri=row.quarantine_uri,
+        created_at=row.created_at,
+    )
 
 
 def _missing_version_message(
