@@ -93,7 +93,6 @@ def main() -> None:
     frame = timed("read_csv", baseline, lambda: pd.read_csv(csv_path))
     timed("to_parquet", baseline, lambda: frame.to_parquet(workdir / "baseline.parquet", compression="zstd"))
     baseline_total = sum(baseline.values())
-    del frame
 
     settings = get_settings()
     store = build_object_store(settings)
@@ -116,7 +115,6 @@ def main() -> None:
     frame_bytes = int(cleaned.frame.memory_usage(deep=True).sum())
     peak_extra = memory.peak - resting
     assert report.success and profile["row_count"] == len(cleaned.frame)
-    del raw, cleaned, source
 
     from prefect import flow
 
