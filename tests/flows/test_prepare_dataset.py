@@ -219,3 +219,24 @@ def test_bl_books_corpus_is_cleaned_validated_and_registered(
     assert columns["year"]["min"] == 1510 and columns["year"]["max"] == 1915
     assert columns["place"]["top_values"][0] == {"value": "London", "count": 4_123}
     assert version.source_uri == source.resolve().as_uri()
+
+
+def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(platform: Platform, tmp_path: Path) -> None:
+    """A run killed between "Parquet written" and "catalog row committed" leaves no orphan behind."""
+    from ods.adapters.tabular_source import read_table
+    from ods.domain.cleaning import apply_cleaning
+    from ods.preparation import dataset_prefix, fetch_source, load_spec, write_parquet
+
+    _, spec_path = write_sales_example(tmp_path, rows=300)
+    loaded = load_spec(str(spec_path), platform.settings)
+    source = fetch_source(loaded, platform.settings)
+    cleaned = apply_cleaning(read_table(source.data, name=source.name, source=loaded.spec.source), loaded.spec)
+    orphan = write_parquet(platform.store, dataset_prefix("sales"), cleaned.frame)
+    before = platform.store.stat(orphan.key)
+
+    result = prepare_dataset(str(spec_path))
+
+    assert result["uri"] == orphan.uri
+    assert platform.store.stat(orphan.key).etag == before.etag
+    assert [key for key in platform.objects() if key.endswith(".parquet")] == [orphan.key]
+    assert [version.uri for version in platform.versions("sales")] == [orphan.uri]
