@@ -1,0 +1,66 @@
+"""What an ingest run must do to bring a knowledge base in line with its source.
+
+The listing's ETag (object store) or size+mtime (local folder) is only a cheap hint: a document whose hint
+is unchanged is skipped without being read; one whose hint changed is read and hashed, and only a new
+sha256 is re-parsed and re-embedded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ListedDocument:
+    """One document as the source lists it."""
+
+    uri: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class KnownDocument:
+    """What the catalog recorded for a document's current version."""
+
+    uri: str
+    sha256: str | None
+    etag: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """Documents to read and hash, documents to leave alone, and documents gone from the source."""
+
+    to_read: list[ListedDocument] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    to_delete: list[str] = field(default_factory=list)
+
+
+def plan_sync(listed: Iterable[ListedDocument], known: Iterable[KnownDocument]) -> SyncPlan:
+    """Compare the source listing with the catalog (both keyed by URI); deterministic order."""
+    known_by_uri = {document.uri: document for document in known}
+    plan = SyncPlan()
+    seen: set[str] = set()
+    for document in sorted(listed, key=lambda item: item.uri):
+        if document.uri in seen:
+            continue
+        seen.add(document.uri)
+        previous = known_by_uri.get(document.uri)
+        if previous is not None and previous.status != "deleted" and previous.etag == document.etag:
+            plan.unchanged.append(document.uri)
+        else:
+            plan.to_read.append(document)
+    plan.to_delete.extend(
+        sorted(
+            uri for uri, document in known_by_uri.items() if uri not in seen and document.status != "deleted"
+        )
+    )
+    return plan
+
+
+def needs_indexing(known: KnownDocument | None, sha256: str) -> bool:
+    """Whether content ``sha256`` must be parsed and embedded (a touched but identical file need not)."""
+    return known is None or known.sha256 != sha256 or known.status == "deleted"
