@@ -201,17 +201,62 @@ def sniff_delimiter(text: str) -> str:
         return ","
 
 
+_DECODE_CHUNK: Final = 4 * 1024 * 1024
+
+
+def _utf8_head(raw: bytes, encoding: str) -> tuple[str, str, bool] | None:
+    """For UTF-8 text (what ``decode_text`` would pick as utf-8 or utf-8-sig): (the first
+    ``SNIFF_CHARS + 1`` characters, the encoding, whether any character is not white space), checked
+    chunk by chunk so the whole decoded text never exists at once. None for any other case, and for
+    bytes that do not decode, which take the full path with its messages."""
+    if encoding == "auto":
+        codec = next((bom_encoding for bom, bom_encoding in _BOMS if raw.startswith(bom)), "utf-8")
+    else:
+        codec = encoding
+    if codec not in ("utf-8", "utf-8-sig"):
+        return None
+    decoder = codecs.getincrementaldecoder(codec)()
+    view = memoryview(raw)
+    head = ""
+    blank = True
+    try:
+        for start in range(0, len(raw), _DECODE_CHUNK):
+            piece = decoder.decode(view[start : start + _DECODE_CHUNK])
+            if len(head) <= SNIFF_CHARS:
+                head += piece[: SNIFF_CHARS + 1 - len(head)]
+            if blank and piece.strip():
+                blank = False
+        piece = decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    if len(head) <= SNIFF_CHARS:
+        head += piece[: SNIFF_CHARS + 1 - len(head)]
+    return head, codec, not (blank and not piece.strip())
+
+
 def _read_delimited(raw: bytes, name: str, source: SourceSpec, *, tab: bool) -> pd.DataFrame:
-    text, encoding = decode_text(raw, name, source.encoding)
-    if not text.strip():
+    fast = _utf8_head(raw, source.encoding)
+    full_text: str | None = None
+    if fast is None:
+        full_text, encoding = decode_text(raw, name, source.encoding)
+        text, filled = full_text[: SNIFF_CHARS + 1], bool(full_text.strip())
+    else:
+        text, encoding, filled = fast
+    if not filled:
         raise SourceReadError(f"{name} has no data rows; it holds only white space")
     if tab:
         delimiter = "\t" if source.delimiter == "auto" else source.delimiter
     else:
         delimiter = sniff_delimiter(text) if source.delimiter == "auto" else source.delimiter
-    utf8 = raw[3:] if encoding == "utf-8-sig" else raw if encoding == "utf-8" else text.encode("utf-8")
-    if not utf8.endswith(b"\n"):
-        utf8 += b"\n"  # Arrow reads a header-only file without a final newline as no file at all
+    if encoding in ("utf-8", "utf-8-sig"):
+        utf8 = memoryview(raw)[3:] if encoding == "utf-8-sig" else memoryview(raw)  # no copies
+    else:
+        assert full_text is not None
+        utf8 = memoryview(full_text.encode("utf-8"))
+    del full_text
+    if bytes(utf8[-1:]) != b"\n":
+        # Arrow reads a header-only file without a final newline as no file at all
+        utf8 = memoryview(bytes(utf8) + b"\n")
     header = next(csv.reader(io.StringIO(text[:SNIFF_CHARS], newline=""), delimiter=delimiter), [])
     bad_rows: list[pacsv.InvalidRow] = []
 
@@ -219,9 +264,10 @@ def _read_delimited(raw: bytes, name: str, source: SourceSpec, *, tab: bool) -> 
         bad_rows.append(row)
         return "error"
 
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(utf8),
+    def read(text_type: pa.DataType) -> pa.Table:
+        bad_rows.clear()
+        return pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(utf8)),
             read_options=pacsv.ReadOptions(autogenerate_column_names=True),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter,
@@ -229,15 +275,23 @@ def _read_delimited(raw: bytes, name: str, source: SourceSpec, *, tab: bool) -> 
                 invalid_row_handler=on_invalid_row,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={f"f{index}": pa.string() for index in range(max(len(header), 1))},
+                column_types={f"f{index}": text_type for index in range(max(len(header), 1))},
                 null_values=["", *source.null_values],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
             ),
         )
+
+    try:
+        try:
+            # large_string is what pandas keeps text in: no conversion copy of every column afterwards
+            table = read(pa.large_string())
+        except pa.ArrowInvalid:
+            table = read(pa.string())  # the outcome (and message) of the plain string read
     except pa.ArrowInvalid as exc:
         if bad_rows:
-            raise SourceReadError(_ragged_message(text, name, delimiter, bad_rows[0])) from exc
+            full_text = decode_text(raw, name, source.encoding)[0]
+            raise SourceReadError(_ragged_message(full_text, name, delimiter, bad_rows[0])) from exc
         raise SourceReadError(
             f"{name}: cannot parse as delimited text with delimiter {delimiter!r} ({exc}); "
             "check quoting or set source.delimiter"

@@ -38,7 +38,7 @@ from ods.domain.dataset_spec import (
     PiiKind,
     Rule,
 )
-from ods.domain.pii import detect_pii_kind, protect_values
+from ods.domain.pii import GENERIC_MASK, detect_pii_kind, protect_values
 from ods.domain.profiling import logical_type, sample_values
 
 TEXT_DTYPE: Final = pd.StringDtype("pyarrow")
@@ -246,29 +246,111 @@ def normalize_text(
         series = frame[name]
         before = _text_array(series)
         after = _normalize_array(before, rule)
-        changed += _count_true(pc.and_(pc.is_valid(after), pc.not_equal(before, after)))
-        nulled += _count_true(pc.and_(pc.is_valid(before), pc.is_null(after)))
-        updates[name] = pd.Series(pd.arrays.ArrowStringArray(after), index=series.index, name=name)
+        if after is before and series.dtype == TEXT_DTYPE:
+            continue  # no rule touched the column: nothing changed, nothing to count
+        column_changed = _count_true(pc.and_(pc.is_valid(after), pc.not_equal(before, after)))
+        column_nulled = _count_true(pc.and_(pc.is_valid(before), pc.is_null(after)))
+        changed += column_changed
+        nulled += column_nulled
+        if column_changed or column_nulled or series.dtype != TEXT_DTYPE:
+            updates[name] = pd.Series(pd.arrays.ArrowStringArray(after), index=series.index, name=name)
+        # else: the same values, so the column is kept as it is instead of holding a second copy
     return _with_columns(frame, updates), RuleReport(
         "normalize", tuple(names), changed=changed, nulled=nulled
     )
 
 
-def _normalize_array(values: pa.Array, rule: NormalizeRule) -> pa.Array:
+def _normalize_array(values: pa.Array | pa.ChunkedArray, rule: NormalizeRule) -> pa.Array | pa.ChunkedArray:
     result = values
     if rule.unicode:
         result = pc.utf8_normalize(result, form=rule.unicode)
     if rule.collapse_spaces:
-        result = pc.replace_substring_regex(result, pattern=_UNICODE_SPACE, replacement=" ")
+        result = _collapse_spaces(result)
     if rule.trim:
-        result = pc.utf8_trim_whitespace(result)
+        result = _trim_whitespace(result)
     if rule.strip_chars:
         result = pc.utf8_trim(result, characters=rule.strip_chars + (_TRIMMED_SPACE if rule.trim else ""))
     if rule.case is not None:
         result = {"lower": pc.utf8_lower, "upper": pc.utf8_upper, "title": pc.utf8_title}[rule.case](result)
-    if rule.empty_as_null:
+    if rule.empty_as_null and _has_empty(result):
         result = pc.if_else(pc.equal(result, ""), pa.scalar(None, result.type), result)
     return result
+
+
+def _string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets of the array's values, its UTF-8 data bytes) without copying."""
+    _, offsets_buffer, data_buffer = values.buffers()[:3]
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, dtype=np.uint8)
+    )
+    return offsets, data
+
+
+def _per_chunk(
+    function: Callable[[pa.Array], pa.Array | pa.ChunkedArray], values: pa.ChunkedArray
+) -> pa.ChunkedArray:
+    """``function`` applied to every chunk; ``values`` itself when no chunk changed."""
+    chunks = values.chunks
+    results = [function(chunk) for chunk in chunks]
+    if all(result is chunk for result, chunk in zip(results, chunks, strict=True)):
+        return values
+    return pa.chunked_array(results, type=values.type)
+
+
+def _collapse_spaces(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Every run of Unicode spaces as one ' '; the regex runs only on values that may hold such a run
+    (found by a vectorised scan of the bytes), the rest are unchanged by it anyway."""
+    if isinstance(values, pa.ChunkedArray):
+        return _per_chunk(_collapse_spaces, values)
+    if len(values) == 0 or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pc.replace_substring_regex(values, pattern=_UNICODE_SPACE, replacement=" ")
+    offsets, data = _string_buffers(values)
+    data = data[: int(offsets[-1])]
+    # control characters (< 0x20, a superset of ASCII white space other than ' ') and non-ASCII bytes
+    suspect = (data - np.uint8(0x20)) >= 0x60
+    space = data == 0x20
+    suspect[1:] |= space[1:] & space[:-1]
+    positions = np.flatnonzero(suspect[int(offsets[0]) :]) + int(offsets[0])
+    if len(positions) == 0:
+        return values
+    rows = np.zeros(len(values), dtype=bool)
+    rows[np.searchsorted(offsets, positions, side="right") - 1] = True
+    mask = pa.array(rows, type=pa.bool_())
+    replaced = pc.replace_substring_regex(pc.filter(values, mask), pattern=_UNICODE_SPACE, replacement=" ")
+    return pc.replace_with_mask(values, mask, replaced)
+
+
+def _trim_whitespace(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``utf8_trim_whitespace``, skipped where no value starts or ends with a byte that can belong to
+    white space (ASCII control characters and space, or any non-ASCII byte)."""
+    if isinstance(values, pa.ChunkedArray):
+        return _per_chunk(_trim_whitespace, values)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pc.utf8_trim_whitespace(values)
+    offsets, data = _string_buffers(values)
+    filled = offsets[1:] > offsets[:-1]
+    first = data[offsets[:-1][filled]]
+    last = data[offsets[1:][filled] - 1]
+    if ((first <= 0x20) | (first >= 0x80) | (last <= 0x20) | (last >= 0x80)).any():
+        return pc.utf8_trim_whitespace(values)
+    return values
+
+
+def _has_empty(values: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any value is the empty text (nulls do not count)."""
+    if isinstance(values, pa.ChunkedArray):
+        return any(_has_empty(chunk) for chunk in values.chunks)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return True
+    offsets, _ = _string_buffers(values)
+    empty = np.diff(offsets) == 0
+    if values.null_count:
+        empty &= pc.is_valid(values).to_numpy(zero_copy_only=False)
+    return bool(empty.any())
 
 
 def extract_pattern(
@@ -410,7 +492,7 @@ def deduplicate_rows(
             }
         )
     try:
-        repeated = compared.duplicated(keep=rule.keep)
+        repeated = _duplicated(compared, rule.keep)
     except TypeError as exc:
         raise DatasetSpecError(f"{where}.keys: these columns cannot be compared ({exc})") from exc
     examples = tuple(
@@ -424,6 +506,31 @@ def deduplicate_rows(
         examples=examples,
         detail="normalized keys" if rule.normalize_keys else "exact keys",
     )
+
+
+def _duplicated(compared: pd.DataFrame, keep: Any) -> pd.Series:
+    """``compared.duplicated(keep=keep)``, narrowed first: a row can only repeat another if each key
+    column on its own does, so columns that rule out most rows shrink the rows the full comparison
+    looks at (a unique-ish id column leaves only the few real candidates)."""
+    candidates = np.arange(len(compared))
+    if len(compared.columns) > 1:
+        try:
+            for position in range(len(compared.columns)):
+                column = compared.iloc[candidates, position] if len(candidates) < len(compared) else None
+                if column is None:
+                    column = compared.iloc[:, position]
+                shared = column.duplicated(keep=False).to_numpy(dtype=bool)
+                if shared.sum() > len(candidates) // 2:
+                    break
+                candidates = candidates[shared]
+        except TypeError:
+            candidates = np.arange(len(compared))
+    if len(candidates) == len(compared):
+        return compared.duplicated(keep=keep)
+    repeated = np.zeros(len(compared), dtype=bool)
+    if len(candidates):
+        repeated[candidates] = compared.iloc[candidates].duplicated(keep=keep).to_numpy(dtype=bool)
+    return pd.Series(repeated, index=compared.index)
 
 
 def normalize_key(text: str) -> str:
@@ -482,13 +589,63 @@ def mask_pii(
     for name, kind in found.items():
         text = _as_text(frame[name])
         codes, distinct = pd.factorize(text)
-        protected = protect_values([str(value) for value in distinct], kind, policy=rule.policy, salt=salt)
-        updates[name] = _take(pd.array(protected, dtype=TEXT_DTYPE), codes, text)
+        fast = _mask_ascii(pa.array(distinct.array), kind) if rule.policy == "mask" else None
+        if fast is not None:
+            updates[name] = _take(pd.arrays.ArrowStringArray(fast), codes, text)
+        else:
+            values = [str(value) for value in distinct]
+            protected = protect_values(values, kind, policy=rule.policy, salt=salt)
+            updates[name] = _take(pd.array(protected, dtype=TEXT_DTYPE), codes, text)
         changed += int((codes >= 0).sum())
     kinds: dict[str, str] = {name: kind or "unknown" for name, kind in found.items()}
     return _with_columns(frame, updates), RuleReport(
         "mask_pii", tuple(found), changed=changed, detail=rule.policy, pii_kinds=kinds
     )
+
+
+# Python's str.strip() removes these ASCII characters (str.isspace); Arrow's whitespace differs.
+_ASCII_PY_SPACE: Final = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_EMAIL_PARTS: Final = r"(?s)^(?P<first>.).*@(?P<domain>[^@]+)$"
+
+
+def _mask_ascii(values: pa.Array | pa.ChunkedArray, kind: PiiKind | None) -> pa.Array | None:
+    """:func:`ods.domain.pii.mask_value` of every value, vectorised, for ASCII e-mails, phones and bank
+    cards (there, Arrow's byte-wise functions see exactly the characters Python does); None otherwise."""
+    if kind not in ("email", "phone", "bank_card") or len(values) == 0 or values.null_count:
+        return None
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not pa.types.is_large_string(values.type) or not pc.all(pc.string_is_ascii(values)).as_py():
+        return None
+    text = pc.utf8_trim(values, characters=_ASCII_PY_SPACE)  # str.strip()
+    generic = pa.scalar(GENERIC_MASK, pa.large_string())
+    if kind == "email":
+        # rpartition('@'): local part before the last '@'; both parts non-empty, else the generic mask
+        parts = pc.extract_regex(text, pattern=_EMAIL_PARTS)
+        masked = pc.binary_join_element_wise(
+            parts.field("first"), parts.field("domain"), pa.scalar("***@", pa.large_string())
+        )
+        matched = pc.is_valid(parts)
+        return pc.if_else(matched, masked, generic)
+    # every digit but the last 4 as '*'; 4 digits or fewer: the generic mask
+    offsets, data = _string_buffers(text)
+    start = int(offsets[0])
+    data = data[start : int(offsets[-1])]
+    offsets = offsets - start
+    digit = (data - np.uint8(0x30)) < 10
+    seen = np.cumsum(
+        digit, dtype=np.int32 if len(data) < 2**31 else np.int64
+    )  # digits up to and including each byte
+    before = np.concatenate(([0], seen))[offsets[:-1]]  # digits before each value
+    total = np.concatenate(([0], seen))[offsets[1:]] - before
+    lengths = np.diff(offsets)
+    rank = seen - np.repeat(before, lengths)  # the how-many-th digit of its value each byte is
+    hidden = digit & (rank <= np.repeat(total - 4, lengths))
+    masked_bytes = np.where(hidden, np.uint8(ord("*")), data)
+    masked = pa.LargeStringArray.from_buffers(
+        len(text), pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(masked_bytes)
+    )
+    return pc.if_else(pa.array(total <= 4), generic, masked)
 
 
 # --- coercion parsers (each runs on the distinct stripped, non-blank texts) ---------------------------
@@ -691,9 +848,9 @@ def _with_columns(frame: pd.DataFrame, updates: dict[str, pd.Series]) -> pd.Data
     return result
 
 
-def _text_array(series: pd.Series) -> pa.Array:
-    values = pa.array(_as_text(series).array)
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+def _text_array(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """The column's Arrow values as they are (chunks are kept: combining them would copy the column)."""
+    return pa.array(_as_text(series).array)
 
 
 def _as_text(series: pd.Series) -> pd.Series:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ods.domain.dataset_spec import (
     BetweenExpectation,
@@ -93,11 +95,14 @@ def _gx_view(frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[E
     for name in names:
         series = frame[name]
         if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_date(series.dtype.pyarrow_dtype):
-            series = series.astype("datetime64[ms]")
+            days = pa.array(series.array)
+            series = pd.Series(
+                pc.cast(days, pa.timestamp("ms")).to_numpy(zero_copy_only=False), index=series.index
+            )
         elif logical_type(series) in ("int", "float"):
             series = pd.Series(series.to_numpy(dtype="float64", na_value=np.nan), index=series.index)
         columns[name] = series
-    return pd.DataFrame(columns, index=frame.index)
+    return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
 def _bound(value: Any, series: pd.Series) -> Any:
@@ -153,7 +158,9 @@ def _details(result: dict[str, Any], success: bool) -> str:
 
 
 class _Validator:
-    """One ephemeral GE context with a pandas datasource, reused for the SUMMARY run and the re-runs."""
+    """One ephemeral GE context with a pandas datasource, built on first use and reused by every
+    validation in the process; ``lock`` serialises the validations that share it. (GE's execution
+    engine keeps the last batch it loaded, one view of a frame, until the next validation replaces it.)"""
 
     def __init__(self) -> None:
         import great_expectations as gx
@@ -167,19 +174,53 @@ class _Validator:
         self._batch_definition = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe(
             "all"
         )
+        self.lock = threading.RLock()
 
-    def run(self, frame: pd.DataFrame, expectations: list[Any], result_format: Any) -> list[Any]:
+    def batch(self, frame: pd.DataFrame) -> _Batch:
+        """A batch of ``frame``: GE loads (and fingerprints) the frame once, however often it runs."""
+        from great_expectations.validator.v1_validator import Validator as V1Validator
+
+        validator = V1Validator(
+            batch_definition=self._batch_definition, batch_parameters={"dataframe": frame}
+        )
+        return _Batch(self, validator)
+
+    def run(self, validator: Any, expectations: list[Any], result_format: Any) -> list[Any]:
         """Validate and return the results in the order of ``expectations`` (GE reorders them)."""
         fresh = [copy.copy(expectation) for expectation in expectations]
         suite = self._gx.ExpectationSuite(name=f"suite-{uuid.uuid4().hex}", expectations=fresh)
         suite = self._context.suites.add(suite)  # registering the suite gives every expectation an id
-        ids = [expectation.id for expectation in suite.expectations]
-        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        by_id = {
-            item.expectation_config.id: item
-            for item in batch.validate(suite, result_format=result_format).results
-        }
+        try:
+            ids = [expectation.id for expectation in suite.expectations]
+            validator.result_format = result_format
+            by_id = {
+                item.expectation_config.id: item
+                for item in validator.validate_expectation_suite(suite).results
+            }
+        finally:
+            self._context.suites.delete(suite.name)
         return [by_id[expectation_id] for expectation_id in ids]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    owner: _Validator
+    validator: Any
+
+    def run(self, expectations: list[Any], result_format: Any) -> list[Any]:
+        return self.owner.run(self.validator, expectations, result_format)
+
+
+_SHARED: list[_Validator] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_validator() -> _Validator:
+    """The process's GE context, created on first use (not at import)."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(_Validator())
+        return _SHARED[0]
 
 
 def _check_column_type(frame: pd.DataFrame, expectation: Expectation) -> ExpectationOutcome:
@@ -212,10 +253,18 @@ def validate_frame(
             f"expectations name column(s) {', '.join(map(repr, missing))} that the cleaned data does not have "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
-    validator = _Validator()
+    shared = _shared_validator()
+    with shared.lock:
+        return _validate(shared, frame, expectations)
+
+
+def _validate(
+    shared: _Validator, frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[Expectation]
+) -> ValidationReport:
     view = _gx_view(frame, expectations)
     gx_expectations = [_to_gx(expectation, view) for expectation in expectations]
-    results = iter(validator.run(view, [e for e in gx_expectations if e is not None], "SUMMARY"))
+    batch = shared.batch(view)
+    results = iter(batch.run([e for e in gx_expectations if e is not None], "SUMMARY"))
     outcomes = []
     rerun: list[Any] = []
     for expectation, gx_expectation in zip(expectations, gx_expectations, strict=True):
@@ -241,9 +290,7 @@ def validate_frame(
             rerun.append(gx_expectation)
     failing: set[int] = set()
     if rerun:
-        complete = validator.run(
-            view, rerun, {"result_format": "COMPLETE", "return_unexpected_index_query": False}
-        )
+        complete = batch.run(rerun, {"result_format": "COMPLETE", "return_unexpected_index_query": False})
         for item in complete:
             failing.update(int(index) for index in (item.result or {}).get("unexpected_index_list") or [])
     success = all(outcome.success for outcome in outcomes)

@@ -1,0 +1,325 @@
+"""Parse documents in a separate worker process, so a hanging or memory-exploding file costs one document.
+
+``DocumentParserPool`` keeps one worker process alive across documents (a batch pays one interpreter
+start, not one per document), caps the worker's address space with ``RLIMIT_AS``, and kills it when a
+document runs past the timeout; the next document gets a fresh worker.
+
+The worker is a plain ``python -c`` interpreter, not a multiprocessing child: spawn and forkserver
+re-import the parent's ``__main__`` (a flow file importing Prefect, torch, ...) in every worker. This one
+imports only this module, the parse function's module and what the parser needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import pickle
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+from ods.domain.documents import MALFORMED, MEMORY_LIMIT, TIMEOUT, DocumentRejected, ParsedDocument
+from ods.errors import OdsError
+
+_FRAME = struct.Struct(">Q")
+_WORKER_START_S = 60.0
+_WORKER_COMMAND = "from ods.adapters.parse_isolation import serve_parse_requests; serve_parse_requests()"
+
+
+class DocumentParserError(OdsError):
+    """The parser worker process cannot be started (a broken environment, not a bad document)."""
+
+
+class ParseFunction(Protocol):
+    """``parse_document``'s signature; a module-level function, so the worker can import it by name."""
+
+    def __call__(self, data: bytes, name: str, *, max_pages: int) -> ParsedDocument: ...
+
+
+class DocumentParserPool:
+    """A reusable parser worker process; use as a context manager and call ``parse`` per document.
+
+    ``memory_mb`` is the address space the worker may add beyond what its imports take; ``timeout_s``
+    bounds one document. ``parse_function`` defaults to ``parse_document`` and must be importable by
+    module and name. Calls are serialized; use one pool per thread for parallel parsing.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 60,
+        memory_mb: int = 1024,
+        max_pages: int = 2000,
+        parse_function: ParseFunction | None = None,
+        documents_per_worker: int = 500,
+    ) -> None:
+        if timeout_s <= 0 or memory_mb <= 0 or documents_per_worker <= 0:
+            raise ValueError("timeout_s, memory_mb and documents_per_worker must be positive")
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.max_pages = max_pages
+        self.documents_per_worker = documents_per_worker
+        self._function_ref = _function_reference(parse_function)
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._parsed_by_worker = 0
+        self._lock = threading.Lock()
+        self.workers_started = 0
+
+    def __enter__(self) -> DocumentParserPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The process id of the current worker, None before the first document or after a kill."""
+        return self._worker.pid if self._worker is not None else None
+
+    def close(self) -> None:
+        """Stop the worker process (it exits on end of input; killed if it does not within seconds)."""
+        with self._lock:
+            self._stop_worker(graceful=True)
+
+    def parse(self, data: bytes, name: str) -> ParsedDocument:
+        """Parse one document in the worker; raises ``DocumentRejected`` (incl. ``timeout``, ``memory_limit``)."""
+        with self._lock:
+            request = pickle.dumps((data, name), protocol=pickle.HIGHEST_PROTOCOL)
+            worker = self._ensure_worker()
+            try:
+                _write_frame(_stdin(worker), request)
+            except OSError:  # the idle worker died (killed from outside): this document never reached it
+                self._stop_worker(graceful=False)
+                worker = self._ensure_worker()
+                try:
+                    _write_frame(_stdin(worker), request)
+                except OSError:
+                    raise self._worker_died(name) from None
+            del request
+            try:
+                reply = _read_frame(_stdout(worker), deadline=time.monotonic() + self.timeout_s)
+            except TimeoutError:
+                self._stop_worker(graceful=False)
+                raise DocumentRejected(
+                    TIMEOUT,
+                    f"parsing did not finish within {self.timeout_s:g} s; the parser process was stopped "
+                    "(raise the parse timeout if the document is just large)",
+                    document=name,
+                ) from None
+            if reply is None:
+                raise self._worker_died(name)
+            self._parsed_by_worker += 1
+            outcome = _unpickle(reply)
+            if outcome[0] == "memory_limit" or self._parsed_by_worker >= self.documents_per_worker:
+                self._stop_worker(graceful=True)  # a worker that hit MemoryError is not trusted further
+            return _result_from(outcome, name, self.memory_mb)
+
+    def _ensure_worker(self) -> subprocess.Popen[bytes]:
+        if self._worker is not None and self._worker.poll() is None:
+            return self._worker
+        self._stop_worker(graceful=False)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path or str(Path.cwd()) for path in sys.path))
+        worker = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_COMMAND],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        weakref.finalize(self, _kill_worker, worker)  # a pool dropped without close() leaves no orphan
+        self.workers_started += 1
+        self._worker, self._parsed_by_worker = worker, 0
+        config = (self._function_ref, self.memory_mb, self.max_pages)
+        _write_frame(_stdin(worker), pickle.dumps(config))
+        try:
+            ready = _read_frame(_stdout(worker), deadline=time.monotonic() + _WORKER_START_S)
+        except TimeoutError:
+            ready = None
+        if ready is None or _unpickle(ready) != ("ready",):
+            self._stop_worker(graceful=False)
+            raise DocumentParserError(
+                f"the document parser process ({sys.executable}, parse function {self._function_ref}) did not "
+                f"start within {_WORKER_START_S:g} s; its error is on stderr above. Check that the "
+                "environment has pypdf, beautifulsoup4, python-docx and python-pptx installed."
+            )
+        return worker
+
+    def _worker_died(self, name: str) -> DocumentRejected:
+        worker = self._worker
+        code = worker.wait() if worker is not None else None
+        self._stop_worker(graceful=False)
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with {code}"
+        )
+        return DocumentRejected(
+            MEMORY_LIMIT,
+            f"the parser process {how} while parsing (memory limit {self.memory_mb} MB or a crash in the parser)",
+            document=name,
+        )
+
+    def _stop_worker(self, *, graceful: bool) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        with contextlib.suppress(OSError):
+            _stdin(worker).close()
+        if graceful:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=5)
+        _kill_worker(worker)
+
+
+def _kill_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.kill()
+        worker.wait()
+    for pipe in (worker.stdin, worker.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def parse_isolated(
+    data: bytes, name: str, *, timeout_s: float = 60, memory_mb: int = 1024, max_pages: int = 2000
+) -> ParsedDocument:
+    """Parse one document in a fresh worker process; for batches use ``DocumentParserPool``."""
+    with DocumentParserPool(timeout_s=timeout_s, memory_mb=memory_mb, max_pages=max_pages) as pool:
+        return pool.parse(data, name)
+
+
+def _result_from(outcome: tuple[Any, ...], name: str, memory_mb: int) -> ParsedDocument:
+    kind = outcome[0]
+    if kind == "parsed" and isinstance(outcome[1], ParsedDocument):
+        return outcome[1]
+    if kind == "rejected":
+        raise DocumentRejected(outcome[1], outcome[2], document=name)
+    if kind == "memory_limit":
+        raise DocumentRejected(
+            MEMORY_LIMIT,
+            f"parsing needed more than the {memory_mb} MB memory limit (MemoryError)",
+            document=name,
+        )
+    raise DocumentRejected(MALFORMED, f"the parser failed: {outcome[1]}", document=name)
+
+
+def _function_reference(function: ParseFunction | None) -> str:
+    if function is None:
+        return "ods.adapters.document_parsers:parse_document"
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
+        raise ValueError(f"parse_function {function!r} must be a module-level function the worker can import")
+    return f"{module}:{qualname}"
+
+
+# --- framing over the worker's pipes --------------------------------------------------------------------
+
+
+def _stdin(worker: subprocess.Popen[bytes]) -> IO[bytes]:
+    assert worker.stdin is not None
+    return worker.stdin
+
+
+def _stdout(worker: subprocess.Popen[bytes]) -> IO[bytes]:
+    assert worker.stdout is not None
+    return worker.stdout
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes], deadline: float | None = None) -> bytes | None:
+    """One length-prefixed frame; None at end of stream; ``TimeoutError`` past ``deadline``."""
+    fd = stream.fileno()
+    header = _read_exactly(fd, _FRAME.size, deadline)
+    if header is None:
+        return None
+    return _read_exactly(fd, _FRAME.unpack(header)[0], deadline)
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
+    chunks: list[bytes] = []
+    remaining = size
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while remaining:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(timeout=left):
+                    raise TimeoutError
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _unpickle(frame: bytes) -> Any:
+    # The peer is our own worker process; documents never reach pickle.loads as bytes to unpickle.
+    return pickle.loads(frame)  # noqa: S301
+
+
+# --- the worker side -------------------------------------------------------------------------------------
+
+
+def serve_parse_requests() -> None:
+    """Worker main loop: read (data, name) frames from stdin, answer outcome frames on stdout."""
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a library that prints must not corrupt the reply stream
+    config = _read_frame(requests)
+    if not config:
+        return
+    function_ref, memory_mb, max_pages = _unpickle(config)
+    module_name, _, qualname = function_ref.partition(":")
+    function: Callable[..., ParsedDocument] = getattr(importlib.import_module(module_name), qualname)
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # per-font warnings would flood the run's log
+    _limit_address_space(memory_mb)
+    _write_frame(replies, pickle.dumps(("ready",)))
+    while (request := _read_frame(requests)) is not None:
+        data, name = _unpickle(request)
+        outcome: tuple[Any, ...]
+        try:
+            outcome = ("parsed", function(data, name, max_pages=max_pages))
+        except DocumentRejected as rejected:
+            outcome = ("rejected", rejected.reason, rejected.detail)
+        except MemoryError:
+            outcome = ("memory_limit",)
+        except Exception as error:  # noqa: BLE001 - reported to the parent as this document's failure
+            outcome = ("failed", f"{type(error).__name__}: {error}")
+        del data
+        _write_frame(replies, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+        if outcome[0] == "memory_limit":
+            return
+
+
+def _limit_address_space(memory_mb: int) -> None:
+    """Cap the address space at what the imports already mapped plus ``memory_mb``."""
+    import resource
+
+    try:
+        # Linux only; elsewhere the cap is absolute.
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        mapped = 0
+    limit = mapped + memory_mb * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
