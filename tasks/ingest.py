@@ -1,0 +1,155 @@
+"""Tasks of the ingest_documents flow: work in batches of documents, never a task per chunk."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+
+from ods.adapters.embedder import build_embedder
+from ods.adapters.parse_isolation import DocumentParserPool
+from ods.domain.dataset_card import markdown_table
+from ods.domain.sync_plan import ListedDocument
+from ods.ingestion import (
+    delete_documents,
+    ingest_batch,
+    open_index,
+    open_knowledge_base,
+    open_source,
+    plan_ingest,
+)
+from ods.preparation import open_catalog
+from ods.settings import get_settings
+from tasks.retry import retry_on_transient_errors
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [1, 5],
+    "retry_condition_fn": retry_on_transient_errors,
+}
+
+
+def _artifact_key(kb: str) -> str:
+    return "kb-" + kb.replace("_", "-").lower()
+
+
+@task(name="plan-ingest", cache_policy=NO_CACHE, **IO_RETRIES)
+def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]:
+    """Record the knowledge base, list its source and split the documents to read into batches."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        open_knowledge_base(catalog, settings, kb, source)
+        plan = plan_ingest(catalog, kb, open_source(settings, source))
+    batches = [plan.to_read[start : start + batch_size] for start in range(0, len(plan.to_read), batch_size)]
+    get_run_logger().info(
+        "%s: %d to read, %d unchanged, %d removed",
+        kb,
+        len(plan.to_read),
+        len(plan.unchanged),
+        len(plan.to_delete),
+    )
+    progress_id = create_progress_artifact(
+        progress=0.0 if batches else 100.0, key=f"{_artifact_key(kb)}-progress", description=f"Ingesting {kb}"
+    )
+    return {
+        "batches": batches,
+        "unchanged": len(plan.unchanged),
+        "to_delete": plan.to_delete,
+        "progress_id": str(progress_id),
+    }
+
+
+@task(name="ingest-batch", task_run_name="ingest-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest_document_batch(
+    source: str, kb: str, documents: list[ListedDocument], number: int, batches: int, progress_id: str
+) -> dict[str, Any]:
+    """Read, parse (isolated), chunk, embed and index one batch; quarantined documents do not fail it."""
+    settings = get_settings()
+    embedder = build_embedder(settings.embedding)
+    with open_catalog(settings) as catalog, DocumentParserPool() as pool:
+        record = catalog.get_knowledge_base(kb)
+        index = open_index(settings, record)
+        try:
+            report = ingest_batch(
+                catalog=catalog,
+                index=index,
+                embedder=embedder,
+                pool=pool,
+                source=open_source(settings, source),
+                kb=kb,
+                documents=documents,
+            )
+        finally:
+            index.close()
+    update_progress_artifact(UUID(progress_id), progress=100.0 * number / batches)
+    get_run_logger().info(
+        "batch %d/%d: %d indexed (%d chunks), %d unchanged, %d quarantined",
+        number,
+        batches,
+        report.indexed,
+        report.chunks,
+        report.reused,
+        len(report.quarantined),
+    )
+    return report.as_dict()
+
+
+@task(name="delete-removed", cache_policy=NO_CACHE, **IO_RETRIES)
+def delete_removed_documents(kb: str, uris: list[str]) -> int:
+    """Delete the chunks of documents gone from the source and mark them deleted."""
+    if not uris:
+        return 0
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        index = open_index(settings, catalog.get_knowledge_base(kb))
+        try:
+            return delete_documents(catalog, index, kb, uris)
+        finally:
+            index.close()
+
+
+@task(name="report-ingest", cache_policy=NO_CACHE)
+def report_ingest(
+    kb: str, source: str, unchanged: int, reports: list[dict[str, Any]], deleted: int
+) -> dict[str, Any]:
+    """Publish counts per status and the quarantined files with reasons; emit ods.kb.updated."""
+    quarantined = [item for report in reports for item in report["quarantined"]]
+    summary = {
+        "kb": kb,
+        "source": source,
+        "indexed": sum(report["indexed"] for report in reports),
+        "chunks": sum(report["chunks"] for report in reports),
+        "unchanged": unchanged + sum(report["reused"] for report in reports),
+        "quarantined": len(quarantined),
+        "deleted": deleted,
+        "seconds": {
+            stage: round(sum(report["seconds"][stage] for report in reports), 3)
+            for stage in ("read", "parse", "embed", "index")
+        },
+    }
+    counts = markdown_table(
+        [{key: summary[key] for key in ("indexed", "chunks", "unchanged", "quarantined", "deleted")}],
+        ["indexed", "chunks", "unchanged", "quarantined", "deleted"],
+    )
+    details = (
+        markdown_table(quarantined, ["uri", "reason", "detail"])
+        if quarantined
+        else "No document was quarantined."
+    )
+    create_markdown_artifact(
+        key=f"{_artifact_key(kb)}-ingest",
+        markdown=f"# Ingest of `{kb}` from `{source}`\n\n{counts}\n\n## Quarantined\n\n{details}",
+        description=f"Ingest report of {kb}",
+    )
+    if summary["indexed"] or summary["deleted"] or summary["quarantined"]:
+        emit_event(
+            event="ods.kb.updated",
+            resource={"prefect.resource.id": f"ods.kb.{kb}", "prefect.resource.name": kb},
+            payload=summary,
+        )
+    return {**summary, "quarantined_documents": quarantined}
