@@ -26,6 +26,8 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 datasets_app = typer.Typer(help="Prepare, list and inspect dataset versions.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+kb_app = typer.Typer(help="Ingest, inspect and search knowledge bases.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 
 console = Console()
 error_console = Console(stderr=True)
@@ -203,16 +205,120 @@ def datasets_head(
     console.print(table)
 
 
+@kb_app.command("ingest")
+def kb_ingest(
+    source: str = typer.Argument(..., help="A folder or s3://bucket/prefix of the configured object store."),
+    kb: str = typer.Option(..., "--kb", help="Knowledge base name."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Documents per task."),
+) -> None:
+    """Bring a knowledge base in line with its source (runs the ingest-documents flow)."""
+    from flows.ingest_documents import ingest_documents
+
+    result = ingest_documents(source, kb, batch_size)
+    console.print(
+        f"[green]{kb}[/green]: {result['indexed']} indexed ({result['chunks']} chunks), "
+        f"{result['unchanged']} unchanged, {result['quarantined']} quarantined, {result['deleted']} deleted"
+    )
+    for item in result["quarantined_documents"]:
+        console.print(f"  quarantined {item['uri']}: {item['detail']}", markup=False)
+
+
+@kb_app.command("status")
+def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> None:
+    """Documents per status, chunks, embedding model and collection of a knowledge base."""
+    from collections import Counter
+
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+
+    with open_catalog(get_settings()) as catalog:
+        record = catalog.get_knowledge_base(kb)
+        documents = catalog.documents(kb)
+    statuses = Counter(document.status for document in documents)
+    table = Table(title=f"knowledge base {kb}", show_header=False)
+    for field, value in (
+        ("source", record.source_uri),
+        ("embedding model", f"{record.embedding_model} ({record.embedding_dim} dims)"),
+        ("collection", record.collection_name),
+        ("documents", ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"),
+        ("chunks", sum(document.chunk_count for document in documents if document.status == "indexed")),
+    ):
+        table.add_row(field, "" if value is None else str(value))
+    console.print(table)
+
+
+@kb_app.command("documents")
+def kb_documents(
+    kb: str = typer.Argument(..., help="Knowledge base name."),
+    status: str | None = typer.Option(None, "--status", help="indexed, quarantined or deleted."),
+) -> None:
+    """The documents of a knowledge base with status, chunks and reason."""
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+
+    if status not in (None, "indexed", "quarantined", "deleted"):
+        raise OdsError(f"--status {status!r} is not one of indexed, quarantined, deleted")
+    with open_catalog(get_settings()) as catalog:
+        documents = catalog.documents(kb, status)  # type: ignore[arg-type]
+    table = Table(title=f"{kb}: {len(documents)} document(s)")
+    for column in ("document", "status", "chunks", "parser", "reason"):
+        table.add_column(column, overflow="fold")
+    for document in documents:
+        table.add_row(
+            document.uri,
+            document.status,
+            str(document.chunk_count),
+            document.parser or "",
+            document.reason or "",
+        )
+    console.print(table)
+
+
+@kb_app.command("search")
+def kb_search(
+    query: str = typer.Argument(..., help="What to look for."),
+    kb: str = typer.Option(..., "--kb", help="Knowledge base name."),
+    k: int = typer.Option(5, "-k", min=1, max=100, help="How many chunks."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+) -> None:
+    """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
+    from ods.retrieval import search_knowledge_base
+    from ods.settings import get_settings
+
+    if mode not in ("dense", "bm25", "hybrid"):
+        raise OdsError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
+    hits = search_knowledge_base(get_settings(), kb, query, k=k, mode=mode)  # type: ignore[arg-type]
+    if not hits:
+        console.print("no matching chunk")
+        return
+    table = Table(title=f"{kb}: {mode} search for {query!r}")
+    for column in ("#", "score", "document", "page", "heading", "text"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(
+            str(rank),
+            f"{hit.score:.4f}",
+            hit.doc_uri.rsplit("/", 1)[-1],
+            "" if hit.page is None else str(hit.page),
+            hit.heading or "",
+            hit.text[:300],
+        )
+    console.print(table)
+
+
 @app.command()
 def demo() -> None:
     """Run the whole platform path on the embedded defaults."""
-    from ods.sample_data import write_sales_example
+    from ods.sample_data import write_policy_documents, write_sales_example
     from ods.settings import get_settings
 
     init()
-    _, spec = write_sales_example(get_settings().home / "examples")
+    examples = get_settings().home / "examples"
+    _, spec = write_sales_example(examples)
     datasets_prepare(str(spec), None)
     datasets_head("sales", rows=5)
+    kb_ingest(str(write_policy_documents(examples / "documents")), kb="policies", batch_size=64)
+    kb_search("How long do customers have to return a product?", kb="policies", k=3, mode="hybrid")
     doctor(deep=True)
 
 
@@ -232,5 +338,5 @@ def main() -> None:
     try:
         app()
     except OdsError as error:
-        error_console.print(f"error: {error}", markup=False, highlight=False)
+        error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -98,3 +98,38 @@ def write_sales_example(directory: Path, rows: int = 1_000, *, seed: int = 7) ->
     generate_sales(rows, seed=seed).to_csv(csv_path, index=False)
     spec_path.write_text(SALES_SPEC, encoding="utf-8")
     return csv_path, spec_path
+
+
+POLICY_DOCUMENTS = {
+    "returns-policy.md": """# Returns policy
+
+Customers may return any product within 30 days of delivery for a full refund. Items must be unused
+and in their original packaging. Refunds are paid to the original payment method within five working days.
+
+## Exceptions
+
+Sprockets and flanges cut to measure cannot be returned unless they are faulty.
+""",
+    "shipping.md": """# Shipping
+
+Orders placed before 2 pm ship the same day from the Leeds warehouse. Standard delivery takes two to
+four working days in the United Kingdom; express delivery arrives the next working day.
+""",
+    "warranty.html": """<html><head><title>Warranty</title><script>track()</script></head><body>
+<h1>Warranty</h1><p>Every gadget and gizmo carries a two year warranty against manufacturing defects.</p>
+<h2>Claims</h2><p>Send the order number and a photo of the defect to support. We repair or replace the item.</p>
+</body></html>""",
+    "regions.txt": """Sales regions
+
+The North and North East regions are served from Leeds. The South and Central regions are served from
+Reading. West customers are served from Bristol since 2024.
+""",
+}
+
+
+def write_policy_documents(directory: Path) -> Path:
+    """Write a few shop policy documents (Markdown, HTML, text) into ``directory``; return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in POLICY_DOCUMENTS.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory

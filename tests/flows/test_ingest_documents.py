@@ -86,3 +86,81 @@ def test_every_shared_document_ends_indexed_or_quarantined(corpora_dir: Path) ->
         if document.status == "quarantined":
             assert document.reason
     assert result["indexed"] + result["quarantined"] == len(files)
+
+
+def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> None:
+    """New chunks written, old ones not yet deleted, catalog not updated: the next run finishes the job."""
+    from ods.adapters.embedder import build_embedder
+    from ods.adapters.vectors import ChunkRow
+    from ods.domain.chunking import chunk_id, chunk_sections
+    from ods.domain.documents import Section
+    from ods.domain.hashing import sha256_bytes
+    from ods.ingestion import bounded_token_counts
+
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingest_documents(str(folder), "policies")
+    path = folder / "returns.md"
+    old_sha = sha256_bytes(path.read_bytes())
+    path.write_text("# Returns policy\n\nReturns are accepted within 14 days only.\n")
+    uri, new_sha = path.resolve().as_uri(), sha256_bytes(path.read_bytes())
+    settings = get_settings()
+    embedder = build_embedder(settings.embedding)
+    chunks = chunk_sections(
+        [Section(path.read_text(), None, "Returns policy")],
+        count_tokens=lambda texts: bounded_token_counts(embedder, texts),
+    )
+    vectors = embedder.embed([chunk.text for chunk in chunks])
+    with open_catalog(settings) as catalog:
+        index = open_index(settings, catalog.get_knowledge_base("policies"))
+        index.upsert(
+            [
+                ChunkRow(
+                    chunk_id("policies", uri, new_sha, c.index), "policies", uri, new_sha, c.index, c.text, v
+                )
+                for c, v in zip(chunks, vectors, strict=True)
+            ]
+        )  # ... and the run dies here
+        both_versions = index.count({"doc_uri": uri})
+        index.close()
+
+    result = ingest_documents(str(folder), "policies")
+
+    assert both_versions > len(chunks)  # the document never disappeared from search
+    assert result["indexed"] == 1
+    with open_catalog(settings) as catalog:
+        index = open_index(settings, catalog.get_knowledge_base("policies"))
+        remaining = index.count({"doc_uri": uri})
+        stale = index.count({"doc_uri": uri, "doc_sha256": old_sha})
+        index.close()
+        current = next(document for document in catalog.documents("policies") if document.uri == uri)
+    assert remaining == len(chunks) and stale == 0
+    assert current.sha256 == new_sha and current.status == "indexed"
+
+
+@pytest.mark.s3
+def test_ingest_from_a_bucket_prefix_follows_deletions(
+    s3_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ods.adapters.object_store import build_object_store
+
+    server = s3_server
+    monkeypatch.setenv("ODS_OBJECT_STORE__KIND", "minio")
+    monkeypatch.setenv("ODS_OBJECT_STORE__ENDPOINT", server.endpoint)  # type: ignore[attr-defined]
+    monkeypatch.setenv("ODS_OBJECT_STORE__ACCESS_KEY", server.access_key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("ODS_OBJECT_STORE__SECRET_KEY", server.secret_key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("ODS_OBJECT_STORE__BUCKET", "ods-ingest-test")
+    get_settings.cache_clear()
+    store = build_object_store(get_settings())
+    store.ensure_ready()
+    store.put_bytes("documents/returns.md", b"# Returns\n\nReturn any product within 30 days.\n")
+    store.put_bytes("documents/shipping.txt", b"Orders ship from Leeds within two days.\n")
+
+    first = ingest_documents("s3://ods-ingest-test/documents/", "bucket_kb")
+    store.delete("documents/shipping.txt")
+    second = ingest_documents("s3://ods-ingest-test/documents/", "bucket_kb")
+
+    assert first["indexed"] == 2
+    assert (second["indexed"], second["unchanged"], second["deleted"]) == (0, 1, 1)
+    counts = _index_counts("bucket_kb")
+    assert counts["returns.md"] >= 1 and counts["shipping.txt"] == 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,9 +23,17 @@ def test_deployment_entrypoint_and_parameters_resolve(
 ) -> None:
     monkeypatch.chdir(ROOT)
     flow = load_flow_from_entrypoint(deployment["entrypoint"])
+    schema = parameter_schema(flow)
+    given = deployment.get("parameters") or {}
 
-    flow.validate_parameters(deployment.get("parameters") or {})
+    assert set(given) <= set(schema.properties), f"unknown parameters {set(given) - set(schema.properties)}"
+    required = set(schema.required or [])
+    example = {name: "example" for name in required - set(given)}
+    flow.validate_parameters({**given, **example})
     assert flow.description, f"{deployment['entrypoint']} has no docstring for the UI"
+    assert all(prop.get("description") for prop in schema.properties.values()), (
+        "every parameter needs a description"
+    )
 
 
 def test_prefect_yaml_holds_no_secret_looking_values() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ def open_milvus_client(uri: str, *, token: str | None = None, timeout_s: float =
     from pymilvus.exceptions import MilvusException
 
     if not is_server_uri(uri):
+        # Milvus Lite's in-process gRPC server logs a traceback for each call it does not implement
+        # (pymilvus asks it for timestamps on every write); the calls succeed, the noise would not.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         if not uri.endswith(".db"):
             raise VectorIndexError(f"Milvus Lite file {uri!r} must end in '.db'; set ODS_MILVUS__URI")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)

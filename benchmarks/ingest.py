@@ -1,0 +1,409 @@
+"""Benchmark of ingest_documents against bare embedding of the same chunks, measured in the same run.
+
+Generates a deterministic corpus (default 2,000 documents, about 20,000 chunks at the flow's 200-token chunk
+size): Markdown with headings, plain text and HTML pages of English-like prose from a fixed vocabulary, sizes
+varied so chunk counts vary. Then measures:
+
+- baseline: the physical limit, ``model.encode(texts, batch_size=64)`` of the same cached
+  SentenceTransformer over the same chunk texts (re-chunked here with the flow's own functions);
+- the ``ingest-documents`` flow end to end (Prefect server and model already warm): chunks/s and the
+  per-stage seconds of its summary (read / parse / embed / index);
+- the re-ingest of the unchanged corpus in a new process (only the flow call is timed there);
+- peak memory of the flow above the process's resting size, for N/4 and N documents (fresh ODS_HOME each).
+
+Targets: flow throughput >= 0.95x bare encode (LlamaIndex's IngestionPipeline reaches ~0.92 here);
+re-ingest of an unchanged corpus <= 1% of the first ingest; peak memory flat in corpus size.
+
+    .venv/bin/python benchmarks/ingest.py --docs 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+WORDS = """
+account action address agent amount analysis answer approach area article audit balance bank basis batch
+benefit bill board body branch budget buffer building business buyer cable call capacity card care case
+cash catalog center change channel charge check claim class client cluster code column comment company
+contract control cost council country course court credit customer cycle damage data date deadline deal
+debt decision delivery demand department deposit design detail device director discount dispute document
+driver duty employee energy engine entry equipment error estimate event evidence exchange expense factor
+failure fee field file finance firm flow form fund goal grade group growth guide hardware health history
+holder income index inquiry insurance interest invoice issue item job journal key label labour language
+layer lease ledger level licence limit line loan location log machine manager margin market material
+measure meeting member memory message method metric model module month network node notice number object
+offer office operator option order owner package page panel partner party payment period permit phase
+plan platform policy pool portfolio position price priority process product profile program project
+property proposal provider purchase quality quarter query quota rate reason receipt record refund region
+register release report request reserve resource response result retailer return revenue review right
+risk role rule salary sale schedule scheme score sector security segment seller series server service
+session setting share shipment signal site source staff stage standard statement status stock storage
+store strategy supplier supply support system table target task tax team term test ticket time total
+trade transfer trend unit update user value vendor version volume warehouse warranty week worker year
+accept adjust allow apply approve arrange assess assign avoid build calculate cancel collect compare
+complete confirm connect consider contain create define deliver describe develop display divide enable
+ensure establish examine expect explain export extend follow handle identify import improve include
+increase inform install keep limit maintain manage measure monitor move notify obtain operate prepare
+prevent process produce protect provide publish receive record reduce refer remove replace report require
+reserve resolve restore review schedule select send share ship store submit supply track transfer update
+verify annual available current daily different direct early effective external final financial formal
+general global internal large late legal local main major manual minor monthly new normal official old
+open overall personal physical previous primary private public quarterly recent regional regular related
+relevant remote required secure separate several significant simple single small special specific
+standard strong successful suitable technical temporary total typical usual valid various weekly
+""".split()
+FUNCTION_WORDS = (
+    "the a an of to in for on with by from at as and or but if when which that this each every all".split()
+)
+MEDIAN_WORDS_PER_DOCUMENT = 820  # log-normal sizes: ~10 chunks of <= 200 tokens per document on average
+
+
+class PeakMemory:
+    """Samples this process's resident size every 5 ms and keeps the peak (and its children's, less often)."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.peak = 0
+        self.children_peak = 0
+        self._stop = threading.Event()
+
+    def resting(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        self.peak = self.resting()
+        self.children_peak = 0
+        thread = threading.Thread(target=self._sample, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
+            self._stop.clear()
+
+    def _sample(self) -> None:
+        ticks = 0
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            if ticks % 20 == 0:  # the parser worker and the Milvus Lite server, every 100 ms
+                self.children_peak = max(self.children_peak, self._children_rss())
+            ticks += 1
+            time.sleep(0.005)
+
+    def _children_rss(self) -> int:
+        total = 0
+        for child in self._process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+
+# --- 1. corpus -----------------------------------------------------------------------------------------
+
+
+def sentence(rng: random.Random) -> str:
+    words = [
+        rng.choice(FUNCTION_WORDS) if rng.random() < 0.3 else rng.choice(WORDS)
+        for _ in range(rng.randint(7, 22))
+    ]
+    if rng.random() < 0.15:
+        words.insert(rng.randint(1, len(words) - 1), str(rng.randint(2, 2_000)))
+    if rng.random() < 0.2:
+        words[rng.randint(0, len(words) - 2)] += ","
+    return " ".join(words).capitalize() + rng.choice(".......?!")
+
+
+def paragraph(rng: random.Random, words: int) -> str:
+    sentences: list[str] = []
+    while words > 0:
+        sentences.append(sentence(rng))
+        words -= sentences[-1].count(" ") + 1
+    return " ".join(sentences)
+
+
+def title(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))).capitalize()
+
+
+def document_sections(rng: random.Random) -> list[tuple[str, list[str]]]:
+    """Headings with their paragraphs; total words log-normal around ``MEDIAN_WORDS_PER_DOCUMENT``."""
+    total = int(min(max(rng.lognormvariate(0, 0.6) * MEDIAN_WORDS_PER_DOCUMENT, 80), 9_000))
+    sections: list[tuple[str, list[str]]] = []
+    while total > 0:
+        section_words = min(total, rng.randint(150, 700))
+        paragraphs: list[str] = []
+        remaining = section_words
+        while remaining > 0:
+            length = min(remaining, rng.randint(40, 160))
+            paragraphs.append(paragraph(rng, length))
+            remaining -= length
+        sections.append((title(rng), paragraphs))
+        total -= section_words
+    return sections
+
+
+def render(kind: str, sections: list[tuple[str, list[str]]], rng: random.Random) -> str:
+    if kind == "md":
+        parts = [f"# {sections[0][0]}"]
+        for number, (heading, paragraphs) in enumerate(sections):
+            if number:
+                parts.append(f"{'#' * rng.choice((2, 2, 3))} {heading}")
+            for text in paragraphs:
+                if rng.random() < 0.1:
+                    parts.append("\n".join(f"- {sentence(rng)}" for _ in range(rng.randint(2, 5))))
+                parts.append(text)
+        return "\n\n".join(parts) + "\n"
+    if kind == "html":
+        body = []
+        for number, (heading, paragraphs) in enumerate(sections):
+            body.append(f"<h{1 if number == 0 else 2}>{heading}</h{1 if number == 0 else 2}>")
+            body.extend(f"<p>{text}</p>" for text in paragraphs)
+        return (
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{sections[0][0]}</title>"
+            "<style>body { font-family: sans-serif; }</style><script>var tracking = 1;</script></head>\n"
+            "<body><nav><a href='/'>Home</a></nav>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+    return "\n\n".join(text for _, paragraphs in sections for text in paragraphs) + "\n"
+
+
+def write_corpus(folder: Path, documents: int, seed: int = 20_260_101) -> int:
+    """``documents`` files (half .md, a quarter each .txt and .html) under ``folder``; returns bytes written."""
+    rng = random.Random(seed)
+    written = 0
+    for number in range(documents):
+        kind = ("md", "txt", "md", "html")[number % 4]
+        path = folder / f"area-{number % 16:02d}" / f"doc-{number:05d}.{kind}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = render(kind, document_sections(rng), rng).encode("utf-8")
+        path.write_bytes(data)
+        written += len(data)
+    return written
+
+
+# --- 2. environment ------------------------------------------------------------------------------------
+
+
+def isolate(workdir: Path) -> None:
+    """Point ods and Prefect at throw-away homes; must run before either is imported."""
+    os.environ["ODS_HOME"] = str(workdir / "home-main")
+    os.environ["PREFECT_HOME"] = str(workdir / "prefect")
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.pop("PREFECT_API_URL", None)
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def warm_up() -> Any:
+    """Start the temporary Prefect server and load the embedding model, so neither start-up is counted."""
+    from prefect import flow
+
+    from ods.adapters.embedder import build_embedder
+    from ods.settings import get_settings
+
+    @flow
+    def warm_up_flow() -> None:
+        """Starts the temporary Prefect server."""
+
+    warm_up_flow()
+    embedder = build_embedder(get_settings().embedding)
+    embedder.embed(["warm up the model once"] * 8)
+    return embedder
+
+
+def use_home(home: Path) -> None:
+    """Switch ods to a fresh ODS_HOME (settings are cached per process)."""
+    from ods.settings import get_settings
+
+    os.environ["ODS_HOME"] = str(home)
+    get_settings.cache_clear()
+
+
+# --- 3. the flow ---------------------------------------------------------------------------------------
+
+
+def run_flow(folder: Path, batch_size: int, memory: PeakMemory) -> tuple[dict[str, Any], float]:
+    from flows.ingest_documents import ingest_documents
+
+    with memory.watch():
+        started = time.perf_counter()
+        summary = ingest_documents(str(folder), "bench", batch_size=batch_size)
+        seconds = time.perf_counter() - started
+    return summary, seconds
+
+
+# --- 4. baseline ---------------------------------------------------------------------------------------
+
+
+def chunk_texts(folder: Path, embedder: Any) -> list[str]:
+    """The chunks the flow indexes, made by the same parse and chunk functions (in this process)."""
+    from ods.adapters.document_parsers import parse_document
+    from ods.domain.chunking import chunk_sections
+    from ods.ingestion import MAX_CHUNK_TOKENS, OVERLAP_TOKENS, bounded_token_counts
+
+    texts: list[str] = []
+    for path in sorted(folder.rglob("*.*")):
+        parsed = parse_document(path.read_bytes(), path.name)
+        chunks = chunk_sections(
+            parsed.sections,
+            max_tokens=MAX_CHUNK_TOKENS,
+            overlap_tokens=OVERLAP_TOKENS,
+            count_tokens=lambda batch: bounded_token_counts(embedder, batch),
+        )
+        texts.extend(chunk.text for chunk in chunks)
+    return texts
+
+
+def bare_encode(texts: list[str], embedder: Any) -> float:
+    """Seconds for ``model.encode(texts, batch_size=64)`` of the flow's cached model."""
+    model = embedder.model
+    started = time.perf_counter()
+    model.encode(texts, batch_size=64, show_progress_bar=False)
+    return time.perf_counter() - started
+
+
+# --- 5. re-ingest in a new process ---------------------------------------------------------------------
+
+REINGEST_SCRIPT = """
+import json, sys, time
+from prefect import flow
+from flows.ingest_documents import ingest_documents
+from ods.adapters.embedder import cached_model_dirs
+
+@flow
+def warm_up_flow():
+    pass
+
+warm_up_flow()
+started = time.perf_counter()
+summary = ingest_documents(sys.argv[1], "bench", batch_size=int(sys.argv[2]))
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "summary": summary, "model_loaded": bool(cached_model_dirs())}))
+"""
+
+
+def reingest_in_new_process(folder: Path, batch_size: int) -> tuple[dict[str, Any], float, float]:
+    """The flow over the unchanged corpus in a fresh interpreter: (summary, flow seconds, process seconds)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", REINGEST_SCRIPT, str(folder), str(batch_size)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    process_seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"re-ingest process failed:\n{completed.stderr[-4000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["summary"]["model_loaded"] = result["model_loaded"]
+    return result["summary"], result["seconds"], process_seconds
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=2_000, help="documents in the generated corpus")
+    parser.add_argument("--batch-size", type=int, default=64, help="documents per ingest task")
+    arguments = parser.parse_args()
+    docs, small_docs = arguments.docs, max(arguments.docs // 4, 1)
+
+    workdir = Path(tempfile.mkdtemp(prefix="ods-bench-ingest-"))
+    isolate(workdir)
+    print(f"generating {docs:,} + {small_docs:,} documents under {workdir} ...", flush=True)
+    corpus, small_corpus = workdir / "corpus", workdir / "corpus-small"
+    corpus_bytes = write_corpus(corpus, docs)
+    write_corpus(small_corpus, small_docs, seed=7)
+
+    embedder = warm_up()
+    memory = PeakMemory()
+    resting = memory.resting()
+
+    print(f"ingesting {small_docs:,} documents (fresh ODS_HOME) ...", flush=True)
+    use_home(workdir / "home-small")
+    small_summary, _ = run_flow(small_corpus, arguments.batch_size, memory)
+    small_peak, small_children = memory.peak - resting, memory.children_peak
+
+    print(f"ingesting {docs:,} documents (fresh ODS_HOME) ...", flush=True)
+    use_home(workdir / "home-main")
+    summary, flow_seconds = run_flow(corpus, arguments.batch_size, memory)
+    peak, children = memory.peak - resting, memory.children_peak
+
+    print("re-chunking and bare-encoding the same chunks ...", flush=True)
+    started = time.perf_counter()
+    texts = chunk_texts(corpus, embedder)
+    chunk_seconds = time.perf_counter() - started
+    encode_seconds = bare_encode(texts, embedder)
+
+    print("re-ingesting the unchanged corpus in a new process ...", flush=True)
+    again, again_seconds, again_process_seconds = reingest_in_new_process(corpus, arguments.batch_size)
+
+    chunks = summary["chunks"]
+    assert summary["indexed"] == docs and summary["quarantined"] == 0, summary
+    assert len(texts) == chunks, f"re-chunked {len(texts)} chunks, the flow indexed {chunks}"
+    assert again["indexed"] == 0 and again["unchanged"] == docs, again
+
+    stages = summary["seconds"]
+    print(
+        f"\ninput: {docs:,} documents, {corpus_bytes / 1e6:.1f} MB -> {chunks:,} chunks "
+        f"({chunks / docs:.1f} per document), batch size {arguments.batch_size}\n"
+    )
+    print(f"{'step':34} {'seconds':>8} {'chunks/s':>10} {'share':>7}")
+    print(f"{'baseline: re-chunk (not counted)':34} {chunk_seconds:8.2f} {chunks / chunk_seconds:10,.0f}")
+    print(f"{'baseline: bare model.encode':34} {encode_seconds:8.2f} {chunks / encode_seconds:10,.0f}")
+    for stage, seconds in stages.items():
+        print(
+            f"{'flow: ' + stage:34} {seconds:8.2f} {chunks / max(seconds, 1e-9):10,.0f} "
+            f"{100 * seconds / flow_seconds:6.1f}%"
+        )
+    other = flow_seconds - sum(stages.values())
+    print(f"{'flow: other (plan, Prefect, ...)':34} {other:8.2f} {'':10} {100 * other / flow_seconds:6.1f}%")
+    print(f"{'flow end to end':34} {flow_seconds:8.2f} {chunks / flow_seconds:10,.0f}")
+    print(f"{'re-ingest, new process (flow)':34} {again_seconds:8.2f}")
+    print(f"{'re-ingest, new process (whole)':34} {again_process_seconds:8.2f}")
+    print()
+    ratio = encode_seconds / flow_seconds
+    print(f"flow throughput / bare encode          = {ratio:.3f}x   (target >= 0.95; LlamaIndex ~0.92)")
+    print(
+        f"re-ingest (new process) / first ingest = {100 * again_seconds / flow_seconds:.2f}%   "
+        f"(target <= 1%; embedding model loaded: {again['model_loaded']})"
+    )
+    print(
+        f"peak memory above resting ({resting / 1e6:.0f} MB), this process: "
+        f"{small_docs:,} docs {small_peak / 1e6:.0f} MB ({small_summary['chunks']:,} chunks), "
+        f"{docs:,} docs {peak / 1e6:.0f} MB = {peak / max(small_peak, 1):.2f}x   (target: flat)"
+    )
+    print(
+        f"peak memory of child processes (parser worker, Milvus Lite): "
+        f"{small_children / 1e6:.0f} MB and {children / 1e6:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Searching a knowledge base: dense, BM25 or hybrid (reciprocal-rank fusion), for people and answers.
+
+Interactive callers (`ods kb search`, `ods ask`) use this directly, without a Prefect run, so a question
+costs a model load once per process and then milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ods.adapters.embedder import build_embedder
+from ods.adapters.vectors import FilterValue, SearchHit, SearchMode
+from ods.errors import OdsError
+from ods.ingestion import open_index
+from ods.preparation import open_catalog
+from ods.settings import Settings
+
+
+def search_knowledge_base(
+    settings: Settings,
+    kb: str,
+    query: str,
+    *,
+    k: int = 5,
+    mode: SearchMode = "hybrid",
+    conditions: Mapping[str, FilterValue] | None = None,
+    min_score: float | None = None,
+) -> list[SearchHit]:
+    """The ``k`` best chunks of ``kb`` for ``query``; hits under ``min_score`` are dropped."""
+    if not query.strip():
+        raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
+    with open_catalog(settings) as catalog:
+        record = catalog.get_knowledge_base(kb)
+    embedder = build_embedder(settings.embedding)
+    if mode != "bm25" and embedder.model_id != record.embedding_model:
+        raise OdsError(
+            f"knowledge base {kb!r} was indexed with {record.embedding_model!r} but ODS_EMBEDDING__MODEL is "
+            f"{embedder.model_id!r}; search with the same model or re-ingest"
+        )
+    vector = embedder.embed([query])[0] if mode != "bm25" else None
+    index = open_index(settings, record)
+    try:
+        hits = index.search(vector=vector, text=query, mode=mode, k=k, conditions=conditions)
+    finally:
+        index.close()
+    return [hit for hit in hits if min_score is None or hit.score >= min_score]
