@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from ods.sample_data import write_sales_example
-
-
-def run_ods(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ods", *args],
-        env={**os.environ, "COLUMNS": "250"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.support.cli import run_ods
 
 
 def test_prepare_list_show_head_a_dataset(tmp_path: Path) -> None:
