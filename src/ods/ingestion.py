@@ -24,6 +24,7 @@ from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import DocumentRejected
 from ods.domain.hashing import sha256_bytes
 from ods.domain.sync_plan import KnownDocument, ListedDocument, SyncPlan, needs_indexing, plan_sync
+from ods.errors import NotFoundError
 from ods.settings import Settings
 
 MAX_CHUNK_TOKENS = 200
@@ -64,13 +65,25 @@ def open_source(settings: Settings, uri: str) -> DocumentSource:
 def open_knowledge_base(
     catalog: Catalog, settings: Settings, kb: str, source_uri: str
 ) -> KnowledgeBaseRecord:
-    """Record the knowledge base with its embedding model and collection (refuses a model change)."""
+    """Record the knowledge base with its embedding model and collection (refuses a model change).
+
+    A knowledge base already recorded for the configured model is returned without loading the model,
+    so a re-run over an unchanged source never pays for it.
+    """
     embedder = build_embedder(settings.embedding)
+    try:
+        existing = catalog.get_knowledge_base(kb)
+    except NotFoundError:
+        existing = None
+    if existing is not None and existing.embedding_model == embedder.model_id:
+        dimension = existing.embedding_dim
+    else:
+        dimension = embedder.dimension
     return catalog.ensure_knowledge_base(
         kb,
         source_uri=source_uri,
         embedding_model=embedder.model_id,
-        embedding_dim=embedder.dimension,
+        embedding_dim=dimension,
         collection_name=collection_name(kb, embedder.model_id),
     )
 
