@@ -1,8 +1,8 @@
 """The stages of ingesting a knowledge base: plan → (read, parse, chunk, embed, index) per batch → delete.
 
-Order of writes for a changed document, chosen so a run killed at any point converges on the next one and
-the document is never absent from search: (1) upsert the new version's chunks, (2) delete the chunks of
-its other versions, (3) commit the new version in the catalog. A crash before (3) leaves the catalog on
+Order of writes for a batch, chosen so a run killed at any point converges on the next one and no
+document is ever absent from search: (1) upsert the new versions' chunks (in large calls), (2) delete the
+chunks of other versions of those documents, (3) commit the new versions in the catalog. A crash before (3) leaves the catalog on
 the old ETag, so the next run reads the document again; (1) and (2) are idempotent.
 """
 
@@ -29,6 +29,7 @@ from ods.settings import Settings
 
 MAX_CHUNK_TOKENS = 200
 OVERLAP_TOKENS = 30
+UPSERT_ROWS = 1000
 MIN_CHARS_PER_TOKEN = 6
 """Counting never goes below one token per 6 characters: WordPiece reads any 'word' over 100 characters as
 a single [UNK], so a 400 KB line of base64 would otherwise pass as one small chunk."""
@@ -206,12 +207,11 @@ def ingest_batch(
         vectors = embedder.embed([row.text for row in all_rows])
         report.seconds["embed"] += time.perf_counter() - started
         started = time.perf_counter()
-        position = 0
+        embedded = [_with_vector(row, vector) for row, vector in zip(all_rows, vectors, strict=True)]
+        for start in range(0, len(embedded), UPSERT_ROWS):
+            index.upsert(embedded[start : start + UPSERT_ROWS])
+        index.delete_other_versions({listed.uri: sha256 for listed, sha256, _, _ in pending})
         for listed, sha256, parser, rows in pending:
-            embedded = [_with_vector(row, vectors[position + offset]) for offset, row in enumerate(rows)]
-            position += len(rows)
-            index.upsert(embedded)
-            index.delete_document(listed.uri, keep_sha256=sha256)
             version = catalog.record_document_version(
                 kb,
                 listed.uri,

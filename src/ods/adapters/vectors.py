@@ -111,6 +111,8 @@ class VectorIndex(Protocol):
 
     def delete_document(self, uri: str, keep_sha256: str | None = None) -> None: ...
 
+    def delete_other_versions(self, current: Mapping[str, str]) -> None: ...
+
     def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int: ...
 
     def search(
@@ -281,6 +283,18 @@ class MilvusVectorIndex:
             expression += f" and doc_sha256 != {milvus_string(keep_sha256)}"
         with self._errors(f"delete chunks of {uri!r} from"):
             self._client.delete(self.collection, filter=expression, timeout=self._timeout_s)
+
+    def delete_other_versions(self, current: Mapping[str, str], *, per_call: int = 64) -> None:
+        """For each document URI → current sha256, delete its chunks of any other version (few calls)."""
+        self._ensure()
+        items = sorted(current.items())
+        for start in range(0, len(items), per_call):
+            clauses = [
+                f"(doc_uri == {milvus_string(uri)} and doc_sha256 != {milvus_string(sha256)})"
+                for uri, sha256 in items[start : start + per_call]
+            ]
+            with self._errors(f"delete old chunks of {len(clauses)} document(s) from"):
+                self._client.delete(self.collection, filter=" or ".join(clauses), timeout=self._timeout_s)
 
     def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int:
         """Chunks matching ``conditions`` (all by default), read with Strong consistency."""
