@@ -97,6 +97,7 @@ def open_index(settings: Settings, record: KnowledgeBaseRecord) -> MilvusVectorI
         record.collection_name,
         record.embedding_dim,
         record.embedding_model,
+        owns_client=True,
     )
     index.ensure_collection()
     return index

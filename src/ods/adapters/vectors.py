@@ -198,10 +198,12 @@ class MilvusVectorIndex:
         *,
         index_type: Literal["HNSW", "FLAT"] = "HNSW",
         timeout_s: float = 30.0,
+        owns_client: bool | None = None,
     ) -> None:
+        """``owns_client``: close the client in :meth:`close` (default: only when this index opened it)."""
         if dimension < 1:
             raise VectorIndexError(f"embedding dimension must be positive, got {dimension}")
-        self._owns_client = isinstance(client_or_uri, str)
+        self._owns_client = isinstance(client_or_uri, str) if owns_client is None else owns_client
         self._client = open_milvus_client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
         self.collection = collection
         self.dimension = dimension
