@@ -19,41 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import psutil
-
-
-class PeakMemory:
-    """Samples this process's resident size every 5 ms and keeps the peak."""
-
-    def __init__(self) -> None:
-        self._process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    @contextmanager
-    def watch(self) -> Iterator[None]:
-        self.peak = self._process.memory_info().rss
-        thread = threading.Thread(target=self._sample, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
-            thread.join()
-            self._stop.clear()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(0.005)
+from peak_memory import PeakMemory
 
 
 def timed(label: str, timings: dict[str, float], function: Callable[[], Any]) -> Any:
