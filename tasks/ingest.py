@@ -16,6 +16,7 @@ from ods.adapters.parse_isolation import DocumentParserPool
 from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument
 from ods.ingestion import (
+    PROGRESS_FIELD,
     delete_documents,
     ingest_batch,
     open_index,
@@ -52,6 +53,7 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
         len(plan.to_read),
         len(plan.unchanged),
         len(plan.to_delete),
+        extra={PROGRESS_FIELD: {"kb": kb, "total": len(plan.to_read), "done": 0}},
     )
     progress_id = create_progress_artifact(
         progress=0.0 if batches else 100.0, key=f"{_artifact_key(kb)}-progress", description=f"Ingesting {kb}"
@@ -95,6 +97,7 @@ def ingest_document_batch(
         report.chunks,
         report.reused,
         len(report.quarantined),
+        extra={PROGRESS_FIELD: {"kb": kb, "advance": len(documents)}},
     )
     return report.as_dict()
 

@@ -7,12 +7,17 @@ directly. Every failure the user can act on is an :class:`~ods.errors.OdsError`,
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ods.cli_answers import ask, chat, conversations_app
+from ods.cli_models import models_app, models_train
 from ods.errors import OdsError
 
 app = typer.Typer(
@@ -28,6 +33,10 @@ datasets_app = typer.Typer(help="Prepare, list and inspect dataset versions.", n
 app.add_typer(datasets_app, name="datasets")
 kb_app = typer.Typer(help="Ingest, inspect and search knowledge bases.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
+app.command("ask")(ask)
+app.command("chat")(chat)
+app.add_typer(conversations_app, name="conversations")
+app.add_typer(models_app, name="models")
 
 console = Console()
 error_console = Console(stderr=True)
@@ -214,13 +223,46 @@ def kb_ingest(
     """Bring a knowledge base in line with its source (runs the ingest-documents flow)."""
     from flows.ingest_documents import ingest_documents
 
-    result = ingest_documents(source, kb, batch_size)
+    with _ingest_progress(kb):
+        result = ingest_documents(source, kb, batch_size)
     console.print(
         f"[green]{kb}[/green]: {result['indexed']} indexed ({result['chunks']} chunks), "
         f"{result['unchanged']} unchanged, {result['quarantined']} quarantined, {result['deleted']} deleted"
     )
     for item in result["quarantined_documents"]:
         console.print(f"  quarantined {item['uri']}: {item['detail']}", markup=False)
+
+
+@contextmanager
+def _ingest_progress(kb: str) -> Iterator[None]:
+    """A documents progress bar fed by the structured log records of the ingest tasks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ods.ingestion import PROGRESS_FIELD
+
+    progress = Progress(
+        TextColumn(f"ingesting {kb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    bar = progress.add_task("documents", total=None)
+
+    class ProgressHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            update = getattr(record, PROGRESS_FIELD, None)
+            if not isinstance(update, dict) or update.get("kb") != kb:
+                return
+            if "total" in update:
+                progress.update(bar, total=update["total"], completed=update.get("done", 0))
+            else:
+                progress.advance(bar, update.get("advance", 0))
+
+    handler = ProgressHandler()
+    task_logger = logging.getLogger("prefect.task_runs")
+    task_logger.addHandler(handler)
+    try:
+        with progress:
+            yield
+    finally:
+        task_logger.removeHandler(handler)
 
 
 @kb_app.command("status")
@@ -317,8 +359,15 @@ def demo() -> None:
     _, spec = write_sales_example(examples)
     datasets_prepare(str(spec), None)
     datasets_head("sales", rows=5)
+    models_train("sales", target="returned")
     kb_ingest(str(write_policy_documents(examples / "documents")), kb="policies", batch_size=64)
     kb_search("How long do customers have to return a product?", kb="policies", k=3, mode="hybrid")
+    for question, kb, datasets in (
+        ("How long do customers have to return a product?", "policies", None),
+        ("How many orders were delivered in each region?", None, ["sales"]),
+    ):
+        console.rule(f"ods ask {question!r}")
+        ask(question, kb=kb, dataset=datasets, conversation=None, mode="auto", as_json=False)
     doctor(deep=True)
 
 

@@ -114,9 +114,11 @@ def check_llm(settings: Settings, deep: bool = False) -> str:
     """Find and read the packaged GGUF model's header, or query the configured endpoint."""
     config = settings.llm
     if config.kind == "openai":
-        assert config.endpoint is not None
+        from ods.adapters.llm import normalise_base_url
+
+        endpoint = normalise_base_url(config.endpoint or _active_endpoint_url(settings, config.model))
         key = config.api_key.get_secret_value() if config.api_key else None
-        return _check_openai_models(config.endpoint, key, config.model, timeout_s=10.0)
+        return _check_openai_models(endpoint, key, config.model, timeout_s=10.0)
     from gguf import GGUFReader
 
     from ods.adapters.packaged_models import smollm2_gguf_path
@@ -126,6 +128,20 @@ def check_llm(settings: Settings, deep: bool = False) -> str:
     field = reader.get_field("general.architecture")
     architecture = field.contents() if field is not None else "unknown"
     return f"{config.model} ({architecture}, {len(reader.tensors)} tensors) packaged at {path}"
+
+
+def _active_endpoint_url(settings: Settings, model: str) -> str:
+    """The URL of the catalog's active endpoint for ``model`` (used when ODS_LLM__ENDPOINT is unset)."""
+    from ods.preparation import open_catalog
+
+    with open_catalog(settings) as catalog:
+        endpoint = catalog.active_endpoint(model)
+    if endpoint is None:
+        raise OdsError(
+            f"ODS_LLM__KIND=openai without ODS_LLM__ENDPOINT, and model {model!r} has no active endpoint in "
+            "the catalog; set ODS_LLM__ENDPOINT or deploy the model (ods models deploy)"
+        )
+    return endpoint.url
 
 
 def check_prefect_api(settings: Settings, deep: bool = False) -> str:

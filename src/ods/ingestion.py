@@ -28,6 +28,9 @@ from ods.errors import NotFoundError
 from ods.settings import Settings
 
 MAX_CHUNK_TOKENS = 200
+# Log records of the ingest tasks carry this attribute so a front end (``ods kb ingest``) can draw a
+# progress bar without parsing messages: {"kb", "total", "done"} once planned, {"kb", "advance"} per batch.
+PROGRESS_FIELD = "ods_progress"
 OVERLAP_TOKENS = 30
 UPSERT_ROWS = 1000
 MIN_CHARS_PER_TOKEN = 6

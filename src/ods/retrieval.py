@@ -7,6 +7,7 @@ costs a model load once per process and then milliseconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ods.adapters.embedder import build_embedder
 from ods.adapters.vectors import FilterValue, SearchHit, SearchMode
@@ -14,6 +15,18 @@ from ods.errors import OdsError
 from ods.ingestion import open_index
 from ods.preparation import open_catalog
 from ods.settings import Settings
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The passages found for a query, and how close the closest one is in meaning.
+
+    ``best_similarity`` is the cosine of the best dense match (``None`` for BM25-only searches): RRF
+    and BM25 scores rank well but say nothing absolute, so relevance is judged on the dense side.
+    """
+
+    hits: list[SearchHit]
+    best_similarity: float | None
 
 
 def search_knowledge_base(
@@ -27,6 +40,20 @@ def search_knowledge_base(
     min_score: float | None = None,
 ) -> list[SearchHit]:
     """The ``k`` best chunks of ``kb`` for ``query``; hits under ``min_score`` are dropped."""
+    hits = retrieve_passages(settings, kb, query, k=k, mode=mode, conditions=conditions).hits
+    return [hit for hit in hits if min_score is None or hit.score >= min_score]
+
+
+def retrieve_passages(
+    settings: Settings,
+    kb: str,
+    query: str,
+    *,
+    k: int = 5,
+    mode: SearchMode = "hybrid",
+    conditions: Mapping[str, FilterValue] | None = None,
+) -> Retrieval:
+    """The ``k`` best chunks of ``kb`` for ``query`` with the best dense similarity (one embedding call)."""
     if not query.strip():
         raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
     with open_catalog(settings) as catalog:
@@ -41,6 +68,12 @@ def search_knowledge_base(
     index = open_index(settings, record)
     try:
         hits = index.search(vector=vector, text=query, mode=mode, k=k, conditions=conditions)
+        best: float | None = None
+        if mode == "dense":
+            best = hits[0].score if hits else None
+        elif mode == "hybrid":
+            closest = index.search(vector=vector, mode="dense", k=1, conditions=conditions)
+            best = closest[0].score if closest else None
     finally:
         index.close()
-    return [hit for hit in hits if min_score is None or hit.score >= min_score]
+    return Retrieval(hits=hits, best_similarity=best)

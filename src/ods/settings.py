@@ -109,15 +109,35 @@ class LLMSettings(BaseModel):
         description="'local': SmolLM2-135M-Instruct in-process; 'openai': an OpenAI-compatible endpoint.",
     )
     model: str = Field(default="SmolLM2-135M-Instruct", min_length=1, description="Model name to request.")
-    endpoint: str | None = Field(default=None, description="Base URL of the chat server (kind=openai).")
+    endpoint: str | None = Field(
+        default=None,
+        description="Base URL of the chat server (kind=openai), with or without /v1. Unset: the active "
+        "endpoint the catalog records for the deployed model named by ODS_LLM__MODEL.",
+    )
     api_key: SecretStr | None = Field(default=None, description="API key of the chat server.")
     timeout_s: float = Field(default=60.0, gt=0, description="Seconds to wait for one completion.")
 
-    @model_validator(mode="after")
-    def _openai_needs_endpoint(self) -> LLMSettings:
-        if self.kind == "openai" and not self.endpoint:
-            raise ValueError("kind 'openai' needs ODS_LLM__ENDPOINT (e.g. http://host:8000/v1)")
-        return self
+
+class AnswerSettings(BaseModel):
+    """How questions are answered: how much is retrieved, what counts as relevant, how long answers run."""
+
+    top_k: int = Field(default=5, ge=1, le=50, description="Passages offered to the model per question.")
+    min_relevance: float = Field(
+        default=0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity the best passage must reach, else the answer says nothing relevant "
+        "was found (all-MiniLM-L6-v2: unrelated text scores ~0.0-0.2, a matching passage ~0.4+).",
+    )
+    max_tokens: int = Field(default=256, ge=16, le=8192, description="Longest answer, in model tokens.")
+    history_turns: int = Field(
+        default=6, ge=0, le=50, description="Earlier messages of a conversation sent with a follow-up."
+    )
+    style: Literal["generative", "extractive"] = Field(
+        default="generative",
+        description="'generative': the model writes the answer from the sources; 'extractive': the answer "
+        "quotes the best-matching sentences and the query result, without a model call.",
+    )
 
 
 class PrivacySettings(BaseModel):
@@ -127,6 +147,23 @@ class PrivacySettings(BaseModel):
         default=SecretStr(""),
         description="Salt of the 'hash' PII policy; set it in a cluster so hashed values cannot be guessed.",
     )
+
+
+class WarehouseSettings(BaseModel):
+    """An external SQL database that Text-to-SQL may read (besides the registered datasets)."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database, e.g. postgresql+psycopg://reader:pass@host:5432/dw. "
+        "Unset: only registered datasets are queryable. Kept secret: it may carry a password.",
+    )
+    tables: tuple[str, ...] = Field(
+        default=(),
+        description='Tables questions may read (JSON list, e.g. ["sales", "analytics.orders"]); no other '
+        "table is visible.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Seconds one query may run.")
+    max_rows: int = Field(default=1000, ge=1, le=100_000, description="Most rows one query returns.")
 
 
 class Settings(BaseSettings):
@@ -148,6 +185,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

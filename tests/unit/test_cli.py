@@ -44,6 +44,14 @@ def test_doctor_exits_non_zero_naming_an_unreachable_catalog() -> None:
     assert "error: 1 component(s) failed: catalog" in completed.stderr
 
 
+def test_doctor_names_the_missing_endpoint_of_an_openai_model() -> None:
+    completed = run_ods("doctor", env={"ODS_LLM__KIND": "openai", "ODS_LLM__MODEL": "support-bot"})
+
+    assert completed.returncode == 1
+    assert "support-bot" in completed.stdout and "no active endpoint" in completed.stdout
+    assert "error: 1 component(s) failed: llm" in completed.stderr
+
+
 def test_config_show_masks_secrets() -> None:
     completed = run_ods(
         "config",

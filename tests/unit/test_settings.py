@@ -73,7 +73,6 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
             },
             "endpoint must be host:port without a scheme or path (got 'http://minio:9000')",
         ),
-        ({"ODS_LLM__KIND": "openai"}, "ODS_LLM: kind 'openai' needs ODS_LLM__ENDPOINT"),
         ({"ODS_PROFILE": "cluster"}, "profile 'cluster' needs ODS_CATALOG__URL (a PostgreSQL URL)"),
         (
             {"ODS_CATALOG__CONNECT_TIMEOUT_S": "-1"},

@@ -254,7 +254,8 @@ def test_guarding_is_idempotent(sql: str, tables: set[str]) -> None:
     once = guard_sql(sql, allowed_tables=ALLOWED)
     twice = guard_sql(once.sql, allowed_tables=ALLOWED, max_rows=once.limit)
 
-    assert twice == once
+    assert (twice.sql, twice.tables, twice.limit) == (once.sql, once.tables, once.limit)
+    assert not twice.capped, "the second pass finds the cap already in place"
 
 
 def test_allowed_tables_must_not_be_a_bare_string() -> None:
@@ -373,6 +374,8 @@ def test_row_cap_rewrite(sql: str, max_rows: int, expected: str, limit: int) -> 
     guarded = guard_sql(sql, allowed_tables=ALLOWED, max_rows=max_rows)
 
     assert guarded.sql == expected
+    # The guard imposed the cap exactly when it changed the query's own limit.
+    assert guarded.capped == (expected != sql)
     assert guarded.limit == limit
 
 

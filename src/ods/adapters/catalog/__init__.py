@@ -12,6 +12,7 @@ from ods.adapters.catalog.database import (
 )
 from ods.adapters.catalog.records import (
     ChunkRecord,
+    ChunkSource,
     CitationRecord,
     ConversationRecord,
     DatasetRecord,
@@ -30,6 +31,7 @@ from ods.adapters.catalog.repository import Catalog
 __all__ = [
     "Catalog",
     "ChunkRecord",
+    "ChunkSource",
     "CitationRecord",
     "ConversationRecord",
     "DatasetRecord",

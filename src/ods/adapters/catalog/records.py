@@ -6,7 +6,7 @@ that produced them has closed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -103,6 +103,11 @@ class EndpointRecord:
     log_tail: str | None
     created_at: datetime
     updated_at: datetime
+    served_model: str | None = None
+    """The model id requests must send (``/v1/models``); ``None``: the catalog model name."""
+    pid: int | None = None
+    log_path: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,19 @@ class CitationRecord:
     chunk_id: str | None = None
     document_version_id: int | None = None
     dataset_version_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """A chunk resolved to its document: what a citation of that chunk points at."""
+
+    chunk_id: str
+    document_version_id: int
+    doc_uri: str
+    doc_sha256: str
+    chunk_index: int
+    page: int | None
+    heading: str | None
 
 
 @dataclass(frozen=True)

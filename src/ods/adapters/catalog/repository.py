@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, session
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.records import (
     ChunkRecord,
+    ChunkSource,
     CitationRecord,
     ConversationRecord,
     DatasetRecord,
@@ -286,6 +287,31 @@ class Catalog:
 
         return self._read(work)
 
+    def latest_registered_versions(self) -> list[DatasetVersionRecord]:
+        """The newest registered version of every dataset that has one, by dataset name (Text-to-SQL)."""
+
+        def work(session: Session) -> list[DatasetVersionRecord]:
+            newest = (
+                select(DatasetVersion.dataset_id, func.max(DatasetVersion.version).label("version"))
+                .where(DatasetVersion.status == "registered")
+                .group_by(DatasetVersion.dataset_id)
+                .subquery()
+            )
+            rows = session.execute(
+                select(DatasetVersion, Dataset.name)
+                .join(
+                    newest,
+                    (DatasetVersion.dataset_id == newest.c.dataset_id)
+                    & (DatasetVersion.version == newest.c.version),
+                )
+                .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(Dataset.name)
+            ).all()
+            return [_dataset_version_record(row, name) for row, name in rows]
+
+        return self._read(work)
+
     # -- models and endpoints ------------------------------------------------------------------------
 
     def ensure_model(self, name: str, description: str | None = None) -> ModelRecord:
@@ -470,6 +496,170 @@ class Catalog:
 
         return self._read(work)
 
+    # Endpoint management used by the deploy-model / undeploy-model flows and `ods models endpoints`.
+
+    def add_served_endpoint(
+        self,
+        model_version_id: int,
+        *,
+        backend: EndpointBackend,
+        url: str,
+        served_model: str | None = None,
+        pid: int | None = None,
+        log_path: str | None = None,
+        details: dict[str, Any] | None = None,
+        status: EndpointStatus = "starting",
+    ) -> EndpointRecord:
+        """Record an endpoint with what it takes to reach and manage its server (process, log, model id)."""
+        _check_choice("endpoint backend", backend, EndpointBackend)
+        _check_choice("endpoint status", status, EndpointStatus)
+
+        def work(session: Session) -> EndpointRecord:
+            _require_rows(session, ModelVersion, ModelVersion.id, [model_version_id], "model version")
+            row = Endpoint(
+                model_version_id=model_version_id,
+                backend=backend,
+                url=url,
+                status=status,
+                served_model=served_model,
+                pid=pid,
+                log_path=log_path,
+                details=details,
+            )
+            session.add(row)
+            session.flush()
+            return _endpoint_record(session, row)
+
+        return self._write(work)
+
+    def update_endpoint(
+        self,
+        endpoint_id: int,
+        *,
+        status: EndpointStatus | None = None,
+        served_model: str | None = None,
+        pid: int | None = None,
+        log_tail: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> EndpointRecord:
+        """Change an endpoint's status and/or what is known of its server; ``details`` are merged in."""
+        if status is not None:
+            _check_choice("endpoint status", status, EndpointStatus)
+
+        def work(session: Session) -> EndpointRecord:
+            row = session.get(Endpoint, endpoint_id)
+            if row is None:
+                raise NotFoundError(f"no endpoint with id {endpoint_id}")
+            if status is not None:
+                row.status = status
+            if served_model is not None:
+                row.served_model = served_model
+            if pid is not None:
+                row.pid = pid
+            if log_tail is not None:
+                row.log_tail = log_tail
+            if details:
+                row.details = {**(row.details or {}), **details}
+            row.updated_at = utcnow()
+            session.flush()
+            return _endpoint_record(session, row)
+
+        return self._write(work)
+
+    def get_endpoint(self, endpoint_id: int) -> EndpointRecord:
+        """One endpoint by id."""
+
+        def work(session: Session) -> EndpointRecord:
+            row = session.get(Endpoint, endpoint_id)
+            if row is None:
+                raise NotFoundError(f"no endpoint with id {endpoint_id}")
+            return _endpoint_record(session, row)
+
+        return self._read(work)
+
+    def list_endpoints(
+        self,
+        model_name: str | None = None,
+        *,
+        model_version: int | None = None,
+        status: EndpointStatus | None = None,
+    ) -> list[EndpointRecord]:
+        """Endpoints, newest first, optionally of one model (and version) and/or in one status."""
+
+        def work(session: Session) -> list[EndpointRecord]:
+            query = (
+                select(Endpoint)
+                .join(ModelVersion, Endpoint.model_version_id == ModelVersion.id)
+                .join(Model, ModelVersion.model_id == Model.id)
+            )
+            if model_name is not None:
+                query = query.where(Model.name == model_name)
+            if model_version is not None:
+                query = query.where(ModelVersion.version == model_version)
+            if status is not None:
+                query = query.where(Endpoint.status == status)
+            rows = session.scalars(query.order_by(Endpoint.updated_at.desc(), Endpoint.id.desc())).all()
+            return [_endpoint_record(session, row) for row in rows]
+
+        return self._read(work)
+
+    # Model listing and lookups used by the train-model flow and `ods models` (training helper).
+
+    def find_model_version(self, name: str, *, artifact_uri: str) -> ModelVersionRecord | None:
+        """The version of model ``name`` stored at ``artifact_uri``, if one is registered there.
+
+        Artifact folders are named by the training request, so this finds an earlier run of the same request.
+        """
+
+        def work(session: Session) -> ModelVersionRecord | None:
+            row = session.scalar(
+                select(ModelVersion)
+                .join(Model, ModelVersion.model_id == Model.id)
+                .where(Model.name == name, ModelVersion.artifact_uri == artifact_uri)
+                .order_by(ModelVersion.version)
+                .limit(1)
+            )
+            return None if row is None else _model_version_record(row, name)
+
+        return self._read(work)
+
+    def list_models(self) -> list[ModelRecord]:
+        """Every model, by name."""
+
+        def work(session: Session) -> list[ModelRecord]:
+            return [_model_record(row) for row in session.scalars(select(Model).order_by(Model.name))]
+
+        return self._read(work)
+
+    def list_model_versions(self, name: str | None = None) -> list[ModelVersionRecord]:
+        """Every version of model ``name`` (of every model when ``None``), by model name then version."""
+
+        def work(session: Session) -> list[ModelVersionRecord]:
+            query = select(ModelVersion, Model.name).join(Model, ModelVersion.model_id == Model.id)
+            if name is not None:
+                if session.scalar(select(Model.id).where(Model.name == name)) is None:
+                    raise NotFoundError(_missing_name_message(session, "model", name, Model.name))
+                query = query.where(Model.name == name)
+            rows = session.execute(query.order_by(Model.name, ModelVersion.version)).all()
+            return [_model_version_record(row, model_name) for row, model_name in rows]
+
+        return self._read(work)
+
+    def training_dataset(self, model_version_id: int) -> DatasetVersionRecord | None:
+        """The dataset version a model version was trained on (``None`` when it records none)."""
+
+        def work(session: Session) -> DatasetVersionRecord | None:
+            found = session.execute(
+                select(DatasetVersion, Dataset.name)
+                .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+                .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+                .where(ModelVersion.id == model_version_id)
+                .options(selectinload(DatasetVersion.parents))
+            ).one_or_none()
+            return None if found is None else _dataset_version_record(found[0], found[1])
+
+        return self._read(work)
+
     # -- knowledge bases and documents ---------------------------------------------------------------
 
     def ensure_knowledge_base(
@@ -636,6 +826,37 @@ class Catalog:
             return len(new)
 
         return self._write(work)
+
+    def chunk_sources(self, chunk_ids: Iterable[str]) -> dict[str, ChunkSource]:
+        """Where each known chunk comes from (document URI, version, page, heading); unknown ids are absent.
+
+        Answers cite chunks by id; this turns a citation back into something a person can open.
+        """
+        wanted = sorted(set(chunk_ids))
+
+        def work(session: Session) -> dict[str, ChunkSource]:
+            if not wanted:
+                return {}
+            rows = session.execute(
+                select(Chunk, DocumentVersion.sha256, Document.uri)
+                .join(DocumentVersion, Chunk.document_version_id == DocumentVersion.id)
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .where(Chunk.id.in_(wanted))
+            ).all()
+            return {
+                chunk.id: ChunkSource(
+                    chunk_id=chunk.id,
+                    document_version_id=chunk.document_version_id,
+                    doc_uri=uri,
+                    doc_sha256=sha256,
+                    chunk_index=chunk.chunk_index,
+                    page=chunk.page,
+                    heading=chunk.heading,
+                )
+                for chunk, sha256, uri in rows
+            }
+
+        return self._read(work)
 
     # -- conversations -------------------------------------------------------------------------------
 
@@ -961,6 +1182,10 @@ def _endpoint_record(session: Session, row: Endpoint) -> EndpointRecord:
         log_tail=row.log_tail,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        served_model=row.served_model,
+        pid=row.pid,
+        log_path=row.log_path,
+        details=dict(row.details or {}),
     )
 
 

@@ -230,6 +230,11 @@ class Endpoint(Base):
     log_tail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Migration 0002: what callers and the serving flows need to reach and manage the server.
+    served_model: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None]
+    log_path: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
 
 
 class KnowledgeBase(Base):

@@ -1,0 +1,361 @@
+"""Benchmark of knowledge-base search: latency per mode and dense recall, against exact numpy search.
+
+Builds a Milvus Lite collection of N chunks (default 100,000) through ``MilvusVectorIndex``, the adapter
+ingestion writes with (same schema: dense COSINE index + BM25 sparse field, same upsert batches), then asks
+Q questions (default 200) one per call with k=10, as `ods kb search` does, and measures:
+
+- p50/p95 latency of dense, BM25 and hybrid (RRF) search;
+- recall@10 of dense search against the exact top 10 by inner product (numpy, same vectors, same run);
+- baseline: numpy brute-force top 10 for one query (``matrix @ q`` + ``argpartition``), per query.
+
+The chunk texts are English-like prose from the ingest benchmark's vocabulary, so BM25 has words to match.
+Embedding 100k texts with MiniLM takes ~12 min on 2 cores, so only B base texts (default 2,000) and the Q
+questions are embedded with the packaged model; each chunk is the first half of one base text and the second
+half of another, and its vector the same mix of their embeddings (weight 0.55-1 on the first) plus a little
+Gaussian noise, renormalised. The vectors therefore lie where real embeddings of this prose lie, and no two
+chunks share a vector.
+
+Targets: recall@10 >= 0.95; p50 dense latency <= 2x numpy brute force per query.
+``--ef`` repeats dense search with other HNSW ``ef`` values, ``--index-type FLAT`` builds the collection
+with the adapter's exact index instead; neither changes what production uses.
+
+    .venv/bin/python benchmarks/retrieval.py --chunks 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ingest import paragraph, sentence
+from numpy.typing import NDArray
+
+KB = "bench"
+UPSERT_ROWS = 1_000  # what ingestion writes per upsert call (ods.ingestion.UPSERT_ROWS)
+NOISE = 0.1  # norm of the Gaussian noise added to each mixed vector (the mix itself has norm ~0.8-1)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    texts: list[str]
+    vectors: NDArray[np.float32]  # (chunks, dim), L2-normalised
+    queries: list[str]
+    query_vectors: NDArray[np.float32]  # (queries, dim), L2-normalised
+    embed_seconds: float
+    base_texts: int
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one kind of search, and the rows each call found."""
+
+    seconds: list[float]
+    found: list[list[int]]
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.seconds, q))
+
+
+# --- 1. corpus -----------------------------------------------------------------------------------------
+
+
+def build_corpus(chunks: int, queries: int, base_texts: int, seed: int, embedder: Any) -> Corpus:
+    """Chunk texts and vectors mixed from ``base_texts`` embedded paragraphs; questions embedded for real."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible corpus, not a secret
+    generator = np.random.default_rng(seed)
+    bases = [paragraph(rng, rng.randint(40, 90)) for _ in range(base_texts)]
+    questions = [sentence(rng) for _ in range(queries)]
+    started = time.perf_counter()
+    base_vectors = embedder.embed(bases)
+    query_vectors = embedder.embed(questions)
+    embed_seconds = time.perf_counter() - started
+
+    halves = [_split_sentences(text) for text in bases]
+    first = generator.integers(0, base_texts, chunks)
+    second = generator.integers(0, base_texts, chunks)
+    weight = generator.uniform(0.55, 1.0, (chunks, 1)).astype(np.float32)
+    noise = generator.standard_normal((chunks, base_vectors.shape[1])).astype(np.float32)
+    noise *= NOISE / np.sqrt(base_vectors.shape[1])
+    vectors = weight * base_vectors[first] + (1 - weight) * base_vectors[second] + noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"{halves[a][0]} {halves[b][1]}" for a, b in zip(first.tolist(), second.tolist(), strict=True)]
+    return Corpus(texts, vectors, questions, query_vectors, embed_seconds, base_texts)
+
+
+def _split_sentences(text: str) -> tuple[str, str]:
+    """The text cut after the sentence nearest its middle."""
+    middle = len(text) // 2
+    cut = min(
+        (i + 1 for i, char in enumerate(text) if char in ".?!" and i + 1 < len(text)),
+        key=lambda i: abs(i - middle),
+        default=middle,
+    )
+    return text[:cut].strip(), text[cut:].strip() or text[:cut].strip()
+
+
+# --- 2. the index --------------------------------------------------------------------------------------
+
+
+def build_index(corpus: Corpus, uri: str, model_id: str, index_type: str) -> tuple[Any, Any, float]:
+    """Upsert every chunk through MilvusVectorIndex as ingestion does; return the index, its client, seconds.
+
+    The collection is left as an ingest leaves it: rows past Milvus Lite's last automatic flush (128 MB of
+    rows) sit in its in-memory table, which is searched by brute force, not by the ANN index.
+    """
+    from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
+    from ods.domain.chunking import chunk_id
+    from ods.domain.hashing import sha256_bytes
+
+    client = open_milvus_client(uri)
+    index = MilvusVectorIndex(
+        client,
+        collection_name(KB, model_id),
+        corpus.vectors.shape[1],
+        model_id,
+        index_type=index_type,  # type: ignore[arg-type]
+        timeout_s=600,
+        owns_client=False,
+    )
+    index.ensure_collection()
+    started = time.perf_counter()
+    for start in range(0, len(corpus.texts), UPSERT_ROWS):
+        rows = []
+        for row in range(start, min(start + UPSERT_ROWS, len(corpus.texts))):
+            uri_of_doc = f"file:///bench/area-{row % 16:02d}/doc-{row // 10:05d}.md"
+            sha256 = sha256_bytes(uri_of_doc.encode())
+            rows.append(
+                ChunkRow(
+                    id=chunk_id(KB, uri_of_doc, sha256, row % 10),
+                    kb=KB,
+                    doc_uri=uri_of_doc,
+                    doc_sha256=sha256,
+                    chunk_index=row % 10,
+                    text=corpus.texts[row],
+                    vector=corpus.vectors[row],
+                    metadata={"row": row},
+                )
+            )
+        index.upsert(rows)
+        if start and start % 20_000 == 0:
+            print(f"  {start:,} chunks written ({time.perf_counter() - started:.0f} s)", flush=True)
+    return index, client, time.perf_counter() - started
+
+
+def settle_index(client: Any, collection: str) -> float:
+    """Flush the in-memory rows to a segment and reload, which builds every segment's index; seconds taken."""
+    started = time.perf_counter()
+    client.flush(collection)
+    client.release_collection(collection)
+    client.load_collection(collection, timeout=600)
+    return time.perf_counter() - started
+
+
+# --- 3. measurements -----------------------------------------------------------------------------------
+
+
+def time_interleaved(calls: dict[str, list[Callable[[], list[int]]]]) -> dict[str, Timing]:
+    """Run call i of every kind, then call i+1 of every kind, ...: all kinds see the same machine load.
+
+    Each kind's first two calls run once untimed first (lazy loads, caches).
+    """
+    for kind in calls.values():
+        for call in kind[:2]:
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    found: dict[str, list[list[int]]] = {name: [] for name in calls}
+    for position in range(len(next(iter(calls.values())))):
+        for name, kind in calls.items():
+            started = time.perf_counter()
+            rows = kind[position]()
+            seconds[name].append(time.perf_counter() - started)
+            found[name].append(rows)
+    return {name: Timing(seconds[name], found[name]) for name in calls}
+
+
+def numpy_top_k(matrix: NDArray[np.float32], vector: NDArray[np.float32], k: int) -> list[int]:
+    """Exact top ``k`` rows by inner product (= cosine for unit vectors), best first."""
+    scores = matrix @ vector
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top])].tolist()
+
+
+def exact_top_k(matrix: NDArray[np.float32], queries: NDArray[np.float32], k: int) -> list[list[int]]:
+    """Ground truth for every query in one matrix product."""
+    scores = queries @ matrix.T
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1).tolist()
+
+
+def mean_recall(found: list[list[int]], exact: list[list[int]], k: int) -> float:
+    from ods.domain.retrieval_metrics import mean_recall_at_k
+
+    return mean_recall_at_k(found, exact, k)
+
+
+def search_with_ef(client: Any, collection: str, vector: NDArray[np.float32], k: int, ef: int) -> list[int]:
+    """Dense search as the adapter does it, but with an explicit HNSW ``ef`` (the adapter sends none)."""
+    results = client.search(
+        collection,
+        data=[vector.tolist()],
+        anns_field="dense",
+        search_params={"metric_type": "COSINE", "params": {"ef": ef}},
+        limit=k,
+        output_fields=["doc_uri", "doc_sha256", "chunk_index", "text", "page", "heading", "metadata"],
+        consistency_level="Strong",
+    )
+    return [int(hit["entity"]["metadata"]["row"]) for hit in results[0]]
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+
+def print_report(arguments: argparse.Namespace, corpus: Corpus, figures: dict[str, Any]) -> None:
+    k, numpy_p50 = arguments.k, figures["numpy_alone"].percentile(50)
+    words = sum(text.count(" ") + 1 for text in corpus.texts) / len(corpus.texts)
+    print(
+        f"\ninput: {len(corpus.texts):,} chunks x {corpus.vectors.shape[1]} dims ({words:.0f} words each), "
+        f"{len(corpus.queries)} questions, k={k}, dense index {arguments.index_type}\n"
+        f"  vectors: mixes of {corpus.base_texts:,} embedded base paragraphs + noise (the chunk texts are the "
+        f"same mixes);\n  embedding the base paragraphs and questions took {corpus.embed_seconds:.1f} s\n"
+        f"  upsert through MilvusVectorIndex {figures['insert_seconds']:.1f} s "
+        f"({len(corpus.texts) / figures['insert_seconds']:,.0f} chunks/s); then flush + index build on "
+        f"load {figures['settle_seconds']:.1f} s\n  rows below: after the flush unless marked\n"
+    )
+    print(f"{'search, one question per call':40} {'p50 ms':>8} {'p95 ms':>8} {'recall@' + str(k):>10}")
+    rows: list[tuple[str, Timing, float | None]] = [
+        ("baseline: numpy brute force, alone", figures["numpy_alone"], 1.0),
+        ("numpy, interleaved with Milvus calls", figures["numpy"], 1.0),
+        ("dense, as ingest leaves it (no flush)", *figures["unflushed"]),
+        ("dense (MilvusVectorIndex.search)", figures["dense"], figures["dense_recall"]),
+        ("bm25", figures["bm25"], None),
+        ("hybrid (RRF)", figures["hybrid"], None),
+    ]
+    rows += [
+        (f"dense, HNSW ef={ef} (experiment)", timing, rec) for ef, (timing, rec) in figures["ef"].items()
+    ]
+    for name, timing, recall in rows:
+        shown = f"{recall:10.3f}" if recall is not None else f"{'':10}"
+        print(f"{name:40} {timing.percentile(50) * 1e3:8.2f} {timing.percentile(95) * 1e3:8.2f} {shown}")
+    batch = figures["batch_seconds"]
+    print(
+        f"{'dense, all questions in one call':40} {batch * 1e3 / len(corpus.queries):8.2f} {'':8} "
+        f"{figures['batch_recall']:10.3f}   (per question)"
+    )
+    print()
+    ratio = figures["dense"].percentile(50) / numpy_p50
+    print(f"recall@{k} dense vs exact           = {figures['dense_recall']:.3f}    (target >= 0.95)")
+    interleaved = figures["dense"].percentile(50) / figures["numpy"].percentile(50)
+    print(
+        f"p50 dense / numpy per query        = {ratio:.1f}x     (target <= 2x; {interleaved:.1f}x against "
+        "numpy interleaved with the Milvus calls)"
+    )
+    print(f"numpy per-query time (p50, alone)  = {numpy_p50 * 1e3:.2f} ms")
+    print(f"run time                           = {time.perf_counter() - figures['started']:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chunks", type=int, default=100_000, help="chunks in the collection")
+    parser.add_argument("--queries", type=int, default=200, help="questions, each searched once per mode")
+    parser.add_argument(
+        "--unflushed-queries",
+        type=int,
+        default=20,
+        help="questions for dense search before the flush (slow: brute force in Python)",
+    )
+    parser.add_argument("--k", type=int, default=10, help="results per search")
+    parser.add_argument("--base-texts", type=int, default=2_000, help="paragraphs embedded for real")
+    parser.add_argument("--index-type", choices=["HNSW", "FLAT"], default="HNSW", help="dense index")
+    parser.add_argument(
+        "--ef", default="", help="comma-separated HNSW ef values to try for dense search, e.g. 16,128,256"
+    )
+    parser.add_argument("--seed", type=int, default=20_260_101)
+    arguments = parser.parse_args()
+    figures: dict[str, Any] = {"started": time.perf_counter()}
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from ods.adapters.embedder import build_embedder
+    from ods.settings import load_settings
+
+    embedder = build_embedder(load_settings().embedding)
+    embedder.embed(["load the model before anything is timed"])
+    print(
+        f"embedding {arguments.base_texts:,} base paragraphs and {arguments.queries} questions ...",
+        flush=True,
+    )
+    corpus = build_corpus(arguments.chunks, arguments.queries, arguments.base_texts, arguments.seed, embedder)
+    k, vectors = arguments.k, corpus.query_vectors
+    exact = exact_top_k(corpus.vectors, vectors, k)
+    # The baseline alone, before Milvus Lite's in-process server threads exist; again later, interleaved.
+    figures["numpy_alone"] = time_interleaved(
+        {"numpy": [lambda v=v: numpy_top_k(corpus.vectors, v, k) for v in vectors]}
+    )["numpy"]
+    workdir = Path(tempfile.mkdtemp(prefix="ods-bench-retrieval-"))
+    print(f"writing {arguments.chunks:,} chunks to {workdir / 'milvus.db'} ...", flush=True)
+    index, client, figures["insert_seconds"] = build_index(
+        corpus, str(workdir / "milvus.db"), embedder.model_id, arguments.index_type
+    )
+
+    def rows_of(hits: list[Any]) -> list[int]:
+        return [int(hit.metadata["row"]) for hit in hits]
+
+    few = arguments.unflushed_queries
+    print(f"searching the collection as the ingest left it ({few} questions) ...", flush=True)
+    unflushed = time_interleaved(
+        {"dense": [lambda v=v: rows_of(index.search(vector=v, mode="dense", k=k)) for v in vectors[:few]]}
+    )
+    figures["unflushed"] = (unflushed["dense"], mean_recall(unflushed["dense"].found, exact[:few], k))
+    print("flushing and reloading (segment indexes built) ...", flush=True)
+    figures["settle_seconds"] = settle_index(client, index.collection)
+    print("searching ...", flush=True)
+    efs = [int(value) for value in arguments.ef.split(",") if value.strip()]
+    calls: dict[str, list[Callable[[], list[int]]]] = {
+        "numpy": [lambda v=v: numpy_top_k(corpus.vectors, v, k) for v in vectors],
+        "dense": [lambda v=v: rows_of(index.search(vector=v, mode="dense", k=k)) for v in vectors],
+        "bm25": [lambda q=q: rows_of(index.search(text=q, mode="bm25", k=k)) for q in corpus.queries],
+        "hybrid": [
+            lambda v=v, q=q: rows_of(index.search(vector=v, text=q, mode="hybrid", k=k))
+            for v, q in zip(vectors, corpus.queries, strict=True)
+        ],
+    }
+    for ef in efs:
+        calls[f"ef={ef}"] = [
+            lambda v=v, ef=ef: search_with_ef(client, index.collection, v, k, ef) for v in vectors
+        ]
+    figures.update(time_interleaved(calls))
+    figures["dense_recall"] = mean_recall(figures["dense"].found, exact, k)
+    figures["ef"] = {
+        ef: (figures[f"ef={ef}"], mean_recall(figures[f"ef={ef}"].found, exact, k)) for ef in efs
+    }
+    started = time.perf_counter()
+    batch = client.search(
+        index.collection,
+        data=vectors.tolist(),
+        anns_field="dense",
+        limit=k,
+        output_fields=["metadata"],
+        consistency_level="Strong",
+    )
+    figures["batch_seconds"] = time.perf_counter() - started
+    figures["batch_recall"] = mean_recall(
+        [[int(hit["entity"]["metadata"]["row"]) for hit in hits] for hits in batch], exact, k
+    )
+    index.close()
+    client.close()
+    print_report(arguments, corpus, figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""`undeploy_model`: stop a model's active endpoint (its server's process group) and mark it stopped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.serve import stop_model_endpoints
+
+
+@flow(name="undeploy-model", flow_run_name="undeploy-{model}")
+def undeploy_model(model: str, grace_s: float = 10.0) -> dict[str, Any]:
+    """Stop the active endpoint(s) of a model; a model with none is reported, not an error.
+
+    Args:
+        model: NAME (every active endpoint of the model) or NAME@VERSION (that version's only).
+        grace_s: seconds between SIGTERM and SIGKILL of the server's process group.
+    """
+    return stop_model_endpoints(model, grace_s)
+
+
+if __name__ == "__main__":
+    import sys
+
+    undeploy_model(sys.argv[1])

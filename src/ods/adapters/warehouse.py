@@ -1,0 +1,482 @@
+"""Warehouses: where Text-to-SQL queries run, behind one narrow protocol.
+
+``DuckDBWarehouse`` is an in-memory DuckDB holding one relation per registered dataset version, scanned
+from its Parquet through a pyarrow dataset (local directory or S3, whatever the object store is), so DuckDB
+itself never needs to open a file or the network. After the relations are registered the database is
+hardened: external access off, extensions off, Python replacement scans off, configuration locked. So even
+SQL that slipped past the guard cannot read files, attach databases or change a setting.
+
+``SqlDatabaseWarehouse`` reads an external database (PostgreSQL in a cluster) through SQLAlchemy: every
+query runs in a READ ONLY transaction with its own ``statement_timeout``, over an allowlist of tables.
+
+Both accept only a :class:`~ods.domain.sql_guard.GuardedQuery`, and check it again against their own
+tables and dialect before running it: a hand-built ``GuardedQuery`` gains nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ods.domain.sql_guard import GuardedQuery, guard_sql
+from ods.domain.text_to_sql import MAX_SAMPLE_ROWS, TableDescription, describe_dataset, describe_table
+from ods.errors import NotFoundError, OdsError, SettingsError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.dataset
+    from sqlalchemy import Connection, Engine
+
+    from ods.adapters.catalog import Catalog
+    from ods.adapters.catalog.records import DatasetVersionRecord
+    from ods.adapters.object_store import ObjectStore
+    from ods.settings import Settings
+
+DEFAULT_THREADS = 2
+DEFAULT_MAX_ROWS = 1000
+_POSTGRES_QUERY_CANCELED = "57014"
+_SQLGLOT_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "duckdb": "duckdb"}
+# Applied in this order once the relations are registered; lock_configuration must come last.
+_DUCKDB_HARDENING = (
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
+
+class WarehouseQueryError(OdsError):
+    """The database refused or failed a query that passed the guard (unknown column, type error, ...)."""
+
+
+class QueryTimeoutError(WarehouseQueryError):
+    """A query ran longer than its time limit and was interrupted."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of one query: at most the guard's row cap; ``truncated`` when the guard's cap cut the result."""
+
+    sql: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    row_count: int
+    truncated: bool
+    seconds: float
+
+
+@runtime_checkable
+class Warehouse(Protocol):
+    """Tables a question may query, and a way to run guarded SQL over them."""
+
+    @property
+    def dialect(self) -> str:
+        """The sqlglot dialect to guard SQL for (``duckdb``, ``postgres``)."""
+        ...
+
+    def tables(self) -> list[TableDescription]:
+        """The queryable tables, described for a Text-to-SQL prompt."""
+        ...
+
+    def guard(self, sql: str, *, max_rows: int | None = None) -> GuardedQuery:
+        """``sql`` checked against these tables and this dialect (raises ``SqlRejected``)."""
+        ...
+
+    def run(self, guarded: GuardedQuery, *, timeout_s: float) -> QueryResult:
+        """Run a guarded query, interrupting it after ``timeout_s`` (raises :class:`QueryTimeoutError`)."""
+        ...
+
+    def close(self) -> None:
+        """Release the database."""
+        ...
+
+
+def _check_guarded(guarded: object, timeout_s: float) -> GuardedQuery:
+    if not isinstance(guarded, GuardedQuery):
+        raise TypeError(
+            f"a warehouse runs only a GuardedQuery (from guard_sql or Warehouse.guard), "
+            f"got {type(guarded).__name__}"
+        )
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    return guarded
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# -- DuckDB over registered datasets ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RegisteredTable:
+    description: TableDescription
+    dataset: pyarrow.dataset.Dataset
+
+
+class DuckDBWarehouse:
+    """An in-memory DuckDB over registered dataset versions (one relation each, named like the dataset).
+
+    Construct it with :meth:`from_versions` (or :func:`open_warehouse`). Queries run one at a time on one
+    connection: DuckDB's registered Arrow relations are visible to that connection only.
+    """
+
+    dialect = "duckdb"
+
+    def __init__(
+        self,
+        tables: Sequence[tuple[TableDescription, pyarrow.dataset.Dataset]],
+        *,
+        threads: int = DEFAULT_THREADS,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> None:
+        import duckdb
+
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self._tables = [_RegisteredTable(description, dataset) for description, dataset in tables]
+        names = [entry.description.name for entry in self._tables]
+        if len(set(names)) != len(names):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            raise OdsError(
+                f"dataset {', '.join(map(repr, repeated))} is named more than once; "
+                "query one version of each dataset at a time"
+            )
+        self._max_rows = max_rows
+        self._lock = threading.Lock()
+        self._connection = duckdb.connect(":memory:", config={"threads": threads})
+        try:
+            for entry in self._tables:
+                self._connection.register(entry.description.name, entry.dataset)
+            for statement in _DUCKDB_HARDENING:
+                self._connection.execute(statement)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    @classmethod
+    def from_versions(
+        cls,
+        versions: Sequence[DatasetVersionRecord],
+        store: ObjectStore,
+        *,
+        threads: int = DEFAULT_THREADS,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        sample_rows: int = MAX_SAMPLE_ROWS,
+    ) -> DuckDBWarehouse:
+        """A warehouse over these registered versions, read from ``store`` (local or S3)."""
+        import pyarrow.dataset as pads
+
+        from ods.preparation import key_of
+
+        filesystem = store.filesystem()
+        tables = []
+        for record in versions:
+            if record.status != "registered":
+                raise OdsError(
+                    f"dataset {record.dataset_name!r} v{record.version} is {record.status}, not registered "
+                    f"({record.reason or 'no reason recorded'}); query a registered version"
+                )
+            dataset = pads.dataset(key_of(store, record.uri), filesystem=filesystem, format="parquet")
+            rows = dataset.head(sample_rows).to_pylist() if sample_rows > 0 else []
+            description = describe_dataset(
+                record.dataset_name,
+                version=record.version,
+                row_count=record.row_count,
+                schema=record.schema,
+                profile=record.profile,
+                sample_rows=rows,
+            )
+            tables.append((description, dataset))
+        return cls(tables, threads=threads, max_rows=max_rows)
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The hardened DuckDB connection itself (for diagnostics and tests; ``run`` is the way in)."""
+        return self._connection
+
+    def tables(self) -> list[TableDescription]:
+        return [entry.description for entry in self._tables]
+
+    def guard(self, sql: str, *, max_rows: int | None = None) -> GuardedQuery:
+        return guard_sql(
+            sql,
+            allowed_tables=[entry.description.name for entry in self._tables],
+            dialect=self.dialect,
+            max_rows=max_rows or self._max_rows,
+        )
+
+    def run(self, guarded: GuardedQuery, *, timeout_s: float) -> QueryResult:
+        import duckdb
+
+        checked = self.guard(_check_guarded(guarded, timeout_s).sql, max_rows=guarded.limit)
+        interrupted = threading.Event()
+
+        def interrupt() -> None:
+            interrupted.set()
+            self._connection.interrupt()
+
+        with self._lock:
+            timer = threading.Timer(timeout_s, interrupt)
+            started = time.perf_counter()
+            timer.start()
+            try:
+                cursor = self._connection.execute(checked.sql)
+                columns = tuple(column[0] for column in cursor.description or ())
+                rows = cursor.fetchmany(checked.limit)
+            except duckdb.Error as error:
+                if interrupted.is_set():
+                    raise QueryTimeoutError(
+                        f"the query ran longer than its limit of {timeout_s:g} s and was stopped; "
+                        "ask for less (filter, aggregate) or raise the timeout"
+                    ) from None
+                raise WarehouseQueryError(f"DuckDB could not run the query: {_first_line(error)}") from None
+            finally:
+                timer.cancel()
+                timer.join()  # a late interrupt must never hit the next query
+            seconds = time.perf_counter() - started
+        return QueryResult(
+            sql=checked.sql,
+            columns=columns,
+            rows=rows,
+            row_count=len(rows),
+            truncated=guarded.capped and len(rows) >= checked.limit,
+            seconds=seconds,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def __enter__(self) -> DuckDBWarehouse:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -> list[DatasetVersionRecord]:
+    """The versions to query: the newest registered one of every dataset, or the refs given (``name@v``)."""
+    from ods.preparation import parse_dataset_ref
+
+    registered = catalog.latest_registered_versions()
+    listing = ", ".join(f"{record.dataset_name}@{record.version}" for record in registered) or "none"
+    if datasets is None:
+        if not registered:
+            raise NotFoundError(
+                "the catalog holds no registered dataset to query; register one with `ods datasets prepare`"
+            )
+        return registered
+    if isinstance(datasets, str):
+        raise TypeError("datasets must be a sequence of dataset refs, not a single string")
+    versions = []
+    for ref in datasets:
+        name, version = parse_dataset_ref(ref)
+        try:
+            record = catalog.get_dataset_version(name, version)
+        except NotFoundError as error:
+            raise NotFoundError(
+                f"{ref!r} cannot be queried: {error}; registered datasets: {listing}"
+            ) from None
+        if record.status != "registered":
+            raise OdsError(
+                f"{ref!r} cannot be queried: version {record.version} of {name!r} was {record.status} "
+                f"({record.reason or 'no reason recorded'}); registered datasets: {listing}"
+            )
+        versions.append(record)
+    return versions
+
+
+def open_warehouse(
+    settings: Settings,
+    catalog: Catalog,
+    datasets: Sequence[str] | None = None,
+    *,
+    threads: int = DEFAULT_THREADS,
+) -> DuckDBWarehouse:
+    """A DuckDB warehouse over the newest registered version of every dataset, or over ``datasets``
+    (``["sales", "regions@2"]``), read from the configured object store."""
+    from ods.adapters.object_store import build_object_store
+
+    versions = resolve_dataset_versions(catalog, datasets)
+    return DuckDBWarehouse.from_versions(
+        versions, build_object_store(settings), threads=threads, max_rows=settings.warehouse.max_rows
+    )
+
+
+# -- an external SQL database -------------------------------------------------------------------------
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+class SqlDatabaseWarehouse:
+    """Read-only Text-to-SQL over an allowlist of tables in an external database (PostgreSQL, SQLite).
+
+    Each query opens a transaction marked READ ONLY with ``statement_timeout`` set for it (PostgreSQL), and
+    rolls it back afterwards; connections also default to read-only transactions, so nothing this class
+    runs can write even if it were not guarded.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        tables: Sequence[str],
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        sample_rows: int = MAX_SAMPLE_ROWS,
+    ) -> None:
+        if isinstance(tables, str) or not tables:
+            raise SettingsError(
+                "the warehouse needs a list of tables questions may read: set ODS_WAREHOUSE__TABLES, "
+                'e.g. ["sales", "analytics.orders"]'
+            )
+        bad = [name for name in tables if not _TABLE_NAME.fullmatch(name)]
+        if bad:
+            raise SettingsError(
+                f"ODS_WAREHOUSE__TABLES holds {', '.join(map(repr, bad))}: give table or schema.table names"
+            )
+        self._engine = engine
+        self._names = tuple(dict.fromkeys(tables))
+        self._max_rows = max_rows
+        self._sample_rows = sample_rows
+        self._descriptions: list[TableDescription] | None = None
+        self.dialect = _SQLGLOT_DIALECTS.get(engine.dialect.name, engine.dialect.name)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        tables: Sequence[str],
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        connect_timeout_s: float = 5.0,
+    ) -> SqlDatabaseWarehouse:
+        """A warehouse on the database at ``url``; PostgreSQL sessions default to read-only transactions."""
+        from sqlalchemy import create_engine
+
+        connect_args: dict[str, Any] = {}
+        if url.startswith("postgresql"):
+            connect_args = {
+                "connect_timeout": max(1, round(connect_timeout_s)),
+                "options": "-c default_transaction_read_only=on",
+                "application_name": "ods-warehouse",
+            }
+        return cls(
+            create_engine(url, connect_args=connect_args, pool_pre_ping=True), tables, max_rows=max_rows
+        )
+
+    @contextmanager
+    def read_only(self, *, timeout_s: float) -> Iterator[Connection]:
+        """A connection inside a READ ONLY transaction with ``statement_timeout``; always rolled back."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            connection = self._engine.connect()
+        except SQLAlchemyError as error:
+            raise WarehouseQueryError(
+                f"cannot reach the warehouse database: {_first_line(getattr(error, 'orig', error))}; "
+                "check ODS_WAREHOUSE__URL and that the server is up"
+            ) from None
+        with connection:
+            transaction = connection.begin()
+            try:
+                if self.dialect == "postgres":
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    connection.exec_driver_sql(
+                        f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}"
+                    )
+                elif self.dialect == "sqlite":
+                    connection.exec_driver_sql("PRAGMA query_only = ON")
+                yield connection
+            finally:
+                transaction.rollback()
+
+    def tables(self) -> list[TableDescription]:
+        """The allowlisted tables with reflected column types and a few sample rows (cached)."""
+        if self._descriptions is None:
+            self._descriptions = [self._describe(name) for name in self._names]
+        return list(self._descriptions)
+
+    def _describe(self, qualified: str) -> TableDescription:
+        from sqlalchemy import MetaData, Table, inspect, select
+        from sqlalchemy.exc import NoSuchTableError
+
+        schema, _, name = qualified.rpartition(".")
+        with self.read_only(timeout_s=10.0) as connection:
+            try:
+                table = Table(name, MetaData(), schema=schema or None, autoload_with=connection)
+            except NoSuchTableError:
+                known = inspect(connection).get_table_names(schema=schema or None)
+                raise NotFoundError(
+                    f"table {qualified!r} of ODS_WAREHOUSE__TABLES does not exist in the warehouse database; "
+                    f"tables there: {', '.join(sorted(known)) or 'none'}"
+                ) from None
+            rows = connection.execute(select(table).limit(self._sample_rows)).mappings().all()
+        return describe_table(
+            qualified,
+            source=f"warehouse table {qualified}",
+            column_types=[(column.name, str(column.type)) for column in table.columns],
+            sample_rows=[dict(row) for row in rows],
+        )
+
+    def guard(self, sql: str, *, max_rows: int | None = None) -> GuardedQuery:
+        return guard_sql(
+            sql, allowed_tables=self._names, dialect=self.dialect, max_rows=max_rows or self._max_rows
+        )
+
+    def run(self, guarded: GuardedQuery, *, timeout_s: float) -> QueryResult:
+        from sqlalchemy.exc import DBAPIError
+
+        checked = self.guard(_check_guarded(guarded, timeout_s).sql, max_rows=guarded.limit)
+        started = time.perf_counter()
+        try:
+            with self.read_only(timeout_s=timeout_s) as connection:
+                # no_parameters: the SQL goes to the driver as-is ('%' in LIKE is not a placeholder).
+                cursor = connection.execution_options(no_parameters=True).exec_driver_sql(checked.sql)
+                columns = tuple(cursor.keys())
+                rows = [tuple(row) for row in cursor.fetchmany(checked.limit)]
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == _POSTGRES_QUERY_CANCELED:
+                raise QueryTimeoutError(
+                    f"the query ran longer than its limit of {timeout_s:g} s and was stopped by the database; "
+                    "ask for less (filter, aggregate) or raise ODS_WAREHOUSE__TIMEOUT_S"
+                ) from None
+            raise WarehouseQueryError(
+                f"the warehouse database could not run the query: {_first_line(error.orig or error)}"
+            ) from None
+        return QueryResult(
+            sql=checked.sql,
+            columns=columns,
+            rows=rows,
+            row_count=len(rows),
+            truncated=guarded.capped and len(rows) >= checked.limit,
+            seconds=time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlDatabaseWarehouse:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+def open_sql_database_warehouse(settings: Settings) -> SqlDatabaseWarehouse:
+    """The external database named by ``ODS_WAREHOUSE__URL``, limited to ``ODS_WAREHOUSE__TABLES``."""
+    config = settings.warehouse
+    if config.url is None:
+        raise SettingsError(
+            "no warehouse database is configured: set ODS_WAREHOUSE__URL (and ODS_WAREHOUSE__TABLES)"
+        )
+    return SqlDatabaseWarehouse.open(config.url.get_secret_value(), config.tables, max_rows=config.max_rows)

@@ -1,0 +1,141 @@
+"""`ods models ...`: train a model version (the train-model flow), list model versions, show one.
+
+Mounted on the `ods` command by :mod:`ods.cli`; errors are :class:`~ods.errors.OdsError` lines there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+models_app = typer.Typer(help="Train, list and inspect model versions.", no_args_is_help=True)
+console = Console()
+
+_HEADLINE_METRICS = ("accuracy", "f1_macro", "rmse", "r2", "eval_loss", "perplexity")
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    shown = [(name, metrics[name]) for name in _HEADLINE_METRICS if name in metrics]
+    return ", ".join(f"{name}={value:.4g}" for name, value in shown)
+
+
+# Options are Annotated with plain defaults, so other commands (e.g. `ods demo`) can call this directly.
+@models_app.command("train")
+def models_train(
+    dataset: Annotated[str, typer.Argument(help="NAME or NAME@VERSION of a registered dataset version.")],
+    trainer: Annotated[str, typer.Option("--trainer", help="tabular or causal-lm-sft.")] = "tabular",
+    target: Annotated[str | None, typer.Option("--target", help="tabular: the column to predict.")] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            "--base-model", help="causal-lm-sft: local directory of the Hugging Face model to fine-tune."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name (default: the dataset name).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Hyper-parameter KEY=VALUE (repeatable), e.g. -p max_iter=100."),
+    ] = None,
+) -> None:
+    """Train and register a model version (runs the train-model flow)."""
+    from flows.train_model import train_model
+    from ods.domain.training_spec import check_trainer, parse_param_assignments, parse_trainer_params
+
+    params = parse_param_assignments(param or [])
+    parse_trainer_params(trainer, params)  # a typo fails here, before a flow run is started
+    result = train_model(
+        dataset,
+        check_trainer(trainer),
+        target=target,
+        base_model=base_model,
+        params=params or None,
+        model_name=name,
+    )
+    verb = "already trained" if result["reused"] else "registered"
+    console.print(
+        f"[green]{verb}[/green] {result['model']}@{result['version']} ({result['trainer']} on "
+        f"{result['dataset']}): {_headline(result['metrics'])}",
+        highlight=False,
+    )
+    console.print(f"artifacts: {result['artifact_uri']}", markup=False, highlight=False)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model version with its trainer, dataset version and headline metrics."""
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+
+    with open_catalog(get_settings()) as catalog:
+        versions = catalog.list_model_versions()
+        datasets = {version.id: catalog.training_dataset(version.id) for version in versions}
+    table = Table(title="models")
+    for column in ("model", "version", "status", "trainer", "dataset", "metrics", "created"):
+        table.add_column(column, overflow="fold")
+    for version in versions:
+        data = datasets[version.id]
+        table.add_row(
+            version.model_name,
+            str(version.version),
+            version.status,
+            version.trainer,
+            "" if data is None else f"{data.dataset_name}@{data.version}",
+            _headline(version.metrics),
+            version.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
+    """Metrics, parameters and lineage (down to the raw source) of a model version."""
+    from ods.adapters.object_store import build_object_store
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+    from ods.training import manifest_of, parse_model_ref
+
+    name, number = parse_model_ref(ref)
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        version = catalog.get_model_version(name, number)
+        data = catalog.training_dataset(version.id)
+    manifest = manifest_of(build_object_store(settings), version)
+    console.print(
+        f"[bold]{version.model_name}@{version.version}[/bold] {version.status}: {version.trainer}, "
+        f"{manifest.get('format', 'unknown format')}",
+        highlight=False,
+    )
+    lineage = Table(title="lineage", show_header=False)
+    for field, value in (
+        ("artifacts", version.artifact_uri),
+        ("dataset version", None if data is None else f"{data.dataset_name}@{data.version} ({data.status})"),
+        ("dataset content sha256", None if data is None else data.content_hash),
+        ("dataset stored at", None if data is None else data.uri),
+        ("raw source", None if data is None else data.source_uri),
+        ("raw source sha256", None if data is None else data.source_sha256),
+        ("code version", version.code_version),
+        ("flow run", version.flow_run_id),
+        ("training key", manifest.get("training_key")),
+        ("created", version.created_at.isoformat()),
+    ):
+        lineage.add_row(field, "" if value is None else str(value))
+    console.print(lineage)
+    for title, values in (("metrics (held-out split)", version.metrics), ("parameters", version.params)):
+        table = Table(title=title)
+        table.add_column("name")
+        table.add_column("value", overflow="fold")
+        for key, value in sorted(values.items()):
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        console.print(table)
+    details = manifest.get("details") or {}
+    if details:
+        table = Table(title="training details", show_header=False)
+        for key, value in details.items():
+            if value is not None:
+                table.add_row(key, str(value))
+        console.print(table)

@@ -1,0 +1,223 @@
+"""Tasks of the deploy_model and undeploy_model flows: thin wrappers adding logging, artifacts and events.
+
+Tasks pass plans, launches and checks (references, ids, URLs) between them, never weights. Nothing here
+retries a launch: a server that failed once is recorded as failed, and a new deployment is a new run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from ods.adapters.catalog.records import EndpointRecord
+from ods.adapters.model_server import LocalModelServer
+from ods.adapters.object_store import build_object_store
+from ods.errors import NotFoundError
+from ods.preparation import open_catalog
+from ods.serving import (
+    CACHE_DIR,
+    DeploymentFailedError,
+    DeploymentPlan,
+    GpuSettings,
+    Launch,
+    ServerCheck,
+    activate_endpoint,
+    check_server,
+    endpoint_summary,
+    endpoints_to_stop,
+    fail_deployment,
+    failure_message,
+    find_live_endpoint,
+    plan_deployment,
+    stage_artifacts,
+    start_server,
+    stop_endpoint,
+)
+from ods.settings import get_settings
+from tasks.retry import retry_on_transient_errors
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
+IN_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def _emit(name: str, plan: DeploymentPlan, payload: dict[str, Any]) -> None:
+    emit_event(
+        event=name,
+        resource={
+            "prefect.resource.id": f"ods.model.{plan.model_name}",
+            "prefect.resource.name": plan.model_name,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"ods.model-version.{plan.version_id}",
+                "prefect.resource.role": "model-version",
+                "prefect.resource.name": plan.ref,
+            }
+        ],
+        payload=payload,
+    )
+
+
+@task(name="plan-deployment", **IO_RETRIES, **IN_MEMORY)
+def plan_model_deployment(
+    model: str, backend: str | None, host: str, port: int | None, gpu: GpuSettings
+) -> DeploymentPlan:
+    """Resolve the model version and check it can be served as asked (nothing downloaded yet)."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        plan = plan_deployment(
+            catalog, build_object_store(settings), model=model, backend=backend, host=host, port=port, gpu=gpu
+        )
+    get_run_logger().info(
+        "deploying %s (%s, %s) with %s on %s:%d%s",
+        plan.ref,
+        plan.trainer,
+        plan.format,
+        plan.backend,
+        plan.host,
+        plan.port,
+        " (CUDA GPU)" if plan.backend == "vllm" else " (CPU)",
+    )
+    return plan
+
+
+@task(name="find-live-endpoint", **IO_RETRIES, **IN_MEMORY)
+def find_live_deployment(plan: DeploymentPlan) -> EndpointRecord | None:
+    """The version's active endpoint if its server still answers (the idempotent fast path)."""
+    with open_catalog(get_settings()) as catalog:
+        return find_live_endpoint(catalog, LocalModelServer(), plan)
+
+
+@task(name="reuse-endpoint", **IN_MEMORY)
+def reuse_endpoint(plan: DeploymentPlan, endpoint: EndpointRecord) -> dict[str, Any]:
+    """Return the live endpoint already serving this version."""
+    get_run_logger().info(
+        "%s is already served at %s (endpoint %d): nothing to do", plan.ref, endpoint.url, endpoint.id
+    )
+    return endpoint_summary(endpoint, reused=True)
+
+
+@task(name="stage-artifacts", **IO_RETRIES, **IN_MEMORY)
+def stage_model_artifacts(plan: DeploymentPlan) -> Path:
+    """Copy the version's artifacts to this worker's cache (reused when the same content is there)."""
+    settings = get_settings()
+    local, reused = stage_artifacts(build_object_store(settings), plan, settings.home.resolve() / CACHE_DIR)
+    get_run_logger().info("%s artifacts %s %s", plan.ref, "reused from" if reused else "staged to", local)
+    return local
+
+
+@task(name="start-server", **IN_MEMORY)
+def start_model_server(plan: DeploymentPlan, local_dir: Path) -> Launch:
+    """Record a starting endpoint and launch its server detached (it outlives this flow run)."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        launch = start_server(
+            catalog,
+            LocalModelServer(),
+            plan,
+            local_dir,
+            home=settings.home.resolve(),
+            flow_run_id=flow_run.id,
+        )
+    if launch.problem is None:
+        get_run_logger().info(
+            "launched %s server pid %s at %s (log %s)",
+            plan.backend,
+            launch.pid,
+            launch.base_url,
+            launch.log_path,
+        )
+    else:
+        get_run_logger().error("could not launch the %s server: %s", plan.backend, launch.problem)
+    return launch
+
+
+@task(name="check-server", **IN_MEMORY)
+def check_model_server(plan: DeploymentPlan, launch: Launch, ready_timeout_s: float) -> ServerCheck:
+    """Wait for /health and /v1/models (bounded), then a smoke chat completion."""
+    check = check_server(LocalModelServer(), launch, ready_timeout_s=ready_timeout_s)
+    if check.ok:
+        get_run_logger().info(
+            "%s ready in %.1f s as %r; smoke completion in %.2f s: %r",
+            plan.ref,
+            check.ready_seconds,
+            check.served_model,
+            check.smoke_seconds,
+            check.reply,
+        )
+    return check
+
+
+@task(name="fail-deployment", **IN_MEMORY)
+def fail_model_deployment(plan: DeploymentPlan, launch: Launch, check: ServerCheck) -> None:
+    """Stop the new server, record the failure with its log tail, emit ods.model.failed, fail the run."""
+    with open_catalog(get_settings()) as catalog:
+        endpoint = fail_deployment(catalog, LocalModelServer(), launch, check)
+        still_active = catalog.active_endpoint(plan.model_name)
+    _emit(
+        "ods.model.failed",
+        plan,
+        {
+            **endpoint_summary(endpoint),
+            "problem": check.problem,
+            "log_tail": endpoint.log_tail,
+            "active_endpoint_id": None if still_active is None else still_active.id,
+        },
+    )
+    raise DeploymentFailedError(failure_message(plan, endpoint, check))
+
+
+@task(name="activate-endpoint", **IO_RETRIES, **IN_MEMORY)
+def activate_model_endpoint(plan: DeploymentPlan, launch: Launch, check: ServerCheck) -> dict[str, Any]:
+    """Mark the endpoint active, stop the model's endpoints it replaces, emit ods.model.deployed."""
+    with open_catalog(get_settings()) as catalog:
+        endpoint, replaced = activate_endpoint(catalog, LocalModelServer(), launch, check)
+    summary = {**endpoint_summary(endpoint), "replaced": [old.id for old in replaced]}
+    _emit("ods.model.deployed", plan, summary)
+    logger = get_run_logger()
+    for old in replaced:
+        logger.info(
+            "stopped endpoint %d (%s@%d at %s): replaced", old.id, old.model_name, old.model_version, old.url
+        )
+    logger.info(
+        "%s is served at %s as %r (endpoint %d)", plan.ref, endpoint.url, endpoint.served_model, endpoint.id
+    )
+    return summary
+
+
+@task(name="stop-endpoints", **IO_RETRIES, **IN_MEMORY)
+def stop_model_endpoints(model: str, grace_s: float) -> dict[str, Any]:
+    """Stop the active endpoint(s) of ``NAME[@VERSION]`` and mark them stopped; nothing active is not an error."""
+    logger = get_run_logger()
+    with open_catalog(get_settings()) as catalog:
+        try:
+            active = endpoints_to_stop(catalog, model)
+        except NotFoundError as error:
+            logger.warning("%s", error)
+            return {"model": model, "stopped": [], "message": str(error)}
+        server = LocalModelServer()
+        stopped = [stop_endpoint(catalog, server, endpoint, grace_s=grace_s) for endpoint in active]
+    if not stopped:
+        message = f"{model} has no active endpoint: nothing to stop (`ods models endpoints` lists them)"
+        logger.warning("%s", message)
+        return {"model": model, "stopped": [], "message": message}
+    for endpoint in stopped:
+        logger.info(
+            "stopped endpoint %d (%s@%d at %s)",
+            endpoint.id,
+            endpoint.model_name,
+            endpoint.model_version,
+            endpoint.url,
+        )
+    message = f"stopped {len(stopped)} endpoint(s) of {model}"
+    return {
+        "model": model,
+        "stopped": [endpoint_summary(endpoint) for endpoint in stopped],
+        "message": message,
+    }
