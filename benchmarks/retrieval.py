@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -354,6 +355,7 @@ def main() -> None:
     )
     index.close()
     client.close()
+    shutil.rmtree(workdir)  # ~360 MB at 100k chunks
     print_report(arguments, corpus, figures)
 
 

@@ -21,6 +21,7 @@ def answer_question(
     datasets: list[str] | None = None,
     conversation_id: str | None = None,
     mode: Mode = "auto",
+    documents: list[str] | None = None,
 ) -> dict[str, Any]:
     """Answer a question with citations, from a knowledge base and/or registered datasets.
 
@@ -31,5 +32,6 @@ def answer_question(
             every registered dataset; leave unset to use documents only.
         conversation_id: continue this conversation (its recent turns are used); unset starts a new one.
         mode: 'auto' routes by the question; 'rag', 'sql' or 'both' force the sources used.
+        documents: search only these documents of the knowledge base (URIs or file names).
     """
-    return answer(question, kb, datasets, conversation_id, mode)
+    return answer(question, kb, datasets, conversation_id, mode, documents)

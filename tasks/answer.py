@@ -16,12 +16,23 @@ from ods.settings import get_settings
 
 @task(name="answer", cache_policy=NO_CACHE)
 def answer(
-    question: str, kb: str | None, datasets: list[str] | None, conversation_id: str | None, mode: Mode
+    question: str,
+    kb: str | None,
+    datasets: list[str] | None,
+    conversation_id: str | None,
+    mode: Mode,
+    documents: list[str] | None = None,
 ) -> dict[str, Any]:
     """Answer one question; no retries, since a retry would add the turn to the conversation twice."""
     logger = get_run_logger()
     result = answer_question(
-        get_settings(), question, kb=kb, datasets=datasets, conversation_id=conversation_id, mode=mode
+        get_settings(),
+        question,
+        kb=kb,
+        datasets=datasets,
+        conversation_id=conversation_id,
+        mode=mode,
+        documents=documents,
     )
     logger.info(
         "answered by %s via %s in %.1f s (%d tokens), %d citation(s), conversation %s",

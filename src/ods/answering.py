@@ -8,7 +8,7 @@ conversation. No Prefect here: the CLI calls it directly, the ``answer_question`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ods.adapters.catalog import Catalog, CitationRecord
 from ods.adapters.embedder import build_embedder
 from ods.adapters.llm import LLM, build_llm
+from ods.adapters.vectors import FilterValue
 from ods.adapters.warehouse import QueryResult, open_warehouse
 from ods.domain.answering import (
     NO_SOURCES_ANSWER,
@@ -39,7 +40,7 @@ from ods.domain.sql_guard import SqlRejected
 from ods.domain.text_to_sql import TableDescription, build_sql_messages, extract_sql
 from ods.errors import NotFoundError, OdsError
 from ods.preparation import open_catalog
-from ods.retrieval import retrieve_passages
+from ods.retrieval import resolve_documents, retrieve_passages
 from ods.settings import Settings
 
 SQL_MAX_TOKENS = 200
@@ -181,12 +182,14 @@ def answer_question(
     datasets: Sequence[str] | None = None,
     conversation_id: str | None = None,
     mode: Mode = "auto",
+    documents: Sequence[str] | None = None,
     llm: LLM | None = None,
     on_text: Callable[[str], None] | None = None,
     remember: bool = True,
 ) -> Answer:
     """Answer ``question`` from knowledge base ``kb`` and/or ``datasets`` (``[]``: every registered one).
 
+    ``documents`` (URIs or file names) restricts retrieval to those documents of ``kb``.
     ``on_text`` receives the answer as it is generated. With ``remember`` the question and the answer
     (with its SQL and citations) are appended to the conversation, which is created when not given.
     """
@@ -212,7 +215,9 @@ def answer_question(
                 _gather_sql(gathered, settings, catalog, model, question, list(datasets or []), sql_history)
         if route in ("rag", "both") and kb is not None:
             with clock.step("retrieval"):
-                _gather_passages(gathered, settings, kb, contextual_question(question, history))
+                _gather_passages(
+                    gathered, settings, kb, contextual_question(question, history), documents or ()
+                )
             if gathered.passages:
                 with clock.step("evidence"):
                     gathered.evidence += _passage_evidence(settings, question, gathered.passages)
@@ -290,8 +295,11 @@ def _gather_sql(
     gathered.evidence.append(Evidence(table.marker, summarise_table(table), 1.0))
 
 
-def _gather_passages(gathered: _Gathered, settings: Settings, kb: str, query: str) -> None:
-    passages, note = _retrieve(settings, kb, query, len(gathered.sources))
+def _gather_passages(
+    gathered: _Gathered, settings: Settings, kb: str, query: str, documents: Sequence[str]
+) -> None:
+    conditions = {"doc_uri": resolve_documents(settings, kb, documents)} if documents else None
+    passages, note = _retrieve(settings, kb, query, len(gathered.sources), conditions)
     if note:
         gathered.notes.append(note)
     gathered.passages = passages
@@ -387,9 +395,17 @@ def _history(
     return recent_history(answers, max_turns=turns), recent_history(queries, max_turns=turns)
 
 
-def _retrieve(settings: Settings, kb: str, query: str, first_marker: int) -> tuple[list[Source], str | None]:
+def _retrieve(
+    settings: Settings,
+    kb: str,
+    query: str,
+    first_marker: int,
+    conditions: Mapping[str, FilterValue] | None = None,
+) -> tuple[list[Source], str | None]:
     answer_settings = settings.answer
-    retrieval = retrieve_passages(settings, kb, query, k=answer_settings.top_k, mode="hybrid")
+    retrieval = retrieve_passages(
+        settings, kb, query, k=answer_settings.top_k, mode="hybrid", conditions=conditions
+    )
     if not retrieval.hits:
         return [], f"knowledge base {kb!r} has no passages"
     if retrieval.best_similarity is not None and retrieval.best_similarity < answer_settings.min_relevance:

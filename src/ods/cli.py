@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -322,14 +323,29 @@ def kb_search(
     kb: str = typer.Option(..., "--kb", help="Knowledge base name."),
     k: int = typer.Option(5, "-k", min=1, max=100, help="How many chunks."),
     mode: str = typer.Option("hybrid", "--mode", help="dense, bm25 or hybrid."),
+    document: Annotated[
+        list[str] | None,
+        typer.Option("--document", help="Only this document (URI or file name); repeat for more."),
+    ] = None,
+    min_score: float | None = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
 ) -> None:
     """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
-    from ods.retrieval import search_knowledge_base
+    from ods.retrieval import resolve_documents, search_knowledge_base
     from ods.settings import get_settings
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise OdsError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
-    hits = search_knowledge_base(get_settings(), kb, query, k=k, mode=mode)  # type: ignore[arg-type]
+    settings = get_settings()
+    conditions = {"doc_uri": resolve_documents(settings, kb, document)} if document else None
+    hits = search_knowledge_base(
+        settings,
+        kb,
+        query,
+        k=k,
+        mode=mode,  # type: ignore[arg-type]
+        conditions=conditions,
+        min_score=min_score,
+    )
     if not hits:
         console.print("no matching chunk")
         return

@@ -30,6 +30,7 @@ DATASET_HELP = (
     "Registered dataset to query with SQL (NAME or NAME@VERSION); repeat for more; 'all' for every one."
 )
 MODE_HELP = "auto (route by the question), rag, sql or both."
+DOCUMENT_HELP = "Search only this document of the knowledge base (URI or file name); repeat for more."
 
 
 def _datasets(values: list[str] | None) -> list[str] | None:
@@ -50,6 +51,7 @@ def ask(
     dataset: Annotated[list[str] | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     conversation: str | None = typer.Option(None, "--conversation", help="Continue this conversation id."),
     mode: str = typer.Option("auto", "--mode", help=MODE_HELP),
+    document: Annotated[list[str] | None, typer.Option("--document", help=DOCUMENT_HELP)] = None,
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (no streaming)."),
 ) -> None:
     """Answer a question with citations from documents and/or datasets; streams the answer, then sources."""
@@ -64,6 +66,7 @@ def ask(
         datasets=_datasets(dataset),
         conversation_id=conversation,
         mode=_mode(mode),
+        documents=document,
         on_text=stream,
     )
     if as_json:

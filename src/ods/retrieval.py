@@ -6,7 +6,7 @@ costs a model load once per process and then milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ods.adapters.embedder import build_embedder
@@ -77,3 +77,29 @@ def retrieve_passages(
     finally:
         index.close()
     return Retrieval(hits=hits, best_similarity=best)
+
+
+def resolve_documents(settings: Settings, kb: str, names: Sequence[str]) -> list[str]:
+    """The URIs of indexed documents of ``kb`` named by URI or by file name (``returns.md``).
+
+    A name that matches no indexed document, or more than one, is an error listing what would match.
+    """
+    with open_catalog(settings) as catalog:
+        uris = [document.uri for document in catalog.documents(kb, "indexed")]
+    resolved: list[str] = []
+    for name in names:
+        if name in uris:
+            resolved.append(name)
+            continue
+        matches = [
+            uri for uri in uris if uri.rsplit("/", 1)[-1] == name or uri.endswith("/" + name.lstrip("/"))
+        ]
+        if len(matches) != 1:
+            known = ", ".join(sorted(uri.rsplit("/", 1)[-1] for uri in uris)[:10]) or "none"
+            problem = "matches no indexed document" if not matches else f"matches {len(matches)} documents"
+            raise OdsError(
+                f"--document {name!r} {problem} of knowledge base {kb!r}; give the full URI "
+                f"(ods kb documents {kb}) or one of: {known}"
+            )
+        resolved.append(matches[0])
+    return resolved

@@ -19,18 +19,25 @@ def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
         "kb", "search", "how many days to return an item", "--kb", "policies", "-k", "2", cwd=tmp_path
     )
     bm25 = run_ods("kb", "search", "Leeds warehouse", "--kb", "policies", "--mode", "bm25", cwd=tmp_path)
+    only_warranty = run_ods(
+        "kb", "search", "how many days to return an item", "--kb", "policies", "--document", "warranty.html",
+        "--mode", "dense", cwd=tmp_path,
+    )  # fmt: skip
 
     assert ingested.returncode == 0, ingested.stderr[-2000:]
-    assert "4 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout
+    assert "4 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout, ingested.stdout
     assert "Traceback" not in ingested.stderr
-    assert status.returncode == 0 and "4 indexed, 1 quarantined" in status.stdout
+    assert status.returncode == 0 and "4 indexed, 1 quarantined" in status.stdout, status.stdout
     assert quarantined.returncode == 0 and "notes.doc" in quarantined.stdout
     assert search.returncode == 0, search.stderr
     first_answer = next(line for line in search.stdout.splitlines() if line.startswith("│ 1 "))
-    assert "returns-policy.md" in first_answer
+    assert "returns-policy.md" in first_answer, search.stdout
     assert bm25.returncode == 0
     first_hit = next(line for line in bm25.stdout.splitlines() if line.startswith("│ 1 "))
-    assert "shipping.md" in first_hit
+    assert "shipping.md" in first_hit, bm25.stdout
+    assert only_warranty.returncode == 0, only_warranty.stderr
+    ranked = [line for line in only_warranty.stdout.splitlines() if line.startswith("│ ") and "│ 0." in line]
+    assert ranked and all("warranty.html" in line for line in ranked), only_warranty.stdout
 
 
 def test_kb_errors_are_one_line(tmp_path: Path) -> None:

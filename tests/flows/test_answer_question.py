@@ -19,6 +19,7 @@ from flows.prepare_dataset import prepare_dataset
 from ods.answering import Answer, answer_question
 from ods.domain.answering import NO_SOURCES_ANSWER
 from ods.domain.chat import ChatMessage, Completion, Usage
+from ods.errors import OdsError
 from ods.preparation import open_catalog
 from ods.sample_data import write_policy_documents, write_sales_example
 from ods.settings import get_settings
@@ -301,3 +302,19 @@ def test_a_follow_up_data_question_sees_the_previous_question_and_its_sql(home: 
     assert sql_prompt[-1].content == "And per product?"
     assert any(m.role == "user" and m.content == "How many orders per region?" for m in sql_prompt)
     assert any(m.role == "assistant" and "GROUP BY region" in m.content for m in sql_prompt)
+
+
+def test_retrieval_can_be_restricted_to_named_documents(home: Path) -> None:
+    model = scripted("SELECT 1", "Two to four working days [1].")
+    answer = answer_question(
+        get_settings(),
+        "How long does delivery take and can I return it?",
+        kb="policies",
+        documents=["shipping.md"],
+        llm=model,
+    )
+    assert answer.sources and all(s.doc_uri and s.doc_uri.endswith("shipping.md") for s in answer.sources)
+    with pytest.raises(
+        OdsError, match=r"--document 'nope.md' matches no indexed document .* returns-policy.md"
+    ):
+        answer_question(get_settings(), "anything at all?", kb="policies", documents=["nope.md"], llm=model)
