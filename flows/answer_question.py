@@ -22,6 +22,7 @@ def answer_question(
     conversation_id: str | None = None,
     mode: Mode = "auto",
     documents: list[str] | None = None,
+    database: bool = False,
 ) -> dict[str, Any]:
     """Answer a question with citations, from a knowledge base and/or registered datasets.
 
@@ -33,5 +34,6 @@ def answer_question(
         conversation_id: continue this conversation (its recent turns are used); unset starts a new one.
         mode: 'auto' routes by the question; 'rag', 'sql' or 'both' force the sources used.
         documents: search only these documents of the knowledge base (URIs or file names).
+        database: query the configured read-only SQL database (ODS_WAREHOUSE__URL) instead of datasets.
     """
-    return answer(question, kb, datasets, conversation_id, mode, documents)
+    return answer(question, kb, datasets, conversation_id, mode, documents, database)

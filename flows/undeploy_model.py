@@ -11,7 +11,7 @@ from tasks.serve import stop_model_endpoints
 
 @flow(name="undeploy-model", flow_run_name="undeploy-{model}")
 def undeploy_model(model: str, grace_s: float = 10.0) -> dict[str, Any]:
-    """Stop the active endpoint(s) of a model; a model with none is reported, not an error.
+    """Stop the active (or still starting) endpoint(s) of a model; a model with none is reported, not an error.
 
     Args:
         model: NAME (every active endpoint of the model) or NAME@VERSION (that version's only).

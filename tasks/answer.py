@@ -22,6 +22,7 @@ def answer(
     conversation_id: str | None,
     mode: Mode,
     documents: list[str] | None = None,
+    database: bool = False,
 ) -> dict[str, Any]:
     """Answer one question; no retries, since a retry would add the turn to the conversation twice."""
     logger = get_run_logger()
@@ -33,6 +34,7 @@ def answer(
         conversation_id=conversation_id,
         mode=mode,
         documents=documents,
+        database=database,
     )
     logger.info(
         "answered by %s via %s in %.1f s (%d tokens), %d citation(s), conversation %s",

@@ -104,14 +104,14 @@ def ingest_document_batch(
 
 @task(name="delete-removed", cache_policy=NO_CACHE, **IO_RETRIES)
 def delete_removed_documents(kb: str, uris: list[str]) -> int:
-    """Delete the chunks of documents gone from the source and mark them deleted."""
-    if not uris:
-        return 0
+    """Delete the chunks of documents gone from the source and mark them deleted; seal the index."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
         index = open_index(settings, catalog.get_knowledge_base(kb))
         try:
-            return delete_documents(catalog, index, kb, uris)
+            deleted = delete_documents(catalog, index, kb, uris)
+            index.flush()
+            return deleted
         finally:
             index.close()
 

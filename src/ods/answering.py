@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from ods.adapters.catalog import Catalog, CitationRecord
 from ods.adapters.embedder import build_embedder
-from ods.adapters.llm import LLM, build_llm
+from ods.adapters.llm import LLM, ResolvedEndpoint, build_llm
 from ods.adapters.vectors import FilterValue
-from ods.adapters.warehouse import QueryResult, open_warehouse
+from ods.adapters.warehouse import QueryResult, Warehouse, open_sql_database_warehouse, open_warehouse
 from ods.domain.answering import (
     NO_SOURCES_ANSWER,
     Evidence,
@@ -166,10 +166,10 @@ class Stopwatch:
 def open_llm(settings: Settings) -> LLM:
     """The configured model; ``kind=openai`` without an endpoint uses the model's active catalog endpoint."""
 
-    def active_endpoint(model_name: str) -> str | None:
+    def active_endpoint(model_name: str) -> ResolvedEndpoint | None:
         with open_catalog(settings) as catalog:
             endpoint = catalog.active_endpoint(model_name)
-        return endpoint.url if endpoint is not None else None
+        return ResolvedEndpoint(endpoint.url, endpoint.served_model) if endpoint is not None else None
 
     return build_llm(settings.llm, resolve_endpoint=active_endpoint)
 
@@ -183,36 +183,43 @@ def answer_question(
     conversation_id: str | None = None,
     mode: Mode = "auto",
     documents: Sequence[str] | None = None,
+    database: bool = False,
     llm: LLM | None = None,
     on_text: Callable[[str], None] | None = None,
     remember: bool = True,
 ) -> Answer:
     """Answer ``question`` from knowledge base ``kb`` and/or ``datasets`` (``[]``: every registered one).
 
-    ``documents`` (URIs or file names) restricts retrieval to those documents of ``kb``.
+    ``documents`` (URIs or file names) restricts retrieval to those documents of ``kb``. With
+    ``database`` the SQL runs on the configured read-only SQL database (``ODS_WAREHOUSE__URL``, its
+    allowlisted tables) instead of the registered datasets.
     ``on_text`` receives the answer as it is generated. With ``remember`` the question and the answer
     (with its SQL and citations) are appended to the conversation, which is created when not given.
     """
     question = question.strip()
     if not question:
         raise OdsError('the question is empty; ask something, e.g. ods ask "what is our returns policy?"')
-    if kb is None and datasets is None:
+    if kb is None and datasets is None and not database:
         raise OdsError(
             "nothing to answer from: name a knowledge base (--kb NAME) and/or datasets (--dataset NAME)"
         )
+    if database and datasets:
+        raise OdsError("ask either the registered datasets (--dataset) or the SQL database (--database)")
     clock = Stopwatch()
     with clock.step("total"), open_catalog(settings) as catalog:
         history, sql_history = _history(catalog, conversation_id, settings.answer.history_turns)
         if kb is not None:
             catalog.get_knowledge_base(kb)  # an unknown knowledge base fails before any model loads
         route = route_question(
-            question, mode=mode, has_documents=kb is not None, has_datasets=datasets is not None
+            question, mode=mode, has_documents=kb is not None, has_datasets=datasets is not None or database
         )
         model = llm or open_llm(settings)
         gathered = _Gathered()
         if route in ("sql", "both"):
             with clock.step("sql"):
-                _gather_sql(gathered, settings, catalog, model, question, list(datasets or []), sql_history)
+                _gather_sql(
+                    gathered, settings, catalog, model, question, list(datasets or []), sql_history, database
+                )
         if route in ("rag", "both") and kb is not None:
             with clock.step("retrieval"):
                 _gather_passages(
@@ -265,8 +272,9 @@ def _gather_sql(
     question: str,
     datasets: list[str],
     history: Sequence[ChatMessage],
+    database: bool = False,
 ) -> None:
-    sql_run, usage, version_ids = _run_sql(settings, catalog, model, question, datasets, history)
+    sql_run, usage, version_ids = _run_sql(settings, catalog, model, question, datasets, history, database)
     gathered.sql_run = sql_run
     gathered.usage += usage
     if not sql_run.succeeded or sql_run.sql is None:
@@ -449,17 +457,22 @@ def _run_sql(
     question: str,
     datasets: list[str],
     history: Sequence[ChatMessage],
+    database: bool = False,
 ) -> tuple[SqlRun, Usage, list[int]]:
     """Write SQL with the model, pass it through the guard, run it read-only with a timeout and a row cap.
 
     A statement the guard rejects is reported and never executed. A statement the database refuses
     (an unknown column, a type error) is shown to the model once with the error so it can repair it.
     """
-    warehouse = open_warehouse(settings, catalog, datasets or None)
+    warehouse: Warehouse = (
+        open_sql_database_warehouse(settings)
+        if database
+        else open_warehouse(settings, catalog, datasets or None)
+    )
     try:
         tables = warehouse.tables()
         names = tuple(table.name for table in tables)
-        version_ids = _dataset_version_ids(catalog, tables)
+        version_ids = [] if database else _dataset_version_ids(catalog, tables)
         messages = build_sql_messages(question, tables, history)
         usage = Usage()
         started = time.perf_counter()

@@ -30,6 +30,7 @@ DATASET_HELP = (
     "Registered dataset to query with SQL (NAME or NAME@VERSION); repeat for more; 'all' for every one."
 )
 MODE_HELP = "auto (route by the question), rag, sql or both."
+DATABASE_HELP = "Query the configured read-only SQL database (ODS_WAREHOUSE__URL) instead of datasets."
 DOCUMENT_HELP = "Search only this document of the knowledge base (URI or file name); repeat for more."
 
 
@@ -52,6 +53,7 @@ def ask(
     conversation: str | None = typer.Option(None, "--conversation", help="Continue this conversation id."),
     mode: str = typer.Option("auto", "--mode", help=MODE_HELP),
     document: Annotated[list[str] | None, typer.Option("--document", help=DOCUMENT_HELP)] = None,
+    database: bool = typer.Option(False, "--database", help=DATABASE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (no streaming)."),
 ) -> None:
     """Answer a question with citations from documents and/or datasets; streams the answer, then sources."""
@@ -67,6 +69,7 @@ def ask(
         conversation_id=conversation,
         mode=_mode(mode),
         documents=document,
+        database=database,
         on_text=stream,
     )
     if as_json:

@@ -139,3 +139,135 @@ def models_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) ->
             if value is not None:
                 table.add_row(key, str(value))
         console.print(table)
+
+
+@models_app.command("deploy")
+def models_deploy(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION of a registered causal-LM model version.")],
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", help="vllm (GPU) or transformers (CPU); default: vllm when a CUDA GPU is present."
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Server port (default: a free one).")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address the server binds.")] = "127.0.0.1",
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", help="vllm: context length cap.")
+    ] = None,
+    ready_timeout: Annotated[
+        float, typer.Option("--ready-timeout", help="Seconds to wait for the server to answer.")
+    ] = 300.0,
+    render_k8s: Annotated[
+        str | None,
+        typer.Option(
+            "--render-k8s",
+            help="Write a vLLM Deployment + Service manifest for Kubernetes into this folder instead of launching.",
+        ),
+    ] = None,
+    image: Annotated[str | None, typer.Option("--image", help="--render-k8s: the vLLM image.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="--render-k8s: GPUs per replica.")] = 1,
+) -> None:
+    """Serve a model version behind an OpenAI-compatible endpoint (runs the deploy-model flow)."""
+    if render_k8s is not None:
+        _render_k8s(ref, render_k8s, image=image, gpus=gpus, max_model_len=max_model_len)
+        return
+    from flows.deploy_model import deploy_model
+    from ods.serving import choose_backend
+
+    result = deploy_model(
+        ref,
+        choose_backend(backend) if backend is not None else None,
+        port=port,
+        host=host,
+        max_model_len=max_model_len,
+        ready_timeout_s=ready_timeout,
+    )
+    verb = "already serving" if result["reused"] else "deployed"
+    console.print(
+        f"[green]{verb}[/green] {result['model']}@{result['version']} with {result['backend']} at {result['url']}",
+        highlight=False,
+    )
+    console.print(f"model id for requests: {result['served_model']}", markup=False, highlight=False)
+
+
+def _render_k8s(ref: str, directory: str, *, image: str | None, gpus: int, max_model_len: int | None) -> None:
+    from pathlib import Path
+
+    from ods.adapters.object_store import build_object_store
+    from ods.preparation import open_catalog
+    from ods.serving import ADAPTER_FORMAT, LLM_FORMATS, ServingError, resolve_model_version
+    from ods.serving_manifests import (
+        DEFAULT_VLLM_IMAGE,
+        VllmManifestRequest,
+        render_vllm_manifests,
+        write_manifests,
+    )
+    from ods.settings import get_settings
+    from ods.training import manifest_of
+
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        version = resolve_model_version(catalog, ref)
+    endpoint = settings.object_store.endpoint
+    scheme = "https" if settings.object_store.secure else "http"
+    model_format = manifest_of(build_object_store(settings), version).get("format")
+    if model_format not in LLM_FORMATS or model_format == ADAPTER_FORMAT:
+        raise ServingError(
+            f"{version.model_name} v{version.version} is {model_format or 'of unknown format'}: only merged "
+            "causal-LM versions (hf-causal-lm) can be rendered for Kubernetes"
+        )
+    manifests = render_vllm_manifests(
+        VllmManifestRequest(
+            model_name=version.model_name,
+            version=version.version,
+            artifact_uri=version.artifact_uri,
+            image=image or DEFAULT_VLLM_IMAGE,
+            gpu_count=gpus,
+            max_model_len=max_model_len,
+            object_store_endpoint=f"{scheme}://{endpoint}" if endpoint else None,
+            env_secrets=("ods-llm",),
+        )
+    )
+    path = write_manifests(manifests, Path(directory))
+    console.print(f"[green]wrote[/green] {path} (Deployment + Service, {gpus} GPU(s))", highlight=False)
+
+
+@models_app.command("endpoints")
+def models_endpoints(
+    model: Annotated[str | None, typer.Argument(help="Only this model's endpoints.")] = None,
+) -> None:
+    """Every endpoint with its model version, backend, URL and status (newest first)."""
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+
+    with open_catalog(get_settings()) as catalog:
+        endpoints = catalog.list_endpoints(model)
+    table = Table(title="endpoints")
+    for column in ("id", "model", "version", "backend", "url", "model id", "status", "updated"):
+        table.add_column(column, overflow="fold")
+    for endpoint in endpoints:
+        table.add_row(
+            str(endpoint.id),
+            endpoint.model_name,
+            str(endpoint.model_version),
+            endpoint.backend,
+            endpoint.url,
+            endpoint.served_model or "",
+            endpoint.status,
+            endpoint.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+
+
+@models_app.command("undeploy")
+def models_undeploy(
+    ref: Annotated[str, typer.Argument(help="NAME (every active endpoint) or NAME@VERSION.")],
+    grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL.")] = 10.0,
+) -> None:
+    """Stop a model's active endpoint and mark it stopped (runs the undeploy-model flow)."""
+    from flows.undeploy_model import undeploy_model
+
+    result = undeploy_model(ref, grace_s=grace)
+    colour = "green" if result["stopped"] else "yellow"
+    console.print(f"[{colour}]{result['message']}[/{colour}]", highlight=False)

@@ -33,6 +33,7 @@ from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
 from ods.adapters.llm import OpenAIChatLLM
 from ods.adapters.model_server import (
     BACKENDS,
+    WILDCARD_HOST,
     LoraModule,
     ModelServer,
     ModelServerError,
@@ -308,6 +309,16 @@ def server_spec(plan: DeploymentPlan, local_dir: Path) -> ServerSpec:
     )
 
 
+def advertised_url(host: str, port: int) -> str:
+    """The URL callers use: ``host`` itself, or this machine's name when the server binds every interface.
+
+    The flow itself checks the server on loopback (:attr:`ServerSpec.base_url`).
+    """
+    if host in (WILDCARD_HOST, "::", ""):
+        host = socket.gethostname()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+
 def log_path_for(home: Path, plan: DeploymentPlan) -> Path:
     """``<home>/serving/<name>-v<N>-<UTC time>-<port>.log``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -335,7 +346,11 @@ def start_server(
         "flow_run_id": flow_run_id,
     }
     endpoint = catalog.add_served_endpoint(
-        plan.version_id, backend=plan.backend, url=spec.base_url, log_path=str(log_path), details=details
+        plan.version_id,
+        backend=plan.backend,
+        url=advertised_url(plan.host, plan.port),
+        log_path=str(log_path),
+        details=details,
     )
     try:
         process: ServerProcess = server.launch(spec, log_path)
@@ -433,10 +448,17 @@ def stop_endpoint(
 
 
 def endpoints_to_stop(catalog: Catalog, ref: str) -> list[EndpointRecord]:
-    """The active endpoints ``NAME`` (any version) or ``NAME@VERSION`` names; NotFoundError for an unknown model."""
+    """The active (and starting) endpoints ``NAME`` or ``NAME@VERSION`` names; NotFoundError for an unknown model.
+
+    A ``starting`` endpoint is one being deployed, or left by a deployment run that crashed before it
+    recorded an outcome: its server is stopped too, so nothing keeps running unrecorded.
+    """
     name, number = parse_model_ref(ref)
     catalog.get_model_version(name, number)  # unknown model or version: NotFoundError naming what exists
-    return catalog.list_endpoints(name, model_version=number, status="active")
+    return [
+        *catalog.list_endpoints(name, model_version=number, status="active"),
+        *catalog.list_endpoints(name, model_version=number, status="starting"),
+    ]
 
 
 def endpoint_summary(endpoint: EndpointRecord, *, reused: bool = False) -> dict[str, Any]:
@@ -452,6 +474,7 @@ def endpoint_summary(endpoint: EndpointRecord, *, reused: bool = False) -> dict[
         "status": endpoint.status,
         "pid": endpoint.pid,
         "log_path": endpoint.log_path,
+        "ready_seconds": endpoint.details.get("ready_seconds"),
         "reused": reused,
     }
 

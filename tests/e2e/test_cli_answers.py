@@ -8,7 +8,10 @@ generation is covered in tests/flows/test_answer_question.py.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,10 +41,22 @@ def test_a_conversation_outlives_the_process_that_wrote_it(tmp_path: Path, postg
     assert follow_up.returncode == 0, follow_up.stderr[-2000:]
     assert "Leeds" in follow_up.stdout and "shipping.md" in follow_up.stdout
 
+    chatted = subprocess.run(
+        [sys.executable, "-m", "ods", "chat", "--kb", kb, "--conversation", conversation],
+        input="How long is the warranty on a gadget?\n\n",
+        env={**os.environ, "COLUMNS": "250", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert chatted.returncode == 0, chatted.stderr[-2000:]
+    assert "two year warranty" in chatted.stdout and f"--conversation {conversation}" in chatted.stdout
+
     listed = run_ods("conversations", "list", env=env)
     shown = run_ods("conversations", "show", conversation, env=env)
     assert conversation in listed.stdout
-    assert shown.returncode == 0 and "4 messages" in shown.stdout
+    assert shown.returncode == 0 and "6 messages" in shown.stdout
     assert "returns-policy.md" in shown.stdout and "shipping.md" in shown.stdout
 
     deleted = run_ods("conversations", "delete", conversation, "--yes", env=env)

@@ -318,3 +318,38 @@ def test_retrieval_can_be_restricted_to_named_documents(home: Path) -> None:
         OdsError, match=r"--document 'nope.md' matches no indexed document .* returns-policy.md"
     ):
         answer_question(get_settings(), "anything at all?", kb="policies", documents=["nope.md"], llm=model)
+
+
+@pytest.mark.postgres
+def test_a_data_question_can_read_the_configured_sql_database_read_only(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from tests.support.postgres import temporary_database
+
+    with temporary_database("ods_answers_") as url:
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE shop_orders (id int, region text, amount numeric)"))
+            connection.execute(
+                text("INSERT INTO shop_orders VALUES (1, 'North', 10), (2, 'North', 5), (3, 'South', 7)")
+            )
+            connection.execute(text("CREATE TABLE payroll (name text, salary int)"))
+        engine.dispose()
+        monkeypatch.setenv("ODS_WAREHOUSE__URL", url)
+        monkeypatch.setenv("ODS_WAREHOUSE__TABLES", '["shop_orders"]')
+        get_settings.cache_clear()
+        sql = "SELECT region, SUM(amount) AS total FROM shop_orders GROUP BY region ORDER BY region"
+        answer = answer_question(
+            get_settings(), "What is the total amount per region?", database=True, llm=scripted(sql, "[1]")
+        )
+        assert answer.sql is not None and answer.sql.succeeded, answer.sql
+        assert [(region, float(total)) for region, total in answer.sql.rows] == [
+            ("North", 15.0),
+            ("South", 7.0),
+        ]
+        schema_prompt = answer_question(
+            get_settings(), "How many orders?", database=True, llm=scripted("SELECT * FROM payroll", "[1]")
+        )
+        assert schema_prompt.sql is not None and "rejected and not run" in (schema_prompt.sql.error or "")

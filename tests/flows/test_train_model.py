@@ -15,10 +15,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
+from flows.deploy_model import deploy_model
 from flows.prepare_dataset import prepare_dataset
 from flows.train_model import train_model
+from flows.undeploy_model import undeploy_model
 from ods.adapters.catalog import Catalog
+from ods.adapters.llm import OpenAIChatLLM
 from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.domain.chat import ChatMessage
 from ods.domain.training_spec import TrainingSpecError
 from ods.errors import NotFoundError
 from ods.preparation import DatasetRejectedError
@@ -315,3 +319,19 @@ def test_causal_lm_is_fine_tuned_resumed_from_a_checkpoint_and_stored_as_a_loada
     assert output.shape[1] == prompt["input_ids"].shape[1] + 5
     event = _event_of_run("ods.model.registered", "ods.model.arith", result["flow_run_id"])
     assert event.payload["artifact_uri"] == version.artifact_uri
+
+    # The whole model path: the trained version is served on CPU, answers through the openai SDK, can be
+    # traced from its endpoint back to the raw file, and is stopped again.
+    deployed = deploy_model("arith", "transformers", ready_timeout_s=120)
+    try:
+        llm = OpenAIChatLLM(deployed["url"], deployed["served_model"], timeout_s=30, max_retries=0)
+        reply = llm.complete([ChatMessage("user", "What is 2 plus 2?")], max_tokens=4)
+        llm.close()
+        assert reply.usage.completion_tokens > 0
+        lineage = platform.catalog.lineage_of_endpoint(deployed["endpoint_id"])
+        assert (lineage.model_name, lineage.model_version) == ("arith", 1)
+        assert lineage.dataset_version_id == prepared["version_id"]
+        assert (lineage.source_uri or "").endswith("arithmetic.csv")
+    finally:
+        stopped = undeploy_model("arith")
+    assert stopped["stopped"] and platform.catalog.active_endpoint("arith") is None

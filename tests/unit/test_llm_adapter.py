@@ -24,6 +24,7 @@ from ods.adapters.llm import (
     LLMError,
     LLMUnavailableError,
     OpenAIChatLLM,
+    ResolvedEndpoint,
     TransformersLLM,
     UnknownModelError,
     build_llm,
@@ -441,9 +442,9 @@ def test_unknown_local_model_says_what_to_set(tmp_path: Path) -> None:
 def test_openai_kind_uses_the_configured_endpoint_before_asking_the_resolver() -> None:
     asked: list[str] = []
 
-    def resolve(model: str) -> str | None:
+    def resolve(model: str) -> ResolvedEndpoint | None:
         asked.append(model)
-        return "http://resolved:9000"
+        return ResolvedEndpoint("http://resolved:9000")
 
     llm = build_llm(
         LLMSettings(kind="openai", model="m", endpoint="http://configured:8000/"), resolve_endpoint=resolve
@@ -458,14 +459,15 @@ def test_openai_kind_uses_the_configured_endpoint_before_asking_the_resolver() -
 def test_openai_kind_without_endpoint_uses_the_deployed_model_endpoint() -> None:
     asked: list[str] = []
 
-    def resolve(model: str) -> str | None:
+    def resolve(model: str) -> ResolvedEndpoint | None:
         asked.append(model)
-        return "http://deployed:8000/v1"
+        return ResolvedEndpoint("http://deployed:8000/v1", served_model="/cache/abc123")
 
     llm = build_llm(LLMSettings(kind="openai", model="ticket-classifier"), resolve_endpoint=resolve)
 
     assert isinstance(llm, OpenAIChatLLM)
     assert llm.base_url == "http://deployed:8000/v1"
+    assert llm.model_id == "/cache/abc123", "requests carry the id the server serves the model under"
     assert asked == ["ticket-classifier"]
 
 

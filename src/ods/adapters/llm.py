@@ -540,23 +540,41 @@ class OpenAIChatLLM:
 # Factory
 
 
-def build_llm(settings: LLMSettings, *, resolve_endpoint: Callable[[str], str | None] | None = None) -> LLM:
+@dataclass(frozen=True)
+class ResolvedEndpoint:
+    """Where a deployed model is served, and the model id its server expects in requests."""
+
+    url: str
+    served_model: str | None = None
+
+
+def build_llm(
+    settings: LLMSettings, *, resolve_endpoint: Callable[[str], ResolvedEndpoint | None] | None = None
+) -> LLM:
     """The LLM the settings describe; nothing is loaded or contacted until the first completion.
 
-    For ``kind=openai`` without ``ODS_LLM__ENDPOINT``, ``resolve_endpoint(model)`` supplies the URL (the
-    active endpoint the catalog records for a deployed model).
+    For ``kind=openai`` without ``ODS_LLM__ENDPOINT``, ``resolve_endpoint(model)`` supplies the URL and
+    the served model id (the active endpoint the catalog records for a deployed model: `transformers
+    serve` names a model by its folder, so the id sent may differ from the catalog name).
     """
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     if settings.kind == "openai":
-        endpoint = settings.endpoint
-        if not endpoint and resolve_endpoint is not None:
-            endpoint = resolve_endpoint(settings.model)
-        if not endpoint:
+        if settings.endpoint:
+            return OpenAIChatLLM(
+                settings.endpoint, settings.model, api_key=api_key, timeout_s=settings.timeout_s
+            )
+        resolved = resolve_endpoint(settings.model) if resolve_endpoint is not None else None
+        if resolved is None:
             raise LLMError(
                 f"no endpoint for LLM model {settings.model!r}: set ODS_LLM__ENDPOINT (e.g. "
                 "http://host:8000/v1), or deploy the model so the catalog records an active endpoint for it"
             )
-        return OpenAIChatLLM(endpoint, settings.model, api_key=api_key, timeout_s=settings.timeout_s)
+        return OpenAIChatLLM(
+            resolved.url,
+            resolved.served_model or settings.model,
+            api_key=api_key,
+            timeout_s=settings.timeout_s,
+        )
     if settings.model == PACKAGED_MODEL_ID:
         return TransformersLLM(timeout_s=settings.timeout_s)
     path = Path(settings.model).expanduser()

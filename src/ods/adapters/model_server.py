@@ -190,8 +190,8 @@ class LocalModelServer:
         found = self.executables.get(backend) or _default_executable(backend)
         if not found or (not Path(found).is_file() and shutil.which(found) is None):
             hint = (
-                "install vLLM on the GPU worker (`pip install 'one-data-studio[gpu]'` or the vllm/vllm-openai "
-                "image) or deploy with backend transformers"
+                "install vLLM on the GPU worker in its own virtualenv and put `vllm` on PATH (or run the "
+                "vllm/vllm-openai image), or deploy with backend transformers"
                 if backend == "vllm"
                 else "install transformers with its serving extra (`pip install 'transformers[serving]'`)"
             )
@@ -332,8 +332,12 @@ def log_tail(path: Path | str | None, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def served_model_id(spec: ServerSpec, listed: Sequence[str]) -> str:
-    """The id requests must send: the served name if the server lists it, else the folder, else the first."""
-    for candidate in (spec.served_name, str(spec.model_dir)):
+    """The id requests must send: a LoRA module's name, else the served name, else the folder, else the first.
+
+    vLLM lists a LoRA version under its module name (the base model under ``served_name``);
+    ``transformers serve`` lists a model by the folder path it was given.
+    """
+    for candidate in (*(module.name for module in spec.lora_modules), spec.served_name, str(spec.model_dir)):
         if candidate in listed:
             return candidate
     return listed[0]
