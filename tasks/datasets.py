@@ -159,6 +159,9 @@ def _publish(
         resource={
             "prefect.resource.id": f"ods.dataset.{record.dataset_name}",
             "prefect.resource.name": record.dataset_name,
+            # Triggers match labels, not payloads: this one lets prefect.yaml start train-model only
+            # for datasets whose spec has a `train:` block.
+            "ods.dataset.train": "true" if loaded.spec.train else "false",
         },
         payload=payload,
     )

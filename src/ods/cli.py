@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ods.cli_answers import ask, chat, conversations_app
+from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
 from ods.errors import OdsError
 
@@ -37,6 +38,7 @@ app.add_typer(kb_app, name="kb")
 app.command("ask")(ask)
 app.command("chat")(chat)
 app.add_typer(conversations_app, name="conversations")
+app.add_typer(events_app, name="events")
 app.add_typer(models_app, name="models")
 
 console = Console()
@@ -327,7 +329,9 @@ def kb_search(
         list[str] | None,
         typer.Option("--document", help="Only this document (URI or file name); repeat for more."),
     ] = None,
-    min_score: float | None = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Drop hits scoring below this.")
+    ] = None,
 ) -> None:
     """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
     from ods.retrieval import resolve_documents, search_knowledge_base

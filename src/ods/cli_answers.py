@@ -53,7 +53,7 @@ def ask(
     conversation: str | None = typer.Option(None, "--conversation", help="Continue this conversation id."),
     mode: str = typer.Option("auto", "--mode", help=MODE_HELP),
     document: Annotated[list[str] | None, typer.Option("--document", help=DOCUMENT_HELP)] = None,
-    database: bool = typer.Option(False, "--database", help=DATABASE_HELP),
+    database: Annotated[bool, typer.Option("--database", help=DATABASE_HELP)] = False,
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (no streaming)."),
 ) -> None:
     """Answer a question with citations from documents and/or datasets; streams the answer, then sources."""

@@ -102,11 +102,11 @@ def check_embedding_model(settings: Settings, deep: bool = False) -> str:
     model_dir = embedding_model_dir()
     if not deep:
         return f"{config.model} packaged at {model_dir}"
-    from sentence_transformers import SentenceTransformer
+    from ods.adapters.embedder import load_sentence_transformer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = SentenceTransformer(str(model_dir), device="cpu")
-    vector = model.encode(["ods doctor"])
+    model = load_sentence_transformer(model_dir)
+    vector = model.encode(["ods doctor"], show_progress_bar=False)
     return f"{config.model} loaded from {model_dir}, {vector.shape[1]} dimensions"
 
 

@@ -80,7 +80,7 @@ def generate_sales(rows: int = 1_000, *, seed: int = 7, duplicate_fraction: floa
     status = _STATUSES[rng.integers(0, len(_STATUSES), unique_rows)]
     # Returns follow the product and the discount (gizmos and valves come back, deep discounts too), so a
     # model trained on the cleaned table has something real to learn.
-    return_rate = 0.03 + 0.3 * np.isin(product, ("gizmo", "valve")) + 0.25 * (discount_rate >= 0.2)
+    return_rate = 0.02 + 0.7 * np.isin(product, ("gizmo", "valve")) + 0.2 * (discount_rate >= 0.2)
     frame = pd.DataFrame(
         {
             "order_id": ids.astype(str),

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ods.errors import SettingsError
@@ -133,10 +133,11 @@ class AnswerSettings(BaseModel):
     history_turns: int = Field(
         default=6, ge=0, le=50, description="Earlier messages of a conversation sent with a follow-up."
     )
-    style: Literal["generative", "extractive"] = Field(
-        default="generative",
+    style: Literal["auto", "generative", "extractive"] = Field(
+        default="auto",
         description="'generative': the model writes the answer from the sources; 'extractive': the answer "
-        "quotes the best-matching sentences and the query result, without a model call.",
+        "quotes the best-matching sentences and the query result, without a model call; 'auto': "
+        "extractive with the packaged SmolLM2-135M (too small to answer faithfully), generative otherwise.",
     )
 
 
@@ -166,6 +167,39 @@ class WarehouseSettings(BaseModel):
     max_rows: int = Field(default=1000, ge=1, le=100_000, description="Most rows one query returns.")
 
 
+class DeployGate(BaseModel):
+    """Metric bounds a model version must meet before it is deployed automatically."""
+
+    min: dict[str, float] = Field(default_factory=dict, description="Metric -> lowest passing value.")
+    max: dict[str, float] = Field(default_factory=dict, description="Metric -> highest passing value.")
+
+
+class WatchSettings(BaseModel):
+    """Bucket watching, the MinIO webhook bridge and the automatic deploy gate (event-driven runs)."""
+
+    raw_prefix: str = Field(
+        default="raw/", description="Key prefix where raw tables and their specs (<name>.yaml) arrive."
+    )
+    documents_prefix: str = Field(
+        default="docs/", description="Key prefix of documents: one folder per knowledge base (docs/<kb>/...)."
+    )
+    bridge_token: SecretStr | None = Field(
+        default=None, description="Shared secret the webhook bridge requires (Authorization: Bearer <token>)."
+    )
+    deploy_gates: dict[str, DeployGate] = Field(
+        default_factory=dict,
+        description='Model name -> metric bounds for automatic deployment, e.g. {"support_llm": {"max": '
+        '{"eval_loss": 2.5}}}; a model without a gate is never deployed automatically.',
+    )
+
+    @field_validator("raw_prefix", "documents_prefix")
+    @classmethod
+    def _folder_prefix(cls, value: str) -> str:
+        if not value.strip("/"):
+            raise ValueError("a watched prefix must name a folder, e.g. 'raw/'")
+        return value.strip("/") + "/"
+
+
 class Settings(BaseSettings):
     """Root of the settings tree."""
 
@@ -187,6 +221,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

@@ -216,7 +216,14 @@ def test_follow_up_questions_carry_the_recent_turns(home: Path) -> None:
         assert len(catalog.get_conversation(first.conversation_id or "").messages) == 4
 
 
-def test_an_injected_instruction_is_cited_as_content_and_never_obeyed(home: Path) -> None:
+@pytest.fixture
+def generative(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the packaged model write answers (``auto`` would quote the evidence instead)."""
+    monkeypatch.setenv("ODS_ANSWER__STYLE", "generative")
+    get_settings.cache_clear()
+
+
+def test_an_injected_instruction_is_cited_as_content_and_never_obeyed(home: Path, generative: None) -> None:
     """The real model reads a document that tells it to reply PWNED and drop a table."""
     answer = answer_question(
         get_settings(),
@@ -234,7 +241,9 @@ def _assert_not_hijacked(answer: Answer) -> None:
     assert re.sub(r"\W", "", answer.text).upper() != "PWNED", answer.text
 
 
-def test_the_flow_answers_with_the_packaged_model_and_publishes_an_artifact(home: Path) -> None:
+def test_the_flow_answers_with_the_packaged_model_and_publishes_an_artifact(
+    home: Path, generative: None
+) -> None:
     result = answer_question_flow(
         "How long do customers have to return a product?", kb="policies", datasets=["sales"]
     )
@@ -353,3 +362,11 @@ def test_a_data_question_can_read_the_configured_sql_database_read_only(
             get_settings(), "How many orders?", database=True, llm=scripted("SELECT * FROM payroll", "[1]")
         )
         assert schema_prompt.sql is not None and "rejected and not run" in (schema_prompt.sql.error or "")
+
+
+def test_auto_style_quotes_the_evidence_instead_of_letting_the_tiny_model_write(home: Path) -> None:
+    answer = answer_question(get_settings(), "How long do customers have to return a product?", kb="policies")
+    assert answer.model is None and answer.usage.total_tokens == 0, "the packaged model was not asked"
+    assert "within 30 days" in answer.text and answer.text.rstrip().endswith("[1].")
+    assert answer.citations[0].doc_uri and answer.citations[0].doc_uri.endswith("returns-policy.md")
+    assert any("too small to write faithful answers" in note for note in answer.notes)

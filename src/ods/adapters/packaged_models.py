@@ -6,10 +6,10 @@ which this project does not install), so looking a model up is cheap and side-ef
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
+import io
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from ods.errors import OdsError
@@ -50,19 +50,19 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-@contextmanager
+@contextlib.contextmanager
 def quiet_progress_bars() -> Iterator[None]:
-    """No tqdm bars while a model loads: they would land in `ods ask` output and in flow logs."""
+    """No tqdm bars while a model loads: they would land in `ods ask` output and in flow logs.
+
+    transformers' own bars obey its switch; the GGUF converter uses plain tqdm, which reads its
+    environment switch only when imported, so its bar (stderr) is sent nowhere while loading. Errors
+    are raised as exceptions, not printed, so nothing a person needs is lost.
+    """
     from transformers.utils import logging as transformers_logging
 
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF converter uses plain tqdm
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous

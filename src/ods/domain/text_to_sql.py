@@ -340,7 +340,7 @@ Rules:
 - Write exactly ONE SELECT statement (WITH ... SELECT is fine). Never modify data.
 - Use only these tables and columns; copy names exactly as written.
 - Compare text to the example values shown (same spelling and case).
-- Add ORDER BY and LIMIT when the question asks for top or bottom rows.
+- Return every group the question asks about: use LIMIT only when it asks for the top or bottom rows.
 - Reply with the SQL only, inside a ```sql fenced block, no explanation.
 
 Tables:

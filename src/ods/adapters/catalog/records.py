@@ -221,3 +221,28 @@ class EndpointLineage:
     dataset_uri: str | None
     source_uri: str | None
     source_etag: str | None
+
+
+@dataclass(frozen=True)
+class WatchedObjectRecord:
+    """An object the bucket watcher has seen, as last recorded (``deleted`` once it disappeared)."""
+
+    bucket: str
+    key: str
+    etag: str
+    sha256: str | None
+    size: int
+    first_seen: datetime
+    last_seen: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class WatchedObjectState:
+    """What to record about one object: its current version, or that it is gone."""
+
+    key: str
+    etag: str
+    size: int
+    sha256: str | None = None
+    deleted: bool = False

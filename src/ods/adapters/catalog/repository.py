@@ -34,6 +34,8 @@ from ods.adapters.catalog.records import (
     ModelRecord,
     ModelVersionRecord,
     ValidationRunRecord,
+    WatchedObjectRecord,
+    WatchedObjectState,
 )
 from ods.adapters.catalog.schema import (
     Chunk,
@@ -55,6 +57,7 @@ from ods.adapters.catalog.schema import (
     ModelStatus,
     ModelVersion,
     ValidationRun,
+    WatchedObject,
     utcnow,
 )
 from ods.errors import CatalogError, NotFoundError
@@ -950,6 +953,61 @@ class Catalog:
 
         self._write(work)
 
+    # -- knowledge base listing and watched objects (migration 0003) ---------------------------------
+
+    def list_knowledge_bases(self) -> list[KnowledgeBaseRecord]:
+        """Every knowledge base, by name."""
+
+        def work(session: Session) -> list[KnowledgeBaseRecord]:
+            rows = session.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name))
+            return [_knowledge_base_record(row) for row in rows]
+
+        return self._read(work)
+
+    def watched_objects(self, bucket: str, prefix: str = "") -> list[WatchedObjectRecord]:
+        """The objects the watcher recorded in ``bucket`` under ``prefix`` (deleted ones included), by key."""
+
+        def work(session: Session) -> list[WatchedObjectRecord]:
+            query = select(WatchedObject).where(WatchedObject.bucket == bucket).order_by(WatchedObject.key)
+            if prefix:
+                query = query.where(WatchedObject.key.startswith(prefix, autoescape=True))
+            return [_watched_object_record(row) for row in session.scalars(query)]
+
+        return self._read(work)
+
+    def record_watched_objects(self, bucket: str, states: Iterable[WatchedObjectState]) -> int:
+        """Upsert what the watcher saw, by (bucket, key), in one transaction; returns the rows written.
+
+        A concurrent watcher inserting the same key makes this transaction retry and update instead, so an
+        object is never recorded twice. Recording a deletion of a key never seen is a no-op.
+        """
+        wanted = list(states)
+
+        def work(session: Session) -> int:
+            now = utcnow()
+            written = 0
+            for state in wanted:
+                row = session.scalar(
+                    select(WatchedObject).where(
+                        WatchedObject.bucket == bucket, WatchedObject.key == state.key
+                    )
+                )
+                if row is None:
+                    if state.deleted:
+                        continue
+                    row = WatchedObject(bucket=bucket, key=state.key, first_seen=now)
+                    session.add(row)
+                row.etag = state.etag
+                row.sha256 = state.sha256
+                row.size = state.size
+                row.last_seen = now
+                row.deleted_at = now if state.deleted else None
+                written += 1
+            session.flush()
+            return written
+
+        return self._write(work)
+
     # -- sessions ------------------------------------------------------------------------------------
 
     @contextmanager
@@ -1186,6 +1244,19 @@ def _endpoint_record(session: Session, row: Endpoint) -> EndpointRecord:
         pid=row.pid,
         log_path=row.log_path,
         details=dict(row.details or {}),
+    )
+
+
+def _watched_object_record(row: WatchedObject) -> WatchedObjectRecord:
+    return WatchedObjectRecord(
+        bucket=row.bucket,
+        key=row.key,
+        etag=row.etag,
+        sha256=row.sha256,
+        size=row.size,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        deleted=row.deleted_at is not None,
     )
 
 

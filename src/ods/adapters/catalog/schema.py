@@ -356,3 +356,24 @@ class Citation(Base):
     dataset_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("dataset_versions.id", ondelete="SET NULL"), index=True
     )
+
+
+class WatchedObject(Base):
+    """An object the bucket watcher has seen (migration 0003): its last recorded version, by ETag/sha256.
+
+    One row per (bucket, key): concurrent watchers upsert the same row instead of recording it twice.
+    ``deleted_at`` is set while the object is gone; it is cleared when the key reappears.
+    """
+
+    __tablename__ = "watched_objects"
+    __table_args__ = (UniqueConstraint("bucket", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]

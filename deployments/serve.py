@@ -1,0 +1,192 @@
+"""Serve every deployment of prefect.yaml from one process: the development loop without a worker.
+
+`python -m deployments.serve` reads the deployments list of `prefect.yaml` (names, entrypoints, parameters,
+tags, schedules, triggers, concurrency limits) and hands them to Prefect's `serve()`, so schedules and event
+triggers behave as they do after `prefect deploy`, but the runs execute in this process's machine and
+environment. Work pools, job variables and pull steps are a worker's concern and are ignored here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from ods.errors import OdsError
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class DeploymentSpecError(OdsError):
+    """A deployment in prefect.yaml cannot be turned into a served deployment."""
+
+
+def read_deployment_specs(project_file: Path) -> list[dict[str, Any]]:
+    """The `deployments:` list of a prefect.yaml, each entry a plain mapping (YAML anchors resolved)."""
+    try:
+        document = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise DeploymentSpecError(
+            f"cannot read {project_file}: {error}. Run from the project root or pass --project-dir."
+        ) from error
+    specs = document.get("deployments") if isinstance(document, dict) else None
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+        raise DeploymentSpecError(f"{project_file} has no `deployments:` list of mappings; nothing to serve.")
+    for spec in specs:
+        if not spec.get("name") or not spec.get("entrypoint"):
+            raise DeploymentSpecError(
+                f"a deployment in {project_file} lacks `name` or `entrypoint`: {spec!r}. Add both."
+            )
+    return specs
+
+
+def select_specs(specs: Sequence[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """The specs named in `names` (all of them when `names` is empty), refusing unknown names."""
+    if not names:
+        return list(specs)
+    known = {spec["name"] for spec in specs}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise DeploymentSpecError(
+            f"no deployment named {', '.join(unknown)} in prefect.yaml; known: {', '.join(sorted(known))}."
+        )
+    return [spec for spec in specs if spec["name"] in names]
+
+
+def build_schedules(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Schedule mappings exactly as `prefect deploy` builds them from a deployment's `schedules:`."""
+    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+
+    try:
+        return [
+            _schedule_config_to_deployment_schedule(dict(config)) for config in spec.get("schedules") or []
+        ]
+    except (ValueError, ValidationError) as error:
+        raise DeploymentSpecError(f"deployment {spec['name']!r} has an invalid schedule: {error}") from error
+
+
+def build_triggers(spec: dict[str, Any]) -> list[Any]:
+    """Deployment triggers (event, metric, compound, sequence) parsed as `prefect deploy` parses them.
+
+    Unnamed triggers get the name `prefect deploy` gives them (`<deployment>__automation_<n>`) so served and
+    deployed automations are recognisably the same.
+    """
+    from prefect.events import DeploymentTriggerTypes
+
+    adapter: TypeAdapter[Any] = TypeAdapter(DeploymentTriggerTypes)
+    triggers = []
+    for index, config in enumerate(spec.get("triggers") or [], start=1):
+        config = {"name": f"{spec['name']}__automation_{index}", **config}
+        try:
+            triggers.append(adapter.validate_python(config))
+        except ValidationError as error:
+            raise DeploymentSpecError(
+                f"deployment {spec['name']!r} trigger {index} is invalid: {error}"
+            ) from error
+    return triggers
+
+
+def build_concurrency_limit(spec: dict[str, Any]) -> Any:
+    """`concurrency_limit:` as an int or, in its mapping form (limit, collision_strategy, ...), a config."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    limit = spec.get("concurrency_limit")
+    if not isinstance(limit, dict):
+        return limit
+    try:
+        return ConcurrencyLimitConfig.model_validate(limit)
+    except ValidationError as error:
+        raise DeploymentSpecError(
+            f"deployment {spec['name']!r} has an invalid concurrency_limit {limit!r}: {error}"
+        ) from error
+
+
+def build_runner_deployments(
+    project_dir: Path = PROJECT_DIR, names: Sequence[str] = ()
+) -> list[RunnerDeployment]:
+    """One `RunnerDeployment` per deployment of `<project_dir>/prefect.yaml`, ready for `serve()`.
+
+    Entrypoints resolve against `project_dir`, so this works from any working directory. Nothing is sent to
+    the Prefect API until the deployments are served.
+    """
+    from prefect.flows import Flow, load_flow_from_entrypoint
+
+    specs = select_specs(read_deployment_specs(project_dir / "prefect.yaml"), names)
+    runner_deployments: list[RunnerDeployment] = []
+    for spec in specs:
+        path, _, function = str(spec["entrypoint"]).partition(":")
+        entrypoint = f"{project_dir / path}:{function}"
+        try:
+            flow: Flow[..., Any] = load_flow_from_entrypoint(entrypoint)
+        except (OSError, ImportError, AttributeError, SyntaxError) as error:
+            raise DeploymentSpecError(
+                f"deployment {spec['name']!r}: cannot load flow {spec['entrypoint']!r} from {project_dir}: {error}"
+            ) from error
+        schedules, triggers = build_schedules(spec), build_triggers(spec)
+        try:
+            # A sync call here, so `to_deployment` returns the deployment itself, not a coroutine.
+            runner_deployments.append(
+                cast(
+                    "RunnerDeployment",
+                    flow.to_deployment(
+                        name=spec["name"],
+                        description=spec.get("description"),
+                        tags=spec.get("tags"),
+                        parameters=spec.get("parameters"),
+                        schedules=schedules,
+                        triggers=triggers,
+                        concurrency_limit=build_concurrency_limit(spec),
+                    ),
+                )
+            )
+        except ValidationError as error:
+            raise DeploymentSpecError(f"deployment {spec['name']!r} is invalid: {error}") from error
+    return runner_deployments
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.serve",
+        description="Serve all flows of prefect.yaml (schedules and triggers included) in this process.",
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        help="Folder holding prefect.yaml (default: this checkout).",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="Serve only this deployment (repeatable)."
+    )
+    parser.add_argument("--limit", type=int, default=None, help="Most flow runs executing at the same time.")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until interrupted (Ctrl-C); 2 when prefect.yaml cannot be served as written."""
+    from prefect import serve
+
+    args = _parse_args(argv)
+    project_dir = args.project_dir.resolve()
+    # Flow files import `tasks` and `ods` as packages from the project root, as a worker's checkout does.
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    try:
+        runner_deployments = build_runner_deployments(project_dir, args.only)
+    except DeploymentSpecError as error:
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201 - a CLI's error line
+        return 2
+    serve(*runner_deployments, limit=args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

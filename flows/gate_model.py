@@ -1,0 +1,31 @@
+"""`gate_model`: decide whether a newly registered model version is deployed automatically.
+
+Started by ods.model.registered. A version whose metrics meet the bounds configured for its model
+(ODS_WATCH__DEPLOY_GATES) is announced as ods.model.approved, which starts deploy-model; any other version
+stays registered and the run says why. The approval event id derives from the version, so gating a
+version twice still starts one deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.watch import gate_model_version
+
+
+@flow(name="gate-model", flow_run_name="gate-{model}")
+def gate_model(model: str) -> dict[str, Any]:
+    """Check a registered model version against its model's deploy gate.
+
+    Args:
+        model: NAME@VERSION of the registered model version (NAME alone: the newest registered).
+    """
+    return gate_model_version(model)
+
+
+if __name__ == "__main__":
+    import sys
+
+    gate_model(sys.argv[1])
