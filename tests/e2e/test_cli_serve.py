@@ -15,7 +15,7 @@ from ods.settings import get_settings
 from ods.training import MANIFEST, upload_folder
 from tests.support.cli import run_ods
 from tests.support.s3_server import S3Server
-from tests.unit.test_trainers_causal_lm import tiny_model_dir
+from tests.support.tiny_llm import tiny_model_dir
 
 
 def _register(store: ObjectStore, folder: Path, name: str) -> None:

@@ -30,7 +30,7 @@ from ods.errors import NotFoundError
 from ods.serving import CACHE_DIR, DeploymentFailedError, ServingError
 from ods.settings import get_settings
 from ods.training import MANIFEST, upload_folder
-from tests.unit.test_trainers_causal_lm import tiny_model_dir
+from tests.support.tiny_llm import tiny_model_dir
 
 QUESTION = [ChatMessage("user", "Say something.")]
 

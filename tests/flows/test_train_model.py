@@ -39,7 +39,7 @@ from ods.training import (
 )
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
-from tests.unit.test_trainers_causal_lm import Interrupted, stop_after_checkpoint, tiny_model_dir
+from tests.support.tiny_llm import Interrupted, stop_after_checkpoint, tiny_model_dir
 
 FAST_TABULAR = {"max_iter": 30}
 

@@ -9,6 +9,9 @@ trains or loads HF-format models works on it in seconds: ``transformers serve``,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ods.adapters.packaged_models import smollm2_gguf_path
 
@@ -64,3 +67,28 @@ def build_tiny_causal_lm(directory: Path) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_model_dir(factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built once per test session (every module asking gets the same folder)."""
+    directory = factory.getbasetemp() / "tiny-causal-lm"
+    if not (directory / "config.json").is_file():
+        build_tiny_causal_lm(directory)
+    return directory
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_checkpoint(step: int) -> Any:
+    """A Trainer callback that kills the run right after checkpoint ``step`` was handed to the store."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step >= step:
+                raise Interrupted(f"stopped after step {state.global_step}")
+            return control
+
+    return StopAfter()

@@ -20,18 +20,10 @@ from ods.trainers.causal_lm import (
     conversations_from_frame,
     tokenize_conversation,
 )
-from tests.support.tiny_llm import build_tiny_causal_lm
+from tests.support.tiny_llm import Interrupted, stop_after_checkpoint, tiny_model_dir
 
 CPU = Device("cpu", "float32", "test")
 TINY_RUN = {"max_steps": 4, "save_steps": 2, "batch_size": 4, "max_length": 64, "lora_dropout": 0.0}
-
-
-def tiny_model_dir(factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once per test session (every module asking gets the same folder)."""
-    directory = factory.getbasetemp() / "tiny-causal-lm"
-    if not (directory / "config.json").is_file():
-        build_tiny_causal_lm(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +57,6 @@ class FolderCheckpoints:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.copytree(checkpoint, self.root / checkpoint.name)
         self.saved.append(checkpoint.name)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def stop_after_checkpoint(step: int) -> Any:
-    """A Trainer callback that kills the run right after checkpoint ``step`` was handed to the store."""
-    from transformers import TrainerCallback
-
-    class StopAfter(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.global_step >= step:
-                raise Interrupted(f"stopped after step {state.global_step}")
-            return control
-
-    return StopAfter()
 
 
 def test_prompt_response_rows_become_conversations() -> None:
