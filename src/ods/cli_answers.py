@@ -128,10 +128,11 @@ def _stream_to_stdout(text: str) -> None:
 
 def print_answer_details(result: Answer) -> None:
     """Sources, SQL and result table, notes, and what the answer cost — printed after the answer."""
-    for item in result.evidence:
-        console.print(
-            f"  evidence [{item.marker}]: {item.text}", style="green", markup=False, highlight=False
-        )
+    if result.model is not None:  # a quoted answer already is its evidence
+        for item in result.evidence:
+            console.print(
+                f"  evidence [{item.marker}]: {item.text}", style="green", markup=False, highlight=False
+            )
     if result.citations:
         table = Table(title="sources", title_justify="left")
         for column in ("#", "source", "excerpt"):
@@ -157,7 +158,7 @@ def print_answer_details(result: Answer) -> None:
         console.print(f"note: {note}", style="yellow", markup=False)
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.timings.items())
     console.print(
-        f"[dim]{result.route} · {result.model or 'no model call'} · {result.usage.total_tokens} tokens · "
+        f"[dim]{result.route} · {result.model or 'quoted evidence'} · {result.usage.total_tokens} tokens · "
         f"{timings} · conversation {result.conversation_id}[/dim]"
     )
 
