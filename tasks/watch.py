@@ -139,7 +139,7 @@ def gate_model_version(ref: str) -> dict[str, Any]:
                 "prefect.resource.name": record.model_name,
             },
             payload={**summary, "metrics": record.metrics},
-            id=approval_event_id(record.id),
+            id=approval_event_id(record.model_name, record.version, record.artifact_uri),
         )
         get_run_logger().info("%s passed its deploy gate: ods.model.approved emitted", ref)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from prefect import flow
@@ -33,6 +34,7 @@ def test_gate_approves_passing_versions_once(monkeypatch: pytest.MonkeyPatch) ->
         "payload": {"model_ref": "probe@0"},
     }
     deployment_id = apply_triggered_deployment(deploy_sink, "deploy-sink", trigger, probe, "model", "probe@0")
+    run = uuid.uuid4().hex
     with open_catalog(get_settings()) as catalog:
         for loss in (1.9, 3.1, 2.0):
             catalog.add_model_version(
@@ -40,7 +42,7 @@ def test_gate_approves_passing_versions_once(monkeypatch: pytest.MonkeyPatch) ->
                 trainer="causal-lm-sft",
                 params={},
                 metrics={"eval_loss": loss},
-                artifact_uri=f"mem://{loss}",
+                artifact_uri=f"mem://{run}/{loss}",  # unique: the test server outlives this test
             )
         catalog.add_model_version(
             "tabular_model", trainer="tabular", params={}, metrics={"accuracy": 0.9}, artifact_uri="mem://t"

@@ -228,7 +228,10 @@ def test_model_without_a_gate_is_never_deployed_automatically() -> None:
 
     assert not decision.passed
     assert "ODS_WATCH__DEPLOY_GATES" in decision.reasons[0]
-    assert approval_event_id(7) == approval_event_id(7) != approval_event_id(8)
+    first = approval_event_id("bot", 1, "s3://models/models/bot/k1/")
+    assert first == approval_event_id("bot", 1, "s3://models/models/bot/k1/")
+    assert first != approval_event_id("bot", 2, "s3://models/models/bot/k2/")
+    assert first != approval_event_id("bot", 1, "file:///other-home/objects/models/bot/k1/")
 
 
 def test_watch_settings_normalise_prefixes_and_refuse_an_empty_one() -> None:

@@ -58,6 +58,11 @@ def evaluate_deploy_gate(
     return GateDecision(not reasons, tuple(reasons))
 
 
-def approval_event_id(model_version_id: int) -> uuid.UUID:
-    """Deterministic id of a version's ``ods.model.approved`` event: re-gating it is the same event."""
-    return uuid.uuid5(APPROVAL_NAMESPACE, f"approved\n{model_version_id}")
+def approval_event_id(model_name: str, version: int, artifact_uri: str) -> uuid.UUID:
+    """Deterministic id of a version's ``ods.model.approved`` event: re-gating it is the same event.
+
+    Keyed by what identifies the version everywhere (name, number and its artifacts' URI, which holds the
+    store and the training run key), not by a catalog row id: two catalogs reporting to one Prefect server
+    (two developers, test homes) both number their first version 1, and Prefect skips an id it has seen.
+    """
+    return uuid.uuid5(APPROVAL_NAMESPACE, "\n".join(("approved", model_name, str(version), artifact_uri)))
