@@ -1,8 +1,9 @@
 """`gate_model`: decide whether a newly registered model version is deployed automatically.
 
 Started by ods.model.registered. A version whose metrics meet the bounds configured for its model
-(ODS_WATCH__DEPLOY_GATES) is announced as ods.model.approved, which starts deploy-model; any other version
-stays registered and the run says why. The approval event id derives from the version, so gating a
+(ODS_WATCH__DEPLOY_GATES) is announced as ods.model.approved, labelled with the gate's backend, which starts
+deploy-model (vllm, GPU pool) or deploy-model-cpu (transformers); any other version stays registered and the
+run says why. The approval event id derives from the version, so gating a
 version twice still starts one deployment.
 """
 

@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 from ods.adapters.object_store import build_object_store
 from ods.domain.bucket_diff import ObjectChange
 from ods.domain.dataset_card import markdown_table
-from ods.domain.deploy_gate import approval_event_id, evaluate_deploy_gate
+from ods.domain.deploy_gate import approval_event_id, approval_resource, evaluate_deploy_gate
 from ods.preparation import open_catalog
 from ods.settings import get_settings
 from ods.training import parse_model_ref
@@ -131,17 +131,16 @@ def gate_model_version(ref: str) -> dict[str, Any]:
         "model_ref": ref,
         "trainer": record.trainer,
     }
-    if decision.passed:
+    if decision.passed and gate is not None:  # no gate never passes
         emit_event(
             event="ods.model.approved",
-            resource={
-                "prefect.resource.id": f"ods.model.{record.model_name}",
-                "prefect.resource.name": record.model_name,
-            },
-            payload={**summary, "metrics": record.metrics},
+            resource=approval_resource(record.model_name, gate.backend),
+            payload={**summary, "backend": gate.backend, "metrics": record.metrics},
             id=approval_event_id(record.model_name, record.version, record.artifact_uri),
         )
-        get_run_logger().info("%s passed its deploy gate: ods.model.approved emitted", ref)
+        get_run_logger().info(
+            "%s passed its deploy gate: ods.model.approved emitted (backend %s)", ref, gate.backend
+        )
     else:
         get_run_logger().info("%s not deployed automatically: %s", ref, "; ".join(decision.reasons))
     return {**summary, "approved": decision.passed, "reasons": list(decision.reasons)}

@@ -172,6 +172,11 @@ class DeployGate(BaseModel):
 
     min: dict[str, float] = Field(default_factory=dict, description="Metric -> lowest passing value.")
     max: dict[str, float] = Field(default_factory=dict, description="Metric -> highest passing value.")
+    backend: Literal["vllm", "transformers"] = Field(
+        default="vllm",
+        description="Server an approved version is deployed on: vllm (deploy-model, GPU pool) or "
+        "transformers (deploy-model-cpu, CPU pool).",
+    )
 
 
 class WatchSettings(BaseModel):

@@ -1,4 +1,5 @@
-"""gate_model: a version within its model's gate is approved once (one triggered deploy), others are not."""
+"""gate_model: a version within its model's gate is approved once (one triggered deploy on the gate's backend),
+others are not."""
 
 from __future__ import annotations
 
@@ -21,16 +22,19 @@ def deploy_sink(model: str) -> None:
 
 
 def test_gate_approves_passing_versions_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ODS_WATCH__DEPLOY_GATES", json.dumps({"support_llm": {"max": {"eval_loss": 2.5}}}))
+    monkeypatch.setenv(
+        "ODS_WATCH__DEPLOY_GATES",
+        json.dumps({"support_llm": {"max": {"eval_loss": 2.5}, "backend": "transformers"}}),
+    )
     get_settings.cache_clear()
     trigger = DeploymentEventTrigger(
         expect={"ods.model.approved"},
-        match={"prefect.resource.id": "ods.model.*"},
+        match={"prefect.resource.id": "ods.model.*", "ods.model.backend": "transformers"},
         parameters={"model": "{{ event.payload.model_ref }}"},
     )
     probe = {
         "event": "ods.model.approved",
-        "resource": {"prefect.resource.id": "ods.model.probe"},
+        "resource": {"prefect.resource.id": "ods.model.probe", "ods.model.backend": "transformers"},
         "payload": {"model_ref": "probe@0"},
     }
     deployment_id = apply_triggered_deployment(deploy_sink, "deploy-sink", trigger, probe, "model", "probe@0")

@@ -23,6 +23,7 @@ from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
 from ods.domain.bucket_diff import ObjectChange, WatchLayout, classify_key
+from ods.domain.deploy_gate import approval_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = WatchLayout()
@@ -167,12 +168,23 @@ def test_registered_model_is_gated_and_an_approved_one_deployed(monkeypatch: pyt
     assert _validated("gate-model", _render(gate, registered), monkeypatch) == {"model": "support_llm@2"}
     assert not _fires("deploy-model", registered)
 
-    approved = _model_event(
-        "ods.model.approved", {"model": "support_llm", "version": 2, "model_ref": "support_llm@2"}
+
+@pytest.mark.parametrize(
+    ("backend", "deployment", "other"),
+    [("vllm", "deploy-model", "deploy-model-cpu"), ("transformers", "deploy-model-cpu", "deploy-model")],
+)
+def test_an_approved_version_is_deployed_on_its_gates_backend_only(
+    backend: str, deployment: str, other: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    approved = _event(
+        "ods.model.approved",
+        approval_resource("support_llm", backend),
+        {"model": "support_llm", "version": 2, "model_ref": "support_llm@2", "backend": backend},
     )
-    (deploy,) = _fires("deploy-model", approved)
-    assert _validated("deploy-model", _render(deploy, approved), monkeypatch)["model"] == "support_llm@2"
-    assert not _fires("deploy-model-cpu", approved)
+    (deploy,) = _fires(deployment, approved)
+    parameters = _validated(deployment, _render(deploy, approved), monkeypatch)
+    assert (parameters["model"], parameters["backend"]) == ("support_llm@2", backend)
+    assert not _fires(other, approved)
 
 
 def test_watcher_and_nightly_sync_are_scheduled() -> None:
