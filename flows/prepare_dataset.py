@@ -13,6 +13,7 @@ from prefect import flow
 
 from tasks.datasets import (
     clean_table,
+    encode_table,
     fetch_raw_source,
     find_existing_version,
     load_dataset_spec,
@@ -41,11 +42,12 @@ def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
         return reuse_existing_version(loaded, existing)
     frame = read_raw_table(loaded, raw)
     cleaned = clean_table(loaded, frame)
+    parquet = encode_table.submit(cleaned)  # compressing overlaps profiling; stored only if validation passes
     profile = profile_table(cleaned)
     report = validate_table(loaded, cleaned)
     if not report.success:
         reject_dataset_version(loaded, raw, cleaned, profile, report)
-    written = write_table(loaded, cleaned)
+    written = write_table(loaded, parquet)
     return register_dataset_version(loaded, raw, cleaned, profile, report, written)
 
 

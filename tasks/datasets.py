@@ -2,6 +2,9 @@
 
 Frames move between these tasks in memory inside one flow run, so the tasks that take or return a frame
 neither cache nor persist results (hashing or pickling a million-row frame would cost more than the work).
+Prefect keeps every task's inputs and results referenced until the run ends, so the raw bytes and the raw
+frame travel in a :class:`~ods.preparation.Handover` that the next stage empties: each is freed as soon
+as it has been parsed or cleaned.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ods.domain.dataset_card import render_dataset_card
 from ods.domain.profiling import profile_frame
 from ods.preparation import (
     DatasetRejectedError,
+    Handover,
     LoadedSpec,
     PreparedVersion,
     SourceData,
@@ -37,8 +41,10 @@ from ods.preparation import (
     register_version,
     reject_version,
     rejection_message,
+    release_memory_promptly,
     store_card,
-    write_parquet,
+    store_parquet,
+    table_to_parquet,
 )
 from ods.quality.validation import ValidationReport, validate_frame
 from ods.settings import get_settings
@@ -74,17 +80,19 @@ def find_existing_version(loaded: LoadedSpec, source: SourceData) -> DatasetVers
 
 
 @task(name="read-table", **IN_MEMORY)
-def read_raw_table(loaded: LoadedSpec, source: SourceData) -> pd.DataFrame:
-    """Parse the raw bytes into a frame of text columns."""
-    frame = read_table(source.data, name=source.name, source=loaded.spec.source)
+def read_raw_table(loaded: LoadedSpec, source: SourceData) -> Handover[pd.DataFrame]:
+    """Parse the raw bytes (taking them from ``source``, so they are freed) into a frame of text columns."""
+    release_memory_promptly()
+    frame = read_table(source.take_data(), name=source.name, source=loaded.spec.source)
     get_run_logger().info("parsed %d rows x %d columns from %s", len(frame), len(frame.columns), source.name)
-    return frame
+    return Handover(frame)
 
 
 @task(name="clean-table", **IN_MEMORY)
-def clean_table(loaded: LoadedSpec, frame: pd.DataFrame) -> CleaningResult:
-    """Apply the spec's column selection and cleaning steps."""
-    result = apply_cleaning(frame, loaded.spec, pii_salt=get_settings().privacy.hash_salt.get_secret_value())
+def clean_table(loaded: LoadedSpec, raw: Handover[pd.DataFrame]) -> CleaningResult:
+    """Apply the spec's column selection and cleaning steps (taking the raw frame, so it is freed)."""
+    salt = get_settings().privacy.hash_salt.get_secret_value()
+    result = apply_cleaning(raw.take(), loaded.spec, pii_salt=salt)
     get_run_logger().info("cleaned: %d rows in, %d rows out", result.rows_in, result.rows_out)
     return result
 
@@ -107,12 +115,17 @@ def validate_table(loaded: LoadedSpec, cleaned: CleaningResult) -> ValidationRep
     return report
 
 
+@task(name="encode-table", **IN_MEMORY)
+def encode_table(cleaned: CleaningResult) -> bytes:
+    """The cleaned frame as zstd Parquet bytes (no I/O: it runs alongside profiling and validation, and
+    nothing is stored before the expectations pass)."""
+    return table_to_parquet(cleaned.frame)
+
+
 @task(name="write-table", **IO_RETRIES, **IN_MEMORY)
-def write_table(loaded: LoadedSpec, cleaned: CleaningResult) -> WrittenTable:
-    """Store the cleaned frame as zstd Parquet at its content-addressed key."""
-    written = write_parquet(
-        build_object_store(get_settings()), dataset_prefix(loaded.spec.name), cleaned.frame
-    )
+def write_table(loaded: LoadedSpec, parquet: bytes) -> WrittenTable:
+    """Store the cleaned table's Parquet bytes at their content-addressed key."""
+    written = store_parquet(build_object_store(get_settings()), dataset_prefix(loaded.spec.name), parquet)
     get_run_logger().info(
         "%s %s (%d bytes)", "wrote" if written.written else "reused", written.uri, written.size_bytes
     )
@@ -164,6 +177,7 @@ def _publish(
             "ods.dataset.train": "true" if loaded.spec.train else "false",
         },
         payload=payload,
+        id=prepared.event_id(event),
     )
     return card_location
 

@@ -10,10 +10,12 @@ committed" is adopted by the next run (same key, same bytes).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import posixpath
+import uuid
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +30,9 @@ from ods.errors import NotFoundError, OdsError
 from ods.settings import Settings
 
 DATASETS_PREFIX = "datasets"
+T = TypeVar("T")
+DATASET_EVENT_NAMESPACE = uuid.UUID("9d4c2b1e-7a35-4f68-b0d2-3e8f1a6c5d47")
+"""uuid5 namespace of dataset version events (fixed forever: changing it would re-fire known versions)."""
 
 
 class SourceNotFoundError(OdsError):
@@ -60,15 +65,51 @@ class LoadedSpec:
         return self.spec.spec_hash()
 
 
+class Handover(Generic[T]):
+    """A large value (raw bytes, a raw frame) that one stage hands to the next, once.
+
+    Prefect keeps every task's inputs and results referenced until the flow run ends; the stage that
+    takes the value out lets it be freed as soon as it is done with it, so a run never holds the raw
+    bytes, the raw frame and the cleaned frame at the same time.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value: T | None = value
+
+    def peek(self) -> T:
+        """The value, which stays here."""
+        if self._value is None:
+            raise OdsError("this value was already handed to the next stage; run the stage again")
+        return self._value
+
+    def take(self) -> T:
+        """The value; this holder no longer references it."""
+        value = self.peek()
+        self._value = None
+        return value
+
+
 @dataclass(frozen=True)
 class SourceData:
-    """The raw bytes of a source table with its identity."""
+    """The raw bytes of a source table with its identity; the read stage takes the bytes
+    (:meth:`take_data`) so they are freed once parsed."""
 
     uri: str
     name: str
-    data: bytes
     sha256: str
     etag: str | None
+    payload: Handover[bytes] = field(repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """The bytes, unless the read stage has already taken them."""
+        return self.payload.peek()
+
+    def take_data(self) -> bytes:
+        """The bytes, released from this object (identity fields stay)."""
+        return self.payload.take()
 
 
 @dataclass(frozen=True)
@@ -80,6 +121,21 @@ class WrittenTable:
     content_hash: str
     size_bytes: int
     written: bool
+
+
+def release_memory_promptly() -> None:
+    """Let Arrow give freed memory back to the operating system at once.
+
+    Arrow's default allocator keeps freed pages for reuse, so a process's resident size grows to the
+    sum of every frame a run has built and stays there; jemalloc without decay returns them, for the
+    same speed. Process-wide; builds without jemalloc keep their default.
+    """
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        return
+    pa.set_memory_pool(pool)
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -106,13 +162,30 @@ def _store_key(uri: str, store: ObjectStore, settings: Settings) -> str:
     return key
 
 
+def _is_relative(uri: str) -> bool:
+    return "://" not in uri and not Path(uri).expanduser().is_absolute()
+
+
+def _join_s3(base: str, relative: str) -> str:
+    """``relative`` (``sales.csv``, ``../in/sales.csv``) against the object folder ``s3://bucket/prefix``."""
+    bucket, _, prefix = base.removeprefix("s3://").partition("/")
+    key = posixpath.normpath(posixpath.join(prefix, relative))
+    if key.startswith("../") or key in ("..", "."):
+        raise SourceNotFoundError(f"{relative!r} points outside bucket {bucket!r} (relative to {base}/)")
+    return f"s3://{bucket}/{key}"
+
+
 def fetch_bytes(
     uri: str, settings: Settings, *, base_dir: str | None = None
 ) -> tuple[bytes, str, str | None]:
     """Read a local path (relative ones against ``base_dir``) or an ``s3://bucket/key`` object.
 
+    ``base_dir`` is the folder of the spec that names ``uri``: a local directory or an
+    ``s3://bucket/prefix`` (a spec in the bucket names its table relative to itself, like a local one).
     Returns the bytes, the canonical URI and the ETag (object store only).
     """
+    if base_dir is not None and base_dir.startswith("s3://") and _is_relative(uri):
+        uri = _join_s3(base_dir, uri)
     if uri.startswith("s3://"):
         store = build_object_store(settings)
         key = _store_key(uri, store, settings)
@@ -141,7 +214,7 @@ def load_spec(uri: str, settings: Settings) -> LoadedSpec:
     except UnicodeDecodeError as error:
         raise OdsError(f"{name}: the spec is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     base_dir = (
-        None
+        uri.rsplit("/", 1)[0]
         if uri.startswith("s3://")
         else str(Path(uri.removeprefix("file://")).expanduser().resolve().parent)
     )
@@ -155,7 +228,11 @@ def fetch_source(loaded: LoadedSpec, settings: Settings, source: str | None = No
     uri = source or loaded.spec.source.uri
     data, canonical, etag = fetch_bytes(uri, settings, base_dir=None if source else loaded.base_dir)
     return SourceData(
-        uri=canonical, name=uri.rsplit("/", 1)[-1], data=data, sha256=sha256_bytes(data), etag=etag
+        uri=canonical,
+        name=uri.rsplit("/", 1)[-1],
+        sha256=sha256_bytes(data),
+        etag=etag,
+        payload=Handover(data),
     )
 
 
@@ -178,7 +255,12 @@ def table_to_parquet(frame: pd.DataFrame) -> bytes:
 
 def write_parquet(store: ObjectStore, prefix: str, frame: pd.DataFrame) -> WrittenTable:
     """Store ``frame`` at ``<prefix>/<sha256>.parquet`` unless those exact bytes are already there."""
-    data = table_to_parquet(frame)
+    return store_parquet(store, prefix, table_to_parquet(frame))
+
+
+def store_parquet(store: ObjectStore, prefix: str, data: bytes) -> WrittenTable:
+    """Store Parquet bytes (from :func:`table_to_parquet`) at ``<prefix>/<sha256>.parquet`` unless
+    those exact bytes are already there."""
     content_hash = sha256_bytes(data)
     key = f"{prefix}/{content_hash}.parquet"
     written = False
@@ -207,6 +289,17 @@ class PreparedVersion:
 
     record: DatasetVersionRecord
     quarantine_uri: str | None = None
+
+    def event_id(self, event: str) -> uuid.UUID:
+        """Deterministic id of this version's ``ods.dataset.registered|rejected`` event.
+
+        Two runs ending on the same version (a raw table and its spec arriving together start two) emit
+        one event, so Prefect starts its trigger (train-model) once. Keyed by name, number and the
+        version's URI (store and content hash), not a catalog row id, as ``approval_event_id`` is.
+        """
+        record = self.record
+        parts = (event, record.dataset_name, str(record.version), record.uri)
+        return uuid.uuid5(DATASET_EVENT_NAMESPACE, "\n".join(parts))
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (flow result, event payload basis, CLI output)."""

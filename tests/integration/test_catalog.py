@@ -330,6 +330,33 @@ def test_model_versions_are_numbered_and_retries_do_not_duplicate(catalog: Catal
         catalog.get_model_version("churn", 3)
 
 
+def test_runs_of_one_training_request_at_once_register_one_version(catalog: Catalog) -> None:
+    """Two runs of the same request (same artifacts), e.g. a triggered run and one started by hand."""
+    data = add_version(catalog, "sales", HASH_A)
+    runs = [("run-1", "s3://models/churn/key-a"), ("run-2", "s3://models/churn/key-a")] * 2 + [
+        ("run-3", "s3://models/churn/key-b")
+    ]
+
+    def train(run: tuple[str, str]) -> ModelVersionRecord:
+        return catalog.add_model_version(
+            "churn",
+            trainer="sklearn",
+            params={},
+            metrics={},
+            artifact_uri=run[1],
+            dataset_version_id=data.id,
+            flow_run_id=run[0],
+        )
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        versions = list(pool.map(train, runs))
+
+    by_artifacts = {version.artifact_uri: version.version for version in versions}
+    assert sorted(by_artifacts.values()) == [1, 2]
+    assert all(by_artifacts[version.artifact_uri] == version.version for version in versions)
+    assert count_rows(catalog, "model_versions") == 2
+
+
 def test_endpoint_status_and_the_active_endpoint(catalog: Catalog) -> None:
     model = catalog.add_model_version("churn", trainer="hf", params={}, metrics={}, artifact_uri="s3://m/1")
     assert catalog.active_endpoint("churn") is None

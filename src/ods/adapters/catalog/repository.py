@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar, get_args
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
@@ -341,23 +341,26 @@ class Catalog:
     ) -> ModelVersionRecord:
         """Record a trained model version, numbered after the model's newest one.
 
-        A retried flow run does not register twice: a version already recorded for the same model and
-        ``flow_run_id`` is returned unchanged.
+        Nothing registers twice: a version already recorded for the same model and ``flow_run_id`` (a
+        retried run) or ``artifact_uri`` (the artifacts of one training request, e.g. two runs of it at
+        once; a losing insert is retried and finds the winner's row) is returned unchanged.
         """
         _check_name("model", model_name)
         _check_choice("model status", status, ModelStatus)
 
         def work(session: Session) -> ModelVersionRecord:
             model = _get_or_create_model(session, model_name, None)
+            same_run_or_artifacts = ModelVersion.artifact_uri == artifact_uri
             if flow_run_id is not None:
-                existing = session.scalar(
-                    select(ModelVersion)
-                    .where(ModelVersion.model_id == model.id, ModelVersion.flow_run_id == flow_run_id)
-                    .order_by(ModelVersion.version)
-                    .limit(1)
-                )
-                if existing is not None:
-                    return _model_version_record(existing, model.name)
+                same_run_or_artifacts = or_(same_run_or_artifacts, ModelVersion.flow_run_id == flow_run_id)
+            existing = session.scalar(
+                select(ModelVersion)
+                .where(ModelVersion.model_id == model.id, same_run_or_artifacts)
+                .order_by(ModelVersion.version)
+                .limit(1)
+            )
+            if existing is not None:
+                return _model_version_record(existing, model.name)
             if dataset_version_id is not None:
                 _require_rows(
                     session, DatasetVersion, DatasetVersion.id, [dataset_version_id], "dataset version"
