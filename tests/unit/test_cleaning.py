@@ -7,13 +7,14 @@ import textwrap
 from datetime import date
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from ods.domain.cleaning import CleaningResult, RuleReport, apply_cleaning
 from ods.domain.dataset_spec import DatasetSpecError, parse_dataset_spec
-from ods.domain.pii import hash_value
+from ods.domain.pii import hash_value, mask_value
 
 TEXT = "string[pyarrow]"
 
@@ -152,6 +153,15 @@ def test_normalize_unicode_forms() -> None:
 
     assert values(nfc) == ["Café", "ｆｕｌｌ"]
     assert values(nfkc) == ["Café", "full"]
+
+
+def test_normalize_unicode_only_rewrites_non_ascii_values_and_counts_them() -> None:
+    frame = pd.DataFrame({"s": text("plain", "Cafe\u0301", None, "also plain", "\u00e9cole")})
+
+    result = clean(frame, "- normalize: {columns: [s]}")
+
+    assert values(result.frame["s"]) == ["plain", "Café", None, "also plain", "école"]
+    assert (only(result, "normalize").changed, only(result, "normalize").nulled) == (1, 0)
 
 
 def test_normalize_keeps_empty_text_when_asked() -> None:
@@ -419,6 +429,47 @@ def test_deduplicate_by_keys_keeping_the_last() -> None:
     assert values(result.frame["id"]) == ["2", "3"]
 
 
+def test_deduplicate_treats_nulls_nan_and_signed_zeros_like_pandas() -> None:
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([1, None, 1, None, 2**60, 2**60 + 1], dtype="Int64"),
+            "f": pd.array([0.0, None, -0.0, None, 1.5, 1.5], dtype="Float64"),
+            "x": pd.Series([float("nan"), 0.0, float("nan"), 0.0, 1.0, 1.0]),
+            "b": pd.array([True, None, True, None, False, False], dtype="boolean"),
+            "d": pd.array(
+                [date(2024, 1, 1), None, date(2024, 1, 1), None, None, None], dtype="date32[pyarrow]"
+            ),
+            "s": text("a", None, "a", None, "b", "b"),
+        }
+    )
+
+    result = clean(frame, "- deduplicate: {}")
+
+    expected = frame.loc[~frame.duplicated()]
+    pd.testing.assert_frame_equal(result.frame, expected.reset_index(drop=True))
+    assert only(result, "deduplicate").rows_dropped == 2
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+def test_deduplicate_matches_pandas_on_many_mixed_rows(keep: str) -> None:
+    rng = np.random.default_rng(3)
+    size = 2_000
+    unique = pd.DataFrame(
+        {
+            "i": pd.array(rng.integers(0, 40, size), dtype="Int64"),
+            "f": pd.array(rng.choice([0.5, 1.5, -0.0, 0.0], size), dtype="Float64"),
+            "s": pd.Series(rng.choice(["a", "b", "c"], size), dtype=TEXT),
+        }
+    )
+    frame = pd.concat([unique, unique.sample(300, random_state=1)], ignore_index=True)
+    frame.loc[rng.integers(0, len(frame), 50), "i"] = None
+
+    result = clean(frame, f"- deduplicate: {{keep: {keep}}}")
+
+    expected = frame.loc[~frame.duplicated(keep=keep)]
+    pd.testing.assert_frame_equal(result.frame, expected.reset_index(drop=True))
+
+
 def test_deduplicate_near_duplicates_with_normalized_keys() -> None:
     frame = pd.DataFrame(
         {
@@ -494,6 +545,18 @@ def test_mask_pii_auto_masks_detected_columns_only() -> None:
     report = only(result, "mask_pii")
     assert (report.columns, report.changed) == (("contact", "mobile"), 5)
     assert result.pii_kinds == {"contact": "email", "mobile": "phone"}
+
+
+def test_mask_pii_vectorised_masks_match_mask_value_with_nulls_and_odd_values() -> None:
+    emails = [f"user{n}@example.com" for n in range(12)] + [" a@b.c ", "a@b@c.d", "@x.com", "x@", None]
+    phones = [f"+44 7700 9000{n:02d}" for n in range(12)] + ["(010) 555-1234 ", "1234", "12345", None, None]
+    frame = pd.DataFrame({"email": text(*emails), "phone": pd.Series(phones, dtype="string[pyarrow]")})
+
+    result = clean(frame, "- mask_pii: {}")
+
+    assert result.pii_kinds == {"email": "email", "phone": "phone"}
+    assert values(result.frame["email"]) == [None if v is None else mask_value(v, "email") for v in emails]
+    assert values(result.frame["phone"]) == [None if v is None else mask_value(v, "phone") for v in phones]
 
 
 def test_mask_pii_hash_is_salted_and_kinds_filter() -> None:

@@ -99,6 +99,14 @@ def test_delimiters_are_sniffed_or_taken_from_the_spec(
     assert records(read(content, name, **source)) == [expected]
 
 
+def test_quoted_values_keep_line_breaks_and_files_without_quotes_read_the_same() -> None:
+    quoted = read(b'id,note\n1,"two\nlines"\n2,"a, b"\n', "q.csv")
+    plain = read(b"id,note\n1,one line\n2,b\n", "p.csv")
+
+    assert records(quoted) == [{"id": "1", "note": "two\nlines"}, {"id": "2", "note": "a, b"}]
+    assert records(plain) == [{"id": "1", "note": "one line"}, {"id": "2", "note": "b"}]
+
+
 def test_only_empty_cells_and_listed_null_values_read_as_null() -> None:
     content = b"a,b,c\nNA,,null\n"
 
