@@ -14,11 +14,13 @@ from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from starlette.testclient import TestClient
 
 from flows.ingest_documents import ingest_documents
+from flows.prepare_dataset import prepare_dataset
 from flows.sync_knowledge_bases import sync_knowledge_bases
 from flows.watch_bucket import watch_bucket
 from ods.adapters.object_store import ObjectStore, build_object_store
 from ods.adapters.object_store.minio_store import MinioObjectStore
 from ods.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
+from ods.ingestion import open_index
 from ods.preparation import open_catalog
 from ods.settings import get_settings
 from ods.watching import (
@@ -27,11 +29,13 @@ from ods.watching import (
     emit_object_events,
     emit_with_prefect,
     plan_bucket_changes,
+    record_bucket_changes,
     uri_resolver,
     watch_layout,
 )
 from tests.support.minio_events import minio_body, minio_record
 from tests.support.prefect_triggers import apply_triggered_deployment, triggered_parameter
+from tests.support.prefect_yaml_triggers import firing_triggers, received_event, rendered_parameters
 
 
 def _put_initial_objects(store: ObjectStore) -> None:
@@ -164,6 +168,71 @@ def test_duplicate_object_events_start_one_triggered_run(sink_deployment: uuid.U
 
     kbs = triggered_parameter(sink_deployment, "kb", until="sentinel")
     assert sorted(kb for kb in kbs if kb != "probe") == ["dupes", "sentinel"]
+
+
+# --- late and out-of-order events ---------------------------------------------------------------------
+
+
+def _observe(store: ObjectStore) -> list[ObjectEvent]:
+    """One watcher pass whose events are kept here instead of sent, to be delivered in any order."""
+    settings = get_settings()
+    events: list[ObjectEvent] = []
+    with open_catalog(settings) as catalog:
+        changes = plan_bucket_changes(store, catalog, watch_layout(settings))
+        emit_object_events(changes, uri_resolver(store), events.append)
+        record_bucket_changes(catalog, bucket_of(store), changes)
+    return events
+
+
+def _deliver(event: ObjectEvent) -> list[dict[str, Any]]:
+    """Run here what prefect.yaml's triggers start for ``event``, with the parameters they render."""
+    received = received_event(event.event, event.resource, event.payload)
+    flows = {"prepare-dataset": prepare_dataset, "ingest-documents": ingest_documents}
+    return [
+        flows[name](**rendered_parameters(trigger, received))
+        for name in flows
+        for trigger in firing_triggers(name, received)
+    ]
+
+
+def test_late_and_out_of_order_events_never_roll_back_a_dataset_or_a_knowledge_base() -> None:
+    """A triggered run syncs with what the bucket holds when it runs, not with the version its event
+    names: a late event for an old version, or a deletion delivered before the creation it follows,
+    leaves the newest state (and starts no duplicate version)."""
+    store = build_object_store(get_settings())
+    store.ensure_ready()
+    store.put_bytes("raw/books.csv", b"id,title\n1,Dune\n")
+    store.put_bytes("raw/books.yaml", b"name: books\nsource:\n  uri: books.csv\n")
+    store.put_bytes("docs/late/refunds.md", b"# Refunds\n\nRefunds take 30 days.\n")
+    first = _observe(store)
+    store.put_bytes("raw/books.csv", b"id,title\n1,Dune\n2,Emma\n")
+    store.put_bytes("docs/late/refunds.md", b"# Refunds\n\nRefunds take 14 days.\n")
+    store.put_bytes("docs/late/vouchers.md", b"# Vouchers\n\nVouchers never expire.\n")
+    second = _observe(store)
+    store.delete("docs/late/vouchers.md")
+    third = _observe(store)
+    assert [len(events) for events in (first, second, third)] == [3, 3, 1]
+
+    for event in [*third, *reversed(second), *reversed(first)]:  # newest first, the creations last
+        _deliver(event)
+
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        versions = catalog.list_dataset_versions("books")
+        documents = {document.uri.rsplit("/", 1)[-1]: document for document in catalog.documents("late")}
+        index = open_index(settings, catalog.get_knowledge_base("late"))
+        try:
+            refunds = index.search(text="refunds days", mode="bm25", k=5)
+            vouchers = index.search(text="vouchers expire", mode="bm25", k=5)
+        finally:
+            index.close()
+    assert [(version.version, version.row_count, version.status) for version in versions] == [
+        (1, 2, "registered")
+    ]
+    assert "vouchers.md" not in documents  # gone before any run read it: never indexed
+    assert not [hit for hit in vouchers if "Vouchers" in hit.text]
+    assert documents["refunds.md"].status == "indexed"
+    assert refunds and all("14 days" in hit.text for hit in refunds)
 
 
 # --- nightly knowledge base sync ---------------------------------------------------------------------
