@@ -262,8 +262,20 @@ print(json.dumps({"seconds": seconds, "summary": summary, "model_loaded": models
 """
 
 
+def release_milvus_lite() -> None:
+    """Stop this process's Milvus Lite servers, as the first ingest's process would on exit.
+
+    A Milvus Lite server holds its data folder's lock for as long as its process lives, so the new
+    process could not open the knowledge base's index otherwise.
+    """
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_all()
+
+
 def reingest_in_new_process(folder: Path, batch_size: int) -> dict[str, Any]:
     """The flow over the unchanged corpus in a fresh interpreter, twice; only the flow calls are timed."""
+    release_milvus_lite()
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", REINGEST_SCRIPT, str(folder), str(batch_size)],

@@ -29,7 +29,8 @@ def ingest_documents(source: str, kb: str, batch_size: int = 64) -> dict[str, An
         ingest_document_batch(source, kb, batch, number, len(batches), plan["progress_id"])
         for number, batch in enumerate(batches, start=1)
     ]
-    deleted = delete_removed_documents(kb, plan["to_delete"])
+    written = any(report["indexed"] for report in reports)
+    deleted = delete_removed_documents(kb, plan["to_delete"], written)
     return report_ingest(kb, source, plan["unchanged"], reports, deleted)
 
 

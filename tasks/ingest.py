@@ -73,7 +73,8 @@ def ingest_document_batch(
     """Read, parse (isolated), chunk, embed and index one batch; quarantined documents do not fail it."""
     settings = get_settings()
     embedder = build_embedder(settings.embedding)
-    with open_catalog(settings) as catalog, DocumentParserPool() as pool:
+    with DocumentParserPool() as pool, open_catalog(settings) as catalog:
+        pool.start()  # the worker's interpreter starts while the catalog and the index open
         record = catalog.get_knowledge_base(kb)
         index = open_index(settings, record)
         try:
@@ -103,8 +104,14 @@ def ingest_document_batch(
 
 
 @task(name="delete-removed", cache_policy=NO_CACHE, **IO_RETRIES)
-def delete_removed_documents(kb: str, uris: list[str]) -> int:
-    """Delete the chunks of documents gone from the source and mark them deleted; seal the index."""
+def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
+    """Delete the chunks of documents gone from the source and mark them deleted; seal the index.
+
+    A run that neither wrote nor deletes anything does not open the index: a Milvus Lite file opened
+    by a new process is loaded whole, which would be most of an unchanged re-run's cost.
+    """
+    if not uris and not written:
+        return 0
     settings = get_settings()
     with open_catalog(settings) as catalog:
         index = open_index(settings, catalog.get_knowledge_base(kb))

@@ -79,6 +79,41 @@ def test_count_tokens_uses_the_model_tokenizer_without_special_tokens() -> None:
     assert embedder.max_tokens == 256
 
 
+def test_count_tokens_matches_the_tokenizer_on_awkward_text() -> None:
+    # Counts come from per-word counts; whitespace the tokenizer deletes rather than splits at (vertical
+    # tab, form feed, file separators, NEL) must not make them differ from tokenizing the whole text.
+    embedder = SentenceTransformerEmbedder()
+    texts = [
+        "naïve café ÅNGSTRÖM Straße 東京タワー 🎉 p.s. U.S.A. e-mail foo@bar.com http://x.y/z?q=1",
+        "play\x0bing play\x0cing play\x1cing play\x85ing tab\there\r\nline\u2028x\u3000y\xa0z",
+        "x" * 150 + " short words " + "y" * 99,
+        "a\x00b c\u200bd",
+        "",
+        *[f"the {word} of the ledger, checked again" for word in ("payment", "invoice", "payment")],
+    ]
+    tokenizer = embedder.model.tokenizer
+
+    expected = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    assert embedder.count_tokens(texts) == expected
+    assert embedder.count_tokens(texts) == expected  # again, from cached word counts
+
+
+def test_forward_passes_group_texts_of_similar_length_within_a_token_budget() -> None:
+    embedder = SentenceTransformerEmbedder(batch_size=64)
+    texts = ["short text"] * 100 + ["a much longer text " * 40] * 20
+
+    batches = embedder._forward_batches(texts)
+    vectors = embedder.embed(texts)
+
+    assert sorted(position for batch in batches for position in batch) == list(range(120))
+    assert all(len(batch) <= 64 for batch in batches)
+    assert set(batches[0]) <= set(range(100, 120))  # longest first
+    lengths = {len(batch) for batch in batches if batch[0] >= 100}
+    assert max(lengths) * 162 <= embedder_module.CPU_BATCH_TOKENS
+    np.testing.assert_allclose(vectors[[0, 100]], embedder.embed([texts[0], texts[100]]), atol=1e-5)
+
+
 def test_unknown_local_model_is_a_clear_error() -> None:
     with pytest.raises(EmbeddingError, match="neither the packaged"):
         build_embedder(EmbeddingSettings(model="no-such-model"))

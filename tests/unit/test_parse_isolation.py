@@ -107,6 +107,16 @@ def test_the_worker_is_replaced_after_its_document_quota() -> None:
         assert pool.workers_started == 3
 
 
+def test_a_worker_started_ahead_serves_the_first_document() -> None:
+    with DocumentParserPool() as pool:
+        pool.start()
+        started = pool.worker_pid
+        pool.start()  # already starting: no second worker
+
+        assert pool.parse(TEXT, "a.txt").text == "Plain words for the index."
+        assert (pool.worker_pid, pool.workers_started) == (started, 1)
+
+
 def test_parse_isolated_parses_one_document_in_a_fresh_process() -> None:
     assert parse_isolated(b"# Title\nbody\n", "note.md", timeout_s=30).sections[0].heading == "Title"
 

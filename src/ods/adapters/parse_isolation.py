@@ -73,6 +73,7 @@ class DocumentParserPool:
         self._function_ref = _function_reference(parse_function)
         self._worker: subprocess.Popen[bytes] | None = None
         self._parsed_by_worker = 0
+        self._ready = False  # the current worker has answered "ready"
         self._lock = threading.Lock()
         self.workers_started = 0
 
@@ -127,9 +128,33 @@ class DocumentParserPool:
                 self._stop_worker(graceful=True)  # a worker that hit MemoryError is not trusted further
             return _result_from(outcome, name, self.memory_mb)
 
+    def start(self) -> None:
+        """Start the worker now without waiting for it, so its start-up overlaps the caller's own set-up."""
+        with self._lock:
+            if self._worker is None or self._worker.poll() is not None:
+                self._spawn_worker()
+
     def _ensure_worker(self) -> subprocess.Popen[bytes]:
-        if self._worker is not None and self._worker.poll() is None:
-            return self._worker
+        if self._worker is None or self._worker.poll() is not None:
+            self._spawn_worker()
+        worker = self._worker
+        assert worker is not None
+        if not self._ready:
+            try:
+                ready = _read_frame(_stdout(worker), deadline=time.monotonic() + _WORKER_START_S)
+            except TimeoutError:
+                ready = None
+            if ready is None or _unpickle(ready) != ("ready",):
+                self._stop_worker(graceful=False)
+                raise DocumentParserError(
+                    f"the document parser process ({sys.executable}, parse function {self._function_ref}) "
+                    f"did not start within {_WORKER_START_S:g} s; its error is on stderr above. Check that the "
+                    "environment has pypdf, beautifulsoup4, python-docx and python-pptx installed."
+                )
+            self._ready = True
+        return worker
+
+    def _spawn_worker(self) -> None:
         self._stop_worker(graceful=False)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(path or str(Path.cwd()) for path in sys.path))
         worker = subprocess.Popen(
@@ -140,21 +165,9 @@ class DocumentParserPool:
         )
         weakref.finalize(self, _kill_worker, worker)  # a pool dropped without close() leaves no orphan
         self.workers_started += 1
-        self._worker, self._parsed_by_worker = worker, 0
+        self._worker, self._parsed_by_worker, self._ready = worker, 0, False
         config = (self._function_ref, self.memory_mb, self.max_pages)
         _write_frame(_stdin(worker), pickle.dumps(config))
-        try:
-            ready = _read_frame(_stdout(worker), deadline=time.monotonic() + _WORKER_START_S)
-        except TimeoutError:
-            ready = None
-        if ready is None or _unpickle(ready) != ("ready",):
-            self._stop_worker(graceful=False)
-            raise DocumentParserError(
-                f"the document parser process ({sys.executable}, parse function {self._function_ref}) did not "
-                f"start within {_WORKER_START_S:g} s; its error is on stderr above. Check that the "
-                "environment has pypdf, beautifulsoup4, python-docx and python-pptx installed."
-            )
-        return worker
 
     def _worker_died(self, name: str) -> DocumentRejected:
         worker = self._worker
