@@ -8,12 +8,14 @@ Generates a dirty sales CSV (default 1,000,000 rows, 11 columns: dates in two fo
   imported: a process worker starts every run in a fresh process), with each task's own time from
   Prefect, and its idempotent re-run;
 - peak memory of the process during that first flow run above its resting size, against the cleaned
-  frame's in-memory size;
+  frame's in-memory size, and the peak of the Great Expectations worker process beside it;
 - every stage once more through the same functions the tasks call, one after the other (rows/s each),
   and the first ``import great_expectations`` in a fresh process.
 
-Great Expectations' share is the flow's validate task (its first ``import great_expectations``, which
-every run on a process worker pays, and the validation) over the flow total.
+Great Expectations runs in a worker process the flow starts once it knows the version is new: its import
+(which every run on a process worker pays) overlaps reading and cleaning, and its validation overlaps
+profiling. Its share is the flow's validate task (waiting for the worker to be ready, sending it the
+checked columns, the validation) over the flow total.
 
 Targets (2-core machine): flow total <= 3x baseline; Great Expectations <= 20% of the total; peak memory
 <= 4x the in-memory size of the cleaned frame.
@@ -37,7 +39,7 @@ from typing import Any
 import pandas as pd
 from peak_memory import PeakMemory
 
-SUBMITTED_TASKS = frozenset({"encode-table"})  # run alongside the flow's other tasks
+SUBMITTED_TASKS = frozenset({"encode-table", "validate-table"})  # run alongside the flow's other tasks
 
 
 def timed(label: str, timings: dict[str, float], function: Callable[[], Any]) -> Any:
@@ -73,6 +75,29 @@ def task_timings(flow_run_id: Any) -> list[tuple[str, float, float]]:
         for run in timed_runs
     ]
     return sorted(rows, key=lambda row: row[1])
+
+
+def validation_worker_peak() -> int:
+    """The Great Expectations worker's resident high-water mark so far (Linux's VmHWM), in bytes."""
+    from ods.quality.validation import validation_worker_pid
+
+    pid = validation_worker_pid()
+    if pid is None:
+        return 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def covered_seconds(intervals: list[tuple[str, float, float]]) -> float:
+    """Seconds during which at least one of the task runs was running."""
+    covered, reach = 0.0, float("-inf")
+    for _, start, end in sorted(intervals, key=lambda row: row[1]):
+        if end > reach:
+            covered += end - max(start, reach)
+            reach = end
+    return covered
 
 
 def cold_import_seconds() -> tuple[float, int]:
@@ -147,7 +172,7 @@ def main() -> None:
     with memory.watch():
         resting = memory.peak
         state = timed("flow", runs, lambda: prepare_dataset(str(spec_path), return_state=True))
-    peak_extra = memory.peak - resting
+    peak_extra, worker_peak = memory.peak - resting, validation_worker_peak()
     result = state.result()
     timed("flow re-run (idempotent)", runs, lambda: prepare_dataset(str(spec_path)))
     flow_total = runs["flow"]
@@ -167,7 +192,7 @@ def main() -> None:
     cleaned = timed("clean", stages, lambda: apply_cleaning(raw.take(), loaded.spec))
     profile = timed("profile", stages, lambda: profile_frame(cleaned.frame, cleaned.pii_kinds))
     report = timed(
-        "validate (GE, imported)", stages, lambda: validate_frame(cleaned.frame, loaded.spec.expectations)
+        "validate (GE worker, warm)", stages, lambda: validate_frame(cleaned.frame, loaded.spec.expectations)
     )
     parquet = timed("encode parquet", stages, lambda: table_to_parquet(cleaned.frame))
     timed("store parquet", stages, lambda: store_parquet(store, dataset_prefix("bench"), parquet))
@@ -191,21 +216,25 @@ def main() -> None:
         print(f"{label:34} {'':8} {seconds:8.2f} {rows / seconds:12,.0f}")
 
     validate_seconds = next(end - start for name, start, end in flow_tasks if name == "validate-table")
-    in_line = sum(end - start for name, start, end in flow_tasks if name not in SUBMITTED_TASKS)
+    in_tasks = covered_seconds(flow_tasks)
     print()
     print(f"flow total / baseline               = {flow_total / baseline_total:.2f}x   (target <= 3x)")
     print(
         f"Great Expectations share            = {100 * validate_seconds / flow_total:.1f}%   (target <= 20%; "
-        f"validate task {validate_seconds:.2f} s: first import ~{import_seconds:.2f} s + validation)"
+        f"validate task {validate_seconds:.2f} s, beside profiling; GE's first import, ~{import_seconds:.2f} s, "
+        "overlaps reading and cleaning in the worker)"
     )
     print(
-        f"Prefect's own time in the run       = {flow_total - in_line:.2f} s   (flow total - the tasks run "
-        "in line; includes up to 1 s the engine waits for its heartbeat thread at the end)"
+        f"Prefect's own time in the run       = {flow_total - in_tasks:.2f} s   (flow total - time when a task "
+        "ran; includes up to 1 s the engine waits for its heartbeat thread at the end)"
     )
     print(
         f"peak memory above resting / frame   = {peak_extra / 1e6:.0f} MB / {frame_bytes / 1e6:.0f} MB = "
-        f"{peak_extra / frame_bytes:.2f}x   (target <= 4x; GE's import alone adds "
-        f"{import_bytes / 1e6:.0f} MB)"
+        f"{peak_extra / frame_bytes:.2f}x   (target <= 4x; this process only)"
+    )
+    print(
+        f"GE worker process, resident peak    = {worker_peak / 1e6:.0f} MB   (GE's import alone takes "
+        f"{import_bytes / 1e6:.0f} MB of it)"
     )
     print(f"idempotent re-run / first run       = {runs['flow re-run (idempotent)'] / flow_total:.3f}")
 

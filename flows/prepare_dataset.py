@@ -22,6 +22,7 @@ from tasks.datasets import (
     register_dataset_version,
     reject_dataset_version,
     reuse_existing_version,
+    start_validator,
     validate_table,
     write_table,
 )
@@ -40,11 +41,13 @@ def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
     existing = find_existing_version(loaded, raw)
     if existing is not None:
         return reuse_existing_version(loaded, existing)
+    start_validator(loaded)  # Great Expectations loads in its own process while the table is read and cleaned
     frame = read_raw_table(loaded, raw)
     cleaned = clean_table(loaded, frame)
     parquet = encode_table.submit(cleaned)  # compressing overlaps profiling; stored only if validation passes
+    validation = validate_table.submit(loaded, cleaned)  # GE validates in its process while this one profiles
     profile = profile_table(cleaned)
-    report = validate_table(loaded, cleaned)
+    report = validation.result()
     if not report.success:
         reject_dataset_version(loaded, raw, cleaned, profile, report)
     written = write_table(loaded, parquet)

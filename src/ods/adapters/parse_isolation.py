@@ -4,9 +4,8 @@
 start, not one per document), caps the worker's address space with ``RLIMIT_AS``, and kills it when a
 document runs past the timeout; the next document gets a fresh worker.
 
-The worker is a plain ``python -c`` interpreter, not a multiprocessing child: spawn and forkserver
-re-import the parent's ``__main__`` (a flow file importing Prefect, torch, ...) in every worker. This one
-imports only this module, the parse function's module and what the parser needs.
+The worker is a plain ``python -c`` interpreter (see ``ods.adapters.worker_pipes``): it imports only this
+module, the parse function's module and what the parser needs.
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ import importlib
 import logging
 import os
 import pickle
-import selectors
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -27,12 +24,21 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
+from ods.adapters.worker_pipes import (
+    kill_worker,
+    read_frame,
+    reply_streams,
+    spawn_worker,
+    stdin_of,
+    stdout_of,
+    unpickle,
+    write_frame,
+)
 from ods.domain.documents import MALFORMED, MEMORY_LIMIT, TIMEOUT, DocumentRejected, ParsedDocument
 from ods.errors import OdsError
 
-_FRAME = struct.Struct(">Q")
 _WORKER_START_S = 60.0
 _WORKER_COMMAND = "from ods.adapters.parse_isolation import serve_parse_requests; serve_parse_requests()"
 
@@ -101,17 +107,17 @@ class DocumentParserPool:
             request = pickle.dumps((data, name), protocol=pickle.HIGHEST_PROTOCOL)
             worker = self._ensure_worker()
             try:
-                _write_frame(_stdin(worker), request)
+                write_frame(stdin_of(worker), request)
             except OSError:  # the idle worker died (killed from outside): this document never reached it
                 self._stop_worker(graceful=False)
                 worker = self._ensure_worker()
                 try:
-                    _write_frame(_stdin(worker), request)
+                    write_frame(stdin_of(worker), request)
                 except OSError:
                     raise self._worker_died(name) from None
             del request
             try:
-                reply = _read_frame(_stdout(worker), deadline=time.monotonic() + self.timeout_s)
+                reply = read_frame(stdout_of(worker), deadline=time.monotonic() + self.timeout_s)
             except TimeoutError:
                 self._stop_worker(graceful=False)
                 raise DocumentRejected(
@@ -123,7 +129,7 @@ class DocumentParserPool:
             if reply is None:
                 raise self._worker_died(name)
             self._parsed_by_worker += 1
-            outcome = _unpickle(reply)
+            outcome = unpickle(reply)
             if outcome[0] == "memory_limit" or self._parsed_by_worker >= self.documents_per_worker:
                 self._stop_worker(graceful=True)  # a worker that hit MemoryError is not trusted further
             return _result_from(outcome, name, self.memory_mb)
@@ -141,10 +147,10 @@ class DocumentParserPool:
         assert worker is not None
         if not self._ready:
             try:
-                ready = _read_frame(_stdout(worker), deadline=time.monotonic() + _WORKER_START_S)
+                ready = read_frame(stdout_of(worker), deadline=time.monotonic() + _WORKER_START_S)
             except TimeoutError:
                 ready = None
-            if ready is None or _unpickle(ready) != ("ready",):
+            if ready is None or unpickle(ready) != ("ready",):
                 self._stop_worker(graceful=False)
                 raise DocumentParserError(
                     f"the document parser process ({sys.executable}, parse function {self._function_ref}) "
@@ -156,18 +162,12 @@ class DocumentParserPool:
 
     def _spawn_worker(self) -> None:
         self._stop_worker(graceful=False)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path or str(Path.cwd()) for path in sys.path))
-        worker = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_COMMAND],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        weakref.finalize(self, _kill_worker, worker)  # a pool dropped without close() leaves no orphan
+        worker = spawn_worker(_WORKER_COMMAND)
+        weakref.finalize(self, kill_worker, worker)  # a pool dropped without close() leaves no orphan
         self.workers_started += 1
         self._worker, self._parsed_by_worker, self._ready = worker, 0, False
         config = (self._function_ref, self.memory_mb, self.max_pages)
-        _write_frame(_stdin(worker), pickle.dumps(config))
+        write_frame(stdin_of(worker), pickle.dumps(config))
 
     def _worker_died(self, name: str) -> DocumentRejected:
         worker = self._worker
@@ -189,21 +189,11 @@ class DocumentParserPool:
         if worker is None:
             return
         with contextlib.suppress(OSError):
-            _stdin(worker).close()
+            stdin_of(worker).close()
         if graceful:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(timeout=5)
-        _kill_worker(worker)
-
-
-def _kill_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.kill()
-        worker.wait()
-    for pipe in (worker.stdin, worker.stdout):
-        if pipe is not None:
-            with contextlib.suppress(OSError):
-                pipe.close()
+        kill_worker(worker)
 
 
 def parse_isolated(
@@ -238,75 +228,23 @@ def _function_reference(function: ParseFunction | None) -> str:
     return f"{module}:{qualname}"
 
 
-# --- framing over the worker's pipes --------------------------------------------------------------------
-
-
-def _stdin(worker: subprocess.Popen[bytes]) -> IO[bytes]:
-    assert worker.stdin is not None
-    return worker.stdin
-
-
-def _stdout(worker: subprocess.Popen[bytes]) -> IO[bytes]:
-    assert worker.stdout is not None
-    return worker.stdout
-
-
-def _write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_FRAME.pack(len(payload)) + payload)
-    stream.flush()
-
-
-def _read_frame(stream: IO[bytes], deadline: float | None = None) -> bytes | None:
-    """One length-prefixed frame; None at end of stream; ``TimeoutError`` past ``deadline``."""
-    fd = stream.fileno()
-    header = _read_exactly(fd, _FRAME.size, deadline)
-    if header is None:
-        return None
-    return _read_exactly(fd, _FRAME.unpack(header)[0], deadline)
-
-
-def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes | None:
-    chunks: list[bytes] = []
-    remaining = size
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while remaining:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(timeout=left):
-                    raise TimeoutError
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def _unpickle(frame: bytes) -> Any:
-    # The peer is our own worker process; documents never reach pickle.loads as bytes to unpickle.
-    return pickle.loads(frame)  # noqa: S301
-
-
 # --- the worker side -------------------------------------------------------------------------------------
 
 
 def serve_parse_requests() -> None:
     """Worker main loop: read (data, name) frames from stdin, answer outcome frames on stdout."""
-    requests = os.fdopen(os.dup(0), "rb")
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a library that prints must not corrupt the reply stream
-    config = _read_frame(requests)
+    requests, replies = reply_streams()
+    config = read_frame(requests)
     if not config:
         return
-    function_ref, memory_mb, max_pages = _unpickle(config)
+    function_ref, memory_mb, max_pages = unpickle(config)
     module_name, _, qualname = function_ref.partition(":")
     function: Callable[..., ParsedDocument] = getattr(importlib.import_module(module_name), qualname)
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # per-font warnings would flood the run's log
     _limit_address_space(memory_mb)
-    _write_frame(replies, pickle.dumps(("ready",)))
-    while (request := _read_frame(requests)) is not None:
-        data, name = _unpickle(request)
+    write_frame(replies, pickle.dumps(("ready",)))
+    while (request := read_frame(requests)) is not None:
+        data, name = unpickle(request)
         outcome: tuple[Any, ...]
         try:
             outcome = ("parsed", function(data, name, max_pages=max_pages))
@@ -317,7 +255,7 @@ def serve_parse_requests() -> None:
         except Exception as error:  # noqa: BLE001 - reported to the parent as this document's failure
             outcome = ("failed", f"{type(error).__name__}: {error}")
         del data
-        _write_frame(replies, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+        write_frame(replies, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
         if outcome[0] == "memory_limit":
             return
 

@@ -3,13 +3,26 @@
 Validation runs once with the cheap SUMMARY result format (a fraction of a second on a million rows).
 Only when it fails are the failed column expectations run again with COMPLETE results, to find the exact
 rows that broke them: those rows go to quarantine.
+
+GE runs in a worker process of its own (one per process, reused): importing it takes ~2 s of one core
+(scipy, altair, ...), which ``start_validation_worker()`` lets overlap the caller's reading and cleaning
+instead of adding to them, and its memory stays out of the flow's process. The worker gets only the
+columns the expectations name (pickled, ~60 MB and ~50 ms per million rows) and sends back outcomes and
+failing row positions.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import logging
+import signal
+import subprocess
+import sys
 import threading
+import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +32,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ods.adapters.worker_pipes import (
+    kill_worker,
+    read_frame,
+    reply_streams,
+    spawn_worker,
+    stdin_of,
+    stdout_of,
+    unpickle,
+    write_object,
+)
 from ods.domain.dataset_spec import (
     BetweenExpectation,
     ColumnTypeExpectation,
@@ -30,6 +53,14 @@ from ods.domain.dataset_spec import (
     UniqueExpectation,
 )
 from ods.domain.profiling import logical_type
+from ods.errors import OdsError
+
+_WORKER_COMMAND = "from ods.quality.validation import serve_validation_requests; serve_validation_requests()"
+_WORKER_START_S = 180.0
+
+
+class ValidationWorkerError(OdsError):
+    """The Great Expectations worker process could not start or died while validating."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,7 @@ class ValidationReport:
     success: bool
     outcomes: list[ExpectationOutcome]
     failing_rows: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # "waiting for worker", "validating"
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -241,7 +273,10 @@ def _check_column_type(frame: pd.DataFrame, expectation: Expectation) -> Expecta
 def validate_frame(
     frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[Expectation]
 ) -> ValidationReport:
-    """Validate ``frame`` (index must be a RangeIndex) and locate the rows behind failed expectations."""
+    """Validate ``frame`` and locate the rows (positions) behind failed expectations.
+
+    Column types are checked here; every other expectation runs with Great Expectations in the worker.
+    """
     if not expectations:
         return ValidationReport(success=True, outcomes=[])
     frame = frame.reset_index(drop=True)
@@ -253,25 +288,42 @@ def validate_frame(
             f"expectations name column(s) {', '.join(map(repr, missing))} that the cleaned data does not have "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
-    shared = _shared_validator()
-    with shared.lock:
-        return _validate(shared, frame, expectations)
+    checked = [e for e in expectations if not isinstance(e.params, ColumnTypeExpectation)]
+    checked_outcomes: list[ExpectationOutcome] = []
+    failing: list[int] = []
+    seconds: dict[str, float] = {}
+    if checked:
+        checked_outcomes, failing, seconds = _worker().validate(_gx_view(frame, checked), checked)
+    by_ge = iter(checked_outcomes)
+    outcomes = [
+        _check_column_type(frame, e) if isinstance(e.params, ColumnTypeExpectation) else next(by_ge)
+        for e in expectations
+    ]
+    success = all(outcome.success for outcome in outcomes)
+    return ValidationReport(success=success, outcomes=outcomes, failing_rows=failing, seconds=seconds)
 
 
-def _validate(
-    shared: _Validator, frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[Expectation]
-) -> ValidationReport:
-    view = _gx_view(frame, expectations)
+def start_validation_worker() -> None:
+    """Start the Great Expectations worker now, without waiting for it (it is started on first use anyway)."""
+    _worker().start()
+
+
+def validation_worker_pid() -> int | None:
+    """The process id of this process's Great Expectations worker, None when none is running."""
+    with _WORKER_LOCK:
+        return _WORKER[0].pid if _WORKER else None
+
+
+def _validate_with_ge(
+    shared: _Validator, view: pd.DataFrame, expectations: list[Expectation]
+) -> tuple[list[ExpectationOutcome], list[int]]:
+    """In the worker: run ``expectations`` (none a column-type check) over ``view``."""
     gx_expectations = [_to_gx(expectation, view) for expectation in expectations]
     batch = shared.batch(view)
-    results = iter(batch.run([e for e in gx_expectations if e is not None], "SUMMARY"))
+    results = batch.run(gx_expectations, "SUMMARY")
     outcomes = []
     rerun: list[Any] = []
-    for expectation, gx_expectation in zip(expectations, gx_expectations, strict=True):
-        if gx_expectation is None:
-            outcomes.append(_check_column_type(frame, expectation))
-            continue
-        item = next(results)
+    for expectation, gx_expectation, item in zip(expectations, gx_expectations, results, strict=True):
         details = item.result or {}
         if item.exception_info and item.exception_info.get("raised_exception"):
             message = str(item.exception_info.get("exception_message", "raised an exception")).splitlines()[0]
@@ -293,5 +345,151 @@ def _validate(
         complete = batch.run(rerun, {"result_format": "COMPLETE", "return_unexpected_index_query": False})
         for item in complete:
             failing.update(int(index) for index in (item.result or {}).get("unexpected_index_list") or [])
-    success = all(outcome.success for outcome in outcomes)
-    return ValidationReport(success=success, outcomes=outcomes, failing_rows=sorted(failing))
+    return outcomes, sorted(failing)
+
+
+# --- the worker process ----------------------------------------------------------------------------------
+
+
+class _ValidationWorker:
+    """The process that runs Great Expectations for this process; calls are serialised.
+
+    A worker that died (killed, out of memory) is replaced by a fresh one on the next call; the call it
+    died in raises ``ValidationWorkerError``.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def start(self) -> None:
+        with self._lock:
+            self._ensure_started()
+
+    def validate(
+        self, view: pd.DataFrame, expectations: list[Expectation]
+    ) -> tuple[list[ExpectationOutcome], list[int], dict[str, float]]:
+        with self._lock:
+            started = time.perf_counter()
+            worker = self._ensure_ready()
+            ready = time.perf_counter()
+            try:
+                write_object(stdin_of(worker), ("validate", view, expectations))
+                reply = read_frame(stdout_of(worker))
+            except OSError:
+                reply = None
+            if reply is None:
+                raise self._died(f"while validating {len(view):,} rows")
+        answer = unpickle(reply)
+        if answer[0] == "error":
+            raise RuntimeError(f"Great Expectations failed in its worker process: {answer[1]}\n{answer[2]}")
+        outcomes, failing = answer[1], answer[2]
+        seconds = {"waiting for worker": ready - started, "validating": time.perf_counter() - ready}
+        return outcomes, failing, seconds
+
+    def close(self) -> None:
+        with self._lock:
+            worker, self._process = self._process, None
+            if worker is None:
+                return
+            kill_worker(worker)  # it holds nothing to save, and may be in the middle of importing GE
+
+    def _ensure_started(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            if self._process is not None:
+                kill_worker(self._process)
+            self._process, self._ready = spawn_worker(_WORKER_COMMAND), False
+        return self._process
+
+    def _ensure_ready(self) -> subprocess.Popen[bytes]:
+        worker = self._ensure_started()
+        if not self._ready:
+            try:
+                ready = read_frame(stdout_of(worker), deadline=time.monotonic() + _WORKER_START_S)
+            except TimeoutError:
+                ready = None
+            if ready is None or unpickle(ready) != ("ready",):
+                raise self._died(
+                    f"before it was ready (it has {_WORKER_START_S:g} s to import Great Expectations)"
+                )
+            self._ready = True
+        return worker
+
+    def _died(self, when: str) -> ValidationWorkerError:
+        worker, self._process = self._process, None
+        code = None
+        if worker is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=2)  # it closed its end: give it a moment to exit on its own
+            kill_worker(worker)
+            code = worker.returncode
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with {code}"
+        )
+        return ValidationWorkerError(
+            f"the Great Expectations worker process ({sys.executable}) {how} {when}; its error, if any, is on "
+            "stderr above. A kill usually means the machine ran out of memory: give the run more memory or "
+            "validate a smaller table. The next validation starts a fresh worker."
+        )
+
+
+_WORKER: list[_ValidationWorker] = []
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> _ValidationWorker:
+    with _WORKER_LOCK:
+        if not _WORKER:
+            _WORKER.append(_ValidationWorker())
+            atexit.register(_WORKER[0].close)
+        return _WORKER[0]
+
+
+def _warm_up(shared: _Validator) -> None:
+    """Validate a tiny frame once, failing on purpose: GE's first validation loads metric providers and
+    builds caches (~0.8 s), which would otherwise land on the first real one."""
+    tiny = pd.DataFrame(
+        {
+            "text": pd.Series(["a", "b", None], dtype="string"),
+            "number": [1.0, 2.0, np.nan],
+            "day": pd.to_datetime(["2026-01-01", "2026-01-02", None]).astype("datetime64[ms]"),
+        }
+    )
+    expectations = [
+        Expectation.model_validate(item)
+        for item in (
+            {"not_null": {"column": "text"}},
+            {"unique": {"column": "text"}},
+            {"between": {"column": "number", "min": 0, "max": 1}},
+            {"between": {"column": "day", "min": "2026-01-01"}},
+            {"in_set": {"column": "text", "values": ["a"]}},
+            {"regex": {"column": "text", "pattern": "^a$"}},
+            {"row_count": {"min": 1}},
+        )
+    ]
+    _validate_with_ge(shared, tiny, expectations)
+
+
+def serve_validation_requests() -> None:
+    """Worker main loop: import GE, say ready, then answer ("validate", view, expectations) requests."""
+    requests, replies = reply_streams()
+    shared = _shared_validator()
+    _warm_up(shared)
+    write_object(replies, ("ready",))
+    while (request := read_frame(requests)) is not None:
+        _, view, expectations = unpickle(request)
+        answer: tuple[Any, ...]
+        try:
+            answer = ("ok", *_validate_with_ge(shared, view, expectations))
+        except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
+            answer = ("error", f"{type(error).__name__}: {error}", traceback.format_exc())
+        del view, request
+        write_object(replies, answer)
