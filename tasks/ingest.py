@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from ods.adapters.embedder import build_embedder
-from ods.adapters.parse_isolation import DocumentParserPool
+from ods.adapters.parse_isolation import shared_parser_pool
 from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument
 from ods.ingestion import (
@@ -73,8 +73,9 @@ def ingest_document_batch(
     """Read, parse (isolated), chunk, embed and index one batch; quarantined documents do not fail it."""
     settings = get_settings()
     embedder = build_embedder(settings.embedding)
-    with DocumentParserPool() as pool, open_catalog(settings) as catalog:
-        pool.start()  # the worker's interpreter starts while the catalog and the index open
+    pool = shared_parser_pool()  # one worker process for many batches, not one per batch
+    with open_catalog(settings) as catalog:
+        pool.start()  # a new worker's interpreter starts while the catalog and the index open
         record = catalog.get_knowledge_base(kb)
         index = open_index(settings, record)
         try:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
 import types
 from collections.abc import Iterator
 
 import pytest
 
-from ods.adapters.parse_isolation import DocumentParserError, DocumentParserPool, parse_isolated
+from ods.adapters.parse_isolation import (
+    DocumentParserError,
+    DocumentParserPool,
+    parse_isolated,
+    shared_parser_pool,
+)
 from ods.domain.documents import DocumentRejected
 from tests.support.faulty_parsers import parse_or_misbehave
 
@@ -133,3 +139,19 @@ def test_a_worker_that_cannot_start_is_an_environment_error_not_a_document_rejec
         pytest.raises(DocumentParserError, match="did not start"),
     ):
         pool.parse(TEXT, "a.txt")
+
+
+def test_the_shared_pool_keeps_its_worker_across_calls_and_is_per_thread() -> None:
+    pool = shared_parser_pool()
+    pool.parse(TEXT, "first.txt")
+    started, pid = pool.workers_started, pool.worker_pid
+
+    again = shared_parser_pool()
+    again.parse(TEXT, "second.txt")
+
+    assert again is pool and pool.workers_started == started and pool.worker_pid == pid
+    other: list[DocumentParserPool] = []
+    thread = threading.Thread(target=lambda: other.append(shared_parser_pool()))
+    thread.start()
+    thread.join()
+    assert other[0] is not pool

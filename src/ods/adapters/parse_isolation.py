@@ -196,6 +196,22 @@ class DocumentParserPool:
         kill_worker(worker)
 
 
+_THREAD_POOLS = threading.local()
+
+
+def shared_parser_pool() -> DocumentParserPool:
+    """This thread's parser pool with the default limits, kept across calls.
+
+    The batches of an ingest run (and later runs in the same process) reuse its worker process, which
+    serves up to ``documents_per_worker`` documents before a fresh one starts, instead of starting an
+    interpreter per batch. The worker is killed when the thread's pool is dropped or the process exits.
+    """
+    pool: DocumentParserPool | None = getattr(_THREAD_POOLS, "pool", None)
+    if pool is None:
+        pool = _THREAD_POOLS.pool = DocumentParserPool()
+    return pool
+
+
 def parse_isolated(
     data: bytes, name: str, *, timeout_s: float = 60, memory_mb: int = 1024, max_pages: int = 2000
 ) -> ParsedDocument:
