@@ -479,7 +479,14 @@ def _warm_up(shared: _Validator) -> None:
 
 
 def serve_validation_requests() -> None:
-    """Worker main loop: import GE, say ready, then answer ("validate", view, expectations) requests."""
+    """Worker main loop: import GE, say ready, then answer ("validate", view, expectations) requests.
+
+    It ends at the end of its input, or quietly when its parent is gone (a closed reply pipe)."""
+    with contextlib.suppress(BrokenPipeError):
+        _serve_validation_requests()
+
+
+def _serve_validation_requests() -> None:
     requests, replies = reply_streams()
     shared = _shared_validator()
     _warm_up(shared)
