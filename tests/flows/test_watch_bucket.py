@@ -166,7 +166,7 @@ def test_duplicate_object_events_start_one_triggered_run(sink_deployment: uuid.U
     store.put_bytes("docs/sentinel/b.md", f"# B {uuid.uuid4()}\n".encode())
     watch_bucket()
 
-    kbs = triggered_parameter(sink_deployment, "kb", until="sentinel")
+    kbs = triggered_parameter(sink_deployment, "kb", until=("dupes", "sentinel"))
     assert sorted(kb for kb in kbs if kb != "probe") == ["dupes", "sentinel"]
 
 

@@ -21,9 +21,13 @@ from prefect.events.worker import EventsWorker
 WAIT_S = 60.0
 
 
-def triggered_parameter(deployment_id: uuid.UUID, parameter: str, until: str) -> list[Any]:
-    """``parameter`` of every run the deployment's trigger created, once a run with value ``until`` exists
-    (or after a bounded wait, so a missing run fails the caller's assertion instead of hanging)."""
+def triggered_parameter(deployment_id: uuid.UUID, parameter: str, until: str | tuple[str, ...]) -> list[Any]:
+    """``parameter`` of every run the deployment's trigger created, once runs with every value of ``until``
+    exist (or after a bounded wait, so a missing run fails the caller's assertion instead of hanging).
+
+    Wait for every run the caller expects, not only the last event's: the trigger service does not
+    promise to create runs in the order their events were emitted."""
+    expected = {until} if isinstance(until, str) else set(until)
     EventsWorker.drain_all()
     deadline = time.monotonic() + WAIT_S
     with get_client(sync_client=True) as client:
@@ -32,7 +36,7 @@ def triggered_parameter(deployment_id: uuid.UUID, parameter: str, until: str) ->
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
             )
             values = [run.parameters.get(parameter) for run in runs]
-            if until in values or time.monotonic() > deadline:
+            if expected <= set(values) or time.monotonic() > deadline:
                 return values
             time.sleep(0.2)
 
