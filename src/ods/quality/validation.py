@@ -190,9 +190,9 @@ def _details(result: dict[str, Any], success: bool) -> str:
 
 
 class _Validator:
-    """One ephemeral GE context with a pandas datasource, built on first use and reused by every
-    validation in the process; ``lock`` serialises the validations that share it. (GE's execution
-    engine keeps the last batch it loaded, one view of a frame, until the next validation replaces it.)"""
+    """One ephemeral GE context with a pandas datasource, built once in the worker process and reused by
+    every validation it serves, one at a time. (GE's execution engine keeps the last batch it loaded, one
+    view of a frame, until the next validation replaces it.)"""
 
     def __init__(self) -> None:
         import great_expectations as gx
@@ -206,7 +206,6 @@ class _Validator:
         self._batch_definition = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe(
             "all"
         )
-        self.lock = threading.RLock()
 
     def batch(self, frame: pd.DataFrame) -> _Batch:
         """A batch of ``frame``: GE loads (and fingerprints) the frame once, however often it runs."""
