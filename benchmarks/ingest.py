@@ -484,7 +484,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--docs", type=int, default=2_000, help="documents in the generated corpus")
-    parser.add_argument("--batch-size", type=int, default=64, help="documents per ingest task")
+    parser.add_argument("--batch-size", type=int, default=128, help="documents per ingest task")
     parser.add_argument(
         "--memory-docs",
         type=int,

@@ -11,11 +11,19 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.ingest import delete_removed_documents, ingest_document_batch, plan_knowledge_base, report_ingest
+from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
+from tasks.ingest import (
+    delete_removed_documents,
+    embed_document_batch,
+    index_document_batch,
+    parse_document_batch,
+    plan_knowledge_base,
+    report_ingest,
+)
 
 
 @flow(name="ingest-documents", flow_run_name="ingest-{kb}")
-def ingest_documents(source: str, kb: str, batch_size: int = 64) -> dict[str, Any]:
+def ingest_documents(source: str, kb: str, batch_size: int = DOCUMENTS_PER_BATCH) -> dict[str, Any]:
     """Bring knowledge base ``kb`` in line with ``source``.
 
     Args:
@@ -25,10 +33,27 @@ def ingest_documents(source: str, kb: str, batch_size: int = 64) -> dict[str, An
     """
     plan = plan_knowledge_base(source, kb, batch_size)
     batches = plan["batches"]
-    reports = [
-        ingest_document_batch(source, kb, batch, number, len(batches), plan["progress_id"])
-        for number, batch in enumerate(batches, start=1)
-    ]
+    # A three-stage pipeline: batch n+1 is read and parsed and batch n-1 indexed (each in a worker
+    # thread, mostly outside the GIL or in other processes) while batch n is embedded here.
+    reports: list[dict[str, Any]] = []
+    parsing = parse_document_batch.submit(source, kb, batches[0], 1) if batches else None
+    indexing = None
+    try:
+        for number in range(1, len(batches) + 1):
+            assert parsing is not None
+            parsed = parsing.result()
+            if number < len(batches):
+                parsing = parse_document_batch.submit(source, kb, batches[number], number + 1)
+            embedded = embed_document_batch(parsed, number)
+            if indexing is not None:
+                reports.append(indexing.result())  # batches are written in order, one at a time
+            indexing = index_document_batch.submit(kb, embedded, number, len(batches), plan["progress_id"])
+        if indexing is not None:
+            reports.append(indexing.result())
+    finally:  # a failed stage still lets the batches in flight finish before the run ends
+        for future in (parsing, indexing):
+            if future is not None:
+                future.wait()
     written = any(report["indexed"] for report in reports)
     deleted = delete_removed_documents(kb, plan["to_delete"], written)
     return report_ingest(kb, source, plan["unchanged"], reports, deleted)

@@ -13,16 +13,20 @@ from prefect.logging import get_run_logger
 
 from ods.adapters.embedder import build_embedder
 from ods.adapters.parse_isolation import shared_parser_pool
+from ods.adapters.process_memory import release_free_memory
 from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument
 from ods.ingestion import (
     PROGRESS_FIELD,
+    PreparedBatch,
     delete_documents,
-    ingest_batch,
+    embed_batch,
+    index_batch,
     open_index,
     open_knowledge_base,
     open_source,
     plan_ingest,
+    prepare_batch,
 )
 from ods.preparation import open_catalog
 from ods.settings import get_settings
@@ -66,30 +70,46 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
     }
 
 
-@task(name="ingest-batch", task_run_name="ingest-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest_document_batch(
-    source: str, kb: str, documents: list[ListedDocument], number: int, batches: int, progress_id: str
-) -> dict[str, Any]:
-    """Read, parse (isolated), chunk, embed and index one batch; quarantined documents do not fail it."""
+@task(name="parse-batch", task_run_name="parse-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
+def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], number: int) -> PreparedBatch:
+    """Read, parse (isolated) and chunk one batch; quarantined and unchanged documents are recorded here."""
     settings = get_settings()
-    embedder = build_embedder(settings.embedding)
+    embedder = build_embedder(settings.embedding)  # its tokenizer counts the chunks' tokens
     pool = shared_parser_pool()  # one worker process for many batches, not one per batch
+    pool.start()  # a new worker's interpreter starts while the catalog opens
     with open_catalog(settings) as catalog:
-        pool.start()  # a new worker's interpreter starts while the catalog and the index open
-        record = catalog.get_knowledge_base(kb)
-        index = open_index(settings, record)
+        return prepare_batch(
+            catalog=catalog,
+            embedder=embedder,
+            pool=pool,
+            source=open_source(settings, source),
+            kb=kb,
+            documents=documents,
+        )
+
+
+@task(name="embed-batch", task_run_name="embed-batch-{number}", cache_policy=NO_CACHE)
+def embed_document_batch(prepared: PreparedBatch, number: int) -> PreparedBatch:
+    """Embed every chunk of one parsed batch (the model is loaded once per process)."""
+    embedded = embed_batch(prepared, build_embedder(get_settings().embedding))
+    prepared.release()
+    return embedded
+
+
+@task(name="index-batch", task_run_name="index-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
+def index_document_batch(
+    kb: str, prepared: PreparedBatch, number: int, batches: int, progress_id: str
+) -> dict[str, Any]:
+    """Upsert one embedded batch into the vector index, drop its documents' old chunks, record it."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        index = open_index(settings, catalog.get_knowledge_base(kb))
         try:
-            report = ingest_batch(
-                catalog=catalog,
-                index=index,
-                embedder=embedder,
-                pool=pool,
-                source=open_source(settings, source),
-                kb=kb,
-                documents=documents,
-            )
+            report = index_batch(catalog=catalog, index=index, kb=kb, prepared=prepared)
         finally:
             index.close()
+    prepared.release()  # written: a retry would not need it (this task only retries on failure)
+    release_free_memory()  # what earlier batches freed goes back to the system: memory stays flat
     update_progress_artifact(UUID(progress_id), progress=100.0 * number / batches)
     get_run_logger().info(
         "batch %d/%d: %d indexed (%d chunks), %d unchanged, %d quarantined",
@@ -99,7 +119,9 @@ def ingest_document_batch(
         report.chunks,
         report.reused,
         len(report.quarantined),
-        extra={PROGRESS_FIELD: {"kb": kb, "advance": len(documents)}},
+        extra={
+            PROGRESS_FIELD: {"kb": kb, "advance": report.indexed + report.reused + len(report.quarantined)}
+        },
     )
     return report.as_dict()
 

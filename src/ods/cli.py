@@ -20,6 +20,7 @@ from rich.table import Table
 from ods.cli_answers import ask, chat, conversations_app
 from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
+from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
 
 app = typer.Typer(
@@ -221,7 +222,7 @@ def datasets_head(
 def kb_ingest(
     source: str = typer.Argument(..., help="A folder or s3://bucket/prefix of the configured object store."),
     kb: str = typer.Option(..., "--kb", help="Knowledge base name."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Documents per task."),
+    batch_size: int = typer.Option(DOCUMENTS_PER_BATCH, "--batch-size", min=1, help="Documents per task."),
 ) -> None:
     """Bring a knowledge base in line with its source (runs the ingest-documents flow)."""
     from flows.ingest_documents import ingest_documents
@@ -380,7 +381,9 @@ def demo() -> None:
     datasets_prepare(str(spec), None)
     datasets_head("sales", rows=5)
     models_train("sales", target="returned")
-    kb_ingest(str(write_policy_documents(examples / "documents")), kb="policies", batch_size=64)
+    kb_ingest(
+        str(write_policy_documents(examples / "documents")), kb="policies", batch_size=DOCUMENTS_PER_BATCH
+    )
     kb_search("How long do customers have to return a product?", kb="policies", k=3, mode="hybrid")
     for question, kb, datasets in (
         ("How long do customers have to return a product?", "policies", None),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.catalog.records import ChunkRecord, KnowledgeBaseRecord
+from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
 from ods.adapters.document_source import DocumentSource
 from ods.adapters.embedder import Embedder, build_embedder
 from ods.adapters.object_store import build_object_store
@@ -119,6 +119,38 @@ def plan_ingest(catalog: Catalog, kb: str, source: DocumentSource) -> SyncPlan:
     return plan_sync(source.list(), known_documents(catalog, kb))
 
 
+@dataclass
+class PendingDocument:
+    """A parsed and chunked document version waiting to be embedded and indexed."""
+
+    listed: ListedDocument
+    sha256: str
+    parser: str
+    rows: list[ChunkRow]
+
+
+@dataclass
+class PreparedBatch:
+    """A batch after reading, parsing and chunking: what to index, and what was reused or quarantined."""
+
+    report: BatchReport
+    pending: list[PendingDocument] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[ChunkRow]:
+        """Every chunk of the batch, document by document."""
+        return [row for document in self.pending for row in document.rows]
+
+    def release(self) -> None:
+        """Drop the chunks (texts and vectors) once the next stage has what it needs from them.
+
+        A batch handed from task to task stays reachable from the task engine's reference cycles until
+        Python's cyclic collector happens to run; released, it holds only its small report there, so an
+        ingest's memory does not grow with the number of batches.
+        """
+        self.pending = []
+
+
 def ingest_batch(
     *,
     catalog: Catalog,
@@ -129,10 +161,31 @@ def ingest_batch(
     kb: str,
     documents: Iterable[ListedDocument],
 ) -> BatchReport:
-    """Read, parse, chunk, embed and index a batch of documents; bad ones are quarantined, not fatal."""
-    report = BatchReport()
-    recorded = {document.uri: document for document in catalog.documents(kb)}
-    pending: list[tuple[ListedDocument, str, str, list[ChunkRow]]] = []
+    """Read, parse, chunk, embed and index a batch of documents; bad ones are quarantined, not fatal.
+
+    The three stages one after the other; the flow runs them as separate tasks so that one batch is
+    parsed and another indexed while a third is embedded.
+    """
+    prepared = prepare_batch(
+        catalog=catalog, embedder=embedder, pool=pool, source=source, kb=kb, documents=documents
+    )
+    return index_batch(catalog=catalog, index=index, kb=kb, prepared=embed_batch(prepared, embedder))
+
+
+def prepare_batch(
+    *,
+    catalog: Catalog,
+    embedder: Embedder,
+    pool: DocumentParserPool,
+    source: DocumentSource,
+    kb: str,
+    documents: Iterable[ListedDocument],
+) -> PreparedBatch:
+    """Read, parse and chunk a batch; record identical (touched) and quarantined documents right away."""
+    documents = list(documents)
+    prepared = PreparedBatch(BatchReport())
+    report = prepared.report
+    recorded = {document.uri: document for document in catalog.documents(kb, uris=[d.uri for d in documents])}
     for listed in documents:
         started = time.perf_counter()
         data = source.read(listed.uri)
@@ -204,47 +257,68 @@ def ingest_batch(
             )
             for chunk in chunks
         ]
-        pending.append((listed, sha256, parsed.parser, rows))
-    all_rows = [row for *_, rows in pending for row in rows]
-    if all_rows:
-        started = time.perf_counter()
-        vectors = embedder.embed([row.text for row in all_rows])
-        report.seconds["embed"] += time.perf_counter() - started
-        started = time.perf_counter()
-        embedded = [_with_vector(row, vector) for row, vector in zip(all_rows, vectors, strict=True)]
-        for start in range(0, len(embedded), UPSERT_ROWS):
-            index.upsert(embedded[start : start + UPSERT_ROWS])
-        index.delete_other_versions({listed.uri: sha256 for listed, sha256, _, _ in pending})
-        # Sealing each batch keeps Milvus Lite's in-memory write buffer small: unsealed, it grew with the
-        # corpus (+470 MB at 20k chunks) and each batch's writes and deletes slowed as it grew.
-        index.flush()
-        for listed, sha256, parser, rows in pending:
-            version = catalog.record_document_version(
-                kb,
-                listed.uri,
-                sha256,
-                etag=listed.etag,
-                status="indexed",
-                chunk_count=len(rows),
-                parser=parser,
+        prepared.pending.append(PendingDocument(listed, sha256, parsed.parser, rows))
+    return prepared
+
+
+def embed_batch(prepared: PreparedBatch, embedder: Embedder) -> PreparedBatch:
+    """The same batch with every chunk's vector filled in (one ``embed`` call for the whole batch)."""
+    rows = prepared.rows
+    if not rows:
+        return prepared
+    started = time.perf_counter()
+    vectors = iter(embedder.embed([row.text for row in rows]))
+    pending = [
+        replace(document, rows=[_with_vector(row, next(vectors)) for row in document.rows])
+        for document in prepared.pending
+    ]
+    report = replace(prepared.report, seconds=dict(prepared.report.seconds))
+    report.seconds["embed"] += time.perf_counter() - started
+    return PreparedBatch(report, pending)
+
+
+def index_batch(
+    *, catalog: Catalog, index: MilvusVectorIndex, kb: str, prepared: PreparedBatch
+) -> BatchReport:
+    """Write an embedded batch: upsert its chunks, delete other versions' chunks, then record it."""
+    report = replace(
+        prepared.report, quarantined=list(prepared.report.quarantined), seconds=dict(prepared.report.seconds)
+    )
+    rows = prepared.rows
+    if not rows:
+        return report
+    started = time.perf_counter()
+    for start in range(0, len(rows), UPSERT_ROWS):
+        index.upsert(rows[start : start + UPSERT_ROWS])
+    index.delete_other_versions({document.listed.uri: document.sha256 for document in prepared.pending})
+    # Sealing each batch keeps Milvus Lite's in-memory write buffer small: unsealed, it grew with the
+    # corpus (+470 MB at 20k chunks) and each batch's writes and deletes slowed as it grew.
+    index.flush()
+    catalog.record_indexed_documents(
+        kb,
+        [
+            IndexedDocument(
+                uri=document.listed.uri,
+                sha256=document.sha256,
+                etag=document.listed.etag,
+                parser=document.parser,
+                chunks=[
+                    ChunkRecord(
+                        id=row.id,
+                        chunk_index=row.chunk_index,
+                        page=row.page,
+                        heading=row.heading,
+                        char_count=len(row.text),
+                    )
+                    for row in document.rows
+                ],
             )
-            if version.version_id is not None:
-                catalog.add_chunks(
-                    version.version_id,
-                    [
-                        ChunkRecord(
-                            id=row.id,
-                            chunk_index=row.chunk_index,
-                            page=row.page,
-                            heading=row.heading,
-                            char_count=len(row.text),
-                        )
-                        for row in rows
-                    ],
-                )
-            report.indexed += 1
-            report.chunks += len(rows)
-        report.seconds["index"] += time.perf_counter() - started
+            for document in prepared.pending
+        ],
+    )
+    report.indexed += len(prepared.pending)
+    report.chunks += len(rows)
+    report.seconds["index"] += time.perf_counter() - started
     return report
 
 

@@ -27,6 +27,7 @@ from ods.adapters.catalog import (
     ChunkRecord,
     CitationRecord,
     DatasetVersionRecord,
+    IndexedDocument,
     ModelVersionRecord,
     create_catalog_engine,
     current_revision,
@@ -500,6 +501,37 @@ def test_documents_are_listed_by_status_and_marked_deleted(catalog: Catalog) -> 
         catalog.mark_document_deleted("handbook", "s3://docs/z.md")
     with pytest.raises(NotFoundError, match="no knowledge base named 'wiki'"):
         catalog.documents("wiki")
+
+
+def test_a_batch_of_indexed_documents_is_recorded_in_one_write(catalog: Catalog) -> None:
+    ensure_kb(catalog)
+    catalog.record_document_version(
+        "handbook", "s3://docs/b.md", HASH_A, etag="old", status="quarantined", reason="encrypted PDF"
+    )
+
+    def chunks(prefix: str, count: int) -> list[ChunkRecord]:
+        return [
+            ChunkRecord(id=f"{prefix}{i:02d}", chunk_index=i, char_count=10 + i, page=1) for i in range(count)
+        ]
+
+    batch = [
+        IndexedDocument("s3://docs/a.md", HASH_A, "e1", "markdown", chunks("a", 3)),
+        IndexedDocument("s3://docs/b.md", HASH_B, "e2", "markdown", chunks("b", 2)),  # new version of b
+    ]
+    records = catalog.record_indexed_documents("handbook", batch)
+    again = catalog.record_indexed_documents("handbook", batch)  # a retried task changes nothing
+
+    assert [(r.uri, r.sha256, r.status, r.chunk_count, r.reason) for r in records] == [
+        ("s3://docs/a.md", HASH_A, "indexed", 3, None),
+        ("s3://docs/b.md", HASH_B, "indexed", 2, None),
+    ]
+    assert [(r.id, r.version_id) for r in again] == [(r.id, r.version_id) for r in records]
+    assert catalog.documents("handbook", uris=["s3://docs/b.md", "s3://docs/z.md"]) == [records[1]]
+    assert count_rows(catalog, "documents") == 2
+    assert count_rows(catalog, "document_versions") == 3  # b's quarantined version is kept
+    assert count_rows(catalog, "chunks") == 5
+    sources = catalog.chunk_sources(["a00", "b01"])
+    assert (sources["a00"].doc_uri, sources["b01"].doc_sha256) == ("s3://docs/a.md", HASH_B)
 
 
 def test_chunks_belong_to_their_document_version(catalog: Catalog) -> None:

@@ -99,7 +99,7 @@ def test_document_change_syncs_its_knowledge_base(action: str, monkeypatch: pyte
     (trigger,) = firing_triggers("ingest-documents", event)
     parameters = _validated("ingest-documents", rendered_parameters(trigger, event), monkeypatch)
 
-    assert parameters == {"source": "s3://lake/docs/handbook/", "kb": "handbook", "batch_size": 64}
+    assert parameters == {"source": "s3://lake/docs/handbook/", "kb": "handbook", "batch_size": 128}
     assert not firing_triggers("prepare-dataset", event)
 
 

@@ -196,20 +196,23 @@ class DocumentParserPool:
         kill_worker(worker)
 
 
-_THREAD_POOLS = threading.local()
+_SHARED_POOL: DocumentParserPool | None = None
+_SHARED_POOL_LOCK = threading.Lock()
 
 
 def shared_parser_pool() -> DocumentParserPool:
-    """This thread's parser pool with the default limits, kept across calls.
+    """The process's parser pool with the default limits, kept across calls.
 
-    The batches of an ingest run (and later runs in the same process) reuse its worker process, which
-    serves up to ``documents_per_worker`` documents before a fresh one starts, instead of starting an
-    interpreter per batch. The worker is killed when the thread's pool is dropped or the process exits.
+    The batches of an ingest run (parsed in whichever worker thread the task runner picks) and later runs
+    in the same process reuse its worker process, which serves up to ``documents_per_worker`` documents
+    before a fresh one starts, instead of starting an interpreter per batch. The pool parses one document
+    at a time; the worker is killed when the process exits.
     """
-    pool: DocumentParserPool | None = getattr(_THREAD_POOLS, "pool", None)
-    if pool is None:
-        pool = _THREAD_POOLS.pool = DocumentParserPool()
-    return pool
+    global _SHARED_POOL
+    with _SHARED_POOL_LOCK:
+        if _SHARED_POOL is None:
+            _SHARED_POOL = DocumentParserPool()
+        return _SHARED_POOL
 
 
 def parse_isolated(

@@ -311,7 +311,7 @@ class MilvusVectorIndex:
         with self._errors("flush"):
             self._client.flush(self.collection, timeout=self._timeout_s)
 
-    def delete_other_versions(self, current: Mapping[str, str], *, per_call: int = 64) -> None:
+    def delete_other_versions(self, current: Mapping[str, str], *, per_call: int = 128) -> None:
         """For each document URI → current sha256, delete its chunks of any other version (few calls)."""
         self._ensure()
         items = sorted(current.items())

@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+DOCUMENTS_PER_BATCH = 128
+"""Documents per ingest task by default: large enough that per-batch costs (opening the index, sealing
+it, one delete call, three task runs) are ~1% of the work, small enough that the three batches in flight
+(parsing, embedding, indexing) hold a few MB."""
+
 
 @dataclass(frozen=True)
 class ListedDocument:

@@ -6,6 +6,7 @@ that produced them has closed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -151,6 +152,17 @@ class ChunkRecord:
     char_count: int
     page: int | None = None
     heading: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    """A document version whose chunks are in the vector index, to record with them in the catalog."""
+
+    uri: str
+    sha256: str
+    etag: str | None
+    parser: str | None
+    chunks: Sequence[ChunkRecord]
 
 
 @dataclass(frozen=True)

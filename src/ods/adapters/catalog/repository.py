@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar, get_args
 
-from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy import Engine, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
@@ -29,6 +29,7 @@ from ods.adapters.catalog.records import (
     DocumentRecord,
     EndpointLineage,
     EndpointRecord,
+    IndexedDocument,
     KnowledgeBaseRecord,
     MessageRecord,
     ModelRecord,
@@ -66,6 +67,8 @@ T = TypeVar("T")
 WRITE_ATTEMPTS = 5
 """How often a write is tried when a concurrent writer keeps winning the same unique key."""
 _LISTED_NAMES = 20
+_IN_CLAUSE_VALUES = 500
+"""Values per IN (...) list: well under SQLite's oldest bound-parameter limit (999)."""
 
 
 class Catalog:
@@ -737,37 +740,29 @@ class Catalog:
 
         def work(session: Session) -> DocumentRecord:
             base = _knowledge_base_named(session, kb)
-            document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
-            if document is None:
-                document = Document(kb_id=base.id, uri=uri, status=status)
-                session.add(document)
-                session.flush()
-            version = session.scalar(
-                select(DocumentVersion).where(
-                    DocumentVersion.document_id == document.id, DocumentVersion.sha256 == sha256
-                )
+            document, version = _record_document_version(
+                session,
+                base,
+                uri,
+                sha256,
+                etag=etag,
+                status=status,
+                reason=reason,
+                chunk_count=chunk_count,
+                parser=parser,
+                timings=timings,
             )
-            if version is None:
-                version = DocumentVersion(document_id=document.id, sha256=sha256)
-                session.add(version)
-            version.etag = etag
-            version.status = status
-            version.reason = reason
-            version.chunk_count = chunk_count
-            version.parser = parser
-            version.timings = timings
-            session.flush()
-            document.status = status
-            document.current_version_id = version.id
-            session.flush()
             return _document_record(base.name, document, version)
 
         return self._write(work)
 
-    def documents(self, kb: str, status: DocumentStatus | None = None) -> list[DocumentRecord]:
-        """The documents of knowledge base ``kb`` (optionally only those in ``status``), by URI."""
+    def documents(
+        self, kb: str, status: DocumentStatus | None = None, *, uris: Sequence[str] | None = None
+    ) -> list[DocumentRecord]:
+        """The documents of knowledge base ``kb`` (optionally only those in ``status``, or of ``uris``), by URI."""
         if status is not None:
             _check_choice("document status", status, DocumentStatus)
+        wanted = None if uris is None else sorted(set(uris))
 
         def work(session: Session) -> list[DocumentRecord]:
             base = _knowledge_base_named(session, kb)
@@ -779,7 +774,14 @@ class Catalog:
             )
             if status is not None:
                 query = query.where(Document.status == status)
-            return [_document_record(base.name, doc, version) for doc, version in session.execute(query)]
+            if wanted is None:
+                return [_document_record(base.name, doc, version) for doc, version in session.execute(query)]
+            records = [
+                _document_record(base.name, doc, version)
+                for part in _parts(wanted)
+                for doc, version in session.execute(query.where(Document.uri.in_(part)))
+            ]
+            return sorted(records, key=lambda record: record.uri)
 
         return self._read(work)
 
@@ -813,23 +815,80 @@ class Catalog:
             _require_rows(
                 session, DocumentVersion, DocumentVersion.id, [document_version_id], "document version"
             )
-            known = set(
-                session.scalars(select(Chunk.id).where(Chunk.document_version_id == document_version_id))
-            )
-            new = [chunk for chunk in unique if chunk.id not in known]
-            session.add_all(
-                Chunk(
-                    id=chunk.id,
-                    document_version_id=document_version_id,
-                    chunk_index=chunk.chunk_index,
-                    page=chunk.page,
-                    heading=chunk.heading,
-                    char_count=chunk.char_count,
+            return _add_chunks(session, document_version_id, unique)
+
+        return self._write(work)
+
+    def record_indexed_documents(self, kb: str, documents: Sequence[IndexedDocument]) -> list[DocumentRecord]:
+        """Record many indexed document versions, each its document's current one, and their chunks.
+
+        The same as ``record_document_version(status="indexed")`` + ``add_chunks`` per document, in one
+        transaction of a few set-wise statements (an ingest batch records hundreds of documents and
+        thousands of chunks at a time). Chunks already recorded are skipped.
+        """
+        latest = {item.uri: item for item in documents}  # a URI listed twice: its last version wins
+
+        def work(session: Session) -> list[DocumentRecord]:
+            base = _knowledge_base_named(session, kb)
+            uris = sorted(latest)
+            existing = {
+                document.uri: document
+                for part in _parts(uris)
+                for document in session.scalars(
+                    select(Document).where(Document.kb_id == base.id, Document.uri.in_(part))
                 )
-                for chunk in new
-            )
+            }
+            for uri in uris:
+                if uri not in existing:
+                    existing[uri] = Document(kb_id=base.id, uri=uri, status="indexed")
+                    session.add(existing[uri])
             session.flush()
-            return len(new)
+            wanted = {(existing[uri].id, latest[uri].sha256): uri for uri in uris}
+            versions: dict[str, DocumentVersion] = {
+                wanted[(version.document_id, version.sha256)]: version
+                for part in _parts([existing[uri].id for uri in uris])
+                for version in session.scalars(
+                    select(DocumentVersion).where(DocumentVersion.document_id.in_(part))
+                )
+                if (version.document_id, version.sha256) in wanted
+            }
+            for uri in uris:
+                item = latest[uri]
+                version = versions.get(uri)
+                if version is None:
+                    version = versions[uri] = DocumentVersion(
+                        document_id=existing[uri].id, sha256=item.sha256
+                    )
+                    session.add(version)
+                version.etag, version.status, version.reason = item.etag, "indexed", None
+                version.chunk_count, version.parser, version.timings = len(item.chunks), item.parser, None
+            session.flush()
+            for uri in uris:
+                existing[uri].status = "indexed"
+                existing[uri].current_version_id = versions[uri].id
+            version_ids = [versions[uri].id for uri in uris]
+            known = {
+                chunk_id
+                for part in _parts(version_ids)
+                for chunk_id in session.scalars(select(Chunk.id).where(Chunk.document_version_id.in_(part)))
+            }
+            new_chunks = {
+                chunk.id: {
+                    "id": chunk.id,
+                    "document_version_id": versions[uri].id,
+                    "chunk_index": chunk.chunk_index,
+                    "page": chunk.page,
+                    "heading": chunk.heading,
+                    "char_count": chunk.char_count,
+                }
+                for uri in uris
+                for chunk in latest[uri].chunks
+                if chunk.id not in known
+            }
+            if new_chunks:
+                session.execute(insert(Chunk), list(new_chunks.values()))
+            session.flush()
+            return [_document_record(base.name, existing[uri], versions[uri]) for uri in uris]
 
         return self._write(work)
 
@@ -1042,6 +1101,71 @@ class Catalog:
                         f"catalog write still conflicts after {attempt} attempts: {_first_line(error.orig)}"
                     ) from error
                 attempt += 1
+
+
+def _record_document_version(
+    session: Session,
+    base: KnowledgeBase,
+    uri: str,
+    sha256: str,
+    *,
+    etag: str | None,
+    status: str,
+    reason: str | None = None,
+    chunk_count: int = 0,
+    parser: str | None = None,
+    timings: dict[str, Any] | None = None,
+) -> tuple[Document, DocumentVersion]:
+    """Upsert version (uri, sha256) of a document of ``base`` and make it the document's current one."""
+    document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
+    if document is None:
+        document = Document(kb_id=base.id, uri=uri, status=status)
+        session.add(document)
+        session.flush()
+    version = session.scalar(
+        select(DocumentVersion).where(
+            DocumentVersion.document_id == document.id, DocumentVersion.sha256 == sha256
+        )
+    )
+    if version is None:
+        version = DocumentVersion(document_id=document.id, sha256=sha256)
+        session.add(version)
+    version.etag = etag
+    version.status = status
+    version.reason = reason
+    version.chunk_count = chunk_count
+    version.parser = parser
+    version.timings = timings
+    session.flush()
+    document.status = status
+    document.current_version_id = version.id
+    session.flush()
+    return document, version
+
+
+def _add_chunks(session: Session, document_version_id: int, chunks: Sequence[ChunkRecord]) -> int:
+    """Add the chunks of a version not recorded yet (``chunks`` unique by id); how many were new."""
+    known = set(session.scalars(select(Chunk.id).where(Chunk.document_version_id == document_version_id)))
+    new = [chunk for chunk in chunks if chunk.id not in known]
+    session.add_all(
+        Chunk(
+            id=chunk.id,
+            document_version_id=document_version_id,
+            chunk_index=chunk.chunk_index,
+            page=chunk.page,
+            heading=chunk.heading,
+            char_count=chunk.char_count,
+        )
+        for chunk in new
+    )
+    session.flush()
+    return len(new)
+
+
+def _parts(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``values`` in slices short enough for one IN (...) list."""
+    for start in range(0, len(values), _IN_CLAUSE_VALUES):
+        yield values[start : start + _IN_CLAUSE_VALUES]
 
 
 def _is_unique_violation(error: IntegrityError) -> bool:
