@@ -12,7 +12,7 @@ varied so chunk counts vary. Then measures:
   per-stage seconds of its summary (read / parse / embed / index);
 - the re-ingest of the unchanged corpus in a new process (only the flow call is timed there);
 - peak memory of the flow above the process's resting size, for N/4 and N documents (fresh ODS_HOME each);
-- the same for M/4 and M documents (default M = 400) with Milvus Lite run as a server in its own process
+- the same for M/4 and M documents (default M = 1,600, so that both runs fill the three-batch pipeline) with Milvus Lite run as a server in its own process
   (``python -m milvus_lite server``, reached through ``ODS_MILVUS__URI`` like any Milvus server): Milvus Lite
   is a database that otherwise runs inside the flow's process and keeps its data there, so only this
   separates the pipeline's own working memory (the streaming target) from the database's.
@@ -488,8 +488,9 @@ def main() -> None:
     parser.add_argument(
         "--memory-docs",
         type=int,
-        default=400,
-        help="documents of the larger corpus ingested with Milvus Lite in its own process (memory only)",
+        default=1_600,
+        help="documents of the larger corpus ingested with Milvus Lite in its own process (memory only; "
+        "the smaller is a quarter: both should span several batches so the pipeline is full)",
     )
     arguments = parser.parse_args()
     docs, small_docs = arguments.docs, max(arguments.docs // 4, 1)

@@ -42,9 +42,11 @@ def test_ingest_then_sync_changes_and_deletions(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _write_corpus(folder)
 
-    first = ingest_documents(str(folder), "policies")
+    # Two documents per batch: three batches go through the parse / embed / index pipeline at once.
+    first = ingest_documents(str(folder), "policies", batch_size=2)
 
     assert (first["indexed"], first["quarantined"]) == (3, 2)
+    assert first["chunks"] == sum(_index_counts("policies").values())
     reasons = {item["uri"].rsplit("/", 1)[-1]: item["reason"] for item in first["quarantined_documents"]}
     assert reasons == {"empty.txt": "empty", "image.bin": "unsupported"}
     counts = _index_counts("policies")
@@ -55,7 +57,7 @@ def test_ingest_then_sync_changes_and_deletions(tmp_path: Path) -> None:
 
     (folder / "returns.md").write_text("# Returns policy\n\nReturns are accepted within 14 days only.\n")
     (folder / "shipping.txt").unlink()
-    synced = ingest_documents(str(folder), "policies")
+    synced = ingest_documents(str(folder), "policies", batch_size=1)
 
     assert (synced["indexed"], synced["deleted"]) == (1, 1)
     settings = get_settings()

@@ -7,6 +7,7 @@ embedder filled them.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -72,6 +73,12 @@ def load_sentence_transformer(model_dir: Path) -> SentenceTransformer:
         model = _MODEL_CACHE.get(key)
         if model is None:
             from sentence_transformers import SentenceTransformer
+
+            # The tokenizer runs beside torch's own threads (an ingest counts the next batch's tokens while
+            # this one embeds): its extra Rust thread pool only competes for the same cores. Measured on
+            # 2 cores, 2,000 documents: 305 s with it off, 326 s with it on (single runs). A setting of the
+            # environment wins.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
             try:
                 with quiet_progress_bars():
