@@ -103,7 +103,7 @@ def index_document_batch(
     """Upsert one embedded batch into the vector index, drop its documents' old chunks, record it."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
-        index = open_index(settings, catalog.get_knowledge_base(kb))
+        index = open_index(settings, catalog.get_knowledge_base(kb), ingesting=True)
         try:
             report = index_batch(catalog=catalog, index=index, kb=kb, prepared=prepared)
         finally:
@@ -137,7 +137,7 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
         return 0
     settings = get_settings()
     with open_catalog(settings) as catalog:
-        index = open_index(settings, catalog.get_knowledge_base(kb))
+        index = open_index(settings, catalog.get_knowledge_base(kb), ingesting=True)
         try:
             deleted = delete_documents(catalog, index, kb, uris)
             index.flush()

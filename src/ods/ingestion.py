@@ -92,11 +92,16 @@ def open_knowledge_base(
     )
 
 
-def open_index(settings: Settings, record: KnowledgeBaseRecord) -> MilvusVectorIndex:
-    """The vector index of a knowledge base, its collection created if missing."""
+def open_index(
+    settings: Settings, record: KnowledgeBaseRecord, *, ingesting: bool = False
+) -> MilvusVectorIndex:
+    """The vector index of a knowledge base, its collection created if missing. ``ingesting``: opened to
+    write while this process embeds (a Milvus Lite file is then served from a process of its own, see
+    ``MilvusSettings.lite_server``)."""
     token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
+    own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
     index = MilvusVectorIndex(
-        open_milvus_client(settings.milvus_uri, token=token),
+        open_milvus_client(settings.milvus_uri, token=token, separate_process=own_process),
         record.collection_name,
         record.embedding_dim,
         record.embedding_model,

@@ -80,6 +80,18 @@ class MilvusSettings(BaseModel):
         description="Milvus URI (http://host:19530) or a Milvus Lite file path. Unset: ODS_HOME/milvus.db.",
     )
     token: SecretStr | None = Field(default=None, description="Milvus token ('user:password' or API key).")
+    lite_server: Literal["auto", "in_process", "own_process"] = Field(
+        default="auto",
+        description=(
+            "Where a Milvus Lite file is served from: 'in_process' (threads of the process using it), "
+            "'own_process' (a server process of its own, so its work does not hold the caller's GIL), "
+            "'auto' (its own process for ingestion, which embeds beside it; in process otherwise)."
+        ),
+    )
+
+    def lite_in_own_process(self, *, ingesting: bool) -> bool:
+        """Whether a Milvus Lite file opened for this work is served from a process of its own."""
+        return self.lite_server == "own_process" or (self.lite_server == "auto" and ingesting)
 
 
 class EmbeddingSettings(BaseModel):

@@ -29,11 +29,20 @@ def is_server_uri(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
 
-def open_milvus_client(uri: str, *, token: str | None = None, timeout_s: float = 10.0) -> MilvusClient:
-    """Connect to Milvus; a Lite file's parent directory is created first."""
+def open_milvus_client(
+    uri: str, *, token: str | None = None, timeout_s: float = 10.0, separate_process: bool = False
+) -> MilvusClient:
+    """Connect to Milvus; a Lite file's parent directory is created first.
+
+    A Lite file is served by this process's Milvus Lite server for it, started on first use: in a process
+    of its own when ``separate_process`` (see ``ods.adapters.milvus_lite_process``), else in this process.
+    """
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
+    from ods.adapters.milvus_lite_process import MilvusLiteProcessError, lite_server_uri
+
+    address = uri
     if not is_server_uri(uri):
         # Milvus Lite's in-process gRPC server logs a traceback for each call it does not implement
         # (pymilvus asks it for timestamps on every write); the calls succeed, the noise would not.
@@ -41,12 +50,18 @@ def open_milvus_client(uri: str, *, token: str | None = None, timeout_s: float =
         if not uri.endswith(".db"):
             raise VectorIndexError(f"Milvus Lite file {uri!r} must end in '.db'; set ODS_MILVUS__URI")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            address = lite_server_uri(uri, separate_process=separate_process)
+        except MilvusLiteProcessError as error:
+            raise VectorIndexError(str(error)) from None
     try:
         # Lite clients get their own gRPC connection, closed with the client: pymilvus keeps shared
         # connections after their last client closes and, once idle for 30 s, "recovers" them by
         # reconnecting, which was seen to fail against Milvus Lite's in-thread server ("Fail connecting
         # to server") when a long model call sat between two searches of one process.
-        return MilvusClient(uri=uri, token=token or "", timeout=timeout_s, dedicated=not is_server_uri(uri))
+        return MilvusClient(
+            uri=address, token=token or "", timeout=timeout_s, dedicated=not is_server_uri(uri)
+        )
     except MilvusException as error:
         raise VectorIndexError(
             f"cannot open Milvus at {uri}: {error.message}; check ODS_MILVUS__URI and that Milvus is running"
