@@ -21,6 +21,27 @@ def test_local_defaults_live_under_home(ods_home: Path) -> None:
     assert settings.embedding.model == "all-MiniLM-L6-v2"
 
 
+@pytest.mark.parametrize(
+    ("choice", "ingesting", "searching"),
+    [("auto", True, False), ("in_process", False, False), ("own_process", True, True)],
+)
+def test_where_milvus_lite_is_served(
+    monkeypatch: pytest.MonkeyPatch, choice: str, ingesting: bool, searching: bool
+) -> None:
+    monkeypatch.setenv("ODS_MILVUS__LITE_SERVER", choice)
+    milvus = load_settings().milvus
+
+    assert milvus.lite_in_own_process(ingesting=True) is ingesting
+    assert milvus.lite_in_own_process(ingesting=False) is searching
+
+
+def test_an_unknown_milvus_lite_server_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODS_MILVUS__LITE_SERVER", "elsewhere")
+
+    with pytest.raises(SettingsError, match="ODS_MILVUS__LITE_SERVER: .*own_process"):
+        load_settings()
+
+
 def test_nested_values_come_from_double_underscore_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ODS_OBJECT_STORE__KIND", "minio")
     monkeypatch.setenv("ODS_OBJECT_STORE__ENDPOINT", "127.0.0.1:9000")
