@@ -12,11 +12,10 @@ varied so chunk counts vary. Then measures:
   per-stage seconds of its summary (read / parse / embed / index);
 - the re-ingest of the unchanged corpus in a new process (only the flow call is timed there);
 - peak memory of the flow above the process's resting size, for N/4 and N documents (fresh ODS_HOME each;
-  both span several batches, so the three-batch pipeline is full), and beside it the child processes'
-  (the parser worker and the Milvus Lite server, which ingestion runs in a process of its own and which
-  holds the database).
-
-Each run's Milvus Lite server is stopped after it, as a flow run's process ends with it.
+  each run's Milvus Lite server is stopped after it, as a flow run's process ends with it);
+- the same for M/4 and M documents (default M = 1,600, so that both runs fill the three-batch pipeline) with Milvus Lite run as a server in its own process
+  (``python -m milvus_lite server``, reached through ``ODS_MILVUS__URI`` like any Milvus server), in a fresh
+  process per run: the pipeline's own working memory (the streaming target) apart from the database's.
 
 Targets: flow throughput >= 0.95x bare encode (LlamaIndex's IngestionPipeline reaches ~0.92 here);
 re-ingest of an unchanged corpus <= 1% of the first ingest; peak memory flat in corpus size.
@@ -31,10 +30,13 @@ import gc
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +262,97 @@ def fastest_encode_batch(
     return min(seconds, key=lambda size: seconds[size]), seconds
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def milvus_lite_server(data_dir: Path) -> Iterator[tuple[str, int]]:
+    """Milvus Lite's own gRPC server in a separate process: (its URI, its pid)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Milvus Lite server did not start (exit code {server.poll()})")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def resident_peak(pid: int) -> int:
+    """A process's resident high-water mark (Linux's VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+MEMORY_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from ingest import warm_up
+from peak_memory import PeakMemory
+from flows.ingest_documents import ingest_documents
+
+warm_up()
+memory = PeakMemory()
+resting = memory.resting()
+with memory.watch():
+    summary = ingest_documents(sys.argv[1], "bench", batch_size=int(sys.argv[2]))
+print(json.dumps({"peak": memory.peak - resting, "resting": resting, "chunks": summary["chunks"]}))
+"""
+
+
+def pipeline_memory(workdir: Path, docs: int, batch_size: int) -> list[dict[str, Any]]:
+    """Peak memory of the flow for docs/4 and docs documents, each in a fresh process (model loaded and
+    Prefect started first), with the Milvus Lite database in a server process of its own; and that
+    server's resident peak."""
+    measured = []
+    for count in (max(docs // 4, 1), docs):
+        folder = workdir / f"corpus-memory-{count}"
+        write_corpus(folder, count, seed=count)
+        print(f"ingesting {count:,} documents in a new process, Milvus Lite in its own ...", flush=True)
+        with milvus_lite_server(workdir / f"milvus-server-{count}") as (uri, pid):
+            completed = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    MEMORY_SCRIPT,
+                    str(folder),
+                    str(batch_size),
+                    str(Path(__file__).parent),
+                ],
+                cwd=REPO_ROOT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(REPO_ROOT),
+                    "ODS_HOME": str(workdir / f"home-memory-{count}"),
+                    "ODS_MILVUS__URI": uri,
+                },
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if completed.returncode != 0:
+                raise SystemExit(f"memory process failed:\n{completed.stderr[-4000:]}")
+            result = json.loads(completed.stdout.strip().splitlines()[-1])
+            measured.append({"docs": count, **result, "server": resident_peak(pid)})
+    return measured
+
+
 # --- 5. re-ingest in a new process ---------------------------------------------------------------------
 
 REINGEST_SCRIPT = """
@@ -284,7 +377,7 @@ print(json.dumps({"seconds": seconds, "summary": summary, "model_loaded": models
 
 
 def release_milvus_lite() -> None:
-    """Stop this process's Milvus Lite servers, as a flow run's process does on exit.
+    """Stop this process's Milvus Lite servers, as a flow run's process does when it ends.
 
     A Milvus Lite server holds its data folder's lock for as long as it lives, so a new process could
     not open the knowledge base's index otherwise; and a server left from an earlier run would go on
@@ -371,10 +464,19 @@ def print_report(
         f"{docs:,} docs {large['peak'] / 1e6:.0f} MB = {large['peak'] / max(small['peak'], 1):.2f}x   "
         "(target: flat)"
     )
+    small_server, large_server = figures["server_memory"]
     print(
-        f"  beside it: child processes (parser worker, Milvus Lite server, which holds the database) "
-        f"{small['children'] / 1e6:.0f} MB and {large['children'] / 1e6:.0f} MB; bare encode of all "
-        f"{chunks:,} chunks {figures['encode_peak'] / 1e6:.0f} MB"
+        f"new process per run, Milvus Lite in its own process: {small_server['docs']:,} docs "
+        f"{small_server['peak'] / 1e6:.0f} MB ({small_server['chunks']:,} chunks), {large_server['docs']:,} docs "
+        f"{large_server['peak'] / 1e6:.0f} MB = {large_server['peak'] / max(small_server['peak'], 1):.2f}x   "
+        f"(the pipeline's own memory, above {large_server['resting'] / 1e6:.0f} MB resting; the Milvus Lite "
+        f"server's resident peak "
+        f"{small_server['server'] / 1e6:.0f} MB and {large_server['server'] / 1e6:.0f} MB)"
+    )
+    print(
+        f"  for reference: bare encode of all {chunks:,} chunks {figures['encode_peak'] / 1e6:.0f} MB; "
+        f"child processes (parser worker, Milvus Lite) {small['children'] / 1e6:.0f} MB and "
+        f"{large['children'] / 1e6:.0f} MB"
     )
 
 
@@ -384,6 +486,13 @@ def main() -> None:
     )
     parser.add_argument("--docs", type=int, default=2_000, help="documents in the generated corpus")
     parser.add_argument("--batch-size", type=int, default=128, help="documents per ingest task")
+    parser.add_argument(
+        "--memory-docs",
+        type=int,
+        default=1_600,
+        help="documents of the larger corpus ingested with Milvus Lite in its own process (memory only; "
+        "the smaller is a quarter: both should span several batches so the pipeline is full)",
+    )
     arguments = parser.parse_args()
     docs, small_docs = arguments.docs, max(arguments.docs // 4, 1)
 
@@ -433,6 +542,8 @@ def main() -> None:
     assert len(texts) == summary["chunks"], (
         f"re-chunked {len(texts)} chunks, the flow indexed {summary['chunks']}"
     )
+
+    figures["server_memory"] = pipeline_memory(workdir, arguments.memory_docs, arguments.batch_size)
 
     print("re-ingesting the unchanged corpus in a new process ...", flush=True)
     figures["again"] = again = reingest_in_new_process(corpus, arguments.batch_size)
