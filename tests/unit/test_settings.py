@@ -38,7 +38,7 @@ def test_where_milvus_lite_is_served(
 def test_an_unknown_milvus_lite_server_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ODS_MILVUS__LITE_SERVER", "elsewhere")
 
-    with pytest.raises(SettingsError, match="ODS_MILVUS__LITE_SERVER: .*own_process"):
+    with pytest.raises(SettingsError, match=r"ODS_MILVUS__LITE_SERVER: .*own_process"):
         load_settings()
 
 
