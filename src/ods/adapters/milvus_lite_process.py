@@ -63,6 +63,8 @@ def lite_server_uri(path: str, *, separate_process: bool) -> str:
         server = _SERVERS.get(folder)
         if server is not None and (server.process is None or server.process.poll() is None):
             return server.uri
+        if server is not None and server.process is not None:
+            kill_worker(server.process)  # it died: reap it and close our ends of its pipes
         server = _start_worker(folder) if separate_process else _start_in_process(folder)
         _SERVERS[folder] = server
         return server.uri
