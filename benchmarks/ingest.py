@@ -4,18 +4,18 @@ Generates a deterministic corpus (default 2,000 documents, about 20,000 chunks a
 size): Markdown with headings, plain text and HTML pages of English-like prose from a fixed vocabulary, sizes
 varied so chunk counts vary. Then measures:
 
+Each timed run happens in a new interpreter with the model loaded and warmed first (and, for the flow,
+Prefect's temporary server started), as a Prefect process worker runs each flow run in a new process:
+
 - baseline: bare ``model.encode(texts)`` of the same cached SentenceTransformer over the same chunk texts
   (re-chunked here with the flow's own functions), once with its default batch size (32) and once with
   the fastest of 16/32/64 texts per batch on this machine (tried on a 1,000-chunk sample): the physical
   limit;
-- the ``ingest-documents`` flow end to end (Prefect server and model already warm): chunks/s and the
-  per-stage seconds of its summary (read / parse / embed / index);
-- the re-ingest of the unchanged corpus in a new process (only the flow call is timed there);
-- peak memory of the flow above the process's resting size, for N/4 and N documents (fresh ODS_HOME each;
-  each run's Milvus Lite server is stopped after it, as a flow run's process ends with it);
-- the same for M/4 and M documents (default M = 1,600, so that both runs fill the three-batch pipeline) with Milvus Lite run as a server in its own process
-  (``python -m milvus_lite server``, reached through ``ODS_MILVUS__URI`` like any Milvus server), in a fresh
-  process per run: the pipeline's own working memory (the streaming target) apart from the database's.
+- the ``ingest-documents`` flow end to end over N documents and over N/4 (fresh ODS_HOME each): chunks/s,
+  the per-stage seconds of its summary (read / parse / embed / index), and the peak memory of its process
+  above its resting size (Milvus Lite runs in a process of its own while ingesting; its and the parser
+  worker's memory are shown apart);
+- the re-ingest of the unchanged corpus in a new process (only the flow calls are timed there).
 
 Targets: flow throughput >= 0.95x bare encode (LlamaIndex's IngestionPipeline reaches ~0.92 here);
 re-ingest of an unchanged corpus <= 1% of the first ingest; peak memory flat in corpus size.
@@ -30,13 +30,10 @@ import gc
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,42 +177,114 @@ def isolate(workdir: Path) -> None:
     sys.path.insert(0, str(REPO_ROOT))
 
 
-def warm_up() -> Any:
-    """Start the temporary Prefect server and load the embedding model, so neither start-up is counted."""
-    from prefect import flow
+# --- 3. runs in fresh processes ------------------------------------------------------------------------
+#
+# A Prefect process worker runs each flow run in a new process, and a process that has just embedded 20,000
+# chunks is not a neutral place to time another embedding run (in the third session's runs the flow ran at
+# 30 chunks/s after the baseline in the same process, 36 in a fresh one). So the baseline's encodes and the
+# flow each run in a new interpreter, model loaded and warmed (and Prefect's temporary server started for
+# the flow) before the clock starts; only the timed call is counted.
 
+CHILD_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from ingest import child_main
+child_main(sys.argv[2:])
+"""
+
+
+def run_child(mode: str, *arguments: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``child_main(mode, *arguments)`` in a new interpreter; its last stdout line is its JSON result."""
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD_SCRIPT, str(Path(__file__).parent), mode, *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"the {mode} process failed:\n{completed.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child_main(argv: list[str]) -> None:
+    """Entry point of the benchmark's child processes; prints one JSON line."""
+    mode, *arguments = argv
+    results = {"encode": child_encode, "flow": child_flow, "reingest": child_reingest}[mode](*arguments)
+    print(json.dumps(results))
+
+
+def load_embedder() -> Any:
     from ods.adapters.embedder import build_embedder
     from ods.settings import get_settings
+
+    embedder = build_embedder(get_settings().embedding)
+    embedder.embed(["warm up the model once"] * 8)
+    return embedder
+
+
+def start_prefect() -> None:
+    """Start the temporary Prefect server with a flow that does nothing, so its start-up is not counted."""
+    from prefect import flow
 
     @flow
     def warm_up_flow() -> None:
         """Starts the temporary Prefect server."""
 
     warm_up_flow()
-    embedder = build_embedder(get_settings().embedding)
-    embedder.embed(["warm up the model once"] * 8)
-    return embedder
 
 
-def use_home(home: Path) -> None:
-    """Switch ods to a fresh ODS_HOME (settings are cached per process)."""
-    from ods.settings import get_settings
+def child_encode(texts_file: str) -> dict[str, Any]:
+    """Bare ``model.encode`` of the chunk texts at encode's default batch (32) and at the fastest batch of
+    ``TRIED_ENCODE_BATCHES`` on an even 1,000-chunk sample of them, with the peak memory of the first."""
+    texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
+    embedder = load_embedder()
+    best, sample = fastest_encode_batch(texts, embedder)
+    memory = PeakMemory()
+    resting = memory.resting()
+    with memory.watch():
+        seconds = {DEFAULT_ENCODE_BATCH: bare_encode(texts, embedder)}
+    if best != DEFAULT_ENCODE_BATCH:
+        seconds[best] = bare_encode(texts, embedder, best)
+    return {"seconds": seconds, "peak": memory.peak - resting, "best": best, "sample": sample}
 
-    os.environ["ODS_HOME"] = str(home)
-    get_settings.cache_clear()
 
-
-# --- 3. the flow ---------------------------------------------------------------------------------------
-
-
-def run_flow(folder: Path, batch_size: int, memory: PeakMemory) -> tuple[dict[str, Any], float]:
+def child_flow(folder: str, batch_size: str) -> dict[str, Any]:
+    """The flow over ``folder`` in this new process: seconds, summary, peak memory above resting."""
     from flows.ingest_documents import ingest_documents
 
+    start_prefect()
+    load_embedder()  # cached per process: the flow's tasks reuse it
+    memory = PeakMemory()
+    gc.collect()
+    resting = memory.resting()
     with memory.watch():
         started = time.perf_counter()
-        summary = ingest_documents(str(folder), "bench", batch_size=batch_size)
+        summary = ingest_documents(folder, "bench", batch_size=int(batch_size))
         seconds = time.perf_counter() - started
-    return summary, seconds
+    return {
+        "seconds": seconds,
+        "summary": summary,
+        "peak": memory.peak - resting,
+        "resting": resting,
+        "children": memory.children_peak,
+    }
+
+
+def child_reingest(folder: str, batch_size: str) -> dict[str, Any]:
+    """The flow over the unchanged corpus in a new process, twice (first call, then all loaded)."""
+    from flows.ingest_documents import ingest_documents
+    from ods.adapters.embedder import cached_model_dirs
+
+    start_prefect()
+    seconds = []
+    for _ in range(2):
+        started = time.perf_counter()
+        summary = ingest_documents(folder, "bench", batch_size=int(batch_size))
+        seconds.append(time.perf_counter() - started)
+    return {"seconds": seconds, "summary": summary, "model_loaded": len(cached_model_dirs()) > 0}
 
 
 # --- 4. baseline ---------------------------------------------------------------------------------------
@@ -262,174 +331,28 @@ def fastest_encode_batch(
     return min(seconds, key=lambda size: seconds[size]), seconds
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def milvus_lite_server(data_dir: Path) -> Iterator[tuple[str, int]]:
-    """Milvus Lite's own gRPC server in a separate process: (its URI, its pid)."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the Milvus Lite server did not start (exit code {server.poll()})")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", server.pid
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def resident_peak(pid: int) -> int:
-    """A process's resident high-water mark (Linux's VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-MEMORY_SCRIPT = """
-import json, sys
-sys.path.insert(0, sys.argv[3])
-from ingest import warm_up
-from peak_memory import PeakMemory
-from flows.ingest_documents import ingest_documents
-
-warm_up()
-memory = PeakMemory()
-resting = memory.resting()
-with memory.watch():
-    summary = ingest_documents(sys.argv[1], "bench", batch_size=int(sys.argv[2]))
-print(json.dumps({"peak": memory.peak - resting, "resting": resting, "chunks": summary["chunks"]}))
-"""
-
-
-def pipeline_memory(workdir: Path, docs: int, batch_size: int) -> list[dict[str, Any]]:
-    """Peak memory of the flow for docs/4 and docs documents, each in a fresh process (model loaded and
-    Prefect started first), with the Milvus Lite database in a server process of its own; and that
-    server's resident peak."""
-    measured = []
-    for count in (max(docs // 4, 1), docs):
-        folder = workdir / f"corpus-memory-{count}"
-        write_corpus(folder, count, seed=count)
-        print(f"ingesting {count:,} documents in a new process, Milvus Lite in its own ...", flush=True)
-        with milvus_lite_server(workdir / f"milvus-server-{count}") as (uri, pid):
-            completed = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    MEMORY_SCRIPT,
-                    str(folder),
-                    str(batch_size),
-                    str(Path(__file__).parent),
-                ],
-                cwd=REPO_ROOT,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": str(REPO_ROOT),
-                    "ODS_HOME": str(workdir / f"home-memory-{count}"),
-                    "ODS_MILVUS__URI": uri,
-                },
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if completed.returncode != 0:
-                raise SystemExit(f"memory process failed:\n{completed.stderr[-4000:]}")
-            result = json.loads(completed.stdout.strip().splitlines()[-1])
-            measured.append({"docs": count, **result, "server": resident_peak(pid)})
-    return measured
-
-
-# --- 5. re-ingest in a new process ---------------------------------------------------------------------
-
-REINGEST_SCRIPT = """
-import json, sys, time
-from prefect import flow
-from flows.ingest_documents import ingest_documents
-from ods.adapters.embedder import cached_model_dirs
-
-@flow
-def warm_up_flow():
-    pass
-
-warm_up_flow()
-seconds = []
-for _ in range(2):  # the new process's first call, then a second one with everything loaded
-    started = time.perf_counter()
-    summary = ingest_documents(sys.argv[1], "bench", batch_size=int(sys.argv[2]))
-    seconds.append(time.perf_counter() - started)
-    models = len(cached_model_dirs())
-print(json.dumps({"seconds": seconds, "summary": summary, "model_loaded": models > 0}))
-"""
-
-
-def release_milvus_lite() -> None:
-    """Stop this process's Milvus Lite servers, as a flow run's process does when it ends.
-
-    A Milvus Lite server holds its data folder's lock for as long as it lives, so a new process could
-    not open the knowledge base's index otherwise; and a server left from an earlier run would go on
-    sharing the cores with the next one.
-    """
-    from ods.adapters.milvus_lite_process import stop_lite_servers
-
-    stop_lite_servers()
-
-
-def reingest_in_new_process(folder: Path, batch_size: int) -> dict[str, Any]:
-    """The flow over the unchanged corpus in a fresh interpreter, twice; only the flow calls are timed."""
-    release_milvus_lite()
-    started = time.perf_counter()
-    completed = subprocess.run(
-        [sys.executable, "-c", REINGEST_SCRIPT, str(folder), str(batch_size)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    process_seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise SystemExit(f"re-ingest process failed:\n{completed.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return {**result, "process_seconds": process_seconds}
-
-
 # --- report --------------------------------------------------------------------------------------------
 
 
-def print_report(
-    docs: int,
-    batch_size: int,
-    corpus_bytes: int,
-    figures: dict[str, Any],
-) -> None:
-    summary, flow_seconds, again = figures["summary"], figures["flow_seconds"], figures["again"]
+def print_report(docs: int, batch_size: int, corpus_bytes: int, figures: dict[str, Any]) -> None:
+    flow, small, again, encode = figures["flow"], figures["small"], figures["again"], figures["encode"]
+    summary, flow_seconds = flow["summary"], flow["seconds"]
     chunks, stages = summary["chunks"], summary["seconds"]
-    encode_seconds, chunk_seconds = figures["encode_seconds"], figures["chunk_seconds"]
+    encode_seconds = encode["seconds"][str(DEFAULT_ENCODE_BATCH)]
+    best = encode["best"]
+    best_seconds = encode["seconds"][str(best)]
     print(
         f"\ninput: {docs:,} documents, {corpus_bytes / 1e6:.1f} MB -> {chunks:,} chunks "
-        f"({chunks / docs:.1f} per document), {batch_size} documents per batch\n"
+        f"({chunks / docs:.1f} per document), {batch_size} documents per batch; "
+        "each timed run in a new process\n"
     )
     print(f"{'step':36} {'seconds':>8} {'chunks/s':>10} {'of flow':>8}")
+    chunk_seconds = figures["chunk_seconds"]
     print(f"{'baseline: re-chunk (not counted)':36} {chunk_seconds:8.2f} {chunks / chunk_seconds:10,.0f}")
-    best, best_seconds = figures["best_batch"], figures["best_encode_seconds"]
     print(
         f"{'baseline: bare model.encode, batch 32':36} {encode_seconds:8.2f} {chunks / encode_seconds:10,.0f}"
     )
-    sample = ", ".join(f"{size}: {seconds:.2f} s" for size, seconds in figures["sample_seconds"].items())
+    sample = ", ".join(f"{size}: {seconds:.2f} s" for size, seconds in encode["sample"].items())
     print(f"{'  1,000-chunk sample by batch size':36} {sample}")
     print(
         f"{f'baseline: bare model.encode, batch {best}':36} {best_seconds:8.2f} {chunks / best_seconds:10,.0f}"
@@ -442,10 +365,12 @@ def print_report(
         f"{'flow: rest (plan, Prefect, report)':36} {other:8.2f} {'':10} {100 * other / flow_seconds:7.1f}%"
     )
     print(f"{'flow end to end':36} {flow_seconds:8.2f} {chunks / flow_seconds:10,.0f}")
+    small_chunks = small["summary"]["chunks"]
+    small_label = f"flow, {small['docs']:,} documents"
+    print(f"{small_label:36} {small['seconds']:8.2f} {small_chunks / small['seconds']:10,.0f}")
     first_again, second_again = again["seconds"]
     print(f"{'re-ingest, new process, 1st call':36} {first_again:8.2f}")
     print(f"{'re-ingest, same new process, 2nd':36} {second_again:8.2f}")
-    print(f"{'re-ingest process, start to exit':36} {again['process_seconds']:8.2f}")
     print()
     print(
         f"flow throughput / bare encode          = {encode_seconds / flow_seconds:.3f}x at encode's default "
@@ -457,26 +382,16 @@ def print_report(
         f"embedding model loaded by it: {again['model_loaded']}; 2nd call "
         f"{100 * second_again / flow_seconds:.2f}%)"
     )
-    small, large = figures["memory"]
     print(
-        f"peak memory above resting ({figures['resting'] / 1e6:.0f} MB), this process: "
-        f"{small['docs']:,} docs {small['peak'] / 1e6:.0f} MB ({small['chunks']:,} chunks), "
-        f"{docs:,} docs {large['peak'] / 1e6:.0f} MB = {large['peak'] / max(small['peak'], 1):.2f}x   "
+        f"peak memory of the flow's process above its resting {flow['resting'] / 1e6:.0f} MB: "
+        f"{small['docs']:,} docs {small['peak'] / 1e6:.0f} MB ({small_chunks:,} chunks), "
+        f"{docs:,} docs {flow['peak'] / 1e6:.0f} MB = {flow['peak'] / max(small['peak'], 1):.2f}x   "
         "(target: flat)"
     )
-    small_server, large_server = figures["server_memory"]
     print(
-        f"new process per run, Milvus Lite in its own process: {small_server['docs']:,} docs "
-        f"{small_server['peak'] / 1e6:.0f} MB ({small_server['chunks']:,} chunks), {large_server['docs']:,} docs "
-        f"{large_server['peak'] / 1e6:.0f} MB = {large_server['peak'] / max(small_server['peak'], 1):.2f}x   "
-        f"(the pipeline's own memory, above {large_server['resting'] / 1e6:.0f} MB resting; the Milvus Lite "
-        f"server's resident peak "
-        f"{small_server['server'] / 1e6:.0f} MB and {large_server['server'] / 1e6:.0f} MB)"
-    )
-    print(
-        f"  for reference: bare encode of all {chunks:,} chunks {figures['encode_peak'] / 1e6:.0f} MB; "
-        f"child processes (parser worker, Milvus Lite) {small['children'] / 1e6:.0f} MB and "
-        f"{large['children'] / 1e6:.0f} MB"
+        f"  its child processes (parser worker, Milvus Lite server): {small['children'] / 1e6:.0f} MB and "
+        f"{flow['children'] / 1e6:.0f} MB; bare encode of all {chunks:,} chunks: "
+        f"{encode['peak'] / 1e6:.0f} MB above resting"
     )
 
 
@@ -486,15 +401,9 @@ def main() -> None:
     )
     parser.add_argument("--docs", type=int, default=2_000, help="documents in the generated corpus")
     parser.add_argument("--batch-size", type=int, default=128, help="documents per ingest task")
-    parser.add_argument(
-        "--memory-docs",
-        type=int,
-        default=1_600,
-        help="documents of the larger corpus ingested with Milvus Lite in its own process (memory only; "
-        "the smaller is a quarter: both should span several batches so the pipeline is full)",
-    )
     arguments = parser.parse_args()
     docs, small_docs = arguments.docs, max(arguments.docs // 4, 1)
+    batch = str(arguments.batch_size)
 
     workdir = Path(tempfile.mkdtemp(prefix="ods-bench-ingest-"))
     isolate(workdir)
@@ -502,51 +411,30 @@ def main() -> None:
     corpus, small_corpus = workdir / "corpus", workdir / "corpus-small"
     corpus_bytes = write_corpus(corpus, docs)
     write_corpus(small_corpus, small_docs, seed=7)
-    embedder = warm_up()
-    memory = PeakMemory()
-    figures: dict[str, Any] = {"memory": []}
+    figures: dict[str, Any] = {}
 
-    # The baseline runs first, while no Milvus Lite server is busy building indexes in the background.
-    print("baseline: re-chunking and bare-encoding the same chunks ...", flush=True)
+    print("baseline: re-chunking the corpus, then bare-encoding its chunks in a new process ...", flush=True)
     started = time.perf_counter()
-    texts = chunk_texts(corpus, embedder)
+    texts = chunk_texts(corpus, load_embedder())
     figures["chunk_seconds"] = time.perf_counter() - started
-    with memory.watch():
-        encode_resting = memory.peak
-        figures["encode_seconds"] = bare_encode(texts, embedder)
-    figures["encode_peak"] = memory.peak - encode_resting
-    best, figures["sample_seconds"] = fastest_encode_batch(texts, embedder)
-    figures["best_batch"] = best
-    figures["best_encode_seconds"] = (
-        figures["encode_seconds"] if best == DEFAULT_ENCODE_BATCH else bare_encode(texts, embedder, best)
-    )
+    texts_file = workdir / "chunk-texts.json"
+    texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    figures["encode"] = run_child("encode", str(texts_file))
 
-    # Both flow runs are measured above the same resting size, smaller corpus first.
-    gc.collect()
-    figures["resting"] = resting = memory.resting()
-    for count, folder, home in ((small_docs, small_corpus, "home-small"), (docs, corpus, "home-main")):
-        print(f"ingesting {count:,} documents (fresh ODS_HOME) ...", flush=True)
-        use_home(workdir / home)
-        summary, seconds = run_flow(folder, arguments.batch_size, memory)
-        release_milvus_lite()
-        assert summary["indexed"] == count and summary["quarantined"] == 0, summary
-        figures["memory"].append(
-            {
-                "docs": count,
-                "chunks": summary["chunks"],
-                "peak": memory.peak - resting,
-                "children": memory.children_peak,
-            }
-        )
-    figures["summary"], figures["flow_seconds"] = summary, seconds
-    assert len(texts) == summary["chunks"], (
-        f"re-chunked {len(texts)} chunks, the flow indexed {summary['chunks']}"
+    for key, count, folder in (("small", small_docs, small_corpus), ("flow", docs, corpus)):
+        print(f"ingesting {count:,} documents in a new process (fresh ODS_HOME) ...", flush=True)
+        home = {"ODS_HOME": str(workdir / f"home-{key}")}
+        result = run_child("flow", str(folder), batch, env=home)
+        assert result["summary"]["indexed"] == count and result["summary"]["quarantined"] == 0, result
+        figures[key] = {"docs": count, **result}
+    assert len(texts) == figures["flow"]["summary"]["chunks"], (
+        f"re-chunked {len(texts)} chunks, the flow indexed {figures['flow']['summary']['chunks']}"
     )
-
-    figures["server_memory"] = pipeline_memory(workdir, arguments.memory_docs, arguments.batch_size)
 
     print("re-ingesting the unchanged corpus in a new process ...", flush=True)
-    figures["again"] = again = reingest_in_new_process(corpus, arguments.batch_size)
+    figures["again"] = again = run_child(
+        "reingest", str(corpus), batch, env={"ODS_HOME": str(workdir / "home-flow")}
+    )
     assert again["summary"]["indexed"] == 0 and again["summary"]["unchanged"] == docs, again
 
     print_report(docs, arguments.batch_size, corpus_bytes, figures)

@@ -128,7 +128,8 @@ def index_document_batch(
 
 @task(name="delete-removed", cache_policy=NO_CACHE, **IO_RETRIES)
 def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
-    """Delete the chunks of documents gone from the source and mark them deleted; seal the index.
+    """Delete the chunks of documents gone from the source and mark them deleted; seal the index and,
+    for a Milvus Lite file, write its dense snapshot (``ods.adapters.dense_snapshot``).
 
     A run that neither wrote nor deletes anything does not open the index: a Milvus Lite file opened
     by a new process is loaded whole, which would be most of an unchanged re-run's cost.
@@ -140,7 +141,9 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
         index = open_index(settings, catalog.get_knowledge_base(kb), ingesting=True)
         try:
             deleted = delete_documents(catalog, index, kb, uris)
-            index.flush()
+            snapshot_rows = index.write_search_snapshot()  # flushes; exact dense search on Milvus Lite
+            if snapshot_rows is not None:
+                get_run_logger().info("dense search snapshot of %s: %d chunks", kb, snapshot_rows)
             return deleted
         finally:
             index.close()

@@ -19,7 +19,13 @@ from ods.adapters.document_source import DocumentSource
 from ods.adapters.embedder import Embedder, build_embedder
 from ods.adapters.object_store import build_object_store
 from ods.adapters.parse_isolation import DocumentParserPool
-from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
+from ods.adapters.vectors import (
+    ChunkRow,
+    MilvusVectorIndex,
+    collection_name,
+    is_server_uri,
+    open_milvus_client,
+)
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import DocumentRejected
 from ods.domain.hashing import sha256_bytes
@@ -106,6 +112,7 @@ def open_index(
         record.embedding_dim,
         record.embedding_model,
         owns_client=True,
+        lite_file=None if is_server_uri(settings.milvus_uri) else settings.milvus_uri,
     )
     index.ensure_collection()
     return index

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.ingest_documents import ingest_documents
+from ods.adapters.embedder import build_embedder
 from ods.ingestion import open_index
 from ods.preparation import open_catalog
 from ods.settings import get_settings
@@ -65,11 +66,17 @@ def test_ingest_then_sync_changes_and_deletions(tmp_path: Path) -> None:
         index = open_index(settings, catalog.get_knowledge_base("policies"))
         returns_uri = (folder / "returns.md").resolve().as_uri()
         hits = index.search(text="returns days", mode="bm25", k=5, conditions={"doc_uri": returns_uri})
+        # The run ended with a dense snapshot of what it left: dense search is exact and in-process.
+        source = index.dense_search_source()
+        [query] = build_embedder(settings.embedding).embed(["how long do I have to return a product?"])
+        dense = index.search(vector=query, mode="dense", k=3)
         index.close()
         statuses = {
             document.uri.rsplit("/", 1)[-1]: document.status for document in catalog.documents("policies")
         }
     assert hits and all("14 days" in hit.text for hit in hits)
+    assert source == "snapshot"
+    assert "14 days" in dense[0].text and all("Leeds" not in hit.text for hit in dense)
     assert statuses["shipping.txt"] == "deleted"
     assert _index_counts("policies")["shipping.txt"] == 0
 

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ods.adapters.dense_snapshot import (
+    SNAPSHOTS,
+    DenseSnapshot,
+    SnapshotBuilder,
+    lite_fingerprint,
+    snapshot_path,
+)
 from ods.domain.hashing import stable_id
+from ods.domain.rank_fusion import RRF_K, reciprocal_rank_fusion
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
+
+
+logger = logging.getLogger(__name__)
 
 
 class VectorIndexError(OdsError):
@@ -130,6 +142,8 @@ class VectorIndex(Protocol):
 
     def delete_document(self, uri: str, keep_sha256: str | None = None) -> None: ...
 
+    def write_search_snapshot(self) -> int | None: ...
+
     def delete_other_versions(self, current: Mapping[str, str]) -> None: ...
 
     def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int: ...
@@ -229,8 +243,11 @@ class MilvusVectorIndex:
         index_type: Literal["HNSW", "FLAT"] = "HNSW",
         timeout_s: float = 30.0,
         owns_client: bool | None = None,
+        lite_file: str | Path | None = None,
     ) -> None:
-        """``owns_client``: close the client in :meth:`close` (default: only when this index opened it)."""
+        """``owns_client``: close the client in :meth:`close` (default: only when this index opened it).
+        ``lite_file``: the Milvus Lite file the client serves (taken from ``client_or_uri`` when that is
+        one), so dense search can use the collection's dense snapshot (``ods.adapters.dense_snapshot``)."""
         if dimension < 1:
             raise VectorIndexError(f"embedding dimension must be positive, got {dimension}")
         self._owns_client = isinstance(client_or_uri, str) if owns_client is None else owns_client
@@ -241,6 +258,10 @@ class MilvusVectorIndex:
         self._index_type = index_type
         self._timeout_s = timeout_s
         self._ready = False
+        if lite_file is None and isinstance(client_or_uri, str) and not is_server_uri(client_or_uri):
+            lite_file = client_or_uri
+        self._snapshot_path = snapshot_path(lite_file, collection) if lite_file is not None else None
+        self._lite_file = lite_file
 
     def close(self) -> None:
         """Close the client if this index opened it."""
@@ -303,6 +324,7 @@ class MilvusVectorIndex:
         records = [self._record(row) for row in rows]
         if not records:
             return 0
+        self._discard_snapshot()
         with self._errors("upsert chunks into"):
             result = self._client.upsert(self.collection, records, timeout=self._timeout_s)
         return int(result.get("upsert_count", len(records)))
@@ -313,6 +335,7 @@ class MilvusVectorIndex:
         expression = build_filter({"doc_uri": uri})
         if keep_sha256 is not None:
             expression += f" and doc_sha256 != {milvus_string(keep_sha256)}"
+        self._discard_snapshot()
         with self._errors(f"delete chunks of {uri!r} from"):
             self._client.delete(self.collection, filter=expression, timeout=self._timeout_s)
 
@@ -326,10 +349,46 @@ class MilvusVectorIndex:
         with self._errors("flush"):
             self._client.flush(self.collection, timeout=self._timeout_s)
 
+    def write_search_snapshot(self, *, batch_rows: int = 2_000) -> int | None:
+        """Flush, then write the collection's dense snapshot for exact in-process dense search (a Milvus
+        Lite file only; see ``ods.adapters.dense_snapshot``). Returns the rows written, or ``None`` when
+        there is nothing to snapshot (a server) or the collection changed while it was read."""
+        self.flush()
+        if self._snapshot_path is None or self._lite_file is None:
+            return None
+        before = lite_fingerprint(self._lite_file, self.collection)
+        if before is None:
+            logger.warning("unknown Milvus Lite layout at %s: no dense snapshot written", self._lite_file)
+            return None
+        builder = SnapshotBuilder(self.dimension)
+        with self._errors("read every chunk of"):
+            iterator = self._client.query_iterator(
+                self.collection,
+                batch_size=batch_rows,
+                filter="",
+                output_fields=["kb", *_OUTPUT_FIELDS, "dense"],
+                timeout=self._timeout_s,
+            )
+            try:
+                while rows := iterator.next():
+                    builder.add(rows)
+            finally:
+                iterator.close()
+        if lite_fingerprint(self._lite_file, self.collection) != before:
+            logger.warning(
+                "collection %s changed while its dense snapshot was read; not written", self.collection
+            )
+            return None
+        written = builder.write(self._snapshot_path, fingerprint=before, model_id=self.model_id)
+        SNAPSHOTS.forget(self._snapshot_path)
+        return written
+
     def delete_other_versions(self, current: Mapping[str, str], *, per_call: int = 128) -> None:
         """For each document URI → current sha256, delete its chunks of any other version (few calls)."""
         self._ensure()
         items = sorted(current.items())
+        if items:
+            self._discard_snapshot()
         for start in range(0, len(items), per_call):
             clauses = [
                 f"(doc_uri == {milvus_string(uri)} and doc_sha256 != {milvus_string(sha256)})"
@@ -372,10 +431,22 @@ class MilvusVectorIndex:
         dense = self._vector(vector) if vector is not None else []
         self._ensure()
         expression = build_filter(conditions)
+        snapshot = self._valid_snapshot() if mode in ("dense", "hybrid") else None
+        # Each side of a hybrid search fetches more than k so fusion has candidates ranked by the other.
+        depth = max(k * 4, 20)
+        if snapshot is not None:
+            query = np.asarray(dense, dtype=np.float32)
+            if mode == "dense":
+                return [
+                    self._snapshot_hit(row, score) for row, score in snapshot.search(query, k, conditions)
+                ]
+            dense_hits = [
+                self._snapshot_hit(row, score) for row, score in snapshot.search(query, depth, conditions)
+            ]
+            bm25_hits = self.search(text=text, mode="bm25", k=depth, conditions=conditions)
+            return self._fuse(dense_hits, bm25_hits, k)
         with self._errors("search"):
             if mode == "hybrid":
-                # Each side fetches more than k so fusion has candidates ranked by the other side too.
-                depth = max(k * 4, 20)
                 requests = [
                     AnnSearchRequest(
                         data=[dense],
@@ -391,7 +462,7 @@ class MilvusVectorIndex:
                 results = self._client.hybrid_search(
                     self.collection,
                     requests,
-                    RRFRanker(60),
+                    RRFRanker(RRF_K),
                     limit=k,
                     output_fields=_OUTPUT_FIELDS,
                     consistency_level="Strong",
@@ -419,8 +490,53 @@ class MilvusVectorIndex:
             if not self._client.has_collection(self.collection, timeout=self._timeout_s):
                 return
             self._check_existing()
+            self._discard_snapshot()
             self._client.drop_collection(self.collection, timeout=self._timeout_s)
         self._ready = False
+
+    def dense_search_source(self) -> Literal["snapshot", "milvus"]:
+        """Where a dense search would run now: this collection's valid dense snapshot, or Milvus."""
+        return "snapshot" if self._valid_snapshot() is not None else "milvus"
+
+    def _valid_snapshot(self) -> DenseSnapshot | None:
+        """This collection's dense snapshot, if there is one and nothing was written since it was taken."""
+        if self._snapshot_path is None or self._lite_file is None:
+            return None
+        snapshot = SNAPSHOTS.get(self._snapshot_path)
+        if snapshot is None or snapshot.model_id != self.model_id:
+            return None
+        if lite_fingerprint(self._lite_file, self.collection) != snapshot.fingerprint:
+            return None
+        return snapshot
+
+    def _discard_snapshot(self) -> None:
+        """Remove the dense snapshot before a write (a stale one would never be used, but is dead weight)."""
+        if self._snapshot_path is not None:
+            self._snapshot_path.unlink(missing_ok=True)
+            SNAPSHOTS.forget(self._snapshot_path)
+
+    @staticmethod
+    def _fuse(dense_hits: list[SearchHit], bm25_hits: list[SearchHit], k: int) -> list[SearchHit]:
+        """Reciprocal-rank fusion of both sides, as Milvus's ``RRFRanker(60)`` would rank them."""
+        by_id = {hit.id: hit for hit in (*bm25_hits, *dense_hits)}
+        fused = reciprocal_rank_fusion(
+            [[hit.id for hit in dense_hits], [hit.id for hit in bm25_hits]], k=RRF_K, limit=k
+        )
+        return [replace(by_id[chunk_id], score=score) for chunk_id, score in fused]
+
+    @staticmethod
+    def _snapshot_hit(row: Mapping[str, Any], score: float) -> SearchHit:
+        return SearchHit(
+            id=str(row["id"]),
+            doc_uri=row["doc_uri"],
+            doc_sha256=row["doc_sha256"],
+            chunk_index=int(row["chunk_index"]),
+            text=row["text"],
+            page=row["page"],
+            heading=row["heading"],
+            metadata=json.loads(row["metadata"] or "{}"),
+            score=score,
+        )
 
     def _ensure(self) -> None:
         if not self._ready:
