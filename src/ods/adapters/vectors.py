@@ -59,6 +59,8 @@ def open_milvus_client(
         # Milvus Lite's in-process gRPC server logs a traceback for each call it does not implement
         # (pymilvus asks it for timestamps on every write); the calls succeed, the noise would not.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # Milvus Lite has no MVCC timestamps; the iterator falls back to the client's clock and says so.
+        logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
         if not uri.endswith(".db"):
             raise VectorIndexError(f"Milvus Lite file {uri!r} must end in '.db'; set ODS_MILVUS__URI")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
