@@ -112,7 +112,11 @@ def open_index(
         record.embedding_dim,
         record.embedding_model,
         owns_client=True,
-        lite_file=None if is_server_uri(settings.milvus_uri) else settings.milvus_uri,
+        lite_file=(
+            settings.milvus_uri
+            if settings.milvus.dense_snapshot and not is_server_uri(settings.milvus_uri)
+            else None
+        ),
     )
     index.ensure_collection()
     return index

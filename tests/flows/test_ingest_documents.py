@@ -173,3 +173,24 @@ def test_ingest_from_a_bucket_prefix_follows_deletions(
     assert (second["indexed"], second["unchanged"], second["deleted"]) == (0, 1, 1)
     counts = _index_counts("bucket_kb")
     assert counts["returns.md"] >= 1 and counts["shipping.txt"] == 0
+
+
+def test_without_dense_snapshots_search_stays_on_milvus_lite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ODS_MILVUS__DENSE_SNAPSHOT", "false")
+    get_settings.cache_clear()
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+
+    ingest_documents(str(folder), "policies")
+
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        index = open_index(settings, catalog.get_knowledge_base("policies"))
+        [query] = build_embedder(settings.embedding).embed(["where do orders ship from?"])
+        hits = index.search(vector=query, mode="dense", k=1)
+        source = index.dense_search_source()
+        index.close()
+    assert source == "milvus" and "Leeds" in hits[0].text
+    assert not list(settings.home.glob("*.ods-dense"))
