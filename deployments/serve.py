@@ -9,6 +9,7 @@ environment. Work pools, job variables and pull steps are a worker's concern and
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeploymentSpecError as error:
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 - a CLI's error line
         return 2
+    # A shell starts a background job (`python -m deployments.serve &`) with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: `kill -INT` would not stop it. Ctrl-C semantics always.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     serve(*runner_deployments, limit=args.limit)
     return 0
 

@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
-STOP_GRACE_S = 45.0  # a loaded 2-core CI machine once took > 15 s to stop serve() after Ctrl-C
+STOP_GRACE_S = 15.0
 
 
 def _free_port() -> int:
