@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from ods.adapters.dense_snapshot import snapshot_path
+from ods.adapters.milvus_lite_process import stop_lite_servers
 from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
 
 MODEL = "all-MiniLM-L6-v2"
@@ -158,3 +161,24 @@ def test_an_index_given_a_client_without_its_file_keeps_no_snapshot(lite_file: s
     assert index.dense_search_source() == "milvus"
     assert not snapshot_path(lite_file, index.collection).exists()
     index.close()
+
+
+def test_a_new_process_opening_the_file_uses_the_snapshot(index: MilvusVectorIndex, lite_file: str) -> None:
+    """Opening and loading the file (as `ods kb search` does in a new process) is no write."""
+    index.write_search_snapshot()
+    index.close()
+    stop_lite_servers()  # this process's server holds the file's lock
+    script = (
+        "import sys; from ods.adapters.vectors import MilvusVectorIndex; "
+        "index = MilvusVectorIndex(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]); "
+        "index.ensure_collection(); print(index.dense_search_source())"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", script, lite_file, index.collection, str(DIMENSION), MODEL],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+
+    assert opened.stdout.strip().splitlines()[-1] == "snapshot"
