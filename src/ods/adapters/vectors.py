@@ -528,17 +528,8 @@ class MilvusVectorIndex:
 
     @staticmethod
     def _snapshot_hit(row: Mapping[str, Any], score: float) -> SearchHit:
-        return SearchHit(
-            id=str(row["id"]),
-            doc_uri=row["doc_uri"],
-            doc_sha256=row["doc_sha256"],
-            chunk_index=int(row["chunk_index"]),
-            text=row["text"],
-            page=row["page"],
-            heading=row["heading"],
-            metadata=json.loads(row["metadata"] or "{}"),
-            score=score,
-        )
+        metadata = json.loads(row["metadata"] or "{}")  # stored as JSON text in the snapshot
+        return _search_hit(str(row["id"]), row, metadata, score)
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -605,17 +596,8 @@ class MilvusVectorIndex:
     def _hit(hit: Mapping[str, Any], *, absolute: bool) -> SearchHit:
         entity = hit.get("entity", {})
         score = float(hit["distance"])
-        return SearchHit(
-            id=str(hit["id"]),
-            doc_uri=entity["doc_uri"],
-            doc_sha256=entity["doc_sha256"],
-            chunk_index=int(entity["chunk_index"]),
-            text=entity["text"],
-            page=entity.get("page"),
-            heading=entity.get("heading"),
-            metadata=dict(entity.get("metadata") or {}),
-            score=abs(score) if absolute else score,
-        )
+        metadata = dict(entity.get("metadata") or {})
+        return _search_hit(str(hit["id"]), entity, metadata, abs(score) if absolute else score)
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -627,6 +609,23 @@ class MilvusVectorIndex:
             raise VectorIndexError(
                 f"Milvus could not {action} collection {self.collection!r}: {error.message}"
             ) from None
+
+
+def _search_hit(
+    chunk_id: str, fields: Mapping[str, Any], metadata: dict[str, Any], score: float
+) -> SearchHit:
+    """A hit from a chunk's stored fields (Milvus's entity or a snapshot row)."""
+    return SearchHit(
+        id=chunk_id,
+        doc_uri=fields["doc_uri"],
+        doc_sha256=fields["doc_sha256"],
+        chunk_index=int(fields["chunk_index"]),
+        text=fields["text"],
+        page=fields.get("page"),
+        heading=fields.get("heading"),
+        metadata=metadata,
+        score=score,
+    )
 
 
 def _truncate_utf8(value: str | None, limit: int) -> str | None:
