@@ -15,7 +15,7 @@ from ods.adapters.embedder import build_embedder
 from ods.adapters.parse_isolation import shared_parser_pool
 from ods.adapters.process_memory import release_free_memory
 from ods.domain.dataset_card import markdown_table
-from ods.domain.sync_plan import ListedDocument
+from ods.domain.sync_plan import ListedDocument, pipeline_batches
 from ods.ingestion import (
     PROGRESS_FIELD,
     PreparedBatch,
@@ -50,7 +50,7 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
     with open_catalog(settings) as catalog:
         open_knowledge_base(catalog, settings, kb, source)
         plan = plan_ingest(catalog, kb, open_source(settings, source))
-    batches = [plan.to_read[start : start + batch_size] for start in range(0, len(plan.to_read), batch_size)]
+    batches = pipeline_batches(plan.to_read, batch_size)
     get_run_logger().info(
         "%s: %d to read, %d unchanged, %d removed",
         kb,

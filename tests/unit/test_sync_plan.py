@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ods.domain.sync_plan import KnownDocument, ListedDocument, needs_indexing, plan_sync
+import pytest
+
+from ods.domain.sync_plan import KnownDocument, ListedDocument, needs_indexing, pipeline_batches, plan_sync
 
 
 def test_new_changed_unchanged_and_removed_documents_are_told_apart() -> None:
@@ -52,3 +54,23 @@ def test_touched_but_identical_content_needs_no_indexing() -> None:
     assert needs_indexing(known, "sha2")
     assert needs_indexing(None, "sha1")
     assert needs_indexing(KnownDocument("a", "sha1", "e", "deleted"), "sha1")
+
+
+def test_pipeline_batches_are_small_at_both_ends_and_keep_every_item_in_order() -> None:
+    items = list(range(600))
+    batches = pipeline_batches(items, 128)
+    assert [len(batch) for batch in batches] == [16, 128, 128, 128, 128, 56, 16]
+    assert [item for batch in batches for item in batch] == items
+
+
+@pytest.mark.parametrize(("count", "size"), [(0, 4), (1, 1), (2, 1), (3, 1), (5, 8), (17, 8), (300, 128)])
+def test_pipeline_batches_never_exceed_the_size_nor_lose_an_item(count: int, size: int) -> None:
+    items = list(range(count))
+    batches = pipeline_batches(items, size)
+    assert [item for batch in batches for item in batch] == items
+    assert all(1 <= len(batch) <= size for batch in batches)
+
+
+def test_pipeline_batches_refuse_a_size_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        pipeline_batches([1, 2], 0)

@@ -7,8 +7,11 @@ sha256 is re-parsed and re-embedded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DOCUMENTS_PER_BATCH = 128
 """Documents per ingest task by default: large enough that per-batch costs (opening the index, sealing
@@ -64,6 +67,26 @@ def plan_sync(listed: Iterable[ListedDocument], known: Iterable[KnownDocument]) 
         )
     )
     return plan
+
+
+def pipeline_batches(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` in batches of ``size`` for a parse → embed → index pipeline, with a small first and last batch.
+
+    While the first batch is parsed nothing can be embedded, and while the last one is indexed nothing is
+    left to embed: a batch of ``size // 8`` at each end shortens both waits (the embedding model is the
+    bottleneck the rest overlaps with). Order is kept; ``size`` must be at least 1.
+    """
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    edge = max(size // 8, 1)
+    if len(items) <= 2 * edge:
+        return [list(items[start : start + size]) for start in range(0, len(items), size)]
+    head, middle, tail = items[:edge], items[edge:-edge], items[-edge:]
+    return [
+        list(head),
+        *(list(middle[start : start + size]) for start in range(0, len(middle), size)),
+        list(tail),
+    ]
 
 
 def needs_indexing(known: KnownDocument | None, sha256: str) -> bool:
