@@ -20,6 +20,7 @@ from ods.ingestion import (
     PROGRESS_FIELD,
     PreparedBatch,
     delete_documents,
+    dense_snapshot_due,
     embed_batch,
     index_batch,
     open_index,
@@ -131,14 +132,16 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
     """Delete the chunks of documents gone from the source and mark them deleted; seal the index and,
     for a Milvus Lite file, write its dense snapshot (``ods.adapters.dense_snapshot``).
 
-    A run that neither wrote nor deletes anything does not open the index: a Milvus Lite file opened
-    by a new process is loaded whole, which would be most of an unchanged re-run's cost.
+    A run that neither wrote nor deletes anything opens the index only when the collection has no
+    current dense snapshot (another client wrote since, say): a Milvus Lite file opened by a new process
+    is loaded whole, which would be most of an unchanged re-run's cost.
     """
-    if not uris and not written:
-        return 0
     settings = get_settings()
     with open_catalog(settings) as catalog:
-        index = open_index(settings, catalog.get_knowledge_base(kb), ingesting=True)
+        record = catalog.get_knowledge_base(kb)
+        if not uris and not written and not dense_snapshot_due(settings, record):
+            return 0
+        index = open_index(settings, record, ingesting=True)
         try:
             deleted = delete_documents(catalog, index, kb, uris)
             snapshot_rows = index.write_search_snapshot()  # flushes; exact dense search on Milvus Lite

@@ -271,13 +271,15 @@ def _ingest_progress(kb: str) -> Iterator[None]:
 
 @kb_app.command("status")
 def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> None:
-    """Documents per status, chunks, embedding model and collection of a knowledge base."""
+    """Documents per status, chunks, embedding model, collection and where dense search runs."""
     from collections import Counter
 
+    from ods.ingestion import dense_search_source
     from ods.preparation import open_catalog
     from ods.settings import get_settings
 
-    with open_catalog(get_settings()) as catalog:
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
         record = catalog.get_knowledge_base(kb)
         documents = catalog.documents(kb)
     statuses = Counter(document.status for document in documents)
@@ -288,6 +290,7 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
         ("collection", record.collection_name),
         ("documents", ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"),
         ("chunks", sum(document.chunk_count for document in documents if document.status == "indexed")),
+        ("dense search", dense_search_source(settings, record)),
     ):
         table.add_row(field, "" if value is None else str(value))
     console.print(table)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
+from ods.adapters.dense_snapshot import current_snapshot, snapshot_due
 from ods.adapters.document_source import DocumentSource
 from ods.adapters.embedder import Embedder, build_embedder
 from ods.adapters.object_store import build_object_store
@@ -112,14 +113,36 @@ def open_index(
         record.embedding_dim,
         record.embedding_model,
         owns_client=True,
-        lite_file=(
-            settings.milvus_uri
-            if settings.milvus.dense_snapshot and not is_server_uri(settings.milvus_uri)
-            else None
-        ),
+        lite_file=_snapshot_lite_file(settings),
     )
     index.ensure_collection()
     return index
+
+
+def _snapshot_lite_file(settings: Settings) -> str | None:
+    """The Milvus Lite file whose collections get dense snapshots; None for a server or with them off."""
+    if not settings.milvus.dense_snapshot or is_server_uri(settings.milvus_uri):
+        return None
+    return settings.milvus_uri
+
+
+def dense_snapshot_due(settings: Settings, record: KnowledgeBaseRecord) -> bool:
+    """Whether the knowledge base's collection lacks a current dense snapshot (read from disk only)."""
+    lite_file = _snapshot_lite_file(settings)
+    return lite_file is not None and snapshot_due(lite_file, record.collection_name, record.embedding_model)
+
+
+def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
+    """Where dense search for the knowledge base runs now, in words (read from disk; Milvus not opened)."""
+    if is_server_uri(settings.milvus_uri):
+        return "Milvus server (HNSW)"
+    lite_file = _snapshot_lite_file(settings)
+    if lite_file is None:
+        return "Milvus Lite (HNSW; dense snapshot off: ODS_MILVUS__DENSE_SNAPSHOT=false)"
+    snapshot = current_snapshot(lite_file, record.collection_name, record.embedding_model)
+    if snapshot is None:
+        return "Milvus Lite (HNSW; no current dense snapshot: the next ingest writes one)"
+    return f"exact, from the dense snapshot ({snapshot.table.num_rows:,} chunks)"
 
 
 def known_documents(catalog: Catalog, kb: str) -> list[KnownDocument]:

@@ -28,6 +28,7 @@ def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
     assert "4 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout, ingested.stdout
     assert "Traceback" not in ingested.stderr
     assert status.returncode == 0 and "4 indexed, 1 quarantined" in status.stdout, status.stdout
+    assert "exact, from the dense snapshot" in status.stdout, status.stdout
     assert quarantined.returncode == 0 and "notes.doc" in quarantined.stdout
     assert search.returncode == 0, search.stderr
     first_answer = next(line for line in search.stdout.splitlines() if line.startswith("│ 1 "))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from flows.ingest_documents import ingest_documents
+from ods.adapters.dense_snapshot import snapshot_path
 from ods.adapters.embedder import build_embedder
-from ods.ingestion import open_index
+from ods.ingestion import dense_search_source, open_index
 from ods.preparation import open_catalog
 from ods.settings import get_settings
 
@@ -194,3 +195,25 @@ def test_without_dense_snapshots_search_stays_on_milvus_lite(
         index.close()
     assert source == "milvus" and "Leeds" in hits[0].text
     assert not list(settings.home.glob("*.ods-dense"))
+
+
+def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_one(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingest_documents(str(folder), "policies")
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        record = catalog.get_knowledge_base("policies")
+    snapshot = snapshot_path(settings.milvus_uri, record.collection_name)
+    written = snapshot.stat().st_mtime_ns
+    assert dense_search_source(settings, record).startswith("exact, from the dense snapshot")
+
+    unchanged = ingest_documents(str(folder), "policies")
+    assert unchanged["indexed"] == 0 and snapshot.stat().st_mtime_ns == written  # current: left alone
+
+    snapshot.unlink()  # as good as stale: dense search went back to Milvus Lite
+    assert "no current dense snapshot" in dense_search_source(settings, record)
+    healed = ingest_documents(str(folder), "policies")
+
+    assert (healed["indexed"], healed["unchanged"]) == (0, 5)
+    assert snapshot.exists() and dense_search_source(settings, record).startswith("exact")

@@ -39,12 +39,16 @@ def make_rows(count: int, seed: int = 3) -> list[dict[str, object]]:
     ]
 
 
-def write_snapshot(tmp_path: Path, rows: list[dict[str, object]], *, batch: int = 7) -> DenseSnapshot:
-    builder = SnapshotBuilder(DIMENSION)
-    for start in range(0, len(rows), batch):
-        builder.add(rows[start : start + batch])
+def write_snapshot(
+    tmp_path: Path, rows: list[dict[str, object]], *, batch: int = 7, rows_per_block: int = 8_192
+) -> DenseSnapshot:
     path = snapshot_path(tmp_path / "milvus.db", "coll")
-    assert builder.write(path, fingerprint="fp-1", model_id="model") == len(rows)
+    with SnapshotBuilder(
+        path, DIMENSION, fingerprint="fp-1", model_id="model", rows_per_block=rows_per_block
+    ) as builder:
+        for start in range(0, len(rows), batch):
+            builder.add(rows[start : start + batch])
+        assert builder.commit() == len(rows)
     snapshot = DenseSnapshot.open(path)
     assert snapshot is not None
     return snapshot
@@ -150,3 +154,28 @@ def test_fingerprint_of_an_unknown_layout_is_none(tmp_path: Path, manifest: obje
     if manifest is not None:
         lite_collection(tmp_path, manifest)  # type: ignore[arg-type]
     assert lite_fingerprint(tmp_path / "milvus.db", "coll") is None
+
+
+def test_a_snapshot_written_in_blocks_ranks_and_filters_like_one_block(tmp_path: Path) -> None:
+    rows = make_rows(50)
+    query = np.random.default_rng(9).normal(size=DIMENSION).astype(np.float32)
+    whole = write_snapshot(tmp_path / "whole", rows)
+    blocks = write_snapshot(tmp_path / "blocks", rows, rows_per_block=8)
+
+    assert len(whole.blocks) == 1 and len(blocks.blocks) == 7  # 6 full blocks and the rest
+    assert [row["id"] for row, _ in blocks.search(query, 10)] == exact_top(rows, query, 10)
+    assert blocks.search(query, 5, {"page": [1, 2]}) == whole.search(query, 5, {"page": [1, 2]})
+
+
+def test_the_builder_writes_blocks_as_rows_arrive_and_an_abort_keeps_the_old_file(tmp_path: Path) -> None:
+    kept = write_snapshot(tmp_path, make_rows(3))
+    with SnapshotBuilder(
+        kept.path, DIMENSION, fingerprint="fp-2", model_id="model", rows_per_block=4
+    ) as builder:
+        builder.add(make_rows(9))
+        assert builder.rows == 8  # two blocks on disk already; one row waits for the next
+        # leaving without commit(): the collection changed while it was read, say
+
+    assert [entry.name for entry in kept.path.parent.iterdir()] == ["coll.arrow"]
+    reopened = DenseSnapshot.open(kept.path)
+    assert reopened is not None and reopened.fingerprint == "fp-1" and reopened.table.num_rows == 3

@@ -80,21 +80,88 @@ def lite_fingerprint(lite_file: str | Path, collection: str) -> str | None:
     return json.dumps({"seq": manifest["current_seq"], "partitions": partitions, "wal": wal}, sort_keys=True)
 
 
-class SnapshotBuilder:
-    """Collects rows (dicts with the scalar fields and ``dense``) batch by batch, without holding them."""
+ROWS_PER_BLOCK = 8_192
+"""Rows per record batch of a snapshot file (~18 MB): the writer holds at most one block, whatever the
+collection's size, and a search multiplies a handful of zero-copy blocks instead of one copied matrix."""
 
-    def __init__(self, dimension: int) -> None:
+
+class SnapshotBuilder:
+    """Writes a snapshot block by block to a temporary file beside ``path`` as rows arrive (dicts with the
+    scalar fields and ``dense``); :meth:`commit` renames it into place, leaving the file unchanged otherwise.
+
+    Use as a context manager: leaving it without a commit (an error, a collection that changed while it
+    was read) removes the temporary file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        dimension: int,
+        *,
+        fingerprint: str,
+        model_id: str,
+        rows_per_block: int = ROWS_PER_BLOCK,
+    ) -> None:
+        self.path = path
         self.dimension = dimension
-        self._batches: list[pa.RecordBatch] = []
+        self.rows = 0
+        self._rows_per_block = rows_per_block
+        self._pending: list[Mapping[str, Any]] = []
+        self._schema = pa.schema(
+            [pa.field(name, kind) for name, kind in SCALAR_FIELDS.items()]
+            + [pa.field("dense", pa.list_(pa.float32(), dimension))],
+            metadata={_FORMAT_KEY: _FORMAT, _FINGERPRINT_KEY: fingerprint, _MODEL_KEY: model_id},
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        self._sink = pa.OSFile(str(self._partial), "wb")
+        self._writer = pa.ipc.new_file(self._sink, self._schema)
+        self._open = True
+
+    def __enter__(self) -> SnapshotBuilder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()
 
     def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
+        self._pending.extend(rows)
+        while len(self._pending) >= self._rows_per_block:
+            block, self._pending = (
+                self._pending[: self._rows_per_block],
+                self._pending[self._rows_per_block :],
+            )
+            self._write_block(block)
+
+    def commit(self) -> int:
+        """Finish the file and move it to ``path`` (atomically); returns the rows written."""
+        if self._pending or self.rows == 0:
+            self._write_block(self._pending)  # an empty collection still gets its (empty) block
+            self._pending = []
+        self._close()
+        self._partial.replace(self.path)
+        return self.rows
+
+    def abort(self) -> None:
+        """Drop what was written (nothing happens after a commit)."""
+        self._pending = []
+        self._close()
+        self._partial.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self._writer.close()
+            finally:
+                self._sink.close()
+
+    def _write_block(self, rows: Sequence[Mapping[str, Any]]) -> None:
         vectors = np.asarray([row["dense"] for row in rows], dtype=np.float32).reshape(-1, self.dimension)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.where(norms > 0, norms, 1.0)
-        columns = {
-            name: pa.array(
+        columns = [
+            pa.array(
                 [
                     json.dumps(row.get(name) or {}, sort_keys=True) if name == "metadata" else row.get(name)
                     for row in rows
@@ -102,39 +169,22 @@ class SnapshotBuilder:
                 type=kind,
             )
             for name, kind in SCALAR_FIELDS.items()
-        }
-        columns["dense"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dimension)
-        self._batches.append(pa.RecordBatch.from_pydict(columns))
-
-    def write(self, path: Path, *, fingerprint: str, model_id: str) -> int:
-        """Write the rows as one record batch to ``path`` atomically; returns the row count."""
-        schema = pa.schema(
-            [pa.field(name, kind) for name, kind in SCALAR_FIELDS.items()]
-            + [pa.field("dense", pa.list_(pa.float32(), self.dimension))],
-            metadata={_FORMAT_KEY: _FORMAT, _FINGERPRINT_KEY: fingerprint, _MODEL_KEY: model_id},
-        )
-        table = pa.Table.from_batches(self._batches, schema=schema).combine_chunks()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        try:
-            with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                for batch in table.to_batches(max_chunksize=max(table.num_rows, 1)):
-                    writer.write_batch(batch)
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
-        return int(table.num_rows)
+        ]
+        columns.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dimension))
+        self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
+        self.rows += len(rows)
 
 
 @dataclass(frozen=True)
 class DenseSnapshot:
-    """A memory-mapped snapshot: the table and its normalised vectors as one (rows x dimension) matrix."""
+    """A memory-mapped snapshot: the table and its normalised vectors as (rows x dimension) matrices, one
+    per record batch of the file, in table order (zero-copy views of the mapped file)."""
 
     path: Path
     fingerprint: str
     model_id: str
     table: pa.Table
-    vectors: NDArray[np.float32]
+    blocks: list[NDArray[np.float32]]
 
     @classmethod
     def open(cls, path: Path) -> DenseSnapshot | None:
@@ -151,17 +201,20 @@ class DenseSnapshot:
             return None
         dense = table.column("dense")
         dimension = dense.type.list_size
-        if table.num_rows == 0:
-            vectors = np.empty((0, dimension), dtype=np.float32)
-        else:
-            chunk = dense.chunk(0) if dense.num_chunks == 1 else pa.concat_arrays(dense.chunks)
-            vectors = chunk.values.to_numpy(zero_copy_only=False).reshape(-1, dimension)
+        blocks = [
+            # A slice's ``values`` are the whole buffer: take this chunk's own rows.
+            chunk.values.to_numpy(zero_copy_only=False)[
+                chunk.offset * dimension : (chunk.offset + len(chunk)) * dimension
+            ].reshape(-1, dimension)
+            for chunk in dense.chunks
+            if len(chunk)
+        ]
         return cls(
             path=path,
             fingerprint=metadata[_FINGERPRINT_KEY].decode(),
             model_id=metadata.get(_MODEL_KEY, b"").decode(),
             table=table,
-            vectors=vectors,
+            blocks=blocks,
         )
 
     def search(
@@ -176,7 +229,8 @@ class DenseSnapshot:
             return []
         query = np.asarray(vector, dtype=np.float32).ravel()
         norm = float(np.linalg.norm(query))
-        scores = self.vectors @ (query / norm if norm > 0 else query)
+        unit = query / norm if norm > 0 else query
+        scores = np.concatenate([block @ unit for block in self.blocks])
         mask = self._mask(conditions)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
@@ -235,3 +289,21 @@ class SnapshotCache:
 
 
 SNAPSHOTS = SnapshotCache()
+
+
+def current_snapshot(lite_file: str | Path, collection: str, model_id: str) -> DenseSnapshot | None:
+    """The dense snapshot of ``collection`` taken with ``model_id``, if nothing was written since it was taken."""
+    snapshot = SNAPSHOTS.get(snapshot_path(lite_file, collection))
+    if snapshot is None or snapshot.model_id != model_id:
+        return None
+    if lite_fingerprint(lite_file, collection) != snapshot.fingerprint:
+        return None
+    return snapshot
+
+
+def snapshot_due(lite_file: str | Path, collection: str, model_id: str) -> bool:
+    """Whether ``collection`` exists in a layout this module knows and has no current dense snapshot: an
+    ingest that writes nothing then still writes one (after a write by another client, say)."""
+    return lite_fingerprint(lite_file, collection) is not None and (
+        current_snapshot(lite_file, collection, model_id) is None
+    )

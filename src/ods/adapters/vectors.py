@@ -18,6 +18,7 @@ from ods.adapters.dense_snapshot import (
     SNAPSHOTS,
     DenseSnapshot,
     SnapshotBuilder,
+    current_snapshot,
     lite_fingerprint,
     snapshot_path,
 )
@@ -362,8 +363,12 @@ class MilvusVectorIndex:
         if before is None:
             logger.warning("unknown Milvus Lite layout at %s: no dense snapshot written", self._lite_file)
             return None
-        builder = SnapshotBuilder(self.dimension)
-        with self._errors("read every chunk of"):
+        with (
+            self._errors("read every chunk of"),
+            SnapshotBuilder(
+                self._snapshot_path, self.dimension, fingerprint=before, model_id=self.model_id
+            ) as builder,
+        ):
             iterator = self._client.query_iterator(
                 self.collection,
                 batch_size=batch_rows,
@@ -376,12 +381,12 @@ class MilvusVectorIndex:
                     builder.add(rows)
             finally:
                 iterator.close()
-        if lite_fingerprint(self._lite_file, self.collection) != before:
-            logger.warning(
-                "collection %s changed while its dense snapshot was read; not written", self.collection
-            )
-            return None
-        written = builder.write(self._snapshot_path, fingerprint=before, model_id=self.model_id)
+            if lite_fingerprint(self._lite_file, self.collection) != before:
+                logger.warning(
+                    "collection %s changed while its dense snapshot was read; not written", self.collection
+                )
+                return None
+            written = builder.commit()
         SNAPSHOTS.forget(self._snapshot_path)
         return written
 
@@ -502,14 +507,9 @@ class MilvusVectorIndex:
 
     def _valid_snapshot(self) -> DenseSnapshot | None:
         """This collection's dense snapshot, if there is one and nothing was written since it was taken."""
-        if self._snapshot_path is None or self._lite_file is None:
+        if self._lite_file is None:
             return None
-        snapshot = SNAPSHOTS.get(self._snapshot_path)
-        if snapshot is None or snapshot.model_id != self.model_id:
-            return None
-        if lite_fingerprint(self._lite_file, self.collection) != snapshot.fingerprint:
-            return None
-        return snapshot
+        return current_snapshot(self._lite_file, self.collection, self.model_id)
 
     def _discard_snapshot(self) -> None:
         """Remove the dense snapshot before a write (a stale one would never be used, but is dead weight)."""
