@@ -162,7 +162,7 @@ def test_a_snapshot_written_in_blocks_ranks_and_filters_like_one_block(tmp_path:
     whole = write_snapshot(tmp_path / "whole", rows)
     blocks = write_snapshot(tmp_path / "blocks", rows, rows_per_block=8)
 
-    assert len(whole.blocks) == 1 and len(blocks.blocks) == 7  # 6 full blocks and the rest
+    assert len(whole.blocks) == 1 and len(blocks.blocks) == 4  # 14 + 14 + 14 rows, then the last 8
     assert [row["id"] for row, _ in blocks.search(query, 10)] == exact_top(rows, query, 10)
     assert blocks.search(query, 5, {"page": [1, 2]}) == whole.search(query, 5, {"page": [1, 2]})
 
@@ -172,8 +172,10 @@ def test_the_builder_writes_blocks_as_rows_arrive_and_an_abort_keeps_the_old_fil
     with SnapshotBuilder(
         kept.path, DIMENSION, fingerprint="fp-2", model_id="model", rows_per_block=4
     ) as builder:
-        builder.add(make_rows(9))
-        assert builder.rows == 8  # two blocks on disk already; one row waits for the next
+        builder.add(make_rows(3))
+        assert builder.rows == 0  # fewer than a block: kept (as Arrow) until more come
+        builder.add(make_rows(3))
+        assert builder.rows == 6  # a block's worth: on disk
         # leaving without commit(): the collection changed while it was read, say
 
     assert [entry.name for entry in kept.path.parent.iterdir()] == ["coll.arrow"]

@@ -80,8 +80,8 @@ def lite_fingerprint(lite_file: str | Path, collection: str) -> str | None:
     return json.dumps({"seq": manifest["current_seq"], "partitions": partitions, "wal": wal}, sort_keys=True)
 
 
-ROWS_PER_BLOCK = 8_192
-"""Rows per record batch of a snapshot file (~18 MB): the writer holds at most one block, whatever the
+ROWS_PER_BLOCK = 4_096
+"""Rows per record batch of a snapshot file (~9 MB): the writer holds at most one block, whatever the
 collection's size, and a search multiplies a handful of zero-copy blocks instead of one copied matrix."""
 
 
@@ -106,7 +106,8 @@ class SnapshotBuilder:
         self.dimension = dimension
         self.rows = 0
         self._rows_per_block = rows_per_block
-        self._pending: list[Mapping[str, Any]] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self._schema = pa.schema(
             [pa.field(name, kind) for name, kind in SCALAR_FIELDS.items()]
             + [pa.field("dense", pa.list_(pa.float32(), dimension))],
@@ -125,26 +126,25 @@ class SnapshotBuilder:
         self.abort()
 
     def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._pending.extend(rows)
-        while len(self._pending) >= self._rows_per_block:
-            block, self._pending = (
-                self._pending[: self._rows_per_block],
-                self._pending[self._rows_per_block :],
-            )
-            self._write_block(block)
+        """Take ``rows`` (converted to Arrow at once: a row's Python floats take ~4x its Arrow bytes)."""
+        if not rows:
+            return
+        self._pending.append(self._record_batch(rows))
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self._rows_per_block:
+            self._write_pending()
 
     def commit(self) -> int:
         """Finish the file and move it to ``path`` (atomically); returns the rows written."""
         if self._pending or self.rows == 0:
-            self._write_block(self._pending)  # an empty collection still gets its (empty) block
-            self._pending = []
+            self._write_pending()  # an empty collection still gets its (empty) block
         self._close()
         self._partial.replace(self.path)
         return self.rows
 
     def abort(self) -> None:
         """Drop what was written (nothing happens after a commit)."""
-        self._pending = []
+        self._pending, self._pending_rows = [], 0
         self._close()
         self._partial.unlink(missing_ok=True)
 
@@ -156,7 +156,17 @@ class SnapshotBuilder:
             finally:
                 self._sink.close()
 
-    def _write_block(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def _write_pending(self) -> None:
+        """Write the rows taken so far as one record batch (one block of the snapshot)."""
+        block = pa.Table.from_batches(self._pending, schema=self._schema).combine_chunks()
+        self._pending, self._pending_rows = [], 0
+        for batch in block.to_batches(max_chunksize=max(block.num_rows, 1)) or [
+            pa.RecordBatch.from_pylist([], schema=self._schema)
+        ]:
+            self._writer.write_batch(batch)
+        self.rows += block.num_rows
+
+    def _record_batch(self, rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
         vectors = np.asarray([row["dense"] for row in rows], dtype=np.float32).reshape(-1, self.dimension)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.where(norms > 0, norms, 1.0)
@@ -171,8 +181,7 @@ class SnapshotBuilder:
             for name, kind in SCALAR_FIELDS.items()
         ]
         columns.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dimension))
-        self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
-        self.rows += len(rows)
+        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
 
 
 @dataclass(frozen=True)

@@ -352,7 +352,7 @@ class MilvusVectorIndex:
         with self._errors("flush"):
             self._client.flush(self.collection, timeout=self._timeout_s)
 
-    def write_search_snapshot(self, *, batch_rows: int = 2_000) -> int | None:
+    def write_search_snapshot(self, *, batch_rows: int = 500) -> int | None:
         """Flush, then write the collection's dense snapshot for exact in-process dense search (a Milvus
         Lite file only; see ``ods.adapters.dense_snapshot``). Returns the rows written, or ``None`` when
         there is nothing to snapshot (a server) or the collection changed while it was read."""
