@@ -249,7 +249,9 @@ class DenseSnapshot:
             return []
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
         top = top[np.argsort(-scores[top], kind="stable")]
-        rows = self.table.drop_columns(["dense"]).take(pa.array(top)).to_pylist()
+        # Row by row: ``take`` on a table of several blocks copies every block first (~6 ms at 100k rows).
+        scalars = self.table.drop_columns(["dense"])
+        rows = [scalars.slice(int(index), 1).to_pylist()[0] for index in top]
         return [(row, float(scores[index])) for row, index in zip(rows, top, strict=True)]
 
     def _mask(
