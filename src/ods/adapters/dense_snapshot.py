@@ -165,6 +165,8 @@ class SnapshotBuilder:
         ]:
             self._writer.write_batch(batch)
         self.rows += block.num_rows
+        del block
+        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed blocks otherwise
 
     def _record_batch(self, rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
         vectors = np.asarray([row["dense"] for row in rows], dtype=np.float32).reshape(-1, self.dimension)
