@@ -188,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A shell starts a background job (`python -m deployments.serve &`) with SIGINT ignored, and Python
     # then installs no KeyboardInterrupt handler: `kill -INT` would not stop it. Ctrl-C semantics always.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    serve(*runner_deployments, limit=args.limit)
+    try:
+        serve(*runner_deployments, limit=args.limit)
+    except KeyboardInterrupt:  # Ctrl-C while deployments were still being registered: a stop all the same
+        print("interrupted while registering deployments; stopped", file=sys.stderr)  # noqa: T201
     return 0
 
 

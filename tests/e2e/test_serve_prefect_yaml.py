@@ -112,13 +112,18 @@ def test_serve_registers_every_deployment_with_schedules_and_triggers(
             stderr=subprocess.STDOUT,
         )
     try:
+        expected_triggers = sum(len(spec.get("triggers") or []) for spec in specs)
 
-        def all_deployments() -> list[dict[str, Any]] | None:
+        def all_registered() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+            # A deployment's triggers are created after it: wait for both, so the stop below comes
+            # after registration, as a user's Ctrl-C on a running server does.
             found = httpx.post(f"{url}/deployments/filter", json={}, timeout=5).json()
-            return found if len(found) == len(specs) else None
+            triggers = httpx.post(f"{url}/automations/filter", json={}, timeout=5).json()
+            complete = len(found) == len(specs) and len(triggers) == expected_triggers
+            return (found, triggers) if complete else None
 
-        deployments = {d["name"]: d for d in _wait_for(all_deployments, "all deployments", serve, log)}
-        automations = httpx.post(f"{url}/automations/filter", json={}, timeout=5).json()
+        found, automations = _wait_for(all_registered, "all deployments and their triggers", serve, log)
+        deployments = {d["name"]: d for d in found}
     finally:
         _stop(serve, signal.SIGINT)
 
@@ -129,7 +134,6 @@ def test_serve_registers_every_deployment_with_schedules_and_triggers(
         assert deployment["entrypoint"] == spec["entrypoint"]
         assert deployment["parameters"] == (spec.get("parameters") or {})
         assert len(deployment["schedules"]) == len(spec.get("schedules") or [])
-    expected_triggers = sum(len(spec.get("triggers") or []) for spec in specs)
     assert len(automations) == expected_triggers
     served_ids = {d["id"] for d in deployments.values()}
     for automation in automations:
