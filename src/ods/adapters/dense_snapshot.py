@@ -304,12 +304,15 @@ class SnapshotCache:
 SNAPSHOTS = SnapshotCache()
 
 
-def current_snapshot(lite_file: str | Path, collection: str, model_id: str) -> DenseSnapshot | None:
-    """The dense snapshot of ``collection`` taken with ``model_id``, if nothing was written since it was taken."""
+def current_snapshot(
+    lite_file: str | Path, collection: str, model_id: str, *, fingerprint: str | None = None
+) -> DenseSnapshot | None:
+    """The dense snapshot of ``collection`` taken with ``model_id``, if nothing was written since it was
+    taken (``fingerprint``: the collection's, when the caller has just read it)."""
     snapshot = SNAPSHOTS.get(snapshot_path(lite_file, collection))
     if snapshot is None or snapshot.model_id != model_id:
         return None
-    if lite_fingerprint(lite_file, collection) != snapshot.fingerprint:
+    if (fingerprint or lite_fingerprint(lite_file, collection)) != snapshot.fingerprint:
         return None
     return snapshot
 
@@ -317,6 +320,7 @@ def current_snapshot(lite_file: str | Path, collection: str, model_id: str) -> D
 def snapshot_due(lite_file: str | Path, collection: str, model_id: str) -> bool:
     """Whether ``collection`` exists in a layout this module knows and has no current dense snapshot: an
     ingest that writes nothing then still writes one (after a write by another client, say)."""
-    return lite_fingerprint(lite_file, collection) is not None and (
-        current_snapshot(lite_file, collection, model_id) is None
+    fingerprint = lite_fingerprint(lite_file, collection)
+    return fingerprint is not None and (
+        current_snapshot(lite_file, collection, model_id, fingerprint=fingerprint) is None
     )
