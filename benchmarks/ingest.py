@@ -279,10 +279,22 @@ def child_flow(folder: str, batch_size: str) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "summary": summary,
+        "dense_search": dense_search_after("bench"),
         "peak": memory.peak - resting,
         "resting": resting,
         "children": memory.children_peak,
     }
+
+
+def dense_search_after(kb: str) -> str:
+    """Where dense search runs now that the flow has ended (an ingest should leave a current snapshot)."""
+    from ods.ingestion import dense_search_source
+    from ods.preparation import open_catalog
+    from ods.settings import get_settings
+
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        return dense_search_source(settings, catalog.get_knowledge_base(kb))
 
 
 def child_reingest(folder: str, batch_size: str) -> dict[str, Any]:
@@ -410,6 +422,7 @@ def print_report(docs: int, batch_size: int, corpus_bytes: int, figures: dict[st
         f"{flow['children'] / 1e6:.0f} MB; bare encode of all {chunks:,} chunks: "
         f"{encode['peak'] / 1e6:.0f} MB above resting"
     )
+    print(f"dense search after the flow: {flow['dense_search']}")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
-from ods.adapters.dense_snapshot import current_snapshot, snapshot_due
+from ods.adapters.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
 from ods.adapters.document_source import DocumentSource
 from ods.adapters.embedder import Embedder, build_embedder
 from ods.adapters.object_store import build_object_store
@@ -107,13 +107,18 @@ def open_index(
     ``MilvusSettings.lite_server``)."""
     token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
     own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
+    lite_file = _snapshot_lite_file(settings)
     index = MilvusVectorIndex(
         open_milvus_client(settings.milvus_uri, token=token, separate_process=own_process),
         record.collection_name,
         record.embedding_dim,
         record.embedding_model,
+        # With dense snapshots, Milvus Lite's dense index only serves searches between a write by another
+        # client and the next ingest. FLAT builds nothing: at 19,579 chunks it halved the Lite server's CPU
+        # during an ingest (36 s → 17 s) and searched faster (34 ms vs 93 ms, exact). Set on creation only.
+        index_type="FLAT" if lite_file is not None else "HNSW",
         owns_client=True,
-        lite_file=_snapshot_lite_file(settings),
+        lite_file=lite_file,
     )
     index.ensure_collection()
     return index
@@ -136,12 +141,13 @@ def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
     """Where dense search for the knowledge base runs now, in words (read from disk; Milvus not opened)."""
     if is_server_uri(settings.milvus_uri):
         return "Milvus server (HNSW)"
+    index_type = lite_dense_index_type(settings.milvus_uri, record.collection_name) or "no collection yet"
     lite_file = _snapshot_lite_file(settings)
     if lite_file is None:
-        return "Milvus Lite (HNSW; dense snapshot off: ODS_MILVUS__DENSE_SNAPSHOT=false)"
+        return f"Milvus Lite ({index_type}; dense snapshot off: ODS_MILVUS__DENSE_SNAPSHOT=false)"
     snapshot = current_snapshot(lite_file, record.collection_name, record.embedding_model)
     if snapshot is None:
-        return "Milvus Lite (HNSW; no current dense snapshot: the next ingest writes one)"
+        return f"Milvus Lite ({index_type}; no current dense snapshot: the next ingest writes one)"
     return f"exact, from the dense snapshot ({snapshot.table.num_rows:,} chunks)"
 
 

@@ -193,8 +193,10 @@ def test_without_dense_snapshots_search_stays_on_milvus_lite(
         hits = index.search(vector=query, mode="dense", k=1)
         source = index.dense_search_source()
         index.close()
+        status = dense_search_source(settings, catalog.get_knowledge_base("policies"))
     assert source == "milvus" and "Leeds" in hits[0].text
     assert not list(settings.home.glob("*.ods-dense"))
+    assert status.startswith("Milvus Lite (HNSW; dense snapshot off")  # its own index serves dense search
 
 
 def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_one(tmp_path: Path) -> None:
@@ -212,7 +214,8 @@ def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_o
     assert unchanged["indexed"] == 0 and snapshot.stat().st_mtime_ns == written  # current: left alone
 
     snapshot.unlink()  # as good as stale: dense search went back to Milvus Lite
-    assert "no current dense snapshot" in dense_search_source(settings, record)
+    # The fallback searches Milvus Lite's FLAT index (exact): with snapshots on, it builds no HNSW.
+    assert dense_search_source(settings, record).startswith("Milvus Lite (FLAT; no current dense snapshot")
     healed = ingest_documents(str(folder), "policies")
 
     assert (healed["indexed"], healed["unchanged"]) == (0, 5)

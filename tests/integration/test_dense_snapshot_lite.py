@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +184,30 @@ def test_a_new_process_opening_the_file_uses_the_snapshot(index: MilvusVectorInd
     )
 
     assert opened.stdout.strip().splitlines()[-1] == "snapshot"
+
+
+def test_compaction_of_flushed_segments_keeps_the_snapshot(lite_file: str) -> None:
+    """An ingest flushes once per batch; after the fourth small segment Milvus Lite merges them in the
+    background, rewriting data files without changing a row. That is no write: the snapshot written as
+    the merge runs is kept and stays in use after it."""
+    index = MilvusVectorIndex(lite_file, collection_name("kb", MODEL), DIMENSION, MODEL)
+    index.ensure_collection()
+    rows = make_rows(2_000)
+    for start in range(0, len(rows), 500):  # four sealed segments: Lite's compaction trigger
+        index.upsert(rows[start : start + 500])
+        index.flush()
+    written = index.write_search_snapshot()
+    manifest = Path(lite_file) / "collections" / index.collection / "manifest.json"
+
+    def data_files() -> int:
+        partitions = json.loads(manifest.read_text(encoding="utf-8"))["partitions"]
+        return sum(len(files["data_files"]) for files in partitions.values())
+
+    deadline = time.monotonic() + 60
+    while data_files() > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert data_files() == 1, "Milvus Lite did not merge its four segments"
+    assert written == 2_000
+    assert index.dense_search_source() == "snapshot"
+    index.close()

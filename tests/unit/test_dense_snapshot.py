@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,7 @@ def lite_collection(tmp_path: Path, manifest: dict[str, object]) -> Path:
     folder = tmp_path / "milvus.db" / "collections" / "coll"
     (folder / "wal").mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "schema.json").write_text("{}", encoding="utf-8")
     return folder
 
 
@@ -133,7 +135,7 @@ MANIFEST = {
 }
 
 
-def test_fingerprint_changes_with_writes_but_not_with_index_builds(tmp_path: Path) -> None:
+def test_fingerprint_changes_with_writes_but_not_with_index_builds_or_compaction(tmp_path: Path) -> None:
     folder = lite_collection(tmp_path, MANIFEST)
     lite = tmp_path / "milvus.db"
     flushed = lite_fingerprint(lite, "coll")
@@ -141,12 +143,29 @@ def test_fingerprint_changes_with_writes_but_not_with_index_builds(tmp_path: Pat
 
     (folder / "manifest.json").write_text(json.dumps({**MANIFEST, "version": 4}), encoding="utf-8")
     assert lite_fingerprint(lite, "coll") == flushed  # a new manifest version alone (index files)
+    compacted = {
+        **MANIFEST,
+        "version": 5,
+        "partitions": {"_default": {"data_files": ["b"], "delta_files": []}},
+    }
+    (folder / "manifest.json").write_text(json.dumps(compacted), encoding="utf-8")
+    assert lite_fingerprint(lite, "coll") == flushed  # segments merged, tombstones collected: same rows
 
     (folder / "wal" / "wal_000011.arrow").write_bytes(b"x" * 10)
     assert lite_fingerprint(lite, "coll") != flushed  # an unflushed write
     (folder / "wal" / "wal_000011.arrow").unlink()
     (folder / "manifest.json").write_text(json.dumps({**MANIFEST, "current_seq": 11}), encoding="utf-8")
     assert lite_fingerprint(lite, "coll") != flushed  # the same write, flushed
+
+
+def test_fingerprint_of_a_recreated_collection_differs(tmp_path: Path) -> None:
+    folder = lite_collection(tmp_path, MANIFEST)
+    lite = tmp_path / "milvus.db"
+    before = lite_fingerprint(lite, "coll")
+    (folder / "schema.json").unlink()
+    (folder / "schema.json").write_text("{}", encoding="utf-8")
+    os.utime(folder / "schema.json", ns=(1, 1))
+    assert lite_fingerprint(lite, "coll") != before  # dropped and created again with the same writes
 
 
 @pytest.mark.parametrize("manifest", [None, {"version": 1}, ["not", "a", "dict"]])

@@ -10,7 +10,7 @@ file holding every row's id, scalar fields, text and normalised vector. A dense 
 and ranks all rows exactly (a matrix-vector product and a partial sort): recall 1.0, a few milliseconds.
 
 The snapshot is only used while it provably matches the collection. Milvus Lite records every write in its
-write-ahead log and, once flushed, in the collection's manifest (write sequence, data and delete files);
+write-ahead log and, once flushed, in the collection's manifest (its write sequence);
 the snapshot stores that *fingerprint* and a search compares it with the files on disk (a small JSON read
 and a directory listing). Any write since, by ods or any other client, changes it, and the search goes to
 Milvus Lite as before until the next ingest writes a new snapshot. A Milvus server is never snapshotted:
@@ -62,22 +62,42 @@ def snapshot_path(lite_file: str | Path, collection: str) -> Path:
 def lite_fingerprint(lite_file: str | Path, collection: str) -> str | None:
     """A string that changes with every write to the collection, or ``None`` if the layout is unknown.
 
-    Made of the manifest's write sequence and data/delete files and the write-ahead log's files and
-    sizes. Index builds (on load) change neither, so loading a collection keeps its snapshot valid.
+    Made of the manifest's write sequence (every upsert and delete gets the next one; a flush records the
+    highest), the write-ahead log's files and sizes (writes not flushed yet) and the identity of the
+    collection's schema file (a dropped and re-created collection). Not of the data and delete files:
+    Milvus Lite's background compaction merges those without changing a row (it did so while a 19,579-chunk
+    snapshot was read, which was then discarded), and index builds touch neither.
     """
     folder = Path(lite_file) / "collections" / collection
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         wal = sorted((entry.name, entry.stat().st_size) for entry in os.scandir(folder / "wal"))
+        schema = (folder / "schema.json").stat()
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or "current_seq" not in manifest or "partitions" not in manifest:
         return None
-    partitions = {
-        name: [sorted(files.get("data_files", [])), sorted(files.get("delta_files", []))]
-        for name, files in sorted(manifest["partitions"].items())
-    }
-    return json.dumps({"seq": manifest["current_seq"], "partitions": partitions, "wal": wal}, sort_keys=True)
+    return json.dumps(
+        {
+            "seq": manifest["current_seq"],
+            "wal_number": manifest.get("active_wal_number"),
+            "wal": wal,
+            "schema": [schema.st_ino, schema.st_mtime_ns],
+        },
+        sort_keys=True,
+    )
+
+
+def lite_dense_index_type(lite_file: str | Path, collection: str) -> str | None:
+    """The index type of the collection's dense field ("FLAT", "HNSW", ...), read from its manifest;
+    ``None`` when the collection or its dense index is not there."""
+    manifest_file = Path(lite_file) / "collections" / collection / "manifest.json"
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        index_type = manifest["index_specs"]["dense"]["index_type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(index_type)
 
 
 ROWS_PER_BLOCK = 4_096
