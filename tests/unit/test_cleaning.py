@@ -559,6 +559,30 @@ def test_mask_pii_vectorised_masks_match_mask_value_with_nulls_and_odd_values() 
     assert values(result.frame["phone"]) == [None if v is None else mask_value(v, "phone") for v in phones]
 
 
+def test_mask_pii_vectorised_after_dropped_rows_keeps_each_value_on_its_row() -> None:
+    emails = [
+        "ann@example.com",
+        "bob@example.com",
+        "bob@example.com",
+        None,
+        "cy@example.com",
+        "ann@example.com",
+    ]
+    frame = pd.DataFrame({"email": text(*emails), "n": text("1", "2", "2", "3", "4", "5")})
+
+    result = clean(frame, "- deduplicate: {}\n- mask_pii: {}")  # row 2 dropped: the index has a gap
+
+    assert values(result.frame["n"]) == ["1", "2", "3", "4", "5"]
+    assert values(result.frame["email"]) == [
+        "a***@example.com",
+        "b***@example.com",
+        None,
+        "c***@example.com",
+        "a***@example.com",
+    ]
+    assert only(result, "mask_pii").changed == 4
+
+
 def test_mask_pii_hash_is_salted_and_kinds_filter() -> None:
     result = clean(pii_frame(), "- mask_pii: {kinds: [email], policy: hash}", salt="pepper")
 

@@ -671,14 +671,17 @@ def mask_pii(
     changed = 0
     for name, kind in found.items():
         text = _as_text(frame[name])
-        codes, distinct = pd.factorize(text)
-        fast = _mask_ascii(pa.array(distinct.array), kind) if rule.policy == "mask" else None
+        # Masking ASCII values is vectorised, so it runs on the whole column: personal data is mostly
+        # distinct, and factorising a million e-mails first cost more than masking them (0.4 s).
+        fast = _mask_ascii(_text_array(text), kind) if rule.policy == "mask" else None
         if fast is not None:
-            updates[name] = _take(pd.arrays.ArrowStringArray(fast), codes, text)
-        else:
-            values = [str(value) for value in distinct]
-            protected = protect_values(values, kind, policy=rule.policy, salt=salt)
-            updates[name] = _take(pd.array(protected, dtype=TEXT_DTYPE), codes, text)
+            updates[name] = pd.Series(pd.arrays.ArrowStringArray(fast), index=text.index, name=text.name)
+            changed += len(text) - int(text.isna().sum())
+            continue
+        codes, distinct = pd.factorize(text)
+        values = [str(value) for value in distinct]
+        protected = protect_values(values, kind, policy=rule.policy, salt=salt)
+        updates[name] = _take(pd.array(protected, dtype=TEXT_DTYPE), codes, text)
         changed += int((codes >= 0).sum())
     kinds: dict[str, str] = {name: kind or "unknown" for name, kind in found.items()}
     return _with_columns(frame, updates), RuleReport(
