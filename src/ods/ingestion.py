@@ -115,7 +115,8 @@ def open_index(
         record.embedding_model,
         # With dense snapshots, Milvus Lite's dense index only serves searches between a write by another
         # client and the next ingest. FLAT builds nothing: at 19,579 chunks it halved the Lite server's CPU
-        # during an ingest (36 s → 17 s) and searched faster (34 ms vs 93 ms, exact). Set on creation only.
+        # during an ingest (36 s → 17 s) and searched faster (34 ms vs 93 ms, exact); at 100k chunks that
+        # fallback is slower (275 ms vs ~70 ms) until the next ingest. Set on creation only.
         index_type="FLAT" if lite_file is not None else "HNSW",
         owns_client=True,
         lite_file=lite_file,
