@@ -68,14 +68,14 @@ def lite_fingerprint(lite_file: str | Path, collection: str) -> str | None:
     Milvus Lite's background compaction merges those without changing a row (it did so while a 19,579-chunk
     snapshot was read, which was then discarded), and index builds touch neither.
     """
-    folder = Path(lite_file) / "collections" / collection
+    folder = _collection_folder(lite_file, collection)
+    manifest = _manifest(folder)
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         wal = sorted((entry.name, entry.stat().st_size) for entry in os.scandir(folder / "wal"))
         schema = (folder / "schema.json").stat()
-    except (OSError, ValueError):
+    except OSError:
         return None
-    if not isinstance(manifest, dict) or "current_seq" not in manifest or "partitions" not in manifest:
+    if manifest is None or "current_seq" not in manifest or "partitions" not in manifest:
         return None
     return json.dumps(
         {
@@ -91,13 +91,24 @@ def lite_fingerprint(lite_file: str | Path, collection: str) -> str | None:
 def lite_dense_index_type(lite_file: str | Path, collection: str) -> str | None:
     """The index type of the collection's dense field ("FLAT", "HNSW", ...), read from its manifest;
     ``None`` when the collection or its dense index is not there."""
-    manifest_file = Path(lite_file) / "collections" / collection / "manifest.json"
+    manifest = _manifest(_collection_folder(lite_file, collection))
     try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        index_type = manifest["index_specs"]["dense"]["index_type"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(manifest["index_specs"]["dense"]["index_type"]) if manifest is not None else None
+    except (KeyError, TypeError):
         return None
-    return str(index_type)
+
+
+def _collection_folder(lite_file: str | Path, collection: str) -> Path:
+    return Path(lite_file) / "collections" / collection
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    """The collection's Milvus Lite manifest; None when it is missing or not a JSON object."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 ROWS_PER_BLOCK = 4_096
