@@ -559,6 +559,27 @@ def test_mask_pii_vectorised_masks_match_mask_value_with_nulls_and_odd_values() 
     assert values(result.frame["phone"]) == [None if v is None else mask_value(v, "phone") for v in phones]
 
 
+def test_mask_pii_vectorised_masks_long_chunked_columns_slice_by_slice_with_every_value_in_place() -> None:
+    # 150,001 values in two Arrow chunks: the masking slices (65,536 values) cross the chunk boundary,
+    # and nulls sit on slice edges.
+    phones = [None if n % 65_536 in (0, 65_535) else f"+44 7700 {n:06d}" for n in range(150_001)]
+    emails = [None if n % 65_536 == 1 else f"person{n}@example.com" for n in range(150_001)]
+    frame = pd.DataFrame(
+        {
+            "phone": pd.Series(
+                pd.arrays.ArrowStringArray(pa.chunked_array([phones[:70_000], phones[70_000:]]))
+            ),
+            "email": pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([emails[:100], emails[100:]]))),
+        }
+    )
+
+    result = clean(frame, "- mask_pii: {}")
+
+    assert values(result.frame["phone"]) == [None if v is None else mask_value(v, "phone") for v in phones]
+    assert values(result.frame["email"]) == [None if v is None else mask_value(v, "email") for v in emails]
+    assert only(result, "mask_pii").changed == 2 * 150_001 - 5 - 3
+
+
 def test_mask_pii_vectorised_after_dropped_rows_keeps_each_value_on_its_row() -> None:
     emails = [
         "ann@example.com",
