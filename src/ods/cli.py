@@ -20,6 +20,7 @@ from rich.table import Table
 from ods.cli_answers import ask, chat, conversations_app
 from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
+from ods.cli_prefect import start_flow_runner
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
 
@@ -106,9 +107,10 @@ def datasets_prepare(
     ),
 ) -> None:
     """Clean, validate and register a dataset version (runs the prepare-dataset flow)."""
+    runner = start_flow_runner()
     from flows.prepare_dataset import prepare_dataset
 
-    result = prepare_dataset(spec, source)
+    result = runner.run(prepare_dataset, spec, source)
     console.print(
         f"[green]registered[/green] {result['dataset']}@{result['version']}: {result['rows']} rows at {result['uri']}"
     )
@@ -225,10 +227,11 @@ def kb_ingest(
     batch_size: int = typer.Option(DOCUMENTS_PER_BATCH, "--batch-size", min=1, help="Documents per task."),
 ) -> None:
     """Bring a knowledge base in line with its source (runs the ingest-documents flow)."""
+    runner = start_flow_runner()
     from flows.ingest_documents import ingest_documents
 
     with _ingest_progress(kb):
-        result = ingest_documents(source, kb, batch_size)
+        result = runner.run(ingest_documents, source, kb, batch_size)
     console.print(
         f"[green]{kb}[/green]: {result['indexed']} indexed ({result['chunks']} chunks), "
         f"{result['unchanged']} unchanged, {result['quarantined']} quarantined, {result['deleted']} deleted"

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ods.cli_prefect import start_flow_runner
+
 models_app = typer.Typer(help="Train, list and inspect model versions.", no_args_is_help=True)
 console = Console()
 
@@ -43,12 +45,15 @@ def models_train(
     ] = None,
 ) -> None:
     """Train and register a model version (runs the train-model flow)."""
-    from flows.train_model import train_model
     from ods.domain.training_spec import check_trainer, parse_param_assignments, parse_trainer_params
 
     params = parse_param_assignments(param or [])
     parse_trainer_params(trainer, params)  # a typo fails here, before a flow run is started
-    result = train_model(
+    runner = start_flow_runner()
+    from flows.train_model import train_model
+
+    result = runner.run(
+        train_model,
         dataset,
         check_trainer(trainer),
         target=target,
@@ -172,10 +177,12 @@ def models_deploy(
     if render_k8s is not None:
         _render_k8s(ref, render_k8s, image=image, gpus=gpus, max_model_len=max_model_len)
         return
+    runner = start_flow_runner()
     from flows.deploy_model import deploy_model
     from ods.serving import choose_backend
 
-    result = deploy_model(
+    result = runner.run(
+        deploy_model,
         ref,
         choose_backend(backend) if backend is not None else None,
         port=port,
@@ -266,8 +273,9 @@ def models_undeploy(
     grace: Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL.")] = 10.0,
 ) -> None:
     """Stop a model's active endpoint and mark it stopped (runs the undeploy-model flow)."""
+    runner = start_flow_runner()
     from flows.undeploy_model import undeploy_model
 
-    result = undeploy_model(ref, grace_s=grace)
+    result = runner.run(undeploy_model, ref, grace_s=grace)
     colour = "green" if result["stopped"] else "yellow"
     console.print(f"[{colour}]{result['message']}[/{colour}]", highlight=False)
