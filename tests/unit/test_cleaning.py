@@ -548,8 +548,22 @@ def test_mask_pii_auto_masks_detected_columns_only() -> None:
 
 
 def test_mask_pii_vectorised_masks_match_mask_value_with_nulls_and_odd_values() -> None:
-    emails = [f"user{n}@example.com" for n in range(12)] + [" a@b.c ", "a@b@c.d", "@x.com", "x@", None]
-    phones = [f"+44 7700 9000{n:02d}" for n in range(12)] + ["(010) 555-1234 ", "1234", "12345", None, None]
+    emails = [f"user{n}@example.com" for n in range(12)]
+    emails += [" a@b.c ", "a@b@c.d", "@x.com", "x@", "@", "", "aa@@b", "a@b@", "a\n@b", "x@y\n", None]
+    phones = [f"+44 7700 9000{n:02d}" for n in range(12)]
+    phones += [
+        "(010) 555-1234 ",
+        "1234",
+        "12345",
+        "",
+        "+1 (2) 3-4 5",
+        "0000000",
+        "phone: none",
+        None,
+        None,
+        None,
+        None,
+    ]
     frame = pd.DataFrame({"email": text(*emails), "phone": pd.Series(phones, dtype="string[pyarrow]")})
 
     result = clean(frame, "- mask_pii: {}")
