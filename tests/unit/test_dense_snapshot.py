@@ -183,7 +183,11 @@ def test_a_snapshot_written_in_blocks_ranks_and_filters_like_one_block(tmp_path:
 
     assert len(whole.blocks) == 1 and len(blocks.blocks) == 4  # 14 + 14 + 14 rows, then the last 8
     assert [row["id"] for row, _ in blocks.search(query, 10)] == exact_top(rows, query, 10)
-    assert blocks.search(query, 5, {"page": [1, 2]}) == whole.search(query, 5, {"page": [1, 2]})
+    filtered_blocks = blocks.search(query, 5, {"page": [1, 2]})
+    filtered_whole = whole.search(query, 5, {"page": [1, 2]})
+    assert [row for row, _ in filtered_blocks] == [row for row, _ in filtered_whole]
+    # A matrix product over 8 rows and one over 50 may round the last bits differently (BLAS kernels).
+    assert [score for _, score in filtered_blocks] == pytest.approx([score for _, score in filtered_whole])
 
 
 def test_the_builder_writes_blocks_as_rows_arrive_and_an_abort_keeps_the_old_file(tmp_path: Path) -> None:
