@@ -251,15 +251,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:
         if self.profile == "cluster":
-            missing = []
-            if self.catalog.url is None:
-                missing.append("ODS_CATALOG__URL (a PostgreSQL URL)")
-            if self.object_store.kind != "minio":
-                missing.append("ODS_OBJECT_STORE__KIND=minio")
-            if not (self.milvus.uri or "").startswith(("http://", "https://", "tcp://")):
-                missing.append("ODS_MILVUS__URI (http://host:19530)")
-            if missing:
-                raise ValueError("profile 'cluster' needs " + "; ".join(missing))
+            problems = cluster_profile_problems(self)
+            if problems:
+                raise ValueError("profile 'cluster' " + "; ".join(problems))
         return self
 
     @property
@@ -290,6 +284,48 @@ class Settings(BaseSettings):
         return data
 
 
+CLUSTER_MILVUS_SCHEMES = ("http://", "https://", "tcp://")
+
+
+def cluster_profile_problems(settings: Settings) -> list[str]:
+    """What keeps ``settings`` from running as the ``cluster`` profile: each item names the setting and the
+    kind of value it has (never the value itself: a catalog URL may carry a password).
+
+    Every process of a cluster (workers, the bridge, pods) must share one catalog, one object store and one
+    vector index, so the embedded stand-ins of the local profile are refused by name: a SQLite catalog, a
+    local-directory object store, a Milvus Lite file.
+    """
+    problems = []
+    catalog = settings.catalog.url.get_secret_value() if settings.catalog.url is not None else None
+    scheme = (catalog or "").partition(":")[0].partition("+")[0].lower()
+    if catalog is None:
+        problems.append("needs ODS_CATALOG__URL (a PostgreSQL URL)")
+    elif scheme == "sqlite":
+        problems.append(
+            "refuses ODS_CATALOG__URL=<a SQLite URL> (a file only one machine can open): set a PostgreSQL "
+            "URL, postgresql+psycopg://user:pass@host:5432/ods"
+        )
+    elif scheme not in ("postgresql", "postgres"):
+        problems.append(
+            f"refuses ODS_CATALOG__URL=<a {scheme or 'scheme-less'} URL> (the catalog runs on PostgreSQL "
+            "or SQLite only): set a PostgreSQL URL, postgresql+psycopg://user:pass@host:5432/ods"
+        )
+    if settings.object_store.kind != "minio":
+        problems.append(
+            f"refuses ODS_OBJECT_STORE__KIND={settings.object_store.kind} (a directory only one machine "
+            "sees): set ODS_OBJECT_STORE__KIND=minio with its endpoint and keys"
+        )
+    uri = settings.milvus.uri
+    if uri is None:
+        problems.append("needs ODS_MILVUS__URI (a Milvus server, http://host:19530)")
+    elif not uri.lower().startswith(CLUSTER_MILVUS_SCHEMES):
+        problems.append(
+            f"refuses ODS_MILVUS__URI={uri!r} (a Milvus Lite file only one process can open): set a Milvus "
+            "server URI, http://host:19530"
+        )
+    return problems
+
+
 def mask_url(url: str) -> str:
     """Hide the password of a URL such as ``postgresql://user:pw@host/db``."""
     scheme, sep, rest = url.partition("://")
@@ -307,7 +343,8 @@ def _format_validation_error(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
         shown = "" if item["loc"] == () or isinstance(value, dict) or value is None else f" (got {value!r})"
-        problems.append(f"{field}: {message}{shown}")
+        # A check across settings (loc ()) names its variables itself: no "settings:" prefix.
+        problems.append(f"{field}: {message}{shown}" if item["loc"] else message)
     return "invalid settings: " + "; ".join(problems)
 
 

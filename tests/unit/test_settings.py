@@ -138,3 +138,70 @@ def test_secret_values_never_appear_in_the_masked_view(monkeypatch: pytest.Monke
 )
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+CLUSTER = {
+    "ODS_PROFILE": "cluster",
+    "ODS_CATALOG__URL": "postgresql+psycopg://ods:hunter2@db:5432/ods",
+    "ODS_OBJECT_STORE__KIND": "minio",
+    "ODS_OBJECT_STORE__ENDPOINT": "minio:9000",
+    "ODS_OBJECT_STORE__ACCESS_KEY": "ak",
+    "ODS_OBJECT_STORE__SECRET_KEY": "sk",
+    "ODS_MILVUS__URI": "http://milvus:19530",
+}
+
+
+def test_the_cluster_profile_accepts_postgresql_minio_and_a_milvus_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in CLUSTER.items():
+        monkeypatch.setenv(name, value)
+
+    settings = load_settings()
+
+    assert (settings.profile, settings.object_store.kind, settings.milvus_uri) == (
+        "cluster",
+        "minio",
+        "http://milvus:19530",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"ODS_CATALOG__URL": "sqlite:////var/lib/ods/catalog.db"},
+            "profile 'cluster' refuses ODS_CATALOG__URL=<a SQLite URL> (a file only one machine can open): "
+            "set a PostgreSQL URL",
+        ),
+        (
+            {"ODS_CATALOG__URL": "mysql+pymysql://ods:hunter2@db/ods"},
+            "refuses ODS_CATALOG__URL=<a mysql URL>",
+        ),
+        (
+            {"ODS_MILVUS__URI": "/var/lib/ods/milvus.db"},
+            "refuses ODS_MILVUS__URI='/var/lib/ods/milvus.db' (a Milvus Lite file only one process can open): "
+            "set a Milvus server URI, http://host:19530",
+        ),
+        ({"ODS_MILVUS__URI": "milvus.db"}, "refuses ODS_MILVUS__URI='milvus.db' (a Milvus Lite file"),
+        (
+            {"ODS_OBJECT_STORE__KIND": "local"},
+            "refuses ODS_OBJECT_STORE__KIND=local (a directory only one machine sees): set "
+            "ODS_OBJECT_STORE__KIND=minio",
+        ),
+    ],
+)
+def test_the_cluster_profile_refuses_embedded_stand_ins_by_name(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str], expected: str
+) -> None:
+    for name, value in {**CLUSTER, **changes}.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert message.startswith("invalid settings: profile 'cluster' ")
+    assert expected in message
+    assert "\n" not in message
+    assert "hunter2" not in message  # the catalog URL's kind is named, never the URL itself
