@@ -21,7 +21,11 @@ import yaml
 from ods.errors import OdsError
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "k8s" / "vllm.yaml"
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+VLLM_VERSION = "0.33.0"
+"""The one vLLM version of the platform: the Kubernetes image tag below, the GPU worker's `gpu` extra
+(pyproject.toml, installed by infra/Dockerfile with EXTRAS=gpu) and compose's `vllm` image all use it;
+tests/unit/test_infra.py fails when one of them disagrees."""
+DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 DEFAULT_FETCH_IMAGE = "amazon/aws-cli:2.27.0"
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_NODE_SELECTOR: Mapping[str, str] = {"nvidia.com/gpu.present": "true"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from prefect.utilities.templating import apply_values, find_placeholders
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
 from ods.events_bridge import WEBHOOK_PATH
+from ods.serving_manifests import VLLM_VERSION, VllmManifestRequest, render_vllm_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -171,7 +173,7 @@ def test_gpu_services_reserve_nvidia_devices_and_stay_out_of_the_cpu_profile(com
         assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
         assert services[name]["profiles"] == ["gpu"]
     gpu_args = services["gpu-worker"]["build"]["args"]
-    assert "vllm" in gpu_args["EXTRA_PACKAGES"], "vLLM is installed on GPU workers only"
+    assert gpu_args["EXTRAS"] == "gpu", "vLLM (the gpu extra) is installed on GPU workers only"
     for name, service in services.items():
         if name not in ("gpu-worker", "vllm"):
             assert "deploy" not in service, f"{name} should not reserve devices"
@@ -246,7 +248,30 @@ def test_dockerfile_copies_what_exists() -> None:
     for source in re.findall(r"^COPY (.+) \S+$", dockerfile, flags=re.MULTILINE):
         for path in source.split():
             assert (ROOT / path).exists(), f"infra/Dockerfile copies missing {path}"
-    assert "vllm" not in re.findall(r"^ARG EXTRA_PACKAGES=(.*)$", dockerfile, flags=re.MULTILINE)[0]
+    assert re.findall(r"^ARG EXTRAS=(.*)$", dockerfile, flags=re.MULTILINE) == ['""'], "no extra by default"
+
+
+def test_every_vllm_reference_is_the_one_pinned_version(compose: dict[str, Any]) -> None:
+    """ods.serving_manifests.VLLM_VERSION is the one vLLM version: the `gpu` extra the GPU worker image
+    installs, compose's vllm image and the rendered Kubernetes manifests' image; never `latest`."""
+    gpu_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "gpu"
+    ]
+    image = compose["services"]["vllm"]["image"]
+    tags = re.findall(r"vllm/vllm-openai:(\S+)", COMPOSE.read_text() + ENV_EXAMPLE.read_text())
+
+    assert gpu_extra == [f"vllm=={VLLM_VERSION}"]
+    assert image == f"vllm/vllm-openai:${{VLLM_IMAGE_TAG:-v{VLLM_VERSION}}}"
+    assert re.findall(r"^# VLLM_IMAGE_TAG=(\S+)", ENV_EXAMPLE.read_text(), flags=re.MULTILINE) == [
+        f"v{VLLM_VERSION}"
+    ]
+    deployment = render_vllm_manifests(VllmManifestRequest("bot", 1, "s3://ods/models/bot/k/"))[0]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image.replace(
+        "${VLLM_IMAGE_TAG:-", ""
+    ).rstrip("}")
+    assert tags and all(f"v{VLLM_VERSION}" in tag for tag in tags), tags
+    for text in (COMPOSE.read_text(), ENV_EXAMPLE.read_text(), (INFRA / "Dockerfile").read_text()):
+        assert "vllm>=" not in text and ":latest" not in text and ":-latest" not in text
 
 
 # ------------------------------------------------------------------------------------ base job templates
