@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -181,3 +182,23 @@ def _wait_for_health(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise RuntimeError(f"`ods events bridge` did not answer at {url} within 60 s")
+
+
+def test_the_notification_shown_in_docs_events_md_gives_the_event_shown_there(bridge: RunningBridge) -> None:
+    bridge.emitted.clear()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    notification, event = (json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", docs, re.DOTALL))
+
+    response = _post(bridge, json.dumps(notification).encode())
+
+    assert response.status_code == 200
+    (emitted,) = bridge.emitted
+    shown = {"event": emitted.event, "id": str(emitted.id), "resource": emitted.resource}
+    assert {**shown, "payload": emitted.payload} == event
+    assert notification == json.loads(
+        minio_body(
+            minio_record(
+                "s3:ObjectCreated:Put", "raw/sales.csv", "9b2cf535f27731c974343645a3985328", 18342, "ods"
+            )
+        )
+    ), "docs/events.md shows MinIO's notification as tests/support/minio_events.py builds it"
