@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from ods.domain.names import KnowledgeBaseName
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from tasks.ingest import (
     delete_removed_documents,
@@ -23,12 +24,15 @@ from tasks.ingest import (
 
 
 @flow(name="ingest-documents", flow_run_name="ingest-{kb}")
-def ingest_documents(source: str, kb: str, batch_size: int = DOCUMENTS_PER_BATCH) -> dict[str, Any]:
+def ingest_documents(
+    source: str, kb: KnowledgeBaseName, batch_size: int = DOCUMENTS_PER_BATCH
+) -> dict[str, Any]:
     """Bring knowledge base ``kb`` in line with ``source``.
 
     Args:
         source: a local folder or s3://bucket/prefix of the configured object store.
-        kb: knowledge base name (lowercase letters, digits, '_' or '-').
+        kb: knowledge base name: 1-63 lower-case letters, digits, '_' or '-', starting with a letter
+            (checked before the run starts).
         batch_size: documents per task.
     """
     plan = plan_knowledge_base(source, kb, batch_size)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from prefect import flow
 
+from ods.domain.names import ModelName
 from tasks.train import (
     find_trained_model,
     plan_model_training,
@@ -26,7 +27,7 @@ def train_model(
     target: str | None = None,
     base_model: str | None = None,
     params: dict[str, Any] | None = None,
-    model_name: str | None = None,
+    model_name: ModelName | None = None,
 ) -> dict[str, Any]:
     """Train a model on a registered dataset version and register it with lineage and metrics.
 
@@ -36,7 +37,8 @@ def train_model(
         target: tabular: the column to predict (classification or regression follows its type).
         base_model: causal-lm-sft: local directory of the Hugging Face model to fine-tune (loaded offline).
         params: trainer hyper-parameters, e.g. {"max_iter": 100} or {"method": "lora", "max_steps": 200}.
-        model_name: name of the model to register a version of; defaults to the dataset name.
+        model_name: name of the model to register a version of (1-63 lower-case letters, digits, '_' or
+            '-', starting with a letter); defaults to the dataset name.
     """
     plan = plan_model_training(dataset, trainer, target, base_model, params, model_name)
     existing = find_trained_model(plan)

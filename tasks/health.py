@@ -19,9 +19,8 @@ def check_component(component: str, deep: bool = False) -> dict[str, Any]:
     """Check one component and log its state."""
     result = run_check(component, get_settings(), deep=deep)
     logger = get_run_logger()
-    (logger.info if result.ok else logger.error)(
-        "%s %s: %s", component, "OK" if result.ok else "FAIL", result.detail
-    )
+    log = logger.error if not result.ok else logger.warning if result.warning else logger.info
+    log("%s %s: %s", component, result.status, result.detail)
     return asdict(result)
 
 
@@ -30,7 +29,10 @@ def report_health(results: list[dict[str, Any]]) -> None:
     """Publish the checks as a table artifact and fail if any component is down."""
     create_table_artifact(
         key="ods-health",
-        table=[{**row, "ok": "OK" if row["ok"] else "FAIL"} for row in results],
+        table=[
+            {**row, "ok": "FAIL" if not row["ok"] else "WARN" if row.get("warning") else "OK"}
+            for row in results
+        ],
         description="State of every configured ods component",
     )
     failed = [f"{row['component']} ({row['detail']})" for row in results if not row["ok"]]

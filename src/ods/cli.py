@@ -15,12 +15,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ods.cli_answers import ask, chat, conversations_app
 from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
 from ods.cli_prefect import start_flow_runner
+from ods.domain.names import display_name
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
 
@@ -70,9 +72,10 @@ def doctor(
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     table.add_column("s", justify="right")
+    colours = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
     for result in results:
-        status = "[green]OK[/green]" if result.ok else "[red]FAIL[/red]"
-        table.add_row(result.component, status, result.detail, f"{result.seconds:.2f}")
+        status = f"[{colours[result.status]}]{result.status}[/{colours[result.status]}]"
+        table.add_row(result.component, status, escape(result.detail), f"{result.seconds:.2f}")
     console.print(table)
     failed = [result.component for result in results if not result.ok]
     if failed:
@@ -131,7 +134,7 @@ def datasets_list() -> None:
         table.add_column(column)
     for dataset in datasets:
         latest = "-" if dataset.latest_version is None else str(dataset.latest_version)
-        table.add_row(dataset.name, latest, str(dataset.version_count), dataset.description or "")
+        table.add_row(_shown(dataset.name), latest, str(dataset.version_count), dataset.description or "")
     console.print(table)
 
 
@@ -227,6 +230,9 @@ def kb_ingest(
     batch_size: int = typer.Option(DOCUMENTS_PER_BATCH, "--batch-size", min=1, help="Documents per task."),
 ) -> None:
     """Bring a knowledge base in line with its source (runs the ingest-documents flow)."""
+    from ods.domain.names import check_name
+
+    check_name("knowledge base", kb)  # before a flow run, a model or a catalog row
     runner = start_flow_runner()
     from flows.ingest_documents import ingest_documents
 
@@ -286,7 +292,7 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
         record = catalog.get_knowledge_base(kb)
         documents = catalog.documents(kb)
     statuses = Counter(document.status for document in documents)
-    table = Table(title=f"knowledge base {kb}", show_header=False)
+    table = Table(title=f"knowledge base {_shown(kb)}", show_header=False)
     for field, value in (
         ("source", record.source_uri),
         ("embedding model", f"{record.embedding_model} ({record.embedding_dim} dims)"),
@@ -312,7 +318,7 @@ def kb_documents(
         raise OdsError(f"--status {status!r} is not one of indexed, quarantined, deleted")
     with open_catalog(get_settings()) as catalog:
         documents = catalog.documents(kb, status)  # type: ignore[arg-type]
-    table = Table(title=f"{kb}: {len(documents)} document(s)")
+    table = Table(title=f"{_shown(kb)}: {len(documents)} document(s)")
     for column in ("document", "status", "chunks", "parser", "reason"):
         table.add_column(column, overflow="fold")
     for document in documents:
@@ -360,7 +366,7 @@ def kb_search(
     if not hits:
         console.print("no matching chunk")
         return
-    table = Table(title=f"{kb}: {mode} search for {query!r}")
+    table = Table(title=f"{_shown(kb)}: {mode} search for {query!r}")
     for column in ("#", "score", "document", "page", "heading", "text"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(hits, start=1):
@@ -398,6 +404,11 @@ def demo() -> None:
         console.rule(f"ods ask {question!r}")
         ask(question, kb=kb, dataset=datasets, conversation=None, mode="auto", as_json=False)
     doctor(deep=True)
+
+
+def _shown(name: str) -> str:
+    """A stored or given name as Rich markup: escaped (``display_name``) and with no markup of its own."""
+    return escape(display_name(name))
 
 
 def _flatten(data: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:

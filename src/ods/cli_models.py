@@ -45,10 +45,17 @@ def models_train(
     ] = None,
 ) -> None:
     """Train and register a model version (runs the train-model flow)."""
-    from ods.domain.training_spec import check_trainer, parse_param_assignments, parse_trainer_params
+    from ods.domain.training_spec import (
+        check_model_name,
+        check_trainer,
+        parse_param_assignments,
+        parse_trainer_params,
+    )
 
     params = parse_param_assignments(param or [])
     parse_trainer_params(trainer, params)  # a typo fails here, before a flow run is started
+    if name is not None:
+        check_model_name(name)
     runner = start_flow_runner()
     from flows.train_model import train_model
 

@@ -1,7 +1,9 @@
 """Health checks of every component the settings configure (`ods doctor`, the `check_health` flow).
 
 Each check returns a :class:`CheckResult` instead of raising, so one broken component never hides
-the state of the others. Checks are cheap by default; ``deep`` also loads the models.
+the state of the others. Checks are cheap by default; ``deep`` also loads the models. A component that
+works but holds something a person should fix (names that break the naming rule) is a warning: WARN,
+not FAIL, and no failed exit.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ods.domain.names import NAME_RULE, NameKind, is_valid_name
 from ods.errors import OdsError
 from ods.settings import Settings, mask_url
 
@@ -21,12 +24,50 @@ COMPONENTS = ("catalog", "object_store", "milvus", "embedding_model", "llm", "pr
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of checking one component."""
+    """The outcome of checking one component; ``warning``: it works (``ok``) but needs attention."""
 
     component: str
     ok: bool
     detail: str
     seconds: float
+    warning: bool = False
+
+    @property
+    def status(self) -> str:
+        """OK, WARN or FAIL."""
+        return "FAIL" if not self.ok else "WARN" if self.warning else "OK"
+
+
+class CheckWarning(OdsError):
+    """Raised by a check whose component works but holds something to fix; its message is the detail."""
+
+
+_NAME_FIXES: dict[NameKind, str] = {
+    "knowledge base": "ingest its source again under a valid name (ods kb ingest SOURCE --kb NEW_NAME)",
+    "dataset": "prepare it again with a valid name: in its spec",
+    "model": "train it again with a valid --name",
+}
+_LISTED_BAD_NAMES = 5
+
+
+def misnamed_entries(names: dict[NameKind, list[str]]) -> str | None:
+    """One line naming the stored names that break the naming rule (escaped) and how to fix each kind;
+    None when every name follows it. Such names come from before the rule, when any non-blank text
+    was accepted for a knowledge base."""
+    bad = {kind: [name for name in listed if not is_valid_name(name)] for kind, listed in names.items()}
+    parts = []
+    for kind, listed in bad.items():
+        if listed:
+            shown = ", ".join(repr(name) for name in listed[:_LISTED_BAD_NAMES])
+            more = f" and {len(listed) - _LISTED_BAD_NAMES} more" if len(listed) > _LISTED_BAD_NAMES else ""
+            parts.append(f"{kind} {shown}{more}: {_NAME_FIXES[kind]}")
+    if not parts:
+        return None
+    count = sum(len(listed) for listed in bad.values())
+    return (
+        f"{count} name(s) break the naming rule ({NAME_RULE}); they stay readable but cannot be written to "
+        f"again: " + "; ".join(parts)
+    )
 
 
 def check_catalog(settings: Settings, deep: bool = False) -> str:
@@ -37,9 +78,13 @@ def check_catalog(settings: Settings, deep: bool = False) -> str:
         settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
     )
     try:
-        return f"{mask_url(settings.catalog_url)} at revision {catalog.migrate()}"
+        detail = f"{mask_url(settings.catalog_url)} at revision {catalog.migrate()}"
+        misnamed = misnamed_entries(catalog.list_names())
     finally:
         catalog.close()
+    if misnamed is not None:
+        raise CheckWarning(f"{detail}; {misnamed}")
+    return detail
 
 
 def check_object_store(settings: Settings, deep: bool = False) -> str:
@@ -176,14 +221,17 @@ def run_check(component: str, settings: Settings, deep: bool = False) -> CheckRe
     if component not in CHECKS:
         raise OdsError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
     started = time.perf_counter()
+    warning = False
     try:
         detail = CHECKS[component](settings, deep)
         ok = True
+    except CheckWarning as caught:
+        detail, ok, warning = str(caught), True, True
     except OdsError as error:
         detail, ok = str(error), False
     except Exception as error:  # noqa: BLE001 - a health check reports every failure instead of crashing
         detail, ok = f"{type(error).__name__}: {error}", False
-    return CheckResult(component, ok, detail, round(time.perf_counter() - started, 3))
+    return CheckResult(component, ok, detail, round(time.perf_counter() - started, 3), warning)
 
 
 def run_checks(settings: Settings, deep: bool = False) -> list[CheckResult]:

@@ -30,6 +30,7 @@ from ods.adapters.vectors import (
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import DocumentRejected
 from ods.domain.hashing import sha256_bytes
+from ods.domain.names import check_name
 from ods.domain.sync_plan import KnownDocument, ListedDocument, SyncPlan, needs_indexing, plan_sync
 from ods.errors import NotFoundError
 from ods.settings import Settings
@@ -79,8 +80,10 @@ def open_knowledge_base(
     """Record the knowledge base with its embedding model and collection (refuses a model change).
 
     A knowledge base already recorded for the configured model is returned without loading the model,
-    so a re-run over an unchanged source never pays for it.
+    so a re-run over an unchanged source never pays for it. A name that breaks the naming rule is refused
+    before anything is loaded or written, an existing knowledge base under such a name included.
     """
+    check_name("knowledge base", kb)
     embedder = build_embedder(settings.embedding)
     try:
         existing = catalog.get_knowledge_base(kb)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ods.preparation import open_catalog
 from ods.sample_data import write_sales_example
+from ods.settings import get_settings
 from tests.support.cli import run_ods
 
 
@@ -39,4 +41,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert bad_ref.returncode == 2
     assert "must be a positive number" in bad_ref.stderr
     assert invalid.returncode == 2
-    assert "bad.yaml line 1, name" in invalid.stderr.strip().splitlines()[-1]
+    assert invalid.stderr.strip().splitlines()[-1] == (
+        "error: bad.yaml line 1, name: dataset name 'Bad Name' is not allowed: use 1-63 lower-case letters, "
+        "digits, '_' or '-', starting with a letter (e.g. sales_2024)"
+    )
+    with open_catalog(get_settings()) as catalog:
+        assert catalog.list_datasets() == [], "nothing is recorded for a spec with a bad name"

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sqlalchemy import insert
+
+from ods.adapters.catalog import Catalog
+from ods.adapters.catalog.schema import KnowledgeBase
+from ods.diagnostics import run_check
 from ods.sample_data import write_policy_documents
+from ods.settings import get_settings
 from tests.support.cli import run_ods
+
+RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 
 
 def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
@@ -53,3 +62,66 @@ def test_kb_errors_are_one_line(tmp_path: Path) -> None:
     assert "no knowledge base named 'nope'" in unknown.stderr
     assert "--mode 'fuzzy'" in bad_mode.stderr
     assert "not a directory" in missing_folder.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("../../x", "'../../x'"),
+        ("kb with space", "'kb with space'"),
+        ("kb\nnext", "'kb\\nnext'"),
+        ("kb\x1b[31mred", "'kb\\x1b[31mred'"),
+    ],
+)
+def test_a_bad_knowledge_base_name_is_one_line_with_the_rule_and_nothing_is_written(
+    tmp_path: Path, ods_home: Path, name: str, shown: str
+) -> None:
+    folder = write_policy_documents(tmp_path / "docs")
+
+    completed = run_ods("kb", "ingest", str(folder), "--kb", name, cwd=tmp_path)
+
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [
+        f"error: knowledge base name {shown} is not allowed: {RULE} (e.g. policies)"
+    ]
+    assert "\x1b" not in completed.stdout + completed.stderr
+    assert not ods_home.exists(), "no catalog, vector index or object was created"
+
+
+def test_an_empty_knowledge_base_name_says_so(tmp_path: Path, ods_home: Path) -> None:
+    completed = run_ods("kb", "ingest", str(tmp_path), "--kb", "", cwd=tmp_path)
+
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [f"error: knowledge base name is empty: {RULE} (e.g. policies)"]
+    assert not ods_home.exists()
+
+
+def test_a_stored_bad_name_is_a_doctor_warning_printed_escaped_and_never_written_to(tmp_path: Path) -> None:
+    legacy = "evil\x1b[2J\nkb"  # written before the naming rule, when any non-blank name was accepted
+    with Catalog.open(get_settings().catalog_url) as catalog:
+        catalog.migrate()
+        with catalog.engine.begin() as connection:
+            connection.execute(
+                insert(KnowledgeBase).values(
+                    name=legacy,
+                    embedding_model="all-MiniLM-L6-v2",
+                    embedding_dim=384,
+                    collection_name="kb_evil",
+                )
+            )
+
+    doctor = run_check("catalog", get_settings())  # what `ods doctor` shows on the catalog's row
+    status = run_ods("kb", "status", legacy, cwd=tmp_path)
+    reingest = run_ods("kb", "ingest", str(tmp_path), "--kb", legacy, cwd=tmp_path)
+
+    assert (doctor.ok, doctor.status) == (True, "WARN"), doctor
+    assert "1 name(s) break the naming rule" in doctor.detail and "\x1b" not in doctor.detail
+    assert "knowledge base 'evil\\x1b[2J\\nkb': ingest its source again" in doctor.detail
+    assert status.returncode == 0, status.stderr
+    assert "knowledge base 'evil\\x1b[2J\\nkb'" in status.stdout
+    for completed in (status, reingest):
+        assert "\x1b" not in completed.stdout + completed.stderr
+    assert reingest.returncode == 2
+    assert reingest.stderr.splitlines() == [
+        f"error: knowledge base name 'evil\\x1b[2J\\nkb' is not allowed: {RULE} (e.g. policies)"
+    ]

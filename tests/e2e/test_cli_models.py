@@ -57,6 +57,7 @@ def test_train_list_show_a_tabular_model_and_errors_are_one_line(tmp_path: Path)
     listed = run_ods("models", "list", cwd=tmp_path)
     shown = run_ods("models", "show", "returns@1", cwd=tmp_path)
     bad_param = run_ods("models", "train", "sales", "--target", "returned", "-p", "max_iters=5", cwd=tmp_path)
+    bad_name = run_ods("models", "train", "sales", "--target", "returned", "--name", "../x", cwd=tmp_path)
 
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "registered returns@1 (tabular on sales@1): accuracy=" in trained.stdout
@@ -82,3 +83,8 @@ def test_train_list_show_a_tabular_model_and_errors_are_one_line(tmp_path: Path)
         .splitlines()[-1]
         .startswith("error: tabular parameters: unknown parameter 'max_iters'")
     )
+    assert bad_name.returncode == 2
+    assert bad_name.stderr.splitlines() == [
+        "error: model name '../x' is not allowed: use 1-63 lower-case letters, digits, '_' or '-', starting "
+        "with a letter (e.g. sales-returns)"
+    ]

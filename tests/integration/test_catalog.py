@@ -36,6 +36,7 @@ from ods.adapters.catalog import (
 )
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import Base, DatasetStatus, ModelStatus
+from ods.domain.names import InvalidNameError
 from ods.errors import CatalogError, NotFoundError
 from tests.support.postgres import temporary_database
 
@@ -290,8 +291,14 @@ def test_validation_runs_point_at_their_dataset_version(catalog: Catalog) -> Non
 
 
 def test_bad_names_and_statuses_are_refused_before_writing(catalog: Catalog) -> None:
-    with pytest.raises(CatalogError, match="dataset name must be 1 to 200 characters"):
+    with pytest.raises(InvalidNameError, match=r"dataset name '  ' is not allowed: use 1-63 lower-case"):
         catalog.ensure_dataset("  ")
+    for bad in ("../../x", "kb with space", "kb\nnext", "kb\x1b[31m", ""):
+        with pytest.raises(InvalidNameError, match="knowledge base name"):
+            catalog.ensure_knowledge_base(bad, embedding_model="m", embedding_dim=3, collection_name="kb_x")
+        with pytest.raises(InvalidNameError, match="model name"):
+            catalog.add_model_version(bad, trainer="tabular", params={}, metrics={}, artifact_uri="mem://x")
+    assert catalog.list_knowledge_bases() == [] and catalog.list_models() == []
     with pytest.raises(ValueError, match="dataset status must be one of registered, rejected; got 'ok'"):
         add_version(catalog, "sales", HASH_A, status="ok")
     assert catalog.list_datasets() == []

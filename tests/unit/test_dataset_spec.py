@@ -186,7 +186,10 @@ def test_every_problem_is_reported_with_its_own_line() -> None:
 
     problems = error.problems
     assert len(problems) == 6
-    assert problems[0].startswith("spec.yaml line 1, name: a dataset name is 1-63 lowercase letters")
+    assert problems[0] == (
+        "spec.yaml line 1, name: dataset name 'Bad-Name' is not allowed: use 1-63 lower-case letters, digits, "
+        "'_' or '-', starting with a letter; 'bad-name' would do"
+    )
     assert problems[1].startswith("spec.yaml line 2, source.delimiter: delimiter must be 'auto' or a single")
     assert problems[2] == (
         "spec.yaml line 4, steps[0].coerce: type decimal needs a scale (digits after the decimal point), "

@@ -29,6 +29,7 @@ from pydantic import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ods.domain.hashing import sha256_bytes
+from ods.domain.names import name_problem
 from ods.errors import OdsError
 
 LogicalType: TypeAlias = Literal["int", "float", "decimal", "bool", "date", "timestamp", "string"]
@@ -39,7 +40,6 @@ Scalar: TypeAlias = bool | int | float | str
 
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "id_card", "bank_card")
 LOGICAL_TYPES: tuple[LogicalType, ...] = ("int", "float", "decimal", "bool", "date", "timestamp", "string")
-DATASET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 _MAX_REPORTED_PROBLEMS = 5
 
@@ -449,7 +449,9 @@ EXPECTATION_NAMES: tuple[str, ...] = tuple(Expectation.model_fields)
 class DatasetSpec(_SpecModel):
     """A validated dataset spec. Build it with :func:`parse_dataset_spec`."""
 
-    name: str = Field(description="Dataset name: lowercase letters, digits and '_', starting with a letter.")
+    name: str = Field(
+        description="Dataset name: 1-63 lower-case letters, digits, '_' or '-', starting with a letter."
+    )
     description: str = ""
     source: SourceSpec
     columns: ColumnsSpec = Field(default_factory=ColumnsSpec)
@@ -465,11 +467,9 @@ class DatasetSpec(_SpecModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not DATASET_NAME_PATTERN.fullmatch(value):
-            raise ValueError(
-                "a dataset name is 1-63 lowercase letters, digits or '_', starting with a letter "
-                "(e.g. bl_books)"
-            )
+        problem = name_problem("dataset", value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def spec_hash(self) -> str:

@@ -10,20 +10,19 @@ The resolved parameters, the dataset version's content hash and the code version
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ods.domain.hashing import stable_id
+from ods.domain.names import name_problem
 from ods.errors import OdsError
 
 TrainerName: TypeAlias = Literal["tabular", "causal-lm-sft"]
 TRAINER_NAMES: tuple[str, ...] = get_args(TrainerName)
 TabularTask: TypeAlias = Literal["auto", "classification", "regression"]
 FineTuneMethod: TypeAlias = Literal["lora", "full"]
-MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class TrainingSpecError(OdsError):
@@ -125,12 +124,11 @@ def check_trainer(trainer: str) -> TrainerName:
 
 
 def check_model_name(name: str) -> str:
-    """``name`` if it can name a model (it becomes part of object keys and event resource ids)."""
-    if not MODEL_NAME_PATTERN.fullmatch(name):
-        raise TrainingSpecError(
-            f"model name {name!r} is not allowed: use 1-63 lowercase letters, digits, '_' or '-', "
-            "starting with a letter (e.g. sales_returns)"
-        )
+    """``name`` if it can name a model (it becomes part of object keys and event resource ids); the rule
+    is the one of :mod:`ods.domain.names`."""
+    problem = name_problem("model", name)
+    if problem is not None:
+        raise TrainingSpecError(problem)
     return name
 
 

@@ -61,6 +61,7 @@ from ods.adapters.catalog.schema import (
     WatchedObject,
     utcnow,
 )
+from ods.domain.names import NAME_RULE, NameKind, check_name, display_name, is_valid_name
 from ods.errors import CatalogError, NotFoundError
 
 T = TypeVar("T")
@@ -1017,6 +1018,23 @@ class Catalog:
 
     # -- knowledge base listing and watched objects (migration 0003) ---------------------------------
 
+    def list_names(self) -> dict[NameKind, list[str]]:
+        """The names of every knowledge base, dataset and model, sorted (three small queries, for
+        ``ods doctor``'s check of the naming rule)."""
+
+        def work(session: Session) -> dict[NameKind, list[str]]:
+            columns: dict[NameKind, InstrumentedAttribute[str]] = {
+                "knowledge base": KnowledgeBase.name,
+                "dataset": Dataset.name,
+                "model": Model.name,
+            }
+            return {
+                kind: list(session.scalars(select(column).order_by(column)))
+                for kind, column in columns.items()
+            }
+
+        return self._read(work)
+
     def list_knowledge_bases(self) -> list[KnowledgeBaseRecord]:
         """Every knowledge base, by name."""
 
@@ -1179,10 +1197,10 @@ def _first_line(value: object) -> str:
     return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
 
 
-def _check_name(kind: str, name: str) -> None:
-    """Names come from people (CLI, specs), so a bad one is a CatalogError they can act on."""
-    if not name or not name.strip() or len(name) > 200:
-        raise CatalogError(f"{kind} name must be 1 to 200 characters, not only spaces; got {name!r}")
+def _check_name(kind: NameKind, name: str) -> None:
+    """The last line behind the entry points' checks: no row is created under a name that breaks the
+    rule of :mod:`ods.domain.names` (InvalidNameError, naming the rule)."""
+    check_name(kind, name)
 
 
 def _check_choice(what: str, value: str, choices: Any) -> None:
@@ -1261,10 +1279,15 @@ def _knowledge_base_named(session: Session, name: str) -> KnowledgeBase:
 
 def _missing_name_message(session: Session, kind: str, name: str, column: InstrumentedAttribute[str]) -> str:
     names = list(session.scalars(select(column).order_by(column).limit(_LISTED_NAMES + 1)))
+    asked = f"no {kind} named {name!r}"
+    if not is_valid_name(name):
+        asked += f" (not a valid name: {NAME_RULE})"
     if not names:
-        return f"no {kind} named {name!r}; the catalog holds no {kind}s yet"
-    shown = ", ".join(names[:_LISTED_NAMES]) + (", ..." if len(names) > _LISTED_NAMES else "")
-    return f"no {kind} named {name!r}; known {kind}s: {shown}"
+        return f"{asked}; the catalog holds no {kind}s yet"
+    shown = ", ".join(map(display_name, names[:_LISTED_NAMES])) + (
+        ", ..." if len(names) > _LISTED_NAMES else ""
+    )
+    return f"{asked}; known {kind}s: {shown}"
 
 
 def _validation_run_record(row: ValidationRun) -> ValidationRunRecord:
