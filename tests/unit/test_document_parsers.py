@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import pickle
+import re
+import zlib
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from pypdf import PdfWriter
-from pypdf.generic import ContentStream, DictionaryObject, NameObject
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ContentStream, DictionaryObject, NameObject, StreamObject
 
 from ods.adapters.document_parsers import decode_text, parse_document
 from ods.domain.documents import DocumentRejected, ParsedDocument, Section
@@ -112,6 +115,46 @@ def test_broken_pdf_is_rejected_as_malformed_with_the_parser_message(data: bytes
     error = rejected(data, "broken.pdf")
     assert error.reason == "malformed"
     assert detail in error.detail
+
+
+@functools.cache
+def _inflating_stream() -> bytes:
+    """76 MB of spaces deflated to ~75 KB: more than pypdf inflates (75 MB) before it gives up."""
+    return zlib.compress(b" " * 76_000_000, 9)
+
+
+def flate_bomb_pdf(*pages: str | None) -> bytes:
+    """``pdf_bytes(*pages)`` where each None page's content is a Flate bomb instead of blank."""
+    reader = PdfReader(io.BytesIO(pdf_bytes(*(page or "bomb" for page in pages))))
+    writer = PdfWriter(clone_from=reader)
+    for page, text in zip(writer.pages, pages, strict=True):
+        if text is None:
+            bomb = StreamObject()
+            bomb.set_data(b"")
+            bomb._data = _inflating_stream()  # already deflated: written as is, inflated on reading
+            bomb[NameObject("/Filter")] = NameObject("/FlateDecode")
+            page[NameObject("/Contents")] = writer._add_object(bomb)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_pdf_whose_only_page_is_a_flate_bomb_is_rejected_naming_the_page_and_the_limit() -> None:
+    error = rejected(flate_bomb_pdf(None), "bomb.pdf")
+
+    assert error.reason == "malformed"
+    assert re.fullmatch(
+        r"no PDF page could be read: page 1: LimitReachedError: Limit reached while decompressing\. \d+ bytes "
+        r"remaining\. \(a compressed stream inflates past the parser's size limit: a decompression bomb\?\)",
+        error.detail,
+    ), error.detail
+
+
+def test_pdf_pages_that_fail_alike_are_listed_as_a_range_and_the_rest_is_kept() -> None:
+    document = parse_document(flate_bomb_pdf(None, None, "Readable third page", None), "partly.pdf")
+
+    assert [section.page for section in document.sections] == [3]
+    assert document.metadata["pages_failed"].startswith("pages 1-2, 4: LimitReachedError: Limit reached")
 
 
 def test_pdf_with_more_pages_than_allowed_is_rejected_as_too_large() -> None:

@@ -322,6 +322,36 @@ def _tidy_lines(text: str) -> str:
 # --- PDF ----------------------------------------------------------------------------------------------
 
 
+def _page_error(error: Exception) -> str:
+    """What went wrong on one page, in a line; pypdf's decompression limit is said in words."""
+    from pypdf.errors import LimitReachedError
+
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, LimitReachedError) and "decompress" in str(error):
+        text += " (a compressed stream inflates past the parser's size limit: a decompression bomb?)"
+    return text
+
+
+def _page_failures(failed: list[tuple[int, str]]) -> str:
+    """``pages 1-3: LimitReachedError: …; page 5: PdfReadError: …``: pages that failed alike grouped."""
+    grouped: dict[str, list[int]] = {}
+    for number, error in failed:
+        grouped.setdefault(error, []).append(number)
+    return "; ".join(f"{_page_numbers(numbers)}: {error}" for error, numbers in grouped.items())
+
+
+def _page_numbers(numbers: list[int]) -> str:
+    """``[1]`` → ``page 1``; ``[1, 2, 3, 7]`` → ``pages 1-3, 7``."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    parts = [str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs]
+    return ("page " if len(numbers) == 1 else "pages ") + ", ".join(parts)
+
+
 def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
@@ -353,7 +383,7 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
         raise DocumentRejected(TOO_LARGE, f"PDF has {page_count} pages, more than the limit of {max_pages}")
     sections: list[Section] = []
     blank: list[int] = []
-    failed: list[str] = []
+    failed: list[tuple[int, str]] = []
     image_pages = 0
     for number, page in enumerate(reader.pages, start=1):
         try:
@@ -362,7 +392,7 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
         except MemoryError:
             raise
         except Exception as error:  # noqa: BLE001 - one broken page costs that page, not the document
-            failed.append(f"{number} ({type(error).__name__}: {error})")
+            failed.append((number, _page_error(error)))
             continue
         if text:
             sections.append(Section(text, page=number))
@@ -370,7 +400,7 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
             blank.append(number)
     if not sections:
         if failed and len(failed) == page_count:
-            raise DocumentRejected(MALFORMED, f"no PDF page could be read: {'; '.join(failed)[:500]}")
+            raise DocumentRejected(MALFORMED, f"no PDF page could be read: {_page_failures(failed)[:500]}")
         plural = "page" if page_count == 1 else "pages"
         cause = (
             "scanned images? run OCR first" if image_pages else "no images either: blank or vector-only pages"
@@ -380,7 +410,7 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
     if blank:
         metadata["pages_without_text"] = ",".join(map(str, blank))
     if failed:
-        metadata["pages_failed"] = "; ".join(failed)[:500]
+        metadata["pages_failed"] = _page_failures(failed)[:500]
     if reader.is_encrypted:
         metadata["encryption"] = _pdf_cipher(reader.trailer) + ", opened with the empty password"
     return ParsedDocument(tuple(sections), parser="pdf", pages=page_count, metadata=metadata)
