@@ -40,6 +40,7 @@ from ods.preparation import (
     open_catalog,
     register_version,
     reject_version,
+    rejected_version,
     rejection_message,
     release_memory_promptly,
     store_card,
@@ -253,8 +254,9 @@ def reject_dataset_version(
 @task(name="reuse-version", **IN_MEMORY)
 def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -> dict[str, Any]:
     """Return the version an earlier run made; a rejected one fails again with its recorded reason."""
-    prepared = PreparedVersion(
-        record=existing, quarantine_uri=existing.uri if existing.status == "rejected" else None
+    store = build_object_store(get_settings())
+    prepared = (
+        rejected_version(store, existing) if existing.status == "rejected" else PreparedVersion(existing)
     )
     get_run_logger().info(
         "%s v%d already prepared from these bytes and spec: nothing to do",
@@ -263,4 +265,4 @@ def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -
     )
     if existing.status == "rejected":
         raise DatasetRejectedError(rejection_message(prepared))
-    return {**prepared.summary(), "card_uri": card_uri(build_object_store(get_settings()), existing)}
+    return {**prepared.summary(), "card_uri": card_uri(store, existing)}

@@ -289,6 +289,8 @@ class PreparedVersion:
 
     record: DatasetVersionRecord
     quarantine_uri: str | None = None
+    quarantined_rows: int | None = None
+    """How many rows the quarantine holds (0: the expectations that failed are about no single row)."""
 
     def event_id(self, event: str) -> uuid.UUID:
         """Deterministic id of this version's ``ods.dataset.registered|rejected`` event.
@@ -314,6 +316,7 @@ class PreparedVersion:
             "size_bytes": record.size_bytes,
             "content_hash": record.content_hash,
             "quarantine_uri": self.quarantine_uri,
+            "quarantined_rows": self.quarantined_rows,
             "reason": record.reason,
         }
 
@@ -363,7 +366,10 @@ def reject_version(
     reason: str,
     flow_run_id: str | None,
 ) -> PreparedVersion:
-    """Quarantine the failing rows and record the version as rejected; nothing is registered."""
+    """Quarantine the failing rows and record the version as rejected; nothing is registered.
+
+    With no failing row (the expectations that failed are about the table, or about a column's type) the
+    version still points at an empty quarantine table, but no quarantine is reported for it."""
     quarantine = write_parquet(
         store,
         f"{dataset_prefix(loaded.spec.name)}/quarantine",
@@ -389,10 +395,19 @@ def reject_version(
         flow_run_id=flow_run_id,
         description=loaded.spec.description or None,
     )
+    quarantine_uri = quarantine.uri if failing_rows else None
     catalog.add_validation_run(
-        record.id, success=False, results={"expectations": validation_rows}, quarantine_uri=quarantine.uri
+        record.id, success=False, results={"expectations": validation_rows}, quarantine_uri=quarantine_uri
     )
-    return PreparedVersion(record=record, quarantine_uri=quarantine.uri)
+    return PreparedVersion(record=record, quarantine_uri=quarantine_uri, quarantined_rows=len(failing_rows))
+
+
+def rejected_version(store: ObjectStore, record: DatasetVersionRecord) -> PreparedVersion:
+    """A rejected version found again (same bytes and spec), with what its quarantine holds (read from
+    the Parquet footer only)."""
+    with store.filesystem().open_input_file(key_of(store, record.uri)) as stream:
+        rows = pq.ParquetFile(stream).metadata.num_rows
+    return PreparedVersion(record=record, quarantine_uri=record.uri if rows else None, quarantined_rows=rows)
 
 
 def store_card(store: ObjectStore, record: DatasetVersionRecord, markdown: str) -> str:
@@ -436,7 +451,8 @@ def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
 def rejection_message(prepared: PreparedVersion) -> str:
     """The one-line error a rejected run ends with."""
     record = prepared.record
-    return (
-        f"dataset {record.dataset_name!r} v{record.version} rejected: {record.reason}; "
-        f"failing rows quarantined at {prepared.quarantine_uri or record.uri}"
-    )
+    rejected = f"dataset {record.dataset_name!r} v{record.version} rejected: {record.reason}"
+    if prepared.quarantined_rows == 0:
+        return f"{rejected}; no row was quarantined (no expectation that failed is about single rows)"
+    rows = "" if prepared.quarantined_rows is None else f"{prepared.quarantined_rows:,} "
+    return f"{rejected}; {rows}failing row(s) quarantined at {prepared.quarantine_uri or record.uri}"

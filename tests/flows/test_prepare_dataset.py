@@ -136,7 +136,7 @@ def test_planted_bad_rows_are_rejected_and_exactly_quarantined(platform: Platfor
     assert "in_set(status)" in message and "regex(region)" in message
     [version] = platform.versions("sales")
     assert version.status == "rejected"
-    assert message.endswith(f"failing rows quarantined at {version.uri}")
+    assert message.endswith(f"; 3 failing row(s) quarantined at {version.uri}")
     quarantined = pd.read_parquet(io.BytesIO(platform.store.get_bytes(_key(platform, version.uri))))
     assert sorted(quarantined["order_id"]) == sorted(frame.loc[[10, 20, 30], "order_id"])
     with pytest.raises(OdsError, match="no registered version"):
@@ -157,6 +157,61 @@ def test_rejected_data_passes_later_under_a_relaxed_spec(platform: Platform, tmp
     result = prepare_dataset(str(spec_path))
 
     assert (result["status"], result["version"]) == ("registered", 2)
+
+
+PAYMENTS_SPEC = """\
+name: payments
+source: {uri: payments.csv}
+expectations:
+  - between: {column: amount, min: 0, max: 1000}
+  - not_null: {column: id}
+"""
+
+
+def test_a_range_check_on_a_text_column_is_reported_as_a_type_mismatch_not_an_empty_quarantine(
+    platform: Platform, tmp_path: Path
+) -> None:
+    (tmp_path / "payments.csv").write_text("id,amount\n1,12 EUR\n2,40 EUR\n3,7 EUR\n", encoding="utf-8")
+    (tmp_path / "payments.yaml").write_text(PAYMENTS_SPEC, encoding="utf-8")
+
+    messages = []
+    for _ in range(2):  # the second run finds the rejected version and says the same
+        with pytest.raises(DatasetRejectedError) as raised:
+            prepare_dataset(str(tmp_path / "payments.yaml"))
+        messages.append(str(raised.value))
+
+    assert (
+        messages[0]
+        == messages[1]
+        == (
+            "dataset 'payments' v1 rejected: failed expectations: between(amount): needs a numeric column, but "
+            "'amount' is text (string) after cleaning; add a `coerce` step for 'amount' (type int, float or "
+            "decimal) before validating; no row was quarantined (no expectation that failed is about single rows)"
+        )
+    )
+    [version] = platform.versions("payments")
+    assert version.status == "rejected"
+    [run] = platform.catalog.validation_runs(version.id)
+    assert run.quarantine_uri is None
+    outcome = run.results["expectations"][0]
+    assert (outcome["expectation"], outcome["success"], outcome["observed"]) == ("between", False, "string")
+
+
+def test_a_type_mismatch_and_failing_rows_together_quarantine_exactly_the_rows(
+    platform: Platform, tmp_path: Path
+) -> None:
+    (tmp_path / "payments.csv").write_text("id,amount\n1,12 EUR\n,40 EUR\n", encoding="utf-8")
+    (tmp_path / "payments.yaml").write_text(PAYMENTS_SPEC, encoding="utf-8")
+
+    with pytest.raises(DatasetRejectedError) as raised:
+        prepare_dataset(str(tmp_path / "payments.yaml"))
+
+    [version] = platform.versions("payments")
+    message = str(raised.value)
+    assert "between(amount): needs a numeric column" in message and "not_null(id): 1 unexpected" in message
+    assert message.endswith(f"; 1 failing row(s) quarantined at {version.uri}")
+    quarantined = pd.read_parquet(io.BytesIO(platform.store.get_bytes(_key(platform, version.uri))))
+    assert quarantined["amount"].tolist() == ["40 EUR"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -13,10 +14,12 @@ from ods.domain.dataset_spec import (
     DatasetSpec,
     DatasetSpecError,
     DeduplicateRule,
+    Expectation,
     MapValuesRule,
     MaskPiiRule,
     SourceSpec,
     Step,
+    expectation_type_problem,
     parse_dataset_spec,
 )
 
@@ -353,3 +356,67 @@ def test_specs_are_immutable() -> None:
 
     with pytest.raises(pydantic.ValidationError):
         spec.name = "other"  # type: ignore[misc]
+
+
+def test_an_expectation_the_steps_make_impossible_is_refused_at_load_time_with_both_lines() -> None:
+    error = error_of(
+        """\
+        name: payments
+        source: {uri: p.csv}
+        steps:
+          - coerce: {column: amount, type: string}
+        expectations:
+          - not_null: {column: amount}
+          - between: {column: amount, min: 0, max: 1000}
+        """
+    )
+
+    assert str(error) == (
+        "spec.yaml line 7, expectations[1].between.column: between(amount) needs a numeric column, but "
+        "spec.yaml line 4, steps[0] makes 'amount' text (string); coerce it to int, float or decimal instead, "
+        "or drop the expectation"
+    )
+
+
+def test_an_expectation_the_steps_make_possible_is_accepted() -> None:
+    spec = parse(
+        "name: p\nsource: {uri: p.csv}\nsteps:\n  - extract: {column: raw, pattern: '(\\d+)', into: amount}\n"
+        "  - coerce: {column: amount, type: int}\nexpectations:\n  - between: {column: amount, min: 0}\n"
+        "  - regex: {column: raw, pattern: '^\\d'}\n"
+    )
+
+    assert [expectation.name for expectation in spec.expectations] == ["between", "regex"]
+
+
+@pytest.mark.parametrize(
+    ("expectation", "column_type", "problem"),
+    [
+        (
+            {"between": {"column": "a", "min": 0}},
+            "string",
+            "needs a numeric column, but 'a' is text (string)",
+        ),
+        ({"between": {"column": "a", "max": 1.5}}, "bool", "needs a numeric column, but 'a' is true/false"),
+        ({"between": {"column": "a", "min": "2024-01-01"}}, "int", "needs a date, timestamp or text column"),
+        (
+            {"regex": {"column": "a", "pattern": "^x"}},
+            "float",
+            "needs a text column, but 'a' is numbers (float)",
+        ),
+        ({"between": {"column": "a", "min": 0}}, "decimal", None),
+        ({"between": {"column": "a", "min": "2024-01-01"}}, "date", None),
+        ({"regex": {"column": "a", "pattern": "^x"}}, "string", None),
+        ({"in_set": {"column": "a", "values": [1]}}, "string", None),
+        ({"between": {"column": "a", "min": 0}}, "other", None),
+    ],
+)
+def test_type_problems_name_the_type_and_the_coerce_step(
+    expectation: dict[str, Any], column_type: str, problem: str | None
+) -> None:
+    found = expectation_type_problem(Expectation.model_validate(expectation), column_type)
+
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem), found
+        assert found.endswith("before validating") and "add a `coerce` step for 'a'" in found

@@ -442,6 +442,87 @@ class Expectation(_OneOf):
 
 EXPECTATION_NAMES: tuple[str, ...] = tuple(Expectation.model_fields)
 
+_NUMERIC_TYPES: tuple[LogicalType, ...] = ("int", "float", "decimal")
+_TEMPORAL_TYPES: tuple[LogicalType, ...] = ("date", "timestamp")
+_TYPE_WORDS: dict[str, str] = {
+    "int": "whole numbers",
+    "float": "numbers",
+    "decimal": "decimal numbers",
+    "bool": "true/false values",
+    "date": "dates",
+    "timestamp": "timestamps",
+    "string": "text",
+}
+
+
+def _needed_types(params: ExpectationParams) -> tuple[tuple[LogicalType, ...], str, str] | None:
+    """The logical types a column needs for ``params`` to be checkable, in words, and the coerce type to
+    suggest; None when any type will do."""
+    if isinstance(params, BetweenExpectation):
+        bounds = [bound for bound in (params.min, params.max) if bound is not None]
+        if any(isinstance(bound, int | float) and not isinstance(bound, bool) for bound in bounds):
+            return _NUMERIC_TYPES, "a numeric column", "int, float or decimal"
+        if any(isinstance(bound, date) for bound in bounds):  # datetime is a date too
+            return _TEMPORAL_TYPES, "a date or timestamp column", "date or timestamp"
+        return (*_TEMPORAL_TYPES, "string"), "a date, timestamp or text column", "date or timestamp"
+    if isinstance(params, RegexExpectation):
+        return ("string",), "a text column", "string"
+    return None
+
+
+def expectation_type_problem(expectation: Expectation, column_type: str) -> str | None:
+    """Why ``expectation`` cannot be checked on a column of logical type ``column_type`` (as it is after
+    cleaning), with the ``coerce`` step that fixes it; None when the type fits, or is not one of ours.
+
+    ``between`` with numbers compares numbers: on a text column every comparison fails at once and no
+    single row can be blamed, so this is said instead of reporting a failure that quarantines nothing.
+    """
+    column = getattr(expectation.params, "column", None)
+    needed = _needed_types(expectation.params)
+    if column is None or needed is None or column_type not in _TYPE_WORDS:
+        return None
+    types, words, suggested = needed
+    if column_type in types:
+        return None
+    return (
+        f"needs {words}, but {column!r} is {_TYPE_WORDS[column_type]} ({column_type}) after cleaning; "
+        f"add a `coerce` step for {column!r} (type {suggested}) before validating"
+    )
+
+
+def _type_after_steps(steps: tuple[Step, ...], column: str) -> tuple[LogicalType, int] | None:
+    """The logical type ``column`` surely has after the cleaning steps and the step that gives it: known
+    when the last step writing it is a ``coerce`` (or an ``extract``, which writes text); else None."""
+    known: tuple[LogicalType, int] | None = None
+    for index, step in enumerate(steps):
+        rule = step.rule
+        if isinstance(rule, CoerceRule) and rule.column == column:
+            known = (rule.type, index)
+        elif isinstance(rule, ExtractRule) and (rule.into or rule.column) == column:
+            known = ("string", index)
+        elif isinstance(rule, DeriveRule | MapValuesRule) and rule.column == column:
+            known = None
+    return known
+
+
+def _spec_type_problems(spec: DatasetSpec) -> list[str]:
+    """Expectations the spec's own steps make impossible to check (``between`` with numbers on a column
+    the steps coerce to string), each located in the file: found at load time, before any data is read."""
+    problems = []
+    for index, expectation in enumerate(spec.expectations):
+        column = getattr(expectation.params, "column", None)
+        needed = _needed_types(expectation.params)
+        known = _type_after_steps(spec.steps, column) if column is not None and needed else None
+        if known is None or needed is None or known[0] in needed[0]:
+            continue
+        column_type, step = known
+        problems.append(
+            f"{spec.where('expectations', index, expectation.name, 'column')}: {expectation.name}({column}) "
+            f"needs {needed[1]}, but {spec.where('steps', step)} makes {column!r} {_TYPE_WORDS[column_type]} "
+            f"({column_type}); coerce it to {needed[2]} instead, or drop the expectation"
+        )
+    return problems
+
 
 # --- the spec ----------------------------------------------------------------------------------------
 
@@ -541,6 +622,9 @@ def parse_dataset_spec(text: str, source_name: str = "<spec>") -> DatasetSpec:
         raise DatasetSpecError(message, tuple(problems)) from None
     spec._source_name = source_name
     spec._lines = _index_lines(root)
+    mismatched = _spec_type_problems(spec)
+    if mismatched:
+        raise DatasetSpecError("; ".join(mismatched), tuple(mismatched))
     return spec
 
 

@@ -51,6 +51,7 @@ from ods.domain.dataset_spec import (
     RegexExpectation,
     RowCountExpectation,
     UniqueExpectation,
+    expectation_type_problem,
 )
 from ods.domain.profiling import logical_type
 from ods.errors import OdsError
@@ -269,12 +270,35 @@ def _check_column_type(frame: pd.DataFrame, expectation: Expectation) -> Expecta
     )
 
 
+def _type_mismatch(frame: pd.DataFrame, expectation: Expectation) -> ExpectationOutcome | None:
+    """A failed outcome naming the column's type and the ``coerce`` step to add, when ``expectation``
+    cannot be checked on the column as cleaning left it (``between`` with numbers on text): reported
+    instead of GE's failure, which no row can be blamed for and which would quarantine nothing."""
+    column = _column_of(expectation)
+    if column is None:
+        return None
+    observed = logical_type(frame[column])
+    problem = expectation_type_problem(expectation, observed)
+    if problem is None:
+        return None
+    return ExpectationOutcome(
+        expectation=expectation.name,
+        column=column,
+        success=False,
+        unexpected_count=None,
+        unexpected_percent=None,
+        observed=observed,
+        details=problem,
+    )
+
+
 def validate_frame(
     frame: pd.DataFrame, expectations: tuple[Expectation, ...] | list[Expectation]
 ) -> ValidationReport:
     """Validate ``frame`` and locate the rows (positions) behind failed expectations.
 
-    Column types are checked here; every other expectation runs with Great Expectations in the worker.
+    Column types are checked here, and so are expectations the column's type cannot meet (reported as
+    such); every other expectation runs with Great Expectations in the worker.
     """
     if not expectations:
         return ValidationReport(success=True, outcomes=[])
@@ -287,7 +311,16 @@ def validate_frame(
             f"expectations name column(s) {', '.join(map(repr, missing))} that the cleaned data does not have "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
-    checked = [e for e in expectations if not isinstance(e.params, ColumnTypeExpectation)]
+    mismatched = {
+        index: outcome
+        for index, expectation in enumerate(expectations)
+        if (outcome := _type_mismatch(frame, expectation)) is not None
+    }
+    checked = [
+        e
+        for index, e in enumerate(expectations)
+        if index not in mismatched and not isinstance(e.params, ColumnTypeExpectation)
+    ]
     checked_outcomes: list[ExpectationOutcome] = []
     failing: list[int] = []
     seconds: dict[str, float] = {}
@@ -295,8 +328,12 @@ def validate_frame(
         checked_outcomes, failing, seconds = _worker().validate(_gx_view(frame, checked), checked)
     by_ge = iter(checked_outcomes)
     outcomes = [
-        _check_column_type(frame, e) if isinstance(e.params, ColumnTypeExpectation) else next(by_ge)
-        for e in expectations
+        mismatched[index]
+        if index in mismatched
+        else _check_column_type(frame, e)
+        if isinstance(e.params, ColumnTypeExpectation)
+        else next(by_ge)
+        for index, e in enumerate(expectations)
     ]
     success = all(outcome.success for outcome in outcomes)
     return ValidationReport(success=success, outcomes=outcomes, failing_rows=failing, seconds=seconds)
