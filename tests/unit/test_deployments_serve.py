@@ -7,6 +7,7 @@ checked against a real Prefect server in tests/e2e/test_serve_prefect_yaml.py.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ from prefect.events import DeploymentCompoundTrigger, DeploymentEventTrigger
 from deployments.serve import (
     DeploymentSpecError,
     build_runner_deployments,
+    find_worker_deployments,
     main,
+    pause_served_deployments,
     read_deployment_specs,
+    refuse_worker_deployments,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +179,84 @@ def test_main_reports_an_unreadable_project_without_serving(
     (tmp_path / "prefect.yaml").write_text("name: t\n")
     with pytest.raises(DeploymentSpecError, match="no `deployments:` list"):
         read_deployment_specs(tmp_path / "prefect.yaml")
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the server records of a deployment, as far as serve looks at it."""
+
+    work_pool_name: str | None = None
+    pull_steps: list[dict[str, Any]] | None = None
+    storage_document_id: str | None = None
+    paused: bool = False
+    id: str = "id"
+
+
+def test_prefix_serves_every_deployment_and_its_triggers_under_names_of_its_own(tmp_path: Path) -> None:
+    trigger = {"type": "event", "expect": ["ods.object.created"], "match": {"prefect.resource.id": "ods.*"}}
+    project = _project(
+        tmp_path,
+        [
+            {"name": "one", "entrypoint": "flows/echo.py:echo", "triggers": [trigger]},
+            {"name": "two", "entrypoint": "flows/echo.py:echo"},
+        ],
+    )
+
+    one, two = build_runner_deployments(project, prefix="dev")
+
+    assert (one.name, two.name) == ("dev-one", "dev-two")
+    assert one.full_name == "echo/dev-one"
+    assert [t.name for t in one.triggers] == ["dev-one__automation_1"]
+    assert [d.name for d in build_runner_deployments(project, ["two"], prefix="dev")] == ["dev-two"]
+
+
+@pytest.mark.parametrize("prefix", ["-dev", "a/b", "dev team", "x" * 42])
+def test_an_unusable_prefix_is_refused_before_any_flow_is_loaded(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(DeploymentSpecError, match=r"--prefix .* is not a usable name: .*e\.g\. --prefix dev"):
+        build_runner_deployments(tmp_path, prefix=prefix)  # no prefect.yaml there: the prefix goes first
+
+
+def test_deployments_that_prefect_deploy_registered_are_refused_by_name(tmp_path: Path) -> None:
+    project = _project(
+        tmp_path, [{"name": name, "entrypoint": "flows/echo.py:echo"} for name in ("a", "b", "c", "d")]
+    )
+    deployments = build_runner_deployments(project)
+    on_server = {
+        "echo/a": Existing(work_pool_name="ods-cpu", pull_steps=[{"set_working_directory": {}}]),
+        "echo/b": Existing(),  # served earlier by serve itself: served again, not refused
+        "echo/c": Existing(pull_steps=[{"git_clone": {}}]),
+    }
+    asked: list[str] = []
+
+    def read(full_name: str) -> Existing | None:
+        asked.append(full_name)
+        return on_server.get(full_name)
+
+    assert find_worker_deployments(deployments, read) == ["echo/a (work pool ods-cpu)", "echo/c (pull steps)"]
+    assert asked == ["echo/a", "echo/b", "echo/c", "echo/d"]
+    with pytest.raises(DeploymentSpecError) as refused:
+        refuse_worker_deployments(deployments, on_server.get)
+    message = str(refused.value)
+    assert message.startswith("2 deployment(s) of the same name(s) are already on this Prefect server")
+    assert "echo/a (work pool ods-cpu), echo/c (pull steps)" in message
+    assert "--prefix dev" in message and "prefect deployment delete" in message
+    assert "\n" not in message
+
+    refuse_worker_deployments(build_runner_deployments(project, prefix="dev"), on_server.get)  # no clash
+
+
+def test_only_the_served_deployments_are_paused_when_serve_stops(tmp_path: Path) -> None:
+    project = _project(
+        tmp_path, [{"name": name, "entrypoint": "flows/echo.py:echo"} for name in ("a", "b", "c", "d", "e")]
+    )
+    on_server = {
+        "echo/a": Existing(id="served-a"),
+        "echo/b": Existing(id="worker-b", work_pool_name="ods-cpu"),  # `prefect deploy` replaced it meanwhile
+        "echo/c": Existing(id="paused-c", paused=True),
+        "echo/e": Existing(id="served-e"),
+    }
+    paused: list[str] = []
+
+    names = pause_served_deployments(build_runner_deployments(project), on_server.get, paused.append)
+
+    assert (names, paused) == (["echo/a", "echo/e"], ["served-a", "served-e"])
