@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from ods.domain.sql_guard import SqlRejected, guard_sql
-from tests.unit.test_sql_guard import ACCEPTED, ALLOWED, REJECTED, ROW_CAPS
+from ods.domain.sql_guard import SqlRejected, allowed_functions, guard_sql
+from tests.unit.test_sql_guard import ACCEPTED, ALLOWED, ANALYST_QUERIES, REJECTED, ROW_CAPS
 
 SALES_ROWS = 2500
 
@@ -113,6 +113,24 @@ def test_accepted_sql_runs_within_the_cap(connection: duckdb.DuckDBPyConnection,
 
     assert len(rows) <= 50
     assert snapshot(connection) == before
+
+
+@pytest.mark.parametrize("sql", ANALYST_QUERIES["duckdb"])
+def test_analysts_functions_run(connection: duckdb.DuckDBPyConnection, sql: str) -> None:
+    assert len(run_guarded(connection, sql, max_rows=50)) <= 50
+
+
+def test_allowlisted_functions_exist_in_duckdb(connection: duckdb.DuckDBPyConnection) -> None:
+    functions = {
+        row[0] for row in connection.execute("SELECT function_name FROM duckdb_functions()").fetchall()
+    }
+    # Names DuckDB parses as syntax rather than listing as functions.
+    syntax = {
+        "coalesce", "columns", "current_time", "current_timestamp", "grouping", "ifnull", "localtime",
+        "localtimestamp", "percentile_cont", "percentile_disc",
+    }  # fmt: skip
+
+    assert allowed_functions("duckdb") - functions <= syntax
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ods.domain.sql_guard import GuardedQuery, SqlRejected, guard_sql
+from ods.domain.sql_guard import (
+    DENIED_FUNCTIONS,
+    UNBOUNDED_FUNCTIONS,
+    GuardedQuery,
+    SqlRejected,
+    allowed_functions,
+    guard_sql,
+)
 
 ALLOWED = {"sales", "regions"}
 
@@ -98,6 +105,19 @@ ACCEPTED = [
         {"sales"},
         id="cte-shadows-table",
     ),
+    # functions that build a value of a requested size, with a literal size within the bound
+    pytest.param(
+        "SELECT repeat('*', 10), lpad(region, 10, '0'), rpad(region, 10, '.') FROM sales",
+        {"sales"},
+        id="padding",
+    ),
+    pytest.param("SELECT length(repeat('ab', 5000))", set(), id="repeat-at-the-bound"),
+    pytest.param(
+        "SELECT printf('%.2f', amount), printf('%8d', url_counts), format('{:>8}', region) FROM sales",
+        {"sales"},
+        id="format-widths",
+    ),
+    pytest.param("SELECT unnest(string_split('a,b', ','))", set(), id="unnest-of-a-split"),
 ]
 
 # (sql, a fragment the message must contain)
@@ -157,7 +177,7 @@ REJECTED = [
         "SELECT * FROM postgres_scan('dbname=x', 'public', 't')", "postgres_scan()", id="postgres-scan"
     ),
     pytest.param("SELECT * FROM query('DROP TABLE sales')", "query()", id="query-table-function"),
-    pytest.param("SELECT * FROM generate_series(1, 10)", "table function", id="generate-series"),
+    pytest.param("SELECT * FROM generate_series(1, 10)", "generate_series()", id="generate-series"),
     pytest.param("SELECT * FROM sales, LATERAL read_csv('x.csv')", "read_csv()", id="lateral-reader"),
     pytest.param("SELECT (SELECT count(*) FROM read_parquet('x'))", "read_parquet()", id="nested-reader"),
     pytest.param("SELECT * FROM 'data.parquet'", "'data.parquet'", id="file-as-table"),
@@ -226,6 +246,41 @@ REJECTED = [
         "WITH sales AS (SELECT * FROM secret) SELECT * FROM sales", "'secret'", id="cte-hides-table"
     ),
     pytest.param("SELECT * FROM sales WHERE (", "does not parse", id="unbalanced"),
+    # functions not on the allowlist, and the method-call form
+    pytest.param("SELECT my_udf(amount) FROM sales", "my_udf() is not on the list", id="unknown-function"),
+    pytest.param("SELECT current_user", "not on the list of functions allowed in duckdb", id="current-user"),
+    pytest.param("SELECT 'x'.repeat(5)", "call it as repeat(...)", id="method-call"),
+    pytest.param("SELECT main.lower(region) FROM sales", "call it as lower(...)", id="qualified-call"),
+    # issue 19: statements the old guard passed that took 4 and 24 GB, and their relatives
+    pytest.param(
+        "SELECT repeat('x', 2000000000) FROM sales",
+        "repeat() may build at most 10,000 characters, but its count is 2,000,000,000",
+        id="repeat-two-billion",
+    ),
+    pytest.param(
+        "SELECT count(*) FROM (SELECT unnest(range(0, 2000000000)) FROM sales LIMIT 1)",
+        "range() is not allowed: it generates rows or values of any size",
+        id="unnest-of-range",
+    ),
+    pytest.param("SELECT unnest(generate_series(1, 1000000000))", "generate_series()", id="unnest-of-series"),
+    pytest.param("SELECT list_resize([1], 1000000000)", "list_resize()", id="list-resize"),
+    pytest.param("SELECT bar(amount, 0, 1, 1000000000) FROM sales", "bar()", id="bar-width"),
+    pytest.param("SELECT lpad('x', 100000000, 'y')", "lpad() may build at most 10,000", id="lpad-huge"),
+    pytest.param("SELECT rpad(region, 10001, '.') FROM sales", "its width is 10,001", id="rpad-over"),
+    pytest.param(
+        "SELECT rpad(region, CAST(amount AS INTEGER), '.') FROM sales",
+        "whole-number literal",
+        id="rpad-column",
+    ),
+    pytest.param("SELECT repeat('ab', 5001)", "asks for 10,002", id="repeat-text-times-count"),
+    pytest.param("SELECT repeat(region, 1 + 1) FROM sales", "whole-number literal", id="repeat-expression"),
+    pytest.param(
+        "SELECT repeat(repeat('x', 10000), 10000)", "repeats a value that repeat", id="repeat-of-repeat"
+    ),
+    pytest.param("SELECT printf('%100000000d', 1)", "holds 100,000,000", id="printf-width"),
+    pytest.param("SELECT printf('%*d', 100000000, 1)", "'*'", id="printf-star-width"),
+    pytest.param("SELECT format('{:>{}}', 'x', 100000000)", "nested", id="format-nested-width"),
+    pytest.param("SELECT format(region, 1) FROM sales", "string literal", id="format-from-a-column"),
 ]
 
 
@@ -256,6 +311,154 @@ def test_guarding_is_idempotent(sql: str, tables: set[str]) -> None:
 
     assert (twice.sql, twice.tables, twice.limit) == (once.sql, once.tables, once.limit)
     assert not twice.capped, "the second pass finds the cap already in place"
+
+
+# Queries analysts write, per dialect, with the functions they use: every one passes the guard. The
+# integration tests run them for real (DuckDB over sales/regions, PostgreSQL over shop.orders, SQLite over
+# orders), so the allowlists name functions that exist.
+ANALYST_QUERIES = {
+    "duckdb": [
+        "SELECT region, COUNT(*) AS orders, SUM(amount) AS total, AVG(amount), MIN(amount), MAX(amount) "
+        "FROM sales GROUP BY region ORDER BY total DESC",
+        "SELECT median(amount), quantile_cont(amount, 0.9), quantile_disc(amount, 0.5), approx_quantile(amount, "
+        "0.5), stddev(amount), stddev_pop(amount), variance(amount), var_pop(amount), mode(region), "
+        "corr(amount, id), regr_slope(amount, id), kurtosis(amount), skewness(amount), entropy(region), "
+        "histogram(region), first(region), last(region), fsum(amount), mean(amount) FROM sales",
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY amount) FROM sales",
+        "SELECT string_agg(DISTINCT region, ', ' ORDER BY region), array_agg(id ORDER BY id)[1], list(region)[1], "
+        "listagg(region, ','), count(DISTINCT region), count_if(amount > 100), bool_and(amount >= 0), "
+        "arg_max(region, amount), max_by(region, amount), any_value(region), approx_count_distinct(region) "
+        "FROM sales",
+        "SELECT lower(region), upper(region), length(region), len(region), trim(region), trim(BOTH 'x' FROM "
+        "region), ltrim(region), substring(region, 1, 1), substring(region FROM 1 FOR 1), substr(region, 1, 1), "
+        "left(region, 1), right(region, 1), replace(region, 'N', 'S'), concat(region, '-', id), "
+        "concat_ws('-', region, id), region || '!', position('N' IN region), strpos(region, 'N'), "
+        "instr(region, 'N') FROM sales",
+        "SELECT split_part('a-b', '-', 1), regexp_replace(region, '[NS]', 'x'), regexp_matches(region, '^N'), "
+        "regexp_extract(region, '(N)', 1), contains(region, 'N'), starts_with(region, 'N'), "
+        "ends_with(region, 'N'), region LIKE 'N%', region ILIKE 'n%', region SIMILAR TO 'N.*', region ~ '^N', "
+        "reverse(region), md5(region), hash(region), lpad(CAST(id AS VARCHAR), 6, '0'), printf('%.2f', "
+        "amount), format('{}: {}', region, amount), string_split('a,b', ',')[1], levenshtein(region, 'N') "
+        "FROM sales",
+        "SELECT date_trunc('month', day), date_part('year', day), extract(year FROM day), year(day), "
+        "month(day), dayofweek(day), dayname(day), monthname(day), quarter(day), week(day), strftime(day, "
+        "'%Y-%m'), strptime('2024-01-01', '%Y-%m-%d'), date_diff('day', day, DATE '2024-12-31'), "
+        "datediff('day', day, current_date), day + INTERVAL 1 DAY, day - INTERVAL '7 days', "
+        "date_add(day, INTERVAL 1 MONTH), current_date, current_timestamp, now(), today(), "
+        "make_date(2024, 1, 1), last_day(day), epoch(day), age(TIMESTAMP '2024-01-01', TIMESTAMP "
+        "'2023-01-01'), time_bucket(INTERVAL '1 week', day), day::TIMESTAMP FROM sales",
+        "SELECT abs(amount), round(amount, 2), ceil(amount), ceiling(amount), floor(amount), trunc(amount), "
+        "sqrt(amount), power(amount, 2), amount ** 2, exp(1), ln(amount + 1), log10(amount + 1), "
+        "log2(amount + 1), sign(amount), mod(id, 3), id % 3, id // 3, pi(), greatest(amount, 1), "
+        "least(amount, 1), random() < 2, isnan(amount), gcd(id, 6), round_even(amount, 1) FROM sales",
+        "SELECT CASE WHEN amount > 100 THEN 'big' WHEN amount > 10 THEN 'mid' ELSE 'small' END, CASE region "
+        "WHEN 'N' THEN 1 ELSE 0 END, coalesce(region, 'none'), nullif(region, 'N'), ifnull(region, 'x'), "
+        "if(amount > 1, 'y', 'n'), CAST(amount AS INTEGER), amount::VARCHAR, TRY_CAST(region AS INTEGER), "
+        "typeof(amount), amount BETWEEN 1 AND 10, region IN ('N', 'S'), region IS DISTINCT FROM 'N' FROM sales",
+        "SELECT id, row_number() OVER w, rank() OVER w, dense_rank() OVER w, percent_rank() OVER w, "
+        "cume_dist() OVER w, ntile(4) OVER w, lag(amount) OVER w, lag(amount, 2, 0) OVER w, lead(amount) OVER "
+        "w, first_value(amount) OVER w, last_value(amount) OVER w, nth_value(amount, 2) OVER w, sum(amount) "
+        "OVER (PARTITION BY region) FROM sales WINDOW w AS (PARTITION BY region ORDER BY amount)",
+        "SELECT * FROM sales QUALIFY row_number() OVER (PARTITION BY region ORDER BY amount DESC) <= 3",
+        "SELECT region, sum(amount), grouping(region) FROM sales GROUP BY ROLLUP (region)",
+        "SELECT region, count(*) FILTER (WHERE amount > 10) FROM sales GROUP BY ALL ORDER BY ALL",
+        "SELECT unnest(string_split('a,b,c', ',')), len([1, 2, 3]), list_contains([1, 2], 1), [1, 2, 3][2], "
+        "list_transform([1, 2], x -> x * 2), list_filter([1, 2], x -> x > 1), list_sort([3, 1]), "
+        "{'a': 1}.a, struct_pack(a := 1), map_keys(map([1], [2]))",
+        "SELECT max(COLUMNS(*)) FROM sales",
+        "SELECT region, amount FROM sales WHERE amount > (SELECT avg(amount) FROM sales) AND region = ANY "
+        "(SELECT id FROM regions) OR NOT EXISTS (SELECT 1 FROM regions)",
+        "SELECT s.region, r.name, sum(s.amount) AS total, round(100.0 * sum(s.amount) / sum(sum(s.amount)) "
+        "OVER (), 1) AS share FROM sales AS s JOIN regions AS r ON r.id = s.region GROUP BY 1, 2 ORDER BY "
+        "total DESC LIMIT 10",
+    ],
+    "postgres": [
+        "SELECT region, COUNT(*), SUM(amount), AVG(amount), MIN(amount), MAX(amount) FROM shop.orders "
+        "GROUP BY region ORDER BY 3 DESC",
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY amount), mode() WITHIN GROUP (ORDER BY region), "
+        "stddev(amount), variance(amount), corr(amount, id), bool_and(amount >= 0), every(amount >= 0), "
+        "count(DISTINCT region) FROM shop.orders",
+        "SELECT string_agg(DISTINCT region, ', ' ORDER BY region), array_agg(id ORDER BY id), json_agg(region), "
+        "jsonb_agg(id) FROM shop.orders WHERE id < 5",
+        "SELECT lower(region), upper(region), length(region), btrim(region, 'x'), trim(BOTH 'x' FROM region), "
+        "substring(region FROM 1 FOR 1), substr(region, 1, 1), left(region, 1), replace(region, 'N', 'S'), "
+        "concat_ws('-', region, id), region || '!', position('N' IN region), split_part('a-b', '-', 1), "
+        "regexp_replace(region, '[NS]', 'x'), region ~* '^n', initcap(region), lpad(id::text, 6, '0'), "
+        "format('%s: %s', region, amount), to_char(amount, 'FM999.00'), string_to_array('a,b', ',') "
+        "FROM shop.orders",
+        "SELECT date_trunc('month', now()), date_part('year', now()), extract(epoch FROM now()), now() - "
+        "INTERVAL '7 days', current_date, age(TIMESTAMP '2024-01-01', TIMESTAMP '2023-01-01'), "
+        "to_date('2024-01-01', 'YYYY-MM-DD'), make_date(2024, 1, 1), '2024-01-01'::date FROM shop.orders",
+        "SELECT abs(amount), round(amount, 2), ceil(amount), floor(amount), power(amount, 2), amount ^ 2, "
+        "ln(amount + 1), mod(id, 3), div(id, 3), greatest(amount, 1), width_bucket(amount, 0, 250, 10), "
+        "CASE WHEN amount > 100 THEN 'big' ELSE 'small' END, coalesce(region, 'none'), nullif(region, 'N'), "
+        "amount::text FROM shop.orders",
+        "SELECT id, row_number() OVER w, rank() OVER w, ntile(4) OVER w, lag(amount, 2, 0) OVER w, "
+        "sum(amount) OVER (PARTITION BY region) FROM shop.orders WINDOW w AS (PARTITION BY region ORDER BY "
+        "amount)",
+        "SELECT unnest(ARRAY[1, 2]), array_length(ARRAY[1, 2], 1), ARRAY[1, 2] @> ARRAY[1], "
+        "jsonb_build_object('a', 1) ->> 'a', count(*) FILTER (WHERE amount > 10) OVER () FROM shop.orders",
+    ],
+    "sqlite": [
+        "SELECT region, COUNT(*), SUM(amount), AVG(amount), total(amount), group_concat(region, ',') "
+        "FROM orders GROUP BY region",
+        "SELECT lower(region), length(region), trim(region), substr(region, 1, 1), replace(region, 'N', 'S'), "
+        "instr(region, 'N'), region || '!', printf('%.2f', amount), format('%5d', id), ifnull(region, 'x'), "
+        "iif(amount > 1, 'y', 'n'), max(amount, 5), abs(amount), round(amount, 2), typeof(amount) FROM orders",
+        "SELECT date(day, '+1 day'), datetime(day), julianday(day), strftime('%Y-%m', day), "
+        "CAST(strftime('%Y', day) AS INTEGER) FROM orders",
+        "SELECT id, row_number() OVER (PARTITION BY region ORDER BY amount), lag(amount) OVER (ORDER BY id), "
+        "json_extract('{\"a\": 1}', '$.a') FROM orders",
+    ],
+}
+ANALYST_TABLES = {"duckdb": ALLOWED, "postgres": {"shop.orders"}, "sqlite": {"orders"}}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql"),
+    [pytest.param(dialect, sql, id=f"{dialect}-{index}") for dialect, queries in ANALYST_QUERIES.items()
+     for index, sql in enumerate(queries)],
+)  # fmt: skip
+def test_accepts_the_functions_analysts_use(dialect: str, sql: str) -> None:
+    guarded = guard_sql(sql, allowed_tables=ANALYST_TABLES[dialect], dialect=dialect)
+
+    again = guard_sql(
+        guarded.sql, allowed_tables=ANALYST_TABLES[dialect], dialect=dialect, max_rows=guarded.limit
+    )
+    assert again.sql == guarded.sql
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "fragment"),
+    [
+        pytest.param("postgres", "SELECT generate_series(1, 1000000000)", "generate_series()", id="pg-series"),
+        pytest.param("postgres", "SELECT array_fill(0, ARRAY[1000000000])", "array_fill()", id="pg-array-fill"),
+        pytest.param("postgres", "SELECT repeat('x', 2000000000)", "its count is 2,000,000,000", id="pg-repeat"),
+        pytest.param("postgres", "SELECT format('%100000000s', 'x')", "holds 100,000,000", id="pg-format"),
+        pytest.param("postgres", "SELECT pg_backend_pid()", "pg_backend_pid() is not on the list", id="pg-unknown"),
+        pytest.param("sqlite", "SELECT zeroblob(1000000000)", "zeroblob()", id="sqlite-zeroblob"),
+        pytest.param("sqlite", "SELECT length(randomblob(1000000000))", "randomblob()", id="sqlite-randomblob"),
+        pytest.param("sqlite", "SELECT printf('%.*c', 1000000000, 'x')", "'*'", id="sqlite-printf-star"),
+        pytest.param("sqlite", "SELECT median(amount) FROM orders", "allowed in sqlite", id="sqlite-no-median"),
+    ],
+)  # fmt: skip
+def test_rejects_unbounded_and_unlisted_functions_in_each_dialect(
+    dialect: str, sql: str, fragment: str
+) -> None:
+    with pytest.raises(SqlRejected) as caught:
+        guard_sql(sql, allowed_tables=ANALYST_TABLES[dialect], dialect=dialect)
+
+    assert fragment in str(caught.value)
+
+
+def test_allowed_functions_per_dialect() -> None:
+    assert {"median", "quantile_cont", "strftime", "list_transform"} <= allowed_functions("duckdb")
+    assert {"to_char", "initcap", "jsonb_agg"} <= allowed_functions("postgres")
+    assert {"group_concat", "julianday", "iif"} <= allowed_functions("sqlite")
+    assert "median" not in allowed_functions("sqlite")
+    assert {"count", "sum", "coalesce"} <= allowed_functions("mysql")  # standard SQL elsewhere
+    for names in map(allowed_functions, ("duckdb", "postgres", "sqlite", "mysql")):
+        assert not names & (UNBOUNDED_FUNCTIONS | DENIED_FUNCTIONS)
 
 
 def test_allowed_tables_must_not_be_a_bare_string() -> None:

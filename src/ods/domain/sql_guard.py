@@ -5,37 +5,51 @@ on the text), accepts exactly one read-only query over an allowlist of tables, a
 row cap. Anything else raises :class:`SqlRejected` with a one-line reason; nothing is ever executed here.
 
 Policy decisions (kept deliberately strict, since a false rejection costs a retry and a false acceptance
-costs data):
+costs data, or the machine's memory):
 
 * Only queries: SELECT, UNION/INTERSECT/EXCEPT, CTEs, subqueries, joins, aggregates, window functions.
 * ``WITH RECURSIVE`` is rejected: DuckDB materialises a recursive CTE before an outer LIMIT applies, so
   the row cap does not stop an unbounded recursion.
 * Tables in FROM must be named in ``allowed_tables`` (or be a CTE visible at that point); table functions
   (``read_csv``, ``generate_series``, ``query``...) and file/URL names used as tables are rejected.
-* Functions on the denylist, and unknown functions whose name looks like file, network, process,
-  configuration or sleep access, are rejected. Known sqlglot functions are otherwise allowed.
+* Functions are checked against an allowlist per dialect (:func:`allowed_functions`): the aggregate,
+  string, date/time, math, conditional, list/JSON and window functions analysts' SELECTs use. Anything
+  else is refused by name, so a function nobody thought of is refused rather than run. Functions that
+  generate rows or values without a bound (``range``, ``generate_series`` and an ``unnest`` of them...)
+  are never allowed; those that build a value of a requested size (``repeat``, ``lpad``, ``rpad``,
+  ``printf``/``format`` widths) only with a literal size of at most :data:`MAX_GENERATED_CHARS`.
+  Functions are called by name: the ``value.function()`` method form is refused.
 * Comments are dropped from the rendered SQL, so nothing hidden in them reaches the database, and the
   rendered SQL is parsed and checked again: what runs is what was checked.
 * The row cap sets or lowers the query's own top-level LIMIT (its ORDER BY keeps its meaning); a LIMIT
   that is not a plain integer (expression, percentage, FETCH, ALL) is wrapped as
   ``SELECT * FROM (<query>) AS guarded LIMIT max_rows``.
 
+The guard is the first of two lines: it cannot bound every way a query grows (a chain of CTEs doubling a
+string with ``||``, an aggregate over a cross join), so the warehouse also runs each query under memory,
+thread, temporary-disk, result-size and time limits (``ods.adapters.warehouse``).
+
 Written against sqlglot 30's AST (``exp.Expr``, the ``with_`` argument key).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, SqlglotError
 
 from ods.errors import OdsError
 
 MAX_SQL_CHARS = 20_000
+MAX_GENERATED_CHARS = 10_000
+"""The most characters ``repeat``, ``lpad``, ``rpad`` or a ``printf``/``format`` width may ask for."""
 _HINT = "ask for a single read-only SELECT over the registered datasets"
 
 
@@ -112,16 +126,160 @@ DENIED_FUNCTIONS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-# Unknown functions (not parsed to a typed sqlglot expression) whose names look like one of the above.
-_SUSPICIOUS_PREFIXES = (
-    *("read_", "pg_", "lo_", "dblink", "duckdb_", "sqlite_", "postgres_", "mysql_"),
-    *("pragma_", "http", "iceberg_", "delta_", "parquet_", "ducklake_"),
-)
-_SUSPICIOUS_SUFFIXES = ("_scan", "_query", "_execute", "_exec", "_attach")
-_SUSPICIOUS_PARTS = (
-    *("file", "glob", "sleep", "shell", "system", "getenv", "environ", "setting", "config"),
-    *("extension", "secret", "s3", "url", "exec"),
-)
+# Functions that generate rows or values of a size given as an argument, with no bound: an ``unnest`` of
+# ``range(0, 2000000000)`` filled 24 GB before anything could stop it. Refused in every dialect.
+UNBOUNDED_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "range", "generate_series", "generate_subscripts", "sequence", "array_fill", "list_resize",
+        "array_resize", "zeroblob", "randomblob", "bar", "space", "replicate",
+    }
+)  # fmt: skip
+
+# The functions analysts' SELECTs use, by the name written in the query (compared after NFKC folding and
+# lower-casing). A name on no list is refused. Standard SQL and what DuckDB, PostgreSQL and SQLite share:
+_AGGREGATE_FUNCTIONS = frozenset(
+    {
+        "count", "sum", "avg", "min", "max", "string_agg", "array_agg", "bool_and", "bool_or",
+        "stddev", "stddev_samp", "stddev_pop", "variance", "var_samp", "var_pop", "corr", "covar_pop",
+        "covar_samp", "regr_slope", "regr_intercept", "regr_r2", "regr_count", "regr_avgx", "regr_avgy",
+        "regr_sxx", "regr_syy", "regr_sxy", "percentile_cont", "percentile_disc", "mode", "bit_and",
+        "bit_or", "bit_xor", "grouping",
+    }
+)  # fmt: skip
+_WINDOW_FUNCTIONS = frozenset(
+    {
+        "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+        "first_value", "last_value", "nth_value",
+    }
+)  # fmt: skip
+_SCALAR_FUNCTIONS = frozenset(
+    {
+        # conditional
+        "coalesce", "nullif", "greatest", "least",
+        # string (repeat, lpad, rpad and format only with a literal size; see _check_generated_size)
+        "lower", "upper", "length", "char_length", "character_length", "octet_length", "trim", "ltrim",
+        "rtrim", "substring", "substr", "left", "right", "replace", "concat", "concat_ws", "position",
+        "strpos", "split_part", "regexp_replace", "reverse", "md5", "ascii", "chr", "translate",
+        "starts_with", "repeat", "lpad", "rpad", "format",
+        # math
+        "abs", "round", "ceil", "ceiling", "floor", "trunc", "sqrt", "cbrt", "power", "pow", "exp", "ln",
+        "log", "log10", "sign", "mod", "pi", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
+        "cot", "degrees", "radians", "random", "gcd", "lcm", "factorial",
+        # date and time
+        "date_trunc", "date_part", "current_date", "current_timestamp", "current_time", "localtimestamp",
+        "localtime", "now", "age", "to_timestamp",
+    }
+)  # fmt: skip
+_STANDARD_FUNCTIONS = _AGGREGATE_FUNCTIONS | _WINDOW_FUNCTIONS | _SCALAR_FUNCTIONS
+_DUCKDB_FUNCTIONS = _STANDARD_FUNCTIONS | frozenset(
+    {
+        # aggregates
+        "median", "quantile", "quantile_cont", "quantile_disc", "approx_quantile", "approx_count_distinct",
+        "arg_max", "arg_min", "max_by", "min_by", "argmax", "argmin", "first", "last", "any_value",
+        "count_if", "countif", "list", "listagg", "group_concat", "product", "fsum", "sumkahan",
+        "kahan_sum", "kurtosis", "kurtosis_pop", "skewness", "entropy", "histogram", "favg", "mad",
+        "geomean", "geometric_mean", "weighted_avg", "sem", "mean",
+        # string
+        "lcase", "ucase", "len", "strlen", "contains", "ends_with", "suffix", "prefix", "instr",
+        "string_split", "str_split", "string_split_regex", "str_split_regex", "string_to_array",
+        "regexp_matches", "regexp_extract", "regexp_extract_all", "regexp_full_match",
+        "regexp_split_to_array", "levenshtein", "damerau_levenshtein", "hamming", "jaccard",
+        "jaro_similarity", "jaro_winkler_similarity", "sha256", "sha1", "hash", "to_base64",
+        "from_base64", "base64", "hex", "unhex", "to_hex", "strip_accents", "nfc_normalize",
+        "array_to_string", "printf", "unicode", "ord", "like_escape", "ilike_escape", "bit_length",
+        "encode", "decode",
+        # date and time
+        "year", "month", "day", "dayofweek", "dayofmonth", "dayofyear", "week", "weekofyear", "weekday",
+        "quarter", "hour", "minute", "second", "millisecond", "microsecond", "epoch", "epoch_ms",
+        "epoch_us", "epoch_ns", "isodow", "isoyear", "yearweek", "dayname", "monthname", "last_day",
+        "century", "decade", "millennium", "strftime", "strptime", "try_strptime", "date_diff",
+        "datediff", "date_sub", "datesub", "date_add", "datepart", "datetrunc", "time_bucket", "today",
+        "make_date", "make_time", "make_timestamp", "to_days", "to_weeks", "to_months", "to_years",
+        "to_hours", "to_minutes", "to_seconds", "current_localtimestamp", "get_current_timestamp",
+        "transaction_timestamp",
+        # math
+        "log2", "even", "round_even", "roundbankers", "bit_count", "isnan", "isinf", "isfinite", "signbit",
+        "fdiv", "fmod",
+        # conditional and types
+        "if", "ifnull", "typeof",
+        # lists, structs, maps and JSON
+        "unnest", "list_value", "list_pack", "list_extract", "list_element", "array_extract",
+        "list_slice", "array_slice", "list_contains", "array_contains", "list_has", "array_has",
+        "list_position", "array_position", "list_sort", "array_sort", "list_reverse_sort",
+        "list_distinct", "array_distinct", "list_unique", "array_unique", "list_sum", "list_min",
+        "list_max", "list_avg", "list_count", "list_concat", "array_concat", "list_cat", "array_cat",
+        "flatten", "list_transform", "array_transform", "list_apply", "array_apply", "apply",
+        "list_filter", "array_filter", "filter", "list_reduce", "array_reduce", "reduce",
+        "array_length", "cardinality", "list_has_any", "list_has_all", "array_has_any", "array_has_all",
+        "struct_pack", "struct_extract", "row", "map", "map_extract", "element_at", "map_keys",
+        "map_values", "json_extract", "json_extract_string", "json_extract_path",
+        "json_extract_path_text", "json_array_length", "json_valid", "json_type", "to_json", "json_keys",
+        "json_value", "json_exists", "columns",
+    }
+)  # fmt: skip
+_POSTGRES_FUNCTIONS = _STANDARD_FUNCTIONS | frozenset(
+    {
+        # aggregates
+        "every", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
+        # string
+        "btrim", "initcap", "to_char", "to_number", "regexp_match", "regexp_matches",
+        "regexp_split_to_array", "regexp_split_to_table", "regexp_count", "regexp_like", "regexp_substr",
+        "regexp_instr", "string_to_array", "array_to_string", "sha256", "quote_literal", "to_hex",
+        # date and time
+        "to_date", "make_date", "make_time", "make_timestamp", "make_interval", "justify_days",
+        "justify_hours", "justify_interval", "date_bin", "isfinite", "transaction_timestamp",
+        "statement_timestamp",
+        # math
+        "div", "width_bucket", "scale", "trim_scale", "num_nulls", "num_nonnulls",
+        # arrays and JSON
+        "unnest", "array_length", "cardinality", "array_position", "array_positions", "array_append",
+        "array_prepend", "array_cat", "array_remove", "array_lower", "array_upper", "json_build_object",
+        "jsonb_build_object", "json_build_array", "jsonb_build_array", "to_json", "to_jsonb",
+        "json_extract_path", "json_extract_path_text", "jsonb_extract_path", "jsonb_extract_path_text",
+        "json_array_length", "jsonb_array_length", "json_typeof", "jsonb_typeof",
+    }
+)  # fmt: skip
+_SQLITE_FUNCTIONS = _WINDOW_FUNCTIONS | frozenset(
+    {
+        "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "coalesce", "nullif",
+        "ifnull", "iif", "lower", "upper", "length", "octet_length", "trim", "ltrim", "rtrim", "substr",
+        "substring", "replace", "instr", "printf", "format", "char", "unicode", "hex", "quote", "abs",
+        "round", "random", "sign", "typeof", "date", "time", "datetime", "julianday", "strftime",
+        "unixepoch", "concat", "concat_ws", "ceil", "ceiling", "floor", "trunc", "ln", "log", "log10",
+        "log2", "exp", "pow", "power", "sqrt", "mod", "pi", "sin", "cos", "tan", "asin", "acos", "atan",
+        "atan2", "degrees", "radians", "json_extract", "json_array_length", "json_type", "json_valid",
+        "json_object", "json_array", "json_group_array", "json_group_object", "likely", "unlikely",
+    }
+)  # fmt: skip
+_ALLOWED_BY_DIALECT = {
+    "duckdb": _DUCKDB_FUNCTIONS,
+    "postgres": _POSTGRES_FUNCTIONS,
+    "sqlite": _SQLITE_FUNCTIONS,
+}
+
+# Functions sqlglot builds from special syntax or operators rather than from a name it records (CASE,
+# CAST and ``::``, EXTRACT(... FROM ...), TRIM(... FROM ...), ``x ->> 'a'``, ``x ~ 'a'``, ``[1, 2]``, and
+# the aggregates its dialects parse by hand): allowed by their sqlglot class.
+_SYNTAX_FUNCTIONS: tuple[type[exp.Func], ...] = (
+    exp.Connector, exp.Exists, exp.Any, exp.All, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Extract,
+    exp.Trim, exp.Substring, exp.StrPosition, exp.Map, exp.VarMap,
+    exp.Overlay, exp.CurrentDate, exp.CurrentTimestamp, exp.CurrentTime, exp.Localtimestamp,
+    exp.Localtime, exp.Array, exp.Struct, exp.Columns, exp.Collate, exp.RegexpLike, exp.RegexpILike,
+    exp.Pow, exp.Sqrt, exp.StartsWith, exp.ArrayContainsAll, exp.ArrayOverlaps, exp.ArrayContainedBy,
+    exp.JSONExtract, exp.JSONExtractScalar, exp.JSONBExtract, exp.JSONBExtractScalar,
+    exp.JSONBContainsTopKey, exp.Min, exp.Max, exp.Count, exp.Quantile, exp.PercentileCont,
+    exp.PercentileDisc, exp.GroupConcat, exp.AnyValue, exp.ArgMax, exp.ArgMin, exp.ApproxQuantile,
+    exp.Initcap, exp.Chr, exp.Ceil, exp.Floor, exp.TsOrDsToTimestamp, exp.JSONArrayAgg, exp.JSONObject,
+)  # fmt: skip
+
+# The written function name is recorded on the nodes sqlglot builds from its function table.
+_NAME_META_KEY = "ods_function_name"
+
+
+def allowed_functions(dialect: str) -> frozenset[str]:
+    """Names of the functions a guarded query may call in ``dialect`` (standard SQL for other dialects)."""
+    return _ALLOWED_BY_DIALECT.get(dialect, _STANDARD_FUNCTIONS)
+
 
 # Schemas and table-name prefixes of system catalogs in DuckDB, PostgreSQL and SQLite.
 _SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "system", "temp"})
@@ -147,13 +305,13 @@ def guard_sql(
     query = _parse_single_query(sql, dialect)
     allowed = {name.lower() for name in allowed_tables}
     try:
-        _reject_forbidden_nodes(query)
+        _reject_forbidden_nodes(query, dialect)
         tables = _check_tables(query, allowed)
         capped, limit, imposed = _cap_rows(query, max_rows)
         rendered = capped.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
         # What runs is the rendered text, so it must pass the same checks as the text that came in.
         reparsed = _parse_single_query(rendered, dialect)
-        _reject_forbidden_nodes(reparsed)
+        _reject_forbidden_nodes(reparsed, dialect)
         if _check_tables(reparsed, allowed) != tables:
             raise SqlRejected(f"the rewritten query reads different tables than the one given; {_HINT}")
     except RecursionError:
@@ -181,19 +339,28 @@ def _snippet(node: exp.Expr) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _parser_dialect(dialect: str) -> Dialect:
+    """A fresh ``dialect`` instance whose parser records each function's name as written."""
+    try:
+        parser_dialect = Dialect.get_or_raise(dialect)  # a new instance for a dialect given by name
+    except ValueError as error:  # unknown dialect name
+        raise SqlRejected(f"cannot check SQL for dialect {dialect!r}: {error}") from None
+    parser_dialect.ORIGINAL_NAME_META_KEY = _NAME_META_KEY
+    return parser_dialect
+
+
 def _parse_single_query(sql: str, dialect: str) -> exp.Query:
+    parser_dialect = _parser_dialect(dialect)
     try:
         statements = [
             statement
-            for statement in sqlglot.parse(sql, dialect=dialect, error_level=ErrorLevel.IMMEDIATE)
+            for statement in sqlglot.parse(sql, dialect=parser_dialect, error_level=ErrorLevel.IMMEDIATE)
             if statement is not None
         ]
     except RecursionError:
         raise SqlRejected(f"the SQL statement is nested too deeply to check; {_HINT}") from None
     except SqlglotError as error:
         raise SqlRejected(f"the SQL does not parse as {dialect}: {_summarise(error)}") from None
-    except ValueError as error:  # unknown dialect name
-        raise SqlRejected(f"cannot check SQL for dialect {dialect!r}: {error}") from None
     if not statements:
         raise SqlRejected(f"the SQL contains no statement; {_HINT}")
     if len(statements) > 1:
@@ -220,8 +387,9 @@ def _statement_name(node: exp.Expr) -> str:
     return type(node).__name__.upper()
 
 
-def _reject_forbidden_nodes(query: exp.Query) -> None:
+def _reject_forbidden_nodes(query: exp.Query, dialect: str) -> None:
     """Walk the whole tree: modifying statements hide in CTEs and subqueries, functions anywhere."""
+    allowed = allowed_functions(dialect)
     for node in query.walk():
         if isinstance(node, exp.Into):
             raise SqlRejected(f"SELECT ... INTO writes a table and is not allowed; {_HINT}")
@@ -238,33 +406,146 @@ def _reject_forbidden_nodes(query: exp.Query) -> None:
                 f"data-modifying CTEs are not allowed; {_HINT}"
             )
         if isinstance(node, exp.Func):
-            _check_function(node)
+            _check_function(node, allowed, dialect)
         elif isinstance(node, _FORBIDDEN_NODES):
             raise SqlRejected(f"{_statement_name(node)} is not allowed inside a query; {_HINT}")
 
 
-def _function_name(node: exp.Func) -> str:
+def _function_name(node: exp.Func) -> tuple[str, bool]:
+    """The function's name, folded, and whether it is the name written in the query.
+
+    Nodes sqlglot builds from special syntax (CAST, EXTRACT, operators) carry no written name; they are
+    named by their sqlglot class instead.
+    """
     if isinstance(node, exp.Anonymous):
-        return node.name
-    return node.sql_name()
+        return _fold(node.name), True
+    written = node.meta.get(_NAME_META_KEY)
+    if isinstance(written, str) and written:
+        return _fold(written), True
+    return _fold(type(node).sql_names()[0]), False
 
 
-def _check_function(node: exp.Func) -> None:
-    name = _fold(_function_name(node))
+def _check_function(node: exp.Func, allowed: frozenset[str], dialect: str) -> None:
+    name, written = _function_name(node)
     if name in DENIED_FUNCTIONS:
         raise SqlRejected(
             f"the function {name}() is not allowed: it can read files, reach other systems, "
             f"change settings or stall the database; {_HINT}"
         )
-    if isinstance(node, exp.Anonymous) and (
-        name.startswith(_SUSPICIOUS_PREFIXES)
-        or name.endswith(_SUSPICIOUS_SUFFIXES)
-        or any(part in name for part in _SUSPICIOUS_PARTS)
-    ):
+    if name in UNBOUNDED_FUNCTIONS or isinstance(node, exp.GenerateSeries | exp.ExplodingGenerateSeries):
         raise SqlRejected(
-            f"the function {name}() is not allowed: its name looks like file, network or system "
-            f"access; {_HINT}"
+            f"the function {name}() is not allowed: it generates rows or values of any size asked for "
+            "(even inside unnest or a subquery with a LIMIT); query the registered datasets instead"
         )
+    on_list = name in allowed if written else isinstance(node, _SYNTAX_FUNCTIONS)
+    if not on_list:
+        raise SqlRejected(
+            f"the function {name}() is not on the list of functions allowed in {dialect} queries "
+            "(aggregate, string, date/time, math, conditional and window functions); "
+            "rewrite the query without it"
+        )
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and parent.expression is node:
+        raise SqlRejected(
+            f"{_snippet(parent)!r} calls {name}() on a value or schema; call it as {name}(...) instead"
+        )
+    _check_generated_size(node, name)
+
+
+_FORMAT_FUNCTIONS = frozenset({"printf", "format"})
+_SIZED_FUNCTIONS = frozenset({"repeat", "lpad", "rpad", *_FORMAT_FUNCTIONS})
+
+
+def _check_generated_size(node: exp.Func, name: str) -> None:
+    """``repeat``/``lpad``/``rpad`` with a literal size, ``printf``/``format`` with literal widths, both
+    within :data:`MAX_GENERATED_CHARS`; a value made by one of them is not repeated again."""
+    if isinstance(node, exp.Repeat) or (isinstance(node, exp.Anonymous) and name == "repeat"):
+        text, size = _arguments(node, "this", "times")
+        _check_size_argument(name, "count", size)
+        assert size is not None
+        count = _integer_literal(size) or 0
+        if isinstance(text, exp.Literal) and text.is_string and count * len(text.name) > MAX_GENERATED_CHARS:
+            raise SqlRejected(
+                f"repeat() may build at most {MAX_GENERATED_CHARS:,} characters, but {_snippet(node)} "
+                f"asks for {count * len(text.name):,}; repeat less"
+            )
+        if text is not None and any(_is_sized(inner) for inner in text.walk()):
+            raise SqlRejected(
+                f"{_snippet(node)} repeats a value that repeat, lpad, rpad or format already built; "
+                f"build the text in one call of at most {MAX_GENERATED_CHARS:,} characters"
+            )
+    elif isinstance(node, exp.Pad) or (isinstance(node, exp.Anonymous) and name in ("lpad", "rpad")):
+        _, size = _arguments(node, "this", "expression")
+        _check_size_argument(name, "width", size)
+    elif isinstance(node, exp.Format) or (isinstance(node, exp.Anonymous) and name in _FORMAT_FUNCTIONS):
+        template, _ = _arguments(node, "this", "")
+        _check_format_template(name, node, template)
+
+
+def _is_sized(node: exp.Expr) -> bool:
+    if isinstance(node, exp.Repeat | exp.Pad | exp.Format):
+        return True
+    return isinstance(node, exp.Anonymous) and _fold(node.name) in _SIZED_FUNCTIONS
+
+
+def _arguments(node: exp.Func, first: str, second: str) -> tuple[exp.Expr | None, exp.Expr | None]:
+    """The first two arguments of a sized function, parsed (by sqlglot's argument names) or not."""
+    if isinstance(node, exp.Anonymous):
+        values = node.expressions
+        return (values[0] if values else None), (values[1] if len(values) > 1 else None)
+    return node.args.get(first), (node.args.get(second) if second else None)
+
+
+def _check_size_argument(name: str, what: str, size: exp.Expr | None) -> None:
+    value = _integer_literal(size) if size is not None else None
+    if value is None:
+        shown = f"got {_snippet(size)!r}" if size is not None else "none was given"
+        raise SqlRejected(
+            f"{name}() needs its {what} as a whole-number literal of at most {MAX_GENERATED_CHARS:,} "
+            f"({shown}), so the size of what it builds is known before the query runs"
+        )
+    if value > MAX_GENERATED_CHARS:
+        raise SqlRejected(
+            f"{name}() may build at most {MAX_GENERATED_CHARS:,} characters, but its {what} is "
+            f"{value:,}; ask for at most {MAX_GENERATED_CHARS:,}"
+        )
+
+
+def _check_format_template(name: str, node: exp.Func, template: exp.Expr | None) -> None:
+    if not (isinstance(template, exp.Literal) and template.is_string):
+        raise SqlRejected(
+            f"{name}() needs its format as a string literal, so its field widths are known before the "
+            f"query runs (got {_snippet(node)!r})"
+        )
+    text = template.name
+    # '*' takes a width from the arguments (printf); '{' inside '{...}' does the same for format().
+    if "*" in text or re.search(r"\{[^{}]*\{", text):
+        raise SqlRejected(
+            f"{name}() may not take a field width from its arguments ('*' or a nested '{{}}' in "
+            f"{text!r}); write the width into the format, at most {MAX_GENERATED_CHARS:,}"
+        )
+    widest = max((int(digits) for digits in re.findall(r"\d+", text)), default=0)
+    if widest > MAX_GENERATED_CHARS:
+        raise SqlRejected(
+            f"{name}() may pad a value to at most {MAX_GENERATED_CHARS:,} characters, but its format "
+            f"{text if len(text) <= 40 else text[:37] + '...'!r} holds {widest:,}"
+        )
+
+
+def _integer_literal(node: exp.Expr) -> int | None:
+    """The value of a whole-number literal, also inside parentheses, a cast or a minus sign."""
+    while isinstance(node, exp.Paren | exp.Cast | exp.TryCast):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        value = _integer_literal(node.this)
+        return -value if value is not None else None
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return None
+    try:
+        number = Decimal(node.name)
+    except InvalidOperation:
+        return None
+    return int(number) if number.is_finite() and number == number.to_integral_value() else None
 
 
 def _visible_ctes(table: exp.Table) -> set[str]:
