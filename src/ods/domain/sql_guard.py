@@ -260,7 +260,7 @@ _ALLOWED_BY_DIALECT = {
 # Functions sqlglot builds from special syntax or operators rather than from a name it records (CASE,
 # CAST and ``::``, EXTRACT(... FROM ...), TRIM(... FROM ...), ``x ->> 'a'``, ``x ~ 'a'``, ``[1, 2]``, and
 # the aggregates its dialects parse by hand): allowed by their sqlglot class.
-_SYNTAX_FUNCTIONS: tuple[type[exp.Func], ...] = (
+_SYNTAX_FUNCTIONS: tuple[type[exp.Expr], ...] = (
     exp.Connector, exp.Exists, exp.Any, exp.All, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Extract,
     exp.Trim, exp.Substring, exp.StrPosition, exp.Map, exp.VarMap,
     exp.Overlay, exp.CurrentDate, exp.CurrentTimestamp, exp.CurrentTime, exp.Localtimestamp,
