@@ -18,6 +18,7 @@ from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument, pipeline_batches
 from ods.ingestion import (
     PROGRESS_FIELD,
+    DocumentLimits,
     PreparedBatch,
     delete_documents,
     dense_snapshot_due,
@@ -50,7 +51,9 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
     settings = get_settings()
     with open_catalog(settings) as catalog:
         open_knowledge_base(catalog, settings, kb, source)
-        plan = plan_ingest(catalog, kb, open_source(settings, source))
+        plan = plan_ingest(
+            catalog, kb, open_source(settings, source), DocumentLimits.from_settings(settings.ingest)
+        )
     batches = pipeline_batches(plan.to_read, batch_size)
     get_run_logger().info(
         "%s: %d to read, %d unchanged, %d removed",
@@ -73,7 +76,8 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
 
 @task(name="parse-batch", task_run_name="parse-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
 def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], number: int) -> PreparedBatch:
-    """Read, parse (isolated) and chunk one batch; quarantined and unchanged documents are recorded here."""
+    """Read, parse (isolated) and chunk one batch; quarantined and unchanged documents are recorded here
+    (documents over the ``ODS_INGEST__MAX_DOCUMENT_*`` limits or with unusable names among them)."""
     settings = get_settings()
     embedder = build_embedder(settings.embedding)  # its tokenizer counts the chunks' tokens
     pool = shared_parser_pool()  # one worker process for many batches, not one per batch
@@ -86,6 +90,7 @@ def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], 
             source=open_source(settings, source),
             kb=kb,
             documents=documents,
+            limits=DocumentLimits.from_settings(settings.ingest),
         )
 
 

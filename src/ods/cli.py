@@ -23,6 +23,7 @@ from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
 from ods.cli_prefect import start_flow_runner
 from ods.domain.names import display_name
+from ods.domain.object_keys import printable_text
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
 
@@ -243,7 +244,8 @@ def kb_ingest(
         f"{result['unchanged']} unchanged, {result['quarantined']} quarantined, {result['deleted']} deleted"
     )
     for item in result["quarantined_documents"]:
-        console.print(f"  quarantined {item['uri']}: {item['detail']}", markup=False)
+        uri, detail = printable_text(item["uri"]), printable_text(item["detail"])
+        console.print(f"  quarantined {uri}: {detail}", markup=False)
 
 
 @contextmanager
@@ -321,13 +323,13 @@ def kb_documents(
     table = Table(title=f"{_shown(kb)}: {len(documents)} document(s)")
     for column in ("document", "status", "chunks", "parser", "reason"):
         table.add_column(column, overflow="fold")
-    for document in documents:
+    for document in documents:  # a URI or reason never reaches the terminal with a control character
         table.add_row(
-            document.uri,
+            escape(printable_text(document.uri)),
             document.status,
             str(document.chunk_count),
-            document.parser or "",
-            document.reason or "",
+            escape(document.parser or ""),
+            escape(printable_text(document.reason or "")),
         )
     console.print(table)
 

@@ -8,6 +8,7 @@ the old ETag, so the next run reads the document again; (1) and (2) are idempote
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from ods.adapters.dense_snapshot import current_snapshot, lite_dense_index_type,
 from ods.adapters.document_source import DocumentSource
 from ods.adapters.embedder import Embedder, build_embedder
 from ods.adapters.object_store import build_object_store
-from ods.adapters.parse_isolation import DocumentParserPool
+from ods.adapters.parse_isolation import DocumentParserPool, TextLimitExceeded
 from ods.adapters.vectors import (
     ChunkRow,
     MilvusVectorIndex,
@@ -28,12 +29,19 @@ from ods.adapters.vectors import (
     open_milvus_client,
 )
 from ods.domain.chunking import chunk_id, chunk_sections
-from ods.domain.documents import DocumentRejected
+from ods.domain.documents import BAD_NAME, TOO_LARGE, DocumentRejected, ParsedDocument
 from ods.domain.hashing import sha256_bytes
 from ods.domain.names import check_name
-from ods.domain.sync_plan import KnownDocument, ListedDocument, SyncPlan, needs_indexing, plan_sync
+from ods.domain.sync_plan import (
+    KnownDocument,
+    ListedDocument,
+    SyncPlan,
+    needs_indexing,
+    plan_sync,
+    unread_version_key,
+)
 from ods.errors import NotFoundError
-from ods.settings import Settings
+from ods.settings import IngestSettings, Settings
 
 MAX_CHUNK_TOKENS = 200
 # Log records of the ingest tasks carry this attribute so a front end (``ods kb ingest``) can draw a
@@ -44,6 +52,55 @@ UPSERT_ROWS = 1000
 MIN_CHARS_PER_TOKEN = 6
 """Counting never goes below one token per 6 characters: WordPiece reads any 'word' over 100 characters as
 a single [UNK], so a 400 KB line of base64 would otherwise pass as one small chunk."""
+MAX_CHUNK_CHARS = MAX_CHUNK_TOKENS * MIN_CHARS_PER_TOKEN
+"""So no chunk holds more than this many characters, and a text of N non-space characters makes at least
+N / MAX_CHUNK_CHARS chunks: a document sure to exceed the chunk limit is refused before it is chunked."""
+MAX_BYTES_SETTING = "ODS_INGEST__MAX_DOCUMENT_BYTES"
+MAX_CHARS_SETTING = "ODS_INGEST__MAX_DOCUMENT_CHARS"
+MAX_CHUNKS_SETTING = "ODS_INGEST__MAX_DOCUMENT_CHUNKS"
+_LIMIT_IN_REASON = re.compile(r"over (ODS_INGEST__MAX_DOCUMENT_(?:BYTES|CHARS|CHUNKS))=([\d,]+);")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """How large one document may be (``ODS_INGEST__MAX_DOCUMENT_*``); a larger one is quarantined as
+    ``too_large`` with a reason naming the limit and its setting, before it is chunked or embedded."""
+
+    max_bytes: int
+    max_chars: int
+    max_chunks: int
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings | None = None) -> DocumentLimits:
+        """The limits configured in ``settings`` (the defaults without)."""
+        settings = settings or IngestSettings()
+        return cls(settings.max_document_bytes, settings.max_document_chars, settings.max_document_chunks)
+
+    def over(self, measured: str, setting: str, *, document: str) -> DocumentRejected:
+        """The rejection of a document whose ``measured`` size (a phrase) is over the limit of ``setting``."""
+        limit = {
+            MAX_BYTES_SETTING: self.max_bytes,
+            MAX_CHARS_SETTING: self.max_chars,
+            MAX_CHUNKS_SETTING: self.max_chunks,
+        }[setting]
+        return DocumentRejected(
+            TOO_LARGE,
+            f"{measured}, over {setting}={limit:,}; raise the limit or split the document",
+            document=document,
+        )
+
+    def raised_since(self, reason: str | None) -> bool:
+        """Whether a document quarantined for ``reason`` was over a limit that is now higher: read it again."""
+        found = _LIMIT_IN_REASON.search(reason or "")
+        if found is None:
+            return False
+        current = {
+            MAX_BYTES_SETTING: self.max_bytes,
+            MAX_CHARS_SETTING: self.max_chars,
+            MAX_CHUNKS_SETTING: self.max_chunks,
+        }[found.group(1)]
+        return current > int(found.group(2).replace(",", ""))
 
 
 @dataclass
@@ -155,17 +212,29 @@ def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
     return f"exact, from the dense snapshot ({snapshot.table.num_rows:,} chunks)"
 
 
-def known_documents(catalog: Catalog, kb: str) -> list[KnownDocument]:
-    """The catalog's view of every document of ``kb``."""
+def known_documents(catalog: Catalog, kb: str, limits: DocumentLimits | None = None) -> list[KnownDocument]:
+    """The catalog's view of every document of ``kb``.
+
+    With ``limits``, a document quarantined over a per-document limit that has been raised since is shown
+    without its listing hint, so the plan reads it again although it did not change.
+    """
     return [
-        KnownDocument(uri=document.uri, sha256=document.sha256, etag=document.etag, status=document.status)
+        KnownDocument(
+            uri=document.uri,
+            sha256=document.sha256,
+            etag=None if limits is not None and limits.raised_since(document.reason) else document.etag,
+            status=document.status,
+        )
         for document in catalog.documents(kb)
     ]
 
 
-def plan_ingest(catalog: Catalog, kb: str, source: DocumentSource) -> SyncPlan:
-    """List the source and compare it with the catalog."""
-    return plan_sync(source.list(), known_documents(catalog, kb))
+def plan_ingest(
+    catalog: Catalog, kb: str, source: DocumentSource, limits: DocumentLimits | None = None
+) -> SyncPlan:
+    """List the source and compare it with the catalog (``limits``: the settings' defaults without)."""
+    limits = limits or DocumentLimits.from_settings()
+    return plan_sync(source.list(), known_documents(catalog, kb, limits))
 
 
 @dataclass
@@ -209,6 +278,7 @@ def ingest_batch(
     source: DocumentSource,
     kb: str,
     documents: Iterable[ListedDocument],
+    limits: DocumentLimits | None = None,
 ) -> BatchReport:
     """Read, parse, chunk, embed and index a batch of documents; bad ones are quarantined, not fatal.
 
@@ -216,7 +286,13 @@ def ingest_batch(
     parsed and another indexed while a third is embedded.
     """
     prepared = prepare_batch(
-        catalog=catalog, embedder=embedder, pool=pool, source=source, kb=kb, documents=documents
+        catalog=catalog,
+        embedder=embedder,
+        pool=pool,
+        source=source,
+        kb=kb,
+        documents=documents,
+        limits=limits,
     )
     return index_batch(catalog=catalog, index=index, kb=kb, prepared=embed_batch(prepared, embedder))
 
@@ -229,15 +305,39 @@ def prepare_batch(
     source: DocumentSource,
     kb: str,
     documents: Iterable[ListedDocument],
+    limits: DocumentLimits | None = None,
 ) -> PreparedBatch:
-    """Read, parse and chunk a batch; record identical (touched) and quarantined documents right away."""
+    """Read, parse and chunk a batch; record identical (touched) and quarantined documents right away.
+
+    A document with an unusable name, or over ``limits`` (by default the settings' defaults), is
+    quarantined as soon as that is known: before reading for a name or a listed size, in the parser
+    process for its text, before chunking for the chunks it is sure to make, before embedding for the
+    chunks it made.
+    """
+    limits = limits or DocumentLimits.from_settings()
     documents = list(documents)
     prepared = PreparedBatch(BatchReport())
     report = prepared.report
     recorded = {document.uri: document for document in catalog.documents(kb, uris=[d.uri for d in documents])}
     for listed in documents:
+        name = listed.uri.rsplit("/", 1)[-1]
+        unread = _refused_unread(listed, limits, name)
+        if unread is not None:
+            _quarantine(catalog, report, kb, listed, unread_version_key(listed.etag), unread)
+            continue
         started = time.perf_counter()
-        data = source.read(listed.uri)
+        data = source.read(listed.uri, max_bytes=limits.max_bytes)
+        report.seconds["read"] += time.perf_counter() - started
+        if len(data) > limits.max_bytes:  # the listing gave a smaller size: it grew, or the server is wrong
+            del data
+            over = limits.over(
+                f"more than {limits.max_bytes:,} bytes read (listed as {listed.size:,})",
+                MAX_BYTES_SETTING,
+                document=name,
+            )
+            _quarantine(catalog, report, kb, listed, unread_version_key(listed.etag), over)
+            continue
+        started = time.perf_counter()
         sha256 = sha256_bytes(data)
         report.seconds["read"] += time.perf_counter() - started
         previous = recorded.get(listed.uri)
@@ -246,7 +346,11 @@ def prepare_batch(
             if previous is None
             else KnownDocument(previous.uri, previous.sha256, previous.etag, previous.status)
         )
-        if previous is not None and not needs_indexing(known, sha256):
+        if (
+            previous is not None
+            and not needs_indexing(known, sha256)
+            and not limits.raised_since(previous.reason)
+        ):
             # Touched but identical: remember the new hint so the next run skips it without reading.
             catalog.record_document_version(
                 kb,
@@ -263,15 +367,27 @@ def prepare_batch(
             continue
         started = time.perf_counter()
         try:
-            parsed = pool.parse(data, listed.uri.rsplit("/", 1)[-1])
+            parsed = pool.parse(data, name, max_chars=limits.max_chars)
+        except TextLimitExceeded as over:
+            report.seconds["parse"] += time.perf_counter() - started
+            too_long = limits.over(f"extracted {over.chars:,} characters", MAX_CHARS_SETTING, document=name)
+            _quarantine(catalog, report, kb, listed, sha256, too_long)
+            continue
         except DocumentRejected as rejected:
             report.seconds["parse"] += time.perf_counter() - started
-            catalog.record_document_version(
-                kb, listed.uri, sha256, etag=listed.etag, status="quarantined", reason=str(rejected)
+            _quarantine(catalog, report, kb, listed, sha256, rejected)
+            continue
+        finally:
+            del data  # only the parsed text from here on
+        fewest = _fewest_chunks(parsed, limits)
+        if fewest > limits.max_chunks:
+            report.seconds["parse"] += time.perf_counter() - started
+            too_many = limits.over(
+                f"would make at least {fewest:,} chunks (at most {MAX_CHUNK_CHARS:,} characters each)",
+                MAX_CHUNKS_SETTING,
+                document=name,
             )
-            report.quarantined.append(
-                {"uri": listed.uri, "reason": rejected.reason, "detail": rejected.detail}
-            )
+            _quarantine(catalog, report, kb, listed, sha256, too_many, parser=parsed.parser)
             continue
         chunks = chunk_sections(
             parsed.sections,
@@ -280,6 +396,10 @@ def prepare_batch(
             count_tokens=lambda texts: bounded_token_counts(embedder, texts),
         )
         report.seconds["parse"] += time.perf_counter() - started
+        if len(chunks) > limits.max_chunks:
+            too_many = limits.over(f"makes {len(chunks):,} chunks", MAX_CHUNKS_SETTING, document=name)
+            _quarantine(catalog, report, kb, listed, sha256, too_many, parser=parsed.parser)
+            continue
         if not chunks:
             catalog.record_document_version(
                 kb,
@@ -308,6 +428,40 @@ def prepare_batch(
         ]
         prepared.pending.append(PendingDocument(listed, sha256, parsed.parser, rows))
     return prepared
+
+
+def _refused_unread(listed: ListedDocument, limits: DocumentLimits, name: str) -> DocumentRejected | None:
+    """Why ``listed`` is quarantined without being read (its name, its listed size), or None."""
+    if listed.name_problem is not None:
+        return DocumentRejected(BAD_NAME, listed.name_problem, document=name)
+    if listed.size > limits.max_bytes:
+        return limits.over(f"{listed.size:,} bytes", MAX_BYTES_SETTING, document=name)
+    return None
+
+
+def _fewest_chunks(parsed: ParsedDocument, limits: DocumentLimits) -> int:
+    """A lower bound of the chunks ``parsed`` makes: its non-space characters over ``MAX_CHUNK_CHARS``."""
+    if parsed.char_count <= limits.max_chunks * MAX_CHUNK_CHARS:
+        return 0  # cannot be over the limit: not worth counting
+    characters = sum(len(_WHITESPACE.sub("", section.text)) for section in parsed.sections)
+    return -(-characters // MAX_CHUNK_CHARS)
+
+
+def _quarantine(
+    catalog: Catalog,
+    report: BatchReport,
+    kb: str,
+    listed: ListedDocument,
+    version: str,
+    rejected: DocumentRejected,
+    *,
+    parser: str | None = None,
+) -> None:
+    """Record ``listed`` as quarantined (version key ``version``) for ``rejected``, in the catalog and report."""
+    catalog.record_document_version(
+        kb, listed.uri, version, etag=listed.etag, status="quarantined", reason=str(rejected), parser=parser
+    )
+    report.quarantined.append({"uri": listed.uri, "reason": rejected.reason, "detail": rejected.detail})
 
 
 def embed_batch(prepared: PreparedBatch, embedder: Embedder) -> PreparedBatch:

@@ -161,6 +161,33 @@ class AnswerSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    """Per-document limits of knowledge-base ingestion: a document over one is quarantined (``too_large``)
+    with a reason naming the limit, before it is chunked or embedded, and the run goes on."""
+
+    max_document_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Largest document file, in bytes (default 100 MiB). Checked against the listing's size "
+        "before reading, and again while reading. Scanned PDFs and slide decks with images run to tens of MB; "
+        "the flow holds one document's bytes at a time while it is parsed.",
+    )
+    max_document_chars: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="Most characters of text parsed out of one document (default 5 million: a 2,000-page "
+        "book; War and Peace is 3.2 million). Checked in the parser process, so the text of a larger "
+        "document never reaches the flow.",
+    )
+    max_document_chunks: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most chunks one document may make (default 10,000: 2-3 minutes of embedding on 2 CPU "
+        "cores; 5 million characters of prose make ~6,700). It stops documents cut into tens of thousands "
+        "of tiny sections before they are embedded.",
+    )
+
+
 class PrivacySettings(BaseModel):
     """How personal data is protected when a dataset spec asks for it."""
 
@@ -246,6 +273,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @model_validator(mode="after")

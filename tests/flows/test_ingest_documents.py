@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from ods.adapters.embedder import build_embedder
 from ods.ingestion import dense_search_source, open_index
 from ods.preparation import open_catalog
 from ods.settings import get_settings
+from tests.support.cli import run_ods
+from tests.support.s3_server import S3Server
 
 
 def _write_corpus(folder: Path) -> None:
@@ -220,3 +224,124 @@ def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_o
 
     assert (healed["indexed"], healed["unchanged"]) == (0, 5)
     assert snapshot.exists() and dense_search_source(settings, record).startswith("exact")
+
+
+def test_documents_over_the_limits_are_quarantined_naming_the_limit_and_the_rest_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ODS_INGEST__MAX_DOCUMENT_BYTES", "200000")
+    monkeypatch.setenv("ODS_INGEST__MAX_DOCUMENT_CHARS", "100000")
+    monkeypatch.setenv("ODS_INGEST__MAX_DOCUMENT_CHUNKS", "20")
+    get_settings.cache_clear()
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    (folder / "huge.txt").write_bytes(b"word " * 60_000)  # 300,000 bytes: never read
+    (folder / "long.txt").write_bytes(b"word " * 30_000)  # one line of 149,999 characters
+    (folder / "wordy.txt").write_bytes(b"word " * 12_000)  # 48,000 letters: at least 40 chunks
+    (folder / "parts.md").write_text("".join(f"# Part {n}\n\nShort text {n}.\n\n" for n in range(30)))
+
+    first = ingest_documents(str(folder), "policies")
+
+    assert (first["indexed"], first["quarantined"]) == (3, 6)
+    details = {item["uri"].rsplit("/", 1)[-1]: item["detail"] for item in first["quarantined_documents"]}
+    advice = "raise the limit or split the document"
+    assert details["huge.txt"] == f"300,000 bytes, over ODS_INGEST__MAX_DOCUMENT_BYTES=200,000; {advice}"
+    assert details["long.txt"] == (
+        f"extracted 149,999 characters, over ODS_INGEST__MAX_DOCUMENT_CHARS=100,000; {advice}"
+    )
+    assert details["wordy.txt"] == (
+        "would make at least 40 chunks (at most 1,200 characters each), "
+        f"over ODS_INGEST__MAX_DOCUMENT_CHUNKS=20; {advice}"
+    )
+    assert details["parts.md"] == f"makes 30 chunks, over ODS_INGEST__MAX_DOCUMENT_CHUNKS=20; {advice}"
+    counts = _index_counts("policies")
+    assert all(counts[name] == 0 for name in ("huge.txt", "long.txt", "wordy.txt", "parts.md"))
+    assert counts["returns.md"] >= 1
+
+    again = ingest_documents(str(folder), "policies")
+    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 9)  # no flapping
+
+    # A raised limit reads the document again, unchanged as it is: long.txt now meets the chunk limit.
+    monkeypatch.setenv("ODS_INGEST__MAX_DOCUMENT_CHARS", "200000")
+    get_settings.cache_clear()
+    raised = ingest_documents(str(folder), "policies")
+
+    assert (raised["quarantined"], raised["unchanged"]) == (1, 8)
+    [item] = raised["quarantined_documents"]
+    assert item["uri"].endswith("/long.txt") and "over ODS_INGEST__MAX_DOCUMENT_CHUNKS=20" in item["detail"]
+    with open_catalog(get_settings()) as catalog:
+        reasons = {d.uri.rsplit("/", 1)[-1]: d.reason for d in catalog.documents("policies", "quarantined")}
+    assert "huge.txt: 300,000 bytes, over ODS_INGEST__MAX_DOCUMENT_BYTES=200,000" in (
+        reasons["huge.txt"] or ""
+    )
+    assert "ODS_INGEST__MAX_DOCUMENT_CHUNKS" in (reasons["long.txt"] or "")
+
+
+def test_files_with_unusable_names_are_quarantined_and_the_rest_indexed(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    for name in (b"ctrl\x01char.txt", b"new\nline.txt", b"esc\x1b[31mred.txt", b"bad\xffutf8.txt"):
+        Path(os.fsdecode(os.fsencode(folder) + b"/" + name)).write_bytes(b"Text under a bad name.\n")
+
+    first = ingest_documents(str(folder), "policies")
+    again = ingest_documents(str(folder), "policies")
+
+    assert (first["indexed"], first["quarantined"]) == (3, 6)
+    bad = {item["uri"].rsplit("/", 1)[-1]: item for item in first["quarantined_documents"]}
+    assert {name for name, item in bad.items() if item["reason"] == "bad_name"} == {
+        "ctrl%01char.txt", "new%0Aline.txt", "esc%1B%5B31mred.txt", "bad%FFutf8.txt",
+    }  # fmt: skip
+    assert bad["bad%FFutf8.txt"]["detail"] == (
+        'file name "bad\\xffutf8.txt" is not valid UTF-8: byte \\xff at character 4; rename the file'
+    )
+    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 9)
+    assert _index_counts("policies")["returns.md"] >= 1
+
+
+@pytest.mark.s3
+def test_objects_with_unusable_names_are_quarantined_the_rest_indexed_and_listed_escaped(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minio import Minio
+
+    from ods.adapters.object_store import build_object_store
+
+    for name, value in {
+        "KIND": "minio",
+        "ENDPOINT": s3_server.endpoint,
+        "ACCESS_KEY": s3_server.access_key,
+        "SECRET_KEY": s3_server.secret_key,
+        "BUCKET": "ods-bad-names-test",
+    }.items():
+        monkeypatch.setenv(f"ODS_OBJECT_STORE__{name}", value)
+    get_settings.cache_clear()
+    store = build_object_store(get_settings())
+    store.ensure_ready()
+    store.put_bytes("docs/returns.md", b"# Returns\n\nReturn any product within 30 days.\n")
+    store.put_bytes("docs/shipping.txt", b"Orders ship from Leeds within two days.\n")
+    client = Minio(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, secure=False)
+    for key in ("docs/ctrl\x01char.txt", "docs/new\nline\x1b[2J.txt"):  # the store itself refuses them
+        client.put_object("ods-bad-names-test", key, io.BytesIO(b"Text under a bad name.\n"), 23)
+
+    first = ingest_documents("s3://ods-bad-names-test/docs/", "bucket_kb")
+    again = ingest_documents("s3://ods-bad-names-test/docs/", "bucket_kb")
+    listed = run_ods("kb", "documents", "bucket_kb", "--status", "quarantined", env={"COLUMNS": "400"})
+    client.remove_object("ods-bad-names-test", "docs/ctrl\x01char.txt")
+    removed = ingest_documents("s3://ods-bad-names-test/docs/", "bucket_kb")
+
+    assert (first["indexed"], first["quarantined"]) == (2, 2)
+    details = {item["uri"]: item["detail"] for item in first["quarantined_documents"]}
+    assert details["s3://ods-bad-names-test/docs/ctrl\\x01char.txt"] == (
+        'object name "docs/ctrl\\x01char.txt" has control character \\x01 (U+0001) at character 10; '
+        "rename the object"
+    )
+    assert "s3://ods-bad-names-test/docs/new\\nline\\x1b[2J.txt" in details
+    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 4)
+    assert listed.returncode == 0, listed.stderr
+    assert "docs/ctrl\\x01char.txt" in listed.stdout and "docs/new\\nline\\x1b[2J.txt" in listed.stdout
+    assert not any(character in listed.stdout for character in "\x01\x1b"), listed.stdout
+    assert (removed["deleted"], removed["unchanged"]) == (1, 3)
+    with open_catalog(get_settings()) as catalog:
+        statuses = {document.uri: document.status for document in catalog.documents("bucket_kb")}
+    assert statuses["s3://ods-bad-names-test/docs/ctrl\\x01char.txt"] == "deleted"
+    assert _index_counts("bucket_kb")["returns.md"] >= 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ods.domain.object_keys import MAX_KEY_BYTES, join_key, validate_object_key
+from ods.domain.object_keys import (
+    MAX_KEY_BYTES,
+    document_name_problem,
+    join_key,
+    printable_name,
+    printable_text,
+    validate_object_key,
+)
 from ods.errors import InvalidObjectKeyError
 
 ACCEPTED_KEYS = [
@@ -130,3 +137,55 @@ def test_join_key_rejects_unsafe_results_naming_them(parts: tuple[str, ...], nam
 def test_join_key_of_nothing_is_rejected_as_empty() -> None:
     with pytest.raises(InvalidObjectKeyError, match="empty"):
         join_key("", "/")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("docs/été 2024.txt", "docs/été 2024.txt"),
+        ("docs/ctrl\x01char.txt", "docs/ctrl\\x01char.txt"),
+        ("new\nline\ttab\rcr", "new\\nline\\ttab\\rcr"),
+        ("esc\x1b[31mred\x7f", "esc\\x1b[31mred\\x7f"),
+        ("c1\x85", "c1\\u0085"),  # a C1 control: not to be confused with the byte 0x85 below
+        (b"bad\x85utf8".decode("utf-8", "surrogateescape"), "bad\\x85utf8"),
+        ("bidi\u202eoverride", "bidi\\u202eoverride"),
+        ("back\\slash", "back\\\\slash"),
+    ],
+)
+def test_printable_names_escape_what_a_terminal_would_act_on(name: str, shown: str) -> None:
+    assert printable_name(name) == shown
+    assert printable_name(name).isprintable()
+
+
+def test_distinct_names_stay_distinct_when_printable() -> None:
+    names = ["a\x01", "a\\x01", "a\x85", b"a\x85".decode("utf-8", "surrogateescape"), "a\\u0085"]
+    assert len({printable_name(name) for name in names}) == len(names)
+
+
+def test_printable_text_keeps_backslashes_of_names_already_escaped() -> None:
+    assert printable_text('name "ctrl\\x01" and a raw \x1b') == 'name "ctrl\\x01" and a raw \\x1b'
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("docs/ctrl\x01char.txt", 'name "docs/ctrl\\x01char.txt" has control character \\x01 (U+0001) at character 10'),
+        ("a\nb.txt", "has control character \\n (U+000A) at character 2"),
+        ("a\x7f", "has control character \\x7f (U+007F) at character 2"),
+        ("x\x9b", "has control character \\u009b (U+009B) at character 2"),
+        ("line\u2028sep", "has line separator \\u2028 (U+2028) at character 5"),
+        (b"bad\xffutf8.txt".decode("utf-8", "surrogateescape"), 'is not valid UTF-8: byte \\xff at character 4'),
+        ("x" * (MAX_KEY_BYTES + 1), f"is {MAX_KEY_BYTES + 1:,} bytes long, over the limit of 1,024 bytes"),
+    ],
+)  # fmt: skip
+def test_unusable_document_names_are_explained_with_character_and_position(name: str, problem: str) -> None:
+    found = document_name_problem(name)
+    assert found is not None and problem in found
+    assert found.isprintable()
+
+
+@pytest.mark.parametrize(
+    "name", ["docs/été 2024.txt", "a b/c+d=e&f.txt", "back\\slash.txt", "x" * MAX_KEY_BYTES]
+)
+def test_usable_document_names_have_no_problem(name: str) -> None:
+    assert document_name_problem(name) is None

@@ -15,6 +15,7 @@ import pytest
 from ods.adapters.parse_isolation import (
     DocumentParserError,
     DocumentParserPool,
+    TextLimitExceeded,
     parse_isolated,
     shared_parser_pool,
 )
@@ -163,3 +164,30 @@ def test_the_shared_pool_keeps_its_worker_across_calls_and_threads() -> None:
     for thread in threads:
         thread.join()
     assert len(parsed) == 3 and pool.workers_started == started and pool.worker_pid == pid
+
+
+def test_a_text_over_max_chars_is_refused_in_the_worker_and_only_its_length_comes_back(
+    pool: DocumentParserPool,
+) -> None:
+    long_text = b"word " * 40_000  # 200,000 characters on one line
+
+    with pytest.raises(TextLimitExceeded) as caught:
+        pool.parse(long_text, "long.txt", max_chars=100_000)
+
+    assert (caught.value.reason, caught.value.chars, caught.value.max_chars) == (
+        "too_large",
+        199_999,
+        100_000,
+    )
+    assert caught.value.detail == "extracted 199,999 characters, over the limit of 100,000"
+    assert pool.parse(long_text, "long.txt", max_chars=199_999).char_count == 199_999
+    assert pool.parse(long_text, "unlimited.txt").char_count == 199_999
+    assert pool.workers_started == 1  # a refusal, not a failure: the worker goes on
+
+
+def test_headings_count_towards_max_chars(pool: DocumentParserPool) -> None:
+    document = b"# " + b"H" * 50 + b"\n\nbody\n"
+
+    with pytest.raises(TextLimitExceeded) as caught:
+        pool.parse(document, "note.md", max_chars=53)
+    assert caught.value.chars == 54

@@ -99,6 +99,10 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
             {"ODS_CATALOG__CONNECT_TIMEOUT_S": "-1"},
             "ODS_CATALOG__CONNECT_TIMEOUT_S: Input should be greater than 0",
         ),
+        (
+            {"ODS_INGEST__MAX_DOCUMENT_CHARS": "0"},
+            "ODS_INGEST__MAX_DOCUMENT_CHARS: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_invalid_values_give_one_line_naming_the_variable(

@@ -2,6 +2,9 @@
 
 Each document's identity is its URI (``file:///abs/path`` or ``s3://bucket/key``); the listing gives a
 cheap change hint (the object's ETag, or size and mtime for a file) so unchanged documents are never read.
+A name that cannot be used (a control character, bytes that are not UTF-8, too long, or an object key the
+store refuses) does not stop the listing: the document is listed with its ``name_problem`` under a URI
+made of the name's printable form, and ingestion quarantines it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ods.adapters.object_store import ObjectStore
-from ods.domain.object_keys import validate_object_key
+from ods.domain.object_keys import document_name_problem, printable_name, validate_object_key
 from ods.domain.sync_plan import ListedDocument
-from ods.errors import OdsError
+from ods.errors import InvalidObjectKeyError, OdsError
 
 
 class DocumentSourceError(OdsError):
@@ -54,20 +57,32 @@ class DocumentSource:
         for info in self._store.list(self._prefix):
             if any(part.startswith(".") for part in info.key.split("/")):
                 continue
+            problem = _object_key_problem(info.key)
+            if problem is not None:
+                uri = self._store.location + printable_name(info.key)
+                yield ListedDocument(uri=uri, etag=info.etag, size=info.size, name_problem=problem)
+                continue
             yield ListedDocument(uri=self._store.uri(info.key), etag=info.etag, size=info.size)
 
-    def read(self, uri: str) -> bytes:
-        """The bytes of one listed document."""
+    def read(self, uri: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of one listed document; with ``max_bytes``, at most ``max_bytes + 1`` of them.
+
+        A result longer than ``max_bytes`` means the document is over that limit, whatever its listing said
+        (a file that grew, a server that reports a wrong size): it is never read whole.
+        """
+        wanted = -1 if max_bytes is None else max_bytes + 1
         if self._root is not None:
             path = Path(unquote(urlparse(uri).path)).resolve()
             if not path.is_relative_to(self._root):
                 raise DocumentSourceError(f"{uri} is outside the source folder {self._root}")
             try:
-                return path.read_bytes()
+                with path.open("rb") as file:
+                    return file.read(wanted)
             except FileNotFoundError:
                 raise DocumentSourceError(f"{uri} disappeared while the run was reading it") from None
         assert self._store is not None
-        return self._store.get_bytes(uri.removeprefix(self._store.location))
+        with self._store.open(uri.removeprefix(self._store.location)) as stream:
+            return stream.read(wanted)
 
     def _list_folder(self, root: Path) -> Iterator[ListedDocument]:
         found = []
@@ -78,11 +93,27 @@ class DocumentSource:
                 if name.startswith(".") or path.is_symlink():
                     continue
                 status = path.stat()
+                # A name that is not UTF-8 or holds a control character still has a printable URI
+                # (percent-encoded bytes); the document is listed with its problem and never read.
+                problem = document_name_problem(path.relative_to(root).as_posix())
                 found.append(
                     ListedDocument(
                         uri=path.as_uri(),
                         etag=f"{status.st_size:x}-{status.st_mtime_ns:x}",
                         size=status.st_size,
+                        name_problem=None if problem is None else f"file {problem}; rename the file",
                     )
                 )
         yield from sorted(found, key=lambda document: document.uri)
+
+
+def _object_key_problem(key: str) -> str | None:
+    """Why an object listed under the source's prefix cannot be read as a document, or None."""
+    problem = document_name_problem(key)
+    if problem is not None:
+        return f"object {problem}; rename the object"
+    try:
+        validate_object_key(key)
+    except InvalidObjectKeyError as error:  # a backslash, a '..' or empty segment
+        return f"{error}; rename the object"
+    return None

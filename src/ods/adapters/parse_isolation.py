@@ -36,7 +36,14 @@ from ods.adapters.worker_pipes import (
     unpickle,
     write_frame,
 )
-from ods.domain.documents import MALFORMED, MEMORY_LIMIT, TIMEOUT, DocumentRejected, ParsedDocument
+from ods.domain.documents import (
+    MALFORMED,
+    MEMORY_LIMIT,
+    TIMEOUT,
+    TOO_LARGE,
+    DocumentRejected,
+    ParsedDocument,
+)
 from ods.errors import OdsError
 
 _WORKER_START_S = 60.0
@@ -45,6 +52,20 @@ _WORKER_COMMAND = "from ods.adapters.parse_isolation import serve_parse_requests
 
 class DocumentParserError(OdsError):
     """The parser worker process cannot be started (a broken environment, not a bad document)."""
+
+
+class TextLimitExceeded(DocumentRejected):
+    """A document whose parsed text is longer than the caller's ``max_chars`` (quarantined as ``too_large``).
+
+    The worker counts the text and answers with the count alone, so the text never crosses the pipe.
+    """
+
+    def __init__(self, chars: int, max_chars: int, *, document: str | None = None) -> None:
+        super().__init__(
+            TOO_LARGE, f"extracted {chars:,} characters, over the limit of {max_chars:,}", document=document
+        )
+        self.chars = chars
+        self.max_chars = max_chars
 
 
 class ParseFunction(Protocol):
@@ -101,21 +122,25 @@ class DocumentParserPool:
         with self._lock:
             self._stop_worker(graceful=True)
 
-    def parse(self, data: bytes, name: str) -> ParsedDocument:
-        """Parse one document in the worker; raises ``DocumentRejected`` (incl. ``timeout``, ``memory_limit``)."""
+    def parse(self, data: bytes, name: str, *, max_chars: int | None = None) -> ParsedDocument:
+        """Parse one document in the worker; raises ``DocumentRejected`` (incl. ``timeout``, ``memory_limit``).
+
+        With ``max_chars``, a document whose text (headings included) is longer raises
+        ``TextLimitExceeded`` instead: the worker sends back only the count.
+        """
         with self._lock:
-            request = pickle.dumps((data, name), protocol=pickle.HIGHEST_PROTOCOL)
+            # Two frames, the document's bytes as they are: pickling them with the name copied them.
+            header = pickle.dumps((name, max_chars))
             worker = self._ensure_worker()
             try:
-                write_frame(stdin_of(worker), request)
+                _send_request(worker, header, data)
             except OSError:  # the idle worker died (killed from outside): this document never reached it
                 self._stop_worker(graceful=False)
                 worker = self._ensure_worker()
                 try:
-                    write_frame(stdin_of(worker), request)
+                    _send_request(worker, header, data)
                 except OSError:
                     raise self._worker_died(name) from None
-            del request
             try:
                 reply = read_frame(stdout_of(worker), deadline=time.monotonic() + self.timeout_s)
             except TimeoutError:
@@ -223,12 +248,19 @@ def parse_isolated(
         return pool.parse(data, name)
 
 
+def _send_request(worker: subprocess.Popen[bytes], header: bytes, data: bytes) -> None:
+    write_frame(stdin_of(worker), header)
+    write_frame(stdin_of(worker), data)
+
+
 def _result_from(outcome: tuple[Any, ...], name: str, memory_mb: int) -> ParsedDocument:
     kind = outcome[0]
     if kind == "parsed" and isinstance(outcome[1], ParsedDocument):
         return outcome[1]
     if kind == "rejected":
         raise DocumentRejected(outcome[1], outcome[2], document=name)
+    if kind == "too_long":
+        raise TextLimitExceeded(outcome[1], outcome[2], document=name)
     if kind == "memory_limit":
         raise DocumentRejected(
             MEMORY_LIMIT,
@@ -251,7 +283,7 @@ def _function_reference(function: ParseFunction | None) -> str:
 
 
 def serve_parse_requests() -> None:
-    """Worker main loop: read (data, name) frames from stdin, answer outcome frames on stdout."""
+    """Worker main loop: read (name, max_chars) and data frames from stdin, answer outcome frames on stdout."""
     requests, replies = reply_streams()
     config = read_frame(requests)
     if not config:
@@ -262,11 +294,20 @@ def serve_parse_requests() -> None:
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # per-font warnings would flood the run's log
     _limit_address_space(memory_mb)
     write_frame(replies, pickle.dumps(("ready",)))
-    while (request := read_frame(requests)) is not None:
-        data, name = unpickle(request)
+    while (header := read_frame(requests)) is not None:
+        name, max_chars = unpickle(header)
+        data = read_frame(requests)
+        if data is None:
+            return
         outcome: tuple[Any, ...]
         try:
-            outcome = ("parsed", function(data, name, max_pages=max_pages))
+            parsed = function(data, name, max_pages=max_pages)
+            chars = parsed.char_count
+            if max_chars is not None and chars > max_chars:
+                outcome = ("too_long", chars, max_chars)
+            else:
+                outcome = ("parsed", parsed)
+            del parsed
         except DocumentRejected as rejected:
             outcome = ("rejected", rejected.reason, rejected.detail)
         except MemoryError:

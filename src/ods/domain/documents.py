@@ -20,6 +20,7 @@ QuarantineReason = Literal[
     "too_large",
     "timeout",
     "memory_limit",
+    "bad_name",
 ]
 QUARANTINE_REASONS: frozenset[str] = frozenset(get_args(QuarantineReason))
 
@@ -31,6 +32,7 @@ UNSUPPORTED: QuarantineReason = "unsupported"
 TOO_LARGE: QuarantineReason = "too_large"
 TIMEOUT: QuarantineReason = "timeout"
 MEMORY_LIMIT: QuarantineReason = "memory_limit"
+BAD_NAME: QuarantineReason = "bad_name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,11 @@ class ParsedDocument:
     parser: str
     pages: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def char_count(self) -> int:
+        """Characters of text in the sections, headings included (what a text limit is checked against)."""
+        return sum(len(section.text) + len(section.heading or "") for section in self.sections)
 
     @property
     def text(self) -> str:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ods.domain.hashing import sha256_bytes
+
 T = TypeVar("T")
 
 DOCUMENTS_PER_BATCH = 128
@@ -21,11 +23,17 @@ it, one delete call, three task runs) are ~1% of the work, small enough that the
 
 @dataclass(frozen=True)
 class ListedDocument:
-    """One document as the source lists it."""
+    """One document as the source lists it.
+
+    ``name_problem`` says why the document's name cannot be used (a control character, bytes that are
+    not UTF-8, too long); such a document is quarantined without being read, under ``uri`` built from the
+    name's printable form.
+    """
 
     uri: str
     etag: str
     size: int
+    name_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,3 +100,14 @@ def pipeline_batches(items: Sequence[T], size: int) -> list[list[T]]:
 def needs_indexing(known: KnownDocument | None, sha256: str) -> bool:
     """Whether content ``sha256`` must be parsed and embedded (a touched but identical file need not)."""
     return known is None or known.sha256 != sha256 or known.status == "deleted"
+
+
+def unread_version_key(etag: str) -> str:
+    """The version key the catalog records for a document quarantined without being read.
+
+    A document over the byte limit or with an unusable name is never read, so it has no content hash;
+    its version is keyed by the listing's change hint instead (a sha256 of a tagged form of it, so it fits
+    the column). The same listing gives the same key, so a re-run records nothing new; a changed object
+    is a new version.
+    """
+    return sha256_bytes(f"ods-unread-document\0{etag}".encode())
