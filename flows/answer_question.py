@@ -12,9 +12,10 @@ from prefect import flow
 
 from ods.domain.answering import Mode
 from tasks.answer import answer
+from tasks.results import FLOW_RESULTS
 
 
-@flow(name="answer-question", flow_run_name="answer-{mode}")
+@flow(name="answer-question", flow_run_name="answer-{mode}", **FLOW_RESULTS)
 def answer_question(
     question: str,
     kb: str | None = None,

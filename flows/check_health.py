@@ -8,9 +8,10 @@ from prefect import flow
 
 from ods.diagnostics import COMPONENTS
 from tasks.health import check_component, report_health
+from tasks.results import FLOW_RESULTS
 
 
-@flow(name="check-health")
+@flow(name="check-health", **FLOW_RESULTS)
 def check_health(deep: bool = False) -> list[dict[str, Any]]:
     """Check every configured component; the run fails when one is not OK.
 

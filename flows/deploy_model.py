@@ -11,6 +11,7 @@ from typing import Any, Literal
 from prefect import flow
 
 from ods.serving import GpuSettings
+from tasks.results import FLOW_RESULTS
 from tasks.serve import (
     activate_model_endpoint,
     check_model_server,
@@ -23,7 +24,7 @@ from tasks.serve import (
 )
 
 
-@flow(name="deploy-model", flow_run_name="deploy-{model}")
+@flow(name="deploy-model", flow_run_name="deploy-{model}", **FLOW_RESULTS)
 def deploy_model(
     model: str,
     backend: Literal["vllm", "transformers"] | None = None,

@@ -13,10 +13,11 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.results import FLOW_RESULTS
 from tasks.watch import gate_model_version
 
 
-@flow(name="gate-model", flow_run_name="gate-{model}")
+@flow(name="gate-model", flow_run_name="gate-{model}", **FLOW_RESULTS)
 def gate_model(model: str) -> dict[str, Any]:
     """Check a registered model version against its model's deploy gate.
 

@@ -21,9 +21,10 @@ from tasks.ingest import (
     plan_knowledge_base,
     report_ingest,
 )
+from tasks.results import FLOW_RESULTS
 
 
-@flow(name="ingest-documents", flow_run_name="ingest-{kb}")
+@flow(name="ingest-documents", flow_run_name="ingest-{kb}", **FLOW_RESULTS)
 def ingest_documents(
     source: str, kb: KnowledgeBaseName, batch_size: int = DOCUMENTS_PER_BATCH
 ) -> dict[str, Any]:

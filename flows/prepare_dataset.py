@@ -26,9 +26,10 @@ from tasks.datasets import (
     validate_table,
     write_table,
 )
+from tasks.results import FLOW_RESULTS
 
 
-@flow(name="prepare-dataset", flow_run_name="prepare-{spec}")
+@flow(name="prepare-dataset", flow_run_name="prepare-{spec}", **FLOW_RESULTS)
 def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
     """Clean, validate and register one dataset version from a raw table.
 

@@ -14,12 +14,13 @@ from prefect import flow
 
 from flows.ingest_documents import ingest_documents
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
+from tasks.results import FLOW_RESULTS
 from tasks.watch import list_knowledge_base_sources, report_knowledge_base_sync
 
 NO_SOURCE = "no source recorded: ingest it once with `ods kb ingest SOURCE KB`"
 
 
-@flow(name="sync-knowledge-bases")
+@flow(name="sync-knowledge-bases", **FLOW_RESULTS)
 def sync_knowledge_bases(batch_size: int = DOCUMENTS_PER_BATCH) -> dict[str, Any]:
     """Re-ingest every knowledge base from its recorded source.
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from prefect import flow
 
 from ods.domain.names import ModelName
+from tasks.results import FLOW_RESULTS
 from tasks.train import (
     find_trained_model,
     plan_model_training,
@@ -20,7 +21,7 @@ from tasks.train import (
 )
 
 
-@flow(name="train-model", flow_run_name="train-{trainer}-{dataset}")
+@flow(name="train-model", flow_run_name="train-{trainer}-{dataset}", **FLOW_RESULTS)
 def train_model(
     dataset: str,
     trainer: Literal["tabular", "causal-lm-sft"] = "tabular",

@@ -12,10 +12,11 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.results import FLOW_RESULTS
 from tasks.watch import emit_watched_events, plan_watched_changes, record_watched_changes
 
 
-@flow(name="watch-bucket")
+@flow(name="watch-bucket", **FLOW_RESULTS)
 def watch_bucket() -> dict[str, Any]:
     """Emit one event per object created or deleted under the watched prefixes since the last run."""
     changes = plan_watched_changes()

@@ -6,15 +6,15 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from ods.answering import answer_markdown, answer_question
 from ods.domain.answering import Mode
 from ods.settings import get_settings
+from tasks.results import NOT_PERSISTED
 
 
-@task(name="answer", cache_policy=NO_CACHE)
+@task(name="answer", **NOT_PERSISTED)
 def answer(
     question: str,
     kb: str | None,

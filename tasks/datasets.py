@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -49,10 +48,11 @@ from ods.preparation import (
 )
 from ods.quality.validation import ValidationReport, start_validation_worker, validate_frame
 from ods.settings import get_settings
+from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+IN_MEMORY = NOT_PERSISTED
 
 
 def _artifact_key(name: str) -> str:

@@ -12,9 +12,10 @@ from prefect.logging import get_run_logger
 from ods.diagnostics import run_check
 from ods.errors import OdsError
 from ods.settings import get_settings
+from tasks.results import JSON_RESULTS
 
 
-@task(name="check-component", task_run_name="check-{component}")
+@task(name="check-component", task_run_name="check-{component}", **JSON_RESULTS)
 def check_component(component: str, deep: bool = False) -> dict[str, Any]:
     """Check one component and log its state."""
     result = run_check(component, get_settings(), deep=deep)
@@ -24,7 +25,7 @@ def check_component(component: str, deep: bool = False) -> dict[str, Any]:
     return asdict(result)
 
 
-@task(name="report-health")
+@task(name="report-health", **JSON_RESULTS)
 def report_health(results: list[dict[str, Any]]) -> None:
     """Publish the checks as a table artifact and fail if any component is down."""
     create_table_artifact(

@@ -7,7 +7,6 @@ from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
@@ -32,6 +31,7 @@ from ods.ingestion import (
 )
 from ods.preparation import open_catalog
 from ods.settings import get_settings
+from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 
 IO_RETRIES: dict[str, Any] = {
@@ -45,7 +45,7 @@ def _artifact_key(kb: str) -> str:
     return "kb-" + kb.replace("_", "-").lower()
 
 
-@task(name="plan-ingest", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(name="plan-ingest", **NOT_PERSISTED, **IO_RETRIES)
 def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]:
     """Record the knowledge base, list its source and split the documents to read into batches."""
     settings = get_settings()
@@ -74,7 +74,7 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
     }
 
 
-@task(name="parse-batch", task_run_name="parse-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(name="parse-batch", task_run_name="parse-batch-{number}", **NOT_PERSISTED, **IO_RETRIES)
 def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], number: int) -> PreparedBatch:
     """Read, parse (isolated) and chunk one batch; quarantined and unchanged documents are recorded here
     (documents over the ``ODS_INGEST__MAX_DOCUMENT_*`` limits or with unusable names among them)."""
@@ -94,7 +94,7 @@ def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], 
         )
 
 
-@task(name="embed-batch", task_run_name="embed-batch-{number}", cache_policy=NO_CACHE)
+@task(name="embed-batch", task_run_name="embed-batch-{number}", **NOT_PERSISTED)
 def embed_document_batch(prepared: PreparedBatch, number: int) -> PreparedBatch:
     """Embed every chunk of one parsed batch (the model is loaded once per process)."""
     embedded = embed_batch(prepared, build_embedder(get_settings().embedding))
@@ -102,7 +102,7 @@ def embed_document_batch(prepared: PreparedBatch, number: int) -> PreparedBatch:
     return embedded
 
 
-@task(name="index-batch", task_run_name="index-batch-{number}", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(name="index-batch", task_run_name="index-batch-{number}", **NOT_PERSISTED, **IO_RETRIES)
 def index_document_batch(
     kb: str, prepared: PreparedBatch, number: int, batches: int, progress_id: str
 ) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def index_document_batch(
     return report.as_dict()
 
 
-@task(name="delete-removed", cache_policy=NO_CACHE, **IO_RETRIES)
+@task(name="delete-removed", **NOT_PERSISTED, **IO_RETRIES)
 def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
     """Delete the chunks of documents gone from the source and mark them deleted; seal the index and,
     for a Milvus Lite file, write its dense snapshot (``ods.adapters.dense_snapshot``).
@@ -157,7 +157,7 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
             index.close()
 
 
-@task(name="report-ingest", cache_policy=NO_CACHE)
+@task(name="report-ingest", **NOT_PERSISTED)
 def report_ingest(
     kb: str, source: str, unchanged: int, reports: list[dict[str, Any]], deleted: int
 ) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -40,10 +39,11 @@ from ods.serving import (
     stop_endpoint,
 )
 from ods.settings import get_settings
+from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+IN_MEMORY = NOT_PERSISTED
 
 
 def _emit(name: str, plan: DeploymentPlan, payload: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
@@ -30,10 +29,11 @@ from ods.training import (
     render_version_card,
     train_and_store,
 )
+from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = {"cache_policy": NO_CACHE, "persist_result": False}
+IN_MEMORY = NOT_PERSISTED
 
 
 def _artifact_key(name: str) -> str:

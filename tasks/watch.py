@@ -10,7 +10,6 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
@@ -32,6 +31,7 @@ from ods.watching import (
     uri_resolver,
     watch_layout,
 )
+from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 
 IO_RETRIES: dict[str, Any] = {
@@ -39,7 +39,7 @@ IO_RETRIES: dict[str, Any] = {
     "retry_delay_seconds": [1, 5],
     "retry_condition_fn": retry_on_transient_errors,
 }
-IN_MEMORY: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+IN_MEMORY = NOT_PERSISTED
 
 
 @task(name="plan-bucket-changes", **IO_RETRIES, **IN_MEMORY)
