@@ -210,8 +210,38 @@ class WarehouseSettings(BaseModel):
         description='Tables questions may read (JSON list, e.g. ["sales", "analytics.orders"]); no other '
         "table is visible.",
     )
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="Seconds one query may run.")
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds one query may run; a DuckDB query still running 5 % later has its process killed.",
+    )
     max_rows: int = Field(default=1000, ge=1, le=100_000, description="Most rows one query returns.")
+    memory_limit_mb: int = Field(
+        default=512,
+        ge=64,
+        le=1_048_576,
+        description="Memory one query may use, in MB. DuckDB queries run in a process of their own with "
+        "DuckDB's memory_limit set to this and the process's data segment capped at this plus 256 MB, so a "
+        "query that needs more stops with an error instead of exhausting the machine. PostgreSQL: work_mem "
+        "is lowered to a sixteenth of it.",
+    )
+    threads: int = Field(default=2, ge=1, le=256, description="Threads one DuckDB query may use.")
+    max_temp_mb: int = Field(
+        default=1024,
+        ge=0,
+        le=1_048_576,
+        description="Disk one DuckDB query may spill to when it outgrows memory, in MB, in a private "
+        "temporary directory removed with the warehouse; 0 disables spilling. PostgreSQL: temp_file_limit, "
+        "where the warehouse role may set it.",
+    )
+    max_result_bytes: int = Field(
+        default=10_000_000,
+        ge=1_000,
+        le=2_000_000_000,
+        description="Most bytes of values one query's result may hold (text by its UTF-8 length, other "
+        "values 8 bytes each); a larger result stops the query with an error saying so.",
+    )
 
 
 class DeployGate(BaseModel):

@@ -14,16 +14,19 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
 from ods.adapters.catalog import Catalog
+from ods.adapters.duckdb_process import QueryLimits, connect_hardened
 from ods.adapters.object_store import ObjectStore, build_object_store
 from ods.adapters.tabular_source import read_table
 from ods.adapters.warehouse import (
     DuckDBWarehouse,
+    QueryLimitError,
     QueryTimeoutError,
     SqlDatabaseWarehouse,
     Warehouse,
@@ -50,6 +53,7 @@ from ods.sample_data import write_sales_example
 from ods.settings import Settings, load_settings
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
+from tests.unit.test_sql_guard import ANALYST_QUERIES
 
 REGIONS_SPEC = """\
 name: regions
@@ -268,13 +272,15 @@ def test_database_errors_are_reported(warehouse: DuckDBWarehouse) -> None:
         run(warehouse, "SELECT no_such_column FROM sales")
 
 
-def test_hardening_holds_even_without_the_guard(
-    platform: Platform, warehouse: DuckDBWarehouse, tmp_path: Path
-) -> None:
-    connection = warehouse.connection
-    parquet = platform.settings.object_store_root / key_of(
-        platform.store, platform.versions["sales@2"].record.uri
+def test_hardening_holds_even_without_the_guard(platform: Platform, tmp_path: Path) -> None:
+    """The connection the query process opens (``connect_hardened``), built here in this process."""
+    record = platform.versions["sales@2"].record
+    dataset = pads.dataset(
+        key_of(platform.store, record.uri), filesystem=platform.store.filesystem(), format="parquet"
     )
+    limits = QueryLimits(memory_limit_mb=256, threads=1, max_temp_mb=100, max_result_bytes=10_000)
+    connection = connect_hardened([("sales", dataset)], limits, temp_directory=str(tmp_path / "spill"))
+    parquet = platform.settings.object_store_root / key_of(platform.store, record.uri)
     secret_frame = pd.DataFrame({"secret": [1]})  # noqa: F841 - a replacement scan would find it by name
     target = tmp_path / "leak.csv"
     attempts = [
@@ -287,21 +293,45 @@ def test_hardening_holds_even_without_the_guard(
         "SET enable_external_access = true",
         "SET lock_configuration = false",
         "SET threads = 16",
+        "SET memory_limit = '64GB'",
+        "SET max_temp_directory_size = '1TB'",
+        f"SET temp_directory = '{tmp_path}'",
         "SELECT * FROM secret_frame",
     ]
-    for sql in attempts:
-        with pytest.raises(duckdb.Error):
-            connection.execute(sql).fetchall()
-    assert not target.exists() and not (tmp_path / "other.duckdb").exists()
-    settings = dict(connection.execute(
-        "SELECT name, value FROM duckdb_settings() WHERE name IN "
-        "('enable_external_access', 'lock_configuration', 'threads', 'python_enable_replacements')"
-    ).fetchall())  # fmt: skip
-    assert settings == {
-        "enable_external_access": "false", "lock_configuration": "true", "threads": "2",
-        "python_enable_replacements": "false",
-    }  # fmt: skip
-    assert run(warehouse, "SELECT COUNT(*) FROM sales") == [(platform.versions["sales@2"].record.row_count,)]
+    with connection:
+        for sql in attempts:
+            with pytest.raises(duckdb.Error):
+                connection.execute(sql).fetchall()
+        assert not target.exists() and not (tmp_path / "other.duckdb").exists()
+        settings = dict(connection.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+            "'lock_configuration', 'threads', 'python_enable_replacements', 'memory_limit', "
+            "'max_temp_directory_size', 'temp_directory')"
+        ).fetchall())  # fmt: skip
+        assert settings == {
+            "enable_external_access": "false", "lock_configuration": "true", "threads": "1",
+            "python_enable_replacements": "false", "memory_limit": "244.1 MiB",
+            "max_temp_directory_size": "95.3 MiB", "temp_directory": str(tmp_path / "spill"),
+        }  # fmt: skip
+        assert connection.execute("SELECT COUNT(*) FROM sales").fetchall() == [(record.row_count,)]
+
+
+def test_queries_run_under_the_configured_limits(platform: Platform) -> None:
+    limits = {"memory_limit_mb": 256, "threads": 1, "max_temp_mb": 0, "max_result_bytes": 50_000}
+    warehouse_settings = platform.settings.warehouse.model_validate(limits)
+    settings = platform.settings.model_copy(update={"warehouse": warehouse_settings})
+    with open_warehouse(settings, platform.catalog, ["sales@2"]) as limited:
+        assert limited.limits == QueryLimits(
+            memory_limit_mb=256, threads=1, max_temp_mb=0, max_result_bytes=50_000
+        )
+        # 5 rows of 9,000 characters fit in 50,000 bytes, 6 do not.
+        assert len(run(limited, "SELECT repeat('x', 9000) FROM sales LIMIT 5")) == 5
+        with pytest.raises(
+            QueryLimitError,
+            match=r"passed its limit of 50,000 bytes \(ODS_WAREHOUSE__MAX_RESULT_BYTES; 5 row",
+        ):
+            run(limited, "SELECT repeat('x', 9000) FROM sales")
+        assert limited.query_process.pid is not None
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------
@@ -392,3 +422,51 @@ def test_postgres_missing_table_and_settings(pg_url: str) -> None:
     configured = load_settings(warehouse={"url": pg_url, "tables": ["shop.orders"], "max_rows": 7})
     with open_sql_database_warehouse(configured) as opened:
         assert opened.guard("SELECT * FROM shop.orders").limit == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql", ANALYST_QUERIES["postgres"])
+def test_postgres_runs_the_functions_analysts_use(pg_warehouse: SqlDatabaseWarehouse, sql: str) -> None:
+    assert len(run(pg_warehouse, sql)) <= 100
+
+
+@pytest.mark.postgres
+def test_postgres_limits_apply_to_each_transaction(pg_url: str) -> None:
+    limits = QueryLimits(memory_limit_mb=16, max_temp_mb=100, max_result_bytes=100_000)
+    with SqlDatabaseWarehouse.open(pg_url, ["shop.orders"], limits=limits) as limited:
+        with limited.read_only(timeout_s=5) as connection:
+            # a sixteenth of the memory limit, lower than the server's 4MB; temp_file_limit as superuser
+            assert connection.exec_driver_sql("SHOW work_mem").scalar() == "1MB"
+            assert connection.exec_driver_sql("SHOW temp_file_limit").scalar() == "100MB"
+        with pytest.raises(
+            QueryLimitError,
+            match=r"passed its limit of 100,000 bytes \(ODS_WAREHOUSE__MAX_RESULT_BYTES; 11 row",
+        ):
+            run(limited, "SELECT repeat('x', 9000) FROM shop.orders")
+        with pytest.raises(SqlRejected, match="repeat\\(\\) may build at most 10,000 characters"):
+            limited.guard("SELECT repeat('x', 2000000000) FROM shop.orders")
+        assert run(limited, "SELECT count(*) FROM shop.orders") == [(PG_ROWS,)]
+    with (
+        SqlDatabaseWarehouse.open(pg_url, ["shop.orders"]) as default,
+        default.read_only(timeout_s=5) as connection,
+    ):
+        # the default 512 MB would allow 32MB: the server's own 4MB is never raised
+        assert connection.exec_driver_sql("SHOW work_mem").scalar() == "4MB"
+
+
+def test_sqlite_runs_the_functions_analysts_use(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE orders (id INTEGER, day TEXT, region TEXT, amount REAL)")
+        connection.exec_driver_sql(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [(i, f"2024-01-{i % 28 + 1:02d}", "NSEW"[i % 4], i * 1.5) for i in range(40)],
+        )
+    engine.dispose()
+    with SqlDatabaseWarehouse.open(url, ["orders"]) as warehouse:
+        assert warehouse.dialect == "sqlite"
+        for sql in ANALYST_QUERIES["sqlite"]:
+            assert run(warehouse, sql)
+        with pytest.raises(SqlRejected, match="zeroblob"):
+            warehouse.guard("SELECT length(zeroblob(1000000000))")

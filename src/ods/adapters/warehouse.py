@@ -2,12 +2,18 @@
 
 ``DuckDBWarehouse`` is an in-memory DuckDB holding one relation per registered dataset version, scanned
 from its Parquet through a pyarrow dataset (local directory or S3, whatever the object store is), so DuckDB
-itself never needs to open a file or the network. After the relations are registered the database is
-hardened: external access off, extensions off, Python replacement scans off, configuration locked. So even
-SQL that slipped past the guard cannot read files, attach databases or change a setting.
+itself never needs to open a file or the network. It runs in a query process of its own
+(``ods.adapters.duckdb_process``) under the limits of ``ODS_WAREHOUSE__*``: memory (DuckDB's
+``memory_limit``, and a hard cap on the process), threads, temporary disk, result bytes and time; a query
+past one stops with an error naming the limit, and the machine's memory is never at stake. After the
+relations are registered the database is hardened: external access off, extensions off, Python replacement
+scans off, configuration locked. So even SQL that slipped past the guard cannot read files, attach
+databases or change a setting.
 
 ``SqlDatabaseWarehouse`` reads an external database (PostgreSQL in a cluster) through SQLAlchemy: every
-query runs in a READ ONLY transaction with its own ``statement_timeout``, over an allowlist of tables.
+query runs in a READ ONLY transaction with its own ``statement_timeout`` (and ``work_mem``, and
+``temp_file_limit`` where the role may set it), over an allowlist of tables; rows are fetched in batches
+from a server-side cursor up to the row cap and the result-byte cap.
 
 Both accept only a :class:`~ods.domain.sql_guard.GuardedQuery`, and check it again against their own
 tables and dialect before running it: a hand-built ``GuardedQuery`` gains nothing.
@@ -16,19 +22,18 @@ tables and dialect before running it: a hand-built ``GuardedQuery`` gains nothin
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ods.adapters.duckdb_process import DuckDBProcess, QueryLimits, QueryOutcome, row_bytes
 from ods.domain.sql_guard import GuardedQuery, guard_sql
 from ods.domain.text_to_sql import MAX_SAMPLE_ROWS, TableDescription, describe_dataset, describe_table
 from ods.errors import NotFoundError, OdsError, SettingsError
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow.dataset
     from sqlalchemy import Connection, Engine
 
@@ -37,19 +42,12 @@ if TYPE_CHECKING:
     from ods.adapters.object_store import ObjectStore
     from ods.settings import Settings
 
-DEFAULT_THREADS = 2
 DEFAULT_MAX_ROWS = 1000
 _POSTGRES_QUERY_CANCELED = "57014"
+_POSTGRES_OUT_OF_MEMORY = "53200"
+_POSTGRES_DISK_FULL = "53100"  # temp_file_limit exceeded, among others
+_FETCH_ROWS = 256
 _SQLGLOT_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "duckdb": "duckdb"}
-# Applied in this order once the relations are registered; lock_configuration must come last.
-_DUCKDB_HARDENING = (
-    "SET python_enable_replacements = false",
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET allow_community_extensions = false",
-    "SET enable_external_access = false",
-    "SET lock_configuration = true",
-)
 
 
 class WarehouseQueryError(OdsError):
@@ -58,6 +56,10 @@ class WarehouseQueryError(OdsError):
 
 class QueryTimeoutError(WarehouseQueryError):
     """A query ran longer than its time limit and was interrupted."""
+
+
+class QueryLimitError(WarehouseQueryError):
+    """A query needed more memory, temporary disk or result bytes than its limits allow, and was stopped."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,32 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def query_limits(settings: Settings) -> QueryLimits:
+    """The resource limits of ``ODS_WAREHOUSE__*`` for one query."""
+    config = settings.warehouse
+    return QueryLimits(
+        memory_limit_mb=config.memory_limit_mb,
+        threads=config.threads,
+        max_temp_mb=config.max_temp_mb,
+        max_result_bytes=config.max_result_bytes,
+    )
+
+
+def _timeout_error(timeout_s: float, by: str = "") -> QueryTimeoutError:
+    return QueryTimeoutError(
+        f"the query ran longer than its limit of {timeout_s:g} s and was stopped{by}; "
+        "ask for less (filter, aggregate) or raise ODS_WAREHOUSE__TIMEOUT_S"
+    )
+
+
+def _too_large_error(limits: QueryLimits, rows: str) -> QueryLimitError:
+    return QueryLimitError(
+        f"the query's result passed its limit of {limits.max_result_bytes:,} bytes "
+        f"(ODS_WAREHOUSE__MAX_RESULT_BYTES; {rows}) and was stopped; "
+        "select fewer or narrower columns, or aggregate"
+    )
+
+
 # -- DuckDB over registered datasets ------------------------------------------------------------------
 
 
@@ -126,8 +154,9 @@ class _RegisteredTable:
 class DuckDBWarehouse:
     """An in-memory DuckDB over registered dataset versions (one relation each, named like the dataset).
 
-    Construct it with :meth:`from_versions` (or :func:`open_warehouse`). Queries run one at a time on one
-    connection: DuckDB's registered Arrow relations are visible to that connection only.
+    Construct it with :meth:`from_versions` (or :func:`open_warehouse`). Queries run one at a time in the
+    warehouse's query process, which starts with the warehouse (its half-second start-up overlaps the
+    caller's prompt building and model call) and is replaced after a query it had to be killed for.
     """
 
     dialect = "duckdb"
@@ -136,13 +165,9 @@ class DuckDBWarehouse:
         self,
         tables: Sequence[tuple[TableDescription, pyarrow.dataset.Dataset]],
         *,
-        threads: int = DEFAULT_THREADS,
+        limits: QueryLimits | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
-        import duckdb
-
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
         self._tables = [_RegisteredTable(description, dataset) for description, dataset in tables]
         names = [entry.description.name for entry in self._tables]
         if len(set(names)) != len(names):
@@ -151,17 +176,11 @@ class DuckDBWarehouse:
                 f"dataset {', '.join(map(repr, repeated))} is named more than once; "
                 "query one version of each dataset at a time"
             )
+        self.limits = limits or QueryLimits()
         self._max_rows = max_rows
-        self._lock = threading.Lock()
-        self._connection = duckdb.connect(":memory:", config={"threads": threads})
-        try:
-            for entry in self._tables:
-                self._connection.register(entry.description.name, entry.dataset)
-            for statement in _DUCKDB_HARDENING:
-                self._connection.execute(statement)
-        except BaseException:
-            self._connection.close()
-            raise
+        self._process = DuckDBProcess(
+            [(entry.description.name, entry.dataset) for entry in self._tables], self.limits
+        )
 
     @classmethod
     def from_versions(
@@ -169,7 +188,7 @@ class DuckDBWarehouse:
         versions: Sequence[DatasetVersionRecord],
         store: ObjectStore,
         *,
-        threads: int = DEFAULT_THREADS,
+        limits: QueryLimits | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         sample_rows: int = MAX_SAMPLE_ROWS,
     ) -> DuckDBWarehouse:
@@ -197,12 +216,12 @@ class DuckDBWarehouse:
                 sample_rows=rows,
             )
             tables.append((description, dataset))
-        return cls(tables, threads=threads, max_rows=max_rows)
+        return cls(tables, limits=limits, max_rows=max_rows)
 
     @property
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        """The hardened DuckDB connection itself (for diagnostics and tests; ``run`` is the way in)."""
-        return self._connection
+    def query_process(self) -> DuckDBProcess:
+        """The process the queries run in (its pid and the last query's peak memory, for diagnostics)."""
+        return self._process
 
     def tables(self) -> list[TableDescription]:
         return [entry.description for entry in self._tables]
@@ -216,46 +235,49 @@ class DuckDBWarehouse:
         )
 
     def run(self, guarded: GuardedQuery, *, timeout_s: float) -> QueryResult:
-        import duckdb
+        from ods.adapters.duckdb_process import DuckDBProcessError
 
         checked = self.guard(_check_guarded(guarded, timeout_s).sql, max_rows=guarded.limit)
-        interrupted = threading.Event()
-
-        def interrupt() -> None:
-            interrupted.set()
-            self._connection.interrupt()
-
-        with self._lock:
-            timer = threading.Timer(timeout_s, interrupt)
-            started = time.perf_counter()
-            timer.start()
-            try:
-                cursor = self._connection.execute(checked.sql)
-                columns = tuple(column[0] for column in cursor.description or ())
-                rows = cursor.fetchmany(checked.limit)
-            except duckdb.Error as error:
-                if interrupted.is_set():
-                    raise QueryTimeoutError(
-                        f"the query ran longer than its limit of {timeout_s:g} s and was stopped; "
-                        "ask for less (filter, aggregate) or raise the timeout"
-                    ) from None
-                raise WarehouseQueryError(f"DuckDB could not run the query: {_first_line(error)}") from None
-            finally:
-                timer.cancel()
-                timer.join()  # a late interrupt must never hit the next query
-            seconds = time.perf_counter() - started
+        try:
+            outcome = self._process.query(checked.sql, max_rows=checked.limit, timeout_s=timeout_s)
+        except DuckDBProcessError as error:
+            raise WarehouseQueryError(str(error)) from None
+        if outcome.kind != "rows":
+            raise self._error_for(outcome, timeout_s)
         return QueryResult(
             sql=checked.sql,
-            columns=columns,
-            rows=rows,
-            row_count=len(rows),
-            truncated=guarded.capped and len(rows) >= checked.limit,
-            seconds=seconds,
+            columns=outcome.columns,
+            rows=outcome.rows,
+            row_count=len(outcome.rows),
+            truncated=guarded.capped and len(outcome.rows) >= checked.limit,
+            seconds=outcome.seconds,
         )
 
+    def _error_for(self, outcome: QueryOutcome, timeout_s: float) -> WarehouseQueryError:
+        limits = self.limits
+        if outcome.kind == "timeout":
+            return _timeout_error(timeout_s)
+        if outcome.kind == "too_large":
+            return _too_large_error(limits, f"{outcome.detail} before it")
+        if outcome.kind == "temp":
+            return QueryLimitError(
+                f"the query needed more temporary disk than its limit of {limits.max_temp_mb} MB "
+                f"(ODS_WAREHOUSE__MAX_TEMP_MB) and was stopped ({outcome.detail}); "
+                "ask for less (filter, aggregate) or raise the limit"
+            )
+        if outcome.kind in ("memory", "died"):
+            cause = (
+                outcome.detail if outcome.kind == "memory" else f"{outcome.detail}, most likely out of memory"
+            )
+            return QueryLimitError(
+                f"the query needed more memory than its limit of {limits.memory_limit_mb} MB "
+                f"(ODS_WAREHOUSE__MEMORY_LIMIT_MB) and was stopped ({cause}); "
+                "ask for less (filter, aggregate, fewer or shorter values) or raise the limit"
+            )
+        return WarehouseQueryError(f"DuckDB could not run the query: {outcome.detail}")
+
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
+        self._process.close()
 
     def __enter__(self) -> DuckDBWarehouse:
         return self
@@ -297,19 +319,19 @@ def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -
 
 
 def open_warehouse(
-    settings: Settings,
-    catalog: Catalog,
-    datasets: Sequence[str] | None = None,
-    *,
-    threads: int = DEFAULT_THREADS,
+    settings: Settings, catalog: Catalog, datasets: Sequence[str] | None = None
 ) -> DuckDBWarehouse:
     """A DuckDB warehouse over the newest registered version of every dataset, or over ``datasets``
-    (``["sales", "regions@2"]``), read from the configured object store."""
+    (``["sales", "regions@2"]``), read from the configured object store, with the limits of
+    ``ODS_WAREHOUSE__*``."""
     from ods.adapters.object_store import build_object_store
 
     versions = resolve_dataset_versions(catalog, datasets)
     return DuckDBWarehouse.from_versions(
-        versions, build_object_store(settings), threads=threads, max_rows=settings.warehouse.max_rows
+        versions,
+        build_object_store(settings),
+        limits=query_limits(settings),
+        max_rows=settings.warehouse.max_rows,
     )
 
 
@@ -323,7 +345,12 @@ class SqlDatabaseWarehouse:
 
     Each query opens a transaction marked READ ONLY with ``statement_timeout`` set for it (PostgreSQL), and
     rolls it back afterwards; connections also default to read-only transactions, so nothing this class
-    runs can write even if it were not guarded.
+    runs can write even if it were not guarded. On PostgreSQL the transaction also lowers ``work_mem`` to
+    a sixteenth of the memory limit (never raising the server's own value; each sort or hash step of a
+    query may use that much) and, where the role may set it (a superuser, or ``GRANT SET ON PARAMETER
+    temp_file_limit``), ``temp_file_limit`` to the temporary-disk limit; otherwise that one is the DBA's
+    (``ALTER ROLE reader SET temp_file_limit = ...``). Rows come from a server-side cursor in batches, up to
+    the row cap and the result-byte cap, so a wide result never lands in this process whole.
     """
 
     def __init__(
@@ -333,6 +360,7 @@ class SqlDatabaseWarehouse:
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         sample_rows: int = MAX_SAMPLE_ROWS,
+        limits: QueryLimits | None = None,
     ) -> None:
         if isinstance(tables, str) or not tables:
             raise SettingsError(
@@ -350,6 +378,8 @@ class SqlDatabaseWarehouse:
         self._sample_rows = sample_rows
         self._descriptions: list[TableDescription] | None = None
         self.dialect = _SQLGLOT_DIALECTS.get(engine.dialect.name, engine.dialect.name)
+        self.limits = limits or QueryLimits()
+        self._may_limit_temp_files: bool | None = None  # learnt on the first PostgreSQL transaction
 
     @classmethod
     def open(
@@ -359,6 +389,7 @@ class SqlDatabaseWarehouse:
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         connect_timeout_s: float = 5.0,
+        limits: QueryLimits | None = None,
     ) -> SqlDatabaseWarehouse:
         """A warehouse on the database at ``url``; PostgreSQL sessions default to read-only transactions."""
         from sqlalchemy import create_engine
@@ -371,7 +402,10 @@ class SqlDatabaseWarehouse:
                 "application_name": "ods-warehouse",
             }
         return cls(
-            create_engine(url, connect_args=connect_args, pool_pre_ping=True), tables, max_rows=max_rows
+            create_engine(url, connect_args=connect_args, pool_pre_ping=True),
+            tables,
+            max_rows=max_rows,
+            limits=limits,
         )
 
     @contextmanager
@@ -394,11 +428,36 @@ class SqlDatabaseWarehouse:
                     connection.exec_driver_sql(
                         f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}"
                     )
+                    self._limit_postgres_resources(connection)
                 elif self.dialect == "sqlite":
                     connection.exec_driver_sql("PRAGMA query_only = ON")
                 yield connection
             finally:
                 transaction.rollback()
+
+    def _limit_postgres_resources(self, connection: Connection) -> None:
+        """Lower ``work_mem`` (never raising the server's value) and, where allowed, ``temp_file_limit``."""
+        work_mem_kb = max(64, self.limits.memory_limit_mb * 1024 // 16)
+        connection.exec_driver_sql(
+            "SELECT set_config('work_mem', LEAST(pg_size_bytes(current_setting('work_mem')) / 1024, "
+            f"{work_mem_kb})::text || 'kB', true)"
+        )
+        if self._may_limit_temp_files is None:
+            self._may_limit_temp_files = bool(
+                connection.exec_driver_sql(
+                    "SELECT CASE WHEN current_setting('server_version_num')::int >= 150000 "
+                    "THEN has_parameter_privilege('temp_file_limit', 'SET') "
+                    "ELSE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) END"
+                ).scalar()
+            )
+        if self._may_limit_temp_files:
+            temp_kb = self.limits.max_temp_mb * 1024
+            # -1 is unlimited on the server; 0 here means no temporary files at all.
+            connection.exec_driver_sql(
+                "SELECT set_config('temp_file_limit', (CASE WHEN current_setting('temp_file_limit')::int < 0 "
+                f"THEN {temp_kb} ELSE LEAST(current_setting('temp_file_limit')::int, {temp_kb}) END)::text, "
+                "true)"
+            )
 
     def tables(self) -> list[TableDescription]:
         """The allowlisted tables with reflected column types and a few sample rows (cached)."""
@@ -440,15 +499,32 @@ class SqlDatabaseWarehouse:
         started = time.perf_counter()
         try:
             with self.read_only(timeout_s=timeout_s) as connection:
-                # no_parameters: the SQL goes to the driver as-is ('%' in LIKE is not a placeholder).
-                cursor = connection.execution_options(no_parameters=True).exec_driver_sql(checked.sql)
+                # no_parameters: the SQL goes to the driver as-is ('%' in LIKE is not a placeholder);
+                # stream_results: a server-side cursor, so rows arrive in batches, not all at once.
+                cursor = connection.execution_options(
+                    no_parameters=True, stream_results=True
+                ).exec_driver_sql(checked.sql)
                 columns = tuple(cursor.keys())
-                rows = [tuple(row) for row in cursor.fetchmany(checked.limit)]
+                rows: list[tuple[Any, ...]] = []
+                size = 0
+                while len(rows) < checked.limit:
+                    batch = cursor.fetchmany(min(_FETCH_ROWS, checked.limit - len(rows)))
+                    if not batch:
+                        break
+                    for row in batch:
+                        size += row_bytes(row)
+                        if size > self.limits.max_result_bytes:
+                            raise _too_large_error(self.limits, f"{len(rows)} row(s) fitted before it")
+                        rows.append(tuple(row))
+                cursor.close()
         except DBAPIError as error:
-            if getattr(error.orig, "sqlstate", None) == _POSTGRES_QUERY_CANCELED:
-                raise QueryTimeoutError(
-                    f"the query ran longer than its limit of {timeout_s:g} s and was stopped by the database; "
-                    "ask for less (filter, aggregate) or raise ODS_WAREHOUSE__TIMEOUT_S"
+            state = getattr(error.orig, "sqlstate", None)
+            if state == _POSTGRES_QUERY_CANCELED:
+                raise _timeout_error(timeout_s, " by the database") from None
+            if state in (_POSTGRES_OUT_OF_MEMORY, _POSTGRES_DISK_FULL):
+                raise QueryLimitError(
+                    "the warehouse database ran out of memory or temporary disk for the query "
+                    f"({_first_line(error.orig or error)}); ask for less (filter, aggregate)"
                 ) from None
             raise WarehouseQueryError(
                 f"the warehouse database could not run the query: {_first_line(error.orig or error)}"
@@ -479,4 +555,6 @@ def open_sql_database_warehouse(settings: Settings) -> SqlDatabaseWarehouse:
         raise SettingsError(
             "no warehouse database is configured: set ODS_WAREHOUSE__URL (and ODS_WAREHOUSE__TABLES)"
         )
-    return SqlDatabaseWarehouse.open(config.url.get_secret_value(), config.tables, max_rows=config.max_rows)
+    return SqlDatabaseWarehouse.open(
+        config.url.get_secret_value(), config.tables, max_rows=config.max_rows, limits=query_limits(settings)
+    )
