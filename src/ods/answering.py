@@ -20,20 +20,26 @@ from ods.adapters.vectors import FilterValue
 from ods.adapters.warehouse import QueryResult, Warehouse, open_sql_database_warehouse, open_warehouse
 from ods.domain.answering import (
     NO_SOURCES_ANSWER,
+    ClaimCheck,
     Evidence,
     Mode,
     Route,
     Source,
     TableResult,
     build_answer_messages,
+    check_claims,
     cited_markers,
+    claims_footer,
     contextual_question,
     pick_evidence,
     recent_history,
     render_table,
     route_question,
+    sources_used,
     split_sentences,
     summarise_table,
+    table_text,
+    without_instructions,
 )
 from ods.domain.chat import ChatMessage, Usage
 from ods.domain.sql_guard import SqlRejected
@@ -101,6 +107,19 @@ class Answer:
     message_id: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     evidence: tuple[Evidence, ...] = field(default_factory=tuple)
+    claims: tuple[ClaimCheck, ...] = field(default_factory=tuple)
+    """A written answer's sentences checked against its sources (empty for quoted and canned answers)."""
+
+    @property
+    def sources_used(self) -> tuple[int, ...]:
+        """The sources the answer rests on: for a written one, those its claims are backed by (see
+        :func:`~ods.domain.answering.sources_used`); for a quoted one, those it quotes."""
+        return tuple(sources_used(self.claims)) if self.claims else self.cited
+
+    @property
+    def unsupported(self) -> tuple[ClaimCheck, ...]:
+        """The sentences of a written answer flagged as not backed by a source they cite."""
+        return tuple(claim for claim in self.claims if claim.flagged)
 
     @property
     def citations(self) -> tuple[AnswerSource, ...]:
@@ -130,6 +149,17 @@ class Answer:
             "timings": self.timings,
             "conversation_id": self.conversation_id,
             "evidence": [{"marker": e.marker, "text": e.text, "score": e.score} for e in self.evidence],
+            "sources_used": list(self.sources_used),
+            "unsupported": [{"sentence": c.sentence, "problem": c.problem} for c in self.unsupported],
+            "claims": [
+                {
+                    "sentence": c.sentence,
+                    "cited": list(c.cited),
+                    "supported_by": list(c.supported_by),
+                    "problem": c.problem,
+                }
+                for c in self.claims
+            ],
             "notes": list(self.notes),
         }
 
@@ -248,6 +278,7 @@ def answer_question(
         message_id=message_id,
         notes=tuple(gathered.notes),
         evidence=tuple(gathered.evidence),
+        claims=tuple(gathered.claims),
     )
 
 
@@ -260,6 +291,7 @@ class _Gathered:
     passages: list[Source] = field(default_factory=list)
     sources: list[AnswerSource] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    claims: list[ClaimCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
 
@@ -312,6 +344,14 @@ def _gather_passages(
         gathered.notes.append(note)
     gathered.passages = passages
     gathered.sources += [_document_source(passage) for passage in passages]
+    for passage in passages:
+        addressed = without_instructions(passage.text)[1]
+        if addressed:
+            quoted = addressed[0] if len(addressed[0]) <= 80 else addressed[0][:79] + "…"
+            gathered.notes.append(
+                f"source [{passage.marker}] ({passage.label}) holds text addressed to an AI assistant "
+                f"(“{quoted}”): withheld from the model and never used as evidence"
+            )
 
 
 def _compose(
@@ -351,10 +391,28 @@ def _compose(
             gathered.notes.append(
                 "the model cited no source by number; the sources of the evidence are listed"
             )
-        return completion.text.strip(), cited, completion.model
+        return _checked(gathered, completion.text.strip(), question, on_text), cited, completion.model
     if on_text is not None:
         on_text(text)
     return text, cited, model_id
+
+
+def _checked(gathered: _Gathered, text: str, question: str, on_text: Callable[[str], None] | None) -> str:
+    """The written answer followed by the sources it used and its flagged sentences (also streamed):
+    each sentence is checked against the sources it cites (:func:`~ods.domain.answering.check_claims`)."""
+    sources = {passage.marker: passage.text for passage in gathered.passages}
+    sources |= {table.marker: table_text(table) for table in gathered.tables}
+    gathered.claims = check_claims(text, sources, question=question)
+    flagged = sum(claim.flagged for claim in gathered.claims)
+    if flagged:
+        gathered.notes.append(
+            f"{flagged} sentence(s) of the answer are not backed by a source they cite; they are listed "
+            "under the answer"
+        )
+    footer = "\n\n" + claims_footer(gathered.claims)
+    if on_text is not None:
+        on_text(footer)
+    return text + footer
 
 
 def _answer_style(settings: Settings, model: LLM, gathered: _Gathered) -> str:
@@ -382,8 +440,10 @@ def _quoted(item: Evidence) -> str:
 
 def _passage_evidence(settings: Settings, question: str, passages: Sequence[Source]) -> list[Evidence]:
     """The sentences of the passages closest in meaning to the question (the embedder is already loaded)."""
-    candidates = [
-        (passage.marker, sentence) for passage in passages for sentence in split_sentences(passage.text)
+    candidates = [  # text addressed to the model is never quoted as evidence
+        (passage.marker, sentence)
+        for passage in passages
+        for sentence in split_sentences(without_instructions(passage.text)[0])
     ]
     if not candidates:
         return []
