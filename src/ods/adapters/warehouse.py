@@ -501,13 +501,21 @@ class SqlDatabaseWarehouse:
             with self.read_only(timeout_s=timeout_s) as connection:
                 # no_parameters: the SQL goes to the driver as-is ('%' in LIKE is not a placeholder);
                 # stream_results: a server-side cursor, so rows arrive in batches, not all at once.
-                cursor = connection.execution_options(
-                    no_parameters=True, stream_results=True
-                ).exec_driver_sql(checked.sql)
+                cursor = connection.exec_driver_sql(
+                    checked.sql, execution_options={"no_parameters": True, "stream_results": True}
+                )
                 columns = tuple(cursor.keys())
                 rows: list[tuple[Any, ...]] = []
                 size = 0
+                deadline = time.monotonic() + timeout_s
                 while len(rows) < checked.limit:
+                    if rows and self.dialect == "postgres":
+                        # statement_timeout counts per FETCH: what is left of the query's time is the next
+                        # one's limit, so a query that streams its rows slowly still stops on time.
+                        left_ms = round((deadline - time.monotonic()) * 1000)
+                        if left_ms < 1:
+                            raise _timeout_error(timeout_s, " by the database")
+                        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
                     batch = cursor.fetchmany(min(_FETCH_ROWS, checked.limit - len(rows)))
                     if not batch:
                         break
