@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -21,7 +22,7 @@ from rich.table import Table
 from ods.cli_answers import ask, chat, conversations_app
 from ods.cli_events import events_app
 from ods.cli_models import models_app, models_train
-from ods.cli_prefect import start_flow_runner
+from ods.cli_prefect import OUTPUT, prefect_app, start_flow_runner
 from ods.domain.names import display_name
 from ods.domain.object_keys import printable_text
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
@@ -45,9 +46,21 @@ app.command("chat")(chat)
 app.add_typer(conversations_app, name="conversations")
 app.add_typer(events_app, name="events")
 app.add_typer(models_app, name="models")
+app.add_typer(prefect_app, name="prefect")
 
 console = Console()
 error_console = Console(stderr=True)
+
+
+@app.callback()
+def options(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Prefect's logs and the traceback of an error."
+    ),
+) -> None:
+    """ONE-DATA-STUDIO: raw files to trained, served models and grounded answers."""
+    OUTPUT.verbose = verbose
+    OUTPUT.quiet_prefect = not verbose
 
 
 @app.command()
@@ -425,9 +438,11 @@ def _flatten(data: dict[str, object], prefix: str = "") -> list[tuple[str, objec
 
 
 def main() -> None:
-    """Console-script entry point: one-line errors, non-zero exit codes."""
+    """Console-script entry point: one-line errors (the traceback too with --verbose), non-zero exit codes."""
     try:
         app()
     except OdsError as error:
+        if OUTPUT.verbose:
+            traceback.print_exception(error)
         error_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

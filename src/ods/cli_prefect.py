@@ -1,60 +1,120 @@
-"""How the `ods` commands that run a flow run it: Prefect's temporary server started early, no heartbeats.
+"""How the `ods` commands that run a flow run it, and `ods prefect setup`.
 
 With no ``PREFECT_API_URL``, Prefect starts a temporary API server the first time a flow run needs one: a
 subprocess that imports Prefect's server and starts in ~4 s while the command waits, and that stops when
 the command ends. :func:`start_flow_runner` starts it in the background before the command imports its
-flow (pandas, the ods modules, the tasks), so the two overlap.
+flow (pandas, the ods modules, the tasks), so the two overlap. That server is started through
+:mod:`ods.prefect_server_watchdog`, so it stops even when the command is killed outright (SIGKILL), and
+once it answers, runs that an earlier, killed command left Running are marked Crashed
+(:func:`ods.orchestration.crash_orphaned_runs`); the runs this command starts carry its pid for the next.
 
-On that temporary server, flow runs send no heartbeats. Heartbeats let a server mark a run whose process
-died as crashed, but a temporary server dies with the process, so nothing could ever read them; and a
-sync flow run waits at its end for the heartbeat thread's current 1-second sleep. A configured server
-(``PREFECT_API_URL``) gets Prefect's settings unchanged.
+On that temporary server, flow runs send no heartbeats. Heartbeats let a lasting server mark a run whose
+process died as crashed, but a temporary server dies with the process, so nothing could ever read them; and
+a sync flow run waits at its end for the heartbeat thread's current 1-second sleep. A configured server
+(``PREFECT_API_URL``) gets Prefect's settings unchanged, heartbeats included: `ods prefect setup` installs
+the automation that crashes runs whose heartbeats stop.
+
+Results and failed states are stored as JSON on every path (:func:`ods.orchestration.json_results`).
+Prefect's own console output (run logs, tracebacks, its services' warnings) is dropped unless the command
+runs with ``--verbose``: the error a command reports is its one ``error:`` line, and the run's full log,
+traceback included, stays with the run on the Prefect server.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import IO, Any, ParamSpec, TypeVar
+
+import typer
+
+from ods.errors import OdsError
 
 Parameters = ParamSpec("Parameters")
 Result = TypeVar("Result")
+
+logger = logging.getLogger(__name__)
+_SERVER_LOG_BYTES = 5 * 1024 * 1024
+
+prefect_app = typer.Typer(help="What ods installs on a lasting Prefect server.", no_args_is_help=True)
+
+
+@dataclass
+class CliOutput:
+    """What the `ods` command shows besides its own lines; set once by the command's global options."""
+
+    quiet_prefect: bool = False  # drop Prefect's console logs (not --verbose)
+    verbose: bool = False  # --verbose: Prefect's logs and the traceback of an error
+
+
+OUTPUT = CliOutput()
 
 
 class FlowRunner:
     """Runs flows once the Prefect API they need is up; see :func:`start_flow_runner`.
 
-    Given a temporary ``server`` (not started), it starts it at once in a background thread.
+    Given a temporary ``server`` (not started), it starts it at once in a background thread, then calls
+    ``after_start`` there (the sweep of runs left by killed commands). Runs on that server carry
+    ``tags`` (the CLI's tag and this process's).
     """
 
-    def __init__(self, server: Any | None = None) -> None:
+    def __init__(
+        self,
+        server: Any | None = None,
+        *,
+        after_start: Callable[[], None] | None = None,
+        tags: tuple[str, ...] = (),
+        server_log: Path | str = "this console",
+    ) -> None:
         self._failure: Exception | None = None
         self._server_started: threading.Thread | None = None
+        self._tags = tags
+        self._server_log = server_log
         if server is not None:
             self._server_started = threading.Thread(
-                target=self._start, args=(server,), name="prefect-temporary-server", daemon=True
+                target=self._start,
+                args=(server, after_start),
+                name="prefect-temporary-server",
+                daemon=True,
             )
             self._server_started.start()
 
     def run(
         self, flow: Callable[Parameters, Result], *args: Parameters.args, **kwargs: Parameters.kwargs
     ) -> Result:
-        """``flow(*args, **kwargs)`` once the temporary server answers (re-raising what starting it
-        raised), with heartbeats off when it runs on that server."""
+        """``flow(*args, **kwargs)`` with results stored as JSON, once the temporary server answers
+        (re-raising what starting it raised), with heartbeats off and the runner's tags on that server."""
+        from ods.orchestration import json_results
+
         if self._server_started is None:
-            return flow(*args, **kwargs)
+            with json_results():
+                return flow(*args, **kwargs)
         self._server_started.join()
         if self._failure is not None:
-            raise self._failure
-        with _without_heartbeats():
+            raise OdsError(
+                f"Prefect's temporary server did not start: {self._failure} (its output: "
+                f"{self._server_log}); or set PREFECT_API_URL to a running Prefect server"
+            ) from self._failure
+        with json_results(), _without_heartbeats(), _tagged(self._tags):
             return flow(*args, **kwargs)
 
-    def _start(self, server: Any) -> None:
+    def _start(self, server: Any, after_start: Callable[[], None] | None) -> None:
         try:
             server.start()
         except Exception as error:  # noqa: BLE001 - re-raised in the command's thread by run()
             self._failure = error
+            return
+        if after_start is not None:
+            after_start()
 
 
 def start_flow_runner() -> FlowRunner:
@@ -63,13 +123,103 @@ def start_flow_runner() -> FlowRunner:
     the runner just calls the flow."""
     from prefect.settings import get_current_settings
 
+    from ods.orchestration import CLI_RUN_TAG, current_process
+
+    if OUTPUT.quiet_prefect:
+        _quiet_prefect_console()
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return FlowRunner()
-    # Prefect's own launcher: flows that ask for the API later get this same server.
-    from prefect.server.api.server import SubprocessASGIServer
+    # Prefect's own launcher, through the watchdog: flows that ask for the API later get this same server.
+    return FlowRunner(
+        _watched_server_class()(),
+        after_start=_crash_orphaned_runs,
+        tags=(CLI_RUN_TAG, current_process().tag),
+        server_log=temporary_server_log() if OUTPUT.quiet_prefect else "this console",
+    )
 
-    return FlowRunner(SubprocessASGIServer())
+
+@cache
+def _watched_server_class() -> type[Any]:
+    """Prefect's ``SubprocessASGIServer``, launching uvicorn under :mod:`ods.prefect_server_watchdog`.
+
+    The arguments and environment are those of Prefect 3.9's ``_run_uvicorn_command``; only the module
+    run changes. Instances share Prefect's registry, so ``get_client()`` finds this server.
+    """
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    class WatchedTemporaryServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            server_env = {
+                "PREFECT_UI_ENABLED": "0",
+                "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1",
+            }
+            with _server_output() as output:
+                return subprocess.Popen(
+                    args=[
+                        sys.executable,
+                        "-m",
+                        "ods.prefect_server_watchdog",
+                        str(os.getpid()),
+                        "--app-dir",
+                        str(prefect.__module_path__.parent),
+                        "--factory",
+                        "prefect.server.api.server:create_app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.port),
+                        "--log-level",
+                        "error",
+                        "--lifespan",
+                        "on",
+                    ],
+                    env={
+                        **os.environ,
+                        **server_env,
+                        **get_current_settings().to_environment_variables(exclude_unset=True),
+                    },
+                    stdout=output,
+                    stderr=subprocess.STDOUT if output is not None else None,
+                )
+
+    return WatchedTemporaryServer
+
+
+def temporary_server_log() -> Path:
+    """Where the temporary server's own output goes when Prefect's console output is dropped."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home) / "temporary-server.log"
+
+
+def _server_output() -> AbstractContextManager[IO[bytes] | None]:
+    """The file the temporary server writes to (appended; restarted past 5 MB), or None: this console."""
+    if not OUTPUT.quiet_prefect:
+        return nullcontext()
+    path = temporary_server_log()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    too_big = path.is_file() and path.stat().st_size > _SERVER_LOG_BYTES
+    return path.open("wb" if too_big else "ab")  # the server keeps its own descriptor
+
+
+def _crash_orphaned_runs() -> None:
+    """Mark Crashed the runs that killed `ods` commands left unfinished; never fails the command."""
+    from prefect import get_client
+
+    from ods.orchestration import crash_orphaned_runs
+
+    try:
+        with get_client(sync_client=True) as client:
+            crashed = crash_orphaned_runs(client)
+    except Exception as error:  # noqa: BLE001 - bookkeeping of earlier runs must not stop this one
+        logger.warning("could not check for runs left by killed ods commands: %s", error)
+        return
+    if crashed:
+        logger.info("marked %d run(s) of killed ods commands Crashed: %s", len(crashed), crashed)
 
 
 def _without_heartbeats() -> AbstractContextManager[Any]:
@@ -78,3 +228,99 @@ def _without_heartbeats() -> AbstractContextManager[Any]:
     if PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None:
         return nullcontext()
     return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+def _tagged(tags: tuple[str, ...]) -> AbstractContextManager[Any]:
+    from prefect import tags as prefect_tags
+
+    return prefect_tags(*tags) if tags else nullcontext()
+
+
+class _WithoutPrefectRecords(logging.Filter):
+    """Drops what Prefect logs to the console (its loggers, and its services' loggers such as
+    ``EventsWorker``); other libraries' warnings pass."""
+
+    def __init__(self, prefect_dir: str) -> None:
+        super().__init__()
+        self._prefect_dir = prefect_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        from_prefect = name == "prefect" or name.startswith("prefect.")
+        return not (from_prefect or record.pathname.startswith(self._prefect_dir))
+
+
+def _quiet_prefect_console() -> None:
+    """Prefect's console handlers stop printing Prefect's records for the rest of the process.
+
+    Only the console: the API handler still sends every run log (tracebacks included) to the server.
+    A filter, not a level, so the run records still reach other handlers (the ingest progress bar).
+    """
+    import prefect
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler, _SafeStreamHandler
+
+    ensure_logging_setup()  # the handlers exist before `import prefect.main` would make them
+    prefect_dir = str(prefect.__module_path__) + os.sep
+    for name in ("", "prefect._internal"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler | _SafeStreamHandler) and not any(
+                isinstance(existing, _WithoutPrefectRecords) for existing in handler.filters
+            ):
+                handler.addFilter(_WithoutPrefectRecords(prefect_dir))
+
+
+@prefect_app.callback()
+def prefect_commands() -> None:
+    """Set up a lasting Prefect server (PREFECT_API_URL) for ods: automations it needs."""
+
+
+@prefect_app.command("setup")
+def prefect_setup(
+    missing_after: float | None = typer.Option(
+        None,
+        "--missing-after",
+        help="Seconds without a heartbeat after which a flow run is marked Crashed "
+        "(default: 3x PREFECT_FLOWS_HEARTBEAT_FREQUENCY; at least 2x).",
+    ),
+) -> None:
+    """Install (or update) the automation that marks Crashed the flow runs whose heartbeats stopped.
+
+    Idempotent: run it after `prefect deploy` or whenever the heartbeat frequency changes.
+    """
+    from prefect import get_client
+    from prefect.settings import get_current_settings
+
+    from ods.orchestration import ZOMBIE_AUTOMATION_NAME, install_zombie_detection
+
+    settings = get_current_settings()
+    api_url = settings.api.url
+    if not api_url:
+        raise OdsError(
+            "PREFECT_API_URL is not set: `ods prefect setup` configures a lasting Prefect server; set it, "
+            "e.g. PREFECT_API_URL=http://127.0.0.1:4200/api (runs on the temporary server need no set-up)"
+        )
+    if settings.flows.heartbeat_frequency is None:
+        raise OdsError(
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY is unset: flow runs send no heartbeats, so none can go "
+            "missing; set it (Prefect's default is 180 s) on the workers and here"
+        )
+    heartbeat = max(settings.flows.heartbeat_frequency, 30)  # Prefect's floor for heartbeats
+    window = missing_after if missing_after is not None else 3.0 * heartbeat
+    if window < 2 * heartbeat:
+        raise OdsError(
+            f"--missing-after {window:g} is under twice the heartbeat frequency ({heartbeat} s, "
+            f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY): healthy runs would be crashed between heartbeats; "
+            f"use at least {2 * heartbeat}"
+        )
+    try:
+        with get_client(sync_client=True) as client:
+            outcome = install_zombie_detection(client, timedelta(seconds=window))
+    except Exception as error:
+        raise OdsError(
+            f"cannot install the automation on the Prefect API {api_url}: {error}; check PREFECT_API_URL"
+        ) from error
+    typer.echo(
+        f"{outcome} automation {ZOMBIE_AUTOMATION_NAME!r}: a flow run with no heartbeat "
+        f"for {window:g} s is marked Crashed"
+    )

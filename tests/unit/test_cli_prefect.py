@@ -1,14 +1,22 @@
-"""How `ods` commands run flows: the temporary server started early, heartbeats off on it (logic only;
-tests/e2e run the commands against real temporary servers)."""
+"""How `ods` commands run flows: the temporary server started early, then the sweep of runs left by killed
+commands; on it, heartbeats off and the runs tagged with their process; results as JSON everywhere (logic
+only; tests/e2e run the commands against real temporary servers)."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.context import TagsContext
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_RESULTS_DEFAULT_SERIALIZER,
+    temporary_settings,
+)
 
 from ods.cli_prefect import FlowRunner, start_flow_runner
+from ods.errors import OdsError
 
 
 class FakeServer:
@@ -26,21 +34,33 @@ class FakeServer:
         self.started = True
 
 
-def test_a_flow_runs_once_the_server_has_started_and_without_heartbeats() -> None:
+def test_a_flow_runs_once_the_server_has_started_and_the_sweep_ran_without_heartbeats_and_tagged() -> None:
     server = FakeServer()
-    runner = FlowRunner(server)
-    seen: list[tuple[bool, int | None]] = []
+    swept: list[bool] = []
+    runner = FlowRunner(server, after_start=lambda: swept.append(server.started), tags=("ods-cli", "p:1"))
+    seen: list[tuple[bool, list[bool], int | None, str, set[str]]] = []
 
     def flow(a: int, *, b: int) -> int:
-        seen.append((server.started, PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()))
+        seen.append(
+            (
+                server.started,
+                list(swept),
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value(),
+                PREFECT_RESULTS_DEFAULT_SERIALIZER.value(),
+                TagsContext.get().current_tags,
+            )
+        )
         return a + b
 
     threading.Timer(0.2, server.release.set).start()
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):
+    with temporary_settings(
+        updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180, PREFECT_RESULTS_DEFAULT_SERIALIZER: "pickle"}
+    ):
         assert runner.run(flow, 1, b=2) == 3
         assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == 180  # restored after the run
+        assert PREFECT_RESULTS_DEFAULT_SERIALIZER.value() == "pickle"
 
-    assert seen == [(True, None)]
+    assert seen == [(True, [True], None, "json", {"ods-cli", "p:1"})]
 
 
 def test_a_server_that_fails_to_start_fails_the_command_before_the_flow() -> None:
@@ -51,8 +71,10 @@ def test_a_server_that_fails_to_start_fails_the_command_before_the_flow() -> Non
     runner = FlowRunner(server)
     called: list[bool] = []
 
-    with pytest.raises(RuntimeError, match="Timed out"):
+    with pytest.raises(OdsError, match="temporary server did not start: Timed out") as raised:
         runner.run(lambda: called.append(True))
+
+    assert isinstance(raised.value.__cause__, RuntimeError)
 
     assert called == []
 
@@ -64,3 +86,5 @@ def test_with_a_configured_api_the_flow_runs_as_prefect_is_configured() -> None:
         runner = start_flow_runner()  # starts nothing: a configured server is used as it is
 
         assert runner.run(PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value) == 60
+        assert runner.run(lambda: TagsContext.get().current_tags) == set()
+        assert runner.run(PREFECT_RESULTS_DEFAULT_SERIALIZER.value) == "json"

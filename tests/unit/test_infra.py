@@ -198,6 +198,7 @@ def test_workers_poll_the_pools_of_prefect_yaml_with_the_repository_templates(
         kind = pool.removeprefix("ods-")
         assert f"work-pool create {pool} --type process" in creation
         assert f"deployments/job_templates/process-{kind}.json" in creation
+    assert creation.endswith("&& ods prefect setup")  # zombie-run detection on the lasting server
     for name in ("cpu-worker", "gpu-worker", "events-bridge"):
         environment = _environment(services[name])
         assert environment["PREFECT_API_URL"] == "http://prefect-server:4200/api"
