@@ -446,6 +446,12 @@ def test_postgres_limits_apply_to_each_transaction(pg_url: str) -> None:
         with pytest.raises(SqlRejected, match="repeat\\(\\) may build at most 10,000 characters"):
             limited.guard("SELECT repeat('x', 2000000000) FROM shop.orders")
         assert run(limited, "SELECT count(*) FROM shop.orders") == [(PG_ROWS,)]
+    spill = QueryLimits(memory_limit_mb=1, max_temp_mb=1)  # work_mem 64kB: this sort spills past 1 MB
+    with (
+        SqlDatabaseWarehouse.open(pg_url, ["shop.orders"], limits=spill) as small,
+        pytest.raises(QueryLimitError, match=r"temporary file size exceeds temp_file_limit \(1024kB\)"),
+    ):
+        run(small, "SELECT a.customer_email FROM shop.orders AS a, shop.orders AS b ORDER BY 1 DESC")
     with (
         SqlDatabaseWarehouse.open(pg_url, ["shop.orders"]) as default,
         default.read_only(timeout_s=5) as connection,

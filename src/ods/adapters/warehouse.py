@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ROWS = 1000
 _POSTGRES_QUERY_CANCELED = "57014"
 _POSTGRES_OUT_OF_MEMORY = "53200"
-_POSTGRES_DISK_FULL = "53100"  # temp_file_limit exceeded, among others
+_POSTGRES_TEMP_FILE_LIMIT = "53400"  # configuration_limit_exceeded: temp_file_limit among others
 _FETCH_ROWS = 256
 _SQLGLOT_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mysql", "duckdb": "duckdb"}
 
@@ -529,10 +529,11 @@ class SqlDatabaseWarehouse:
             state = getattr(error.orig, "sqlstate", None)
             if state == _POSTGRES_QUERY_CANCELED:
                 raise _timeout_error(timeout_s, " by the database") from None
-            if state in (_POSTGRES_OUT_OF_MEMORY, _POSTGRES_DISK_FULL):
+            if state in (_POSTGRES_OUT_OF_MEMORY, _POSTGRES_TEMP_FILE_LIMIT):
                 raise QueryLimitError(
-                    "the warehouse database ran out of memory or temporary disk for the query "
-                    f"({_first_line(error.orig or error)}); ask for less (filter, aggregate)"
+                    f"the warehouse database stopped the query at a limit ({_first_line(error.orig or error)}; "
+                    "ODS_WAREHOUSE__MAX_TEMP_MB sets temp_file_limit where the role may); "
+                    "ask for less (filter, aggregate)"
                 ) from None
             raise WarehouseQueryError(
                 f"the warehouse database could not run the query: {_first_line(error.orig or error)}"
