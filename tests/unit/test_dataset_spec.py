@@ -378,6 +378,26 @@ def test_an_expectation_the_steps_make_impossible_is_refused_at_load_time_with_b
     )
 
 
+def test_an_expectation_on_a_column_the_selection_leaves_out_is_refused_at_load_time() -> None:
+    error = error_of(
+        """\
+        name: payments
+        source: {uri: p.csv}
+        columns: {select: [id, amt], rename: {amt: amount}}
+        steps:
+          - derive: {column: cents, expression: amount * 100}
+        expectations:
+          - not_null: {column: cents}
+          - not_null: {column: amt}
+        """
+    )
+
+    assert str(error) == (
+        "spec.yaml line 8, expectations[1].not_null.column: column 'amt' is not among the columns the spec "
+        "keeps (amount, cents, id); select it under columns.select, or name a kept column"
+    )
+
+
 def test_an_expectation_the_steps_make_possible_is_accepted() -> None:
     spec = parse(
         "name: p\nsource: {uri: p.csv}\nsteps:\n  - extract: {column: raw, pattern: '(\\d+)', into: amount}\n"

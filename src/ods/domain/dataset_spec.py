@@ -505,12 +505,36 @@ def _type_after_steps(steps: tuple[Step, ...], column: str) -> tuple[LogicalType
     return known
 
 
-def _spec_type_problems(spec: DatasetSpec) -> list[str]:
-    """Expectations the spec's own steps make impossible to check (``between`` with numbers on a column
-    the steps coerce to string), each located in the file: found at load time, before any data is read."""
+def _selected_columns(spec: DatasetSpec) -> set[str] | None:
+    """The columns the cleaned table can have when the spec selects its columns (renamed, plus the
+    columns steps write), or None when the source's columns decide."""
+    if spec.columns.select is None:
+        return None
+    columns = {spec.columns.rename.get(name, name) for name in spec.columns.select}
+    for step in spec.steps:
+        rule = step.rule
+        if isinstance(rule, ExtractRule) and rule.into:
+            columns.add(rule.into)
+        elif isinstance(rule, DeriveRule):
+            columns.add(rule.column)
+    return columns
+
+
+def _spec_problems(spec: DatasetSpec) -> list[str]:
+    """Expectations the spec itself makes impossible to check, each located in the file, found at load
+    time before any data is read: a column the selection leaves out, or a type the steps give a column
+    that the expectation cannot use (``between`` with numbers on a column coerced to string)."""
     problems = []
+    selected = _selected_columns(spec)
     for index, expectation in enumerate(spec.expectations):
         column = getattr(expectation.params, "column", None)
+        if selected is not None and column is not None and column not in selected:
+            problems.append(
+                f"{spec.where('expectations', index, expectation.name, 'column')}: column {column!r} is not "
+                f"among the columns the spec keeps ({', '.join(sorted(selected))}); "
+                "select it under columns.select, or name a kept column"
+            )
+            continue
         needed = _needed_types(expectation.params)
         known = _type_after_steps(spec.steps, column) if column is not None and needed else None
         if known is None or needed is None or known[0] in needed[0]:
@@ -622,7 +646,7 @@ def parse_dataset_spec(text: str, source_name: str = "<spec>") -> DatasetSpec:
         raise DatasetSpecError(message, tuple(problems)) from None
     spec._source_name = source_name
     spec._lines = _index_lines(root)
-    mismatched = _spec_type_problems(spec)
+    mismatched = _spec_problems(spec)
     if mismatched:
         raise DatasetSpecError("; ".join(mismatched), tuple(mismatched))
     return spec
