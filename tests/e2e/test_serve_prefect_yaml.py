@@ -48,7 +48,7 @@ def _serve_until_registered(
     server: PrefectServer, log: Path, names: set[str], automations: int, *args: str
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Start serve, wait until ``names`` and ``automations`` are on the server, then Ctrl-C it."""
-    serve = server.start(["deployments.serve", *args], cwd=ROOT, log=log)
+    serve = server.start(["-m", "deployments.serve", *args], cwd=ROOT, log=log)
     try:
 
         def all_registered() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
@@ -94,7 +94,7 @@ def test_prefect_deploy_without_ods_project_dir_fails_before_registering_anythin
 ) -> None:
     before = worker_server.deployments()
 
-    deploy = worker_server.run(["prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT)
+    deploy = worker_server.run(["-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT)
 
     output = deploy.stdout + deploy.stderr
     assert deploy.returncode != 0, output[-3000:]
@@ -108,7 +108,7 @@ def test_serve_refuses_to_replace_worker_deployments_and_serves_beside_them_with
 ) -> None:
     specs = _specs()
     deploy = worker_server.run(
-        ["prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env={"ODS_PROJECT_DIR": str(ROOT)}
+        ["-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env={"ODS_PROJECT_DIR": str(ROOT)}
     )
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     deployed = worker_server.deployments()
@@ -118,7 +118,7 @@ def test_serve_refuses_to_replace_worker_deployments_and_serves_beside_them_with
     )
     automations = len(worker_server.post("/automations/filter"))
 
-    refused = worker_server.run(["deployments.serve"], cwd=ROOT, timeout_s=120)
+    refused = worker_server.run(["-m", "deployments.serve"], cwd=ROOT, timeout_s=120)
 
     assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]

@@ -89,6 +89,9 @@ class PrefectServer:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def patch(self, path: str, body: Any) -> None:
+        httpx.patch(f"{self.api}{path}", json=body, timeout=10).raise_for_status()
+
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.api}{path}", timeout=10)
         response.raise_for_status()
@@ -110,9 +113,9 @@ class PrefectServer:
     def run(
         self, args: list[str], cwd: Path, env: Mapping[str, str] | None = None, timeout_s: float = 180
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m <args>`` as a client of this server."""
+        """Run ``python <args>`` (e.g. ``["-m", "prefect", "deploy"]``) as a client of this server."""
         return subprocess.run(
-            [sys.executable, "-m", *args],
+            [sys.executable, *args],
             cwd=cwd,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -124,10 +127,10 @@ class PrefectServer:
     def start(
         self, args: list[str], cwd: Path, log: Path, env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """Start ``python -m <args>`` as a client of this server, its output in ``log``."""
+        """Start ``python <args>`` as a client of this server, its output in ``log``."""
         with log.open("wb") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", *args],
+                [sys.executable, *args],
                 cwd=cwd,
                 env={**self.env, **(env or {})},
                 stdout=out,
