@@ -17,6 +17,7 @@ from prefect.settings import (
 )
 
 from flows.check_health import check_health
+from ods.diagnostics import COMPONENTS
 from ods.errors import OdsError
 from ods.settings import get_settings
 from tests.support.result_storage import pickled_or_not_json
@@ -50,14 +51,7 @@ def test_cached_task_results_and_a_failed_runs_exceptions_are_stored_as_json(
             item = json.loads(item["result"])
         payloads.append(item)
     # each component's check (cached by check-component) and the failure of report-health and of the flow
-    assert {item["component"] for item in payloads if "component" in item} == {
-        "catalog",
-        "object_store",
-        "milvus",
-        "embedding_model",
-        "llm",
-        "prefect_api",
-    }
+    assert {item["component"] for item in payloads if "component" in item} == set(COMPONENTS)
     failures = [item for item in payloads if "__exc_type__" in item]
     assert [item["__exc_type__"] for item in failures] == ["ods.errors.OdsError"] * 2
     assert all(item["message"].startswith("unhealthy components: catalog") for item in failures)
