@@ -29,7 +29,7 @@ def deploy_model(
     model: str,
     backend: Literal["vllm", "transformers"] | None = None,
     port: int | None = None,
-    host: str = "127.0.0.1",
+    host: str | None = None,
     dtype: str = "auto",
     max_model_len: int | None = None,
     tensor_parallel_size: int = 1,
@@ -42,7 +42,8 @@ def deploy_model(
         model: NAME or NAME@VERSION of a registered causal-LM model version (NAME alone: the newest).
         backend: vllm (GPU) or transformers (CPU); default vllm when a CUDA GPU is present, else transformers.
         port: TCP port of the server; a free one when unset.
-        host: address the server binds (127.0.0.1: this machine only; 0.0.0.0: every interface).
+        host: address the server binds (127.0.0.1: this machine only; 0.0.0.0: every interface); unset:
+            ODS_SERVING__HOST of the worker, 127.0.0.1 unless configured.
         dtype: vllm: weights/activation dtype (auto, bfloat16, float16, float32).
         max_model_len: vllm: context length cap (default: the model's).
         tensor_parallel_size: vllm: number of GPUs to shard the model over.

@@ -66,13 +66,20 @@ def _emit(name: str, plan: DeploymentPlan, payload: dict[str, Any]) -> None:
 
 @task(name="plan-deployment", **IO_RETRIES, **IN_MEMORY)
 def plan_model_deployment(
-    model: str, backend: str | None, host: str, port: int | None, gpu: GpuSettings
+    model: str, backend: str | None, host: str | None, port: int | None, gpu: GpuSettings
 ) -> DeploymentPlan:
-    """Resolve the model version and check it can be served as asked (nothing downloaded yet)."""
+    """Resolve the model version and check it can be served as asked (nothing downloaded yet); no
+    ``host`` binds the worker's ODS_SERVING__HOST (loopback unless configured)."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
         plan = plan_deployment(
-            catalog, build_object_store(settings), model=model, backend=backend, host=host, port=port, gpu=gpu
+            catalog,
+            build_object_store(settings),
+            model=model,
+            backend=backend,
+            host=host if host is not None else settings.serving.host,
+            port=port,
+            gpu=gpu,
         )
     get_run_logger().info(
         "deploying %s (%s, %s) with %s on %s:%d%s",

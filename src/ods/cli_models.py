@@ -163,7 +163,13 @@ def models_deploy(
         ),
     ] = None,
     port: Annotated[int | None, typer.Option("--port", help="Server port (default: a free one).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address the server binds.")] = "127.0.0.1",
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address the server binds (default: ODS_SERVING__HOST, 127.0.0.1 unless configured).",
+        ),
+    ] = None,
     max_model_len: Annotated[
         int | None, typer.Option("--max-model-len", help="vllm: context length cap.")
     ] = None,

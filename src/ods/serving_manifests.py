@@ -96,7 +96,9 @@ def _vllm_args(request: VllmManifestRequest, model_dir: str) -> list[str]:
         "--served-model-name",
         request.model_name,
         "--host",
-        "0.0.0.0",  # noqa: S104 - inside the pod; the Service is the boundary
+        # Every interface of the pod, which is right: a pod's address is reached only through the ClusterIP
+        # Service in front of it (loopback would make the server unreachable from the Service).
+        "0.0.0.0",  # noqa: S104
         "--port",
         str(request.port),
         "--dtype",

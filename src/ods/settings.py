@@ -256,6 +256,19 @@ class DeployGate(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """Model servers that deploy-model starts (`vllm serve` on GPU workers, `transformers serve` on CPU)."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address a model server binds when the deploy-model flow or `ods models deploy --host` "
+        "names none: 127.0.0.1 (this machine only). Set 0.0.0.0 (every interface) on a worker whose model "
+        "servers other machines must reach, and only behind a network boundary (a container network, a "
+        "firewall): the servers ask for no credentials.",
+    )
+
+
 class WatchSettings(BaseModel):
     """Bucket watching, the MinIO webhook bridge and the automatic deploy gate (event-driven runs)."""
 
@@ -305,6 +318,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

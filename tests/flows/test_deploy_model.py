@@ -134,6 +134,7 @@ def test_a_version_is_served_smoke_tested_and_recorded_as_the_models_active_endp
     assert endpoint is not None and endpoint.id == deployed["endpoint_id"]
     assert (endpoint.model_version, endpoint.backend, endpoint.status) == (1, "transformers", "active")
     assert endpoint.url == deployed["url"] and endpoint.url.startswith("http://127.0.0.1:")
+    assert endpoint.details["host"] == "127.0.0.1"  # no host given: ODS_SERVING__HOST's default, loopback
     # transformers serve names the model by the folder it was given: the catalog records that id.
     staged = serving.home.resolve() / CACHE_DIR / endpoint.details["content_hash"]
     assert endpoint.served_model == deployed["served_model"] == str(staged)

@@ -85,7 +85,7 @@ def _env_example() -> dict[str, str]:
 def test_every_service_has_an_image_and_known_keys(compose: dict[str, Any]) -> None:
     known = {
         "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "depends_on",
-        "healthcheck", "restart", "profiles", "deploy", "security_opt", "shm_size", "ipc", "secrets",
+        "healthcheck", "restart", "profiles", "deploy", "security_opt", "shm_size", "ipc", "secrets", "hostname",
     }  # fmt: skip
     for name, service in compose["services"].items():
         assert service.get("image"), f"service {name} has no image"

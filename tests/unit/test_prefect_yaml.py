@@ -41,3 +41,12 @@ def test_prefect_yaml_holds_no_secret_looking_values() -> None:
 
     for marker in ("secret_key:", "password", "api_key:", "access_key:", "token:"):
         assert marker not in text
+
+
+def test_model_servers_bind_what_the_worker_configures_not_every_interface() -> None:
+    """deploy-model and deploy-model-cpu name no host: a server binds the worker's ODS_SERVING__HOST,
+    127.0.0.1 unless that worker sets another address."""
+    deployments = {deployment["name"]: deployment for deployment in _deployments()}
+
+    for name in ("deploy-model", "deploy-model-cpu"):
+        assert "host" not in (deployments[name].get("parameters") or {}), name

@@ -209,3 +209,11 @@ def test_the_cluster_profile_refuses_embedded_stand_ins_by_name(
     assert expected in message
     assert "\n" not in message
     assert "hunter2" not in message  # the catalog URL's kind is named, never the URL itself
+
+
+def test_model_servers_bind_loopback_unless_a_host_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().serving.host == "127.0.0.1"
+
+    monkeypatch.setenv("ODS_SERVING__HOST", "0.0.0.0")  # noqa: S104 - a worker behind a network boundary
+
+    assert load_settings().serving.host == "0.0.0.0"  # noqa: S104
