@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ods.adapters.vectors import VectorIndexUnavailable
 from ods.errors import CatalogError, ObjectStoreError
 
-TRANSIENT = (ObjectStoreError, CatalogError, ConnectionError, TimeoutError)
+# VectorIndexUnavailable: Milvus was away through the adapter's own retries (a restart, say); a later
+# attempt of the task reopens the index, and re-running its idempotent writes is safe. A plain
+# VectorIndexError (schema, dimension, a refused request) is not retried.
+TRANSIENT = (ObjectStoreError, CatalogError, VectorIndexUnavailable, ConnectionError, TimeoutError)
 
 
 def retry_on_transient_errors(task: Any, task_run: Any, state: Any) -> bool:

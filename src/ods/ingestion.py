@@ -180,6 +180,8 @@ def open_index(
         index_type="FLAT" if lite_file is not None else "HNSW",
         owns_client=True,
         lite_file=lite_file,
+        uri=settings.milvus_uri,
+        retry_s=settings.milvus.retry_s,
     )
     index.ensure_collection()
     return index

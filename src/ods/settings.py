@@ -97,6 +97,17 @@ class MilvusSettings(BaseModel):
         ),
     )
 
+    retry_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description=(
+            "How long a Milvus call keeps retrying, with backoff, while Milvus is unreachable, restarting or "
+            "not ready (connection refused/reset, unavailable, timeouts) before it fails naming the URI; "
+            "0 fails at the first such error. Requests Milvus refuses (schema, dimension) never retry."
+        ),
+    )
+
     def lite_in_own_process(self, *, ingesting: bool) -> bool:
         """Whether a Milvus Lite file opened for this work is served from a process of its own."""
         return self.lite_server == "own_process" or (self.lite_server == "auto" and ingesting)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,10 +33,92 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class VectorIndexError(OdsError):
     """Milvus cannot be reached or refused an operation."""
+
+
+class VectorIndexUnavailable(VectorIndexError):
+    """Milvus could not be reached or was not ready (a transient fault), still so after the retries.
+
+    Raised instead of :class:`VectorIndexError` for connection refused/reset, an unavailable or not-ready
+    server and timeouts, so a task may retry it later; a refused request (schema, dimension, filter) is a
+    plain ``VectorIndexError`` and retrying it cannot help.
+    """
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or message
+
+
+class _CollectionReleased(VectorIndexUnavailable):
+    """The collection is not loaded: after a restart, Milvus Lite holds every collection released."""
+
+
+_RELEASED = re.compile(r"in state 'released'|collection not loaded|call load\(\)", re.IGNORECASE)
+
+# Words of a pymilvus/gRPC error that mean the server was away, not that the request was wrong.
+_TRANSIENT_MESSAGES = (
+    "fail connecting to server",
+    "server unavailable",
+    "unavailable",
+    "connection refused",
+    "connection reset",
+    "connection closed",
+    "socket closed",
+    "broken pipe",
+    "deadline exceeded",
+    "deadline_exceeded",
+    "timed out",
+    "timeout",
+    "not ready",
+    "notreadyserve",
+    "service not ready",
+    "server is stopping",
+)
+
+
+def is_transient_milvus_error(error: BaseException) -> bool:
+    """Whether ``error`` from pymilvus means Milvus was away or busy (retry) rather than that the request
+    was refused (do not): connection refused/reset, an unavailable, stopping or not-ready server, timeouts,
+    rate limits. Input errors that the server flagged as such are never transient."""
+    import grpc
+    from pymilvus.exceptions import (
+        ConnectError,
+        ErrorCode,
+        MilvusException,
+        MilvusUnavailableException,
+        ParamError,
+    )
+    from pymilvus.grpc_gen import common_pb2
+
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    transient_codes = {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+    if isinstance(error, grpc.RpcError):
+        code = error.code() if callable(getattr(error, "code", None)) else None
+        return code in transient_codes
+    if not isinstance(error, MilvusException) or isinstance(error, ParamError) or error.is_input_error:
+        return False
+    if isinstance(error, ConnectError | MilvusUnavailableException) or error.retriable:
+        return True
+    if error.code in transient_codes or error.code == ErrorCode.RATE_LIMIT:
+        return True
+    if error.compatible_code in (
+        common_pb2.NotReadyServe,
+        common_pb2.NotReadyCoordActivating,
+        common_pb2.RateLimit,
+    ):
+        return True
+    message = str(error.message).lower()
+    return any(words in message for words in _TRANSIENT_MESSAGES)
 
 
 def is_server_uri(uri: str) -> bool:
@@ -56,6 +139,10 @@ def open_milvus_client(
 
     from ods.adapters.milvus_lite_process import MilvusLiteProcessError, lite_server_uri
 
+    # pymilvus logs every failed call with its traceback (and each failed reconnect) before raising it;
+    # this adapter retries transient faults and raises one error naming the URI, so those logs are noise.
+    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
+    logging.getLogger("pymilvus.client.connection_manager").setLevel(logging.ERROR)
     address = uri
     if not is_server_uri(uri):
         # Milvus Lite's in-process gRPC server logs a traceback for each call it does not implement
@@ -79,7 +166,8 @@ def open_milvus_client(
             uri=address, token=token or "", timeout=timeout_s, dedicated=not is_server_uri(uri)
         )
     except MilvusException as error:
-        raise VectorIndexError(
+        kind = VectorIndexUnavailable if is_transient_milvus_error(error) else VectorIndexError
+        raise kind(
             f"cannot open Milvus at {uri}: {error.message}; check ODS_MILVUS__URI and that Milvus is running"
         ) from None
 
@@ -235,6 +323,12 @@ class MilvusVectorIndex:
 
     Writes are upserts keyed by content-derived ids, so re-running an ingest changes nothing; a changed
     document is written first and its old chunks deleted after (``delete_document(uri, keep_sha256=...)``).
+
+    Every call to Milvus is retried with backoff while it fails transiently (``is_transient_milvus_error``:
+    a restarting or unreachable server), for up to ``retry_s`` seconds; then :class:`VectorIndexUnavailable`
+    names the URI. Retrying is safe because every call is idempotent: upserts are keyed by content-derived
+    primary keys (a repeated upsert rewrites the same rows), deletes are by filter, flush and load are
+    no-ops the second time, and creating the collection is re-checked first.
     """
 
     def __init__(
@@ -248,12 +342,21 @@ class MilvusVectorIndex:
         timeout_s: float = 30.0,
         owns_client: bool | None = None,
         lite_file: str | Path | None = None,
+        uri: str | None = None,
+        retry_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``owns_client``: close the client in :meth:`close` (default: only when this index opened it).
         ``lite_file``: the Milvus Lite file the client serves (taken from ``client_or_uri`` when that is
-        one), so dense search can use the collection's dense snapshot (``ods.adapters.dense_snapshot``)."""
+        one), so dense search can use the collection's dense snapshot (``ods.adapters.dense_snapshot``).
+        ``uri``: the configured Milvus URI, named in errors (taken from ``client_or_uri`` when that is one).
+        ``retry_s``: how long a call keeps retrying transient faults (0: fail at the first); ``sleep`` and
+        ``clock`` time those retries (tests pass their own)."""
         if dimension < 1:
             raise VectorIndexError(f"embedding dimension must be positive, got {dimension}")
+        if retry_s < 0:
+            raise VectorIndexError(f"retry_s must be 0 or more seconds, got {retry_s}")
         self._owns_client = isinstance(client_or_uri, str) if owns_client is None else owns_client
         self._client = open_milvus_client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
         self.collection = collection
@@ -261,6 +364,10 @@ class MilvusVectorIndex:
         self.model_id = model_id
         self._index_type = index_type
         self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._sleep = sleep
+        self._clock = clock
+        self._uri = uri or (client_or_uri if isinstance(client_or_uri, str) else None)
         self._ready = False
         if lite_file is None and isinstance(client_or_uri, str) and not is_server_uri(client_or_uri):
             lite_file = client_or_uri
@@ -276,7 +383,7 @@ class MilvusVectorIndex:
         """Create the collection (or check the existing one matches this model) and load it for search."""
         from pymilvus import DataType, Function, FunctionType
 
-        with self._errors("prepare"):
+        def prepare() -> None:
             if self._client.has_collection(self.collection, timeout=self._timeout_s):
                 self._check_existing()
             else:
@@ -320,6 +427,8 @@ class MilvusVectorIndex:
                 )
             # A Milvus Lite file reopened by a new process holds its collections released.
             self._client.load_collection(self.collection, timeout=self._timeout_s)
+
+        self._retrying("prepare", prepare)
         self._ready = True
 
     def upsert(self, rows: Sequence[ChunkRow]) -> int:
@@ -329,8 +438,10 @@ class MilvusVectorIndex:
         if not records:
             return 0
         self._discard_snapshot()
-        with self._errors("upsert chunks into"):
-            result = self._client.upsert(self.collection, records, timeout=self._timeout_s)
+        result = self._retrying(
+            "upsert chunks into",
+            lambda: self._client.upsert(self.collection, records, timeout=self._timeout_s),
+        )
         return int(result.get("upsert_count", len(records)))
 
     def delete_document(self, uri: str, keep_sha256: str | None = None) -> None:
@@ -340,8 +451,13 @@ class MilvusVectorIndex:
         if keep_sha256 is not None:
             expression += f" and doc_sha256 != {milvus_string(keep_sha256)}"
         self._discard_snapshot()
-        with self._errors(f"delete chunks of {uri!r} from"):
-            self._client.delete(self.collection, filter=expression, timeout=self._timeout_s)
+        self._delete(f"delete chunks of {uri!r} from", expression)
+
+    def _delete(self, action: str, expression: str) -> None:
+        """Delete the rows matching ``expression`` (retried: deleting twice deletes nothing more)."""
+        self._retrying(
+            action, lambda: self._client.delete(self.collection, filter=expression, timeout=self._timeout_s)
+        )
 
     def flush(self) -> None:
         """Seal what was written into indexed segments: unsealed rows are searched by brute force.
@@ -350,8 +466,7 @@ class MilvusVectorIndex:
         (benchmarks/retrieval.py), so an ingest run ends with one.
         """
         self._ensure()
-        with self._errors("flush"):
-            self._client.flush(self.collection, timeout=self._timeout_s)
+        self._retrying("flush", lambda: self._client.flush(self.collection, timeout=self._timeout_s))
 
     def write_search_snapshot(self, *, batch_rows: int = 2_000) -> int | None:
         """Flush, then write the collection's dense snapshot for exact in-process dense search (a Milvus
@@ -404,20 +519,54 @@ class MilvusVectorIndex:
                 f"(doc_uri == {milvus_string(uri)} and doc_sha256 != {milvus_string(sha256)})"
                 for uri, sha256 in items[start : start + per_call]
             ]
-            with self._errors(f"delete old chunks of {len(clauses)} document(s) from"):
-                self._client.delete(self.collection, filter=" or ".join(clauses), timeout=self._timeout_s)
+            self._delete(f"delete old chunks of {len(clauses)} document(s) from", " or ".join(clauses))
+
+    def chunk_ids(self, *, batch_rows: int = 5_000) -> Iterator[tuple[str, str]]:
+        """Every chunk's ``(id, doc_uri)``, read page by page (``batch_rows`` per call), for comparing the
+        index with the catalog (``ods kb verify``). A fault while reading is raised, not retried (the
+        pages already read would be yielded again); opening the iterator (its first query) is retried."""
+        self._ensure()
+        iterator = self._retrying(
+            "read the chunk ids of",
+            lambda: self._client.query_iterator(
+                self.collection,
+                batch_size=batch_rows,
+                filter="",
+                output_fields=["doc_uri"],
+                timeout=self._timeout_s,
+            ),
+        )
+        with self._errors("read the chunk ids of"):
+            try:
+                while rows := iterator.next():
+                    for row in rows:
+                        yield str(row["id"]), str(row["doc_uri"])
+            finally:
+                iterator.close()
+
+    def delete_ids(self, ids: Sequence[str], *, per_call: int = 500) -> None:
+        """Delete the chunks with these ids (orphans ``ods kb verify --repair`` found), ``per_call`` at once."""
+        self._ensure()
+        if ids:
+            self._discard_snapshot()
+        for start in range(0, len(ids), per_call):
+            part = ids[start : start + per_call]
+            self._delete(f"delete {len(part)} chunk(s) by id from", build_filter({"id": list(part)}))
 
     def count(self, conditions: Mapping[str, FilterValue] | None = None) -> int:
         """Chunks matching ``conditions`` (all by default), read with Strong consistency."""
         self._ensure()
-        with self._errors("count chunks in"):
-            result = self._client.query(
+        expression = build_filter(conditions)
+        result = self._retrying(
+            "count chunks in",
+            lambda: self._client.query(
                 self.collection,
-                filter=build_filter(conditions),
+                filter=expression,
                 output_fields=["count(*)"],
                 consistency_level="Strong",
                 timeout=self._timeout_s,
-            )
+            ),
+        )
         return int(result[0]["count(*)"])
 
     def search(
@@ -455,7 +604,8 @@ class MilvusVectorIndex:
             ]
             bm25_hits = self.search(text=text, mode="bm25", k=depth, conditions=conditions)
             return self._fuse(dense_hits, bm25_hits, k)
-        with self._errors("search"):
+
+        def run() -> Any:
             if mode == "hybrid":
                 requests = [
                     AnnSearchRequest(
@@ -469,7 +619,7 @@ class MilvusVectorIndex:
                         data=[text], anns_field="sparse", param={}, limit=depth, expr=expression
                     ),
                 ]
-                results = self._client.hybrid_search(
+                return self._client.hybrid_search(
                     self.collection,
                     requests,
                     RRFRanker(RRF_K),
@@ -478,30 +628,34 @@ class MilvusVectorIndex:
                     consistency_level="Strong",
                     timeout=self._timeout_s,
                 )
-            else:
-                results = self._client.search(
-                    self.collection,
-                    data=[dense] if mode == "dense" else [text],
-                    anns_field="dense" if mode == "dense" else "sparse",
-                    filter=expression,
-                    limit=k,
-                    search_params=_dense_search_params(k) if mode == "dense" else {},
-                    output_fields=_OUTPUT_FIELDS,
-                    consistency_level="Strong",
-                    timeout=self._timeout_s,
-                )
+            return self._client.search(
+                self.collection,
+                data=[dense] if mode == "dense" else [text],
+                anns_field="dense" if mode == "dense" else "sparse",
+                filter=expression,
+                limit=k,
+                search_params=_dense_search_params(k) if mode == "dense" else {},
+                output_fields=_OUTPUT_FIELDS,
+                consistency_level="Strong",
+                timeout=self._timeout_s,
+            )
+
+        results = self._retrying("search", run)
         # Milvus Lite reports BM25 scores negated (a server reports them positive): rank order is right
         # either way, and the magnitude is the BM25 score.
         return [self._hit(hit, absolute=mode == "bm25") for hit in results[0]]
 
     def drop(self) -> None:
         """Drop this index's collection, only if it was created for this index's model and dimension."""
-        with self._errors("drop"):
+
+        def drop() -> None:
             if not self._client.has_collection(self.collection, timeout=self._timeout_s):
                 return
             self._check_existing()
             self._discard_snapshot()
             self._client.drop_collection(self.collection, timeout=self._timeout_s)
+
+        self._retrying("drop", drop)
         self._ready = False
 
     def dense_search_source(self) -> Literal["snapshot", "milvus"]:
@@ -602,16 +756,78 @@ class MilvusVectorIndex:
         metadata = dict(entity.get("metadata") or {})
         return _search_hit(str(hit["id"]), entity, metadata, abs(score) if absolute else score)
 
+    def _retrying(self, action: str, operation: Callable[[], T]) -> T:
+        """``operation()``, retried with backoff (0.5 s doubling to 2 s) while Milvus fails transiently,
+        for up to ``retry_s`` seconds; then one :class:`VectorIndexUnavailable` naming the URI.
+
+        Only idempotent operations come here (see the class docstring), so a call that reached Milvus
+        before the connection dropped is harmless to repeat. A collection found released (a restarted
+        Milvus Lite server loads nothing by itself) is loaded again before the next attempt.
+        """
+        started = self._clock()
+        delay = 0.5
+        attempt = 1
+        reload = False
+        while True:
+            try:
+                with self._errors(action):
+                    if reload:
+                        self._client.load_collection(self.collection, timeout=self._timeout_s)
+                        reload = False
+                    return operation()
+            except VectorIndexUnavailable as error:
+                reload = reload or isinstance(error, _CollectionReleased)
+                elapsed = self._clock() - started
+                if elapsed + delay > self._retry_s:
+                    where = self._uri or "the configured URI"
+                    raise VectorIndexUnavailable(
+                        f"Milvus at {where} is unavailable: could not {action} collection "
+                        f"{self.collection!r} in {attempt} attempt(s) over {elapsed:.1f} s ({error.cause}); "
+                        f"check that Milvus is running and reachable at {where} (ODS_MILVUS__URI) and run "
+                        "again (writes are idempotent: what was written stays, nothing is written twice)"
+                    ) from None
+                logger.warning(
+                    "Milvus at %s unavailable (%s); trying again in %.1f s to %s collection %s (attempt %d)",
+                    self._uri or "?",
+                    error.cause,
+                    delay,
+                    action,
+                    self.collection,
+                    attempt + 1,
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, 2.0)
+                attempt += 1
+
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
+        """Turn pymilvus's errors into ours: transient faults into :class:`VectorIndexUnavailable`."""
         from pymilvus.exceptions import MilvusException
 
         try:
             yield
-        except MilvusException as error:
-            raise VectorIndexError(
-                f"Milvus could not {action} collection {self.collection!r}: {error.message}"
-            ) from None
+        except VectorIndexError:
+            raise
+        except Exception as error:
+            if is_transient_milvus_error(error):
+                cause = _first_line(
+                    error.message
+                    if isinstance(error, MilvusException)
+                    else f"{type(error).__name__}: {error}"
+                )
+                raise VectorIndexUnavailable(
+                    f"Milvus could not {action} collection {self.collection!r}: {cause}", cause=cause
+                ) from None
+            if isinstance(error, MilvusException) and _RELEASED.search(str(error.message)):
+                cause = _first_line(error.message)
+                raise _CollectionReleased(
+                    f"Milvus could not {action} collection {self.collection!r}: {cause}", cause=cause
+                ) from None
+            if isinstance(error, MilvusException):
+                raise VectorIndexError(
+                    f"Milvus could not {action} collection {self.collection!r}: {error.message}"
+                ) from None
+            raise
 
 
 def _search_hit(
@@ -629,6 +845,13 @@ def _search_hit(
         metadata=metadata,
         score=score,
     )
+
+
+def _first_line(text: object, limit: int = 300) -> str:
+    """The first line of an error's text, at most ``limit`` characters (gRPC appends long debug strings)."""
+    lines = str(text).strip().splitlines()
+    line = lines[0] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _truncate_utf8(value: str | None, limit: int) -> str | None:
