@@ -16,7 +16,7 @@ def check_health(deep: bool = False) -> list[dict[str, Any]]:
     """Check every configured component; the run fails when one is not OK.
 
     Args:
-        deep: also load the embedding model (slower).
+        deep: also load the embedding model and compare every knowledge base with its index (slower).
     """
     futures = [check_component.submit(component, deep) for component in COMPONENTS]
     results = [future.result() for future in futures]

@@ -28,6 +28,7 @@ from ods.ingestion import (
     open_source,
     plan_ingest,
     prepare_batch,
+    retire_replaced_versions,
 )
 from ods.preparation import open_catalog
 from ods.settings import get_settings
@@ -134,7 +135,8 @@ def index_document_batch(
 
 @task(name="delete-removed", **NOT_PERSISTED, **IO_RETRIES)
 def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
-    """Delete the chunks of documents gone from the source and mark them deleted; seal the index and,
+    """Delete the chunks of documents gone from the source and mark them deleted, and those of replaced
+    versions still in the index (a document whose new version was quarantined); seal the index and,
     for a Milvus Lite file, write its dense snapshot (``ods.adapters.dense_snapshot``).
 
     A run that neither wrote nor deletes anything opens the index only when the collection has no
@@ -144,10 +146,14 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
     settings = get_settings()
     with open_catalog(settings) as catalog:
         record = catalog.get_knowledge_base(kb)
-        if not uris and not written and not dense_snapshot_due(settings, record):
+        replaced = bool(catalog.replaced_versions(kb))
+        if not uris and not written and not replaced and not dense_snapshot_due(settings, record):
             return 0
         index = open_index(settings, record, ingesting=True)
         try:
+            retired = retire_replaced_versions(catalog, index, kb)
+            if retired:
+                get_run_logger().info("%s: %d replaced version(s) removed from the index", kb, retired)
             deleted = delete_documents(catalog, index, kb, uris)
             snapshot_rows = index.write_search_snapshot()  # flushes; exact dense search on Milvus Lite
             if snapshot_rows is not None:

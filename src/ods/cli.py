@@ -74,7 +74,11 @@ def init() -> None:
 
 @app.command()
 def doctor(
-    deep: bool = typer.Option(False, "--deep", help="Also load the models (slower)."),
+    deep: bool = typer.Option(
+        False,
+        "--deep",
+        help="Also load the models and compare every knowledge base's catalog with its index (slower).",
+    ),
 ) -> None:
     """Check every configured component; exit 1 if any is not OK."""
     from ods.diagnostics import run_checks
@@ -295,9 +299,11 @@ def _ingest_progress(kb: str) -> Iterator[None]:
 
 @kb_app.command("status")
 def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> None:
-    """Documents per status, chunks, embedding model, collection and where dense search runs."""
-    from collections import Counter
+    """Documents and versions per status, chunks, embedding model, collection and where dense search runs.
 
+    The chunks are the catalog's chunks of indexed versions, which the index holds too (``ods kb verify``
+    compares them id for id); the dense snapshot line shows the index's own count on a Milvus Lite file.
+    """
     from ods.ingestion import dense_search_source
     from ods.preparation import open_catalog
     from ods.settings import get_settings
@@ -305,19 +311,44 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
     settings = get_settings()
     with open_catalog(settings) as catalog:
         record = catalog.get_knowledge_base(kb)
-        documents = catalog.documents(kb)
-    statuses = Counter(document.status for document in documents)
+        counts = catalog.knowledge_base_counts(kb)
+
+    def by_status(counted: dict[str, int]) -> str:
+        return ", ".join(f"{count} {status}" for status, count in sorted(counted.items())) or "none"
+
     table = Table(title=f"knowledge base {_shown(kb)}", show_header=False)
     for field, value in (
         ("source", record.source_uri),
         ("embedding model", f"{record.embedding_model} ({record.embedding_dim} dims)"),
         ("collection", record.collection_name),
-        ("documents", ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"),
-        ("chunks", sum(document.chunk_count for document in documents if document.status == "indexed")),
+        ("documents", by_status(counts.documents)),
+        ("versions", by_status(counts.versions)),
+        ("chunks", counts.indexed_chunks),
         ("dense search", dense_search_source(settings, record)),
     ):
         table.add_row(field, "" if value is None else str(value))
     console.print(table)
+
+
+@kb_app.command("verify")
+def kb_verify(
+    kb: str = typer.Argument(..., help="Knowledge base name."),
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="Delete chunks the catalog does not know from the index, and mark documents whose chunks are "
+        "missing deleted so the next ingest indexes them again.",
+    ),
+) -> None:
+    """Compare the catalog's chunks of a knowledge base with its index, id for id; exit 1 on drift."""
+    from ods.kb_verification import verify_knowledge_base
+    from ods.settings import get_settings
+
+    verification = verify_knowledge_base(get_settings(), kb, repair=repair)
+    for line in verification.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not verification.drift.ok and not repair:
+        raise typer.Exit(1)
 
 
 @kb_app.command("documents")

@@ -19,7 +19,7 @@ from ods.domain.names import NAME_RULE, NameKind, is_valid_name
 from ods.errors import OdsError
 from ods.settings import Settings, mask_url
 
-COMPONENTS = ("catalog", "object_store", "milvus", "embedding_model", "llm", "prefect_api")
+COMPONENTS = ("catalog", "object_store", "milvus", "knowledge_bases", "embedding_model", "llm", "prefect_api")
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,32 @@ def check_milvus(settings: Settings, deep: bool = False) -> str:
     return f"{kind} {settings.milvus_uri}: {len(collections)} collection(s)"
 
 
+def check_knowledge_bases(settings: Settings, deep: bool = False) -> str:
+    """Deep: compare every knowledge base's catalog with its index, chunk id for chunk id (``ods kb
+    verify`` for each); FAIL naming those that drifted. Not deep: nothing is opened."""
+    if not deep:
+        return "not compared with the index (ods doctor --deep compares every knowledge base)"
+    from ods.kb_verification import verify_knowledge_base
+    from ods.preparation import open_catalog
+
+    with open_catalog(settings) as catalog:
+        names = [record.name for record in catalog.list_knowledge_bases()]
+    drifted, chunks = [], 0
+    for name in names:
+        drift = verify_knowledge_base(settings, name).drift
+        chunks += drift.catalog_chunks
+        if not drift.ok:
+            drifted.append(
+                f"{name}: {len(drift.missing):,} chunk(s) missing from the index, {len(drift.orphans):,} orphan(s)"
+            )
+    if drifted:
+        raise OdsError(
+            f"{len(drifted)} of {len(names)} knowledge base(s) disagree with the index: {'; '.join(drifted)}; "
+            "ods kb verify NAME shows the documents and how to repair"
+        )
+    return f"{len(names)} knowledge base(s) agree with the index ({chunks:,} chunks)"
+
+
 def _check_openai_models(endpoint: str, api_key: str | None, model: str, timeout_s: float) -> str:
     url = endpoint.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -210,6 +236,7 @@ CHECKS: dict[str, Callable[[Settings, bool], str]] = {
     "catalog": check_catalog,
     "object_store": check_object_store,
     "milvus": check_milvus,
+    "knowledge_bases": check_knowledge_bases,
     "embedding_model": check_embedding_model,
     "llm": check_llm,
     "prefect_api": check_prefect_api,

@@ -547,3 +547,23 @@ def delete_documents(catalog: Catalog, index: MilvusVectorIndex, kb: str, uris: 
         catalog.mark_document_deleted(kb, uri)
         count += 1
     return count
+
+
+def retire_replaced_versions(catalog: Catalog, index: MilvusVectorIndex, kb: str) -> int:
+    """Delete from the index the chunks of versions the catalog still records ``indexed`` although their
+    document has another current version, then mark those versions superseded; returns how many.
+
+    ``index_batch`` does this for every document it writes; what it leaves is a document whose new
+    version was quarantined (its old chunks were still searchable) and a run stopped between the index
+    and the catalog. Index first, catalog second: a run stopped in between does it again next time.
+    """
+    replaced = catalog.replaced_versions(kb)
+    if not replaced:
+        return 0
+    keep = {
+        version.uri: version.current_sha256 for version in replaced if version.current_status == "indexed"
+    }
+    index.delete_other_versions({uri: sha256 for uri, sha256 in keep.items() if sha256 is not None})
+    for uri in sorted({version.uri for version in replaced} - keep.keys()):
+        index.delete_document(uri)  # its current version holds no chunks (quarantined or deleted)
+    return catalog.mark_versions_superseded([version.version_id for version in replaced])

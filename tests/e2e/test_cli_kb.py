@@ -17,7 +17,11 @@ from tests.support.cli import run_ods
 RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 
 
-def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
+def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
+    from ods.adapters.milvus_lite_process import stop_lite_servers
+    from ods.ingestion import open_index
+    from ods.preparation import open_catalog
+
     folder = write_policy_documents(tmp_path / "docs")
     (folder / "notes.doc").write_bytes(b"\xd0\xcf\x11\xe0legacy word file")
 
@@ -32,11 +36,25 @@ def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
         "kb", "search", "how many days to return an item", "--kb", "policies", "--document", "warranty.html",
         "--mode", "dense", cwd=tmp_path,
     )  # fmt: skip
+    agreed = run_ods("kb", "verify", "policies", cwd=tmp_path)
+    settings = get_settings()
+    shipping = (folder / "shipping.md").resolve().as_uri()
+    with open_catalog(settings) as catalog:
+        chunks = catalog.knowledge_base_counts("policies").indexed_chunks
+        index = open_index(settings, catalog.get_knowledge_base("policies"))
+        try:
+            index.delete_document(shipping)  # behind the catalog's back
+        finally:
+            index.close()
+            stop_lite_servers()  # the Milvus Lite file is free for the command again
+    drifted = run_ods("kb", "verify", "policies", cwd=tmp_path)
 
     assert ingested.returncode == 0, ingested.stderr[-2000:]
     assert "4 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout, ingested.stdout
     assert "Traceback" not in ingested.stderr
     assert status.returncode == 0 and "4 indexed, 1 quarantined" in status.stdout, status.stdout
+    assert f"│ chunks          │ {chunks} " in status.stdout, status.stdout  # the catalog's count ...
+    assert f"from the dense snapshot ({chunks} chunks)" in status.stdout  # ... and the index's
     assert "exact, from the dense snapshot" in status.stdout, status.stdout
     assert quarantined.returncode == 0 and "notes.doc" in quarantined.stdout
     assert search.returncode == 0, search.stderr
@@ -48,6 +66,11 @@ def test_ingest_status_documents_and_search(tmp_path: Path) -> None:
     assert only_warranty.returncode == 0, only_warranty.stderr
     ranked = [line for line in only_warranty.stdout.splitlines() if line.startswith("│ ") and "│ 0." in line]
     assert ranked and all("warranty.html" in line for line in ranked), only_warranty.stdout
+    assert agreed.returncode == 0, agreed.stderr
+    assert f"the catalog and the index agree ({chunks} chunks)" in agreed.stdout
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    assert "has drifted from its index" in drifted.stdout and shipping in drifted.stdout
+    assert "ods kb verify policies --repair" in drifted.stdout
 
 
 def test_kb_errors_are_one_line(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ def test_check_health_reports_every_component_ok_on_local_profile(ods_home: Path
         "catalog",
         "object_store",
         "milvus",
+        "knowledge_bases",
         "embedding_model",
         "llm",
         "prefect_api",

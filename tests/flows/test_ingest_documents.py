@@ -345,3 +345,92 @@ def test_objects_with_unusable_names_are_quarantined_the_rest_indexed_and_listed
         statuses = {document.uri: document.status for document in catalog.documents("bucket_kb")}
     assert statuses["s3://ods-bad-names-test/docs/ctrl\\x01char.txt"] == "deleted"
     assert _index_counts("bucket_kb")["returns.md"] >= 1
+
+
+def _catalog_and_index(kb: str) -> tuple[dict[str, int], int, int]:
+    """The catalog's versions by status and indexed chunk rows, and the index's row count for ``kb``."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        counts = catalog.knowledge_base_counts(kb)
+        index = open_index(settings, catalog.get_knowledge_base(kb))
+        try:
+            return counts.versions, counts.indexed_chunks, index.count()
+        finally:
+            index.close()
+
+
+def test_after_documents_change_the_catalog_counts_what_the_index_holds(tmp_path: Path) -> None:
+    """Issue 19: one changed document left the catalog at 121 versions and 1,277 chunk rows against 120
+    documents and 1,266 chunks in Milvus. Now the replaced version is superseded, also when the new
+    version is quarantined (its old chunks used to stay searchable)."""
+    from ods.kb_verification import verify_knowledge_base
+
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingest_documents(str(folder), "policies")
+    (folder / "returns.md").write_text("# Returns policy\n\nReturns are accepted within 14 days only.\n")
+    (folder / "shipping.txt").write_text("\n")  # its new version has no text: quarantined
+
+    synced = ingest_documents(str(folder), "policies")
+
+    versions, catalog_chunks, index_chunks = _catalog_and_index("policies")
+    assert (synced["indexed"], synced["quarantined"]) == (1, 1)
+    assert versions == {"indexed": 2, "quarantined": 3, "superseded": 2}
+    assert catalog_chunks == index_chunks == sum(_index_counts("policies").values())
+    assert _index_counts("policies")["shipping.txt"] == 0
+    verification = verify_knowledge_base(get_settings(), "policies")
+    assert verification.drift.ok and verification.lines() == [
+        f"knowledge base 'policies': the catalog and the index agree ({catalog_chunks} chunks)"
+    ]
+
+
+def test_verify_reports_drift_behind_the_catalogs_back_and_repair_then_ingest_converge(
+    tmp_path: Path,
+) -> None:
+    from ods.adapters.vectors import ChunkRow
+    from ods.diagnostics import run_check
+    from ods.kb_verification import verify_knowledge_base
+
+    folder = tmp_path / "docs"
+    _write_corpus(folder)
+    ingest_documents(str(folder), "policies")
+    settings = get_settings()
+    returns = (folder / "returns.md").resolve().as_uri()
+    with open_catalog(settings) as catalog:
+        record = catalog.get_knowledge_base("policies")
+        index = open_index(settings, record)
+        try:  # another Milvus client deletes a document's chunks and writes one the catalog never saw
+            lost = index.count({"doc_uri": returns})
+            index.delete_document(returns)
+            [vector] = build_embedder(settings.embedding).embed(["stray"])
+            index.upsert(
+                [ChunkRow("stray-chunk", "policies", "file:///elsewhere/stray.md", "0" * 64, 0, "x", vector)]
+            )
+        finally:
+            index.close()
+
+    found = verify_knowledge_base(settings, "policies")
+    doctor = run_check("knowledge_bases", settings, deep=True)
+
+    assert not found.drift.ok
+    assert (len(found.drift.missing), found.drift.documents_missing_chunks) == (lost, [returns])
+    assert found.drift.orphans == {"stray-chunk": "file:///elsewhere/stray.md"}
+    lines = found.lines()
+    assert (
+        lines[1] == f"{lost} chunk(s) in the catalog are missing from the index, of 1 document(s): {returns}"
+    )
+    assert lines[2].startswith("1 chunk(s) in the index are not in the catalog (orphans)")
+    assert lines[-1].startswith("to repair: ods kb verify policies --repair")
+    assert f"ods kb ingest {folder} --kb policies" in lines[-1]
+    assert not doctor.ok and "policies: " in doctor.detail and "1 orphan(s)" in doctor.detail
+
+    repaired = verify_knowledge_base(settings, "policies", repair=True)
+    assert (repaired.orphans_deleted, repaired.documents_reset) == (1, (returns,))
+    assert verify_knowledge_base(settings, "policies").drift.ok  # the catalog no longer counts it indexed
+    healed = ingest_documents(str(folder), "policies")
+
+    assert (healed["indexed"], healed["unchanged"]) == (1, 4)
+    assert verify_knowledge_base(settings, "policies").drift.ok
+    _, catalog_chunks, index_chunks = _catalog_and_index("policies")
+    assert catalog_chunks == index_chunks and _index_counts("policies")["returns.md"] == lost
+    assert run_check("knowledge_bases", settings, deep=True).ok

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -183,6 +183,104 @@ def test_concurrent_migrations_do_not_collide(empty_engine: Engine) -> None:
             engine.dispose()
     assert revisions == [head_revision()] * len(engines)
     assert current_revision(empty_engine) == head_revision()
+
+
+def test_0004_marks_replaced_versions_superseded_and_keeps_every_link(empty_engine: Engine) -> None:
+    """A catalog written before 0004 (old versions left 'indexed') is brought in line with the index."""
+    with empty_engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0003")
+    tables = Base.metadata.tables
+    now = datetime.now(UTC)
+    stamps = {"created_at": now, "updated_at": now}
+    # (uri, [(version id, sha, status)], current version id): a changed document, a document whose new
+    # version was quarantined (its old chunks are still in the index), a deleted one, and an unchanged one.
+    documents = [
+        ("s3://docs/changed.md", [(1, HASH_A, "indexed"), (2, HASH_B, "indexed")], 2),
+        ("s3://docs/broken.md", [(3, HASH_A, "indexed"), (4, HASH_B, "quarantined")], 4),
+        ("s3://docs/gone.md", [(5, HASH_A, "indexed"), (6, HASH_B, "deleted")], 6),
+        ("s3://docs/same.md", [(7, HASH_A, "indexed")], 7),
+    ]
+    with empty_engine.begin() as connection:
+        connection.execute(
+            tables["knowledge_bases"].insert(),
+            {
+                "id": 1,
+                "name": "kb",
+                "embedding_model": "m",
+                "embedding_dim": 4,
+                "collection_name": "c",
+                **stamps,
+            },
+        )
+        for number, (uri, versions, current) in enumerate(documents, start=1):
+            connection.execute(
+                tables["documents"].insert(),
+                {"id": number, "kb_id": 1, "uri": uri, "status": "indexed", **stamps},
+            )
+            for version_id, sha, status in versions:
+                connection.execute(
+                    tables["document_versions"].insert(),
+                    {
+                        "id": version_id,
+                        "document_id": number,
+                        "sha256": sha,
+                        "status": status,
+                        "chunk_count": 1,
+                    }
+                    | stamps,
+                )
+                connection.execute(
+                    tables["chunks"].insert(),
+                    {
+                        "id": f"chunk-{version_id}",
+                        "document_version_id": version_id,
+                        "chunk_index": 0,
+                        "char_count": 9,
+                    },
+                )
+            connection.execute(
+                tables["documents"].update().where(tables["documents"].c.id == number),
+                {"current_version_id": current, "status": versions[-1][2]},
+            )
+        connection.execute(tables["conversations"].insert(), {"id": "c" * 32, "title": "t", **stamps})
+        connection.execute(
+            tables["messages"].insert(),
+            {"id": 1, "conversation_id": "c" * 32, "role": "assistant", "content": "x", "created_at": now},
+        )
+        connection.execute(
+            tables["citations"].insert(),
+            {"id": 1, "message_id": 1, "marker": 1, "chunk_id": "chunk-1", "document_version_id": 1},
+        )
+
+    migrate(empty_engine)
+
+    with empty_engine.connect() as connection:
+        statuses = dict(connection.execute(text("SELECT id, status FROM document_versions")).all())
+        currents = dict(connection.execute(text("SELECT id, current_version_id FROM documents")).all())
+        chunks = connection.execute(text("SELECT count(*) FROM chunks")).scalar_one()
+        citation = tuple(
+            connection.execute(text("SELECT chunk_id, document_version_id FROM citations")).one()
+        )
+    assert statuses == {
+        1: "superseded",  # replaced by version 2, whose ingest deleted its chunks
+        2: "indexed",
+        3: "indexed",  # its chunks are still in the index: the next ingest deletes them, then marks it
+        4: "quarantined",
+        5: "superseded",
+        6: "deleted",
+        7: "indexed",
+    }
+    # Rebuilding the table on SQLite fired none of its foreign keys' ON DELETE actions.
+    assert currents == {1: 2, 2: 4, 3: 6, 4: 7} and chunks == 7 and citation == ("chunk-1", 1)
+    with empty_engine.connect() as connection:
+        if connection.dialect.name == "sqlite":  # as migrate() does: a rebuild must not cascade
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        with connection.begin():
+            command.downgrade(alembic_config(connection), "0003")
+        statuses = dict(connection.execute(text("SELECT id, status FROM document_versions")).all())
+        chunks = connection.execute(text("SELECT count(*) FROM chunks")).scalar_one()
+    assert (statuses[1], statuses[5], statuses[3], chunks) == ("indexed", "indexed", "indexed", 7)
 
 
 def test_catalog_migrates_itself_on_first_use(tmp_path: Path) -> None:
@@ -539,6 +637,52 @@ def test_a_batch_of_indexed_documents_is_recorded_in_one_write(catalog: Catalog)
     assert count_rows(catalog, "chunks") == 5
     sources = catalog.chunk_sources(["a00", "b01"])
     assert (sources["a00"].doc_uri, sources["b01"].doc_sha256) == ("s3://docs/a.md", HASH_B)
+
+
+def test_a_replaced_version_is_superseded_when_its_successor_is_recorded(catalog: Catalog) -> None:
+    """Issue 19: after one document changed, the catalog kept its old version 'indexed' with its chunks."""
+    ensure_kb(catalog)
+
+    def indexed(uri: str, sha: str, prefix: str, count: int) -> IndexedDocument:
+        chunks = [ChunkRecord(id=f"{prefix}{i}", chunk_index=i, char_count=10) for i in range(count)]
+        return IndexedDocument(uri, sha, None, "markdown", chunks)
+
+    catalog.record_indexed_documents(
+        "handbook", [indexed("s3://docs/a.md", HASH_A, "a1-", 3), indexed("s3://docs/b.md", HASH_A, "b1-", 2)]
+    )
+    catalog.record_indexed_documents("handbook", [indexed("s3://docs/a.md", HASH_B, "a2-", 4)])  # a changed
+    catalog.record_document_version("handbook", "s3://docs/b.md", HASH_B, etag=None, status="quarantined")
+
+    # b's new version was quarantined: its old version's chunks are still in the index until an ingest
+    # deletes them, so the catalog still says so, and lists it as replaced.
+    counts = catalog.knowledge_base_counts("handbook")
+    assert counts.documents == {"indexed": 1, "quarantined": 1}
+    assert counts.versions == {"indexed": 2, "quarantined": 1, "superseded": 1}
+    assert counts.indexed_chunks == 4 + 2
+    assert set(catalog.indexed_chunk_ids("handbook")) == {f"a2-{i}" for i in range(4)} | {"b1-0", "b1-1"}
+    [replaced] = catalog.replaced_versions("handbook")
+    assert (replaced.uri, replaced.sha256, replaced.current_sha256, replaced.current_status) == (
+        "s3://docs/b.md",
+        HASH_A,
+        HASH_B,
+        "quarantined",
+    )
+
+    assert catalog.mark_versions_superseded([replaced.version_id]) == 1
+    assert catalog.mark_versions_superseded([replaced.version_id]) == 0  # repeating it changes nothing
+    assert catalog.replaced_versions("handbook") == []
+    assert catalog.knowledge_base_counts("handbook").indexed_chunks == 4
+    assert count_rows(catalog, "chunks") == 3 + 2 + 4  # superseded versions keep their rows for citations
+    # a reverted document: its first version is current and indexed again, the second superseded
+    catalog.record_indexed_documents("handbook", [indexed("s3://docs/a.md", HASH_A, "a1-", 3)])
+    assert set(catalog.indexed_chunk_ids("handbook")) == {"a1-0", "a1-1", "a1-2"}
+    # deleting a document supersedes nothing of another, and keeps its current version 'deleted'
+    catalog.mark_document_deleted("handbook", "s3://docs/a.md", reason="removed by ods kb verify --repair")
+    counts = catalog.knowledge_base_counts("handbook")
+    assert counts.versions == {"deleted": 1, "quarantined": 1, "superseded": 2}
+    assert counts.indexed_chunks == 0
+    [gone] = catalog.documents("handbook", "deleted")
+    assert gone.reason == "removed by ods kb verify --repair"
 
 
 def test_chunks_belong_to_their_document_version(catalog: Catalog) -> None:

@@ -186,11 +186,38 @@ def migrate(engine: Engine) -> str:
         if _revision_of(connection) == head:
             return head
         connection.rollback()
-        with connection.begin():
-            _lock_for_migration(connection)
-            if _revision_of(connection) != head:
-                command.upgrade(alembic_config(connection), "head")
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Alembic rebuilds a SQLite table to change a constraint (copy, drop, rename), and dropping
+            # a table fires the ON DELETE actions of the foreign keys that point at it: rebuilding
+            # document_versions would delete every chunk. The pragma takes effect outside a transaction.
+            _set_sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                _lock_for_migration(connection)
+                if _revision_of(connection) != head:
+                    command.upgrade(alembic_config(connection), "head")
+                    if sqlite:
+                        _check_sqlite_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _set_sqlite_foreign_keys(connection, on=True)
     return head
+
+
+def _set_sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    connection.commit()  # ends SQLAlchemy's autobegun transaction (SQLite itself opened none)
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    """Refuse a migration that left a row pointing at nothing (checked while enforcement was off)."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise CatalogError(
+            f"catalog migration left {len(broken)} row(s) with a broken foreign key (first: table "
+            f"{broken[0][0]}, row {broken[0][1]} → {broken[0][2]}); nothing was changed"
+        )
 
 
 def begin_write(connection: Connection) -> None:

@@ -166,6 +166,29 @@ class IndexedDocument:
 
 
 @dataclass(frozen=True)
+class ReplacedVersion:
+    """A document version still ``indexed`` although it is not its document's current version: its chunks
+    may still be in the index (its document's new version was quarantined, or a run stopped between the
+    index and the catalog). ``current_sha256``/``current_status``: the document's current version."""
+
+    version_id: int
+    uri: str
+    sha256: str
+    current_sha256: str | None
+    current_status: str
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseCounts:
+    """What the catalog holds for a knowledge base: documents by status, versions by status, and the
+    chunk rows of ``indexed`` versions (what its collection in the index should hold)."""
+
+    documents: dict[str, int]
+    versions: dict[str, int]
+    indexed_chunks: int
+
+
+@dataclass(frozen=True)
 class CitationRecord:
     """Source ``[marker]`` of an answer: a chunk, a document version and/or a dataset version."""
 

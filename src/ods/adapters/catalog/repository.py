@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar, get_args
 
-from sqlalchemy import Engine, delete, func, insert, or_, select
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, selectinload, sessionmaker
 
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.records import (
@@ -30,10 +30,12 @@ from ods.adapters.catalog.records import (
     EndpointLineage,
     EndpointRecord,
     IndexedDocument,
+    KnowledgeBaseCounts,
     KnowledgeBaseRecord,
     MessageRecord,
     ModelRecord,
     ModelVersionRecord,
+    ReplacedVersion,
     ValidationRunRecord,
     WatchedObjectRecord,
     WatchedObjectState,
@@ -786,8 +788,10 @@ class Catalog:
 
         return self._read(work)
 
-    def mark_document_deleted(self, kb: str, uri: str) -> DocumentRecord:
-        """Mark document ``uri`` (and its current version) deleted; repeating it changes nothing."""
+    def mark_document_deleted(self, kb: str, uri: str, *, reason: str | None = None) -> DocumentRecord:
+        """Mark document ``uri`` (and its current version) deleted, with ``reason`` when given; repeating
+        it changes nothing. Called once all its chunks left the index: any older version still recorded
+        ``indexed`` becomes ``superseded``."""
 
         def work(session: Session) -> DocumentRecord:
             base = _knowledge_base_named(session, kb)
@@ -800,7 +804,10 @@ class Catalog:
             document.status = "deleted"
             if version is not None:
                 version.status = "deleted"
+                if reason is not None:
+                    version.reason = reason
             session.flush()
+            _supersede_replaced_versions(session, [document.id])
             return _document_record(base.name, document, version)
 
         return self._write(work)
@@ -867,6 +874,10 @@ class Catalog:
             for uri in uris:
                 existing[uri].status = "indexed"
                 existing[uri].current_version_id = versions[uri].id
+            session.flush()
+            # The ingest deleted the other versions' chunks from the index just before (``index_batch``:
+            # upsert, delete other versions, record): they are superseded in this same transaction.
+            _supersede_replaced_versions(session, [existing[uri].id for uri in uris])
             version_ids = [versions[uri].id for uri in uris]
             known = {
                 chunk_id
@@ -892,6 +903,114 @@ class Catalog:
             return [_document_record(base.name, existing[uri], versions[uri]) for uri in uris]
 
         return self._write(work)
+
+    def replaced_versions(self, kb: str) -> list[ReplacedVersion]:
+        """The versions of ``kb`` still ``indexed`` that are not their document's current version.
+
+        Their chunks may still be in the index: an ingest deletes them and then marks the versions
+        superseded (``ods.ingestion.retire_replaced_versions``).
+        """
+
+        def work(session: Session) -> list[ReplacedVersion]:
+            base = _knowledge_base_named(session, kb)
+            current = aliased(DocumentVersion)
+            rows = session.execute(
+                select(
+                    DocumentVersion.id, Document.uri, DocumentVersion.sha256, current.sha256, current.status
+                )
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .outerjoin(current, Document.current_version_id == current.id)
+                .where(
+                    Document.kb_id == base.id,
+                    DocumentVersion.status == "indexed",
+                    or_(
+                        Document.current_version_id.is_(None),
+                        Document.current_version_id != DocumentVersion.id,
+                    ),
+                )
+                .order_by(Document.uri, DocumentVersion.id)
+            ).all()
+            return [
+                ReplacedVersion(version_id, uri, sha256, current_sha256, current_status or "none")
+                for version_id, uri, sha256, current_sha256, current_status in rows
+            ]
+
+        return self._read(work)
+
+    def mark_versions_superseded(self, version_ids: Sequence[int]) -> int:
+        """Mark these versions superseded (their chunks are gone from the index); only versions still
+        ``indexed`` and not their document's current one change. Returns how many did."""
+        wanted = sorted(set(version_ids))
+
+        def work(session: Session) -> int:
+            changed = 0
+            for part in _parts(wanted):
+                current_ids = select(Document.current_version_id).where(
+                    Document.current_version_id.is_not(None)
+                )
+                result = session.execute(
+                    update(DocumentVersion)
+                    .where(
+                        DocumentVersion.id.in_(part),
+                        DocumentVersion.status == "indexed",
+                        DocumentVersion.id.not_in(current_ids),
+                    )
+                    .values(status="superseded", updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                changed += result.rowcount or 0  # type: ignore[attr-defined]
+            return changed
+
+        return self._write(work)
+
+    def knowledge_base_counts(self, kb: str) -> KnowledgeBaseCounts:
+        """Documents and versions of ``kb`` by status, and the chunk rows of its ``indexed`` versions."""
+
+        def work(session: Session) -> KnowledgeBaseCounts:
+            base = _knowledge_base_named(session, kb)
+            documents = session.execute(
+                select(Document.status, func.count())
+                .where(Document.kb_id == base.id)
+                .group_by(Document.status)
+            ).all()
+            versions = session.execute(
+                select(DocumentVersion.status, func.count())
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .where(Document.kb_id == base.id)
+                .group_by(DocumentVersion.status)
+            ).all()
+            chunks = session.scalar(
+                select(func.count())
+                .select_from(Chunk)
+                .join(DocumentVersion, Chunk.document_version_id == DocumentVersion.id)
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .where(Document.kb_id == base.id, DocumentVersion.status == "indexed")
+            )
+            return KnowledgeBaseCounts(
+                documents={status: count for status, count in documents},
+                versions={status: count for status, count in versions},
+                indexed_chunks=int(chunks or 0),
+            )
+
+        return self._read(work)
+
+    def indexed_chunk_ids(self, kb: str) -> dict[str, str]:
+        """Chunk id → document URI for every chunk of ``kb``'s ``indexed`` versions: what its collection
+        should hold, exactly (``ods kb verify`` compares the two)."""
+
+        def work(session: Session) -> dict[str, str]:
+            base = _knowledge_base_named(session, kb)
+            uris: dict[str, str] = {}  # one string per URI, however many chunks share it
+            rows = session.execute(
+                select(Chunk.id, Document.uri)
+                .join(DocumentVersion, Chunk.document_version_id == DocumentVersion.id)
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .where(Document.kb_id == base.id, DocumentVersion.status == "indexed")
+                .execution_options(yield_per=10_000)
+            )
+            return {chunk_id: uris.setdefault(uri, uri) for chunk_id, uri in rows}
+
+        return self._read(work)
 
     def chunk_sources(self, chunk_ids: Iterable[str]) -> dict[str, ChunkSource]:
         """Where each known chunk comes from (document URI, version, page, heading); unknown ids are absent.
@@ -1159,6 +1278,29 @@ def _record_document_version(
     document.current_version_id = version.id
     session.flush()
     return document, version
+
+
+def _supersede_replaced_versions(session: Session, document_ids: Sequence[int]) -> None:
+    """Mark superseded every ``indexed`` version of these documents other than their current one.
+
+    Called once the index no longer holds those versions' chunks; their chunk rows stay, so answers that
+    cited them still resolve.
+    """
+    for part in _parts(sorted(set(document_ids))):
+        session.execute(
+            update(DocumentVersion)
+            .where(
+                DocumentVersion.document_id.in_(part),
+                DocumentVersion.status == "indexed",
+                DocumentVersion.id
+                != select(Document.current_version_id)
+                .where(Document.id == DocumentVersion.document_id)
+                .scalar_subquery(),
+            )
+            .values(status="superseded", updated_at=utcnow())
+            # Versions loaded in this session keep their old status in memory; none is written again.
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _add_chunks(session: Session, document_version_id: int, chunks: Sequence[ChunkRecord]) -> int:

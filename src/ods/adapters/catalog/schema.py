@@ -35,6 +35,9 @@ ModelStatus = Literal["registered", "rejected"]
 EndpointBackend = Literal["vllm", "transformers", "openai"]
 EndpointStatus = Literal["starting", "active", "failed", "stopped"]
 DocumentStatus = Literal["indexed", "quarantined", "deleted"]
+DocumentVersionStatus = Literal["indexed", "quarantined", "deleted", "superseded"]
+"""A version's status; ``superseded``: a newer version of the document was indexed and this one's chunks
+were deleted from the index (migration 0004). Its chunk rows stay, so old citations still resolve."""
 MessageRole = Literal["user", "assistant", "system"]
 
 NAMING_CONVENTION = {
@@ -272,7 +275,7 @@ class DocumentVersion(Base):
     """One content of a document (by sha256) and what indexing it produced."""
 
     __tablename__ = "document_versions"
-    __table_args__ = (UniqueConstraint("document_id", "sha256"), one_of("status", DocumentStatus))
+    __table_args__ = (UniqueConstraint("document_id", "sha256"), one_of("status", DocumentVersionStatus))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
