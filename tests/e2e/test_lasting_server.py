@@ -185,7 +185,8 @@ def test_redeploying_while_the_scheduler_creates_runs_leaves_one_current_run_per
     scheduler then creates one run per time for the new schedule (idempotency key: deployment, schedule
     id, time). Prefect 3.9 does not serialise the two: a scheduler insert that commits after a redeploy's
     delete leaves a run of the replaced schedule beside the new one (docs/operations.md, failure
-    behaviour), so the count is per current schedule, and the leftovers are told apart by their schedule."""
+    behaviour), so the count is per current schedule, the leftovers are told apart by their schedule, and
+    pausing and resuming the deployment clears them."""
     deployment_id = _id(server, "watch-bucket")
 
     def scheduled() -> list[dict[str, Any]]:
@@ -218,6 +219,18 @@ def test_redeploying_while_the_scheduler_creates_runs_leaves_one_current_run_per
     assert any(between), "the scheduler never created runs between the redeploys"
     assert per_time and set(per_time.values()) == {1}, per_time
     assert all(run["state_type"] == "SCHEDULED" for run in leftovers), f"{len(leftovers)} leftovers"
+
+    # The remedy docs/operations.md gives: pausing deletes every auto-scheduled run that has not started,
+    # and resuming lets the scheduler create the current schedule's runs again (schedule ids unchanged).
+    server.post(f"/deployments/{deployment_id}/pause_deployment")
+    server.post(f"/deployments/{deployment_id}/resume_deployment")
+    wait_for(
+        scheduled, "the scheduler re-creating watch-bucket runs after resume", timeout_s=60, log=server.log
+    )
+    time.sleep(2.0)
+    runs = scheduled()
+    assert {run["created_by"]["id"] for run in runs} <= current
+    assert set(Counter(run["expected_start_time"] for run in runs).values()) == {1}
 
 
 HOLD_FLOW = '''
