@@ -22,6 +22,8 @@ from milvus_lite.adapter.grpc.server import start_server_in_thread
 server, db, port = start_server_in_thread(data_dir=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
+# the end of stdin is the test process's end, however it ended: no server outlives it
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 print("ready", port, flush=True)
 stop.wait()
 server.stop(grace=1).wait()
@@ -50,6 +52,7 @@ class MilvusLiteServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
             [sys.executable, "-c", _SERVE, str(self.folder), str(self.port)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -66,6 +69,8 @@ class MilvusLiteServer:
     def stop(self) -> None:
         if self._process is not None:
             self._process.send_signal(signal.SIGTERM)
+            if self._process.stdin is not None:
+                self._process.stdin.close()
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -77,6 +82,8 @@ class MilvusLiteServer:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
+            if self._process.stdin is not None:
+                self._process.stdin.close()
             self._process = None
 
     def restart_after(self, seconds: float) -> threading.Thread:
