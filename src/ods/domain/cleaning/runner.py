@@ -16,19 +16,7 @@ from ods.domain.cleaning.masking import mask_pii
 from ods.domain.cleaning.replacing import fill_nulls, map_values
 from ods.domain.cleaning.report import CleaningResult, RuleReport
 from ods.domain.cleaning.text import extract_pattern, normalize_text
-from ods.domain.dataset_spec import (
-    CoerceRule,
-    DatasetSpec,
-    DatasetSpecError,
-    DeduplicateRule,
-    DeriveRule,
-    ExtractRule,
-    FillNullsRule,
-    MapValuesRule,
-    MaskPiiRule,
-    NormalizeRule,
-    Rule,
-)
+from ods.domain.dataset_spec import DatasetSpec, DatasetSpecError, MaskPiiRule, Step
 
 
 def apply_cleaning(frame: pd.DataFrame, spec: DatasetSpec, *, pii_salt: str = "") -> CleaningResult:
@@ -52,7 +40,7 @@ def apply_cleaning(frame: pd.DataFrame, spec: DatasetSpec, *, pii_salt: str = ""
     pii_kinds: dict[str, str] = {}
     for index, step in enumerate(spec.steps):
         where = spec.where("steps", index, step.name)
-        current, report = _run_rule(current, step.rule, where=where, pii_salt=pii_salt)
+        current, report = _run_rule(current, step, where=where, pii_salt=pii_salt)
         pii_kinds.update(report.pii_kinds)
         reports.append(dataclasses.replace(report, step=index))
     return CleaningResult(
@@ -67,20 +55,22 @@ def apply_cleaning(frame: pd.DataFrame, spec: DatasetSpec, *, pii_salt: str = ""
 RuleFunction: TypeAlias = Callable[..., tuple[pd.DataFrame, RuleReport]]
 """``function(frame, rule, *, where)``: a new frame and what the rule did."""
 
-_RULE_FUNCTIONS: Final[Mapping[type[Rule], RuleFunction]] = {
-    NormalizeRule: normalize_text,
-    ExtractRule: extract_pattern,
-    CoerceRule: coerce_column,
-    MapValuesRule: map_values,
-    FillNullsRule: fill_nulls,
-    DeduplicateRule: deduplicate_rows,
-    DeriveRule: derive_column,
+_RULE_FUNCTIONS: Final[Mapping[str, RuleFunction]] = {
+    "normalize": normalize_text,
+    "extract": extract_pattern,
+    "coerce": coerce_column,
+    "map_values": map_values,
+    "fill_nulls": fill_nulls,
+    "deduplicate": deduplicate_rows,
+    "derive": derive_column,
 }
+"""The function of each rule, by the name the spec writes it under (``- coerce: ...``)."""
 
 
 def _run_rule(
-    frame: pd.DataFrame, rule: Rule, *, where: str, pii_salt: str
+    frame: pd.DataFrame, step: Step, *, where: str, pii_salt: str
 ) -> tuple[pd.DataFrame, RuleReport]:
+    rule = step.rule
     if isinstance(rule, MaskPiiRule):  # the one rule with a secret: the salt comes from settings
         return mask_pii(frame, rule, salt=pii_salt, where=where)
-    return _RULE_FUNCTIONS[type(rule)](frame, rule, where=where)
+    return _RULE_FUNCTIONS[step.name](frame, rule, where=where)
