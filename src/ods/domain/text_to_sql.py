@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ods.domain.chat import ChatMessage
-from ods.domain.pii import PiiKind, detect_pii_kind, mask_value
+from ods.domain.pii import GENERIC_MASK, PII_KINDS, PiiKind, detect_pii_kind, mask_value
 
 MAX_VALUE_CHARS: Final = 40
 """Longest sample or example value shown; longer text is cut and ends with an ellipsis."""
@@ -29,7 +29,6 @@ MAX_EXAMPLES: Final = 3
 MAX_SAMPLE_ROWS: Final = 3
 MAX_CATEGORIES: Final = 50
 """Frequent values are shown for text columns with at most this many distinct values (categories)."""
-PII_SAMPLE_FALLBACK: Final = "***"
 
 _PLAIN_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Words DuckDB (and PostgreSQL) reserve or treat as type and function names: quoted when used as names.
@@ -160,11 +159,11 @@ def mask_sample_value(value: object, pii_kind: str | None) -> str:
         return format_value(value)
     # Masked data keeps asterisks (``j***@example.com``); anything else in a PII column is masked here.
     shown = text if "*" in text else mask_value(text, _pii_kind(pii_kind))
-    return format_value(shown or PII_SAMPLE_FALLBACK)
+    return format_value(shown or GENERIC_MASK)
 
 
 def _pii_kind(kind: str) -> PiiKind | None:
-    return kind if kind in ("email", "phone", "id_card", "bank_card") else None  # type: ignore[return-value]
+    return kind if kind in PII_KINDS else None
 
 
 def describe_dataset(
