@@ -1,4 +1,8 @@
-"""`check_health`: the `ods doctor` checks as a deployable flow, for scheduled monitoring."""
+"""`check_health`: the `ods doctor` checks as a deployable flow, for scheduled monitoring.
+
+A run that a redeploy left beside the current schedule's run for its time does nothing
+(tasks/schedules.py).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,21 @@ from prefect import flow
 from ods.diagnostics import COMPONENTS
 from tasks.health import check_component, report_health
 from tasks.results import FLOW_RESULTS
+from tasks.schedules import skip_redeploy_leftover
 
 
 @flow(name="check-health", **FLOW_RESULTS)
-def check_health(deep: bool = False) -> list[dict[str, Any]]:
+def check_health(deep: bool = False) -> list[dict[str, Any]] | dict[str, Any]:
     """Check every configured component; the run fails when one is not OK.
 
     Args:
         deep: also load the embedding model and compare every knowledge base with its index (slower).
+
+    Returns one result per component, or the skip result of a redeploy's leftover run
+    (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
     """
+    if (skipped := skip_redeploy_leftover()) is not None:
+        return skipped
     futures = [check_component.submit(component, deep) for component in COMPONENTS]
     results = [future.result() for future in futures]
     report_health(results)

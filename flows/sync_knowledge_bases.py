@@ -3,7 +3,8 @@
 Each knowledge base runs the ingest-documents flow (as a subflow) against the source the catalog recorded
 for it; unchanged documents are skipped without being read, so a quiet night costs a listing per base.
 One failing knowledge base does not stop the others: the run ends Failed naming the failures, after the
-others synced and the summary artifact was published.
+others synced and the summary artifact was published. A run that a redeploy left beside the current
+schedule's run for its night does nothing (tasks/schedules.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect import flow
 from flows.ingest_documents import ingest_documents
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from tasks.results import FLOW_RESULTS
+from tasks.schedules import skip_redeploy_leftover
 from tasks.watch import list_knowledge_base_sources, report_knowledge_base_sync
 
 NO_SOURCE = "no source recorded: ingest it once with `ods kb ingest SOURCE KB`"
@@ -26,7 +28,12 @@ def sync_knowledge_bases(batch_size: int = DOCUMENTS_PER_BATCH) -> dict[str, Any
 
     Args:
         batch_size: documents per ingest task.
+
+    Returns ``{"synced": N, "knowledge_bases": [...]}``, or the skip result of a redeploy's leftover
+    run (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
     """
+    if (skipped := skip_redeploy_leftover()) is not None:
+        return skipped
     results: list[dict[str, Any]] = []
     for base in list_knowledge_base_sources():
         kb, source = base["kb"], base["source"]

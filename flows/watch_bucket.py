@@ -3,7 +3,8 @@
 Scheduled every minute. Events go out before what was seen is recorded, with deterministic ids, so a run
 killed in between re-emits the same events next time and two concurrent runs emit the same events; the
 flows those events start are idempotent. The MinIO webhook bridge (`ods events bridge`) emits the same
-events sooner; this watcher reconciles whatever a webhook missed.
+events sooner; this watcher reconciles whatever a webhook missed. A run that a redeploy left beside the
+current schedule's run for its minute does nothing (tasks/schedules.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from typing import Any
 from prefect import flow
 
 from tasks.results import FLOW_RESULTS
+from tasks.schedules import skip_redeploy_leftover
 from tasks.watch import emit_watched_events, plan_watched_changes, record_watched_changes
 
 
 @flow(name="watch-bucket", **FLOW_RESULTS)
 def watch_bucket() -> dict[str, Any]:
-    """Emit one event per object created or deleted under the watched prefixes since the last run."""
+    """Emit one event per object created or deleted under the watched prefixes since the last run.
+
+    Returns ``{"events": [...], "recorded": N}``, or the skip result of a redeploy's leftover run
+    (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
+    """
+    if (skipped := skip_redeploy_leftover()) is not None:
+        return skipped
     changes = plan_watched_changes()
     events = emit_watched_events(changes)
     recorded = record_watched_changes(changes)

@@ -11,6 +11,9 @@ one per kind of server:
   no server outlives the command to watch heartbeats, so each run an ``ods`` command starts is tagged with
   the process that runs it (:class:`RunProcess`), and the next command sweeps: :func:`crash_orphaned_runs`
   crashes the Running or Pending runs whose process is gone, and their unfinished task runs.
+
+It also tells a scheduled run that a redeploy left beside the current schedule's run for the same time
+(:func:`find_redeploy_leftover_cover`, the decision in :mod:`ods.domain.scheduled_runs`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ods.domain.scheduled_runs import ScheduledRun, could_be_leftover, redeploy_leftover_cover
+
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun
     from prefect.events.schemas.automations import AutomationCore
 
 # Every run an `ods` command starts on the temporary server carries this tag and one `ods-process:` tag.
@@ -189,6 +195,52 @@ def crash_orphaned_runs(
         message = owner.crash_message() if owner else "its flow run crashed"
         client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
     return list(orphans)
+
+
+def scheduled_run(flow_run: FlowRun) -> ScheduledRun:
+    """What :mod:`ods.domain.scheduled_runs` needs of a Prefect flow run."""
+    creator = flow_run.created_by
+    from_schedule = creator is not None and (creator.type or "").upper() == "SCHEDULE"
+    return ScheduledRun(
+        id=flow_run.id,
+        deployment_id=flow_run.deployment_id,
+        auto_scheduled=flow_run.auto_scheduled,
+        expected_start_time=flow_run.expected_start_time,
+        schedule_id=creator.id if from_schedule and creator is not None else None,
+        state_type=flow_run.state_type.value if flow_run.state_type is not None else "",
+    )
+
+
+def find_redeploy_leftover_cover(client: SyncPrefectClient, flow_run: FlowRun) -> ScheduledRun | None:
+    """The run from the deployment's current schedule that covers ``flow_run``'s scheduled time when
+    ``flow_run`` is a leftover of a redeploy and must do nothing; None when it must run.
+
+    No API call for a run no schedule created (a local call, an `ods` command, a manual or triggered
+    run); one filtered read of the deployment's runs for the same time; a second (the deployment's
+    schedules) only when other scheduled runs share that time.
+    """
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterExpectedStartTime,
+    )
+
+    run = scheduled_run(flow_run)
+    if not could_be_leftover(run) or run.deployment_id is None:
+        return None
+    same_time = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[run.deployment_id]),
+            expected_start_time=FlowRunFilterExpectedStartTime(
+                after_=run.expected_start_time, before_=run.expected_start_time
+            ),
+        )
+    )
+    others = [scheduled_run(other) for other in same_time if other.id != run.id and other.auto_scheduled]
+    if not others:
+        return None
+    deployment = client.read_deployment(run.deployment_id)
+    return redeploy_leftover_cover(run, [schedule.id for schedule in deployment.schedules], others)
 
 
 def zombie_automation(missing_after: timedelta) -> AutomationCore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,22 @@ def test_model_servers_bind_what_the_worker_configures_not_every_interface() -> 
 
     for name in ("deploy-model", "deploy-model-cpu"):
         assert "host" not in (deployments[name].get("parameters") or {}), name
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [deployment for deployment in _deployments() if deployment.get("schedules")],
+    ids=lambda deployment: deployment["name"],
+)
+def test_scheduled_deployments_keep_their_times_and_skip_redeploy_leftovers(
+    deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redeploy can leave a run of the replaced schedule beside the new one's for the same time: the
+    flow checks first (tasks/schedules.py), and an interval's anchor keeps the times the same across
+    redeploys (`prefect deploy` would anchor it at its own second)."""
+    monkeypatch.chdir(ROOT)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"])
+
+    assert "skip_redeploy_leftover()" in inspect.getsource(flow.fn)
+    for schedule in deployment["schedules"]:
+        assert "cron" in schedule or "anchor_date" in schedule, schedule
