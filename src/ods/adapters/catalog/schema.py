@@ -95,15 +95,42 @@ class Base(DeclarativeBase):
     }
 
 
-class Dataset(Base):
+class NamedRow(Base):
+    """The columns of a row known by a unique name (datasets, models, knowledge bases): the catalog's
+    lookups by name (and their "no such name; known names: ..." errors) are written once against it."""
+
+    __abstract__ = True
+
+    # Inherited columns would come last; ``sort_order`` keeps the key and the name first, as in 0001.
+    id: Mapped[int] = mapped_column(primary_key=True, sort_order=-2)
+    name: Mapped[str] = mapped_column(String(200), unique=True, sort_order=-1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionedRow(NamedRow):
+    """A named row with a description whose content lives in numbered versions (datasets, models)."""
+
+    __abstract__ = True
+
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class VersionRow(Base):
+    """The columns every numbered version (of a dataset or a model) has: read by one generic getter."""
+
+    __abstract__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True, sort_order=-2)
+    version: Mapped[int] = mapped_column(sort_order=-1)
+    status: Mapped[str] = mapped_column(String(16))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(VersionedRow):
     """A named dataset; its content lives in immutable versions."""
 
     __tablename__ = "datasets"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", passive_deletes=True)
 
@@ -126,7 +153,7 @@ dataset_version_parents = Table(
 """Derived datasets: which versions a version was computed from."""
 
 
-class DatasetVersion(Base):
+class DatasetVersion(VersionRow):
     """One immutable, content-addressed version of a dataset, with its lineage back to the raw file."""
 
     __tablename__ = "dataset_versions"
@@ -137,23 +164,18 @@ class DatasetVersion(Base):
         CheckConstraint("version >= 1", name="version_positive"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
-    version: Mapped[int]
     content_hash: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(Text)
     schema: Mapped[dict[str, Any]]
     profile: Mapped[dict[str, Any]]
     row_count: Mapped[int] = mapped_column(BigInteger)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     source_uri: Mapped[str | None] = mapped_column(Text)
     source_etag: Mapped[str | None] = mapped_column(String(200))
     source_sha256: Mapped[str | None] = mapped_column(String(64))
     spec_hash: Mapped[str | None] = mapped_column(String(64))
-    flow_run_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
     parents: Mapped[list[DatasetVersion]] = relationship(
@@ -178,18 +200,13 @@ class ValidationRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Model(Base):
+class Model(VersionedRow):
     """A named model; trained artifacts are its versions."""
 
     __tablename__ = "models"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-class ModelVersion(Base):
+class ModelVersion(VersionRow):
     """One trained model artifact and the dataset version it was trained on."""
 
     __tablename__ = "model_versions"
@@ -199,9 +216,7 @@ class ModelVersion(Base):
         CheckConstraint("version >= 1", name="version_positive"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    version: Mapped[int]
     trainer: Mapped[str] = mapped_column(String(100))
     params: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]]
@@ -210,9 +225,6 @@ class ModelVersion(Base):
         ForeignKey("dataset_versions.id", ondelete="RESTRICT"), index=True
     )
     code_version: Mapped[str | None] = mapped_column(String(100))
-    flow_run_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     model: Mapped[Model] = relationship()
 
@@ -240,18 +252,15 @@ class Endpoint(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
 
 
-class KnowledgeBase(Base):
+class KnowledgeBase(NamedRow):
     """A set of documents indexed into one vector collection with one embedding model."""
 
     __tablename__ = "knowledge_bases"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
     source_uri: Mapped[str | None] = mapped_column(Text)
     embedding_model: Mapped[str] = mapped_column(String(200))
     embedding_dim: Mapped[int]
     collection_name: Mapped[str] = mapped_column(String(255), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Document(Base):

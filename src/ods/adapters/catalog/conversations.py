@@ -1,0 +1,132 @@
+"""Conversations, their messages and the sources each answer cites (chunks, document or dataset versions)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
+
+from ods.adapters.catalog.base import (
+    CatalogBase,
+    check_choice,
+    require_row,
+    require_rows,
+    to_record,
+    values_of,
+)
+from ods.adapters.catalog.records import CitationRecord, ConversationRecord, MessageRecord
+from ods.adapters.catalog.schema import (
+    Chunk,
+    Citation,
+    Conversation,
+    DatasetVersion,
+    DocumentVersion,
+    Message,
+    MessageRole,
+    utcnow,
+)
+from ods.errors import NotFoundError
+
+
+class ConversationTables(CatalogBase):
+    """``conversations``, ``messages`` and ``citations``."""
+
+    def create_conversation(self, title: str) -> ConversationRecord:
+        """Start a conversation; its id is a fresh uuid4 hex string."""
+
+        def work(session: Session) -> ConversationRecord:
+            row = Conversation(id=uuid.uuid4().hex, title=title)
+            session.add(row)
+            session.flush()
+            return _conversation_record(row)
+
+        return self._write(work)
+
+    def add_message(
+        self,
+        conversation_id: str,
+        role: MessageRole,
+        content: str,
+        *,
+        sql: str | None = None,
+        model: str | None = None,
+        usage: dict[str, Any] | None = None,
+        citations: Sequence[CitationRecord] = (),
+    ) -> MessageRecord:
+        """Append a message (with the sources it cites) to a conversation."""
+        check_choice("message role", role, MessageRole)
+
+        def work(session: Session) -> MessageRecord:
+            conversation = require_row(session, Conversation, conversation_id, "conversation")
+            _require_citation_targets(session, citations)
+            message = Message(
+                conversation_id=conversation_id,
+                role=role,
+                content=content,
+                sql=sql,
+                model=model,
+                usage=usage,
+                citations=[Citation(**values_of(citation)) for citation in citations],
+            )
+            session.add(message)
+            conversation.updated_at = utcnow()
+            session.flush()
+            return _message_record(message)
+
+        return self._write(work)
+
+    def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        """A conversation with its messages (oldest first) and their citations."""
+
+        def work(session: Session) -> ConversationRecord:
+            with_messages = selectinload(Conversation.messages).selectinload(Message.citations)
+            row = require_row(session, Conversation, conversation_id, "conversation", with_messages)
+            return _conversation_record(row, with_messages=True)
+
+        return self._read(work)
+
+    def list_conversations(self) -> list[ConversationRecord]:
+        """Every conversation, most recently active first, without messages."""
+
+        def work(session: Session) -> list[ConversationRecord]:
+            rows = session.scalars(
+                select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id)
+            )
+            return [_conversation_record(row) for row in rows]
+
+        return self._read(work)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation; the database cascades to its messages and citations."""
+
+        def work(session: Session) -> None:
+            require_row(session, Conversation, conversation_id, "conversation")
+            session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+
+        self._write(work)
+
+
+def _require_citation_targets(session: Session, citations: Sequence[CitationRecord]) -> None:
+    chunk_ids = sorted({c.chunk_id for c in citations if c.chunk_id is not None})
+    if chunk_ids:
+        found = set(session.scalars(select(Chunk.id).where(Chunk.id.in_(chunk_ids))))
+        missing = [chunk_id for chunk_id in chunk_ids if chunk_id not in found]
+        if missing:
+            raise NotFoundError(f"citation names unknown chunk {', '.join(missing)}")
+    document_version_ids = sorted({c.document_version_id for c in citations if c.document_version_id})
+    require_rows(session, DocumentVersion, DocumentVersion.id, document_version_ids, "document version")
+    dataset_version_ids = sorted({c.dataset_version_id for c in citations if c.dataset_version_id})
+    require_rows(session, DatasetVersion, DatasetVersion.id, dataset_version_ids, "dataset version")
+
+
+def _message_record(row: Message) -> MessageRecord:
+    citations = tuple(to_record(CitationRecord, citation) for citation in row.citations)
+    return to_record(MessageRecord, row, citations=citations)
+
+
+def _conversation_record(row: Conversation, *, with_messages: bool = False) -> ConversationRecord:
+    messages = tuple(_message_record(message) for message in row.messages) if with_messages else ()
+    return to_record(ConversationRecord, row, messages=messages)

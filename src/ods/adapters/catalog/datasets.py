@@ -1,0 +1,215 @@
+"""Datasets, their immutable versions (with lineage between versions) and their validation runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ods.adapters.catalog.base import CatalogBase, VersionedTable, check_choice, require_rows, to_record
+from ods.adapters.catalog.records import DatasetRecord, DatasetVersionRecord, ValidationRunRecord
+from ods.adapters.catalog.schema import Dataset, DatasetStatus, DatasetVersion, ValidationRun
+from ods.domain.names import check_name
+
+
+class DatasetTables(CatalogBase):
+    """``datasets``, ``dataset_versions`` (+ ``dataset_version_parents``) and ``validation_runs``."""
+
+    def ensure_dataset(self, name: str, description: str | None = None) -> DatasetRecord:
+        """The dataset called ``name``, created if missing; a given description replaces the stored one."""
+        return self._ensure(DATASETS, name, description)
+
+    def add_dataset_version(
+        self,
+        dataset_name: str,
+        *,
+        content_hash: str,
+        uri: str,
+        schema: dict[str, Any],
+        profile: dict[str, Any],
+        row_count: int,
+        size_bytes: int,
+        status: DatasetStatus,
+        source_uri: str | None = None,
+        source_etag: str | None = None,
+        source_sha256: str | None = None,
+        spec_hash: str | None = None,
+        flow_run_id: str | None = None,
+        parents: Iterable[int] = (),
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> DatasetVersionRecord:
+        """Record a dataset version, numbered after the dataset's newest one.
+
+        Idempotent by content: when ``content_hash`` is already recorded for the dataset, that version is
+        returned unchanged, whatever its status. ``parents`` are ids of the versions it was derived from.
+        """
+        check_name("dataset", dataset_name)
+        check_choice("dataset status", status, DatasetStatus)
+        parent_ids = sorted(set(parents))
+
+        def work(session: Session) -> DatasetVersionRecord:
+            dataset = DATASETS.lock_owner(session, dataset_name, description)
+            existing = session.scalar(
+                select(DatasetVersion).where(
+                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == content_hash
+                )
+            )
+            if existing is not None:
+                return dataset_version_record(existing, dataset.name)
+            parent_rows = require_rows(
+                session, DatasetVersion, DatasetVersion.id, parent_ids, "dataset version"
+            )
+            row = DatasetVersion(
+                dataset_id=dataset.id,
+                version=DATASETS.next_version(session, dataset),
+                content_hash=content_hash,
+                uri=uri,
+                schema=schema,
+                profile=profile,
+                row_count=row_count,
+                size_bytes=size_bytes,
+                status=status,
+                reason=reason,
+                source_uri=source_uri,
+                source_etag=source_etag,
+                source_sha256=source_sha256,
+                spec_hash=spec_hash,
+                flow_run_id=flow_run_id,
+                parents=parent_rows,
+            )
+            session.add(row)
+            session.flush()
+            return dataset_version_record(row, dataset.name)
+
+        return self._write(work)
+
+    def find_dataset_version(
+        self, name: str, *, source_sha256: str, spec_hash: str
+    ) -> DatasetVersionRecord | None:
+        """The newest version of ``name`` made from these source bytes with this spec, if any."""
+
+        def work(session: Session) -> DatasetVersionRecord | None:
+            row = session.scalar(
+                select(DatasetVersion)
+                .join(Dataset)
+                .where(
+                    Dataset.name == name,
+                    DatasetVersion.source_sha256 == source_sha256,
+                    DatasetVersion.spec_hash == spec_hash,
+                )
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(DatasetVersion.version.desc())
+                .limit(1)
+            )
+            return None if row is None else dataset_version_record(row, name)
+
+        return self._read(work)
+
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersionRecord:
+        """Version ``version`` of dataset ``name``, or its newest registered version when ``None``."""
+        return self._read(lambda session: DATASETS.get_version(session, name, version))
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        """Every dataset, by name."""
+        return self._list_named(Dataset, _dataset_record)
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersionRecord]:
+        """Every version of dataset ``name`` (registered and rejected), oldest first."""
+
+        def work(session: Session) -> list[DatasetVersionRecord]:
+            dataset = DATASETS.named(session, name)
+            rows = session.scalars(
+                select(DatasetVersion)
+                .where(DatasetVersion.dataset_id == dataset.id)
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(DatasetVersion.version)
+            ).all()
+            return [dataset_version_record(row, dataset.name) for row in rows]
+
+        return self._read(work)
+
+    def add_validation_run(
+        self,
+        dataset_version_id: int,
+        *,
+        success: bool,
+        results: dict[str, Any],
+        quarantine_uri: str | None = None,
+    ) -> ValidationRunRecord:
+        """Record the outcome of validating a dataset version."""
+
+        def work(session: Session) -> ValidationRunRecord:
+            require_rows(session, DatasetVersion, DatasetVersion.id, [dataset_version_id], "dataset version")
+            row = ValidationRun(
+                dataset_version_id=dataset_version_id,
+                success=success,
+                results=results,
+                quarantine_uri=quarantine_uri,
+            )
+            session.add(row)
+            session.flush()
+            return to_record(ValidationRunRecord, row)
+
+        return self._write(work)
+
+    def validation_runs(self, dataset_version_id: int) -> list[ValidationRunRecord]:
+        """Every validation run of a dataset version, oldest first."""
+
+        def work(session: Session) -> list[ValidationRunRecord]:
+            rows = session.scalars(
+                select(ValidationRun)
+                .where(ValidationRun.dataset_version_id == dataset_version_id)
+                .order_by(ValidationRun.id)
+            )
+            return [to_record(ValidationRunRecord, row) for row in rows]
+
+        return self._read(work)
+
+    def latest_registered_versions(self) -> list[DatasetVersionRecord]:
+        """The newest registered version of every dataset that has one, by dataset name (Text-to-SQL)."""
+
+        def work(session: Session) -> list[DatasetVersionRecord]:
+            newest = (
+                select(DatasetVersion.dataset_id, func.max(DatasetVersion.version).label("version"))
+                .where(DatasetVersion.status == "registered")
+                .group_by(DatasetVersion.dataset_id)
+                .subquery()
+            )
+            rows = session.execute(
+                select(DatasetVersion, Dataset.name)
+                .join(
+                    newest,
+                    (DatasetVersion.dataset_id == newest.c.dataset_id)
+                    & (DatasetVersion.version == newest.c.version),
+                )
+                .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                .options(selectinload(DatasetVersion.parents))
+                .order_by(Dataset.name)
+            ).all()
+            return [dataset_version_record(row, name) for row, name in rows]
+
+        return self._read(work)
+
+
+def dataset_version_record(row: DatasetVersion, dataset_name: str) -> DatasetVersionRecord:
+    """The frozen record of a dataset version row (its parents loaded in the same session)."""
+    parent_ids = tuple(sorted(parent.id for parent in row.parents))
+    return to_record(DatasetVersionRecord, row, dataset_name=dataset_name, parent_ids=parent_ids)
+
+
+def _dataset_record(session: Session, dataset: Dataset) -> DatasetRecord:
+    latest, count = session.execute(
+        select(
+            func.max(DatasetVersion.version).filter(DatasetVersion.status == "registered"),
+            func.count(DatasetVersion.id),
+        ).where(DatasetVersion.dataset_id == dataset.id)
+    ).one()
+    return to_record(DatasetRecord, dataset, latest_version=latest, version_count=count)
+
+
+DATASETS = VersionedTable(
+    "dataset", Dataset, DatasetVersion, DatasetVersion.dataset_id, _dataset_record, dataset_version_record
+)
