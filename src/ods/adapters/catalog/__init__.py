@@ -1,7 +1,8 @@
 """The catalog: one lineage graph (SQLAlchemy 2 ORM, Alembic migrations) on SQLite or PostgreSQL.
 
 Importing this package connects to nothing and reads no settings; build a catalog from a URL with
-``Catalog.open(settings.catalog_url)``.
+``Catalog.open(settings.catalog_url)``. ``Catalog`` is composed of one class per table group; a consumer
+that needs one group can depend on that group's Protocol (``DatasetCatalog``, ``ModelCatalog``, ...).
 """
 
 from ods.adapters.catalog.database import (
@@ -9,6 +10,15 @@ from ods.adapters.catalog.database import (
     current_revision,
     head_revision,
     migrate,
+)
+from ods.adapters.catalog.protocols import (
+    CatalogAdmin,
+    ConversationCatalog,
+    DatasetCatalog,
+    EndpointCatalog,
+    KnowledgeCatalog,
+    ModelCatalog,
+    WatchCatalog,
 )
 from ods.adapters.catalog.records import (
     ChunkRecord,
@@ -33,23 +43,30 @@ from ods.adapters.catalog.repository import Catalog
 
 __all__ = [
     "Catalog",
+    "CatalogAdmin",
     "ChunkRecord",
     "ChunkSource",
     "CitationRecord",
+    "ConversationCatalog",
     "ConversationRecord",
+    "DatasetCatalog",
     "DatasetRecord",
     "DatasetVersionRecord",
     "DocumentRecord",
+    "EndpointCatalog",
     "EndpointLineage",
     "EndpointRecord",
     "IndexedDocument",
     "KnowledgeBaseCounts",
     "KnowledgeBaseRecord",
+    "KnowledgeCatalog",
     "MessageRecord",
+    "ModelCatalog",
     "ModelRecord",
     "ModelVersionRecord",
     "ReplacedVersion",
     "ValidationRunRecord",
+    "WatchCatalog",
     "create_catalog_engine",
     "current_revision",
     "head_revision",
