@@ -217,7 +217,7 @@ def child_main(argv: list[str]) -> None:
 
 
 def load_embedder() -> Any:
-    from ods.adapters.embedder import build_embedder
+    from ods.factories import build_embedder
     from ods.settings import get_settings
 
     embedder = build_embedder(get_settings().embedding)
@@ -288,9 +288,9 @@ def child_flow(folder: str, batch_size: str) -> dict[str, Any]:
 
 def dense_search_after(kb: str) -> str:
     """Where dense search runs now that the flow has ended (an ingest should leave a current snapshot)."""
-    from ods.ingestion import dense_search_source
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
+    from ods.stages.ingest import dense_search_source
 
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -318,7 +318,7 @@ def chunk_texts(folder: Path, embedder: Any) -> list[str]:
     """The chunks the flow indexes, made by the same parse and chunk functions (in this process)."""
     from ods.adapters.document_parsers import parse_document
     from ods.domain.chunking import chunk_sections
-    from ods.ingestion import MAX_CHUNK_TOKENS, OVERLAP_TOKENS, bounded_token_counts
+    from ods.stages.ingest import MAX_CHUNK_TOKENS, OVERLAP_TOKENS, bounded_token_counts
 
     texts: list[str] = []
     for path in sorted(folder.rglob("*.*")):

@@ -181,11 +181,13 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
 
-    from ods.adapters.object_store import build_object_store
     from ods.adapters.tabular_source import read_table
     from ods.domain.cleaning import apply_cleaning
     from ods.domain.profiling import profile_frame
-    from ods.preparation import (
+    from ods.factories import build_object_store
+    from ods.quality.validation import validate_frame
+    from ods.settings import get_settings
+    from ods.stages.prepare import (
         Handover,
         dataset_prefix,
         fetch_source,
@@ -193,9 +195,7 @@ def main() -> None:
         store_parquet,
         table_to_parquet,
     )
-    from ods.quality.validation import validate_frame
-    from ods.sample_data import write_sales_example
-    from ods.settings import get_settings
+    from ods.stages.sample_data import write_sales_example
 
     print(f"generating {arguments.rows:,} dirty rows ...", flush=True)
     csv_path, spec_path = write_sales_example(workdir / "data", rows=arguments.rows)

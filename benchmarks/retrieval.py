@@ -42,7 +42,7 @@ from ingest import paragraph, sentence
 from numpy.typing import NDArray
 
 KB = "bench"
-UPSERT_ROWS = 1_000  # what ingestion writes per upsert call (ods.ingestion.UPSERT_ROWS)
+UPSERT_ROWS = 1_000  # what ingestion writes per upsert call (ods.stages.ingest.UPSERT_ROWS)
 NOISE = 0.1  # norm of the Gaussian noise added to each mixed vector (the mix itself has norm ~0.8-1)
 
 
@@ -311,7 +311,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from ods.adapters.dense_snapshot import snapshot_path
-    from ods.adapters.embedder import build_embedder
+    from ods.factories import build_embedder
     from ods.settings import load_settings
 
     embedder = build_embedder(load_settings().embedding)

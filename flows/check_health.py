@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from ods.diagnostics import COMPONENTS
+from ods.stages.health import COMPONENTS
 from tasks.health import check_component, report_health
 from tasks.results import FLOW_RESULTS
 from tasks.schedules import skip_redeploy_leftover

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from ods.serving import GpuSettings
+from ods.stages.serve import GpuSettings
 from tasks.results import FLOW_RESULTS
 from tasks.serve import (
     activate_model_endpoint,

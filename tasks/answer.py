@@ -8,9 +8,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
-from ods.answering import answer_markdown, answer_question
 from ods.domain.answering import Mode
 from ods.settings import get_settings
+from ods.stages.answer import answer_markdown, answer_question
 from tasks.results import NOT_PERSISTED
 
 

@@ -3,7 +3,7 @@
 Frames move between these tasks in memory inside one flow run, so the tasks that take or return a frame
 neither cache nor persist results (hashing or pickling a million-row frame would cost more than the work).
 Prefect keeps every task's inputs and results referenced until the run ends, so the raw bytes and the raw
-frame travel in a :class:`~ods.preparation.Handover` that the next stage empties: each is freed as soon
+frame travel in a :class:`~ods.stages.prepare.Handover` that the next stage empties: each is freed as soon
 as it has been parsed or cleaned.
 """
 
@@ -19,12 +19,14 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import DatasetVersionRecord
-from ods.adapters.object_store import build_object_store
 from ods.adapters.tabular_source import read_table
 from ods.domain.cleaning import CleaningResult, apply_cleaning
 from ods.domain.dataset_card import render_dataset_card
 from ods.domain.profiling import profile_frame
-from ods.preparation import (
+from ods.factories import build_object_store, open_catalog
+from ods.quality.validation import ValidationReport, start_validation_worker, validate_frame
+from ods.settings import get_settings
+from ods.stages.prepare import (
     DatasetRejectedError,
     Handover,
     LoadedSpec,
@@ -36,7 +38,6 @@ from ods.preparation import (
     fetch_source,
     find_prepared_version,
     load_spec,
-    open_catalog,
     register_version,
     reject_version,
     rejected_version,
@@ -46,8 +47,6 @@ from ods.preparation import (
     store_parquet,
     table_to_parquet,
 )
-from ods.quality.validation import ValidationReport, start_validation_worker, validate_frame
-from ods.settings import get_settings
 from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 

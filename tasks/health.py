@@ -9,9 +9,9 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
-from ods.diagnostics import run_check
 from ods.errors import OdsError
 from ods.settings import get_settings
+from ods.stages.health import run_check
 from tasks.results import JSON_RESULTS
 
 

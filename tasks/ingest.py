@@ -10,12 +10,13 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from ods.adapters.embedder import build_embedder
 from ods.adapters.parse_isolation import shared_parser_pool
 from ods.adapters.process_memory import release_free_memory
 from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument, pipeline_batches
-from ods.ingestion import (
+from ods.factories import build_embedder, open_catalog, open_index, open_source
+from ods.settings import get_settings
+from ods.stages.ingest import (
     PROGRESS_FIELD,
     DocumentLimits,
     PreparedBatch,
@@ -23,15 +24,11 @@ from ods.ingestion import (
     dense_snapshot_due,
     embed_batch,
     index_batch,
-    open_index,
     open_knowledge_base,
-    open_source,
     plan_ingest,
     prepare_batch,
     retire_replaced_versions,
 )
-from ods.preparation import open_catalog
-from ods.settings import get_settings
 from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 

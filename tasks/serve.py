@@ -16,10 +16,10 @@ from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import EndpointRecord
 from ods.adapters.model_server import LocalModelServer
-from ods.adapters.object_store import build_object_store
 from ods.errors import NotFoundError
-from ods.preparation import open_catalog
-from ods.serving import (
+from ods.factories import build_object_store, open_catalog
+from ods.settings import get_settings
+from ods.stages.serve import (
     CACHE_DIR,
     DeploymentFailedError,
     DeploymentPlan,
@@ -38,7 +38,6 @@ from ods.serving import (
     start_server,
     stop_endpoint,
 )
-from ods.settings import get_settings
 from tasks.results import NOT_PERSISTED
 from tasks.retry import retry_on_transient_errors
 

@@ -1,6 +1,6 @@
 """Tasks of the train_model flow: thin wrappers adding retries, logging, artifacts and events.
 
-Tasks pass a :class:`~ods.training.TrainingPlan` (references and parameters) between them, never frames
+Tasks pass a :class:`~ods.stages.train.TrainingPlan` (references and parameters) between them, never frames
 or weights: the training task reads the dataset's Parquet itself and leaves the model in the object store.
 """
 
@@ -15,10 +15,9 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import ModelVersionRecord
-from ods.adapters.object_store import build_object_store
-from ods.preparation import open_catalog
+from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
-from ods.training import (
+from ods.stages.train import (
     StoredModel,
     TrainingPlan,
     code_version,

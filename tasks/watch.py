@@ -1,6 +1,6 @@
 """Tasks of the event-driven flows (watch_bucket, sync_knowledge_bases, gate_model): thin wrappers adding retries and logging.
 
-The watcher's tasks run in a fixed order (plan, emit, record): see :mod:`ods.watching` for why events go
+The watcher's tasks run in a fixed order (plan, emit, record): see :mod:`ods.stages.watch` for why events go
 out before what was seen is recorded.
 """
 
@@ -13,14 +13,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from ods.adapters.object_store import build_object_store
 from ods.domain.bucket_diff import ObjectChange
 from ods.domain.dataset_card import markdown_table
 from ods.domain.deploy_gate import approval_event_id, approval_resource, evaluate_deploy_gate
-from ods.preparation import open_catalog
+from ods.domain.refs import format_ref, parse_model_ref
+from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
-from ods.training import parse_model_ref
-from ods.watching import (
+from ods.stages.watch import (
     KnowledgeBaseSyncError,
     bucket_of,
     emit_object_events,
@@ -124,7 +123,7 @@ def gate_model_version(ref: str) -> dict[str, Any]:
         gate.min if gate else None,
         gate.max if gate else None,
     )
-    ref = f"{record.model_name}@{record.version}"
+    ref = format_ref(record.model_name, record.version)
     summary = {
         "model": record.model_name,
         "version": record.version,

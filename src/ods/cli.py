@@ -66,7 +66,7 @@ def options(
 @app.command()
 def init() -> None:
     """Create ODS_HOME, migrate the catalog, and prepare the object store and vector index."""
-    from ods.bootstrap import initialise
+    from ods.stages.setup import initialise
 
     for line in initialise():
         console.print(f"[green]✓[/green] {line}")
@@ -81,8 +81,8 @@ def doctor(
     ),
 ) -> None:
     """Check every configured component; exit 1 if any is not OK."""
-    from ods.diagnostics import run_checks
     from ods.settings import get_settings
+    from ods.stages.health import run_checks
 
     results = run_checks(get_settings(), deep=deep)
     table = Table(title=f"ods doctor (profile {get_settings().profile})")
@@ -142,7 +142,7 @@ def datasets_prepare(
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every dataset with its newest registered version."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     with open_catalog(get_settings()) as catalog:
@@ -159,9 +159,10 @@ def datasets_list() -> None:
 @datasets_app.command("show")
 def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
     """Schema, profile, lineage and validation of a dataset version."""
-    from ods.adapters.object_store import build_object_store
-    from ods.preparation import card_uri, open_catalog, parse_dataset_ref
+    from ods.domain.refs import parse_dataset_ref
+    from ods.factories import build_object_store, open_catalog
     from ods.settings import get_settings
+    from ods.stages.prepare import card_uri
 
     name, number = parse_dataset_ref(ref)
     settings = get_settings()
@@ -222,9 +223,10 @@ def datasets_head(
     rows: int = typer.Option(10, "-n", "--rows", min=1, help="How many rows to show."),
 ) -> None:
     """The first rows of a dataset version."""
-    from ods.adapters.object_store import build_object_store
-    from ods.preparation import head_rows, open_catalog, parse_dataset_ref
+    from ods.domain.refs import parse_dataset_ref
+    from ods.factories import build_object_store, open_catalog
     from ods.settings import get_settings
+    from ods.stages.prepare import head_rows
 
     name, number = parse_dataset_ref(ref)
     settings = get_settings()
@@ -270,7 +272,7 @@ def _ingest_progress(kb: str) -> Iterator[None]:
     """A documents progress bar fed by the structured log records of the ingest tasks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ods.ingestion import PROGRESS_FIELD
+    from ods.stages.ingest import PROGRESS_FIELD
 
     progress = Progress(
         TextColumn(f"ingesting {kb}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -304,9 +306,9 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
     The chunks are the catalog's chunks of indexed versions, which the index holds too (``ods kb verify``
     compares them id for id); the dense snapshot line shows the index's own count on a Milvus Lite file.
     """
-    from ods.ingestion import dense_search_source
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
+    from ods.stages.ingest import dense_search_source
 
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -341,8 +343,8 @@ def kb_verify(
     ),
 ) -> None:
     """Compare the catalog's chunks of a knowledge base with its index, id for id; exit 1 on drift."""
-    from ods.kb_verification import verify_knowledge_base
     from ods.settings import get_settings
+    from ods.stages.ingest import verify_knowledge_base
 
     verification = verify_knowledge_base(get_settings(), kb, repair=repair)
     for line in verification.lines():
@@ -357,7 +359,7 @@ def kb_documents(
     status: str | None = typer.Option(None, "--status", help="indexed, quarantined or deleted."),
 ) -> None:
     """The documents of a knowledge base with status, chunks and reason."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     if status not in (None, "indexed", "quarantined", "deleted"):
@@ -393,8 +395,8 @@ def kb_search(
     ] = None,
 ) -> None:
     """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
-    from ods.retrieval import resolve_documents, search_knowledge_base
     from ods.settings import get_settings
+    from ods.stages.retrieve import resolve_documents, search_knowledge_base
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise OdsError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
@@ -430,8 +432,8 @@ def kb_search(
 @app.command()
 def demo() -> None:
     """Run the whole platform path on the embedded defaults."""
-    from ods.sample_data import write_policy_documents, write_sales_example
     from ods.settings import get_settings
+    from ods.stages.sample_data import write_policy_documents, write_sales_example
 
     init()
     examples = get_settings().home / "examples"

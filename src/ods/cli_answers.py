@@ -18,8 +18,8 @@ from rich.table import Table
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
-    from ods.answering import Answer
     from ods.domain.answering import Mode
+    from ods.stages.answer import Answer
 
 conversations_app = typer.Typer(help="List, show and delete conversations.", no_args_is_help=True)
 console = Console()
@@ -57,8 +57,8 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (no streaming)."),
 ) -> None:
     """Answer a question with citations from documents and/or datasets; streams the answer, then sources."""
-    from ods.answering import answer_question
     from ods.settings import get_settings
+    from ods.stages.answer import answer_question
 
     stream = None if as_json else _stream_to_stdout
     result = answer_question(
@@ -86,8 +86,9 @@ def chat(
     mode: str = typer.Option("auto", "--mode", help=MODE_HELP),
 ) -> None:
     """Chat interactively: each question sees the recent turns; an empty line, 'exit' or Ctrl-D ends."""
-    from ods.answering import answer_question, open_llm
+    from ods.factories import open_llm
     from ods.settings import get_settings
+    from ods.stages.answer import answer_question
 
     settings = get_settings()
     model = open_llm(settings)
@@ -166,7 +167,7 @@ def print_answer_details(result: Answer) -> None:
 @conversations_app.command("list")
 def conversations_list() -> None:
     """Conversations, most recently active first."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     with open_catalog(get_settings()) as catalog:
@@ -182,7 +183,7 @@ def conversations_list() -> None:
 @conversations_app.command("show")
 def conversations_show(conversation: str = typer.Argument(..., help="Conversation id.")) -> None:
     """Every message of a conversation, with the SQL it ran and the sources it cited."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     with open_catalog(get_settings()) as catalog:
@@ -216,7 +217,7 @@ def conversations_delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a conversation and its messages."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     if not yes and not typer.confirm(f"delete conversation {conversation} and all its messages?"):

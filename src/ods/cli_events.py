@@ -23,7 +23,7 @@ def bridge(
     """
     from ods.events_bridge import BridgeConfig, serve_bridge
     from ods.settings import get_settings
-    from ods.watching import emit_with_prefect, watch_layout
+    from ods.stages.watch import emit_with_prefect, watch_layout
 
     settings = get_settings()
     token = settings.watch.bridge_token

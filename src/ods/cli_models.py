@@ -80,7 +80,7 @@ def models_train(
 @models_app.command("list")
 def models_list() -> None:
     """Every model version with its trainer, dataset version and headline metrics."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     with open_catalog(get_settings()) as catalog:
@@ -106,10 +106,10 @@ def models_list() -> None:
 @models_app.command("show")
 def models_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) -> None:
     """Metrics, parameters and lineage (down to the raw source) of a model version."""
-    from ods.adapters.object_store import build_object_store
-    from ods.preparation import open_catalog
+    from ods.domain.refs import parse_model_ref
+    from ods.factories import build_object_store, open_catalog
     from ods.settings import get_settings
-    from ods.training import manifest_of, parse_model_ref
+    from ods.stages.train import manifest_of
 
     name, number = parse_model_ref(ref)
     settings = get_settings()
@@ -192,7 +192,7 @@ def models_deploy(
         return
     runner = start_flow_runner()
     from flows.deploy_model import deploy_model
-    from ods.serving import choose_backend
+    from ods.stages.serve import choose_backend
 
     result = runner.run(
         deploy_model,
@@ -214,17 +214,16 @@ def models_deploy(
 def _render_k8s(ref: str, directory: str, *, image: str | None, gpus: int, max_model_len: int | None) -> None:
     from pathlib import Path
 
-    from ods.adapters.object_store import build_object_store
-    from ods.preparation import open_catalog
-    from ods.serving import ADAPTER_FORMAT, LLM_FORMATS, ServingError, resolve_model_version
-    from ods.serving_manifests import (
+    from ods.factories import build_object_store, open_catalog
+    from ods.settings import get_settings
+    from ods.stages.serve import ADAPTER_FORMAT, LLM_FORMATS, ServingError, resolve_model_version
+    from ods.stages.serve_manifests import (
         DEFAULT_VLLM_IMAGE,
         VllmManifestRequest,
         render_vllm_manifests,
         write_manifests,
     )
-    from ods.settings import get_settings
-    from ods.training import manifest_of
+    from ods.stages.train import manifest_of
 
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -258,7 +257,7 @@ def models_endpoints(
     model: Annotated[str | None, typer.Argument(help="Only this model's endpoints.")] = None,
 ) -> None:
     """Every endpoint with its model version, backend, URL and status (newest first)."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
     from ods.settings import get_settings
 
     with open_catalog(get_settings()) as catalog:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ods.domain.bucket_diff import ChangeAction, ObjectChange, WatchLayout, classify_key, normalize_etag
 from ods.errors import OdsError
-from ods.watching import EventEmitter, object_event, s3_uri
+from ods.stages.watch import EventEmitter, object_event, s3_uri
 
 logger = logging.getLogger(__name__)
 

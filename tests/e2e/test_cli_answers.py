@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ods.sample_data import write_policy_documents
+from ods.stages.sample_data import write_policy_documents
 from tests.support.cli import run_ods
 
 

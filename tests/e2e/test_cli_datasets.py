@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ods.preparation import open_catalog
-from ods.sample_data import write_sales_example
+from ods.factories import open_catalog
 from ods.settings import get_settings
+from ods.stages.sample_data import write_sales_example
 from tests.support.cli import run_ods
 
 

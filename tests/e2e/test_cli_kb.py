@@ -9,9 +9,9 @@ from sqlalchemy import insert
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.schema import KnowledgeBase
-from ods.diagnostics import run_check
-from ods.sample_data import write_policy_documents
 from ods.settings import get_settings
+from ods.stages.health import run_check
+from ods.stages.sample_data import write_policy_documents
 from tests.support.cli import run_ods
 
 RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
@@ -19,8 +19,7 @@ RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 
 def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
     from ods.adapters.milvus_lite_process import stop_lite_servers
-    from ods.ingestion import open_index
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog, open_index
 
     folder = write_policy_documents(tmp_path / "docs")
     (folder / "notes.doc").write_bytes(b"\xd0\xcf\x11\xe0legacy word file")

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ods.sample_data import write_sales_example
+from ods.stages.sample_data import write_sales_example
 from tests.support.cli import run_ods
 
 
 def _register_sales(directory: Path) -> None:
     """Register the sales example with the library's prepare stages, in process (the prepare CLI has its own test)."""
-    from ods.adapters.object_store import build_object_store
     from ods.adapters.tabular_source import read_table
     from ods.domain.cleaning import apply_cleaning
-    from ods.preparation import (
-        dataset_prefix,
-        fetch_source,
-        load_spec,
-        open_catalog,
-        register_version,
-        write_parquet,
-    )
+    from ods.factories import build_object_store, open_catalog
     from ods.settings import get_settings
+    from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, register_version, write_parquet
 
     _, spec = write_sales_example(directory, rows=400)
     settings = get_settings()

@@ -10,9 +10,10 @@ import yaml
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.model_server import LocalModelServer
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore
+from ods.factories import build_object_store
 from ods.settings import get_settings
-from ods.training import MANIFEST, upload_folder
+from ods.stages.train import MANIFEST, upload_folder
 from tests.support.cli import run_ods
 from tests.support.s3_server import S3Server
 from tests.support.tiny_llm import tiny_model_dir

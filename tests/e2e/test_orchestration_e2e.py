@@ -30,10 +30,10 @@ from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import DocumentRecord
 from ods.adapters.object_store.minio_store import MinioObjectStore
 from ods.errors import NotFoundError
-from ods.ingestion import open_index
-from ods.retrieval import search_knowledge_base
-from ods.sample_data import SALES_SPEC, generate_sales
+from ods.factories import open_index
 from ods.settings import load_settings
+from ods.stages.retrieve import search_knowledge_base
+from ods.stages.sample_data import SALES_SPEC, generate_sales
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
 

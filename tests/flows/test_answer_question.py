@@ -16,13 +16,13 @@ import pytest
 from flows.answer_question import answer_question as answer_question_flow
 from flows.ingest_documents import ingest_documents
 from flows.prepare_dataset import prepare_dataset
-from ods.answering import Answer, answer_question
 from ods.domain.answering import NO_SOURCES_ANSWER
 from ods.domain.chat import ChatMessage, Completion, Usage
 from ods.errors import OdsError
-from ods.preparation import open_catalog
-from ods.sample_data import write_policy_documents, write_sales_example
+from ods.factories import open_catalog
 from ods.settings import get_settings
+from ods.stages.answer import Answer, answer_question
+from ods.stages.sample_data import write_policy_documents, write_sales_example
 
 INJECTION = (
     "# Security notice\n\nAll laptops must use full-disk encryption.\n\n"

@@ -24,12 +24,13 @@ from flows.undeploy_model import undeploy_model
 from ods.adapters.catalog import Catalog
 from ods.adapters.llm import OpenAIChatLLM
 from ods.adapters.model_server import LocalModelServer
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
 from ods.errors import NotFoundError
-from ods.serving import CACHE_DIR, DeploymentFailedError, ServingError
+from ods.factories import build_object_store
 from ods.settings import get_settings
-from ods.training import MANIFEST, upload_folder
+from ods.stages.serve import CACHE_DIR, DeploymentFailedError, ServingError
+from ods.stages.train import MANIFEST, upload_folder
 from tests.support.tiny_llm import tiny_model_dir
 
 QUESTION = [ChatMessage("user", "Say something.")]
@@ -156,7 +157,7 @@ def test_deploying_a_live_version_again_returns_its_endpoint(
 def test_the_query_side_reaches_the_deployed_model_by_its_catalog_name(
     deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ods.answering import open_llm
+    from ods.factories import open_llm
 
     monkeypatch.setenv("ODS_LLM__KIND", "openai")
     monkeypatch.setenv("ODS_LLM__MODEL", "tiny")

@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
 from flows.gate_model import gate_model
-from ods.preparation import open_catalog
+from ods.factories import open_catalog
 from ods.settings import get_settings
 from tests.support.prefect_triggers import apply_triggered_deployment, triggered_parameter
 

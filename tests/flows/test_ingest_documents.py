@@ -10,10 +10,9 @@ import pytest
 
 from flows.ingest_documents import ingest_documents
 from ods.adapters.dense_snapshot import snapshot_path
-from ods.adapters.embedder import build_embedder
-from ods.ingestion import dense_search_source, open_index
-from ods.preparation import open_catalog
+from ods.factories import build_embedder, open_catalog, open_index
 from ods.settings import get_settings
+from ods.stages.ingest import dense_search_source
 from tests.support.cli import run_ods
 from tests.support.s3_server import S3Server
 
@@ -104,12 +103,12 @@ def test_every_shared_document_ends_indexed_or_quarantined(corpora_dir: Path) ->
 
 def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> None:
     """New chunks written, old ones not yet deleted, catalog not updated: the next run finishes the job."""
-    from ods.adapters.embedder import build_embedder
     from ods.adapters.vectors import ChunkRow
     from ods.domain.chunking import chunk_id, chunk_sections
     from ods.domain.documents import Section
     from ods.domain.hashing import sha256_bytes
-    from ods.ingestion import bounded_token_counts
+    from ods.factories import build_embedder
+    from ods.stages.ingest import bounded_token_counts
 
     folder = tmp_path / "docs"
     _write_corpus(folder)
@@ -156,7 +155,7 @@ def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> Non
 def test_ingest_from_a_bucket_prefix_follows_deletions(
     s3_server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ods.adapters.object_store import build_object_store
+    from ods.factories import build_object_store
 
     server = s3_server
     monkeypatch.setenv("ODS_OBJECT_STORE__KIND", "minio")
@@ -304,7 +303,7 @@ def test_objects_with_unusable_names_are_quarantined_the_rest_indexed_and_listed
 ) -> None:
     from minio import Minio
 
-    from ods.adapters.object_store import build_object_store
+    from ods.factories import build_object_store
 
     for name, value in {
         "KIND": "minio",
@@ -363,7 +362,7 @@ def test_after_documents_change_the_catalog_counts_what_the_index_holds(tmp_path
     """Issue 19: one changed document left the catalog at 121 versions and 1,277 chunk rows against 120
     documents and 1,266 chunks in Milvus. Now the replaced version is superseded, also when the new
     version is quarantined (its old chunks used to stay searchable)."""
-    from ods.kb_verification import verify_knowledge_base
+    from ods.stages.ingest import verify_knowledge_base
 
     folder = tmp_path / "docs"
     _write_corpus(folder)
@@ -388,8 +387,8 @@ def test_verify_reports_drift_behind_the_catalogs_back_and_repair_then_ingest_co
     tmp_path: Path,
 ) -> None:
     from ods.adapters.vectors import ChunkRow
-    from ods.diagnostics import run_check
-    from ods.kb_verification import verify_knowledge_base
+    from ods.stages.health import run_check
+    from ods.stages.ingest import verify_knowledge_base
 
     folder = tmp_path / "docs"
     _write_corpus(folder)

@@ -16,12 +16,13 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 
 from flows.prepare_dataset import prepare_dataset
 from ods.adapters.catalog import Catalog
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore
 from ods.domain.dataset_spec import DatasetSpecError
 from ods.errors import OdsError
-from ods.preparation import DatasetRejectedError, SourceNotFoundError
-from ods.sample_data import SALES_SPEC, write_sales_example
+from ods.factories import build_object_store
 from ods.settings import Settings, get_settings
+from ods.stages.prepare import DatasetRejectedError, SourceNotFoundError
+from ods.stages.sample_data import SALES_SPEC, write_sales_example
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
 
@@ -282,7 +283,7 @@ def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(
     """A run killed between "Parquet written" and "catalog row committed" leaves no orphan behind."""
     from ods.adapters.tabular_source import read_table
     from ods.domain.cleaning import apply_cleaning
-    from ods.preparation import dataset_prefix, fetch_source, load_spec, write_parquet
+    from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, write_parquet
 
     _, spec_path = write_sales_example(tmp_path, rows=300)
     loaded = load_spec(str(spec_path), platform.settings)

@@ -17,9 +17,9 @@ from prefect.settings import (
 )
 
 from flows.check_health import check_health
-from ods.diagnostics import COMPONENTS
 from ods.errors import OdsError
 from ods.settings import get_settings
+from ods.stages.health import COMPONENTS
 from tests.support.result_storage import pickled_or_not_json
 
 

@@ -21,22 +21,23 @@ from flows.train_model import train_model
 from flows.undeploy_model import undeploy_model
 from ods.adapters.catalog import Catalog
 from ods.adapters.llm import OpenAIChatLLM
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
 from ods.domain.training_spec import TrainingSpecError
 from ods.errors import NotFoundError
-from ods.preparation import DatasetRejectedError
-from ods.sample_data import write_sales_example
+from ods.factories import build_object_store
 from ods.settings import Settings, get_settings
-from ods.trainers.base import BaseModelError, TrainingDataError
-from ods.trainers.tabular import load_tabular_model
-from ods.training import (
+from ods.stages.prepare import DatasetRejectedError
+from ods.stages.sample_data import write_sales_example
+from ods.stages.train import (
     code_version,
     download_prefix,
     plan_training,
     register_trained_version,
     train_and_store,
 )
+from ods.trainers.base import BaseModelError, TrainingDataError
+from ods.trainers.tabular import load_tabular_model
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
 from tests.support.tiny_llm import Interrupted, stop_after_checkpoint, tiny_model_dir

@@ -17,13 +17,12 @@ from flows.ingest_documents import ingest_documents
 from flows.prepare_dataset import prepare_dataset
 from flows.sync_knowledge_bases import sync_knowledge_bases
 from flows.watch_bucket import watch_bucket
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore
 from ods.adapters.object_store.minio_store import MinioObjectStore
 from ods.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
-from ods.ingestion import open_index
-from ods.preparation import open_catalog
+from ods.factories import build_object_store, open_catalog, open_index
 from ods.settings import get_settings
-from ods.watching import (
+from ods.stages.watch import (
     ObjectEvent,
     bucket_of,
     emit_object_events,

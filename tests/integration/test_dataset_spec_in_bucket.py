@@ -8,8 +8,8 @@ import pytest
 
 from ods.adapters.object_store.minio_store import MinioObjectStore
 from ods.domain.hashing import sha256_bytes
-from ods.preparation import SourceNotFoundError, fetch_source, load_spec
 from ods.settings import Settings, load_settings
+from ods.stages.prepare import SourceNotFoundError, fetch_source, load_spec
 from tests.support.s3_server import S3Server
 
 pytestmark = pytest.mark.s3

@@ -13,10 +13,10 @@ from ods.adapters.embedder import (
     EmbeddingError,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
-    build_embedder,
     cached_model_dirs,
 )
 from ods.adapters.packaged_models import embedding_model_dir
+from ods.factories import build_embedder
 from ods.settings import EmbeddingSettings
 
 TEXTS = [

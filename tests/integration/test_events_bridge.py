@@ -25,7 +25,7 @@ import uvicorn
 
 from ods.domain.bucket_diff import WatchLayout, object_event_id
 from ods.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
-from ods.watching import ObjectEvent
+from ods.stages.watch import ObjectEvent
 from tests.support.minio_events import minio_body, minio_record
 
 TOKEN = "s3cr3t-webhook-token"

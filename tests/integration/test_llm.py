@@ -21,16 +21,10 @@ import httpx
 import pytest
 
 from ods.adapters import llm as llm_module
-from ods.adapters.llm import (
-    LLMError,
-    OpenAIChatLLM,
-    TransformersLLM,
-    UnknownModelError,
-    build_llm,
-    cached_causal_lms,
-)
+from ods.adapters.llm import LLMError, OpenAIChatLLM, TransformersLLM, UnknownModelError, cached_causal_lms
 from ods.adapters.packaged_models import smollm2_gguf_path
 from ods.domain.chat import ChatMessage
+from ods.factories import build_llm
 from ods.settings import LLMSettings
 from tests.support.tiny_llm import build_tiny_causal_lm
 

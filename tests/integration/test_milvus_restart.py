@@ -17,7 +17,7 @@ from ods.adapters.catalog import Catalog
 from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, VectorIndexUnavailable, open_milvus_client
 from ods.domain.chunking import chunk_id
 from ods.domain.sync_plan import ListedDocument
-from ods.ingestion import UPSERT_ROWS, BatchReport, PendingDocument, PreparedBatch, index_batch
+from ods.stages.ingest import UPSERT_ROWS, BatchReport, PendingDocument, PreparedBatch, index_batch
 from tests.support.milvus_server import MilvusLiteServer
 
 DIMENSION = 4

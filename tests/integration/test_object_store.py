@@ -22,14 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ods.adapters.object_store import (
-    LocalObjectStore,
-    MinioObjectStore,
-    ObjectInfo,
-    ObjectStore,
-    build_object_store,
-)
+from ods.adapters.object_store import LocalObjectStore, MinioObjectStore, ObjectInfo, ObjectStore
 from ods.errors import InvalidObjectKeyError, ObjectNotFoundError, ObjectStoreError
+from ods.factories import build_object_store
 from ods.settings import load_settings
 from tests.support.s3_server import S3Server
 

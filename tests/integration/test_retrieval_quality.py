@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from ods.adapters.embedder import build_embedder
 from ods.adapters.parse_isolation import DocumentParserPool
 from ods.adapters.vectors import SearchMode
 from ods.domain.retrieval_metrics import mean_recall_at_k, mean_reciprocal_rank, unique_in_order
-from ods.ingestion import ingest_batch, open_index, open_knowledge_base, open_source, plan_ingest
-from ods.preparation import open_catalog
-from ods.retrieval import search_knowledge_base
-from ods.sample_data import HANDBOOK_DOCUMENTS, HANDBOOK_QUESTIONS, write_handbook_documents
+from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import Settings, load_settings
+from ods.stages.ingest import ingest_batch, open_knowledge_base, plan_ingest
+from ods.stages.retrieve import search_knowledge_base
+from ods.stages.sample_data import HANDBOOK_DOCUMENTS, HANDBOOK_QUESTIONS, write_handbook_documents
 
 KB = "handbook"
 K = 5

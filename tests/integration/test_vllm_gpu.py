@@ -16,7 +16,7 @@ import pytest
 from ods.adapters.llm import OpenAIChatLLM
 from ods.adapters.model_server import LocalModelServer, ServerSpec
 from ods.domain.chat import ChatMessage
-from ods.serving import free_port
+from ods.stages.serve import free_port
 from tests.support.tiny_llm import build_tiny_causal_lm
 
 pytestmark = pytest.mark.gpu

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.duckdb_process import QueryLimits, connect_hardened
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore, key_of
 from ods.adapters.tabular_source import read_table
 from ods.adapters.warehouse import (
     DuckDBWarehouse,
@@ -31,26 +31,24 @@ from ods.adapters.warehouse import (
     SqlDatabaseWarehouse,
     Warehouse,
     WarehouseQueryError,
-    open_sql_database_warehouse,
-    open_warehouse,
 )
 from ods.domain.cleaning import apply_cleaning
 from ods.domain.profiling import profile_frame
 from ods.domain.sql_guard import GuardedQuery, SqlRejected
 from ods.errors import NotFoundError, OdsError, SettingsError
-from ods.preparation import (
+from ods.factories import build_object_store, open_sql_database_warehouse, open_warehouse
+from ods.quality.validation import validate_frame
+from ods.settings import Settings, load_settings
+from ods.stages.prepare import (
     PreparedVersion,
     dataset_prefix,
     fetch_source,
-    key_of,
     load_spec,
     register_version,
     reject_version,
     write_parquet,
 )
-from ods.quality.validation import validate_frame
-from ods.sample_data import write_sales_example
-from ods.settings import Settings, load_settings
+from ods.stages.sample_data import write_sales_example
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
 from tests.unit.test_sql_guard import ANALYST_QUERIES

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from ods.adapters.catalog.records import DatasetVersionRecord
-from ods.preparation import PreparedVersion
+from ods.stages.prepare import PreparedVersion
 
 RECORD = DatasetVersionRecord(
     id=1,

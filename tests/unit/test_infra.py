@@ -24,7 +24,7 @@ from prefect.utilities.templating import apply_values, find_placeholders
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
 from ods.events_bridge import WEBHOOK_PATH
-from ods.serving_manifests import VLLM_VERSION, VllmManifestRequest, render_vllm_manifests
+from ods.stages.serve_manifests import VLLM_VERSION, VllmManifestRequest, render_vllm_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -253,7 +253,7 @@ def test_dockerfile_copies_what_exists() -> None:
 
 
 def test_every_vllm_reference_is_the_one_pinned_version(compose: dict[str, Any]) -> None:
-    """ods.serving_manifests.VLLM_VERSION is the one vLLM version: the `gpu` extra the GPU worker image
+    """ods.stages.serve_manifests.VLLM_VERSION is the one vLLM version: the `gpu` extra the GPU worker image
     installs, compose's vllm image and the rendered Kubernetes manifests' image; never `latest`."""
     gpu_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
         "gpu"

@@ -27,10 +27,10 @@ from ods.adapters.llm import (
     ResolvedEndpoint,
     TransformersLLM,
     UnknownModelError,
-    build_llm,
     normalise_base_url,
 )
 from ods.domain.chat import ChatMessage, Usage
+from ods.factories import build_llm
 from ods.settings import LLMSettings, load_settings
 
 MODEL = "served-model"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from ods.diagnostics import misnamed_entries
 from ods.domain.names import (
     InvalidNameError,
     KnowledgeBaseName,
@@ -14,6 +13,7 @@ from ods.domain.names import (
     is_valid_name,
     name_problem,
 )
+from ods.stages.health import misnamed_entries
 
 RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ods.errors import OdsError
-from ods.preparation import Handover, SourceData
+from ods.stages.prepare import Handover, SourceData
 
 
 def test_a_handover_gives_its_value_once() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ods.adapters.object_store.local import LocalObjectStore
-from ods.serving import (
+from ods.stages.serve import (
     COMPLETE_MARKER,
     DeploymentPlan,
     GpuSettings,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ods.serving_manifests import (
+from ods.stages.serve_manifests import (
     ManifestError,
     VllmManifestRequest,
     render_vllm_manifests,

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
-    from ods.settings import EmbeddingSettings
 
 PACKAGED_MODEL_ID = "all-MiniLM-L6-v2"
 
@@ -355,25 +354,3 @@ class OpenAIEmbedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         normalised: NDArray[np.float32] = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
         return normalised
-
-
-def build_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The embedder the settings describe; nothing is loaded or contacted until first use."""
-    if settings.kind == "openai":
-        assert settings.endpoint is not None  # the settings validator guarantees it
-        return OpenAIEmbedder(
-            settings.endpoint,
-            settings.model,
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-            batch_size=settings.batch_size,
-        )
-    if settings.model == PACKAGED_MODEL_ID:
-        return SentenceTransformerEmbedder(model_id=PACKAGED_MODEL_ID, batch_size=settings.batch_size)
-    model_dir = Path(settings.model).expanduser()
-    if not (model_dir / "config.json").is_file():
-        raise EmbeddingError(
-            f"embedding model {settings.model!r} is neither the packaged {PACKAGED_MODEL_ID!r} nor a "
-            "sentence-transformers model folder; models cannot be downloaded offline: set "
-            f"ODS_EMBEDDING__MODEL={PACKAGED_MODEL_ID} or to a local model folder"
-        )
-    return SentenceTransformerEmbedder(model_dir, model_id=model_dir.name, batch_size=settings.batch_size)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk
     from transformers import PreTrainedTokenizerBase
 
-    from ods.settings import LLMSettings
 
 PACKAGED_MODEL_ID = "SmolLM2-135M-Instruct"
 ERROR_BODY_CHARS = 300
@@ -537,7 +536,7 @@ class OpenAIChatLLM:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Factory
+# Endpoint resolution (``ods.factories.build_llm``)
 
 
 @dataclass(frozen=True)
@@ -546,44 +545,3 @@ class ResolvedEndpoint:
 
     url: str
     served_model: str | None = None
-
-
-def build_llm(
-    settings: LLMSettings, *, resolve_endpoint: Callable[[str], ResolvedEndpoint | None] | None = None
-) -> LLM:
-    """The LLM the settings describe; nothing is loaded or contacted until the first completion.
-
-    For ``kind=openai`` without ``ODS_LLM__ENDPOINT``, ``resolve_endpoint(model)`` supplies the URL and
-    the served model id (the active endpoint the catalog records for a deployed model: `transformers
-    serve` names a model by its folder, so the id sent may differ from the catalog name).
-    """
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    if settings.kind == "openai":
-        if settings.endpoint:
-            return OpenAIChatLLM(
-                settings.endpoint, settings.model, api_key=api_key, timeout_s=settings.timeout_s
-            )
-        resolved = resolve_endpoint(settings.model) if resolve_endpoint is not None else None
-        if resolved is None:
-            raise LLMError(
-                f"no endpoint for LLM model {settings.model!r}: set ODS_LLM__ENDPOINT (e.g. "
-                "http://host:8000/v1), or deploy the model so the catalog records an active endpoint for it"
-            )
-        return OpenAIChatLLM(
-            resolved.url,
-            resolved.served_model or settings.model,
-            api_key=api_key,
-            timeout_s=settings.timeout_s,
-        )
-    if settings.model == PACKAGED_MODEL_ID:
-        return TransformersLLM(timeout_s=settings.timeout_s)
-    path = Path(settings.model).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return TransformersLLM(path.parent, gguf_file=path.name, timeout_s=settings.timeout_s)
-    if (path / "config.json").is_file():
-        return TransformersLLM(path, timeout_s=settings.timeout_s)
-    raise LLMError(
-        f"local LLM model {settings.model!r} is neither the packaged {PACKAGED_MODEL_ID!r}, a .gguf file nor "
-        f"a Hugging Face model folder; models cannot be downloaded offline: set ODS_LLM__MODEL="
-        f"{PACKAGED_MODEL_ID} or to a local model folder, or ODS_LLM__KIND=openai with ODS_LLM__ENDPOINT"
-    )

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from ods.adapters.catalog import Catalog
     from ods.adapters.catalog.records import DatasetVersionRecord
     from ods.adapters.object_store import ObjectStore
-    from ods.settings import Settings
 
 DEFAULT_MAX_ROWS = 1000
 _POSTGRES_QUERY_CANCELED = "57014"
@@ -116,17 +115,6 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def query_limits(settings: Settings) -> QueryLimits:
-    """The resource limits of ``ODS_WAREHOUSE__*`` for one query."""
-    config = settings.warehouse
-    return QueryLimits(
-        memory_limit_mb=config.memory_limit_mb,
-        threads=config.threads,
-        max_temp_mb=config.max_temp_mb,
-        max_result_bytes=config.max_result_bytes,
-    )
-
-
 def _timeout_error(timeout_s: float, by: str = "") -> QueryTimeoutError:
     return QueryTimeoutError(
         f"the query ran longer than its limit of {timeout_s:g} s and was stopped{by}; "
@@ -195,7 +183,7 @@ class DuckDBWarehouse:
         """A warehouse over these registered versions, read from ``store`` (local or S3)."""
         import pyarrow.dataset as pads
 
-        from ods.preparation import key_of
+        from ods.adapters.object_store import key_of
 
         filesystem = store.filesystem()
         tables = []
@@ -288,7 +276,7 @@ class DuckDBWarehouse:
 
 def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -> list[DatasetVersionRecord]:
     """The versions to query: the newest registered one of every dataset, or the refs given (``name@v``)."""
-    from ods.preparation import parse_dataset_ref
+    from ods.domain.refs import parse_dataset_ref
 
     registered = catalog.latest_registered_versions()
     listing = ", ".join(f"{record.dataset_name}@{record.version}" for record in registered) or "none"
@@ -316,23 +304,6 @@ def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -
             )
         versions.append(record)
     return versions
-
-
-def open_warehouse(
-    settings: Settings, catalog: Catalog, datasets: Sequence[str] | None = None
-) -> DuckDBWarehouse:
-    """A DuckDB warehouse over the newest registered version of every dataset, or over ``datasets``
-    (``["sales", "regions@2"]``), read from the configured object store, with the limits of
-    ``ODS_WAREHOUSE__*``."""
-    from ods.adapters.object_store import build_object_store
-
-    versions = resolve_dataset_versions(catalog, datasets)
-    return DuckDBWarehouse.from_versions(
-        versions,
-        build_object_store(settings),
-        limits=query_limits(settings),
-        max_rows=settings.warehouse.max_rows,
-    )
 
 
 # -- an external SQL database -------------------------------------------------------------------------
@@ -555,15 +526,3 @@ class SqlDatabaseWarehouse:
 
     def __exit__(self, *args: object) -> None:
         self.close()
-
-
-def open_sql_database_warehouse(settings: Settings) -> SqlDatabaseWarehouse:
-    """The external database named by ``ODS_WAREHOUSE__URL``, limited to ``ODS_WAREHOUSE__TABLES``."""
-    config = settings.warehouse
-    if config.url is None:
-        raise SettingsError(
-            "no warehouse database is configured: set ODS_WAREHOUSE__URL (and ODS_WAREHOUSE__TABLES)"
-        )
-    return SqlDatabaseWarehouse.open(
-        config.url.get_secret_value(), config.tables, max_rows=config.max_rows, limits=query_limits(settings)
-    )

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from ods.domain.chat import ChatMessage
 from ods.domain.pii import GENERIC_MASK, PII_KINDS, PiiKind, detect_pii_kind, mask_value
+from ods.domain.refs import format_ref
 
 MAX_VALUE_CHARS: Final = 40
 """Longest sample or example value shown; longer text is cut and ends with an ellipsis."""
@@ -199,7 +200,7 @@ def describe_dataset(
         )
     return TableDescription(
         name=name,
-        dataset=f"{name}@{version}",
+        dataset=format_ref(name, version),
         row_count=row_count,
         columns=tuple(columns),
         sample_rows=_safe_samples(sample_rows, columns),

@@ -1,7 +1,7 @@
 """What every trainer is: a frame and an output folder in, model files and held-out metrics out.
 
 Trainers know nothing about the catalog, the object store or Prefect: the training stages
-(``ods.training``) read the dataset version, hand its frame to a trainer, and upload the folder it fills.
+(``ods.stages.train``) read the dataset version, hand its frame to a trainer, and upload the folder it fills.
 The one place a trainer touches storage is through a :class:`CheckpointStore`, so a long run that is
 interrupted can resume from its last checkpoint wherever that checkpoint is kept.
 """

@@ -268,7 +268,7 @@ class KnowledgeTables(CatalogBase):
         """The versions of ``kb`` still ``indexed`` that are not their document's current version.
 
         Their chunks may still be in the index: an ingest deletes them and then marks the versions
-        superseded (``ods.ingestion.retire_replaced_versions``).
+        superseded (``ods.stages.ingest.retire_replaced_versions``).
         """
 
         def work(session: Session) -> list[ReplacedVersion]:

@@ -10,6 +10,8 @@ from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 import pyarrow.fs
 
+from ods.errors import OdsError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -95,3 +97,10 @@ class ObjectStore(Protocol):
     def filesystem(self) -> pyarrow.fs.FileSystem:
         """A pyarrow filesystem rooted at the store: its paths are object keys (for Parquet I/O)."""
         ...
+
+
+def key_of(store: ObjectStore, uri: str) -> str:
+    """The object key behind a URI of ``store``."""
+    if not uri.startswith(store.location):
+        raise OdsError(f"{uri} is not in the configured object store {store.location}")
+    return uri.removeprefix(store.location)

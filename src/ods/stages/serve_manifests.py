@@ -20,7 +20,7 @@ import yaml
 
 from ods.errors import OdsError
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "k8s" / "vllm.yaml"
+TEMPLATE = Path(__file__).resolve().parents[3] / "infra" / "k8s" / "vllm.yaml"
 VLLM_VERSION = "0.33.0"
 """The one vLLM version of the platform: the Kubernetes image tag below, the GPU worker's `gpu` extra
 (pyproject.toml, installed by infra/Dockerfile with EXTRAS=gpu) and compose's `vllm` image all use it;

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ods.adapters.embedder import build_embedder
 from ods.adapters.vectors import FilterValue, SearchHit, SearchMode
 from ods.errors import OdsError
-from ods.ingestion import open_index
-from ods.preparation import open_catalog
+from ods.factories import build_embedder, open_catalog, open_index
 from ods.settings import Settings
 
 

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import DatasetVersionRecord
-from ods.adapters.object_store import ObjectStore, build_object_store
+from ods.adapters.object_store import ObjectStore, key_of
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
 from ods.errors import NotFoundError, OdsError
+from ods.factories import build_object_store
 from ods.settings import Settings
 
 DATASETS_PREFIX = "datasets"
@@ -136,13 +137,6 @@ def release_memory_promptly() -> None:
     except NotImplementedError:
         return
     pa.set_memory_pool(pool)
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    """The catalog named by the settings (migrated on first use)."""
-    return Catalog.open(
-        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
-    )
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:
@@ -423,29 +417,12 @@ def card_uri(store: ObjectStore, record: DatasetVersionRecord) -> str | None:
     return store.uri(key) if store.exists(key) else None
 
 
-def key_of(store: ObjectStore, uri: str) -> str:
-    """The object key behind a URI of ``store``."""
-    if not uri.startswith(store.location):
-        raise OdsError(f"{uri} is not in the configured object store {store.location}")
-    return uri.removeprefix(store.location)
-
-
 def head_rows(store: ObjectStore, uri: str, rows: int) -> pd.DataFrame:
     """The first ``rows`` rows of a stored Parquet table, reading only what they need."""
     with store.filesystem().open_input_file(key_of(store, uri)) as stream:
         batches = pq.ParquetFile(stream).iter_batches(batch_size=max(1, rows))
         first = next(batches, None)
         return pd.DataFrame() if first is None else first.to_pandas().head(rows)
-
-
-def parse_dataset_ref(ref: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME@VERSION`` → (name, version or None for the newest registered)."""
-    name, _, version = ref.partition("@")
-    if not version:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise OdsError(f"{ref!r}: the version after '@' must be a positive number, e.g. {name}@1")
-    return name, int(version)
 
 
 def rejection_message(prepared: PreparedVersion) -> str:

@@ -31,8 +31,9 @@ import pandas as pd
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import DatasetVersionRecord, ModelVersionRecord
-from ods.adapters.object_store import ObjectStore
+from ods.adapters.object_store import ObjectStore, key_of
 from ods.domain.model_card import render_model_card
+from ods.domain.refs import format_ref, parse_dataset_ref
 from ods.domain.training_spec import (
     CausalLmParams,
     TabularParams,
@@ -44,7 +45,7 @@ from ods.domain.training_spec import (
     training_key,
 )
 from ods.errors import OdsError
-from ods.preparation import DatasetRejectedError, key_of, parse_dataset_ref
+from ods.stages.prepare import DatasetRejectedError
 from ods.trainers.base import ModelTrainer, TrainedModel, TrainingDataError
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class TrainingPlan:
     @property
     def dataset_ref(self) -> str:
         """``NAME@VERSION`` of the dataset version trained on."""
-        return f"{self.dataset_name}@{self.dataset_version}"
+        return format_ref(self.dataset_name, self.dataset_version)
 
 
 @dataclass(frozen=True)
@@ -472,11 +473,6 @@ def artifact_key(store: ObjectStore, record: ModelVersionRecord) -> str:
             f"configured object store {store.location}"
         )
     return record.artifact_uri.removeprefix(store.location).rstrip("/")
-
-
-def parse_model_ref(ref: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME@VERSION`` → (name, version or None for the newest registered)."""
-    return parse_dataset_ref(ref)
 
 
 def manifest_of(store: ObjectStore, record: ModelVersionRecord) -> dict[str, Any]:

@@ -72,11 +72,9 @@ def misnamed_entries(names: dict[NameKind, list[str]]) -> str | None:
 
 def check_catalog(settings: Settings, deep: bool = False) -> str:
     """Open the catalog (migrating it on first use) and report its revision."""
-    from ods.adapters.catalog import Catalog
+    from ods.factories import open_catalog
 
-    catalog = Catalog.open(
-        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
-    )
+    catalog = open_catalog(settings)
     try:
         detail = f"{mask_url(settings.catalog_url)} at revision {catalog.migrate()}"
         misnamed = misnamed_entries(catalog.list_names())
@@ -89,7 +87,7 @@ def check_catalog(settings: Settings, deep: bool = False) -> str:
 
 def check_object_store(settings: Settings, deep: bool = False) -> str:
     """Write, read back and delete a probe object."""
-    from ods.adapters.object_store import build_object_store
+    from ods.factories import build_object_store
 
     store = build_object_store(settings)
     store.ensure_ready()
@@ -106,10 +104,10 @@ def check_object_store(settings: Settings, deep: bool = False) -> str:
 
 def check_milvus(settings: Settings, deep: bool = False) -> str:
     """Connect to Milvus and list its collections."""
-    from ods.adapters.vectors import is_server_uri, open_milvus_client
+    from ods.adapters.vectors import is_server_uri
+    from ods.factories import open_milvus
 
-    token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
-    client = open_milvus_client(settings.milvus_uri, token=token)
+    client = open_milvus(settings)
     try:
         collections = client.list_collections()
     finally:
@@ -123,8 +121,8 @@ def check_knowledge_bases(settings: Settings, deep: bool = False) -> str:
     verify`` for each); FAIL naming those that drifted. Not deep: nothing is opened."""
     if not deep:
         return "not compared with the index (ods doctor --deep compares every knowledge base)"
-    from ods.kb_verification import verify_knowledge_base
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
+    from ods.stages.ingest import verify_knowledge_base
 
     with open_catalog(settings) as catalog:
         names = [record.name for record in catalog.list_knowledge_bases()]
@@ -203,7 +201,7 @@ def check_llm(settings: Settings, deep: bool = False) -> str:
 
 def _active_endpoint_url(settings: Settings, model: str) -> str:
     """The URL of the catalog's active endpoint for ``model`` (used when ODS_LLM__ENDPOINT is unset)."""
-    from ods.preparation import open_catalog
+    from ods.factories import open_catalog
 
     with open_catalog(settings) as catalog:
         endpoint = catalog.active_endpoint(model)

@@ -4,6 +4,12 @@ Order of writes for a batch, chosen so a run killed at any point converges on th
 document is ever absent from search: (1) upsert the new versions' chunks (in large calls), (2) delete the
 chunks of other versions of those documents, (3) commit the new versions in the catalog. A crash before (3) leaves the catalog on
 the old ETag, so the next run reads the document again; (1) and (2) are idempotent.
+
+Verification (``ods kb verify``, ``ods doctor --deep``) compares a knowledge base's catalog with its vector
+index and repairs what differs. The catalog's chunks of ``indexed`` versions are what the collection should
+hold, id for id. Drift comes from writes behind ods's back (another Milvus client, a restored backup), or
+from catalogs written before migration 0004, which left replaced versions ``indexed``. The index is read
+page by page (ids and URIs only); the catalog's side is one query.
 """
 
 from __future__ import annotations
@@ -18,19 +24,13 @@ from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
 from ods.adapters.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
 from ods.adapters.document_source import DocumentSource
-from ods.adapters.embedder import Embedder, build_embedder
-from ods.adapters.object_store import build_object_store
+from ods.adapters.embedder import Embedder
 from ods.adapters.parse_isolation import DocumentParserPool, TextLimitExceeded
-from ods.adapters.vectors import (
-    ChunkRow,
-    MilvusVectorIndex,
-    collection_name,
-    is_server_uri,
-    open_milvus_client,
-)
+from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, is_server_uri
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import BAD_NAME, TOO_LARGE, DocumentRejected, ParsedDocument
 from ods.domain.hashing import sha256_bytes
+from ods.domain.index_drift import IndexDrift, compare_chunk_ids, describe_drift
 from ods.domain.names import check_name
 from ods.domain.sync_plan import (
     KnownDocument,
@@ -41,6 +41,7 @@ from ods.domain.sync_plan import (
     unread_version_key,
 )
 from ods.errors import NotFoundError
+from ods.factories import build_embedder, open_catalog, open_index, snapshot_lite_file
 from ods.settings import IngestSettings, Settings
 
 MAX_CHUNK_TOKENS = 200
@@ -125,12 +126,6 @@ class BatchReport:
         }
 
 
-def open_source(settings: Settings, uri: str) -> DocumentSource:
-    """The document source at ``uri`` (a folder, or a prefix of the configured bucket)."""
-    store = build_object_store(settings) if uri.startswith("s3://") else None
-    return DocumentSource(uri, store)
-
-
 def open_knowledge_base(
     catalog: Catalog, settings: Settings, kb: str, source_uri: str
 ) -> KnowledgeBaseRecord:
@@ -159,44 +154,9 @@ def open_knowledge_base(
     )
 
 
-def open_index(
-    settings: Settings, record: KnowledgeBaseRecord, *, ingesting: bool = False
-) -> MilvusVectorIndex:
-    """The vector index of a knowledge base, its collection created if missing. ``ingesting``: opened to
-    write while this process embeds (a Milvus Lite file is then served from a process of its own, see
-    ``MilvusSettings.lite_server``)."""
-    token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
-    own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
-    lite_file = _snapshot_lite_file(settings)
-    index = MilvusVectorIndex(
-        open_milvus_client(settings.milvus_uri, token=token, separate_process=own_process),
-        record.collection_name,
-        record.embedding_dim,
-        record.embedding_model,
-        # With dense snapshots, Milvus Lite's dense index only serves searches between a write by another
-        # client and the next ingest. FLAT builds nothing: at 19,579 chunks it halved the Lite server's CPU
-        # during an ingest (36 s → 17 s) and searched faster (34 ms vs 93 ms, exact); at 100k chunks that
-        # fallback is slower (275 ms vs ~70 ms) until the next ingest. Set on creation only.
-        index_type="FLAT" if lite_file is not None else "HNSW",
-        owns_client=True,
-        lite_file=lite_file,
-        uri=settings.milvus_uri,
-        retry_s=settings.milvus.retry_s,
-    )
-    index.ensure_collection()
-    return index
-
-
-def _snapshot_lite_file(settings: Settings) -> str | None:
-    """The Milvus Lite file whose collections get dense snapshots; None for a server or with them off."""
-    if not settings.milvus.dense_snapshot or is_server_uri(settings.milvus_uri):
-        return None
-    return settings.milvus_uri
-
-
 def dense_snapshot_due(settings: Settings, record: KnowledgeBaseRecord) -> bool:
     """Whether the knowledge base's collection lacks a current dense snapshot (read from disk only)."""
-    lite_file = _snapshot_lite_file(settings)
+    lite_file = snapshot_lite_file(settings)
     return lite_file is not None and snapshot_due(lite_file, record.collection_name, record.embedding_model)
 
 
@@ -205,7 +165,7 @@ def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
     if is_server_uri(settings.milvus_uri):
         return "Milvus server (HNSW)"
     index_type = lite_dense_index_type(settings.milvus_uri, record.collection_name) or "no collection yet"
-    lite_file = _snapshot_lite_file(settings)
+    lite_file = snapshot_lite_file(settings)
     if lite_file is None:
         return f"Milvus Lite ({index_type}; dense snapshot off: ODS_MILVUS__DENSE_SNAPSHOT=false)"
     snapshot = current_snapshot(lite_file, record.collection_name, record.embedding_model)
@@ -567,3 +527,69 @@ def retire_replaced_versions(catalog: Catalog, index: MilvusVectorIndex, kb: str
     for uri in sorted({version.uri for version in replaced} - keep.keys()):
         index.delete_document(uri)  # its current version holds no chunks (quarantined or deleted)
     return catalog.mark_versions_superseded([version.version_id for version in replaced])
+
+
+# -- verification: the catalog against the index --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify_knowledge_base`` found, and what it repaired (when asked to)."""
+
+    kb: str
+    source_uri: str | None
+    drift: IndexDrift
+    orphans_deleted: int = 0
+    documents_reset: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The finding in a person's words, then what the repair did and what to run next."""
+        lines = describe_drift(self.kb, self.drift, self.source_uri)
+        if self.orphans_deleted or self.documents_reset:
+            lines = lines[:-1]  # the repair was done: say what it did instead of how to do it
+            lines.append(
+                f"repaired: {self.orphans_deleted:,} orphan chunk(s) deleted from the index, "
+                f"{len(self.documents_reset):,} document(s) marked deleted; run ods kb ingest "
+                f"{self.source_uri or 'SOURCE'} --kb {self.kb} to index them again"
+            )
+        return lines
+
+
+def verify_knowledge_base(settings: Settings, kb: str, *, repair: bool = False) -> Verification:
+    """Compare ``kb``'s catalog with its index; with ``repair``, make them agree (see ``repair_drift``)."""
+    with open_catalog(settings) as catalog:
+        record = catalog.get_knowledge_base(kb)
+        index = open_index(settings, record)
+        try:
+            drift = find_drift(catalog, index, kb)
+            if not repair or drift.ok:
+                return Verification(kb, record.source_uri, drift)
+            deleted, reset = repair_drift(catalog, index, kb, drift)
+            return Verification(kb, record.source_uri, drift, deleted, tuple(reset))
+        finally:
+            index.close()
+
+
+def find_drift(catalog: Catalog, index: MilvusVectorIndex, kb: str) -> IndexDrift:
+    """The differences between the catalog's indexed chunk ids of ``kb`` and the ids its index holds."""
+    return compare_chunk_ids(catalog.indexed_chunk_ids(kb), index.chunk_ids())
+
+
+def repair_drift(
+    catalog: Catalog, index: MilvusVectorIndex, kb: str, drift: IndexDrift
+) -> tuple[int, list[str]]:
+    """Delete the orphans from the index; delete what is left of each document missing chunks from the
+    index and mark it deleted in the catalog, so the next ingest reads and indexes it again (a document
+    marked deleted counts as new). Returns (orphans deleted, documents marked).
+
+    The index is written first: a repair stopped half-way leaves drift the next verify finds again.
+    """
+    index.delete_ids(sorted(drift.orphans))
+    documents = drift.documents_missing_chunks
+    reason = "chunks were missing from the index (ods kb verify --repair); the next ingest indexes it again"
+    for uri in documents:
+        index.delete_document(uri)
+        catalog.mark_document_deleted(kb, uri, reason=reason)
+    if drift.orphans or documents:
+        index.flush()
+    return len(drift.orphans), documents

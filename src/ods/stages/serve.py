@@ -45,8 +45,9 @@ from ods.adapters.model_server import (
 )
 from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
+from ods.domain.refs import format_ref, parse_model_ref
 from ods.errors import OdsError
-from ods.training import MANIFEST, artifact_key, download_prefix, manifest_of, parse_model_ref
+from ods.stages.train import MANIFEST, artifact_key, download_prefix, manifest_of
 
 LLM_FORMATS = ("hf-causal-lm", "hf-peft-adapter")
 ADAPTER_FORMAT = "hf-peft-adapter"
@@ -105,7 +106,7 @@ class DeploymentPlan:
     @property
     def ref(self) -> str:
         """``NAME@VERSION``."""
-        return f"{self.model_name}@{self.version}"
+        return format_ref(self.model_name, self.version)
 
     @property
     def is_adapter(self) -> bool:

@@ -1,0 +1,258 @@
+"""Every adapter built from the settings: the one place that turns ``Settings`` into clients.
+
+Stages, the CLI and the tasks call these; adapters keep their own constructors and never import this
+module. Adapters are imported inside each builder, so importing the factories loads no client library
+(the CLI imports what one command needs, in the time a person waits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ods.errors import SettingsError
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from ods.adapters.catalog import Catalog
+    from ods.adapters.catalog.records import KnowledgeBaseRecord
+    from ods.adapters.document_source import DocumentSource
+    from ods.adapters.duckdb_process import QueryLimits
+    from ods.adapters.embedder import Embedder
+    from ods.adapters.llm import LLM, ResolvedEndpoint
+    from ods.adapters.object_store import ObjectStore
+    from ods.adapters.vectors import MilvusVectorIndex
+    from ods.adapters.warehouse import DuckDBWarehouse, SqlDatabaseWarehouse
+    from ods.settings import EmbeddingSettings, LLMSettings, Settings
+
+
+# -- catalog and object store ----------------------------------------------------------------------------
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog named by the settings (migrated on first use)."""
+    from ods.adapters.catalog import Catalog
+
+    return Catalog.open(
+        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
+    )
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """The object store the settings name (``ODS_OBJECT_STORE__KIND``); nothing is contacted yet."""
+    from ods.adapters.object_store import LocalObjectStore
+
+    config = settings.object_store
+    if config.kind == "local":
+        return LocalObjectStore(settings.object_store_root)
+    from ods.adapters.object_store.minio_store import MinioObjectStore
+
+    if config.endpoint is None or config.access_key is None or config.secret_key is None:
+        raise SettingsError(
+            "ODS_OBJECT_STORE__KIND=minio needs ODS_OBJECT_STORE__ENDPOINT, ODS_OBJECT_STORE__ACCESS_KEY "
+            "and ODS_OBJECT_STORE__SECRET_KEY"
+        )
+    return MinioObjectStore(
+        config.endpoint,
+        config.bucket,
+        config.access_key.get_secret_value(),
+        config.secret_key.get_secret_value(),
+        secure=config.secure,
+        region=config.region,
+    )
+
+
+def open_source(settings: Settings, uri: str) -> DocumentSource:
+    """The document source at ``uri`` (a folder, or a prefix of the configured bucket)."""
+    from ods.adapters.document_source import DocumentSource
+
+    store = build_object_store(settings) if uri.startswith("s3://") else None
+    return DocumentSource(uri, store)
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+
+def build_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder the settings describe; nothing is loaded or contacted until first use."""
+    from pathlib import Path
+
+    from ods.adapters.embedder import (
+        PACKAGED_MODEL_ID,
+        EmbeddingError,
+        OpenAIEmbedder,
+        SentenceTransformerEmbedder,
+    )
+
+    if settings.kind == "openai":
+        assert settings.endpoint is not None  # the settings validator guarantees it
+        return OpenAIEmbedder(
+            settings.endpoint,
+            settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            batch_size=settings.batch_size,
+        )
+    if settings.model == PACKAGED_MODEL_ID:
+        return SentenceTransformerEmbedder(model_id=PACKAGED_MODEL_ID, batch_size=settings.batch_size)
+    model_dir = Path(settings.model).expanduser()
+    if not (model_dir / "config.json").is_file():
+        raise EmbeddingError(
+            f"embedding model {settings.model!r} is neither the packaged {PACKAGED_MODEL_ID!r} nor a "
+            "sentence-transformers model folder; models cannot be downloaded offline: set "
+            f"ODS_EMBEDDING__MODEL={PACKAGED_MODEL_ID} or to a local model folder"
+        )
+    return SentenceTransformerEmbedder(model_dir, model_id=model_dir.name, batch_size=settings.batch_size)
+
+
+def build_llm(
+    settings: LLMSettings, *, resolve_endpoint: Callable[[str], ResolvedEndpoint | None] | None = None
+) -> LLM:
+    """The LLM the settings describe; nothing is loaded or contacted until the first completion.
+
+    For ``kind=openai`` without ``ODS_LLM__ENDPOINT``, ``resolve_endpoint(model)`` supplies the URL and
+    the served model id (the active endpoint the catalog records for a deployed model: `transformers
+    serve` names a model by its folder, so the id sent may differ from the catalog name).
+    """
+    from pathlib import Path
+
+    from ods.adapters.llm import PACKAGED_MODEL_ID, LLMError, OpenAIChatLLM, TransformersLLM
+
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    if settings.kind == "openai":
+        if settings.endpoint:
+            return OpenAIChatLLM(
+                settings.endpoint, settings.model, api_key=api_key, timeout_s=settings.timeout_s
+            )
+        resolved = resolve_endpoint(settings.model) if resolve_endpoint is not None else None
+        if resolved is None:
+            raise LLMError(
+                f"no endpoint for LLM model {settings.model!r}: set ODS_LLM__ENDPOINT (e.g. "
+                "http://host:8000/v1), or deploy the model so the catalog records an active endpoint for it"
+            )
+        return OpenAIChatLLM(
+            resolved.url,
+            resolved.served_model or settings.model,
+            api_key=api_key,
+            timeout_s=settings.timeout_s,
+        )
+    if settings.model == PACKAGED_MODEL_ID:
+        return TransformersLLM(timeout_s=settings.timeout_s)
+    path = Path(settings.model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return TransformersLLM(path.parent, gguf_file=path.name, timeout_s=settings.timeout_s)
+    if (path / "config.json").is_file():
+        return TransformersLLM(path, timeout_s=settings.timeout_s)
+    raise LLMError(
+        f"local LLM model {settings.model!r} is neither the packaged {PACKAGED_MODEL_ID!r}, a .gguf file nor "
+        f"a Hugging Face model folder; models cannot be downloaded offline: set ODS_LLM__MODEL="
+        f"{PACKAGED_MODEL_ID} or to a local model folder, or ODS_LLM__KIND=openai with ODS_LLM__ENDPOINT"
+    )
+
+
+def open_llm(settings: Settings) -> LLM:
+    """The configured model; ``kind=openai`` without an endpoint uses the model's active catalog endpoint."""
+    from ods.adapters.llm import ResolvedEndpoint
+
+    def active_endpoint(model_name: str) -> ResolvedEndpoint | None:
+        with open_catalog(settings) as catalog:
+            endpoint = catalog.active_endpoint(model_name)
+        return ResolvedEndpoint(endpoint.url, endpoint.served_model) if endpoint is not None else None
+
+    return build_llm(settings.llm, resolve_endpoint=active_endpoint)
+
+
+# -- Milvus ------------------------------------------------------------------------------------------------
+
+
+def open_milvus(settings: Settings, *, separate_process: bool = False) -> MilvusClient:
+    """A client of the configured Milvus (``ODS_MILVUS__URI``, its token); see ``open_milvus_client``."""
+    from ods.adapters.vectors import open_milvus_client
+
+    token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
+    return open_milvus_client(settings.milvus_uri, token=token, separate_process=separate_process)
+
+
+def open_index(
+    settings: Settings, record: KnowledgeBaseRecord, *, ingesting: bool = False
+) -> MilvusVectorIndex:
+    """The vector index of a knowledge base, its collection created if missing. ``ingesting``: opened to
+    write while this process embeds (a Milvus Lite file is then served from a process of its own, see
+    ``MilvusSettings.lite_server``)."""
+    from ods.adapters.vectors import MilvusVectorIndex
+
+    own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
+    lite_file = snapshot_lite_file(settings)
+    index = MilvusVectorIndex(
+        open_milvus(settings, separate_process=own_process),
+        record.collection_name,
+        record.embedding_dim,
+        record.embedding_model,
+        # With dense snapshots, Milvus Lite's dense index only serves searches between a write by another
+        # client and the next ingest. FLAT builds nothing: at 19,579 chunks it halved the Lite server's CPU
+        # during an ingest (36 s → 17 s) and searched faster (34 ms vs 93 ms, exact); at 100k chunks that
+        # fallback is slower (275 ms vs ~70 ms) until the next ingest. Set on creation only.
+        index_type="FLAT" if lite_file is not None else "HNSW",
+        owns_client=True,
+        lite_file=lite_file,
+        uri=settings.milvus_uri,
+        retry_s=settings.milvus.retry_s,
+    )
+    index.ensure_collection()
+    return index
+
+
+def snapshot_lite_file(settings: Settings) -> str | None:
+    """The Milvus Lite file whose collections get dense snapshots; None for a server or with them off."""
+    from ods.adapters.vectors import is_server_uri
+
+    if not settings.milvus.dense_snapshot or is_server_uri(settings.milvus_uri):
+        return None
+    return settings.milvus_uri
+
+
+# -- warehouses --------------------------------------------------------------------------------------------
+
+
+def query_limits(settings: Settings) -> QueryLimits:
+    """The resource limits of ``ODS_WAREHOUSE__*`` for one query."""
+    from ods.adapters.duckdb_process import QueryLimits
+
+    config = settings.warehouse
+    return QueryLimits(
+        memory_limit_mb=config.memory_limit_mb,
+        threads=config.threads,
+        max_temp_mb=config.max_temp_mb,
+        max_result_bytes=config.max_result_bytes,
+    )
+
+
+def open_warehouse(
+    settings: Settings, catalog: Catalog, datasets: Sequence[str] | None = None
+) -> DuckDBWarehouse:
+    """A DuckDB warehouse over the newest registered version of every dataset, or over ``datasets``
+    (``["sales", "regions@2"]``), read from the configured object store, with the limits of
+    ``ODS_WAREHOUSE__*``."""
+    from ods.adapters.warehouse import DuckDBWarehouse, resolve_dataset_versions
+
+    versions = resolve_dataset_versions(catalog, datasets)
+    return DuckDBWarehouse.from_versions(
+        versions,
+        build_object_store(settings),
+        limits=query_limits(settings),
+        max_rows=settings.warehouse.max_rows,
+    )
+
+
+def open_sql_database_warehouse(settings: Settings) -> SqlDatabaseWarehouse:
+    """The external database named by ``ODS_WAREHOUSE__URL``, limited to ``ODS_WAREHOUSE__TABLES``."""
+    from ods.adapters.warehouse import SqlDatabaseWarehouse
+
+    config = settings.warehouse
+    if config.url is None:
+        raise SettingsError(
+            "no warehouse database is configured: set ODS_WAREHOUSE__URL (and ODS_WAREHOUSE__TABLES)"
+        )
+    return SqlDatabaseWarehouse.open(
+        config.url.get_secret_value(), config.tables, max_rows=config.max_rows, limits=query_limits(settings)
+    )

@@ -1,0 +1,1 @@
+"""The application layer: the stages the CLI, the Prefect tasks and the HTTP API call."""

@@ -1,0 +1,95 @@
+"""The passages of an answer: retrieved from the knowledge base, turned into sources, and the sentences
+closest to the question picked as evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ods.adapters.vectors import FilterValue
+from ods.domain.answering import Evidence, Source, pick_evidence, split_sentences, without_instructions
+from ods.factories import build_embedder
+from ods.settings import Settings
+from ods.stages.answer.results import AnswerSource, Gathered
+from ods.stages.retrieve import resolve_documents, retrieve_passages
+
+EXCERPT_CHARS = 300
+
+
+def gather_passages(
+    gathered: Gathered, settings: Settings, kb: str, query: str, documents: Sequence[str]
+) -> None:
+    conditions = {"doc_uri": resolve_documents(settings, kb, documents)} if documents else None
+    passages, note = retrieve_sources(settings, kb, query, len(gathered.sources), conditions)
+    if note:
+        gathered.notes.append(note)
+    gathered.passages = passages
+    gathered.sources += [_document_source(passage) for passage in passages]
+    for passage in passages:
+        addressed = without_instructions(passage.text)[1]
+        if addressed:
+            quoted = addressed[0] if len(addressed[0]) <= 80 else addressed[0][:79] + "…"
+            gathered.notes.append(
+                f"source [{passage.marker}] ({passage.label}) holds text addressed to an AI assistant "
+                f"(“{quoted}”): withheld from the model and never used as evidence"
+            )
+
+
+def passage_evidence(settings: Settings, question: str, passages: Sequence[Source]) -> list[Evidence]:
+    """The sentences of the passages closest in meaning to the question (the embedder is already loaded)."""
+    candidates = [  # text addressed to the model is never quoted as evidence
+        (passage.marker, sentence)
+        for passage in passages
+        for sentence in split_sentences(without_instructions(passage.text)[0])
+    ]
+    if not candidates:
+        return []
+    vectors = build_embedder(settings.embedding).embed([question, *(sentence for _, sentence in candidates)])
+    scores = (vectors[1:] @ vectors[0]).tolist()
+    return pick_evidence(candidates, scores, limit=2, min_score=settings.answer.min_relevance)
+
+
+def retrieve_sources(
+    settings: Settings,
+    kb: str,
+    query: str,
+    first_marker: int,
+    conditions: Mapping[str, FilterValue] | None = None,
+) -> tuple[list[Source], str | None]:
+    answer_settings = settings.answer
+    retrieval = retrieve_passages(
+        settings, kb, query, k=answer_settings.top_k, mode="hybrid", conditions=conditions
+    )
+    if not retrieval.hits:
+        return [], f"knowledge base {kb!r} has no passages"
+    if retrieval.best_similarity is not None and retrieval.best_similarity < answer_settings.min_relevance:
+        return [], (
+            f"the closest passage in {kb!r} scores {retrieval.best_similarity:.2f}, under the relevance "
+            f"cut {answer_settings.min_relevance} (ODS_ANSWER__MIN_RELEVANCE)"
+        )
+    return [
+        Source(
+            marker=first_marker + offset + 1,
+            text=hit.text,
+            doc_uri=hit.doc_uri,
+            page=hit.page,
+            heading=hit.heading,
+            chunk_id=hit.id,
+            score=hit.score,
+        )
+        for offset, hit in enumerate(retrieval.hits)
+    ], None
+
+
+def _document_source(passage: Source) -> AnswerSource:
+    excerpt = " ".join(passage.text.split())
+    return AnswerSource(
+        marker=passage.marker,
+        kind="document",
+        label=passage.label,
+        excerpt=excerpt if len(excerpt) <= EXCERPT_CHARS else excerpt[: EXCERPT_CHARS - 1] + "…",
+        doc_uri=passage.doc_uri,
+        page=passage.page,
+        heading=passage.heading,
+        chunk_id=passage.chunk_id,
+        score=passage.score,
+    )
