@@ -6,6 +6,10 @@ schedule's runs that commits after the delete leaves them beside the new schedul
 one scheduled time, and a worker runs both. Each scheduled flow asks this first
 (``tasks/schedules.py``); a leftover returns at once with :func:`leftover_skip_result`.
 
+Runs are matched by scheduled time, so a schedule's times must not move with a redeploy: cron schedules
+keep them; an interval needs an ``anchor_date`` in prefect.yaml (`prefect deploy` would anchor it at its
+own second).
+
 Pure: the caller reads the run, the deployment's current schedule ids and the same deployment's runs
 for the same time (:func:`ods.orchestration.find_redeploy_leftover_cover`).
 """
