@@ -19,7 +19,7 @@ from prefect.exceptions import PrefectException
 from prefect.logging import get_run_logger
 
 from ods.domain.scheduled_runs import leftover_skip_result
-from ods.orchestration import find_redeploy_leftover_cover
+from ods.orchestration.runs import find_redeploy_leftover_cover
 from tasks.results import NOT_PERSISTED
 
 

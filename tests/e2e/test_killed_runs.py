@@ -24,7 +24,7 @@ import pytest
 from prefect import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from ods.orchestration import ZOMBIE_AUTOMATION_NAME, install_zombie_detection
+from ods.orchestration.runs import ZOMBIE_AUTOMATION_NAME, install_zombie_detection
 from tests.support.cli import run_ods
 from tests.support.prefect_server import PrefectServer, running_prefect_server, stop_process, wait_for
 

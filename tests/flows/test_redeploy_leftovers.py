@@ -24,7 +24,7 @@ from prefect.settings import PREFECT_API_URL
 from flows.check_health import check_health
 from flows.sync_knowledge_bases import sync_knowledge_bases
 from flows.watch_bucket import watch_bucket
-from ods.orchestration import find_redeploy_leftover_cover
+from ods.orchestration.runs import find_redeploy_leftover_cover
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 LEFT_BY_A_REDEPLOY = "this run was left by a redeploy and does nothing"

@@ -19,7 +19,7 @@ from flows.sync_knowledge_bases import sync_knowledge_bases
 from flows.watch_bucket import watch_bucket
 from ods.adapters.object_store import ObjectStore
 from ods.adapters.object_store.minio_store import MinioObjectStore
-from ods.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
+from ods.api.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
 from ods.factories import build_object_store, open_catalog, open_index
 from ods.settings import get_settings
 from ods.stages.watch import (

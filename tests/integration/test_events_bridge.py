@@ -23,8 +23,8 @@ import httpx
 import pytest
 import uvicorn
 
+from ods.api.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
 from ods.domain.bucket_diff import WatchLayout, object_event_id
-from ods.events_bridge import WEBHOOK_PATH, BridgeConfig, create_bridge_app
 from ods.stages.watch import ObjectEvent
 from tests.support.minio_events import minio_body, minio_record
 
@@ -149,7 +149,7 @@ def test_bridge_command_serves_with_the_token_from_settings(tmp_path: Path) -> N
     command = [
         sys.executable,
         "-c",
-        "from ods.cli_events import events_app; events_app()",
+        "from ods.cli.events import events_app; events_app()",
         "bridge",
         "--port",
         str(port),

@@ -1,6 +1,6 @@
 """A process that runs a flow the way `ods` commands do, for the tests that kill one.
 
-`python -m tests.support.flow_processes hang` runs, through :func:`ods.cli_prefect.start_flow_runner`
+`python -m tests.support.flow_processes hang` runs, through :func:`ods.orchestration.temporary_server.start_flow_runner`
 (the runner every `ods` flow command uses), a flow whose task prints
 ``RUNNING <flow run id> <temporary server pid or ->`` and then sleeps until the process is killed.
 `python -m tests.support.flow_processes states FLOW_RUN_ID` starts a runner the same way (so the sweep
@@ -18,7 +18,7 @@ from uuid import UUID
 
 from prefect import flow, get_client, task
 
-from ods.cli_prefect import OUTPUT, start_flow_runner
+from ods.orchestration.temporary_server import OUTPUT, start_flow_runner
 
 
 @task(name="hang-here", persist_result=False)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ods.api.events_bridge import NotificationError, parse_minio_notification
 from ods.domain.bucket_diff import (
     ObjectChange,
     ObservedObject,
@@ -16,7 +17,6 @@ from ods.domain.bucket_diff import (
     object_event_id,
 )
 from ods.domain.deploy_gate import approval_event_id, evaluate_deploy_gate
-from ods.events_bridge import NotificationError, parse_minio_notification
 from tests.support.minio_events import minio_body, minio_record
 
 LAYOUT = WatchLayout(raw_prefix="raw/", documents_prefix="docs/")

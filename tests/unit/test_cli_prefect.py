@@ -15,8 +15,8 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from ods.cli_prefect import FlowRunner, start_flow_runner
 from ods.errors import OdsError
+from ods.orchestration.temporary_server import FlowRunner, start_flow_runner
 
 
 class FakeServer:

@@ -23,7 +23,7 @@ from prefect.server.schemas.actions import WorkPoolCreate, validate_base_job_tem
 from prefect.utilities.templating import apply_values, find_placeholders
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
-from ods.events_bridge import WEBHOOK_PATH
+from ods.api.events_bridge import WEBHOOK_PATH
 from ods.stages.serve_manifests import VLLM_VERSION, VllmManifestRequest, render_vllm_manifests
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import pytest
 
-from ods.orchestration import (
+from ods.orchestration.runs import (
     CLI_RUN_TAG,
     RunProcess,
     current_process,

@@ -1,12 +1,13 @@
-"""How the `ods` commands that run a flow run it, and `ods prefect setup`.
+"""How the `ods` commands that run a flow run it: Prefect's temporary server, watched so it dies with them.
 
 With no ``PREFECT_API_URL``, Prefect starts a temporary API server the first time a flow run needs one: a
 subprocess that imports Prefect's server and starts in ~4 s while the command waits, and that stops when
 the command ends. :func:`start_flow_runner` starts it in the background before the command imports its
-flow (pandas, the ods modules, the tasks), so the two overlap. That server is started through
-:mod:`ods.prefect_server_watchdog`, so it stops even when the command is killed outright (SIGKILL), and
+flow (pandas, the ods modules, the tasks), so the two overlap. That server is started through this
+module's watchdog (``python -m ods.orchestration.temporary_server PARENT_PID UVICORN_ARGS...``, see
+:func:`run_watched_uvicorn`), so it stops even when the command is killed outright (SIGKILL), and
 once it answers, runs that an earlier, killed command left Running are marked Crashed
-(:func:`ods.orchestration.crash_orphaned_runs`); the runs this command starts carry its pid for the next.
+(:func:`ods.orchestration.runs.crash_orphaned_runs`); the runs this command starts carry its pid for the next.
 
 On that temporary server, flow runs send no heartbeats. Heartbeats let a lasting server mark a run whose
 process died as crashed, but a temporary server dies with the process, so nothing could ever read them; and
@@ -14,7 +15,7 @@ a sync flow run waits at its end for the heartbeat thread's current 1-second sle
 (``PREFECT_API_URL``) gets Prefect's settings unchanged, heartbeats included: `ods prefect setup` installs
 the automation that crashes runs whose heartbeats stop.
 
-Results and failed states are stored as JSON on every path (:func:`ods.orchestration.json_results`).
+Results and failed states are stored as JSON on every path (:func:`ods.orchestration.runs.json_results`).
 Prefect's own console output (run logs, tracebacks, its services' warnings) is dropped unless the command
 runs with ``--verbose``: the error a command reports is its one ``error:`` line, and the run's full log,
 traceback included, stays with the run on the Prefect server.
@@ -24,18 +25,18 @@ from __future__ import annotations
 
 import logging
 import os
+import runpy
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
-
-import typer
 
 from ods.errors import OdsError
 
@@ -44,8 +45,6 @@ Result = TypeVar("Result")
 
 logger = logging.getLogger(__name__)
 _SERVER_LOG_BYTES = 5 * 1024 * 1024
-
-prefect_app = typer.Typer(help="What ods installs on a lasting Prefect server.", no_args_is_help=True)
 
 
 @dataclass
@@ -93,7 +92,7 @@ class FlowRunner:
     ) -> Result:
         """``flow(*args, **kwargs)`` with results stored as JSON, once the temporary server answers
         (re-raising what starting it raised), with heartbeats off and the runner's tags on that server."""
-        from ods.orchestration import json_results
+        from ods.orchestration.runs import json_results
 
         if self._server_started is None:
             with json_results():
@@ -123,7 +122,7 @@ def start_flow_runner() -> FlowRunner:
     the runner just calls the flow."""
     from prefect.settings import get_current_settings
 
-    from ods.orchestration import CLI_RUN_TAG, current_process
+    from ods.orchestration.runs import CLI_RUN_TAG, current_process
 
     if OUTPUT.quiet_prefect:
         _quiet_prefect_console()
@@ -141,7 +140,7 @@ def start_flow_runner() -> FlowRunner:
 
 @cache
 def _watched_server_class() -> type[Any]:
-    """Prefect's ``SubprocessASGIServer``, launching uvicorn under :mod:`ods.prefect_server_watchdog`.
+    """Prefect's ``SubprocessASGIServer``, launching uvicorn under :func:`run_watched_uvicorn`.
 
     The arguments and environment are those of Prefect 3.9's ``_run_uvicorn_command``; only the module
     run changes. Instances share Prefect's registry, so ``get_client()`` finds this server.
@@ -162,7 +161,7 @@ def _watched_server_class() -> type[Any]:
                     args=[
                         sys.executable,
                         "-m",
-                        "ods.prefect_server_watchdog",
+                        "ods.orchestration.temporary_server",
                         str(os.getpid()),
                         "--app-dir",
                         str(prefect.__module_path__.parent),
@@ -210,7 +209,7 @@ def _crash_orphaned_runs() -> None:
     """Mark Crashed the runs that killed `ods` commands left unfinished; never fails the command."""
     from prefect import get_client
 
-    from ods.orchestration import crash_orphaned_runs
+    from ods.orchestration.runs import crash_orphaned_runs
 
     try:
         with get_client(sync_client=True) as client:
@@ -270,57 +269,39 @@ def _quiet_prefect_console() -> None:
                 handler.addFilter(_WithoutPrefectRecords(prefect_dir))
 
 
-@prefect_app.callback()
-def prefect_commands() -> None:
-    """Set up a lasting Prefect server (PREFECT_API_URL) for ods: automations it needs."""
+# -- the watchdog: the temporary server's process -------------------------------------------------------
+
+POLL_S = 0.5
+GRACE_S = 10.0
 
 
-@prefect_app.command("setup")
-def prefect_setup(
-    missing_after: float | None = typer.Option(
-        None,
-        "--missing-after",
-        help="Seconds without a heartbeat after which a flow run is marked Crashed "
-        "(default: 3x PREFECT_FLOWS_HEARTBEAT_FREQUENCY; at least 2x).",
-    ),
-) -> None:
-    """Install (or update) the automation that marks Crashed the flow runs whose heartbeats stopped.
+def watch_parent(parent_pid: int, *, poll_s: float = POLL_S, grace_s: float = GRACE_S) -> None:
+    """Return only by ending this process, once its parent is no longer ``parent_pid``."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown: Prefect's services stop
+    time.sleep(grace_s)
+    os._exit(1)
 
-    Idempotent: run it after `prefect deploy` or whenever the heartbeat frequency changes.
+
+def run_watched_uvicorn(argv: Sequence[str]) -> None:
+    """Watch the parent named first in ``argv``, then run uvicorn with the rest.
+
+    This runs uvicorn exactly as ``python -m uvicorn UVICORN_ARGS...`` would (how Prefect launches its
+    temporary server), plus a thread that watches the parent. A command that ends normally stops its
+    server itself; one killed outright (SIGKILL, the OOM killer) cannot, and its server would run on with
+    PPID 1. Once the parent is gone (the server is re-parented), the watchdog asks uvicorn to stop
+    (SIGTERM) and, after a grace, exits at once. Polling the parent's pid works from any thread of the
+    parent, where a parent-death signal (PR_SET_PDEATHSIG) fires when the *thread* that started the
+    server ends.
     """
-    from prefect import get_client
-    from prefect.settings import get_current_settings
+    parent_pid, *uvicorn_args = argv
+    threading.Thread(
+        target=watch_parent, args=(int(parent_pid),), name="parent-watchdog", daemon=True
+    ).start()
+    sys.argv = ["uvicorn", *uvicorn_args]
+    runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 
-    from ods.orchestration import ZOMBIE_AUTOMATION_NAME, install_zombie_detection
 
-    settings = get_current_settings()
-    api_url = settings.api.url
-    if not api_url:
-        raise OdsError(
-            "PREFECT_API_URL is not set: `ods prefect setup` configures a lasting Prefect server; set it, "
-            "e.g. PREFECT_API_URL=http://127.0.0.1:4200/api (runs on the temporary server need no set-up)"
-        )
-    if settings.flows.heartbeat_frequency is None:
-        raise OdsError(
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY is unset: flow runs send no heartbeats, so none can go "
-            "missing; set it (Prefect's default is 180 s) on the workers and here"
-        )
-    heartbeat = max(settings.flows.heartbeat_frequency, 30)  # Prefect's floor for heartbeats
-    window = missing_after if missing_after is not None else 3.0 * heartbeat
-    if window < 2 * heartbeat:
-        raise OdsError(
-            f"--missing-after {window:g} is under twice the heartbeat frequency ({heartbeat} s, "
-            f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY): healthy runs would be crashed between heartbeats; "
-            f"use at least {2 * heartbeat}"
-        )
-    try:
-        with get_client(sync_client=True) as client:
-            outcome = install_zombie_detection(client, timedelta(seconds=window))
-    except Exception as error:
-        raise OdsError(
-            f"cannot install the automation on the Prefect API {api_url}: {error}; check PREFECT_API_URL"
-        ) from error
-    typer.echo(
-        f"{outcome} automation {ZOMBIE_AUTOMATION_NAME!r}: a flow run with no heartbeat "
-        f"for {window:g} s is marked Crashed"
-    )
+if __name__ == "__main__":
+    run_watched_uvicorn(sys.argv[1:])

@@ -21,7 +21,7 @@ def bridge(
 
     Set ODS_WATCH__BRIDGE_TOKEN to require `Authorization: Bearer <token>` (MinIO's webhook auth_token).
     """
-    from ods.events_bridge import BridgeConfig, serve_bridge
+    from ods.api.events_bridge import BridgeConfig, serve_bridge
     from ods.settings import get_settings
     from ods.stages.watch import emit_with_prefect, watch_layout
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ods.cli_prefect import start_flow_runner
+from ods.orchestration.temporary_server import start_flow_runner
 
 models_app = typer.Typer(help="Train, list and inspect model versions.", no_args_is_help=True)
 console = Console()

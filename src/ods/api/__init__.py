@@ -1,0 +1,1 @@
+"""The HTTP side of ods: the MinIO webhook bridge today (events_bridge); the HTTP API grows here."""
