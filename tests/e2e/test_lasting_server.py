@@ -34,9 +34,9 @@ from prefect.events.clients import PrefectEventsClient
 from prefect.events.schemas.events import Event
 
 from ods.adapters.object_store.minio_store import MinioObjectStore
+from ods.api.events_bridge import parse_minio_notification
 from ods.domain.bucket_diff import WatchLayout
-from ods.events_bridge import parse_minio_notification
-from ods.watching import ObjectEvent, object_event, s3_uri
+from ods.stages.watch import ObjectEvent, object_event, s3_uri
 from tests.support.minio_events import minio_body, minio_record
 from tests.support.postgres import temporary_database
 from tests.support.prefect_server import PrefectServer, running_prefect_server, stop_process, wait_for

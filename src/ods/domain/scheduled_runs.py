@@ -11,7 +11,7 @@ keep them; an interval needs an ``anchor_date`` in prefect.yaml (`prefect deploy
 own second).
 
 Pure: the caller reads the run, the deployment's current schedule ids and the same deployment's runs
-for the same time (:func:`ods.orchestration.find_redeploy_leftover_cover`).
+for the same time (:func:`ods.orchestration.runs.find_redeploy_leftover_cover`).
 """
 
 from __future__ import annotations
