@@ -300,7 +300,7 @@ def dense_search_after(kb: str) -> str:
 def child_reingest(folder: str, batch_size: str) -> dict[str, Any]:
     """The flow over the unchanged corpus in a new process, twice (first call, then all loaded)."""
     from flows.ingest_documents import ingest_documents
-    from ods.adapters.embedder import cached_model_dirs
+    from ods.adapters.models.embedder import cached_model_dirs
 
     start_prefect()
     seconds = []
@@ -316,7 +316,7 @@ def child_reingest(folder: str, batch_size: str) -> dict[str, Any]:
 
 def chunk_texts(folder: Path, embedder: Any) -> list[str]:
     """The chunks the flow indexes, made by the same parse and chunk functions (in this process)."""
-    from ods.adapters.document_parsers import parse_document
+    from ods.adapters.documents.parsers import parse_document
     from ods.domain.chunking import chunk_sections
     from ods.stages.ingest import MAX_CHUNK_TOKENS, OVERLAP_TOKENS, bounded_token_counts
 

@@ -181,7 +181,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_HOME", str(workdir / "prefect"))
 
-    from ods.adapters.tabular_source import read_table
+    from ods.adapters.tabular.source import read_table
     from ods.domain.cleaning import apply_cleaning
     from ods.domain.profiling import profile_frame
     from ods.factories import build_object_store

@@ -113,7 +113,8 @@ def build_index(corpus: Corpus, uri: str, model_id: str, index_type: str) -> tup
     The collection is left as an ingest leaves it: rows past Milvus Lite's last automatic flush (128 MB of
     rows) sit in its in-memory table, which is searched by brute force, not by the ANN index.
     """
-    from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
+    from ods.adapters.milvus.client import open_milvus_client
+    from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
     from ods.domain.chunking import chunk_id
     from ods.domain.hashing import sha256_bytes
 
@@ -310,7 +311,7 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from ods.adapters.dense_snapshot import snapshot_path
+    from ods.adapters.milvus.dense_snapshot import snapshot_path
     from ods.factories import build_embedder
     from ods.settings import load_settings
 

@@ -75,8 +75,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import pyarrow.dataset as pads
 
-    from ods.adapters.duckdb_process import QueryLimits
     from ods.adapters.warehouse import DuckDBWarehouse
+    from ods.adapters.warehouse.query_process import QueryLimits
     from ods.domain.text_to_sql import describe_table
     from ods.errors import OdsError
 

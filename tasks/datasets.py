@@ -19,7 +19,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import DatasetVersionRecord
-from ods.adapters.tabular_source import read_table
+from ods.adapters.tabular.source import read_table
 from ods.domain.cleaning import CleaningResult, apply_cleaning
 from ods.domain.dataset_card import render_dataset_card
 from ods.domain.profiling import profile_frame

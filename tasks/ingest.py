@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from ods.adapters.parse_isolation import shared_parser_pool
-from ods.adapters.process_memory import release_free_memory
+from ods.adapters.workers.parse_pool import shared_parser_pool
+from ods.adapters.workers.process_memory import release_free_memory
 from ods.domain.dataset_card import markdown_table
 from ods.domain.sync_plan import ListedDocument, pipeline_batches
 from ods.factories import build_embedder, open_catalog, open_index, open_source
@@ -134,7 +134,7 @@ def index_document_batch(
 def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
     """Delete the chunks of documents gone from the source and mark them deleted, and those of replaced
     versions still in the index (a document whose new version was quarantined); seal the index and,
-    for a Milvus Lite file, write its dense snapshot (``ods.adapters.dense_snapshot``).
+    for a Milvus Lite file, write its dense snapshot (``ods.adapters.milvus.dense_snapshot``).
 
     A run that neither wrote nor deletes anything opens the index only when the collection has no
     current dense snapshot (another client wrote since, say): a Milvus Lite file opened by a new process

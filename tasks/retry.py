@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ods.adapters.vectors import VectorIndexUnavailable
+from ods.adapters.milvus.client import VectorIndexUnavailable
 from ods.errors import CatalogError, ObjectStoreError
 
 # VectorIndexUnavailable: Milvus was away through the adapter's own retries (a restart, say); a later

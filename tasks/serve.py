@@ -15,7 +15,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import EndpointRecord
-from ods.adapters.model_server import LocalModelServer
+from ods.adapters.models.server import LocalModelServer
 from ods.errors import NotFoundError
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
     from ods.adapters.catalog import Catalog
     from ods.adapters.catalog.records import KnowledgeBaseRecord
-    from ods.adapters.document_source import DocumentSource
-    from ods.adapters.duckdb_process import QueryLimits
-    from ods.adapters.embedder import Embedder
-    from ods.adapters.llm import LLM, ResolvedEndpoint
+    from ods.adapters.documents.source import DocumentSource
+    from ods.adapters.milvus.index import MilvusVectorIndex
+    from ods.adapters.models.embedder import Embedder
+    from ods.adapters.models.llm import LLM, ResolvedEndpoint
     from ods.adapters.object_store import ObjectStore
-    from ods.adapters.vectors import MilvusVectorIndex
     from ods.adapters.warehouse import DuckDBWarehouse, SqlDatabaseWarehouse
+    from ods.adapters.warehouse.query_process import QueryLimits
     from ods.settings import EmbeddingSettings, LLMSettings, Settings
 
 
@@ -65,7 +65,7 @@ def build_object_store(settings: Settings) -> ObjectStore:
 
 def open_source(settings: Settings, uri: str) -> DocumentSource:
     """The document source at ``uri`` (a folder, or a prefix of the configured bucket)."""
-    from ods.adapters.document_source import DocumentSource
+    from ods.adapters.documents.source import DocumentSource
 
     store = build_object_store(settings) if uri.startswith("s3://") else None
     return DocumentSource(uri, store)
@@ -78,7 +78,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
     """The embedder the settings describe; nothing is loaded or contacted until first use."""
     from pathlib import Path
 
-    from ods.adapters.embedder import (
+    from ods.adapters.models.embedder import (
         PACKAGED_MODEL_ID,
         EmbeddingError,
         OpenAIEmbedder,
@@ -116,7 +116,7 @@ def build_llm(
     """
     from pathlib import Path
 
-    from ods.adapters.llm import PACKAGED_MODEL_ID, LLMError, OpenAIChatLLM, TransformersLLM
+    from ods.adapters.models.llm import PACKAGED_MODEL_ID, LLMError, OpenAIChatLLM, TransformersLLM
 
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     if settings.kind == "openai":
@@ -152,7 +152,7 @@ def build_llm(
 
 def open_llm(settings: Settings) -> LLM:
     """The configured model; ``kind=openai`` without an endpoint uses the model's active catalog endpoint."""
-    from ods.adapters.llm import ResolvedEndpoint
+    from ods.adapters.models.llm import ResolvedEndpoint
 
     def active_endpoint(model_name: str) -> ResolvedEndpoint | None:
         with open_catalog(settings) as catalog:
@@ -167,7 +167,7 @@ def open_llm(settings: Settings) -> LLM:
 
 def open_milvus(settings: Settings, *, separate_process: bool = False) -> MilvusClient:
     """A client of the configured Milvus (``ODS_MILVUS__URI``, its token); see ``open_milvus_client``."""
-    from ods.adapters.vectors import open_milvus_client
+    from ods.adapters.milvus.client import open_milvus_client
 
     token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
     return open_milvus_client(settings.milvus_uri, token=token, separate_process=separate_process)
@@ -179,7 +179,7 @@ def open_index(
     """The vector index of a knowledge base, its collection created if missing. ``ingesting``: opened to
     write while this process embeds (a Milvus Lite file is then served from a process of its own, see
     ``MilvusSettings.lite_server``)."""
-    from ods.adapters.vectors import MilvusVectorIndex
+    from ods.adapters.milvus.index import MilvusVectorIndex
 
     own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
     lite_file = snapshot_lite_file(settings)
@@ -204,7 +204,7 @@ def open_index(
 
 def snapshot_lite_file(settings: Settings) -> str | None:
     """The Milvus Lite file whose collections get dense snapshots; None for a server or with them off."""
-    from ods.adapters.vectors import is_server_uri
+    from ods.adapters.milvus.client import is_server_uri
 
     if not settings.milvus.dense_snapshot or is_server_uri(settings.milvus_uri):
         return None
@@ -216,7 +216,7 @@ def snapshot_lite_file(settings: Settings) -> str | None:
 
 def query_limits(settings: Settings) -> QueryLimits:
     """The resource limits of ``ODS_WAREHOUSE__*`` for one query."""
-    from ods.adapters.duckdb_process import QueryLimits
+    from ods.adapters.warehouse.query_process import QueryLimits
 
     config = settings.warehouse
     return QueryLimits(

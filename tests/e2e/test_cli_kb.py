@@ -18,7 +18,7 @@ RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 
 
 def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
-    from ods.adapters.milvus_lite_process import stop_lite_servers
+    from ods.adapters.milvus.lite_server import stop_lite_servers
     from ods.factories import open_catalog, open_index
 
     folder = write_policy_documents(tmp_path / "docs")

@@ -10,7 +10,7 @@ from tests.support.cli import run_ods
 
 def _register_sales(directory: Path) -> None:
     """Register the sales example with the library's prepare stages, in process (the prepare CLI has its own test)."""
-    from ods.adapters.tabular_source import read_table
+    from ods.adapters.tabular.source import read_table
     from ods.domain.cleaning import apply_cleaning
     from ods.factories import build_object_store, open_catalog
     from ods.settings import get_settings

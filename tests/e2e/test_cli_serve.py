@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.model_server import LocalModelServer
+from ods.adapters.models.server import LocalModelServer
 from ods.adapters.object_store import ObjectStore
 from ods.factories import build_object_store
 from ods.settings import get_settings

@@ -22,8 +22,8 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from flows.deploy_model import deploy_model
 from flows.undeploy_model import undeploy_model
 from ods.adapters.catalog import Catalog
-from ods.adapters.llm import OpenAIChatLLM
-from ods.adapters.model_server import LocalModelServer
+from ods.adapters.models.llm import OpenAIChatLLM
+from ods.adapters.models.server import LocalModelServer
 from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
 from ods.errors import NotFoundError

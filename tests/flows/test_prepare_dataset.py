@@ -281,7 +281,7 @@ def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(
     platform: Platform, tmp_path: Path
 ) -> None:
     """A run killed between "Parquet written" and "catalog row committed" leaves no orphan behind."""
-    from ods.adapters.tabular_source import read_table
+    from ods.adapters.tabular.source import read_table
     from ods.domain.cleaning import apply_cleaning
     from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, write_parquet
 

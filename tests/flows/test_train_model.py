@@ -20,7 +20,7 @@ from flows.prepare_dataset import prepare_dataset
 from flows.train_model import train_model
 from flows.undeploy_model import undeploy_model
 from ods.adapters.catalog import Catalog
-from ods.adapters.llm import OpenAIChatLLM
+from ods.adapters.models.llm import OpenAIChatLLM
 from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
 from ods.domain.training_spec import TrainingSpecError

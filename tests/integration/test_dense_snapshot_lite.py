@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ods.adapters.dense_snapshot import snapshot_path
-from ods.adapters.milvus_lite_process import stop_lite_servers
-from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, open_milvus_client
+from ods.adapters.milvus.client import open_milvus_client
+from ods.adapters.milvus.dense_snapshot import snapshot_path
+from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.milvus.lite_server import stop_lite_servers
 
 MODEL = "all-MiniLM-L6-v2"
 DIMENSION = 384
@@ -171,7 +172,7 @@ def test_a_new_process_opening_the_file_uses_the_snapshot(index: MilvusVectorInd
     index.close()
     stop_lite_servers()  # this process's server holds the file's lock
     script = (
-        "import sys; from ods.adapters.vectors import MilvusVectorIndex; "
+        "import sys; from ods.adapters.milvus.index import MilvusVectorIndex; "
         "index = MilvusVectorIndex(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]); "
         "index.ensure_collection(); print(index.dense_search_source())"
     )

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import pytest
 
-from ods.adapters.parse_isolation import DocumentParserPool
+from ods.adapters.workers.parse_pool import DocumentParserPool
 from ods.domain.documents import DocumentRejected
 
 pytestmark = pytest.mark.corpora

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ods.adapters.document_source import DocumentSource, DocumentSourceError
+from ods.adapters.documents.source import DocumentSource, DocumentSourceError
 from ods.adapters.object_store import MinioObjectStore
 from ods.domain.object_keys import printable_name
 from tests.support.s3_server import S3Server

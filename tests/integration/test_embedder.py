@@ -8,14 +8,14 @@ import httpx
 import numpy as np
 import pytest
 
-from ods.adapters import embedder as embedder_module
-from ods.adapters.embedder import (
+from ods.adapters.models import embedder as embedder_module
+from ods.adapters.models.embedder import (
     EmbeddingError,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
     cached_model_dirs,
 )
-from ods.adapters.packaged_models import embedding_model_dir
+from ods.adapters.models.packaged import embedding_model_dir
 from ods.factories import build_embedder
 from ods.settings import EmbeddingSettings
 

@@ -20,9 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ods.adapters import llm as llm_module
-from ods.adapters.llm import LLMError, OpenAIChatLLM, TransformersLLM, UnknownModelError, cached_causal_lms
-from ods.adapters.packaged_models import smollm2_gguf_path
+from ods.adapters.models import llm as llm_module
+from ods.adapters.models.llm import (
+    LLMError,
+    OpenAIChatLLM,
+    TransformersLLM,
+    UnknownModelError,
+    cached_causal_lms,
+)
+from ods.adapters.models.packaged import smollm2_gguf_path
 from ods.domain.chat import ChatMessage
 from ods.factories import build_llm
 from ods.settings import LLMSettings

@@ -1,4 +1,4 @@
-"""Milvus Lite served from a process of its own (ods.adapters.milvus_lite_process), on real Milvus Lite."""
+"""Milvus Lite served from a process of its own (ods.adapters.milvus.lite_server), on real Milvus Lite."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ods.adapters.milvus_lite_process import lite_server_pid, lite_server_uri, stop_lite_servers
-from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, VectorIndexError, open_milvus_client
+from ods.adapters.milvus.client import VectorIndexError, open_milvus_client
+from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex
+from ods.adapters.milvus.lite_server import lite_server_pid, lite_server_uri, stop_lite_servers
 
 DIMENSION = 4
 
@@ -94,8 +95,8 @@ def test_a_file_served_by_its_own_process_is_shared_by_every_client_of_this_proc
 
 _HOLDER = """
 import sys, time
-from ods.adapters.milvus_lite_process import lite_server_pid
-from ods.adapters.vectors import open_milvus_client
+from ods.adapters.milvus.lite_server import lite_server_pid
+from ods.adapters.milvus.client import open_milvus_client
 open_milvus_client(sys.argv[1], separate_process=True)
 print(lite_server_pid(sys.argv[1]), flush=True)
 time.sleep(600)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, VectorIndexUnavailable, open_milvus_client
+from ods.adapters.milvus.client import VectorIndexUnavailable, open_milvus_client
+from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex
 from ods.domain.chunking import chunk_id
 from ods.domain.sync_plan import ListedDocument
 from ods.stages.ingest import UPSERT_ROWS, BatchReport, PendingDocument, PreparedBatch, index_batch

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from ods.adapters.parse_isolation import DocumentParserPool
-from ods.adapters.vectors import SearchMode
+from ods.adapters.milvus.index import SearchMode
+from ods.adapters.workers.parse_pool import DocumentParserPool
 from ods.domain.retrieval_metrics import mean_recall_at_k, mean_reciprocal_rank, unique_in_order
 from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import Settings, load_settings

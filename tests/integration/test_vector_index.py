@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ods.adapters.embedder import SentenceTransformerEmbedder
-from ods.adapters.vectors import (
+from ods.adapters.milvus.client import VectorIndexError
+from ods.adapters.milvus.index import (
     ChunkRow,
     MilvusVectorIndex,
     VectorIndex,
-    VectorIndexError,
     build_filter,
     collection_name,
     milvus_string,
 )
+from ods.adapters.models.embedder import SentenceTransformerEmbedder
 from ods.domain.chunking import chunk_id
 
 KB = "handbook"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ods.adapters.llm import OpenAIChatLLM
-from ods.adapters.model_server import LocalModelServer, ServerSpec
+from ods.adapters.models.llm import OpenAIChatLLM
+from ods.adapters.models.server import LocalModelServer, ServerSpec
 from ods.domain.chat import ChatMessage
 from ods.stages.serve import free_port
 from tests.support.tiny_llm import build_tiny_causal_lm

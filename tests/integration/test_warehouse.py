@@ -21,9 +21,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.duckdb_process import QueryLimits, connect_hardened
 from ods.adapters.object_store import ObjectStore, key_of
-from ods.adapters.tabular_source import read_table
+from ods.adapters.tabular.source import read_table
 from ods.adapters.warehouse import (
     DuckDBWarehouse,
     QueryLimitError,
@@ -32,6 +31,7 @@ from ods.adapters.warehouse import (
     Warehouse,
     WarehouseQueryError,
 )
+from ods.adapters.warehouse.query_process import QueryLimits, connect_hardened
 from ods.domain.cleaning import apply_cleaning
 from ods.domain.profiling import profile_frame
 from ods.domain.sql_guard import GuardedQuery, SqlRejected

@@ -23,8 +23,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from ods.adapters.duckdb_process import HEADROOM_MB, DuckDBProcess, QueryLimits
 from ods.adapters.warehouse import DuckDBWarehouse, QueryLimitError, QueryTimeoutError, WarehouseQueryError
+from ods.adapters.warehouse.query_process import HEADROOM_MB, DuckDBProcess, QueryLimits
 from ods.domain.sql_guard import SqlRejected
 from ods.domain.text_to_sql import describe_table
 

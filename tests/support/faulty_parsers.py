@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from ods.adapters.document_parsers import parse_document
+from ods.adapters.documents.parsers import parse_document
 from ods.domain.documents import ParsedDocument, Section
 
 HEAVY_MODULES = ("prefect", "torch", "transformers", "sentence_transformers", "pandas", "pymilvus")

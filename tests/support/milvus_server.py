@@ -1,6 +1,6 @@
 """A real Milvus Lite server in a process of its own on a fixed port, which a test can stop and start again.
 
-``ods.adapters.milvus_lite_process`` picks a new port each time it starts a server; a restart that clients
+``ods.adapters.milvus.lite_server`` picks a new port each time it starts a server; a restart that clients
 must survive needs the same address, as a restarted Milvus server keeps its own. Clients reach it as a
 Milvus server (``http://127.0.0.1:PORT``), so everything behaves as against a remote Milvus.
 """

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ods.adapters.packaged_models import smollm2_gguf_path
+from ods.adapters.models.packaged import smollm2_gguf_path
 
 SEED = 1234
 HIDDEN_SIZE = 64

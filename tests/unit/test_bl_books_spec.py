@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ods.adapters.tabular_source import read_table
+from ods.adapters.tabular.source import read_table
 from ods.domain.cleaning import CleaningResult, RuleReport, apply_cleaning
 from ods.domain.dataset_spec import parse_dataset_spec
 from ods.domain.profiling import profile_frame

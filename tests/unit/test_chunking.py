@@ -153,7 +153,7 @@ def test_chunk_id_is_stable_and_depends_on_every_part() -> None:
 
 
 def test_chunks_fit_the_real_model_tokenizer() -> None:
-    from ods.adapters.embedder import SentenceTransformerEmbedder
+    from ods.adapters.models.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     text = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ods.adapters.dense_snapshot import (
+from ods.adapters.milvus.dense_snapshot import (
     DenseSnapshot,
     SnapshotBuilder,
     SnapshotCache,

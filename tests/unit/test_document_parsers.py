@@ -15,7 +15,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DictionaryObject, NameObject, StreamObject
 
-from ods.adapters.document_parsers import decode_text, parse_document
+from ods.adapters.documents.parsers import decode_text, parse_document
 from ods.domain.documents import DocumentRejected, ParsedDocument, Section
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ods.adapters.llm import (
+from ods.adapters.models.llm import (
     PACKAGED_MODEL_ID,
     LLMAuthenticationError,
     LLMError,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ods.adapters.model_server import (
+from ods.adapters.models.server import (
     LocalModelServer,
     LoraModule,
     ModelServerError,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ods.adapters.parse_isolation import (
+from ods.adapters.workers.parse_pool import (
     DocumentParserError,
     DocumentParserPool,
     TextLimitExceeded,

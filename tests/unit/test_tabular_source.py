@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ods.adapters.tabular_source import SourceReadError, read_table
+from ods.adapters.tabular.source import SourceReadError, read_table
 from ods.domain.dataset_spec import SourceSpec
 
 TEXT = "string[pyarrow]"

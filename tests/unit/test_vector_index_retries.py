@@ -1,4 +1,4 @@
-"""Which Milvus errors are retried, and how (``ods.adapters.vectors``): a scripted client, a fake clock.
+"""Which Milvus errors are retried, and how (``ods.adapters.milvus.index``): a scripted client, a fake clock.
 
 The restart of a real Milvus Lite server is in tests/integration/test_milvus_restart.py; these pin the
 classification and the backoff without waiting.
@@ -13,14 +13,8 @@ import grpc
 import pytest
 from pymilvus.exceptions import ConnectError, MilvusException, ParamError
 
-from ods.adapters.vectors import (
-    MODEL_ID_PROPERTY,
-    ChunkRow,
-    MilvusVectorIndex,
-    VectorIndexError,
-    VectorIndexUnavailable,
-    is_transient_milvus_error,
-)
+from ods.adapters.milvus.client import VectorIndexError, VectorIndexUnavailable, is_transient_milvus_error
+from ods.adapters.milvus.index import MODEL_ID_PROPERTY, ChunkRow, MilvusVectorIndex
 
 DOWN = MilvusException(
     code=2,

@@ -1,6 +1,6 @@
 """What a parsed document is, and why a document can be turned away (quarantined) instead.
 
-Parsers in ``ods.adapters.document_parsers`` produce these values; the chunker and the catalog consume
+Parsers in ``ods.adapters.documents.parsers`` produce these values; the chunker and the catalog consume
 them. A quarantined document is recorded with one of ``QUARANTINE_REASONS`` and a detail a person can act on.
 """
 

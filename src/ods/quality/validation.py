@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ods.adapters.worker_pipes import (
+from ods.adapters.workers.pipes import (
     kill_worker,
     read_frame,
     reply_streams,

@@ -104,7 +104,7 @@ def check_object_store(settings: Settings, deep: bool = False) -> str:
 
 def check_milvus(settings: Settings, deep: bool = False) -> str:
     """Connect to Milvus and list its collections."""
-    from ods.adapters.vectors import is_server_uri
+    from ods.adapters.milvus.client import is_server_uri
     from ods.factories import open_milvus
 
     client = open_milvus(settings)
@@ -166,12 +166,12 @@ def check_embedding_model(settings: Settings, deep: bool = False) -> str:
         assert config.endpoint is not None
         key = config.api_key.get_secret_value() if config.api_key else None
         return _check_openai_models(config.endpoint, key, config.model, timeout_s=10.0)
-    from ods.adapters.packaged_models import embedding_model_dir
+    from ods.adapters.models.packaged import embedding_model_dir
 
     model_dir = embedding_model_dir()
     if not deep:
         return f"{config.model} packaged at {model_dir}"
-    from ods.adapters.embedder import load_sentence_transformer
+    from ods.adapters.models.embedder import load_sentence_transformer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = load_sentence_transformer(model_dir)
@@ -183,14 +183,14 @@ def check_llm(settings: Settings, deep: bool = False) -> str:
     """Find and read the packaged GGUF model's header, or query the configured endpoint."""
     config = settings.llm
     if config.kind == "openai":
-        from ods.adapters.llm import normalise_base_url
+        from ods.adapters.models.llm import normalise_base_url
 
         endpoint = normalise_base_url(config.endpoint or _active_endpoint_url(settings, config.model))
         key = config.api_key.get_secret_value() if config.api_key else None
         return _check_openai_models(endpoint, key, config.model, timeout_s=10.0)
     from gguf import GGUFReader
 
-    from ods.adapters.packaged_models import smollm2_gguf_path
+    from ods.adapters.models.packaged import smollm2_gguf_path
 
     path = smollm2_gguf_path()
     reader = GGUFReader(str(path))

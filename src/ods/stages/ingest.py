@@ -22,11 +22,12 @@ from typing import Any
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
-from ods.adapters.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
-from ods.adapters.document_source import DocumentSource
-from ods.adapters.embedder import Embedder
-from ods.adapters.parse_isolation import DocumentParserPool, TextLimitExceeded
-from ods.adapters.vectors import ChunkRow, MilvusVectorIndex, collection_name, is_server_uri
+from ods.adapters.documents.source import DocumentSource
+from ods.adapters.milvus.client import is_server_uri
+from ods.adapters.milvus.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
+from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.models.embedder import Embedder
+from ods.adapters.workers.parse_pool import DocumentParserPool, TextLimitExceeded
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import BAD_NAME, TOO_LARGE, DocumentRejected, ParsedDocument
 from ods.domain.hashing import sha256_bytes

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ods.adapters.vectors import FilterValue, SearchHit, SearchMode
+from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode
 from ods.errors import OdsError
 from ods.factories import build_embedder, open_catalog, open_index
 from ods.settings import Settings

@@ -30,8 +30,8 @@ from typing import Any
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
-from ods.adapters.llm import OpenAIChatLLM
-from ods.adapters.model_server import (
+from ods.adapters.models.llm import OpenAIChatLLM
+from ods.adapters.models.server import (
     BACKENDS,
     WILDCARD_HOST,
     LoraModule,

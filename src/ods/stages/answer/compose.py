@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from ods.adapters.llm import LLM, PACKAGED_MODEL_ID
+from ods.adapters.models.llm import LLM, PACKAGED_MODEL_ID
 from ods.domain.answering import (
     NO_SOURCES_ANSWER,
     Evidence,

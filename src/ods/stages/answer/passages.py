@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ods.adapters.vectors import FilterValue
+from ods.adapters.milvus.index import FilterValue
 from ods.domain.answering import Evidence, Source, pick_evidence, split_sentences, without_instructions
 from ods.factories import build_embedder
 from ods.settings import Settings

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.llm import LLM
+from ods.adapters.models.llm import LLM
 from ods.adapters.warehouse import QueryResult, Warehouse
 from ods.domain.answering import Evidence, TableResult, summarise_table
 from ods.domain.chat import ChatMessage, Usage

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ods.adapters.packaged_models import quiet_progress_bars, smollm2_gguf_path
+from ods.adapters.models.packaged import quiet_progress_bars, smollm2_gguf_path
 from ods.domain.chat import ChatMessage, Completion, Usage
 from ods.errors import OdsError
 

@@ -2,7 +2,7 @@
 
 The format is chosen by file extension, then by magic bytes. Third-party parsers see untrusted bytes and
 can raise anything, so each format converts their failures into ``malformed`` with the library's own
-message. Hangs and runaway memory are not handled here: ``ods.adapters.parse_isolation`` runs this module
+message. Hangs and runaway memory are not handled here: ``ods.adapters.workers.parse_pool`` runs this module
 in a separate process. Keep its imports lean: it is what that worker process loads.
 """
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ods.adapters.worker_pipes import (
+from ods.adapters.workers.pipes import (
     kill_worker,
     read_frame,
     reply_streams,
@@ -68,7 +68,7 @@ LATE_FRACTION = 0.05
 _INTERRUPT_EVERY_S = 0.01
 _FETCH_ROWS = 256
 _START_S = 60.0
-_WORKER_COMMAND = "from ods.adapters.duckdb_process import serve; serve()"
+_WORKER_COMMAND = "from ods.adapters.warehouse.query_process import serve; serve()"
 # Applied in this order once the relations are registered; lock_configuration must come last.
 _DUCKDB_HARDENING = (
     "SET python_enable_replacements = false",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from ods.adapters.packaged_models import embedding_model_dir, quiet_progress_bars
+from ods.adapters.models.packaged import embedding_model_dir, quiet_progress_bars
 from ods.errors import OdsError
 
 if TYPE_CHECKING:

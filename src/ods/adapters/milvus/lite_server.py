@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ods.adapters.worker_pipes import (
+from ods.adapters.workers.pipes import (
     kill_worker,
     read_frame,
     reply_streams,
@@ -37,7 +37,7 @@ from ods.errors import OdsError
 
 _START_S = 60.0
 _STOP_S = 15.0
-_WORKER_COMMAND = "from ods.adapters.milvus_lite_process import serve; serve()"
+_WORKER_COMMAND = "from ods.adapters.milvus.lite_server import serve; serve()"
 
 
 class MilvusLiteProcessError(OdsError):
@@ -139,7 +139,7 @@ def serve() -> None:
     import logging
 
     requests, replies = reply_streams()
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)  # see ods.adapters.vectors
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)  # see ods.adapters.milvus.index
     frame = read_frame(requests)
     if frame is None:
         return

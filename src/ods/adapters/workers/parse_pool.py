@@ -4,7 +4,7 @@
 start, not one per document), caps the worker's address space with ``RLIMIT_AS``, and kills it when a
 document runs past the timeout; the next document gets a fresh worker.
 
-The worker is a plain ``python -c`` interpreter (see ``ods.adapters.worker_pipes``): it imports only this
+The worker is a plain ``python -c`` interpreter (see ``ods.adapters.workers.pipes``): it imports only this
 module, the parse function's module and what the parser needs.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ods.adapters.worker_pipes import (
+from ods.adapters.workers.pipes import (
     kill_worker,
     read_frame,
     reply_streams,
@@ -47,7 +47,7 @@ from ods.domain.documents import (
 from ods.errors import OdsError
 
 _WORKER_START_S = 60.0
-_WORKER_COMMAND = "from ods.adapters.parse_isolation import serve_parse_requests; serve_parse_requests()"
+_WORKER_COMMAND = "from ods.adapters.workers.parse_pool import serve_parse_requests; serve_parse_requests()"
 
 
 class DocumentParserError(OdsError):
@@ -272,7 +272,7 @@ def _result_from(outcome: tuple[Any, ...], name: str, memory_mb: int) -> ParsedD
 
 def _function_reference(function: ParseFunction | None) -> str:
     if function is None:
-        return "ods.adapters.document_parsers:parse_document"
+        return "ods.adapters.documents.parsers:parse_document"
     module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
     if not module or "<" in qualname or module == "__main__":
         raise ValueError(f"parse_function {function!r} must be a module-level function the worker can import")

@@ -1,0 +1,1 @@
+"""Documents: where they are listed and read (source) and how each format is parsed (parsers)."""

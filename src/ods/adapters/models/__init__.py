@@ -1,0 +1,2 @@
+"""Models: embedders (embedder), chat LLMs (llm), the packaged model files (packaged) and model servers
+(server: `vllm serve` / `transformers serve` processes)."""
