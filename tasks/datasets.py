@@ -22,6 +22,7 @@ from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.adapters.tabular.source import read_table
 from ods.domain.cleaning import CleaningResult, apply_cleaning
 from ods.domain.dataset_card import render_dataset_card
+from ods.domain.events import dataset_event_name, dataset_resource
 from ods.domain.profiling import profile_frame
 from ods.factories import build_object_store, open_catalog
 from ods.quality.validation import ValidationReport, start_validation_worker, validate_frame
@@ -181,16 +182,12 @@ def _publish(
     )
     card_location = store_card(build_object_store(get_settings()), record, card)
     payload: dict[str, Any] = {**prepared.summary(), "card_uri": card_location, "train": loaded.spec.train}
-    event = "ods.dataset.registered" if record.status == "registered" else "ods.dataset.rejected"
+    event = dataset_event_name(record.status == "registered")
     emit_event(
         event=event,
-        resource={
-            "prefect.resource.id": f"ods.dataset.{record.dataset_name}",
-            "prefect.resource.name": record.dataset_name,
-            # Triggers match labels, not payloads: this one lets prefect.yaml start train-model only
-            # for datasets whose spec has a `train:` block.
-            "ods.dataset.train": "true" if loaded.spec.train else "false",
-        },
+        # Triggers match labels, not payloads: the dataset's train label lets prefect.yaml start
+        # train-model only for datasets whose spec has a `train:` block.
+        resource=dataset_resource(record.dataset_name, train=bool(loaded.spec.train)),
         payload=payload,
         id=prepared.event_id(event),
     )

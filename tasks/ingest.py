@@ -13,6 +13,7 @@ from prefect.logging import get_run_logger
 from ods.adapters.workers.parse_pool import shared_parser_pool
 from ods.adapters.workers.process_memory import release_free_memory
 from ods.domain.dataset_card import markdown_table
+from ods.domain.events import KB_UPDATED, kb_resource
 from ods.domain.sync_plan import ListedDocument, pipeline_batches
 from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import get_settings
@@ -195,8 +196,8 @@ def report_ingest(
     )
     if summary["indexed"] or summary["deleted"] or summary["quarantined"]:
         emit_event(
-            event="ods.kb.updated",
-            resource={"prefect.resource.id": f"ods.kb.{kb}", "prefect.resource.name": kb},
+            event=KB_UPDATED,
+            resource=kb_resource(kb),
             payload=summary,
         )
     return {**summary, "quarantined_documents": quarantined}

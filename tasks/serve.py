@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import EndpointRecord
 from ods.adapters.models.server import LocalModelServer
+from ods.domain.events import MODEL_DEPLOYED, MODEL_FAILED, model_resource, model_version_related
 from ods.errors import NotFoundError
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
@@ -48,17 +49,8 @@ IN_MEMORY = NOT_PERSISTED
 def _emit(name: str, plan: DeploymentPlan, payload: dict[str, Any]) -> None:
     emit_event(
         event=name,
-        resource={
-            "prefect.resource.id": f"ods.model.{plan.model_name}",
-            "prefect.resource.name": plan.model_name,
-        },
-        related=[
-            {
-                "prefect.resource.id": f"ods.model-version.{plan.version_id}",
-                "prefect.resource.role": "model-version",
-                "prefect.resource.name": plan.ref,
-            }
-        ],
+        resource=model_resource(plan.model_name),
+        related=[model_version_related(plan.version_id, plan.ref)],
         payload=payload,
     )
 
@@ -167,7 +159,7 @@ def fail_model_deployment(plan: DeploymentPlan, launch: Launch, check: ServerChe
         endpoint = fail_deployment(catalog, LocalModelServer(), launch, check)
         still_active = catalog.active_endpoint(plan.model_name)
     _emit(
-        "ods.model.failed",
+        MODEL_FAILED,
         plan,
         {
             **endpoint_summary(endpoint),
@@ -185,7 +177,7 @@ def activate_model_endpoint(plan: DeploymentPlan, launch: Launch, check: ServerC
     with open_catalog(get_settings()) as catalog:
         endpoint, replaced = activate_endpoint(catalog, LocalModelServer(), launch, check)
     summary = {**endpoint_summary(endpoint), "replaced": [old.id for old in replaced]}
-    _emit("ods.model.deployed", plan, summary)
+    _emit(MODEL_DEPLOYED, plan, summary)
     logger = get_run_logger()
     for old in replaced:
         logger.info(

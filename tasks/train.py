@@ -15,6 +15,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from ods.adapters.catalog.records import ModelVersionRecord
+from ods.domain.events import MODEL_REGISTERED, dataset_related, model_resource
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
 from ods.stages.train import (
@@ -127,18 +128,9 @@ def register_model_version(plan: TrainingPlan, stored: StoredModel) -> dict[str,
     )
     summary = model_summary(record, plan)
     emit_event(
-        event="ods.model.registered",
-        resource={
-            "prefect.resource.id": f"ods.model.{record.model_name}",
-            "prefect.resource.name": record.model_name,
-        },
-        related=[
-            {
-                "prefect.resource.id": f"ods.dataset.{plan.dataset_name}",
-                "prefect.resource.role": "dataset",
-                "prefect.resource.name": plan.dataset_ref,
-            }
-        ],
+        event=MODEL_REGISTERED,
+        resource=model_resource(record.model_name),
+        related=[dataset_related(plan.dataset_name, plan.dataset_ref)],
         payload=summary,
     )
     get_run_logger().info("registered %s v%d at %s", record.model_name, record.version, record.artifact_uri)

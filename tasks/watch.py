@@ -16,6 +16,7 @@ from prefect.logging import get_run_logger
 from ods.domain.bucket_diff import ObjectChange
 from ods.domain.dataset_card import markdown_table
 from ods.domain.deploy_gate import approval_event_id, approval_resource, evaluate_deploy_gate
+from ods.domain.events import MODEL_APPROVED
 from ods.domain.refs import format_ref, parse_model_ref
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
@@ -132,7 +133,7 @@ def gate_model_version(ref: str) -> dict[str, Any]:
     }
     if decision.passed and gate is not None:  # no gate never passes
         emit_event(
-            event="ods.model.approved",
+            event=MODEL_APPROVED,
             resource=approval_resource(record.model_name, gate.backend),
             payload={**summary, "backend": gate.backend, "metrics": record.metrics},
             id=approval_event_id(record.model_name, record.version, record.artifact_uri),

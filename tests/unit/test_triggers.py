@@ -1,7 +1,7 @@
 """The event triggers in prefect.yaml match the events the platform emits and render valid flow parameters.
 
-Events are built by the same code that emits them (the watcher's ObjectChange, the dataset/model payload
-shapes); matching and rendering use Prefect's own trigger schema, resource matching and the server's
+Events are built by the same code that emits them (the watcher's ObjectChange, the resource builders of
+ods.domain.events, the dataset/model payload shapes); matching and rendering use Prefect's own trigger schema, resource matching and the server's
 template hydration, so a trigger that would never fire or would start a run with bad parameters fails here.
 """
 
@@ -16,6 +16,13 @@ from prefect.server.events.schemas.events import ReceivedEvent
 
 from ods.domain.bucket_diff import ObjectChange, WatchLayout, classify_key
 from ods.domain.deploy_gate import approval_resource
+from ods.domain.events import (
+    MODEL_APPROVED,
+    MODEL_REGISTERED,
+    dataset_event_name,
+    dataset_resource,
+    model_resource,
+)
 from tests.support.prefect_yaml_triggers import (
     ROOT,
     firing_triggers,
@@ -35,18 +42,14 @@ def _object_event(action: str, key: str) -> ReceivedEvent:
 
 
 def _dataset_registered(train: dict[str, Any] | None) -> ReceivedEvent:
-    resource = {
-        "prefect.resource.id": "ods.dataset.bl_books",
-        "prefect.resource.name": "bl_books",
-        "ods.dataset.train": "true" if train else "false",
-    }
+    resource = dataset_resource("bl_books", train=bool(train))
     return received_event(
-        "ods.dataset.registered", resource, {"dataset": "bl_books", "version": 3, "train": train}
+        dataset_event_name(registered=True), resource, {"dataset": "bl_books", "version": 3, "train": train}
     )
 
 
 def _model_event(name: str, payload: dict[str, Any]) -> ReceivedEvent:
-    return received_event(name, {"prefect.resource.id": "ods.model.support_llm"}, payload)
+    return received_event(name, model_resource("support_llm"), payload)
 
 
 def _validated(
@@ -130,7 +133,7 @@ def test_registered_dataset_without_train_block_trains_nothing() -> None:
 
 
 def test_registered_model_is_gated_and_an_approved_one_deployed(monkeypatch: pytest.MonkeyPatch) -> None:
-    registered = _model_event("ods.model.registered", {"model": "support_llm", "version": 2, "metrics": {}})
+    registered = _model_event(MODEL_REGISTERED, {"model": "support_llm", "version": 2, "metrics": {}})
     (gate,) = firing_triggers("gate-model", registered)
     assert _validated("gate-model", rendered_parameters(gate, registered), monkeypatch) == {
         "model": "support_llm@2"
@@ -146,7 +149,7 @@ def test_an_approved_version_is_deployed_on_its_gates_backend_only(
     backend: str, deployment: str, other: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     approved = received_event(
-        "ods.model.approved",
+        MODEL_APPROVED,
         approval_resource("support_llm", backend),
         {"model": "support_llm", "version": 2, "model_ref": "support_llm@2", "backend": backend},
     )

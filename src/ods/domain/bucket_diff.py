@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ods.domain.events import object_event_name, object_resource
+
 ObjectKind = Literal["raw", "spec", "document"]
 ChangeAction = Literal["created", "deleted"]
 
@@ -84,7 +86,7 @@ class ObjectChange:
     @property
     def event(self) -> str:
         """The Prefect event name."""
-        return f"ods.object.{self.action}"
+        return object_event_name(self.action)
 
     @property
     def event_id(self) -> uuid.UUID:
@@ -93,15 +95,7 @@ class ObjectChange:
 
     def resource(self) -> dict[str, str]:
         """The event's resource; its labels are what triggers in prefect.yaml match on."""
-        resource = {
-            "prefect.resource.id": f"ods.object.{self.bucket}/{self.key}",
-            "prefect.resource.name": self.key,
-            "ods.object.kind": self.role.kind,
-            "ods.object.bucket": self.bucket,
-        }
-        if self.role.kb is not None:
-            resource["ods.kb"] = self.role.kb
-        return resource
+        return object_resource(self.bucket, self.key, kind=self.role.kind, kb=self.role.kb)
 
     def payload(self, uri_of: Callable[[str], str]) -> dict[str, Any]:
         """The event payload; ``uri_of(key)`` turns a key into what the flows read (s3://bucket/key, or a

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ods.domain.events import model_resource
+
 DEPLOYABLE_TRAINERS = frozenset({"causal-lm-sft"})
 """Trainers whose versions deploy-model can serve (an OpenAI-compatible LLM server)."""
 
@@ -58,18 +60,9 @@ def evaluate_deploy_gate(
     return GateDecision(not reasons, tuple(reasons))
 
 
-BACKEND_LABEL = "ods.model.backend"
-"""Resource label of ``ods.model.approved`` naming the server to deploy on; each deploy deployment's
-trigger matches one value (triggers match resource labels, not payloads)."""
-
-
 def approval_resource(model_name: str, backend: str) -> dict[str, str]:
     """The resource of a version's ``ods.model.approved`` event: the model, labelled with its backend."""
-    return {
-        "prefect.resource.id": f"ods.model.{model_name}",
-        "prefect.resource.name": model_name,
-        BACKEND_LABEL: backend,
-    }
+    return model_resource(model_name, backend=backend)
 
 
 def approval_event_id(model_name: str, version: int, artifact_uri: str) -> uuid.UUID:
