@@ -17,8 +17,6 @@ import atexit
 import contextlib
 import copy
 import logging
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -32,16 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ods.adapters.workers.pipes import (
-    kill_worker,
-    read_frame,
-    reply_streams,
-    spawn_worker,
-    stdin_of,
-    stdout_of,
-    unpickle,
-    write_object,
-)
+from ods.adapters.workers.pipes import READY, ParentLink, WorkerProcess
 from ods.domain.dataset_spec import (
     BetweenExpectation,
     ColumnTypeExpectation,
@@ -243,18 +232,6 @@ class _Batch:
         return self.owner.run(self.validator, expectations, result_format)
 
 
-_SHARED: list[_Validator] = []
-_SHARED_LOCK = threading.Lock()
-
-
-def _shared_validator() -> _Validator:
-    """The process's GE context, created on first use (not at import)."""
-    with _SHARED_LOCK:
-        if not _SHARED:
-            _SHARED.append(_Validator())
-        return _SHARED[0]
-
-
 def _check_column_type(frame: pd.DataFrame, expectation: Expectation) -> ExpectationOutcome:
     params = expectation.params
     assert isinstance(params, ColumnTypeExpectation)
@@ -395,14 +372,13 @@ class _ValidationWorker:
     """
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ready = False
+        self._process: WorkerProcess | None = None
         self._lock = threading.Lock()
 
     @property
     def pid(self) -> int | None:
         process = self._process
-        return process.pid if process is not None and process.poll() is None else None
+        return process.pid if process is not None and process.running else None
 
     def start(self) -> None:
         with self._lock:
@@ -416,13 +392,12 @@ class _ValidationWorker:
             worker = self._ensure_ready()
             ready = time.perf_counter()
             try:
-                write_object(stdin_of(worker), ("validate", view, expectations))
-                reply = read_frame(stdout_of(worker))
+                worker.send(("validate", view, expectations))
+                answer = worker.receive()
             except OSError:
-                reply = None
-            if reply is None:
-                raise self._died(f"while validating {len(view):,} rows")
-        answer = unpickle(reply)
+                answer = None
+            if answer is None:
+                raise self._died(worker, f"while validating {len(view):,} rows")
         if answer[0] == "error":
             raise RuntimeError(f"Great Expectations failed in its worker process: {answer[1]}\n{answer[2]}")
         outcomes, failing = answer[1], answer[2]
@@ -434,46 +409,30 @@ class _ValidationWorker:
             worker, self._process = self._process, None
             if worker is None:
                 return
-            kill_worker(worker)  # it holds nothing to save, and may be in the middle of importing GE
+            worker.kill()  # it holds nothing to save, and may be in the middle of importing GE
 
-    def _ensure_started(self) -> subprocess.Popen[bytes]:
-        if self._process is None or self._process.poll() is not None:
+    def _ensure_started(self) -> WorkerProcess:
+        if self._process is None or not self._process.running:
             if self._process is not None:
-                kill_worker(self._process)
-            self._process, self._ready = spawn_worker(_WORKER_COMMAND), False
+                self._process.kill()
+            self._process = WorkerProcess(_WORKER_COMMAND)
         return self._process
 
-    def _ensure_ready(self) -> subprocess.Popen[bytes]:
+    def _ensure_ready(self) -> WorkerProcess:
         worker = self._ensure_started()
-        if not self._ready:
-            try:
-                ready = read_frame(stdout_of(worker), deadline=time.monotonic() + _WORKER_START_S)
-            except TimeoutError:
-                ready = None
-            if ready is None or unpickle(ready) != ("ready",):
-                raise self._died(
-                    f"before it was ready (it has {_WORKER_START_S:g} s to import Great Expectations)"
-                )
-            self._ready = True
+        if worker.start_reply(_WORKER_START_S) != READY:
+            raise self._died(
+                worker, f"before it was ready (it has {_WORKER_START_S:g} s to import Great Expectations)"
+            )
         return worker
 
-    def _died(self, when: str) -> ValidationWorkerError:
-        worker, self._process = self._process, None
-        code = None
-        if worker is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=2)  # it closed its end: give it a moment to exit on its own
-            kill_worker(worker)
-            code = worker.returncode
-        how = (
-            f"was killed by {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exited with {code}"
-        )
+    def _died(self, worker: WorkerProcess, when: str) -> ValidationWorkerError:
+        self._process = None
+        worker.stop(grace_s=2)  # it closed its end: give it a moment to exit on its own
         return ValidationWorkerError(
-            f"the Great Expectations worker process ({sys.executable}) {how} {when}; its error, if any, is on "
-            "stderr above. A kill usually means the machine ran out of memory: give the run more memory or "
-            "validate a smaller table. The next validation starts a fresh worker."
+            f"the Great Expectations worker process ({sys.executable}) {worker.exit_description()} {when}; "
+            "its error, if any, is on stderr above. A kill usually means the machine ran out of memory: give "
+            "the run more memory or validate a smaller table. The next validation starts a fresh worker."
         )
 
 
@@ -523,16 +482,16 @@ def serve_validation_requests() -> None:
 
 
 def _serve_validation_requests() -> None:
-    requests, replies = reply_streams()
-    shared = _shared_validator()
+    parent = ParentLink()
+    shared = _Validator()
     _warm_up(shared)
-    write_object(replies, ("ready",))
-    while (request := read_frame(requests)) is not None:
-        _, view, expectations = unpickle(request)
+    parent.send(READY)
+    while (request := parent.receive()) is not None:
+        _, view, expectations = request
         answer: tuple[Any, ...]
         try:
             answer = ("ok", *_validate_with_ge(shared, view, expectations))
         except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
             answer = ("error", f"{type(error).__name__}: {error}", traceback.format_exc())
         del view, request
-        write_object(replies, answer)
+        parent.send(answer)

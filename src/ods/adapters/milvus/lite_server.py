@@ -16,23 +16,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ods.adapters.workers.pipes import (
-    kill_worker,
-    read_frame,
-    reply_streams,
-    spawn_worker,
-    stdin_of,
-    stdout_of,
-    unpickle,
-    write_object,
-)
+from ods.adapters.workers.pipes import ParentLink, WorkerProcess
 from ods.errors import OdsError
 
 _START_S = 60.0
@@ -47,7 +36,7 @@ class MilvusLiteProcessError(OdsError):
 @dataclass
 class _Server:
     uri: str
-    process: subprocess.Popen[bytes] | None  # None: pymilvus's server in this process's threads
+    process: WorkerProcess | None  # None: pymilvus's server in this process's threads
 
 
 _SERVERS: dict[str, _Server] = {}
@@ -61,10 +50,10 @@ def lite_server_uri(path: str, *, separate_process: bool) -> str:
     folder = str(Path(path).resolve())
     with _LOCK:
         server = _SERVERS.get(folder)
-        if server is not None and (server.process is None or server.process.poll() is None):
+        if server is not None and (server.process is None or server.process.running):
             return server.uri
         if server is not None and server.process is not None:
-            kill_worker(server.process)  # it died: reap it and close our ends of its pipes
+            server.process.kill()  # it died: reap it and close our ends of its pipes
         server = _start_worker(folder) if separate_process else _start_in_process(folder)
         _SERVERS[folder] = server
         return server.uri
@@ -74,7 +63,7 @@ def lite_server_pid(path: str) -> int | None:
     """The pid of the worker process serving ``path``; None when none runs (or it runs in this process)."""
     with _LOCK:
         server = _SERVERS.get(str(Path(path).resolve()))
-    if server is None or server.process is None or server.process.poll() is not None:
+    if server is None or server.process is None or not server.process.running:
         return None
     return server.process.pid
 
@@ -88,7 +77,8 @@ def stop_lite_servers() -> None:
         _SERVERS.clear()
     for server in servers:
         if server.process is not None:
-            _stop_worker(server.process)
+            # It stops its server at the end of its input, which flushes; killed if it hangs.
+            server.process.stop(grace_s=_STOP_S)
     server_manager_instance.release_all()
 
 
@@ -105,15 +95,12 @@ def _start_in_process(folder: str) -> _Server:
 
 
 def _start_worker(folder: str) -> _Server:
-    worker = spawn_worker(_WORKER_COMMAND)
-    try:
-        write_object(stdin_of(worker), folder)
-        frame = read_frame(stdout_of(worker), deadline=time.monotonic() + _START_S)
-    except (OSError, TimeoutError):
-        frame = None
-    reply = unpickle(frame) if frame is not None else ("error", f"it did not answer within {_START_S:g} s")
+    worker = WorkerProcess(_WORKER_COMMAND)
+    with contextlib.suppress(OSError):  # a worker gone at once answers nothing: reported below
+        worker.send(folder)
+    reply = worker.start_reply(_START_S) or ("error", f"it did not answer within {_START_S:g} s")
     if reply[0] != "ready":
-        kill_worker(worker)
+        worker.kill()
         raise MilvusLiteProcessError(
             f"the Milvus Lite server process for {folder} did not start: {reply[1]}. Another process may hold "
             "the folder (only one process at a time can open a Milvus Lite file)"
@@ -124,36 +111,26 @@ def _start_worker(folder: str) -> _Server:
     return _Server(f"http://127.0.0.1:{reply[1]}", worker)
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """Close the worker's stdin (it then stops its server, which flushes, and exits); kill it if it hangs."""
-    with contextlib.suppress(OSError):
-        stdin_of(worker).close()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        worker.wait(timeout=_STOP_S)
-    kill_worker(worker)
-
-
 def serve() -> None:
     """Worker main: read the folder, start the server on a free port, answer ("ready", port), then serve
     until the parent closes our stdin or dies."""
     import logging
 
-    requests, replies = reply_streams()
+    parent = ParentLink()
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)  # see ods.adapters.milvus.index
-    frame = read_frame(requests)
-    if frame is None:
+    folder = parent.receive()
+    if folder is None:
         return
-    folder = unpickle(frame)
     try:
         from milvus_lite.adapter.grpc.server import start_server_in_thread
 
         server, db, port = start_server_in_thread(data_dir=folder, host="127.0.0.1", port=0)
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
-        write_object(replies, ("error", f"{type(error).__name__}: {error}"))
+        parent.send(("error", f"{type(error).__name__}: {error}"))
         return
-    write_object(replies, ("ready", port))
+    parent.send(("ready", port))
     try:
-        while requests.read(1 << 16):  # the parent never writes again: this returns at its end
+        while parent.requests.read(1 << 16):  # the parent never writes again: this returns at its end
             pass
     finally:
         server.stop(grace=5).wait()

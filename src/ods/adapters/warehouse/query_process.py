@@ -33,8 +33,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,16 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ods.adapters.workers.pipes import (
-    kill_worker,
-    read_frame,
-    reply_streams,
-    spawn_worker,
-    stdin_of,
-    stdout_of,
-    unpickle,
-    write_object,
-)
+from ods.adapters.workers.pipes import READY, ParentLink, WorkerProcess
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
@@ -256,8 +245,7 @@ class DuckDBProcess:
         self.limits = limits
         self._tables = list(tables)
         self._lock = threading.Lock()
-        self._worker: subprocess.Popen[bytes] | None = None
-        self._ready = False
+        self._worker: WorkerProcess | None = None
         self._temp_directory: str | None = None
         self.workers_started = 0
         self.peak_bytes: int | None = None  # of the last query, where it could be read
@@ -282,16 +270,14 @@ class DuckDBProcess:
         with self._lock:
             worker = self._ensure_ready()
             try:
-                write_object(stdin_of(worker), request)
+                worker.send(request)
             except OSError:  # the idle process died (killed from outside): start another for this query
                 self._stop()
                 worker = self._ensure_ready()
-                write_object(stdin_of(worker), request)
+                worker.send(request)
             started = time.perf_counter()
             try:
-                reply = read_frame(
-                    stdout_of(worker), deadline=time.monotonic() + timeout_s * (1 + LATE_FRACTION)
-                )
+                outcome: QueryOutcome | None = worker.receive(timeout_s * (1 + LATE_FRACTION))
             except TimeoutError:
                 self.peak_bytes = _peak_of(worker.pid)
                 self._stop()
@@ -303,15 +289,13 @@ class DuckDBProcess:
                     seconds=seconds,
                     peak_bytes=self.peak_bytes,
                 )
-            if reply is None:
-                code = worker.wait()
+            if outcome is None:
+                how = worker.exit_description()
                 self.peak_bytes = None
                 self._spawn()
-                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
                 return QueryOutcome(
                     "died", detail=f"the query process {how}", seconds=time.perf_counter() - started
                 )
-            outcome: QueryOutcome = unpickle(reply)
             self.peak_bytes = outcome.peak_bytes
             if outcome.kind in ("memory", "temp"):
                 # DuckDB's allocator keeps what it mapped up to the cap, so the next query there could fail
@@ -334,41 +318,35 @@ class DuckDBProcess:
             if self._temp_directory is not None:  # a killed process's spill files go with it
                 shutil.rmtree(self._temp_directory, ignore_errors=True)
             self._temp_directory = tempfile.mkdtemp(prefix="ods-duckdb-")
-        worker = spawn_worker(_WORKER_COMMAND)
+        worker = WorkerProcess(_WORKER_COMMAND)
         weakref.finalize(self, _discard, worker, self._temp_directory)
         self.workers_started += 1
-        self._worker, self._ready = worker, False
-        write_object(stdin_of(worker), (self._tables, self.limits, self._temp_directory))
+        self._worker = worker
+        worker.send((self._tables, self.limits, self._temp_directory))
 
-    def _ensure_ready(self) -> subprocess.Popen[bytes]:
-        if self._worker is None or self._worker.poll() is not None:
+    def _ensure_ready(self) -> WorkerProcess:
+        if self._worker is None or not self._worker.running:
             self._spawn()
         worker = self._worker
         assert worker is not None
-        if not self._ready:
-            try:
-                ready = read_frame(stdout_of(worker), deadline=time.monotonic() + _START_S)
-            except TimeoutError:
-                ready = None
-            answer = unpickle(ready) if ready is not None else ("failed", f"no answer within {_START_S:g} s")
-            if answer != ("ready",):
-                self._stop()
-                raise DuckDBProcessError(
-                    f"the DuckDB query process ({sys.executable}) could not start: {answer[-1]}; "
-                    "check that the datasets are readable and the environment has duckdb and pyarrow"
-                )
-            self._ready = True
+        answer = worker.start_reply(_START_S) or ("failed", f"no answer within {_START_S:g} s")
+        if answer != READY:
+            self._stop()
+            raise DuckDBProcessError(
+                f"the DuckDB query process ({sys.executable}) could not start: {answer[-1]}; "
+                "check that the datasets are readable and the environment has duckdb and pyarrow"
+            )
         return worker
 
     def _stop(self) -> None:
-        worker, self._worker, self._ready = self._worker, None, False
+        worker, self._worker = self._worker, None
         if worker is not None:
-            kill_worker(worker)
+            worker.kill()
 
 
-def _discard(worker: subprocess.Popen[bytes], temp_directory: str | None) -> None:
+def _discard(worker: WorkerProcess, temp_directory: str | None) -> None:
     """A process dropped without close() leaves no orphan and no spill files."""
-    kill_worker(worker)
+    worker.kill()
     if temp_directory is not None:
         shutil.rmtree(temp_directory, ignore_errors=True)
 
@@ -390,35 +368,35 @@ def _peak_of(pid: int | str) -> int | None:
 
 def serve() -> None:
     """Worker main loop: a (tables, limits, temp directory) frame, then (sql, rows, timeout, bytes) frames."""
-    requests, replies = reply_streams()
-    config = read_frame(requests)
-    if not config:
+    parent = ParentLink()
+    config = parent.receive()
+    if config is None:
         return
     try:
         # DuckDB recognises an unpickled Arrow dataset only once pyarrow.dataset is loaded.
         import pyarrow
         import pyarrow.dataset
 
-        tables, limits, temp_directory = unpickle(config)
+        tables, limits, temp_directory = config
         pyarrow.set_cpu_count(limits.threads)
         _limit_data_segment(limits.memory_limit_mb + HEADROOM_MB)
         connection = connect_hardened(tables, limits, temp_directory=temp_directory)
     except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
-        write_object(replies, ("failed", f"{type(error).__name__}: {_first_line(error)}"))
+        parent.send(("failed", f"{type(error).__name__}: {_first_line(error)}"))
         return
-    write_object(replies, ("ready",))
-    while (request := read_frame(requests)) is not None:
-        sql, max_rows, timeout_s, max_result_bytes = unpickle(request)
+    parent.send(READY)
+    while (request := parent.receive()) is not None:
+        sql, max_rows, timeout_s, max_result_bytes = request
         _reset_peak()
         outcome = run_query(
             connection, sql, max_rows=max_rows, timeout_s=timeout_s, max_result_bytes=max_result_bytes
         )
         outcome = replace(outcome, peak_bytes=_peak_of("self"))
         try:
-            write_object(replies, outcome)
+            parent.send(outcome)
         except MemoryError:
             outcome = QueryOutcome("memory", detail="MemoryError", peak_bytes=outcome.peak_bytes)
-            write_object(replies, outcome)
+            parent.send(outcome)
         if outcome.kind == "memory" and outcome.detail == "MemoryError":
             return
 

@@ -1,2 +1,2 @@
-"""Hand-rolled worker processes: the pipe framing they share (pipes), the isolated document parser pool
-(parse_pool) and giving freed memory back to the system (process_memory)."""
+"""Hand-rolled worker processes: the process handle and pipe framing they share (pipes), the isolated
+document parser pool (parse_pool) and giving freed memory back to the system (process_memory)."""

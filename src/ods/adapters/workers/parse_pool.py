@@ -10,32 +10,19 @@ module, the parse function's module and what the parser needs.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
 import pickle
-import signal
-import subprocess
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ods.adapters.workers.pipes import (
-    kill_worker,
-    read_frame,
-    reply_streams,
-    spawn_worker,
-    stdin_of,
-    stdout_of,
-    unpickle,
-    write_frame,
-)
+from ods.adapters.workers.pipes import READY, ParentLink, WorkerProcess
 from ods.domain.documents import (
     MALFORMED,
     MEMORY_LIMIT,
@@ -98,9 +85,8 @@ class DocumentParserPool:
         self.max_pages = max_pages
         self.documents_per_worker = documents_per_worker
         self._function_ref = _function_reference(parse_function)
-        self._worker: subprocess.Popen[bytes] | None = None
+        self._worker: WorkerProcess | None = None
         self._parsed_by_worker = 0
-        self._ready = False  # the current worker has answered "ready"
         self._lock = threading.Lock()
         self.workers_started = 0
 
@@ -133,16 +119,16 @@ class DocumentParserPool:
             header = pickle.dumps((name, max_chars))
             worker = self._ensure_worker()
             try:
-                _send_request(worker, header, data)
+                worker.send_frames(header, data)
             except OSError:  # the idle worker died (killed from outside): this document never reached it
                 self._stop_worker(graceful=False)
                 worker = self._ensure_worker()
                 try:
-                    _send_request(worker, header, data)
+                    worker.send_frames(header, data)
                 except OSError:
-                    raise self._worker_died(name) from None
+                    raise self._worker_died(worker, name) from None
             try:
-                reply = read_frame(stdout_of(worker), deadline=time.monotonic() + self.timeout_s)
+                outcome = worker.receive(self.timeout_s)
             except TimeoutError:
                 self._stop_worker(graceful=False)
                 raise DocumentRejected(
@@ -151,10 +137,9 @@ class DocumentParserPool:
                     "(raise the parse timeout if the document is just large)",
                     document=name,
                 ) from None
-            if reply is None:
-                raise self._worker_died(name)
+            if outcome is None:
+                raise self._worker_died(worker, name)
             self._parsed_by_worker += 1
-            outcome = unpickle(reply)
             if outcome[0] == "memory_limit" or self._parsed_by_worker >= self.documents_per_worker:
                 self._stop_worker(graceful=True)  # a worker that hit MemoryError is not trusted further
             return _result_from(outcome, name, self.memory_mb)
@@ -162,47 +147,34 @@ class DocumentParserPool:
     def start(self) -> None:
         """Start the worker now without waiting for it, so its start-up overlaps the caller's own set-up."""
         with self._lock:
-            if self._worker is None or self._worker.poll() is not None:
+            if self._worker is None or not self._worker.running:
                 self._spawn_worker()
 
-    def _ensure_worker(self) -> subprocess.Popen[bytes]:
-        if self._worker is None or self._worker.poll() is not None:
+    def _ensure_worker(self) -> WorkerProcess:
+        if self._worker is None or not self._worker.running:
             self._spawn_worker()
         worker = self._worker
         assert worker is not None
-        if not self._ready:
-            try:
-                ready = read_frame(stdout_of(worker), deadline=time.monotonic() + _WORKER_START_S)
-            except TimeoutError:
-                ready = None
-            if ready is None or unpickle(ready) != ("ready",):
-                self._stop_worker(graceful=False)
-                raise DocumentParserError(
-                    f"the document parser process ({sys.executable}, parse function {self._function_ref}) "
-                    f"did not start within {_WORKER_START_S:g} s; its error is on stderr above. Check that the "
-                    "environment has pypdf, beautifulsoup4, python-docx and python-pptx installed."
-                )
-            self._ready = True
+        if worker.start_reply(_WORKER_START_S) != READY:
+            self._stop_worker(graceful=False)
+            raise DocumentParserError(
+                f"the document parser process ({sys.executable}, parse function {self._function_ref}) "
+                f"did not start within {_WORKER_START_S:g} s; its error is on stderr above. Check that the "
+                "environment has pypdf, beautifulsoup4, python-docx and python-pptx installed."
+            )
         return worker
 
     def _spawn_worker(self) -> None:
         self._stop_worker(graceful=False)
-        worker = spawn_worker(_WORKER_COMMAND)
-        weakref.finalize(self, kill_worker, worker)  # a pool dropped without close() leaves no orphan
+        worker = WorkerProcess(_WORKER_COMMAND)
+        weakref.finalize(self, worker.kill)  # a pool dropped without close() leaves no orphan
         self.workers_started += 1
-        self._worker, self._parsed_by_worker, self._ready = worker, 0, False
-        config = (self._function_ref, self.memory_mb, self.max_pages)
-        write_frame(stdin_of(worker), pickle.dumps(config))
+        self._worker, self._parsed_by_worker = worker, 0
+        worker.send((self._function_ref, self.memory_mb, self.max_pages))
 
-    def _worker_died(self, name: str) -> DocumentRejected:
-        worker = self._worker
-        code = worker.wait() if worker is not None else None
+    def _worker_died(self, worker: WorkerProcess, name: str) -> DocumentRejected:
+        how = worker.exit_description()
         self._stop_worker(graceful=False)
-        how = (
-            f"was killed by {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exited with {code}"
-        )
         return DocumentRejected(
             MEMORY_LIMIT,
             f"the parser process {how} while parsing (memory limit {self.memory_mb} MB or a crash in the parser)",
@@ -211,14 +183,8 @@ class DocumentParserPool:
 
     def _stop_worker(self, *, graceful: bool) -> None:
         worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        with contextlib.suppress(OSError):
-            stdin_of(worker).close()
-        if graceful:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=5)
-        kill_worker(worker)
+        if worker is not None:
+            worker.stop(grace_s=5 if graceful else 0)
 
 
 _SHARED_POOL: DocumentParserPool | None = None
@@ -246,11 +212,6 @@ def parse_isolated(
     """Parse one document in a fresh worker process; for batches use ``DocumentParserPool``."""
     with DocumentParserPool(timeout_s=timeout_s, memory_mb=memory_mb, max_pages=max_pages) as pool:
         return pool.parse(data, name)
-
-
-def _send_request(worker: subprocess.Popen[bytes], header: bytes, data: bytes) -> None:
-    write_frame(stdin_of(worker), header)
-    write_frame(stdin_of(worker), data)
 
 
 def _result_from(outcome: tuple[Any, ...], name: str, memory_mb: int) -> ParsedDocument:
@@ -284,19 +245,19 @@ def _function_reference(function: ParseFunction | None) -> str:
 
 def serve_parse_requests() -> None:
     """Worker main loop: read (name, max_chars) and data frames from stdin, answer outcome frames on stdout."""
-    requests, replies = reply_streams()
-    config = read_frame(requests)
-    if not config:
+    parent = ParentLink()
+    config = parent.receive()
+    if config is None:
         return
-    function_ref, memory_mb, max_pages = unpickle(config)
+    function_ref, memory_mb, max_pages = config
     module_name, _, qualname = function_ref.partition(":")
     function: Callable[..., ParsedDocument] = getattr(importlib.import_module(module_name), qualname)
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # per-font warnings would flood the run's log
     _limit_address_space(memory_mb)
-    write_frame(replies, pickle.dumps(("ready",)))
-    while (header := read_frame(requests)) is not None:
-        name, max_chars = unpickle(header)
-        data = read_frame(requests)
+    parent.send(READY)
+    while (header := parent.receive()) is not None:
+        name, max_chars = header
+        data = parent.receive_frame()
         if data is None:
             return
         outcome: tuple[Any, ...]
@@ -315,7 +276,7 @@ def serve_parse_requests() -> None:
         except Exception as error:  # noqa: BLE001 - reported to the parent as this document's failure
             outcome = ("failed", f"{type(error).__name__}: {error}")
         del data
-        write_frame(replies, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+        parent.send(outcome)
         if outcome[0] == "memory_limit":
             return
 
