@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ods.adapters.models.server import WILDCARD_HOST, ServerSpec, vllm_serve_args
 from ods.errors import OdsError
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "infra" / "k8s" / "vllm.yaml"
@@ -91,26 +92,20 @@ def _labels(request: VllmManifestRequest) -> dict[str, str]:
 
 
 def _vllm_args(request: VllmManifestRequest, model_dir: str) -> list[str]:
-    args = [
-        f"/models/{model_dir}",
-        "--served-model-name",
-        request.model_name,
-        "--host",
+    spec = ServerSpec(
+        backend="vllm",
+        model_dir=Path("/models") / model_dir,
+        served_name=request.model_name,
         # Every interface of the pod, which is right: a pod's address is reached only through the ClusterIP
         # Service in front of it (loopback would make the server unreachable from the Service).
-        "0.0.0.0",  # noqa: S104
-        "--port",
-        str(request.port),
-        "--dtype",
-        request.dtype,
-        "--tensor-parallel-size",
-        str(request.gpu_count),
-        "--gpu-memory-utilization",
-        f"{request.gpu_memory_utilization:g}",
-    ]
-    if request.max_model_len is not None:
-        args += ["--max-model-len", str(request.max_model_len)]
-    return args
+        host=WILDCARD_HOST,
+        port=request.port,
+        dtype=request.dtype,
+        max_model_len=request.max_model_len,
+        tensor_parallel_size=request.gpu_count,
+        gpu_memory_utilization=request.gpu_memory_utilization,
+    )
+    return vllm_serve_args(spec)
 
 
 def _values(request: VllmManifestRequest) -> dict[str, Any]:

@@ -71,9 +71,12 @@ class ServerSpec:
 
 def vllm_command(spec: ServerSpec, executable: str = "vllm") -> list[str]:
     """``vllm serve DIR --served-model-name NAME --host --port --dtype ...`` (+ LoRA modules)."""
+    return [executable, "serve", *vllm_serve_args(spec)]
+
+
+def vllm_serve_args(spec: ServerSpec) -> list[str]:
+    """The arguments of ``vllm serve`` for ``spec``, the same on a host and in a Kubernetes pod."""
     command = [
-        executable,
-        "serve",
         str(spec.model_dir),
         "--served-model-name",
         spec.served_name,
