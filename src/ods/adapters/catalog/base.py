@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, get_args
 
 from sqlalchemy import Engine, func, select
@@ -23,6 +22,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.schema import Dataset, KnowledgeBase, Model, NamedRow, VersionedRow, VersionRow
+from ods.adapters.closing import Closeable
 from ods.domain.names import NAME_RULE, NameKind, check_name, display_name, is_valid_name
 from ods.errors import CatalogError, NotFoundError
 
@@ -100,7 +100,7 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         return self.version_record(row, owner.name)
 
 
-class CatalogBase:
+class CatalogBase(Closeable):
     """The lineage graph over one database, migrated to the newest schema on first use."""
 
     def __init__(self, engine: Engine, *, auto_migrate: bool = True) -> None:
@@ -128,14 +128,6 @@ class CatalogBase:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def list_names(self) -> dict[NameKind, list[str]]:
         """The names of every knowledge base, dataset and model, sorted (three small queries, for

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ods.adapters.closing import Closeable
 from ods.adapters.warehouse.base import (
     DEFAULT_MAX_ROWS,
     QueryLimitError,
@@ -35,7 +36,7 @@ class _RegisteredTable:
     dataset: pyarrow.dataset.Dataset
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(Closeable):
     """An in-memory DuckDB over registered dataset versions (one relation each, named like the dataset).
 
     Construct it with :meth:`from_versions` (or :func:`open_warehouse`). Queries run one at a time in the
@@ -162,12 +163,6 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._process.close()
-
-    def __enter__(self) -> DuckDBWarehouse:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
 
 
 def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -> list[DatasetVersionRecord]:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ods.adapters.closing import Closeable
 from ods.adapters.workers.pipes import READY, ParentLink, WorkerProcess
 from ods.errors import OdsError
 
@@ -233,7 +234,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-class DuckDBProcess:
+class DuckDBProcess(Closeable):
     """One query process over ``tables`` (name, pyarrow dataset): started at once, so its start-up (about
     half a second) overlaps the caller's own work; queries run one at a time.
 
@@ -251,12 +252,6 @@ class DuckDBProcess:
         self.peak_bytes: int | None = None  # of the last query, where it could be read
         with self._lock:
             self._spawn()
-
-    def __enter__(self) -> DuckDBProcess:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
 
     @property
     def pid(self) -> int | None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ods.adapters.closing import Closeable
 from ods.adapters.warehouse.base import (
     DEFAULT_MAX_ROWS,
     QueryLimitError,
@@ -36,7 +37,7 @@ _SQLGLOT_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite", "mysql": "mys
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
-class SqlDatabaseWarehouse:
+class SqlDatabaseWarehouse(Closeable):
     """Read-only Text-to-SQL over an allowlist of tables in an external database (PostgreSQL, SQLite).
 
     Each query opens a transaction marked READ ONLY with ``statement_timeout`` set for it (PostgreSQL), and
@@ -245,9 +246,3 @@ class SqlDatabaseWarehouse:
 
     def close(self) -> None:
         self._engine.dispose()
-
-    def __enter__(self) -> SqlDatabaseWarehouse:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()

@@ -19,9 +19,9 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
+from ods.adapters.closing import Closeable
 from ods.adapters.workers.pipes import READY, ParentLink, WorkerProcess
 from ods.domain.documents import (
     MALFORMED,
@@ -61,7 +61,7 @@ class ParseFunction(Protocol):
     def __call__(self, data: bytes, name: str, *, max_pages: int) -> ParsedDocument: ...
 
 
-class DocumentParserPool:
+class DocumentParserPool(Closeable):
     """A reusable parser worker process; use as a context manager and call ``parse`` per document.
 
     ``memory_mb`` is the address space the worker may add beyond what its imports take; ``timeout_s``
@@ -89,14 +89,6 @@ class DocumentParserPool:
         self._parsed_by_worker = 0
         self._lock = threading.Lock()
         self.workers_started = 0
-
-    def __enter__(self) -> DocumentParserPool:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def worker_pid(self) -> int | None:
