@@ -13,7 +13,8 @@ import email
 import io
 import re
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from email import policy
 from email.message import EmailMessage
 from pathlib import PurePosixPath
@@ -358,7 +359,7 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
 
     if b"%PDF-" not in data[:1024]:
         raise DocumentRejected(MALFORMED, f"not a PDF: no %PDF- header (starts with {data[:16]!r})")
-    try:
+    with _malformed_on_error("PDF cannot be read"):
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             cipher = _pdf_cipher(reader.trailer)
@@ -371,12 +372,6 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
             if not opened:
                 raise DocumentRejected(ENCRYPTED, f"encrypted PDF: a password is required ({cipher})")
         page_count = len(reader.pages)
-    except DocumentRejected:
-        raise
-    except MemoryError:
-        raise
-    except Exception as error:
-        raise DocumentRejected(MALFORMED, f"PDF cannot be read: {type(error).__name__}: {error}") from error
     if page_count == 0:
         raise DocumentRejected(EMPTY, "PDF has 0 pages")
     if page_count > max_pages:
@@ -414,6 +409,18 @@ def _parse_pdf(data: bytes, max_pages: int) -> ParsedDocument:
     if reader.is_encrypted:
         metadata["encryption"] = _pdf_cipher(reader.trailer) + ", opened with the empty password"
     return ParsedDocument(tuple(sections), parser="pdf", pages=page_count, metadata=metadata)
+
+
+@contextmanager
+def _malformed_on_error(what: str) -> Iterator[None]:
+    """Any error inside becomes ``DocumentRejected(MALFORMED, "<what>: <error>")``; a rejection, and a
+    MemoryError (the worker's memory cap, reported as such by the pool), pass as they are."""
+    try:
+        yield
+    except (DocumentRejected, MemoryError):
+        raise
+    except Exception as error:
+        raise DocumentRejected(MALFORMED, f"{what}: {type(error).__name__}: {error}") from error
 
 
 def _tidy_pdf_text(text: str) -> str:
@@ -465,16 +472,11 @@ def _pdf_metadata(reader: Any) -> dict[str, str]:
 
 
 def _open_office(data: bytes, kind: str, opener: Callable[[io.BytesIO], Any]) -> Any:
-    try:
-        return opener(io.BytesIO(data))
-    except MemoryError:
-        raise
-    except zipfile.BadZipFile as error:
-        raise DocumentRejected(MALFORMED, f"{kind} is not a valid ZIP container: {error}") from error
-    except Exception as error:
-        raise DocumentRejected(
-            MALFORMED, f"{kind} cannot be opened: {type(error).__name__}: {error}"
-        ) from error
+    with _malformed_on_error(f"{kind} cannot be opened"):
+        try:
+            return opener(io.BytesIO(data))
+        except zipfile.BadZipFile as error:
+            raise DocumentRejected(MALFORMED, f"{kind} is not a valid ZIP container: {error}") from error
 
 
 def _parse_docx(data: bytes, max_pages: int) -> ParsedDocument:
@@ -493,7 +495,7 @@ def _parse_docx(data: bytes, max_pages: int) -> ParsedDocument:
             sections.append(Section(body, heading=heading))
         lines.clear()
 
-    try:
+    with _malformed_on_error("DOCX content cannot be read"):
         for block in document.iter_inner_content():
             if isinstance(block, Paragraph):
                 text = block.text.strip()
@@ -508,12 +510,6 @@ def _parse_docx(data: bytes, max_pages: int) -> ParsedDocument:
         flush()
         core = document.core_properties
         metadata = {key: value for key, value in (("title", core.title), ("author", core.author)) if value}
-    except MemoryError:
-        raise
-    except Exception as error:
-        raise DocumentRejected(
-            MALFORMED, f"DOCX content cannot be read: {type(error).__name__}: {error}"
-        ) from error
     if not sections:
         raise DocumentRejected(EMPTY, "the DOCX has no text in its paragraphs or tables")
     return ParsedDocument(tuple(sections), parser="docx", metadata=metadata)
@@ -536,7 +532,7 @@ def _parse_pptx(data: bytes, max_pages: int) -> ParsedDocument:
     import pptx
 
     presentation = _open_office(data, "PPTX", pptx.Presentation)
-    try:
+    with _malformed_on_error("PPTX content cannot be read"):
         slides = list(presentation.slides)
         if len(slides) > max_pages:
             raise DocumentRejected(
@@ -552,14 +548,6 @@ def _parse_pptx(data: bytes, max_pages: int) -> ParsedDocument:
                 texts += [notes] if notes else []
             if texts or title:
                 sections.append(Section("\n".join(texts) or title, page=number, heading=title or None))
-    except DocumentRejected:
-        raise
-    except MemoryError:
-        raise
-    except Exception as error:
-        raise DocumentRejected(
-            MALFORMED, f"PPTX content cannot be read: {type(error).__name__}: {error}"
-        ) from error
     if not slides:
         raise DocumentRejected(EMPTY, "PPTX has no slides")
     if not sections:
