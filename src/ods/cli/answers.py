@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,7 @@ from ods.errors import OdsError
 
 if TYPE_CHECKING:
     from ods.domain.answering import Mode
+    from ods.settings import Settings
     from ods.stages.answer import Answer
 
 conversations_app = typer.Typer(help="List, show and delete conversations.", no_args_is_help=True)
@@ -32,6 +34,29 @@ DATASET_HELP = (
 MODE_HELP = "auto (route by the question), rag, sql or both."
 DATABASE_HELP = "Query the configured read-only SQL database (ODS_WAREHOUSE__URL) instead of datasets."
 DOCUMENT_HELP = "Search only this document of the knowledge base (URI or file name); repeat for more."
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What ``ask`` and ``chat`` answer from, as their options gave it: ``--kb``, ``--dataset``, ``--mode``."""
+
+    kb: str | None
+    dataset: list[str] | None
+    mode: str
+
+    def answer(self, settings: Settings, question: str, conversation: str | None, **options: Any) -> Answer:
+        """``answer_question`` over this scope; ``options`` are its other keyword arguments."""
+        from ods.stages.answer import answer_question
+
+        return answer_question(
+            settings,
+            question,
+            kb=self.kb,
+            datasets=_datasets(self.dataset),
+            conversation_id=conversation,
+            mode=_mode(self.mode),
+            **options,
+        )
 
 
 def _datasets(values: list[str] | None) -> list[str] | None:
@@ -58,19 +83,11 @@ def ask(
 ) -> None:
     """Answer a question with citations from documents and/or datasets; streams the answer, then sources."""
     from ods.settings import get_settings
-    from ods.stages.answer import answer_question
 
     stream = None if as_json else _stream_to_stdout
-    result = answer_question(
-        get_settings(),
-        question,
-        kb=kb,
-        datasets=_datasets(dataset),
-        conversation_id=conversation,
-        mode=_mode(mode),
-        documents=document,
-        database=database,
-        on_text=stream,
+    scope = _Scope(kb, dataset, mode)
+    result = scope.answer(
+        get_settings(), question, conversation, documents=document, database=database, on_text=stream
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
@@ -88,9 +105,9 @@ def chat(
     """Chat interactively: each question sees the recent turns; an empty line, 'exit' or Ctrl-D ends."""
     from ods.factories import open_llm
     from ods.settings import get_settings
-    from ods.stages.answer import answer_question
 
     settings = get_settings()
+    scope = _Scope(kb, dataset, mode)
     model = open_llm(settings)
     console.print("[dim]ask a question; an empty line or 'exit' ends the chat[/dim]")
     while True:
@@ -102,16 +119,7 @@ def chat(
             break
         sys.stdout.write("ods> ")
         try:
-            result = answer_question(
-                settings,
-                question,
-                kb=kb,
-                datasets=_datasets(dataset),
-                conversation_id=conversation,
-                mode=_mode(mode),
-                llm=model,
-                on_text=_stream_to_stdout,
-            )
+            result = scope.answer(settings, question, conversation, llm=model, on_text=_stream_to_stdout)
         except OdsError as error:
             console.print(f"\n[red]error:[/red] {escape(str(error))}")
             continue
