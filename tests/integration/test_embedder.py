@@ -14,6 +14,7 @@ from ods.adapters.models.embedder import (
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
     cached_model_dirs,
+    load_sentence_transformer,
 )
 from ods.adapters.models.packaged import embedding_model_dir
 from ods.factories import build_embedder
@@ -66,7 +67,7 @@ def test_model_is_loaded_once_per_process_and_shared() -> None:
     assert first.model is second.model
     key = str(embedding_model_dir().resolve())
     assert cached_model_dirs().count(key) == 1
-    assert embedder_module._MODEL_CACHE[key] is first.model
+    assert load_sentence_transformer(embedding_model_dir()) is first.model
 
 
 def test_count_tokens_uses_the_model_tokenizer_without_special_tokens() -> None:

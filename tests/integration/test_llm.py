@@ -20,13 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ods.adapters.models import llm as llm_module
 from ods.adapters.models.llm import (
     LLMError,
     OpenAIChatLLM,
     TransformersLLM,
     UnknownModelError,
     cached_causal_lms,
+    load_causal_lm,
 )
 from ods.adapters.models.packaged import smollm2_gguf_path
 from ods.domain.chat import ChatMessage
@@ -91,7 +91,7 @@ def test_smollm2_is_loaded_once_per_process_and_shared(smollm2: TransformersLLM)
     gguf = smollm2_gguf_path()
     key = (str(gguf.parent.resolve()), gguf.name)
     assert cached_causal_lms().count(key) == 1
-    assert llm_module._MODEL_CACHE[key].model is smollm2.loaded.model
+    assert load_causal_lm(gguf.parent, gguf.name).model is smollm2.loaded.model
 
 
 # --- the tiny model, in-process: edge cases that need many tokens are cheap on it --------------------

