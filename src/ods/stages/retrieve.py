@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode
 from ods.errors import OdsError
@@ -27,18 +28,25 @@ class Retrieval:
     best_similarity: float | None
 
 
+class SearchOptions(TypedDict, total=False):
+    """How :func:`retrieve_passages` searches, passed on as they are by :func:`search_knowledge_base`."""
+
+    k: int
+    mode: SearchMode
+    conditions: Mapping[str, FilterValue] | None
+
+
 def search_knowledge_base(
     settings: Settings,
     kb: str,
     query: str,
     *,
-    k: int = 5,
-    mode: SearchMode = "hybrid",
-    conditions: Mapping[str, FilterValue] | None = None,
     min_score: float | None = None,
+    **options: Unpack[SearchOptions],
 ) -> list[SearchHit]:
-    """The ``k`` best chunks of ``kb`` for ``query``; hits under ``min_score`` are dropped."""
-    hits = retrieve_passages(settings, kb, query, k=k, mode=mode, conditions=conditions).hits
+    """The ``k`` best chunks of ``kb`` for ``query`` (see :func:`retrieve_passages`); hits under
+    ``min_score`` are dropped."""
+    hits = retrieve_passages(settings, kb, query, **options).hits
     return [hit for hit in hits if min_score is None or hit.score >= min_score]
 
 

@@ -32,7 +32,7 @@ from ods.settings import Settings
 from ods.stages.answer.conversation import recent_turns, remember_turn
 from ods.stages.answer.passages import gather_passages, passage_evidence
 from ods.stages.answer.results import Answer, Gathered
-from ods.stages.answer.text_to_sql import gather_sql
+from ods.stages.answer.text_to_sql import gather_sql, run_sql
 
 
 class Stopwatch:
@@ -93,9 +93,9 @@ def answer_question(
         gathered = Gathered()
         if route in ("sql", "both"):
             with clock.step("sql"):
-                gather_sql(
-                    gathered, settings, catalog, model, question, list(datasets or []), sql_history, database
-                )
+                refs = list(datasets or [])
+                outcome = run_sql(settings, catalog, model, question, refs, sql_history, database)
+                gather_sql(gathered, outcome)
         if route in ("rag", "both") and kb is not None:
             with clock.step("retrieval"):
                 gather_passages(

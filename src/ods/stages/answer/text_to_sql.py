@@ -22,17 +22,9 @@ from ods.stages.answer.results import AnswerSource, Gathered, SqlRun
 SQL_MAX_TOKENS = 200
 
 
-def gather_sql(
-    gathered: Gathered,
-    settings: Settings,
-    catalog: Catalog,
-    model: LLM,
-    question: str,
-    datasets: list[str],
-    history: Sequence[ChatMessage],
-    database: bool = False,
-) -> None:
-    sql_run, usage, version_ids = run_sql(settings, catalog, model, question, datasets, history, database)
+def gather_sql(gathered: Gathered, outcome: tuple[SqlRun, Usage, list[int]]) -> None:
+    """Add what :func:`run_sql` did to ``gathered``: the run, what it cost, and its result as source [1]."""
+    sql_run, usage, version_ids = outcome
     gathered.sql_run = sql_run
     gathered.usage += usage
     if not sql_run.succeeded or sql_run.sql is None:
