@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ods.domain.answering import ClaimCheck, Evidence, Route, Source, TableResult, render_table, sources_used
@@ -121,16 +121,9 @@ class Answer:
 
 
 def _source_dict(source: AnswerSource) -> dict[str, Any]:
+    """A citation as JSON: the fields of its source, in their order, but the excerpt and the version id."""
     return {
-        "marker": source.marker,
-        "kind": source.kind,
-        "label": source.label,
-        "doc_uri": source.doc_uri,
-        "page": source.page,
-        "heading": source.heading,
-        "chunk_id": source.chunk_id,
-        "dataset": source.dataset,
-        "score": source.score,
+        key: value for key, value in asdict(source).items() if key not in ("excerpt", "dataset_version_id")
     }
 
 
