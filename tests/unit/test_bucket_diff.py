@@ -23,7 +23,7 @@ LAYOUT = WatchLayout(raw_prefix="raw/", documents_prefix="docs/")
 
 
 def _seen(listed: list[ObservedObject]) -> dict[str, SeenObject]:
-    return {o.key: SeenObject(o.key, o.etag, o.sha256, o.size, deleted=False) for o in listed}
+    return {o.key: SeenObject(o.key, o.etag, o.size, o.sha256) for o in listed}
 
 
 LISTED = [
@@ -90,7 +90,7 @@ def test_changed_etag_is_created_again_and_a_missing_object_is_deleted() -> None
 
 
 def test_sha256_decides_over_etag_when_both_sides_know_it() -> None:
-    seen = {"raw/t.csv": SeenObject("raw/t.csv", "multipart-2", "abc", 5, deleted=False)}
+    seen = {"raw/t.csv": SeenObject("raw/t.csv", "multipart-2", 5, "abc")}
 
     same_bytes = diff_objects("lake", [ObservedObject("raw/t.csv", "other-etag", 5, "abc")], seen, LAYOUT)
     new_bytes = diff_objects("lake", [ObservedObject("raw/t.csv", "multipart-2", 5, "def")], seen, LAYOUT)
@@ -100,7 +100,7 @@ def test_sha256_decides_over_etag_when_both_sides_know_it() -> None:
 
 
 def test_deleted_object_is_not_deleted_twice_and_reappearing_is_created() -> None:
-    seen = {"raw/t.csv": SeenObject("raw/t.csv", "e", None, 5, deleted=True)}
+    seen = {"raw/t.csv": SeenObject("raw/t.csv", "e", 5, deleted=True)}
 
     assert diff_objects("lake", [], seen, LAYOUT) == []
     assert [c.action for c in diff_objects("lake", [ObservedObject("raw/t.csv", "e", 5)], seen, LAYOUT)] == [

@@ -49,14 +49,10 @@ class ObservedObject:
 
 
 @dataclass(frozen=True)
-class SeenObject:
-    """An object as the watcher last recorded it."""
+class SeenObject(ObservedObject):
+    """An object as the watcher records it: as it was listed, and ``deleted`` once it disappeared."""
 
-    key: str
-    etag: str
-    sha256: str | None
-    size: int
-    deleted: bool
+    deleted: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ods.adapters.catalog import Catalog
-from ods.adapters.catalog.records import WatchedObjectState
 from ods.adapters.object_store import ObjectStore
 from ods.domain.bucket_diff import (
     ObjectChange,
@@ -127,7 +126,7 @@ def emit_object_events(
 def record_bucket_changes(catalog: Catalog, bucket: str, changes: Iterable[ObjectChange]) -> int:
     """Record the changes as seen (after their events went out); returns the rows written."""
     states = [
-        WatchedObjectState(
+        SeenObject(
             key=change.key,
             etag=change.etag,
             size=change.size or 0,

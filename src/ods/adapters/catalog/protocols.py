@@ -23,6 +23,7 @@ from ods.adapters.catalog.schema import (
     MessageRole,
     ModelStatus,
 )
+from ods.domain.bucket_diff import SeenObject
 from ods.domain.names import NameKind
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class WatchCatalog(Protocol):
 
     def watched_objects(self, bucket: str, prefix: str = "") -> list[records.WatchedObjectRecord]: ...
 
-    def record_watched_objects(self, bucket: str, states: Iterable[records.WatchedObjectState]) -> int: ...
+    def record_watched_objects(self, bucket: str, states: Iterable[SeenObject]) -> int: ...
 
 
 if TYPE_CHECKING:

@@ -270,14 +270,3 @@ class WatchedObjectRecord:
     first_seen: datetime
     last_seen: datetime
     deleted: bool
-
-
-@dataclass(frozen=True)
-class WatchedObjectState:
-    """What to record about one object: its current version, or that it is gone."""
-
-    key: str
-    etag: str
-    size: int
-    sha256: str | None = None
-    deleted: bool = False

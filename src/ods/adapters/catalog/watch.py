@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ods.adapters.catalog.base import CatalogBase, to_record
-from ods.adapters.catalog.records import WatchedObjectRecord, WatchedObjectState
+from ods.adapters.catalog.records import WatchedObjectRecord
 from ods.adapters.catalog.schema import WatchedObject, utcnow
+from ods.domain.bucket_diff import SeenObject
 
 
 class WatchTables(CatalogBase):
@@ -29,7 +30,7 @@ class WatchTables(CatalogBase):
 
         return self._read(work)
 
-    def record_watched_objects(self, bucket: str, states: Iterable[WatchedObjectState]) -> int:
+    def record_watched_objects(self, bucket: str, states: Iterable[SeenObject]) -> int:
         """Upsert what the watcher saw, by (bucket, key), in one transaction; returns the rows written.
 
         A concurrent watcher inserting the same key makes this transaction retry and update instead, so an
