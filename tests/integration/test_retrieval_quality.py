@@ -17,7 +17,7 @@ from ods.adapters.workers.parse_pool import DocumentParserPool
 from ods.domain.retrieval_metrics import mean_recall_at_k, mean_reciprocal_rank, unique_in_order
 from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import Settings, load_settings
-from ods.stages.ingest import ingest_batch, open_knowledge_base, plan_ingest
+from ods.stages.ingest import embed_batch, index_batch, open_knowledge_base, plan_ingest, prepare_batch
 from ods.stages.retrieve import search_knowledge_base
 from ods.stages.sample_data import HANDBOOK_DOCUMENTS, HANDBOOK_QUESTIONS, write_handbook_documents
 
@@ -56,15 +56,18 @@ def handbook(tmp_path_factory: pytest.TempPathFactory) -> Handbook:
     with open_catalog(settings) as catalog, DocumentParserPool() as pool:
         record = open_knowledge_base(catalog, settings, KB, str(folder))
         index = open_index(settings, record)
+        embedder = build_embedder(settings.embedding)
         try:
-            report = ingest_batch(
+            prepared = prepare_batch(
                 catalog=catalog,
-                index=index,
-                embedder=build_embedder(settings.embedding),
+                embedder=embedder,
                 pool=pool,
                 source=source,
                 kb=KB,
                 documents=plan_ingest(catalog, KB, source).to_read,
+            )
+            report = index_batch(
+                catalog=catalog, index=index, kb=KB, prepared=embed_batch(prepared, embedder)
             )
         finally:
             index.close()

@@ -232,34 +232,6 @@ class PreparedBatch:
         self.pending = []
 
 
-def ingest_batch(
-    *,
-    catalog: Catalog,
-    index: MilvusVectorIndex,
-    embedder: Embedder,
-    pool: DocumentParserPool,
-    source: DocumentSource,
-    kb: str,
-    documents: Iterable[ListedDocument],
-    limits: DocumentLimits | None = None,
-) -> BatchReport:
-    """Read, parse, chunk, embed and index a batch of documents; bad ones are quarantined, not fatal.
-
-    The three stages one after the other; the flow runs them as separate tasks so that one batch is
-    parsed and another indexed while a third is embedded.
-    """
-    prepared = prepare_batch(
-        catalog=catalog,
-        embedder=embedder,
-        pool=pool,
-        source=source,
-        kb=kb,
-        documents=documents,
-        limits=limits,
-    )
-    return index_batch(catalog=catalog, index=index, kb=kb, prepared=embed_batch(prepared, embedder))
-
-
 def prepare_batch(
     *,
     catalog: Catalog,
