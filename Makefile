@@ -21,7 +21,7 @@ help:
 	@echo "make demo       - set up .venv and run the whole platform path on embedded defaults"
 	@echo "make test       - set up .venv, then lint, type-check, layer-check and run every test tier"
 	@echo "make lint       - ruff check, ruff format --check and lint-imports (the layer contracts)"
-	@echo "make typecheck  - mypy (strict) over src/ods"
+	@echo "make typecheck  - mypy (strict) over src/ods, flows, tasks, deployments"
 	@echo "make test-only  - every test tier, without lint and type-check"
 	@echo "make install    - create .venv and install the project with its dev tools (only when needed)"
 	@echo "make clean      - remove .venv, .ods and the tool caches"

@@ -278,7 +278,7 @@ def child_flow(folder: str, batch_size: str) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
-        "summary": summary,
+        "summary": summary.model_dump(mode="json"),  # printed as JSON for the parent process
         "dense_search": dense_search_after("bench"),
         "peak": memory.peak - resting,
         "resting": resting,
@@ -308,7 +308,11 @@ def child_reingest(folder: str, batch_size: str) -> dict[str, Any]:
         started = time.perf_counter()
         summary = ingest_documents(folder, "bench", batch_size=int(batch_size))
         seconds.append(time.perf_counter() - started)
-    return {"seconds": seconds, "summary": summary, "model_loaded": len(cached_model_dirs()) > 0}
+    return {
+        "seconds": seconds,
+        "summary": summary.model_dump(mode="json"),  # printed as JSON for the parent process
+        "model_loaded": len(cached_model_dirs()) > 0,
+    }
 
 
 # --- 4. baseline ---------------------------------------------------------------------------------------

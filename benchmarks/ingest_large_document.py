@@ -91,7 +91,7 @@ def child_main(argv: list[str]) -> None:
 
     def run() -> None:
         try:
-            outcome["summary"] = ingest_documents(folder, "bench", batch_size=4)
+            outcome["summary"] = ingest_documents(folder, "bench", batch_size=4).model_dump(mode="json")
         except BaseException as error:  # noqa: BLE001 - reported in the JSON line
             outcome["error"] = f"{type(error).__name__}: {error}"
 

@@ -247,11 +247,11 @@ def main() -> None:
     parquet = timed("encode parquet", stages, lambda: table_to_parquet(cleaned.frame))
     timed("store parquet", stages, lambda: store_parquet(store, dataset_prefix("bench"), parquet))
     frame_bytes = int(cleaned.frame.memory_usage(deep=True).sum())
-    assert report.success and profile["row_count"] == len(cleaned.frame) == result["rows"]
+    assert report.success and profile["row_count"] == len(cleaned.frame) == result.rows
     import_seconds, import_bytes = cold_import_seconds()
 
     rows = arguments.rows
-    print(f"\ninput: {rows:,} rows, {size_mb:.1f} MB CSV -> {result['rows']:,} rows registered\n")
+    print(f"\ninput: {rows:,} rows, {size_mb:.1f} MB CSV -> {result.rows:,} rows registered\n")
     print(f"{'stage (one after the other)':34} {'seconds':>8} {'rows/s':>12}")
     for label, seconds in {**{f"baseline {k}": v for k, v in baseline.items()}, **stages}.items():
         print(f"{label:34} {seconds:8.2f} {rows / seconds:12,.0f}")

@@ -6,13 +6,12 @@ kept in the conversation so follow-up questions can build on it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from ods.domain.answering import Mode
+from ods.stages.answer import Answer
 from tasks.answer import answer
-from tasks.results import FLOW_RESULTS
+from tasks.presets import FLOW_RESULTS
 
 
 @flow(name="answer-question", flow_run_name="answer-{mode}", **FLOW_RESULTS)
@@ -24,7 +23,7 @@ def answer_question(
     mode: Mode = "auto",
     documents: list[str] | None = None,
     database: bool = False,
-) -> dict[str, Any]:
+) -> Answer:
     """Answer a question with citations, from a knowledge base and/or registered datasets.
 
     Args:

@@ -6,25 +6,24 @@ A run that a redeploy left beside the current schedule's run for its time does n
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from ods.stages.health import COMPONENTS
+from ods.domain.scheduled_runs import LeftoverSkip
+from ods.stages.health import COMPONENTS, CheckResult
 from tasks.health import check_component, report_health
-from tasks.results import FLOW_RESULTS
+from tasks.presets import FLOW_RESULTS
 from tasks.schedules import skip_redeploy_leftover
 
 
 @flow(name="check-health", **FLOW_RESULTS)
-def check_health(deep: bool = False) -> list[dict[str, Any]] | dict[str, Any]:
+def check_health(deep: bool = False) -> list[CheckResult] | LeftoverSkip:
     """Check every configured component; the run fails when one is not OK.
 
     Args:
         deep: also load the embedding model and compare every knowledge base with its index (slower).
 
     Returns one result per component, or the skip result of a redeploy's leftover run
-    (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
+    (:class:`ods.domain.scheduled_runs.LeftoverSkip`).
     """
     if (skipped := skip_redeploy_leftover()) is not None:
         return skipped

@@ -6,12 +6,12 @@ stopped and recorded as failed; the model's previously active endpoint keeps ser
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow
 
-from ods.stages.serve import GpuSettings
-from tasks.results import FLOW_RESULTS
+from ods.stages.serve import EndpointSummary, GpuSettings
+from tasks.presets import FLOW_RESULTS
 from tasks.serve import (
     activate_model_endpoint,
     check_model_server,
@@ -35,7 +35,7 @@ def deploy_model(
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.9,
     ready_timeout_s: float = 300.0,
-) -> dict[str, Any]:
+) -> EndpointSummary:
     """Serve a model version behind an OpenAI-compatible endpoint and record it as the model's active one.
 
     Args:
@@ -66,4 +66,4 @@ def deploy_model(
 if __name__ == "__main__":
     import sys
 
-    deploy_model(*sys.argv[1:2])
+    deploy_model(sys.argv[1])

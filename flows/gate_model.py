@@ -9,16 +9,15 @@ version twice still starts one deployment.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from tasks.results import FLOW_RESULTS
+from ods.domain.deploy_gate import GateResult
+from tasks.presets import FLOW_RESULTS
 from tasks.watch import gate_model_version
 
 
 @flow(name="gate-model", flow_run_name="gate-{model}", **FLOW_RESULTS)
-def gate_model(model: str) -> dict[str, Any]:
+def gate_model(model: str) -> GateResult:
     """Check a registered model version against its model's deploy gate.
 
     Args:

@@ -7,12 +7,12 @@ quarantined with a reason and the run still completes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
+from prefect.futures import PrefectFuture
 
 from ods.domain.names import KnowledgeBaseName
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
+from ods.stages.ingest import BatchReport, IngestSummary, PreparedBatch
 from tasks.ingest import (
     delete_removed_documents,
     embed_document_batch,
@@ -21,13 +21,13 @@ from tasks.ingest import (
     plan_knowledge_base,
     report_ingest,
 )
-from tasks.results import FLOW_RESULTS
+from tasks.presets import FLOW_RESULTS
 
 
 @flow(name="ingest-documents", flow_run_name="ingest-{kb}", **FLOW_RESULTS)
 def ingest_documents(
     source: str, kb: KnowledgeBaseName, batch_size: int = DOCUMENTS_PER_BATCH
-) -> dict[str, Any]:
+) -> IngestSummary:
     """Bring knowledge base ``kb`` in line with ``source``.
 
     Args:
@@ -37,12 +37,14 @@ def ingest_documents(
         batch_size: documents per task.
     """
     plan = plan_knowledge_base(source, kb, batch_size)
-    batches = plan["batches"]
+    batches = plan.batches
     # A three-stage pipeline: batch n+1 is read and parsed and batch n-1 indexed (each in a worker
     # thread, mostly outside the GIL or in other processes) while batch n is embedded here.
-    reports: list[dict[str, Any]] = []
-    parsing = parse_document_batch.submit(source, kb, batches[0], 1) if batches else None
-    indexing = None
+    reports: list[BatchReport] = []
+    parsing: PrefectFuture[PreparedBatch] | None = None
+    if batches:
+        parsing = parse_document_batch.submit(source, kb, batches[0], 1)
+    indexing: PrefectFuture[BatchReport] | None = None
     try:
         for number in range(1, len(batches) + 1):
             assert parsing is not None
@@ -52,16 +54,16 @@ def ingest_documents(
             embedded = embed_document_batch(parsed, number)
             if indexing is not None:
                 reports.append(indexing.result())  # batches are written in order, one at a time
-            indexing = index_document_batch.submit(kb, embedded, number, len(batches), plan["progress_id"])
+            indexing = index_document_batch.submit(kb, embedded, number, len(batches), plan.progress_id)
         if indexing is not None:
             reports.append(indexing.result())
     finally:  # a failed stage still lets the batches in flight finish before the run ends
         for future in (parsing, indexing):
             if future is not None:
                 future.wait()
-    written = any(report["indexed"] for report in reports)
-    deleted = delete_removed_documents(kb, plan["to_delete"], written)
-    return report_ingest(kb, source, plan["unchanged"], reports, deleted)
+    written = any(report.indexed for report in reports)
+    deleted = delete_removed_documents(kb, plan.to_delete, written)
+    return report_ingest(kb, source, plan.unchanged, reports, deleted)
 
 
 if __name__ == "__main__":

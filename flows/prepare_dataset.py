@@ -7,10 +7,9 @@ spec returns the same version and writes nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
+from ods.stages.prepare import DatasetVersionSummary
 from tasks.datasets import (
     clean_table,
     encode_table,
@@ -26,11 +25,11 @@ from tasks.datasets import (
     validate_table,
     write_table,
 )
-from tasks.results import FLOW_RESULTS
+from tasks.presets import FLOW_RESULTS
 
 
 @flow(name="prepare-dataset", flow_run_name="prepare-{spec}", **FLOW_RESULTS)
-def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
+def prepare_dataset(spec: str, source: str | None = None) -> DatasetVersionSummary:
     """Clean, validate and register one dataset version from a raw table.
 
     Args:
@@ -51,7 +50,7 @@ def prepare_dataset(spec: str, source: str | None = None) -> dict[str, Any]:
     report = validation.result()
     if not report.success:
         reject_dataset_version(loaded, raw, cleaned, profile, report)
-    written = write_table(loaded, parquet)
+    written = write_table(loaded, parquet.result())
     return register_dataset_version(loaded, raw, cleaned, profile, report, written)
 
 

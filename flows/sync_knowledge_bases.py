@@ -9,13 +9,13 @@ schedule's run for its night does nothing (tasks/schedules.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.ingest_documents import ingest_documents
+from ods.domain.scheduled_runs import LeftoverSkip
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
-from tasks.results import FLOW_RESULTS
+from ods.stages.watch import KnowledgeBaseSync, KnowledgeBaseSyncReport
+from tasks.presets import FLOW_RESULTS
 from tasks.schedules import skip_redeploy_leftover
 from tasks.watch import list_knowledge_base_sources, report_knowledge_base_sync
 
@@ -23,28 +23,27 @@ NO_SOURCE = "no source recorded: ingest it once with `ods kb ingest SOURCE KB`"
 
 
 @flow(name="sync-knowledge-bases", **FLOW_RESULTS)
-def sync_knowledge_bases(batch_size: int = DOCUMENTS_PER_BATCH) -> dict[str, Any]:
+def sync_knowledge_bases(batch_size: int = DOCUMENTS_PER_BATCH) -> KnowledgeBaseSyncReport | LeftoverSkip:
     """Re-ingest every knowledge base from its recorded source.
 
     Args:
         batch_size: documents per ingest task.
 
-    Returns ``{"synced": N, "knowledge_bases": [...]}``, or the skip result of a redeploy's leftover
-    run (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
+    Returns one result per knowledge base (as JSON ``{"synced": N, "knowledge_bases": [...]}``), or the
+    skip result of a redeploy's leftover run (:class:`ods.domain.scheduled_runs.LeftoverSkip`).
     """
     if (skipped := skip_redeploy_leftover()) is not None:
         return skipped
-    results: list[dict[str, Any]] = []
+    results: list[KnowledgeBaseSync] = []
     for base in list_knowledge_base_sources():
-        kb, source = base["kb"], base["source"]
-        if source is None:
-            results.append({"kb": kb, "status": "failed", "error": NO_SOURCE})
+        if base.source is None:
+            results.append(KnowledgeBaseSync(kb=base.kb, status="failed", error=NO_SOURCE))
             continue
-        state = ingest_documents(source, kb, batch_size, return_state=True)
+        state = ingest_documents(base.source, base.kb, batch_size, return_state=True)
         if state.is_completed():
-            results.append({"kb": kb, "status": "synced", **state.result()})
+            results.append(KnowledgeBaseSync(kb=base.kb, status="synced", ingest=state.result()))
         else:
-            results.append({"kb": kb, "status": "failed", "error": state.message})
+            results.append(KnowledgeBaseSync(kb=base.kb, status="failed", error=state.message))
     return report_knowledge_base_sync(results)
 
 

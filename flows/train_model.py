@@ -6,12 +6,13 @@ a retried run resumes from its stored checkpoints and never registers twice.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prefect import flow
 
 from ods.domain.names import ModelName
-from tasks.results import FLOW_RESULTS
+from ods.stages.train import ModelVersionSummary
+from tasks.presets import FLOW_RESULTS
 from tasks.train import (
     find_trained_model,
     plan_model_training,
@@ -29,7 +30,7 @@ def train_model(
     base_model: str | None = None,
     params: dict[str, Any] | None = None,
     model_name: ModelName | None = None,
-) -> dict[str, Any]:
+) -> ModelVersionSummary:
     """Train a model on a registered dataset version and register it with lineage and metrics.
 
     Args:
@@ -52,4 +53,4 @@ def train_model(
 if __name__ == "__main__":
     import sys
 
-    train_model(*sys.argv[1:3])
+    train_model(*cast("list[Any]", sys.argv[1:3]))  # DATASET [TRAINER]: the flow validates the trainer

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from tasks.results import FLOW_RESULTS
+from ods.stages.serve import StoppedEndpoints
+from tasks.presets import FLOW_RESULTS
 from tasks.serve import stop_model_endpoints
 
 
 @flow(name="undeploy-model", flow_run_name="undeploy-{model}", **FLOW_RESULTS)
-def undeploy_model(model: str, grace_s: float = 10.0) -> dict[str, Any]:
+def undeploy_model(model: str, grace_s: float = 10.0) -> StoppedEndpoints:
     """Stop the active (or still starting) endpoint(s) of a model; a model with none is reported, not an error.
 
     Args:

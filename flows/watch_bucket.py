@@ -9,28 +9,28 @@ current schedule's run for its minute does nothing (tasks/schedules.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
-from tasks.results import FLOW_RESULTS
+from ods.domain.scheduled_runs import LeftoverSkip
+from ods.stages.watch import WatchResult
+from tasks.presets import FLOW_RESULTS
 from tasks.schedules import skip_redeploy_leftover
 from tasks.watch import emit_watched_events, plan_watched_changes, record_watched_changes
 
 
 @flow(name="watch-bucket", **FLOW_RESULTS)
-def watch_bucket() -> dict[str, Any]:
+def watch_bucket() -> WatchResult | LeftoverSkip:
     """Emit one event per object created or deleted under the watched prefixes since the last run.
 
-    Returns ``{"events": [...], "recorded": N}``, or the skip result of a redeploy's leftover run
-    (``{"skipped": "redeploy-leftover", "kept_run": ID, ...}``, ods.domain.scheduled_runs).
+    Returns the events emitted and the objects recorded (as JSON ``{"events": [...], "recorded": N}``),
+    or the skip result of a redeploy's leftover run (:class:`ods.domain.scheduled_runs.LeftoverSkip`).
     """
     if (skipped := skip_redeploy_leftover()) is not None:
         return skipped
     changes = plan_watched_changes()
     events = emit_watched_events(changes)
     recorded = record_watched_changes(changes)
-    return {"events": events, "recorded": recorded}
+    return WatchResult(events=events, recorded=recorded)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from ods.domain.answering import Mode
 from ods.settings import get_settings
-from ods.stages.answer import answer_markdown, answer_question
-from tasks.results import NOT_PERSISTED
+from ods.stages.answer import Answer, answer_markdown, answer_question
+from tasks.presets import ANSWER_ARTIFACT, NOT_PERSISTED
 
 
 @task(name="answer", **NOT_PERSISTED)
@@ -23,7 +21,7 @@ def answer(
     mode: Mode,
     documents: list[str] | None = None,
     database: bool = False,
-) -> dict[str, Any]:
+) -> Answer:
     """Answer one question; no retries, since a retry would add the turn to the conversation twice."""
     logger = get_run_logger()
     result = answer_question(
@@ -46,6 +44,6 @@ def answer(
         result.conversation_id,
     )
     create_markdown_artifact(
-        key="answer", markdown=answer_markdown(result), description=f"Answer to: {question[:120]}"
+        key=ANSWER_ARTIFACT, markdown=answer_markdown(result), description=f"Answer to: {question[:120]}"
     )
-    return result.to_dict()
+    return result

@@ -9,8 +9,6 @@ as it has been parsed or cleaned.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -23,12 +21,13 @@ from ods.adapters.tabular.source import read_table
 from ods.domain.cleaning import CleaningResult, apply_cleaning
 from ods.domain.dataset_card import render_dataset_card
 from ods.domain.events import dataset_event_name, dataset_resource
-from ods.domain.profiling import profile_frame
+from ods.domain.profiling import TableProfile, profile_frame
 from ods.factories import build_object_store, open_catalog
 from ods.quality.validation import ValidationReport, start_validation_worker, validate_frame
 from ods.settings import get_settings
 from ods.stages.prepare import (
     DatasetRejectedError,
+    DatasetVersionSummary,
     Handover,
     LoadedSpec,
     PreparedVersion,
@@ -48,24 +47,16 @@ from ods.stages.prepare import (
     store_parquet,
     table_to_parquet,
 )
-from tasks.results import NOT_PERSISTED
-from tasks.retry import retry_on_transient_errors
-
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = NOT_PERSISTED
+from tasks.presets import NOT_PERSISTED, RETRY_TRANSIENT_IO, dataset_card_key, validation_table_key
 
 
-def _artifact_key(name: str) -> str:
-    return "dataset-" + name.replace("_", "-").lower()
-
-
-@task(name="load-spec", **IO_RETRIES, **IN_MEMORY)
+@task(name="load-spec", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def load_dataset_spec(spec: str) -> LoadedSpec:
     """Read and validate the dataset spec."""
     return load_spec(spec, get_settings())
 
 
-@task(name="fetch-source", **IO_RETRIES, **IN_MEMORY)
+@task(name="fetch-source", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def fetch_raw_source(loaded: LoadedSpec, source: str | None) -> SourceData:
     """Read the raw table's bytes and hash them."""
     data = fetch_source(loaded, get_settings(), source)
@@ -73,7 +64,7 @@ def fetch_raw_source(loaded: LoadedSpec, source: str | None) -> SourceData:
     return data
 
 
-@task(name="find-prepared-version", **IO_RETRIES, **IN_MEMORY)
+@task(name="find-prepared-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def find_existing_version(loaded: LoadedSpec, source: SourceData) -> DatasetVersionRecord | None:
     """The version an earlier run made from the same bytes and spec (the idempotent fast path)."""
     with open_catalog(get_settings()) as catalog:
@@ -87,7 +78,7 @@ def start_validator(loaded: LoadedSpec) -> None:
         start_validation_worker()
 
 
-@task(name="read-table", **IN_MEMORY)
+@task(name="read-table", **NOT_PERSISTED)
 def read_raw_table(loaded: LoadedSpec, source: SourceData) -> Handover[pd.DataFrame]:
     """Parse the raw bytes (taking them from ``source``, so they are freed) into a frame of text columns."""
     release_memory_promptly()
@@ -96,7 +87,7 @@ def read_raw_table(loaded: LoadedSpec, source: SourceData) -> Handover[pd.DataFr
     return Handover(frame)
 
 
-@task(name="clean-table", **IN_MEMORY)
+@task(name="clean-table", **NOT_PERSISTED)
 def clean_table(loaded: LoadedSpec, raw: Handover[pd.DataFrame]) -> CleaningResult:
     """Apply the spec's column selection and cleaning steps (taking the raw frame, so it is freed)."""
     salt = get_settings().privacy.hash_salt.get_secret_value()
@@ -105,13 +96,13 @@ def clean_table(loaded: LoadedSpec, raw: Handover[pd.DataFrame]) -> CleaningResu
     return result
 
 
-@task(name="profile-table", **IN_MEMORY)
-def profile_table(cleaned: CleaningResult) -> dict[str, Any]:
+@task(name="profile-table", **NOT_PERSISTED)
+def profile_table(cleaned: CleaningResult) -> TableProfile:
     """Profile every column and scan text columns for personal data."""
     return profile_frame(cleaned.frame, cleaned.pii_kinds)
 
 
-@task(name="validate-table", **IN_MEMORY)
+@task(name="validate-table", **NOT_PERSISTED)
 def validate_table(loaded: LoadedSpec, cleaned: CleaningResult) -> ValidationReport:
     """Run the spec's expectations with Great Expectations (in its worker process, so while it works this
     process is free to profile)."""
@@ -124,21 +115,21 @@ def validate_table(loaded: LoadedSpec, cleaned: CleaningResult) -> ValidationRep
             report.seconds["waiting for worker"],
         )
     create_table_artifact(
-        key=f"{_artifact_key(loaded.spec.name)}-validation",
+        key=validation_table_key(loaded.spec.name),
         table=[outcome.as_row() for outcome in report.outcomes] or [{"expectation": "none", "success": True}],
         description=f"Expectation results of dataset {loaded.spec.name}",
     )
     return report
 
 
-@task(name="encode-table", **IN_MEMORY)
+@task(name="encode-table", **NOT_PERSISTED)
 def encode_table(cleaned: CleaningResult) -> bytes:
     """The cleaned frame as zstd Parquet bytes (no I/O: it runs alongside profiling and validation, and
     nothing is stored before the expectations pass)."""
     return table_to_parquet(cleaned.frame)
 
 
-@task(name="write-table", **IO_RETRIES, **IN_MEMORY)
+@task(name="write-table", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def write_table(loaded: LoadedSpec, parquet: bytes) -> WrittenTable:
     """Store the cleaned table's Parquet bytes at their content-addressed key."""
     written = store_parquet(build_object_store(get_settings()), dataset_prefix(loaded.spec.name), parquet)
@@ -152,7 +143,7 @@ def _publish(
     prepared: PreparedVersion,
     loaded: LoadedSpec,
     cleaned: CleaningResult,
-    profile: dict[str, Any],
+    profile: TableProfile,
     report: ValidationReport,
 ) -> str:
     """Publish the dataset card (artifact and object store), and emit ods.dataset.registered or .rejected."""
@@ -178,10 +169,10 @@ def _publish(
         description=loaded.spec.description,
     )
     create_markdown_artifact(
-        key=_artifact_key(record.dataset_name), markdown=card, description="Dataset card"
+        key=dataset_card_key(record.dataset_name), markdown=card, description="Dataset card"
     )
     card_location = store_card(build_object_store(get_settings()), record, card)
-    payload: dict[str, Any] = {**prepared.summary(), "card_uri": card_location, "train": loaded.spec.train}
+    payload = {**prepared.summary(card_location).model_dump(mode="json"), "train": loaded.spec.train}
     event = dataset_event_name(record.status == "registered")
     emit_event(
         event=event,
@@ -194,15 +185,15 @@ def _publish(
     return card_location
 
 
-@task(name="register-version", **IO_RETRIES, **IN_MEMORY)
+@task(name="register-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def register_dataset_version(
     loaded: LoadedSpec,
     source: SourceData,
     cleaned: CleaningResult,
-    profile: dict[str, Any],
+    profile: TableProfile,
     report: ValidationReport,
     written: WrittenTable,
-) -> dict[str, Any]:
+) -> DatasetVersionSummary:
     """Record the registered version, publish its card and emit ods.dataset.registered."""
     with open_catalog(get_settings()) as catalog:
         prepared = register_version(
@@ -217,15 +208,15 @@ def register_dataset_version(
         )
     card_location = _publish(prepared, loaded, cleaned, profile, report)
     get_run_logger().info("registered %s v%d", prepared.record.dataset_name, prepared.record.version)
-    return {**prepared.summary(), "card_uri": card_location}
+    return prepared.summary(card_location)
 
 
-@task(name="reject-version", **IO_RETRIES, **IN_MEMORY)
+@task(name="reject-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def reject_dataset_version(
     loaded: LoadedSpec,
     source: SourceData,
     cleaned: CleaningResult,
-    profile: dict[str, Any],
+    profile: TableProfile,
     report: ValidationReport,
 ) -> None:
     """Quarantine the failing rows, record the rejected version, emit ods.dataset.rejected, and fail."""
@@ -247,8 +238,8 @@ def reject_dataset_version(
     raise DatasetRejectedError(rejection_message(prepared))
 
 
-@task(name="reuse-version", **IN_MEMORY)
-def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -> dict[str, Any]:
+@task(name="reuse-version", **NOT_PERSISTED)
+def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -> DatasetVersionSummary:
     """Return the version an earlier run made; a rejected one fails again with its recorded reason."""
     store = build_object_store(get_settings())
     prepared = (
@@ -261,4 +252,4 @@ def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -
     )
     if existing.status == "rejected":
         raise DatasetRejectedError(rejection_message(prepared))
-    return {**prepared.summary(), "card_uri": card_uri(store, existing)}
+    return prepared.summary(card_uri(store, existing))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from prefect import task
@@ -19,7 +18,10 @@ from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import get_settings
 from ods.stages.ingest import (
     PROGRESS_FIELD,
+    BatchReport,
     DocumentLimits,
+    IngestBatches,
+    IngestSummary,
     PreparedBatch,
     delete_documents,
     dense_snapshot_due,
@@ -29,23 +31,13 @@ from ods.stages.ingest import (
     plan_ingest,
     prepare_batch,
     retire_replaced_versions,
+    summarize_ingest,
 )
-from tasks.results import NOT_PERSISTED
-from tasks.retry import retry_on_transient_errors
-
-IO_RETRIES: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [1, 5],
-    "retry_condition_fn": retry_on_transient_errors,
-}
+from tasks.presets import NOT_PERSISTED, RETRY_TRANSIENT_IO, ingest_progress_key, ingest_report_key
 
 
-def _artifact_key(kb: str) -> str:
-    return "kb-" + kb.replace("_", "-").lower()
-
-
-@task(name="plan-ingest", **NOT_PERSISTED, **IO_RETRIES)
-def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]:
+@task(name="plan-ingest", **NOT_PERSISTED, **RETRY_TRANSIENT_IO)
+def plan_knowledge_base(source: str, kb: str, batch_size: int) -> IngestBatches:
     """Record the knowledge base, list its source and split the documents to read into batches."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -63,17 +55,14 @@ def plan_knowledge_base(source: str, kb: str, batch_size: int) -> dict[str, Any]
         extra={PROGRESS_FIELD: {"kb": kb, "total": len(plan.to_read), "done": 0}},
     )
     progress_id = create_progress_artifact(
-        progress=0.0 if batches else 100.0, key=f"{_artifact_key(kb)}-progress", description=f"Ingesting {kb}"
+        progress=0.0 if batches else 100.0, key=ingest_progress_key(kb), description=f"Ingesting {kb}"
     )
-    return {
-        "batches": batches,
-        "unchanged": len(plan.unchanged),
-        "to_delete": plan.to_delete,
-        "progress_id": str(progress_id),
-    }
+    return IngestBatches(
+        batches=batches, unchanged=len(plan.unchanged), to_delete=plan.to_delete, progress_id=str(progress_id)
+    )
 
 
-@task(name="parse-batch", task_run_name="parse-batch-{number}", **NOT_PERSISTED, **IO_RETRIES)
+@task(name="parse-batch", task_run_name="parse-batch-{number}", **NOT_PERSISTED, **RETRY_TRANSIENT_IO)
 def parse_document_batch(source: str, kb: str, documents: list[ListedDocument], number: int) -> PreparedBatch:
     """Read, parse (isolated) and chunk one batch; quarantined and unchanged documents are recorded here
     (documents over the ``ODS_INGEST__MAX_DOCUMENT_*`` limits or with unusable names among them)."""
@@ -101,10 +90,10 @@ def embed_document_batch(prepared: PreparedBatch, number: int) -> PreparedBatch:
     return embedded
 
 
-@task(name="index-batch", task_run_name="index-batch-{number}", **NOT_PERSISTED, **IO_RETRIES)
+@task(name="index-batch", task_run_name="index-batch-{number}", **NOT_PERSISTED, **RETRY_TRANSIENT_IO)
 def index_document_batch(
     kb: str, prepared: PreparedBatch, number: int, batches: int, progress_id: str
-) -> dict[str, Any]:
+) -> BatchReport:
     """Upsert one embedded batch into the vector index, drop its documents' old chunks, record it."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -128,10 +117,10 @@ def index_document_batch(
             PROGRESS_FIELD: {"kb": kb, "advance": report.indexed + report.reused + len(report.quarantined)}
         },
     )
-    return report.as_dict()
+    return report
 
 
-@task(name="delete-removed", **NOT_PERSISTED, **IO_RETRIES)
+@task(name="delete-removed", **NOT_PERSISTED, **RETRY_TRANSIENT_IO)
 def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> int:
     """Delete the chunks of documents gone from the source and mark them deleted, and those of replaced
     versions still in the index (a document whose new version was quarantined); seal the index and,
@@ -163,41 +152,22 @@ def delete_removed_documents(kb: str, uris: list[str], written: bool = True) -> 
 
 @task(name="report-ingest", **NOT_PERSISTED)
 def report_ingest(
-    kb: str, source: str, unchanged: int, reports: list[dict[str, Any]], deleted: int
-) -> dict[str, Any]:
+    kb: str, source: str, unchanged: int, reports: list[BatchReport], deleted: int
+) -> IngestSummary:
     """Publish counts per status and the quarantined files with reasons; emit ods.kb.updated."""
-    quarantined = [item for report in reports for item in report["quarantined"]]
-    summary = {
-        "kb": kb,
-        "source": source,
-        "indexed": sum(report["indexed"] for report in reports),
-        "chunks": sum(report["chunks"] for report in reports),
-        "unchanged": unchanged + sum(report["reused"] for report in reports),
-        "quarantined": len(quarantined),
-        "deleted": deleted,
-        "seconds": {
-            stage: round(sum(report["seconds"][stage] for report in reports), 3)
-            for stage in ("read", "parse", "embed", "index")
-        },
-    }
-    counts = markdown_table(
-        [{key: summary[key] for key in ("indexed", "chunks", "unchanged", "quarantined", "deleted")}],
-        ["indexed", "chunks", "unchanged", "quarantined", "deleted"],
-    )
+    summary = summarize_ingest(kb, source, unchanged, reports, deleted)
+    counted = ["indexed", "chunks", "unchanged", "quarantined", "deleted"]
+    counts = markdown_table([summary.model_dump(include=set(counted))], counted)
     details = (
-        markdown_table(quarantined, ["uri", "reason", "detail"])
-        if quarantined
+        markdown_table(summary.quarantined_documents, ["uri", "reason", "detail"])
+        if summary.quarantined_documents
         else "No document was quarantined."
     )
     create_markdown_artifact(
-        key=f"{_artifact_key(kb)}-ingest",
+        key=ingest_report_key(kb),
         markdown=f"# Ingest of `{kb}` from `{source}`\n\n{counts}\n\n## Quarantined\n\n{details}",
         description=f"Ingest report of {kb}",
     )
-    if summary["indexed"] or summary["deleted"] or summary["quarantined"]:
-        emit_event(
-            event=KB_UPDATED,
-            resource=kb_resource(kb),
-            payload=summary,
-        )
-    return {**summary, "quarantined_documents": quarantined}
+    if summary.changed_anything:
+        emit_event(event=KB_UPDATED, resource=kb_resource(kb), payload=summary.event_payload())
+    return summary

@@ -9,8 +9,6 @@ returns the skip result at once instead. Outside a deployment's scheduled run (a
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 from prefect import task
 from prefect.client.orchestration import get_client
@@ -18,14 +16,14 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectException
 from prefect.logging import get_run_logger
 
-from ods.domain.scheduled_runs import leftover_skip_result
+from ods.domain.scheduled_runs import LeftoverSkip, leftover_skip_result
 from ods.orchestration.runs import find_redeploy_leftover_cover
-from tasks.results import NOT_PERSISTED
+from tasks.presets import NOT_PERSISTED
 
 
 @task(name="check-redeploy-leftover", **NOT_PERSISTED)
-def skip_redeploy_leftover() -> dict[str, Any] | None:
-    """The skip result (``ods.domain.scheduled_runs.leftover_skip_result``) when this flow run is a
+def skip_redeploy_leftover() -> LeftoverSkip | None:
+    """The skip result (:class:`ods.domain.scheduled_runs.LeftoverSkip`) when this flow run is a
     leftover of a redeploy, with a log line naming the run kept; None when the flow must do its work.
 
     When the check itself cannot reach the API the run goes on: a doubled run is idempotent, a lost
@@ -44,5 +42,5 @@ def skip_redeploy_leftover() -> dict[str, Any] | None:
     if kept is None:
         return None
     result = leftover_skip_result(kept)
-    get_run_logger().warning(result["message"])
+    get_run_logger().warning(result.message)
     return result

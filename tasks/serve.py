@@ -6,6 +6,7 @@ retries a launch: a server that failed once is recorded as failed, and a new dep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,16 @@ from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
 from ods.stages.serve import (
     CACHE_DIR,
+    ActivatedEndpoint,
     DeploymentFailedError,
     DeploymentPlan,
+    EndpointSummary,
     GpuSettings,
     Launch,
     ServerCheck,
+    StoppedEndpoints,
     activate_endpoint,
+    activated_endpoint,
     check_server,
     endpoint_summary,
     endpoints_to_stop,
@@ -39,23 +44,19 @@ from ods.stages.serve import (
     start_server,
     stop_endpoint,
 )
-from tasks.results import NOT_PERSISTED
-from tasks.retry import retry_on_transient_errors
-
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = NOT_PERSISTED
+from tasks.presets import NOT_PERSISTED, RETRY_TRANSIENT_IO
 
 
-def _emit(name: str, plan: DeploymentPlan, payload: dict[str, Any]) -> None:
+def _emit(name: str, plan: DeploymentPlan, payload: Mapping[str, Any]) -> None:
     emit_event(
         event=name,
         resource=model_resource(plan.model_name),
         related=[model_version_related(plan.version_id, plan.ref)],
-        payload=payload,
+        payload=dict(payload),
     )
 
 
-@task(name="plan-deployment", **IO_RETRIES, **IN_MEMORY)
+@task(name="plan-deployment", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def plan_model_deployment(
     model: str, backend: str | None, host: str | None, port: int | None, gpu: GpuSettings
 ) -> DeploymentPlan:
@@ -85,15 +86,15 @@ def plan_model_deployment(
     return plan
 
 
-@task(name="find-live-endpoint", **IO_RETRIES, **IN_MEMORY)
+@task(name="find-live-endpoint", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def find_live_deployment(plan: DeploymentPlan) -> EndpointRecord | None:
     """The version's active endpoint if its server still answers (the idempotent fast path)."""
     with open_catalog(get_settings()) as catalog:
         return find_live_endpoint(catalog, LocalModelServer(), plan)
 
 
-@task(name="reuse-endpoint", **IN_MEMORY)
-def reuse_endpoint(plan: DeploymentPlan, endpoint: EndpointRecord) -> dict[str, Any]:
+@task(name="reuse-endpoint", **NOT_PERSISTED)
+def reuse_endpoint(plan: DeploymentPlan, endpoint: EndpointRecord) -> EndpointSummary:
     """Return the live endpoint already serving this version."""
     get_run_logger().info(
         "%s is already served at %s (endpoint %d): nothing to do", plan.ref, endpoint.url, endpoint.id
@@ -101,7 +102,7 @@ def reuse_endpoint(plan: DeploymentPlan, endpoint: EndpointRecord) -> dict[str, 
     return endpoint_summary(endpoint, reused=True)
 
 
-@task(name="stage-artifacts", **IO_RETRIES, **IN_MEMORY)
+@task(name="stage-artifacts", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def stage_model_artifacts(plan: DeploymentPlan) -> Path:
     """Copy the version's artifacts to this worker's cache (reused when the same content is there)."""
     settings = get_settings()
@@ -110,7 +111,7 @@ def stage_model_artifacts(plan: DeploymentPlan) -> Path:
     return local
 
 
-@task(name="start-server", **IN_MEMORY)
+@task(name="start-server", **NOT_PERSISTED)
 def start_model_server(plan: DeploymentPlan, local_dir: Path) -> Launch:
     """Record a starting endpoint and launch its server detached (it outlives this flow run)."""
     settings = get_settings()
@@ -136,7 +137,7 @@ def start_model_server(plan: DeploymentPlan, local_dir: Path) -> Launch:
     return launch
 
 
-@task(name="check-server", **IN_MEMORY)
+@task(name="check-server", **NOT_PERSISTED)
 def check_model_server(plan: DeploymentPlan, launch: Launch, ready_timeout_s: float) -> ServerCheck:
     """Wait for /health and /v1/models (bounded), then a smoke chat completion."""
     check = check_server(LocalModelServer(), launch, ready_timeout_s=ready_timeout_s)
@@ -152,7 +153,7 @@ def check_model_server(plan: DeploymentPlan, launch: Launch, ready_timeout_s: fl
     return check
 
 
-@task(name="fail-deployment", **IN_MEMORY)
+@task(name="fail-deployment", **NOT_PERSISTED)
 def fail_model_deployment(plan: DeploymentPlan, launch: Launch, check: ServerCheck) -> None:
     """Stop the new server, record the failure with its log tail, emit ods.model.failed, fail the run."""
     with open_catalog(get_settings()) as catalog:
@@ -162,7 +163,7 @@ def fail_model_deployment(plan: DeploymentPlan, launch: Launch, check: ServerChe
         MODEL_FAILED,
         plan,
         {
-            **endpoint_summary(endpoint),
+            **endpoint_summary(endpoint).model_dump(mode="json"),
             "problem": check.problem,
             "log_tail": endpoint.log_tail,
             "active_endpoint_id": None if still_active is None else still_active.id,
@@ -171,13 +172,13 @@ def fail_model_deployment(plan: DeploymentPlan, launch: Launch, check: ServerChe
     raise DeploymentFailedError(failure_message(plan, endpoint, check))
 
 
-@task(name="activate-endpoint", **IO_RETRIES, **IN_MEMORY)
-def activate_model_endpoint(plan: DeploymentPlan, launch: Launch, check: ServerCheck) -> dict[str, Any]:
+@task(name="activate-endpoint", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def activate_model_endpoint(plan: DeploymentPlan, launch: Launch, check: ServerCheck) -> ActivatedEndpoint:
     """Mark the endpoint active, stop the model's endpoints it replaces, emit ods.model.deployed."""
     with open_catalog(get_settings()) as catalog:
         endpoint, replaced = activate_endpoint(catalog, LocalModelServer(), launch, check)
-    summary = {**endpoint_summary(endpoint), "replaced": [old.id for old in replaced]}
-    _emit(MODEL_DEPLOYED, plan, summary)
+    summary = activated_endpoint(endpoint, replaced)
+    _emit(MODEL_DEPLOYED, plan, summary.model_dump(mode="json"))
     logger = get_run_logger()
     for old in replaced:
         logger.info(
@@ -189,8 +190,8 @@ def activate_model_endpoint(plan: DeploymentPlan, launch: Launch, check: ServerC
     return summary
 
 
-@task(name="stop-endpoints", **IO_RETRIES, **IN_MEMORY)
-def stop_model_endpoints(model: str, grace_s: float) -> dict[str, Any]:
+@task(name="stop-endpoints", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def stop_model_endpoints(model: str, grace_s: float) -> StoppedEndpoints:
     """Stop the active endpoint(s) of ``NAME[@VERSION]`` and mark them stopped; nothing active is not an error."""
     logger = get_run_logger()
     with open_catalog(get_settings()) as catalog:
@@ -198,13 +199,13 @@ def stop_model_endpoints(model: str, grace_s: float) -> dict[str, Any]:
             active = endpoints_to_stop(catalog, model)
         except NotFoundError as error:
             logger.warning("%s", error)
-            return {"model": model, "stopped": [], "message": str(error)}
+            return StoppedEndpoints(model=model, stopped=[], message=str(error))
         server = LocalModelServer()
         stopped = [stop_endpoint(catalog, server, endpoint, grace_s=grace_s) for endpoint in active]
     if not stopped:
         message = f"{model} has no active endpoint: nothing to stop (`ods models endpoints` lists them)"
         logger.warning("%s", message)
-        return {"model": model, "stopped": [], "message": message}
+        return StoppedEndpoints(model=model, stopped=[], message=message)
     for endpoint in stopped:
         logger.info(
             "stopped endpoint %d (%s@%d at %s)",
@@ -213,9 +214,8 @@ def stop_model_endpoints(model: str, grace_s: float) -> dict[str, Any]:
             endpoint.model_version,
             endpoint.url,
         )
-    message = f"stopped {len(stopped)} endpoint(s) of {model}"
-    return {
-        "model": model,
-        "stopped": [endpoint_summary(endpoint) for endpoint in stopped],
-        "message": message,
-    }
+    return StoppedEndpoints(
+        model=model,
+        stopped=[endpoint_summary(endpoint) for endpoint in stopped],
+        message=f"stopped {len(stopped)} endpoint(s) of {model}",
+    )

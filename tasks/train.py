@@ -19,6 +19,7 @@ from ods.domain.events import MODEL_REGISTERED, dataset_related, model_resource
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
 from ods.stages.train import (
+    ModelVersionSummary,
     StoredModel,
     TrainingPlan,
     code_version,
@@ -29,18 +30,10 @@ from ods.stages.train import (
     render_version_card,
     train_and_store,
 )
-from tasks.results import NOT_PERSISTED
-from tasks.retry import retry_on_transient_errors
-
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [1, 5], "retry_condition_fn": retry_on_transient_errors}
-IN_MEMORY = NOT_PERSISTED
+from tasks.presets import NOT_PERSISTED, RETRY_ONCE_TO_RESUME, RETRY_TRANSIENT_IO, model_card_key
 
 
-def _artifact_key(name: str) -> str:
-    return "model-" + name.replace("_", "-").lower()
-
-
-@task(name="plan-training", **IO_RETRIES, **IN_MEMORY)
+@task(name="plan-training", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def plan_model_training(
     dataset: str,
     trainer: str,
@@ -72,7 +65,7 @@ def plan_model_training(
     return plan
 
 
-@task(name="find-trained-version", **IO_RETRIES, **IN_MEMORY)
+@task(name="find-trained-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def find_trained_model(plan: TrainingPlan) -> ModelVersionRecord | None:
     """The version an earlier run registered for exactly this request (the idempotent fast path)."""
     settings = get_settings()
@@ -80,8 +73,8 @@ def find_trained_model(plan: TrainingPlan) -> ModelVersionRecord | None:
         return find_trained_version(catalog, build_object_store(settings), plan)
 
 
-@task(name="reuse-version", **IN_MEMORY)
-def reuse_trained_model(plan: TrainingPlan, existing: ModelVersionRecord) -> dict[str, Any]:
+@task(name="reuse-version", **NOT_PERSISTED)
+def reuse_trained_model(plan: TrainingPlan, existing: ModelVersionRecord) -> ModelVersionSummary:
     """Return the version an earlier run registered for the same data, parameters and code."""
     get_run_logger().info(
         "%s v%d was already trained on %s with these parameters and code: nothing to do "
@@ -93,14 +86,7 @@ def reuse_trained_model(plan: TrainingPlan, existing: ModelVersionRecord) -> dic
     return model_summary(existing, plan, reused=True)
 
 
-# One retry, on transient storage errors only: the retry resumes from the checkpoints already stored.
-@task(
-    name="train-and-store",
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_on_transient_errors,
-    **IN_MEMORY,
-)
+@task(name="train-and-store", **RETRY_ONCE_TO_RESUME, **NOT_PERSISTED)
 def train_and_store_model(plan: TrainingPlan) -> StoredModel:
     """Read the dataset's Parquet, train, evaluate on the held-out split, store artifacts + manifest."""
     logger = get_run_logger()
@@ -113,8 +99,8 @@ def train_and_store_model(plan: TrainingPlan) -> StoredModel:
     return stored
 
 
-@task(name="register-version", **IO_RETRIES, **IN_MEMORY)
-def register_model_version(plan: TrainingPlan, stored: StoredModel) -> dict[str, Any]:
+@task(name="register-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def register_model_version(plan: TrainingPlan, stored: StoredModel) -> ModelVersionSummary:
     """Record the model version, publish its card and emit ods.model.registered."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -122,7 +108,7 @@ def register_model_version(plan: TrainingPlan, stored: StoredModel) -> dict[str,
             catalog, build_object_store(settings), plan, stored, flow_run_id=flow_run.id
         )
     create_markdown_artifact(
-        key=_artifact_key(record.model_name),
+        key=model_card_key(record.model_name),
         markdown=render_version_card(record, plan, stored.details),
         description="Model card",
     )
@@ -131,7 +117,7 @@ def register_model_version(plan: TrainingPlan, stored: StoredModel) -> dict[str,
         event=MODEL_REGISTERED,
         resource=model_resource(record.model_name),
         related=[dataset_related(plan.dataset_name, plan.dataset_ref)],
-        payload=summary,
+        payload=summary.model_dump(mode="json"),
     )
     get_run_logger().info("registered %s v%d at %s", record.model_name, record.version, record.artifact_uri)
     return summary

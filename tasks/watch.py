@@ -6,8 +6,6 @@ out before what was seen is recorded.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
@@ -15,13 +13,17 @@ from prefect.logging import get_run_logger
 
 from ods.domain.bucket_diff import ObjectChange
 from ods.domain.dataset_card import markdown_table
-from ods.domain.deploy_gate import approval_event_id, approval_resource, evaluate_deploy_gate
+from ods.domain.deploy_gate import GateResult, approval_event_id, approval_resource, evaluate_deploy_gate
 from ods.domain.events import MODEL_APPROVED
 from ods.domain.refs import format_ref, parse_model_ref
 from ods.factories import build_object_store, open_catalog
 from ods.settings import get_settings
 from ods.stages.watch import (
+    EmittedEvent,
+    KnowledgeBaseSource,
+    KnowledgeBaseSync,
     KnowledgeBaseSyncError,
+    KnowledgeBaseSyncReport,
     bucket_of,
     emit_object_events,
     emit_with_prefect,
@@ -31,18 +33,10 @@ from ods.stages.watch import (
     uri_resolver,
     watch_layout,
 )
-from tasks.results import NOT_PERSISTED
-from tasks.retry import retry_on_transient_errors
-
-IO_RETRIES: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [1, 5],
-    "retry_condition_fn": retry_on_transient_errors,
-}
-IN_MEMORY = NOT_PERSISTED
+from tasks.presets import KB_SYNC_ARTIFACT, NOT_PERSISTED, RETRY_TRANSIENT_IO
 
 
-@task(name="plan-bucket-changes", **IO_RETRIES, **IN_MEMORY)
+@task(name="plan-bucket-changes", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def plan_watched_changes() -> list[ObjectChange]:
     """List the watched prefixes and diff them against what the catalog has seen."""
     settings = get_settings()
@@ -58,17 +52,17 @@ def plan_watched_changes() -> list[ObjectChange]:
     return changes
 
 
-@task(name="emit-object-events", **IO_RETRIES, **IN_MEMORY)
-def emit_watched_events(changes: list[ObjectChange]) -> list[dict[str, Any]]:
+@task(name="emit-object-events", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def emit_watched_events(changes: list[ObjectChange]) -> list[EmittedEvent]:
     """Emit ods.object.created|deleted for each change (deterministic ids: a repeat is the same event)."""
     store = build_object_store(get_settings())
     events = emit_object_events(changes, uri_resolver(store), emit_with_prefect)
     for event in events:
         get_run_logger().info("emitted %s %s (id %s)", event.event, event.payload["key"], event.id)
-    return [{"event": event.event, "key": event.payload["key"], "id": str(event.id)} for event in events]
+    return [EmittedEvent.of(event) for event in events]
 
 
-@task(name="record-seen-objects", **IO_RETRIES, **IN_MEMORY)
+@task(name="record-seen-objects", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def record_watched_changes(changes: list[ObjectChange]) -> int:
     """Record the changes as seen, so the next run does not emit them again."""
     settings = get_settings()
@@ -77,40 +71,42 @@ def record_watched_changes(changes: list[ObjectChange]) -> int:
         return record_bucket_changes(catalog, bucket_of(store), changes)
 
 
-@task(name="list-knowledge-bases", **IO_RETRIES, **IN_MEMORY)
-def list_knowledge_base_sources() -> list[dict[str, str | None]]:
+@task(name="list-knowledge-bases", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def list_knowledge_base_sources() -> list[KnowledgeBaseSource]:
     """Every knowledge base in the catalog with its recorded source."""
     with open_catalog(get_settings()) as catalog:
-        return [{"kb": base.name, "source": base.source_uri} for base in catalog.list_knowledge_bases()]
+        return [KnowledgeBaseSource(base.name, base.source_uri) for base in catalog.list_knowledge_bases()]
 
 
-@task(name="report-sync", **IN_MEMORY)
-def report_knowledge_base_sync(results: list[dict[str, Any]]) -> dict[str, Any]:
+@task(name="report-sync", **NOT_PERSISTED)
+def report_knowledge_base_sync(results: list[KnowledgeBaseSync]) -> KnowledgeBaseSyncReport:
     """Publish one row per knowledge base (synced or failed, with the reason); fail if any failed."""
     rows = [
         {
-            "kb": result["kb"],
-            "status": result["status"],
-            "indexed": result.get("indexed", ""),
-            "deleted": result.get("deleted", ""),
-            "quarantined": result.get("quarantined", ""),
-            "error": result.get("error", ""),
+            "kb": result.kb,
+            "status": result.status,
+            "indexed": "" if result.ingest is None else result.ingest.indexed,
+            "deleted": "" if result.ingest is None else result.ingest.deleted,
+            "quarantined": "" if result.ingest is None else result.ingest.quarantined,
+            "error": result.error or "",
         }
         for result in results
     ]
     columns = ["kb", "status", "indexed", "deleted", "quarantined", "error"]
     table = markdown_table(rows, columns) if rows else "No knowledge base is recorded in the catalog."
     create_markdown_artifact(
-        key="kb-sync", markdown=f"# Nightly knowledge base sync\n\n{table}", description="Knowledge base sync"
+        key=KB_SYNC_ARTIFACT,
+        markdown=f"# Nightly knowledge base sync\n\n{table}",
+        description="Knowledge base sync",
     )
     message = sync_failure_message(results)
     if message is not None:
         raise KnowledgeBaseSyncError(message)
-    return {"synced": len(results), "knowledge_bases": results}
+    return KnowledgeBaseSyncReport(synced=len(results), knowledge_bases=results)
 
 
-@task(name="gate-model-version", **IO_RETRIES, **IN_MEMORY)
-def gate_model_version(ref: str) -> dict[str, Any]:
+@task(name="gate-model-version", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
+def gate_model_version(ref: str) -> GateResult:
     """Check a registered version (NAME@VERSION) against its model's deploy gate; emit ods.model.approved
     if it passes."""
     settings = get_settings()
@@ -125,17 +121,23 @@ def gate_model_version(ref: str) -> dict[str, Any]:
         gate.max if gate else None,
     )
     ref = format_ref(record.model_name, record.version)
-    summary = {
-        "model": record.model_name,
-        "version": record.version,
-        "model_ref": ref,
-        "trainer": record.trainer,
-    }
+    result = GateResult(
+        model=record.model_name,
+        version=record.version,
+        model_ref=ref,
+        trainer=record.trainer,
+        approved=decision.passed,
+        reasons=list(decision.reasons),
+    )
     if decision.passed and gate is not None:  # no gate never passes
         emit_event(
             event=MODEL_APPROVED,
             resource=approval_resource(record.model_name, gate.backend),
-            payload={**summary, "backend": gate.backend, "metrics": record.metrics},
+            payload={
+                **result.model_dump(mode="json", include={"model", "version", "model_ref", "trainer"}),
+                "backend": gate.backend,
+                "metrics": record.metrics,
+            },
             id=approval_event_id(record.model_name, record.version, record.artifact_uri),
         )
         get_run_logger().info(
@@ -143,4 +145,4 @@ def gate_model_version(ref: str) -> dict[str, Any]:
         )
     else:
         get_run_logger().info("%s not deployed automatically: %s", ref, "; ".join(decision.reasons))
-    return {**summary, "approved": decision.passed, "reasons": list(decision.reasons)}
+    return result

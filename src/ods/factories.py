@@ -15,7 +15,7 @@ from ods.errors import SettingsError
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
-    from ods.adapters.catalog import Catalog
+    from ods.adapters.catalog import Catalog, DatasetCatalog
     from ods.adapters.catalog.records import KnowledgeBaseRecord
     from ods.adapters.documents.source import DocumentSource
     from ods.adapters.milvus.index import MilvusVectorIndex
@@ -228,7 +228,7 @@ def query_limits(settings: Settings) -> QueryLimits:
 
 
 def open_warehouse(
-    settings: Settings, catalog: Catalog, datasets: Sequence[str] | None = None
+    settings: Settings, catalog: DatasetCatalog, datasets: Sequence[str] | None = None
 ) -> DuckDBWarehouse:
     """A DuckDB warehouse over the newest registered version of every dataset, or over ``datasets``
     (``["sales", "regions@2"]``), read from the configured object store, with the limits of

@@ -163,7 +163,7 @@ def test_fifty_uploads_while_no_bridge_runs_are_all_announced_by_the_watcher(
     watch = [
         "-c",
         "import json; from flows.watch_bucket import watch_bucket; "
-        "print(json.dumps([e['key'] for e in watch_bucket()['events']]))",
+        "print(json.dumps([e.key for e in watch_bucket().events]))",
     ]
 
     first = server.run(watch, cwd=ROOT, env=env)

@@ -310,11 +310,11 @@ def test_the_flow_answers_with_the_packaged_model_and_publishes_an_artifact(
     result = answer_question_flow(
         "How long do customers have to return a product?", kb="policies", datasets=["sales"]
     )
-    assert result["route"] == "rag"
-    assert result["model"] == "SmolLM2-135M-Instruct"
-    assert result["answer"].strip()
-    assert any(c["doc_uri"].endswith("returns-policy.md") for c in result["citations"])
-    assert result["usage"]["completion_tokens"] > 0
+    assert result.route == "rag"
+    assert result.model == "SmolLM2-135M-Instruct"
+    assert result.text.strip()
+    assert any(c.doc_uri and c.doc_uri.endswith("returns-policy.md") for c in result.citations)
+    assert result.usage.completion_tokens > 0
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 

@@ -14,7 +14,7 @@ from ods.settings import get_settings
 def test_check_health_reports_every_component_ok_on_local_profile(ods_home: Path) -> None:
     results = check_health()
 
-    assert {row["component"] for row in results} == {
+    assert {result.component for result in results} == {
         "catalog",
         "object_store",
         "milvus",
@@ -23,7 +23,7 @@ def test_check_health_reports_every_component_ok_on_local_profile(ods_home: Path
         "llm",
         "prefect_api",
     }
-    assert all(row["ok"] for row in results), results
+    assert all(result.ok for result in results), results
     assert (ods_home / "catalog.db").is_file()
 
 

@@ -29,7 +29,7 @@ from ods.domain.chat import ChatMessage
 from ods.errors import NotFoundError
 from ods.factories import build_object_store
 from ods.settings import get_settings
-from ods.stages.serve import CACHE_DIR, DeploymentFailedError, ServingError
+from ods.stages.serve import CACHE_DIR, DeploymentFailedError, EndpointSummary, ServingError
 from ods.stages.train import MANIFEST, upload_folder
 from tests.support.tiny_llm import tiny_model_dir
 
@@ -99,7 +99,7 @@ def serving(ods_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def deployed(serving: Serving) -> dict[str, Any]:
+def deployed(serving: Serving) -> EndpointSummary:
     return deploy_model("tiny@1", "transformers", ready_timeout_s=120)
 
 
@@ -128,17 +128,17 @@ def _answers(url: str, model: str) -> str:
 
 
 def test_a_version_is_served_smoke_tested_and_recorded_as_the_models_active_endpoint(
-    serving: Serving, deployed: dict[str, Any]
+    serving: Serving, deployed: EndpointSummary
 ) -> None:
     endpoint = serving.catalog.active_endpoint("tiny")
 
-    assert endpoint is not None and endpoint.id == deployed["endpoint_id"]
+    assert endpoint is not None and endpoint.id == deployed.endpoint_id
     assert (endpoint.model_version, endpoint.backend, endpoint.status) == (1, "transformers", "active")
-    assert endpoint.url == deployed["url"] and endpoint.url.startswith("http://127.0.0.1:")
+    assert endpoint.url == deployed.url and endpoint.url.startswith("http://127.0.0.1:")
     assert endpoint.details["host"] == "127.0.0.1"  # no host given: ODS_SERVING__HOST's default, loopback
     # transformers serve names the model by the folder it was given: the catalog records that id.
     staged = serving.home.resolve() / CACHE_DIR / endpoint.details["content_hash"]
-    assert endpoint.served_model == deployed["served_model"] == str(staged)
+    assert endpoint.served_model == deployed.served_model == str(staged)
     assert endpoint.details["smoke_reply"] is not None and serving.server.is_running(endpoint.pid or 0)
     assert Path(endpoint.log_path or "").parent == serving.home.resolve() / "serving"
     assert _answers(endpoint.url, endpoint.served_model or "")
@@ -146,16 +146,16 @@ def test_a_version_is_served_smoke_tested_and_recorded_as_the_models_active_endp
 
 
 def test_deploying_a_live_version_again_returns_its_endpoint(
-    serving: Serving, deployed: dict[str, Any]
+    serving: Serving, deployed: EndpointSummary
 ) -> None:
     again = deploy_model("tiny@1", "transformers")
 
-    assert again["reused"] is True and again["endpoint_id"] == deployed["endpoint_id"]
+    assert again.reused is True and again.endpoint_id == deployed.endpoint_id
     assert len(serving.catalog.list_endpoints("tiny")) == 1
 
 
 def test_the_query_side_reaches_the_deployed_model_by_its_catalog_name(
-    deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    deployed: EndpointSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ods.factories import open_llm
 
@@ -165,8 +165,8 @@ def test_the_query_side_reaches_the_deployed_model_by_its_catalog_name(
     try:
         llm = open_llm(get_settings())
         assert isinstance(llm, OpenAIChatLLM)
-        assert llm.base_url == deployed["url"].rstrip("/").removesuffix("/v1") + "/v1"
-        assert llm.model_id == deployed["served_model"]
+        assert llm.base_url == deployed.url.rstrip("/").removesuffix("/v1") + "/v1"
+        assert llm.model_id == deployed.served_model
         assert llm.complete(QUESTION, max_tokens=4).usage.completion_tokens > 0
         llm.close()
     finally:
@@ -174,7 +174,7 @@ def test_the_query_side_reaches_the_deployed_model_by_its_catalog_name(
 
 
 def test_a_version_that_cannot_start_is_recorded_failed_and_the_active_endpoint_keeps_serving(
-    serving: Serving, deployed: dict[str, Any]
+    serving: Serving, deployed: EndpointSummary
 ) -> None:
     with pytest.raises(DeploymentFailedError) as failure:
         deploy_model("tiny@2", "transformers", ready_timeout_s=120)
@@ -185,14 +185,14 @@ def test_a_version_that_cannot_start_is_recorded_failed_and_the_active_endpoint_
     assert failed.status == "failed" and failed.log_tail and failed.log_tail.splitlines()[-1] in message
     assert not serving.server.is_running(failed.pid or 0)
     active = serving.catalog.active_endpoint("tiny")
-    assert active is not None and active.id == deployed["endpoint_id"]
+    assert active is not None and active.id == deployed.endpoint_id
     assert _answers(active.url, active.served_model or "")
     payload = _event("ods.model.failed", failed.id).payload
     assert payload["active_endpoint_id"] == active.id and payload["log_tail"] == failed.log_tail
 
 
 def test_a_missing_vllm_fails_the_deployment_clearly_and_rolls_back(
-    serving: Serving, deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    serving: Serving, deployed: EndpointSummary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # vLLM is never installed in this environment; an empty PATH makes sure none is found elsewhere.
     monkeypatch.setenv("PATH", str(serving.home))
@@ -203,7 +203,7 @@ def test_a_missing_vllm_fails_the_deployment_clearly_and_rolls_back(
     failed = serving.catalog.list_endpoints("tiny", status="failed")[0]
     assert (failed.backend, failed.pid, failed.status) == ("vllm", None, "failed")
     active = serving.catalog.active_endpoint("tiny")
-    assert active is not None and active.id == deployed["endpoint_id"]
+    assert active is not None and active.id == deployed.endpoint_id
 
 
 def test_models_that_are_not_language_models_or_do_not_exist_are_refused(serving: Serving) -> None:
@@ -219,27 +219,27 @@ def test_models_that_are_not_language_models_or_do_not_exist_are_refused(serving
 
 
 def test_a_new_version_replaces_the_active_one_and_undeploy_stops_it(
-    serving: Serving, deployed: dict[str, Any]
+    serving: Serving, deployed: EndpointSummary
 ) -> None:
-    old = serving.catalog.get_endpoint(deployed["endpoint_id"])
+    old = serving.catalog.get_endpoint(deployed.endpoint_id)
 
     new = deploy_model("tiny@3", "transformers", ready_timeout_s=120)  # v1's content: staged folder reused
 
     replaced = serving.catalog.get_endpoint(old.id)
-    assert new["replaced"] == [old.id]
-    assert replaced.status == "stopped" and replaced.details["replaced_by"] == new["endpoint_id"]
+    assert new.replaced == [old.id]
+    assert replaced.status == "stopped" and replaced.details["replaced_by"] == new.endpoint_id
     assert not serving.server.is_running(old.pid or 0)
-    assert new["served_model"] == old.served_model  # the same staged folder
-    assert serving.catalog.active_endpoint("tiny").id == new["endpoint_id"]  # type: ignore[union-attr]
+    assert new.served_model == old.served_model  # the same staged folder
+    assert serving.catalog.active_endpoint("tiny").id == new.endpoint_id  # type: ignore[union-attr]
 
     stopped = undeploy_model("tiny")
 
-    assert [endpoint["endpoint_id"] for endpoint in stopped["stopped"]] == [new["endpoint_id"]]
-    assert serving.catalog.get_endpoint(new["endpoint_id"]).status == "stopped"
-    assert not serving.server.is_running(new["pid"])
+    assert [endpoint.endpoint_id for endpoint in stopped.stopped] == [new.endpoint_id]
+    assert serving.catalog.get_endpoint(new.endpoint_id).status == "stopped"
+    assert not serving.server.is_running(new.pid)
     assert serving.catalog.active_endpoint("tiny") is None
-    assert undeploy_model("tiny")["message"] == (
+    assert undeploy_model("tiny").message == (
         "tiny has no active endpoint: nothing to stop (`ods models endpoints` lists them)"
     )
     unknown = undeploy_model("nosuch")
-    assert unknown["stopped"] == [] and "nosuch" in unknown["message"]
+    assert unknown.stopped == [] and "nosuch" in unknown.message

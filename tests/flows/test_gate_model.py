@@ -58,8 +58,8 @@ def test_gate_approves_passing_versions_once(monkeypatch: pytest.MonkeyPatch) ->
     ungated = gate_model("tabular_model@1")
     sentinel = gate_model("support_llm@3")
 
-    assert (first["approved"], again["approved"], sentinel["approved"]) == (True, True, True)
-    assert not too_lossy["approved"] and "eval_loss = 3.1 is above the maximum 2.5" in too_lossy["reasons"][0]
-    assert not ungated["approved"] and "no deploy gate" in ungated["reasons"][0]
+    assert (first.approved, again.approved, sentinel.approved) == (True, True, True)
+    assert not too_lossy.approved and "eval_loss = 3.1 is above the maximum 2.5" in too_lossy.reasons[0]
+    assert not ungated.approved and "no deploy gate" in ungated.reasons[0]
     models = triggered_parameter(deployment_id, "model", until=("support_llm@1", "support_llm@3"))
     assert sorted(model for model in models if model != "probe@0") == ["support_llm@1", "support_llm@3"]

@@ -50,21 +50,21 @@ def test_ingest_then_sync_changes_and_deletions(tmp_path: Path) -> None:
     # Two documents per batch: three batches go through the parse / embed / index pipeline at once.
     first = ingest_documents(str(folder), "policies", batch_size=2)
 
-    assert (first["indexed"], first["quarantined"]) == (3, 2)
-    assert first["chunks"] == sum(_index_counts("policies").values())
-    reasons = {item["uri"].rsplit("/", 1)[-1]: item["reason"] for item in first["quarantined_documents"]}
+    assert (first.indexed, first.quarantined) == (3, 2)
+    assert first.chunks == sum(_index_counts("policies").values())
+    reasons = {item["uri"].rsplit("/", 1)[-1]: item["reason"] for item in first.quarantined_documents}
     assert reasons == {"empty.txt": "empty", "image.bin": "unsupported"}
     counts = _index_counts("policies")
     assert counts["returns.md"] >= 1 and counts["empty.txt"] == 0
 
     unchanged = ingest_documents(str(folder), "policies")
-    assert (unchanged["indexed"], unchanged["quarantined"], unchanged["unchanged"]) == (0, 0, 5)
+    assert (unchanged.indexed, unchanged.quarantined, unchanged.unchanged) == (0, 0, 5)
 
     (folder / "returns.md").write_text("# Returns policy\n\nReturns are accepted within 14 days only.\n")
     (folder / "shipping.txt").unlink()
     synced = ingest_documents(str(folder), "policies", batch_size=1)
 
-    assert (synced["indexed"], synced["deleted"]) == (1, 1)
+    assert (synced.indexed, synced.deleted) == (1, 1)
     settings = get_settings()
     with open_catalog(settings) as catalog:
         index = open_index(settings, catalog.get_knowledge_base("policies"))
@@ -98,7 +98,7 @@ def test_every_shared_document_ends_indexed_or_quarantined(corpora_dir: Path) ->
         assert document.status in ("indexed", "quarantined")
         if document.status == "quarantined":
             assert document.reason
-    assert result["indexed"] + result["quarantined"] == len(files)
+    assert result.indexed + result.quarantined == len(files)
 
 
 def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> Non
     result = ingest_documents(str(folder), "policies")
 
     assert both_versions > len(chunks)  # the document never disappeared from search
-    assert result["indexed"] == 1
+    assert result.indexed == 1
     with open_catalog(settings) as catalog:
         index = open_index(settings, catalog.get_knowledge_base("policies"))
         remaining = index.count({"doc_uri": uri})
@@ -173,8 +173,8 @@ def test_ingest_from_a_bucket_prefix_follows_deletions(
     store.delete("documents/shipping.txt")
     second = ingest_documents("s3://ods-ingest-test/documents/", "bucket_kb")
 
-    assert first["indexed"] == 2
-    assert (second["indexed"], second["unchanged"], second["deleted"]) == (0, 1, 1)
+    assert first.indexed == 2
+    assert (second.indexed, second.unchanged, second.deleted) == (0, 1, 1)
     counts = _index_counts("bucket_kb")
     assert counts["returns.md"] >= 1 and counts["shipping.txt"] == 0
 
@@ -214,14 +214,14 @@ def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_o
     assert dense_search_source(settings, record).startswith("exact, from the dense snapshot")
 
     unchanged = ingest_documents(str(folder), "policies")
-    assert unchanged["indexed"] == 0 and snapshot.stat().st_mtime_ns == written  # current: left alone
+    assert unchanged.indexed == 0 and snapshot.stat().st_mtime_ns == written  # current: left alone
 
     snapshot.unlink()  # as good as stale: dense search went back to Milvus Lite
     # The fallback searches Milvus Lite's FLAT index (exact): with snapshots on, it builds no HNSW.
     assert dense_search_source(settings, record).startswith("Milvus Lite (FLAT; no current dense snapshot")
     healed = ingest_documents(str(folder), "policies")
 
-    assert (healed["indexed"], healed["unchanged"]) == (0, 5)
+    assert (healed.indexed, healed.unchanged) == (0, 5)
     assert snapshot.exists() and dense_search_source(settings, record).startswith("exact")
 
 
@@ -241,8 +241,8 @@ def test_documents_over_the_limits_are_quarantined_naming_the_limit_and_the_rest
 
     first = ingest_documents(str(folder), "policies")
 
-    assert (first["indexed"], first["quarantined"]) == (3, 6)
-    details = {item["uri"].rsplit("/", 1)[-1]: item["detail"] for item in first["quarantined_documents"]}
+    assert (first.indexed, first.quarantined) == (3, 6)
+    details = {item["uri"].rsplit("/", 1)[-1]: item["detail"] for item in first.quarantined_documents}
     advice = "raise the limit or split the document"
     assert details["huge.txt"] == f"300,000 bytes, over ODS_INGEST__MAX_DOCUMENT_BYTES=200,000; {advice}"
     assert details["long.txt"] == (
@@ -258,15 +258,15 @@ def test_documents_over_the_limits_are_quarantined_naming_the_limit_and_the_rest
     assert counts["returns.md"] >= 1
 
     again = ingest_documents(str(folder), "policies")
-    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 9)  # no flapping
+    assert (again.indexed, again.quarantined, again.unchanged) == (0, 0, 9)  # no flapping
 
     # A raised limit reads the document again, unchanged as it is: long.txt now meets the chunk limit.
     monkeypatch.setenv("ODS_INGEST__MAX_DOCUMENT_CHARS", "200000")
     get_settings.cache_clear()
     raised = ingest_documents(str(folder), "policies")
 
-    assert (raised["quarantined"], raised["unchanged"]) == (1, 8)
-    [item] = raised["quarantined_documents"]
+    assert (raised.quarantined, raised.unchanged) == (1, 8)
+    [item] = raised.quarantined_documents
     assert item["uri"].endswith("/long.txt") and "over ODS_INGEST__MAX_DOCUMENT_CHUNKS=20" in item["detail"]
     with open_catalog(get_settings()) as catalog:
         reasons = {d.uri.rsplit("/", 1)[-1]: d.reason for d in catalog.documents("policies", "quarantined")}
@@ -285,15 +285,15 @@ def test_files_with_unusable_names_are_quarantined_and_the_rest_indexed(tmp_path
     first = ingest_documents(str(folder), "policies")
     again = ingest_documents(str(folder), "policies")
 
-    assert (first["indexed"], first["quarantined"]) == (3, 6)
-    bad = {item["uri"].rsplit("/", 1)[-1]: item for item in first["quarantined_documents"]}
+    assert (first.indexed, first.quarantined) == (3, 6)
+    bad = {item["uri"].rsplit("/", 1)[-1]: item for item in first.quarantined_documents}
     assert {name for name, item in bad.items() if item["reason"] == "bad_name"} == {
         "ctrl%01char.txt", "new%0Aline.txt", "esc%1B%5B31mred.txt", "bad%FFutf8.txt",
     }  # fmt: skip
     assert bad["bad%FFutf8.txt"]["detail"] == (
         'file name "bad\\xffutf8.txt" is not valid UTF-8: byte \\xff at character 4; rename the file'
     )
-    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 9)
+    assert (again.indexed, again.quarantined, again.unchanged) == (0, 0, 9)
     assert _index_counts("policies")["returns.md"] >= 1
 
 
@@ -328,18 +328,18 @@ def test_objects_with_unusable_names_are_quarantined_the_rest_indexed_and_listed
     client.remove_object("ods-bad-names-test", "docs/ctrl\x01char.txt")
     removed = ingest_documents("s3://ods-bad-names-test/docs/", "bucket_kb")
 
-    assert (first["indexed"], first["quarantined"]) == (2, 2)
-    details = {item["uri"]: item["detail"] for item in first["quarantined_documents"]}
+    assert (first.indexed, first.quarantined) == (2, 2)
+    details = {item["uri"]: item["detail"] for item in first.quarantined_documents}
     assert details["s3://ods-bad-names-test/docs/ctrl\\x01char.txt"] == (
         'object name "docs/ctrl\\x01char.txt" has control character \\x01 (U+0001) at character 10; '
         "rename the object"
     )
     assert "s3://ods-bad-names-test/docs/new\\nline\\x1b[2J.txt" in details
-    assert (again["indexed"], again["quarantined"], again["unchanged"]) == (0, 0, 4)
+    assert (again.indexed, again.quarantined, again.unchanged) == (0, 0, 4)
     assert listed.returncode == 0, listed.stderr
     assert "docs/ctrl\\x01char.txt" in listed.stdout and "docs/new\\nline\\x1b[2J.txt" in listed.stdout
     assert not any(character in listed.stdout for character in "\x01\x1b"), listed.stdout
-    assert (removed["deleted"], removed["unchanged"]) == (1, 3)
+    assert (removed.deleted, removed.unchanged) == (1, 3)
     with open_catalog(get_settings()) as catalog:
         statuses = {document.uri: document.status for document in catalog.documents("bucket_kb")}
     assert statuses["s3://ods-bad-names-test/docs/ctrl\\x01char.txt"] == "deleted"
@@ -373,7 +373,7 @@ def test_after_documents_change_the_catalog_counts_what_the_index_holds(tmp_path
     synced = ingest_documents(str(folder), "policies")
 
     versions, catalog_chunks, index_chunks = _catalog_and_index("policies")
-    assert (synced["indexed"], synced["quarantined"]) == (1, 1)
+    assert (synced.indexed, synced.quarantined) == (1, 1)
     assert versions == {"indexed": 2, "quarantined": 3, "superseded": 2}
     assert catalog_chunks == index_chunks == sum(_index_counts("policies").values())
     assert _index_counts("policies")["shipping.txt"] == 0
@@ -428,7 +428,7 @@ def test_verify_reports_drift_behind_the_catalogs_back_and_repair_then_ingest_co
     assert verify_knowledge_base(settings, "policies").drift.ok  # the catalog no longer counts it indexed
     healed = ingest_documents(str(folder), "policies")
 
-    assert (healed["indexed"], healed["unchanged"]) == (1, 4)
+    assert (healed.indexed, healed.unchanged) == (1, 4)
     assert verify_knowledge_base(settings, "policies").drift.ok
     _, catalog_chunks, index_chunks = _catalog_and_index("policies")
     assert catalog_chunks == index_chunks and _index_counts("policies")["returns.md"] == lost

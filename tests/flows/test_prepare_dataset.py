@@ -91,20 +91,21 @@ def test_sales_example_is_registered_with_lineage_and_event(platform: Platform, 
 
     result = prepare_dataset(str(spec_path))
 
-    assert result["status"] == "registered"
-    assert result["version"] == 1
-    assert result["rows"] == 980  # 20 exact duplicate rows removed
+    assert result.status == "registered"
+    assert result.version == 1
+    assert result.rows == 980  # 20 exact duplicate rows removed
     version = platform.catalog.get_dataset_version("sales")
-    assert version.uri == result["uri"]
+    assert version.uri == result.uri
     assert version.source_uri == csv_path.resolve().as_uri()
     assert version.profile["columns"]["customer_email"]["pii_kind"] == "email"
     assert [column["name"] for column in version.schema["columns"]][:2] == ["order_id", "order_date"]
-    stored = pd.read_parquet(io.BytesIO(platform.store.get_bytes(_key(platform, result["uri"]))))
+    stored = pd.read_parquet(io.BytesIO(platform.store.get_bytes(_key(platform, result.uri))))
     assert len(stored) == 980
     assert stored["customer_email"].str.startswith("c***@").all()
     events = _events("ods.dataset.registered", "ods.dataset.sales")
     assert events[0].payload["version"] == 1
     assert events[0].payload["train"] == {"trainer": "tabular", "target": "returned"}
+    assert set(events[0].payload) == {*result.model_dump(mode="json"), "train"}  # the result's fields
 
 
 def _key(platform: Platform, uri: str) -> str:
@@ -157,7 +158,7 @@ def test_rejected_data_passes_later_under_a_relaxed_spec(platform: Platform, tmp
 
     result = prepare_dataset(str(spec_path))
 
-    assert (result["status"], result["version"]) == ("registered", 2)
+    assert (result.status, result.version) == ("registered", 2)
 
 
 PAYMENTS_SPEC = """\
@@ -267,8 +268,8 @@ def test_bl_books_corpus_is_cleaned_validated_and_registered(
 
     result = prepare_dataset(str(spec), str(source))
 
-    assert result["status"] == "registered"
-    assert result["rows"] == 8_265
+    assert result.status == "registered"
+    assert result.rows == 8_265
     version = platform.catalog.get_dataset_version("bl_books")
     columns = version.profile["columns"]
     assert len(columns) == 10
@@ -296,7 +297,7 @@ def test_parquet_written_before_a_crash_is_adopted_by_the_next_run(
 
     result = prepare_dataset(str(spec_path))
 
-    assert result["uri"] == orphan.uri
+    assert result.uri == orphan.uri
     assert platform.store.stat(orphan.key).etag == before.etag
     assert [key for key in platform.objects() if key.endswith(".parquet")] == [orphan.key]
     assert [version.uri for version in platform.versions("sales")] == [orphan.uri]

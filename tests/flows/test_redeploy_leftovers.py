@@ -93,8 +93,8 @@ def _minutes_ago(*minutes: int) -> list[datetime]:
 @pytest.mark.parametrize(
     ("flow", "did_work"),
     [
-        (watch_bucket, lambda result: result == {"events": [], "recorded": 0}),
-        (sync_knowledge_bases, lambda result: result == {"synced": 0, "knowledge_bases": []}),
+        (watch_bucket, lambda result: result.model_dump() == {"events": [], "recorded": 0}),
+        (sync_knowledge_bases, lambda result: result.model_dump() == {"synced": 0, "knowledge_bases": []}),
         (check_health, lambda result: isinstance(result, list) and len(result) > 1),
     ],
     ids=["watch-bucket", "sync-knowledge-bases", "check-health"],
@@ -109,7 +109,7 @@ def test_a_leftover_run_does_nothing_and_the_current_schedules_run_does_the_work
     skipped = run_flow(flow, flow_run=client.read_flow_run(leftover.id))
     worked = run_flow(flow, flow_run=client.read_flow_run(kept.id))
 
-    assert skipped == {
+    assert skipped.model_dump(mode="json") == {
         "skipped": "redeploy-leftover",
         "kept_run": str(kept.id),
         "scheduled_time": when.isoformat(),
@@ -132,8 +132,8 @@ def test_a_leftover_started_after_the_current_run_completed_does_nothing_either(
     # the guard reads the same pair the other way round: the current run never skips
     later = client.read_flow_run(current[times[1]].id)
 
-    assert results[0] == {"events": [], "recorded": 0}
-    assert results[1]["kept_run"] == str(current[times[0]].id)
+    assert results[0].model_dump() == {"events": [], "recorded": 0}
+    assert results[1].kept_run == str(current[times[0]].id)
     assert find_redeploy_leftover_cover(client, later) is None
     assert find_redeploy_leftover_cover(client, client.read_flow_run(leftovers[times[1]].id)).id == later.id
 
@@ -142,6 +142,9 @@ def test_a_local_call_or_a_manual_run_of_a_deployment_does_its_work(client: Sync
     deployment_id = watch_bucket.to_deployment(name="leftover-manual").apply()
     manual = client.create_flow_run_from_deployment(deployment_id)
 
-    assert watch_bucket() == {"events": [], "recorded": 0}
-    assert run_flow(watch_bucket, flow_run=client.read_flow_run(manual.id)) == {"events": [], "recorded": 0}
+    assert watch_bucket().model_dump() == {"events": [], "recorded": 0}
+    assert run_flow(watch_bucket, flow_run=client.read_flow_run(manual.id)).model_dump() == {
+        "events": [],
+        "recorded": 0,
+    }
     assert find_redeploy_leftover_cover(client, client.read_flow_run(manual.id)) is None

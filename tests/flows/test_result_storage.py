@@ -50,8 +50,10 @@ def test_cached_task_results_and_a_failed_runs_exceptions_are_stored_as_json(
             assert item["metadata"]["serializer"]["type"] == "json"
             item = json.loads(item["result"])
         payloads.append(item)
-    # each component's check (cached by check-component) and the failure of report-health and of the flow
-    assert {item["component"] for item in payloads if "component" in item} == set(COMPONENTS)
+    # each component's check (cached by check-component: a CheckResult, as JSON naming its class) and the
+    # failure of report-health and of the flow
+    checks = [item["data"] for item in payloads if item.get("__class__") == "ods.stages.health.CheckResult"]
+    assert {check["component"] for check in checks} == set(COMPONENTS)
     failures = [item for item in payloads if "__exc_type__" in item]
     assert [item["__exc_type__"] for item in failures] == ["ods.errors.OdsError"] * 2
     assert all(item["message"].startswith("unhealthy components: catalog") for item in failures)

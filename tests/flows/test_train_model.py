@@ -27,7 +27,7 @@ from ods.domain.training_spec import TrainingSpecError
 from ods.errors import NotFoundError
 from ods.factories import build_object_store
 from ods.settings import Settings, get_settings
-from ods.stages.prepare import DatasetRejectedError
+from ods.stages.prepare import DatasetRejectedError, DatasetVersionSummary
 from ods.stages.sample_data import write_sales_example
 from ods.stages.train import (
     code_version,
@@ -107,7 +107,7 @@ def _event_of_run(name: str, resource_id: str, flow_run_id: str) -> Any:
             time.sleep(0.2)
 
 
-def _prepare_sales(directory: Path, rows: int = 400) -> dict[str, Any]:
+def _prepare_sales(directory: Path, rows: int = 400) -> DatasetVersionSummary:
     _, spec = write_sales_example(directory, rows=rows)
     return prepare_dataset(str(spec))
 
@@ -119,19 +119,19 @@ def test_tabular_model_is_trained_on_a_registered_dataset_with_lineage(
 
     result = train_model("sales", "tabular", target="returned", params=FAST_TABULAR)
 
-    assert (result["model"], result["version"], result["reused"]) == ("sales", 1, False)
-    assert result["dataset"] == "sales@1"
-    assert set(result["metrics"]) >= {"accuracy", "f1_macro", "baseline_accuracy", "train_rows", "test_rows"}
-    assert result["metrics"]["train_rows"] + result["metrics"]["test_rows"] == prepared["rows"]
+    assert (result.model, result.version, result.reused) == ("sales", 1, False)
+    assert result.dataset == "sales@1"
+    assert set(result.metrics) >= {"accuracy", "f1_macro", "baseline_accuracy", "train_rows", "test_rows"}
+    assert result.metrics["train_rows"] + result.metrics["test_rows"] == prepared.rows
     platform = any_platform
     version = platform.catalog.get_model_version("sales")
-    assert version.dataset_version_id == prepared["version_id"]
+    assert version.dataset_version_id == prepared.version_id
     assert version.params["target"] == "returned" and version.params["max_iter"] == 30
     assert version.code_version and version.code_version == code_version()
-    assert version.flow_run_id == result["flow_run_id"] is not None
+    assert version.flow_run_id == result.flow_run_id is not None
     trained_on = platform.catalog.training_dataset(version.id)
     assert trained_on is not None and trained_on.source_uri == (tmp_path / "sales.csv").resolve().as_uri()
-    prefix = f"models/sales/{result['training_key']}"
+    prefix = f"models/sales/{result.training_key}"
     assert version.artifact_uri == platform.store.uri(prefix) + "/"
     assert platform.object_keys(prefix) == [
         f"{prefix}/{name}"
@@ -140,15 +140,15 @@ def test_tabular_model_is_trained_on_a_registered_dataset_with_lineage(
     local = download_prefix(platform.store, prefix, tmp_path / "downloaded")
     model = load_tabular_model(local)
     frame = pd.read_parquet(
-        prepared["uri"].removeprefix(platform.store.location), filesystem=platform.store.filesystem()
+        prepared.uri.removeprefix(platform.store.location), filesystem=platform.store.filesystem()
     )
     assert len(model.predict(frame.head(5))) == 5
     card = (local / "README.md").read_text()
     assert "dataset version | sales@1" in card and "accuracy" in card
-    event = _event_of_run("ods.model.registered", "ods.model.sales", result["flow_run_id"])
+    event = _event_of_run("ods.model.registered", "ods.model.sales", result.flow_run_id)
     assert event.payload["version"] == 1
     assert event.payload["artifact_uri"] == version.artifact_uri
-    assert event.payload["metrics"]["accuracy"] == result["metrics"]["accuracy"]
+    assert event.payload["metrics"]["accuracy"] == result.metrics["accuracy"]
 
 
 def test_the_same_request_returns_the_registered_version_and_a_new_seed_trains_another(
@@ -163,9 +163,9 @@ def test_the_same_request_returns_the_registered_version_and_a_new_seed_trains_a
         "sales", "tabular", target="returned", params={**FAST_TABULAR, "seed": 7}, model_name="sales-b"
     )
 
-    assert again == {**first, "reused": True}
+    assert again == first.model_copy(update={"reused": True})
     assert [(info.key, info.etag) for info in platform.store.list("models/sales/")] == objects
-    assert (other["model"], other["version"]) == ("sales-b", 1)
+    assert (other.model, other.version) == ("sales-b", 1)
     assert [v.version for v in platform.catalog.list_model_versions("sales")] == [1]
 
 
@@ -192,7 +192,7 @@ def test_a_retried_run_adopts_stored_artifacts_and_registers_once(platform: Plat
     assert retried.metrics == stored.metrics
     assert platform.store.stat(f"{plan.artifact_prefix}/manifest.json").etag == manifest_etag
     assert first == second
-    assert (via_flow["version"], via_flow["reused"]) == (1, True)
+    assert (via_flow.version, via_flow.reused) == (1, True)
     assert [v.flow_run_id for v in platform.catalog.list_model_versions("sales")] == ["run-1"]
 
 
@@ -297,15 +297,15 @@ def test_causal_lm_is_fine_tuned_resumed_from_a_checkpoint_and_stored_as_a_loada
         "arithmetic_sft", "causal-lm-sft", base_model=str(base), params=params, model_name="arith"
     )
 
-    assert (result["model"], result["version"], result["training_key"]) == ("arith", 1, plan.key)
-    assert result["metrics"]["steps"] == 4 and result["metrics"]["eval_examples"] >= 1
+    assert (result.model, result.version, result.training_key) == ("arith", 1, plan.key)
+    assert result.metrics["steps"] == 4 and result.metrics["eval_examples"] >= 1
     manifest = json.loads(platform.store.get_bytes(f"{plan.artifact_prefix}/manifest.json"))
     assert manifest["format"] == "hf-causal-lm"
     assert manifest["details"]["resumed from step"] == 2
     assert manifest["details"]["device"].startswith("cpu")
     assert platform.object_keys("checkpoints/") == []
     version = platform.catalog.get_model_version("arith")
-    assert version.dataset_version_id == prepared["version_id"]
+    assert version.dataset_version_id == prepared.version_id
     assert version.params["base_model"] == str(base) and version.params["method"] == "lora"
     folder = download_prefix(platform.store, plan.artifact_prefix, tmp_path / "served")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -318,21 +318,21 @@ def test_causal_lm_is_fine_tuned_resumed_from_a_checkpoint_and_stored_as_a_loada
     )
     output = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert output.shape[1] == prompt["input_ids"].shape[1] + 5
-    event = _event_of_run("ods.model.registered", "ods.model.arith", result["flow_run_id"])
+    event = _event_of_run("ods.model.registered", "ods.model.arith", result.flow_run_id)
     assert event.payload["artifact_uri"] == version.artifact_uri
 
     # The whole model path: the trained version is served on CPU, answers through the openai SDK, can be
     # traced from its endpoint back to the raw file, and is stopped again.
     deployed = deploy_model("arith", "transformers", ready_timeout_s=120)
     try:
-        llm = OpenAIChatLLM(deployed["url"], deployed["served_model"], timeout_s=30, max_retries=0)
+        llm = OpenAIChatLLM(deployed.url, deployed.served_model, timeout_s=30, max_retries=0)
         reply = llm.complete([ChatMessage("user", "What is 2 plus 2?")], max_tokens=4)
         llm.close()
         assert reply.usage.completion_tokens > 0
-        lineage = platform.catalog.lineage_of_endpoint(deployed["endpoint_id"])
+        lineage = platform.catalog.lineage_of_endpoint(deployed.endpoint_id)
         assert (lineage.model_name, lineage.model_version) == ("arith", 1)
-        assert lineage.dataset_version_id == prepared["version_id"]
+        assert lineage.dataset_version_id == prepared.version_id
         assert (lineage.source_uri or "").endswith("arithmetic.csv")
     finally:
         stopped = undeploy_model("arith")
-    assert stopped["stopped"] and platform.catalog.active_endpoint("arith") is None
+    assert stopped.stopped and platform.catalog.active_endpoint("arith") is None

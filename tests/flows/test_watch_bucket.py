@@ -24,6 +24,7 @@ from ods.factories import build_object_store, open_catalog, open_index
 from ods.settings import get_settings
 from ods.stages.watch import (
     ObjectEvent,
+    WatchResult,
     bucket_of,
     emit_object_events,
     emit_with_prefect,
@@ -44,8 +45,8 @@ def _put_initial_objects(store: ObjectStore) -> None:
     store.put_bytes("other/ignored.txt", b"not watched")
 
 
-def _events(result: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(event["event"], event["key"]) for event in result["events"]]
+def _events(result: WatchResult) -> list[tuple[str, str]]:
+    return [(event.event, event.key) for event in result.events]
 
 
 def _use_s3(store: MinioObjectStore, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,14 +73,14 @@ def _check_lifecycle(store: ObjectStore) -> None:
         ("ods.object.created", "raw/books.csv"),
         ("ods.object.created", "raw/books.yaml"),
     ]
-    assert first["recorded"] == 3
-    assert second == {"events": [], "recorded": 0}
+    assert first.recorded == 3
+    assert second.model_dump(mode="json") == {"events": [], "recorded": 0}
     assert _events(third) == [
         ("ods.object.created", "docs/handbook/leave.md"),
         ("ods.object.deleted", "raw/books.csv"),
     ]
-    assert third["events"][0]["id"] != first["events"][0]["id"]
-    assert fourth["events"] == []
+    assert third.events[0].id != first.events[0].id
+    assert fourth.events == []
     with open_catalog(get_settings()) as catalog:
         seen = {record.key: record for record in catalog.watched_objects(bucket_of(store))}
     assert sorted(seen) == ["docs/handbook/leave.md", "raw/books.csv", "raw/books.yaml"]
@@ -114,8 +115,8 @@ def test_a_watcher_killed_after_emitting_re_emits_the_same_ids() -> None:
 
     rerun = watch_bucket()
 
-    assert [event["id"] for event in rerun["events"]] == [str(event.id) for event in emitted]
-    assert watch_bucket()["events"] == []
+    assert [event.id for event in rerun.events] == [str(event.id) for event in emitted]
+    assert watch_bucket().events == []
 
 
 # --- duplicates through a real trigger ---------------------------------------------------------------

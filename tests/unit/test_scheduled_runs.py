@@ -84,7 +84,7 @@ def test_runs_no_schedule_created_always_run() -> None:
 def test_the_skip_result_is_json_and_names_the_run_kept() -> None:
     kept = run(200, NEW)
 
-    result = json.loads(json.dumps(leftover_skip_result(kept)))
+    result = json.loads(leftover_skip_result(kept).model_dump_json())
 
     assert result == {
         "skipped": "redeploy-leftover",

@@ -174,7 +174,7 @@ def test_no_retry_when_retry_s_is_zero() -> None:
 def test_the_index_task_retries_an_unavailable_milvus_but_not_a_refused_request() -> None:
     from prefect.states import Failed
 
-    from tasks.retry import retry_on_transient_errors
+    from tasks.presets import retry_on_transient_errors
 
     def failed_with(error: Exception) -> Any:
         return Failed(data=error)

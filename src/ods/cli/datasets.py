@@ -24,10 +24,10 @@ def datasets_prepare(
 
     result = runner.run(prepare_dataset, spec, source)
     console.print(
-        f"[green]registered[/green] {result['dataset']}@{result['version']}: {result['rows']} rows at {result['uri']}"
+        f"[green]registered[/green] {result.dataset}@{result.version}: {result.rows} rows at {result.uri}"
     )
-    if result.get("card_uri"):
-        console.print(f"dataset card: {result['card_uri']}")
+    if result.card_uri:
+        console.print(f"dataset card: {result.card_uri}")
 
 
 @datasets_app.command("list")

@@ -37,10 +37,10 @@ def kb_ingest(
     with _ingest_progress(kb):
         result = runner.run(ingest_documents, source, kb, batch_size)
     console.print(
-        f"[green]{kb}[/green]: {result['indexed']} indexed ({result['chunks']} chunks), "
-        f"{result['unchanged']} unchanged, {result['quarantined']} quarantined, {result['deleted']} deleted"
+        f"[green]{kb}[/green]: {result.indexed} indexed ({result.chunks} chunks), "
+        f"{result.unchanged} unchanged, {result.quarantined} quarantined, {result.deleted} deleted"
     )
-    for item in result["quarantined_documents"]:
+    for item in result.quarantined_documents:
         uri, detail = printable_text(item["uri"]), printable_text(item["detail"])
         console.print(f"  quarantined {uri}: {detail}", markup=False)
 

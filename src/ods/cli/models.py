@@ -68,13 +68,13 @@ def models_train(
         params=params or None,
         model_name=name,
     )
-    verb = "already trained" if result["reused"] else "registered"
+    verb = "already trained" if result.reused else "registered"
     console.print(
-        f"[green]{verb}[/green] {result['model']}@{result['version']} ({result['trainer']} on "
-        f"{result['dataset']}): {_headline(result['metrics'])}",
+        f"[green]{verb}[/green] {result.model}@{result.version} ({result.trainer} on "
+        f"{result.dataset}): {_headline(result.metrics)}",
         highlight=False,
     )
-    console.print(f"artifacts: {result['artifact_uri']}", markup=False, highlight=False)
+    console.print(f"artifacts: {result.artifact_uri}", markup=False, highlight=False)
 
 
 @models_app.command("list")
@@ -203,12 +203,12 @@ def models_deploy(
         max_model_len=max_model_len,
         ready_timeout_s=ready_timeout,
     )
-    verb = "already serving" if result["reused"] else "deployed"
+    verb = "already serving" if result.reused else "deployed"
     console.print(
-        f"[green]{verb}[/green] {result['model']}@{result['version']} with {result['backend']} at {result['url']}",
+        f"[green]{verb}[/green] {result.model}@{result.version} with {result.backend} at {result.url}",
         highlight=False,
     )
-    console.print(f"model id for requests: {result['served_model']}", markup=False, highlight=False)
+    console.print(f"model id for requests: {result.served_model}", markup=False, highlight=False)
 
 
 def _render_k8s(ref: str, directory: str, *, image: str | None, gpus: int, max_model_len: int | None) -> None:
@@ -289,5 +289,5 @@ def models_undeploy(
     from flows.undeploy_model import undeploy_model
 
     result = runner.run(undeploy_model, ref, grace_s=grace)
-    colour = "green" if result["stopped"] else "yellow"
-    console.print(f"[{colour}]{result['message']}[/{colour}]", highlight=False)
+    colour = "green" if result.stopped else "yellow"
+    console.print(f"[{colour}]{result.message}[/{colour}]", highlight=False)

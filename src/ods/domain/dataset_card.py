@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -30,8 +30,8 @@ def render_dataset_card(
     uri: str | None,
     rows_in: int,
     profile: Mapping[str, Any],
-    cleaning: list[Mapping[str, Any]],
-    validation: list[Mapping[str, Any]],
+    cleaning: Sequence[Mapping[str, Any]],
+    validation: Sequence[Mapping[str, Any]],
     lineage: Mapping[str, Any],
     description: str = "",
 ) -> str:

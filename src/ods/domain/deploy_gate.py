@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ods.domain.events import model_resource
 
 DEPLOYABLE_TRAINERS = frozenset({"causal-lm-sft"})
@@ -26,6 +28,19 @@ class GateDecision:
 
     passed: bool
     reasons: tuple[str, ...] = field(default=())
+
+
+class GateResult(BaseModel):
+    """What gating a registered model version decided: the gate-model flow's result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    version: int
+    model_ref: str = Field(description="The version as NAME@VERSION.")
+    trainer: str
+    approved: bool = Field(description="True when ods.model.approved was emitted (deploy-model starts).")
+    reasons: list[str] = Field(description="Every reason the version is not deployed automatically.")
 
 
 def evaluate_deploy_gate(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,40 @@ from ods.domain.dataset_spec import LogicalType
 from ods.domain.pii import MAX_SAMPLE, detect_pii_kind
 
 TOP_VALUES: Final = 5
+
+JsonScalar = bool | int | float | str | None
+"""A value as the profile stores it: numbers stay numbers, dates are ISO strings, decimals exact strings."""
+
+
+class TopValue(TypedDict):
+    """One of a text or boolean column's most frequent values."""
+
+    value: JsonScalar
+    count: int
+
+
+class ColumnProfile(TypedDict):
+    """What the profile says of one column (keys in the order they are stored)."""
+
+    dtype: str
+    null_count: int
+    null_rate: float
+    distinct_count: int | None
+    min: JsonScalar
+    max: JsonScalar
+    mean: float | str | None
+    top_values: list[TopValue] | None
+    pii_kind: str | None
+
+
+class TableProfile(TypedDict):
+    """A table's profile, as stored with its dataset version (plain JSON)."""
+
+    row_count: int
+    column_count: int
+    columns: dict[str, ColumnProfile]
+
+
 _INFERRED_TYPES: Final[dict[str, str]] = {
     "string": "string",
     "empty": "string",
@@ -74,14 +108,14 @@ def is_text_column(series: pd.Series) -> bool:
     return logical_type(series) == "string"
 
 
-def profile_frame(frame: pd.DataFrame, pii_kinds: dict[str, str] | None = None) -> dict[str, Any]:
+def profile_frame(frame: pd.DataFrame, pii_kinds: dict[str, str] | None = None) -> TableProfile:
     """Profile every column of ``frame``.
 
     ``pii_kinds`` (column -> kind, e.g. from the mask_pii step) overrides detection for those columns;
     other text columns are checked by :func:`ods.domain.pii.detect_pii_kind`.
     """
     rows = len(frame)
-    columns: dict[str, dict[str, Any]] = {}
+    columns: dict[str, ColumnProfile] = {}
     for position, name in enumerate(frame.columns):
         series = frame.iloc[:, position]
         column = _profile_column(series, rows)
@@ -95,19 +129,20 @@ def profile_frame(frame: pd.DataFrame, pii_kinds: dict[str, str] | None = None) 
     return {"row_count": rows, "column_count": len(columns), "columns": columns}
 
 
-def _profile_column(series: pd.Series, rows: int) -> dict[str, Any]:
+def _profile_column(series: pd.Series, rows: int) -> ColumnProfile:
     kind = logical_type(series)
     null_count = int(series.isna().sum())
-    profile: dict[str, Any] = {
-        "dtype": kind,
-        "null_count": null_count,
-        "null_rate": round(null_count / rows, 6) if rows else 0.0,
-        "distinct_count": None,
-        "min": None,
-        "max": None,
-        "mean": None,
-        "top_values": None,
-    }
+    profile = ColumnProfile(
+        dtype=kind,
+        null_count=null_count,
+        null_rate=round(null_count / rows, 6) if rows else 0.0,
+        distinct_count=None,
+        min=None,
+        max=None,
+        mean=None,
+        top_values=None,
+        pii_kind=None,  # set by the caller, which knows the cleaning's masked columns
+    )
     values = series.dropna()
     if kind in ("string", "bool"):
         counts = values.value_counts(dropna=True, sort=False)

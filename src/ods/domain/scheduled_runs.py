@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal
 from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
 
 CANCELLED_STATES = frozenset({"CANCELLED", "CANCELLING"})
 """States of a run that will not do its time's work (a cancelled run covers nothing)."""
 
-SKIP_REASON = "redeploy-leftover"
+SKIP_REASON: Literal["redeploy-leftover"] = "redeploy-leftover"
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,22 @@ def leftover_message(kept: ScheduledRun) -> str:
     )
 
 
-def leftover_skip_result(kept: ScheduledRun) -> dict[str, Any]:
-    """What a skipped leftover returns (JSON): ``{"skipped": "redeploy-leftover", "kept_run": ID,
-    "scheduled_time": ISO 8601 or None, "message": the log line}``."""
-    return {
-        "skipped": SKIP_REASON,
-        "kept_run": str(kept.id),
-        "scheduled_time": kept.expected_start_time.isoformat() if kept.expected_start_time else None,
-        "message": leftover_message(kept),
-    }
+class LeftoverSkip(BaseModel):
+    """What a scheduled flow's run left by a redeploy returns instead of its work (JSON:
+    ``{"skipped": "redeploy-leftover", "kept_run": ID, "scheduled_time": ISO 8601 or None, "message": ...}``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    skipped: Literal["redeploy-leftover"] = SKIP_REASON
+    kept_run: str = Field(description="Id of the run from the current schedule that does this time's work.")
+    scheduled_time: str | None = Field(description="The scheduled time both runs share (ISO 8601).")
+    message: str = Field(description="The log line naming the run kept.")
+
+
+def leftover_skip_result(kept: ScheduledRun) -> LeftoverSkip:
+    """What a skipped leftover returns, naming the run ``kept``."""
+    return LeftoverSkip(
+        kept_run=str(kept.id),
+        scheduled_time=kept.expected_start_time.isoformat() if kept.expected_start_time else None,
+        message=leftover_message(kept),
+    )

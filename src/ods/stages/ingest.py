@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ods.adapters.catalog import Catalog
+from pydantic import BaseModel, ConfigDict, Field
+
+from ods.adapters.catalog import KnowledgeCatalog
 from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, KnowledgeBaseRecord
 from ods.adapters.documents.source import DocumentSource
 from ods.adapters.milvus.client import is_server_uri
@@ -105,6 +107,10 @@ class DocumentLimits:
         return current > int(found.group(2).replace(",", ""))
 
 
+STAGES = ("read", "parse", "embed", "index")
+"""The stages of a batch, as its report's ``seconds`` names them."""
+
+
 @dataclass
 class BatchReport:
     """What one batch of documents came to."""
@@ -113,22 +119,69 @@ class BatchReport:
     reused: int = 0
     quarantined: list[dict[str, str]] = field(default_factory=list)
     chunks: int = 0
-    seconds: dict[str, float] = field(
-        default_factory=lambda: {"read": 0.0, "parse": 0.0, "embed": 0.0, "index": 0.0}
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+@dataclass(frozen=True)
+class IngestBatches:
+    """A sync plan cut into the batches an ingest run reads, parses, embeds and indexes in turn."""
+
+    batches: list[list[ListedDocument]]
+    unchanged: int
+    """Documents the plan leaves as they are (not read)."""
+    to_delete: list[str]
+    """URIs of documents gone from the source."""
+    progress_id: str
+    """Id of the Prefect progress artifact the indexed batches advance."""
+
+
+class IngestSummary(BaseModel):
+    """What an ingest run did: the ingest-documents flow's result (and, less its quarantined documents,
+    the payload of its ods.kb.updated event)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kb: str
+    source: str
+    indexed: int = Field(description="Documents whose new version was indexed.")
+    chunks: int = Field(description="Chunks written for them.")
+    unchanged: int = Field(description="Documents left as they were (not read, or read and identical).")
+    quarantined: int = Field(description="Documents quarantined (see quarantined_documents).")
+    deleted: int = Field(description="Documents gone from the source, whose chunks were deleted.")
+    seconds: dict[str, float] = Field(description="Seconds spent per stage: read, parse, embed, index.")
+    quarantined_documents: list[dict[str, str]] = Field(
+        description="Each quarantined document's uri, reason and detail."
     )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "indexed": self.indexed,
-            "reused": self.reused,
-            "quarantined": list(self.quarantined),
-            "chunks": self.chunks,
-            "seconds": {name: round(value, 3) for name, value in self.seconds.items()},
-        }
+    @property
+    def changed_anything(self) -> bool:
+        """Whether the run indexed, deleted or quarantined a document (then ods.kb.updated is emitted)."""
+        return bool(self.indexed or self.deleted or self.quarantined)
+
+    def event_payload(self) -> dict[str, Any]:
+        """The ods.kb.updated payload: the counts, without the quarantined documents' list."""
+        return self.model_dump(mode="json", exclude={"quarantined_documents"})
+
+
+def summarize_ingest(
+    kb: str, source: str, unchanged: int, reports: Sequence[BatchReport], deleted: int
+) -> IngestSummary:
+    """Add up the batches' reports of one run (``unchanged``: documents the plan did not read)."""
+    return IngestSummary(
+        kb=kb,
+        source=source,
+        indexed=sum(report.indexed for report in reports),
+        chunks=sum(report.chunks for report in reports),
+        unchanged=unchanged + sum(report.reused for report in reports),
+        quarantined=sum(len(report.quarantined) for report in reports),
+        deleted=deleted,
+        seconds={stage: round(sum(report.seconds[stage] for report in reports), 3) for stage in STAGES},
+        quarantined_documents=[item for report in reports for item in report.quarantined],
+    )
 
 
 def open_knowledge_base(
-    catalog: Catalog, settings: Settings, kb: str, source_uri: str
+    catalog: KnowledgeCatalog, settings: Settings, kb: str, source_uri: str
 ) -> KnowledgeBaseRecord:
     """Record the knowledge base with its embedding model and collection (refuses a model change).
 
@@ -175,7 +228,9 @@ def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
     return f"exact, from the dense snapshot ({snapshot.table.num_rows:,} chunks)"
 
 
-def known_documents(catalog: Catalog, kb: str, limits: DocumentLimits | None = None) -> list[KnownDocument]:
+def known_documents(
+    catalog: KnowledgeCatalog, kb: str, limits: DocumentLimits | None = None
+) -> list[KnownDocument]:
     """The catalog's view of every document of ``kb``.
 
     With ``limits``, a document quarantined over a per-document limit that has been raised since is shown
@@ -193,7 +248,7 @@ def known_documents(catalog: Catalog, kb: str, limits: DocumentLimits | None = N
 
 
 def plan_ingest(
-    catalog: Catalog, kb: str, source: DocumentSource, limits: DocumentLimits | None = None
+    catalog: KnowledgeCatalog, kb: str, source: DocumentSource, limits: DocumentLimits | None = None
 ) -> SyncPlan:
     """List the source and compare it with the catalog (``limits``: the settings' defaults without)."""
     limits = limits or DocumentLimits.from_settings()
@@ -234,7 +289,7 @@ class PreparedBatch:
 
 def prepare_batch(
     *,
-    catalog: Catalog,
+    catalog: KnowledgeCatalog,
     embedder: Embedder,
     pool: DocumentParserPool,
     source: DocumentSource,
@@ -383,7 +438,7 @@ def _fewest_chunks(parsed: ParsedDocument, limits: DocumentLimits) -> int:
 
 
 def _quarantine(
-    catalog: Catalog,
+    catalog: KnowledgeCatalog,
     report: BatchReport,
     kb: str,
     listed: ListedDocument,
@@ -416,7 +471,7 @@ def embed_batch(prepared: PreparedBatch, embedder: Embedder) -> PreparedBatch:
 
 
 def index_batch(
-    *, catalog: Catalog, index: MilvusVectorIndex, kb: str, prepared: PreparedBatch
+    *, catalog: KnowledgeCatalog, index: MilvusVectorIndex, kb: str, prepared: PreparedBatch
 ) -> BatchReport:
     """Write an embedded batch: upsert its chunks, delete other versions' chunks, then record it."""
     report = replace(
@@ -472,7 +527,9 @@ def _with_vector(row: ChunkRow, vector: Any) -> ChunkRow:
     return replace(row, vector=vector)
 
 
-def delete_documents(catalog: Catalog, index: MilvusVectorIndex, kb: str, uris: Iterable[str]) -> int:
+def delete_documents(
+    catalog: KnowledgeCatalog, index: MilvusVectorIndex, kb: str, uris: Iterable[str]
+) -> int:
     """Remove the chunks of documents gone from the source and mark them deleted."""
     count = 0
     for uri in uris:
@@ -482,7 +539,7 @@ def delete_documents(catalog: Catalog, index: MilvusVectorIndex, kb: str, uris: 
     return count
 
 
-def retire_replaced_versions(catalog: Catalog, index: MilvusVectorIndex, kb: str) -> int:
+def retire_replaced_versions(catalog: KnowledgeCatalog, index: MilvusVectorIndex, kb: str) -> int:
     """Delete from the index the chunks of versions the catalog still records ``indexed`` although their
     document has another current version, then mark those versions superseded; returns how many.
 
@@ -543,13 +600,13 @@ def verify_knowledge_base(settings: Settings, kb: str, *, repair: bool = False) 
             index.close()
 
 
-def find_drift(catalog: Catalog, index: MilvusVectorIndex, kb: str) -> IndexDrift:
+def find_drift(catalog: KnowledgeCatalog, index: MilvusVectorIndex, kb: str) -> IndexDrift:
     """The differences between the catalog's indexed chunk ids of ``kb`` and the ids its index holds."""
     return compare_chunk_ids(catalog.indexed_chunk_ids(kb), index.chunk_ids())
 
 
 def repair_drift(
-    catalog: Catalog, index: MilvusVectorIndex, kb: str, drift: IndexDrift
+    catalog: KnowledgeCatalog, index: MilvusVectorIndex, kb: str, drift: IndexDrift
 ) -> tuple[int, list[str]]:
     """Delete the orphans from the index; delete what is left of each document missing chunks from the
     index and mark it deleted in the catalog, so the next ingest reads and indexes it again (a document

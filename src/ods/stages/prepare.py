@@ -15,17 +15,19 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
-from ods.adapters.catalog import Catalog
+from ods.adapters.catalog import DatasetCatalog
 from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
+from ods.domain.profiling import TableProfile
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.settings import Settings
@@ -231,7 +233,7 @@ def fetch_source(loaded: LoadedSpec, settings: Settings, source: str | None = No
 
 
 def find_prepared_version(
-    catalog: Catalog, loaded: LoadedSpec, source: SourceData
+    catalog: DatasetCatalog, loaded: LoadedSpec, source: SourceData
 ) -> DatasetVersionRecord | None:
     """The version an earlier run made from the same source bytes and spec, if any."""
     return catalog.find_dataset_version(
@@ -297,32 +299,52 @@ class PreparedVersion:
         parts = (event, record.dataset_name, str(record.version), record.uri)
         return uuid.uuid5(DATASET_EVENT_NAMESPACE, "\n".join(parts))
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready summary (flow result, event payload basis, CLI output)."""
+    def summary(self, card_uri: str | None = None) -> DatasetVersionSummary:
+        """What a person needs of this version (flow result, event payload basis, CLI output)."""
         record = self.record
-        return {
-            "dataset": record.dataset_name,
-            "version": record.version,
-            "version_id": record.id,
-            "status": record.status,
-            "uri": record.uri,
-            "rows": record.row_count,
-            "size_bytes": record.size_bytes,
-            "content_hash": record.content_hash,
-            "quarantine_uri": self.quarantine_uri,
-            "quarantined_rows": self.quarantined_rows,
-            "reason": record.reason,
-        }
+        return DatasetVersionSummary(
+            dataset=record.dataset_name,
+            version=record.version,
+            version_id=record.id,
+            status=record.status,
+            uri=record.uri,
+            rows=record.row_count,
+            size_bytes=record.size_bytes,
+            content_hash=record.content_hash,
+            quarantine_uri=self.quarantine_uri,
+            quarantined_rows=self.quarantined_rows,
+            reason=record.reason,
+            card_uri=card_uri,
+        )
+
+
+class DatasetVersionSummary(BaseModel):
+    """A prepared dataset version: the prepare-dataset flow's result and its events' payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    version: int
+    version_id: int = Field(description="The version's catalog id.")
+    status: str = Field(description="registered or rejected.")
+    uri: str = Field(description="Where the cleaned table's Parquet is stored.")
+    rows: int
+    size_bytes: int
+    content_hash: str = Field(description="sha256 of the stored Parquet bytes.")
+    quarantine_uri: str | None = Field(description="Where the failing rows of a rejected version are.")
+    quarantined_rows: int | None = Field(description="How many rows the quarantine holds.")
+    reason: str | None = Field(description="Why a version was rejected.")
+    card_uri: str | None = Field(default=None, description="Where the dataset card is stored.")
 
 
 def register_version(
-    catalog: Catalog,
+    catalog: DatasetCatalog,
     loaded: LoadedSpec,
     source: SourceData,
     written: WrittenTable,
     *,
     frame: pd.DataFrame,
-    profile: dict[str, Any],
+    profile: TableProfile,
     validation_rows: list[dict[str, Any]],
     flow_run_id: str | None,
 ) -> PreparedVersion:
@@ -332,30 +354,26 @@ def register_version(
         content_hash=written.content_hash,
         uri=written.uri,
         schema=frame_schema(frame),
-        profile=profile,
+        profile=dict(profile),
         row_count=len(frame),
         size_bytes=written.size_bytes,
         status="registered",
-        source_uri=source.uri,
-        source_etag=source.etag,
-        source_sha256=source.sha256,
-        spec_hash=loaded.spec_hash,
-        flow_run_id=flow_run_id,
         description=loaded.spec.description or None,
+        **_lineage(loaded, source, flow_run_id),
     )
     catalog.add_validation_run(record.id, success=True, results={"expectations": validation_rows})
     return PreparedVersion(record=record)
 
 
 def reject_version(
-    catalog: Catalog,
+    catalog: DatasetCatalog,
     store: ObjectStore,
     loaded: LoadedSpec,
     source: SourceData,
     *,
     frame: pd.DataFrame,
     failing_rows: list[int],
-    profile: dict[str, Any],
+    profile: TableProfile,
     validation_rows: list[dict[str, Any]],
     reason: str,
     flow_run_id: str | None,
@@ -377,23 +395,39 @@ def reject_version(
         content_hash=content_hash,
         uri=quarantine.uri,
         schema=frame_schema(frame),
-        profile=profile,
+        profile=dict(profile),
         row_count=len(frame),
         size_bytes=0,
         status="rejected",
         reason=reason,
-        source_uri=source.uri,
-        source_etag=source.etag,
-        source_sha256=source.sha256,
-        spec_hash=loaded.spec_hash,
-        flow_run_id=flow_run_id,
         description=loaded.spec.description or None,
+        **_lineage(loaded, source, flow_run_id),
     )
     quarantine_uri = quarantine.uri if failing_rows else None
     catalog.add_validation_run(
         record.id, success=False, results={"expectations": validation_rows}, quarantine_uri=quarantine_uri
     )
     return PreparedVersion(record=record, quarantine_uri=quarantine_uri, quarantined_rows=len(failing_rows))
+
+
+class _Lineage(TypedDict):
+    """What a version is made from, as the catalog records it: the source's bytes, the spec, the run."""
+
+    source_uri: str
+    source_etag: str | None
+    source_sha256: str
+    spec_hash: str
+    flow_run_id: str | None
+
+
+def _lineage(loaded: LoadedSpec, source: SourceData, flow_run_id: str | None) -> _Lineage:
+    return _Lineage(
+        source_uri=source.uri,
+        source_etag=source.etag,
+        source_sha256=source.sha256,
+        spec_hash=loaded.spec_hash,
+        flow_run_id=flow_run_id,
+    )
 
 
 def rejected_version(store: ObjectStore, record: DatasetVersionRecord) -> PreparedVersion:

@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ods.adapters.catalog import Catalog
+from pydantic import BaseModel, ConfigDict, Field
+
+from ods.adapters.catalog import EndpointCatalog, ModelCatalog
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
 from ods.adapters.models.llm import OpenAIChatLLM
 from ods.adapters.models.server import (
@@ -169,14 +171,18 @@ def content_hash_of(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(files).encode("utf-8")).hexdigest()
 
 
-def resolve_model_version(catalog: Catalog, ref: str) -> ModelVersionRecord:
+class ServingCatalog(ModelCatalog, EndpointCatalog, Protocol):
+    """The model versions an endpoint serves, and the endpoints."""
+
+
+def resolve_model_version(catalog: ModelCatalog, ref: str) -> ModelVersionRecord:
     """The version ``NAME[@VERSION]`` names (the newest without a version); NotFoundError lists what exists."""
     name, number = parse_model_ref(ref)
     return catalog.get_model_version(name, number)
 
 
 def plan_deployment(
-    catalog: Catalog,
+    catalog: ModelCatalog,
     store: ObjectStore,
     *,
     model: str,
@@ -248,7 +254,9 @@ def endpoint_is_live(server: ModelServer, endpoint: EndpointRecord) -> bool:
     return server.is_healthy(endpoint.url)
 
 
-def find_live_endpoint(catalog: Catalog, server: ModelServer, plan: DeploymentPlan) -> EndpointRecord | None:
+def find_live_endpoint(
+    catalog: EndpointCatalog, server: ModelServer, plan: DeploymentPlan
+) -> EndpointRecord | None:
     """The plan's version's active endpoint of the same backend if it still answers; dead ones are stopped."""
     for endpoint in catalog.list_endpoints(plan.model_name, model_version=plan.version, status="active"):
         if endpoint.backend != plan.backend:
@@ -327,7 +335,7 @@ def log_path_for(home: Path, plan: DeploymentPlan) -> Path:
 
 
 def start_server(
-    catalog: Catalog,
+    catalog: EndpointCatalog,
     server: ModelServer,
     plan: DeploymentPlan,
     local_dir: Path,
@@ -389,7 +397,12 @@ def check_server(server: ModelServer, launch: Launch, *, ready_timeout_s: float)
 
 
 def fail_deployment(
-    catalog: Catalog, server: ModelServer, launch: Launch, check: ServerCheck, *, grace_s: float = 10.0
+    catalog: EndpointCatalog,
+    server: ModelServer,
+    launch: Launch,
+    check: ServerCheck,
+    *,
+    grace_s: float = 10.0,
 ) -> EndpointRecord:
     """Stop the new server and record its endpoint ``failed`` with the log tail (others are untouched)."""
     if launch.pid is not None:
@@ -401,7 +414,12 @@ def fail_deployment(
 
 
 def activate_endpoint(
-    catalog: Catalog, server: ModelServer, launch: Launch, check: ServerCheck, *, grace_s: float = 10.0
+    catalog: EndpointCatalog,
+    server: ModelServer,
+    launch: Launch,
+    check: ServerCheck,
+    *,
+    grace_s: float = 10.0,
 ) -> tuple[EndpointRecord, list[EndpointRecord]]:
     """Mark the new endpoint active, then stop and mark ``stopped`` the model's other active endpoints."""
     endpoint = catalog.update_endpoint(
@@ -426,7 +444,7 @@ def activate_endpoint(
 
 
 def stop_endpoint(
-    catalog: Catalog,
+    catalog: EndpointCatalog,
     server: ModelServer,
     endpoint: EndpointRecord,
     *,
@@ -448,7 +466,7 @@ def stop_endpoint(
     )
 
 
-def endpoints_to_stop(catalog: Catalog, ref: str) -> list[EndpointRecord]:
+def endpoints_to_stop(catalog: ServingCatalog, ref: str) -> list[EndpointRecord]:
     """The active (and starting) endpoints ``NAME`` or ``NAME@VERSION`` names; NotFoundError for an unknown model.
 
     A ``starting`` endpoint is one being deployed, or left by a deployment run that crashed before it
@@ -462,22 +480,64 @@ def endpoints_to_stop(catalog: Catalog, ref: str) -> list[EndpointRecord]:
     ]
 
 
-def endpoint_summary(endpoint: EndpointRecord, *, reused: bool = False) -> dict[str, Any]:
-    """JSON-ready summary of an endpoint (flow result, event payload, CLI output)."""
-    return {
-        "endpoint_id": endpoint.id,
-        "model": endpoint.model_name,
-        "version": endpoint.model_version,
-        "model_version_id": endpoint.model_version_id,
-        "backend": endpoint.backend,
-        "url": endpoint.url,
-        "served_model": endpoint.served_model or endpoint.model_name,
-        "status": endpoint.status,
-        "pid": endpoint.pid,
-        "log_path": endpoint.log_path,
-        "ready_seconds": endpoint.details.get("ready_seconds"),
-        "reused": reused,
-    }
+class EndpointSummary(BaseModel):
+    """An endpoint serving a model version: the deploy-model flow's result and its events' payload basis."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint_id: int
+    model: str
+    version: int
+    model_version_id: int
+    backend: str = Field(description="vllm or transformers.")
+    url: str = Field(description="Base URL of the OpenAI-compatible API (…/v1).")
+    served_model: str = Field(description="The model id requests must send.")
+    status: str = Field(description="starting, active, failed or stopped.")
+    pid: int | None = Field(description="Process id of the server's process group leader.")
+    log_path: str | None
+    ready_seconds: float | None = Field(description="Seconds the server took to answer /health.")
+    reused: bool = Field(description="True when the version's live endpoint was kept (nothing started).")
+
+
+class ActivatedEndpoint(EndpointSummary):
+    """A newly started endpoint made the model's active one, with the endpoints it replaced."""
+
+    replaced: list[int] = Field(
+        description="Ids of the model's endpoints stopped because this one replaced them."
+    )
+
+
+class StoppedEndpoints(BaseModel):
+    """What undeploying a model did: the undeploy-model flow's result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(description="NAME or NAME@VERSION as asked.")
+    stopped: list[EndpointSummary]
+    message: str = Field(description="One line saying what was stopped, or why nothing was.")
+
+
+def endpoint_summary(endpoint: EndpointRecord, *, reused: bool = False) -> EndpointSummary:
+    """What a person needs of an endpoint (flow result, event payload, CLI output)."""
+    return EndpointSummary(
+        endpoint_id=endpoint.id,
+        model=endpoint.model_name,
+        version=endpoint.model_version,
+        model_version_id=endpoint.model_version_id,
+        backend=endpoint.backend,
+        url=endpoint.url,
+        served_model=endpoint.served_model or endpoint.model_name,
+        status=endpoint.status,
+        pid=endpoint.pid,
+        log_path=endpoint.log_path,
+        ready_seconds=endpoint.details.get("ready_seconds"),
+        reused=reused,
+    )
+
+
+def activated_endpoint(endpoint: EndpointRecord, replaced: list[EndpointRecord]) -> ActivatedEndpoint:
+    """The summary of a newly active endpoint, naming the endpoints it replaced."""
+    return ActivatedEndpoint(**endpoint_summary(endpoint).model_dump(), replaced=[old.id for old in replaced])
 
 
 def failure_message(

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
-from ods.adapters.catalog import Catalog
+from ods.adapters.catalog import DatasetCatalog, ModelCatalog
 from ods.adapters.catalog.records import DatasetVersionRecord, ModelVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.domain.model_card import render_model_card
@@ -132,7 +133,7 @@ def code_version() -> str | None:
     return f"{version or '0'}+g{sha}"
 
 
-def resolve_dataset(catalog: Catalog, ref: str) -> DatasetVersionRecord:
+def resolve_dataset(catalog: DatasetCatalog, ref: str) -> DatasetVersionRecord:
     """The dataset version ``NAME[@VERSION]`` names (the newest registered one without a version).
 
     A rejected version is refused: its data failed the quality gate.
@@ -152,7 +153,7 @@ def _schema_columns(record: DatasetVersionRecord) -> list[str]:
 
 
 def plan_training(
-    catalog: Catalog,
+    catalog: DatasetCatalog,
     *,
     dataset: str,
     trainer: str,
@@ -210,7 +211,7 @@ def artifact_uri(store: ObjectStore, plan: TrainingPlan) -> str:
 
 
 def find_trained_version(
-    catalog: Catalog, store: ObjectStore, plan: TrainingPlan
+    catalog: ModelCatalog, store: ObjectStore, plan: TrainingPlan
 ) -> ModelVersionRecord | None:
     """The version an earlier run registered for exactly this request, if any."""
     return catalog.find_model_version(plan.model_name, artifact_uri=artifact_uri(store, plan))
@@ -416,7 +417,12 @@ def _store_artifacts(store: ObjectStore, plan: TrainingPlan, trained: TrainedMod
 
 
 def register_trained_version(
-    catalog: Catalog, store: ObjectStore, plan: TrainingPlan, stored: StoredModel, *, flow_run_id: str | None
+    catalog: ModelCatalog,
+    store: ObjectStore,
+    plan: TrainingPlan,
+    stored: StoredModel,
+    *,
+    flow_run_id: str | None,
 ) -> ModelVersionRecord:
     """Record the model version (once per request and per flow run), then drop its checkpoints."""
     record = find_trained_version(catalog, store, plan) or catalog.add_model_version(
@@ -433,22 +439,43 @@ def register_trained_version(
     return record
 
 
-def model_summary(record: ModelVersionRecord, plan: TrainingPlan, *, reused: bool = False) -> dict[str, Any]:
-    """JSON-ready summary of a model version (flow result, event payload, CLI output)."""
-    return {
-        "model": record.model_name,
-        "version": record.version,
-        "version_id": record.id,
-        "trainer": record.trainer,
-        "metrics": record.metrics,
-        "artifact_uri": record.artifact_uri,
-        "dataset": plan.dataset_ref,
-        "dataset_version_id": record.dataset_version_id,
-        "code_version": record.code_version,
-        "flow_run_id": record.flow_run_id,
-        "training_key": plan.key,
-        "reused": reused,
-    }
+class ModelVersionSummary(BaseModel):
+    """A registered model version: the train-model flow's result and its ods.model.registered payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    version: int
+    version_id: int = Field(description="The version's catalog id.")
+    trainer: str
+    metrics: dict[str, Any] = Field(description="Held-out evaluation metrics, by name.")
+    artifact_uri: str = Field(description="The object-store prefix of the version's artifacts.")
+    dataset: str = Field(description="The dataset version trained on, as NAME@VERSION.")
+    dataset_version_id: int | None
+    code_version: str | None
+    flow_run_id: str | None = Field(description="The flow run that registered the version.")
+    training_key: str = Field(description="Key of the request (data, parameters, code) the version answers.")
+    reused: bool = Field(description="True when an earlier run had registered it (nothing was trained).")
+
+
+def model_summary(
+    record: ModelVersionRecord, plan: TrainingPlan, *, reused: bool = False
+) -> ModelVersionSummary:
+    """What a person needs of a model version (flow result, event payload, CLI output)."""
+    return ModelVersionSummary(
+        model=record.model_name,
+        version=record.version,
+        version_id=record.id,
+        trainer=record.trainer,
+        metrics=record.metrics,
+        artifact_uri=record.artifact_uri,
+        dataset=plan.dataset_ref,
+        dataset_version_id=record.dataset_version_id,
+        code_version=record.code_version,
+        flow_run_id=record.flow_run_id,
+        training_key=plan.key,
+        reused=reused,
+    )
 
 
 def render_version_card(record: ModelVersionRecord, plan: TrainingPlan, details: Mapping[str, Any]) -> str:

@@ -12,9 +12,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from ods.adapters.catalog import Catalog
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+from ods.adapters.catalog import WatchCatalog
 from ods.adapters.object_store import ObjectStore
 from ods.domain.bucket_diff import (
     ObjectChange,
@@ -25,6 +34,7 @@ from ods.domain.bucket_diff import (
 )
 from ods.errors import OdsError
 from ods.settings import Settings
+from ods.stages.ingest import IngestSummary
 
 LOCAL_BUCKET = "local"
 """The bucket name events carry for the local (directory) object store."""
@@ -87,7 +97,7 @@ def list_watched_objects(store: ObjectStore, layout: WatchLayout) -> list[Observ
     ]
 
 
-def load_seen_objects(catalog: Catalog, bucket: str, layout: WatchLayout) -> dict[str, SeenObject]:
+def load_seen_objects(catalog: WatchCatalog, bucket: str, layout: WatchLayout) -> dict[str, SeenObject]:
     """What the watcher recorded under the watched prefixes, by key."""
     return {
         record.key: SeenObject(
@@ -98,7 +108,7 @@ def load_seen_objects(catalog: Catalog, bucket: str, layout: WatchLayout) -> dic
     }
 
 
-def plan_bucket_changes(store: ObjectStore, catalog: Catalog, layout: WatchLayout) -> list[ObjectChange]:
+def plan_bucket_changes(store: ObjectStore, catalog: WatchCatalog, layout: WatchLayout) -> list[ObjectChange]:
     """What changed in the watched prefixes since the last recorded look."""
     bucket = bucket_of(store)
     return diff_objects(
@@ -113,6 +123,29 @@ def object_event(change: ObjectChange, uri_of: Callable[[str], str]) -> ObjectEv
     )
 
 
+class EmittedEvent(BaseModel):
+    """One ``ods.object.*`` event a watcher emitted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: str = Field(description="ods.object.created or ods.object.deleted.")
+    key: str = Field(description="The object's key in the bucket.")
+    id: str = Field(description="The event's deterministic id (a repeat is the same event).")
+
+    @classmethod
+    def of(cls, event: ObjectEvent) -> EmittedEvent:
+        return cls(event=event.event, key=event.payload["key"], id=str(event.id))
+
+
+class WatchResult(BaseModel):
+    """What one watch-bucket run did: the events it emitted and the catalog rows it recorded."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[EmittedEvent]
+    recorded: int = Field(description="Objects recorded as seen (so the next run does not emit them).")
+
+
 def emit_object_events(
     changes: Iterable[ObjectChange], uri_of: Callable[[str], str], emit: EventEmitter
 ) -> list[ObjectEvent]:
@@ -123,7 +156,7 @@ def emit_object_events(
     return events
 
 
-def record_bucket_changes(catalog: Catalog, bucket: str, changes: Iterable[ObjectChange]) -> int:
+def record_bucket_changes(catalog: WatchCatalog, bucket: str, changes: Iterable[ObjectChange]) -> int:
     """Record the changes as seen (after their events went out); returns the rows written."""
     states = [
         SeenObject(
@@ -142,13 +175,55 @@ class KnowledgeBaseSyncError(OdsError):
     """Some knowledge bases could not be brought in line with their sources (the others were)."""
 
 
-def sync_failure_message(results: Iterable[dict[str, Any]]) -> str | None:
+@dataclass(frozen=True)
+class KnowledgeBaseSource:
+    """A knowledge base and the source the catalog recorded for it (None: never ingested from one)."""
+
+    kb: str
+    source: str | None
+
+
+class KnowledgeBaseSync(BaseModel):
+    """How syncing one knowledge base went. As JSON, a synced one is ``{"kb", "status": "synced", ...}``
+    with its ingest summary's fields inline, a failed one ``{"kb", "status": "failed", "error"}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kb: str
+    status: Literal["synced", "failed"]
+    error: str | None = Field(default=None, description="Why a failed knowledge base did not sync.")
+    ingest: IngestSummary | None = Field(default=None, description="What a synced one's ingest did.")
+
+    @model_serializer(mode="wrap")
+    def _inline_ingest(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        ingest = data.pop("ingest", None)
+        if ingest is None:
+            return data
+        data.pop("error", None)
+        return {**data, **ingest}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_ingest(cls, data: Any) -> Any:
+        """Read the JSON form back: a synced one's inline ingest fields become ``ingest`` again."""
+        if isinstance(data, dict) and "ingest" not in data and "source" in data:
+            return {"kb": data["kb"], "status": data["status"], "ingest": data}
+        return data
+
+
+class KnowledgeBaseSyncReport(BaseModel):
+    """What one sync-knowledge-bases run did, knowledge base by knowledge base."""
+
+    model_config = ConfigDict(frozen=True)
+
+    synced: int = Field(description="Knowledge bases looked at (a failed one would have failed the run).")
+    knowledge_bases: list[KnowledgeBaseSync]
+
+
+def sync_failure_message(results: Iterable[KnowledgeBaseSync]) -> str | None:
     """The error naming every knowledge base that failed to sync and why, or None when all synced."""
-    failed = [
-        f"{result['kb']} ({result.get('error') or 'failed'})"
-        for result in results
-        if result["status"] != "synced"
-    ]
+    failed = [f"{result.kb} ({result.error or 'failed'})" for result in results if result.status != "synced"]
     if not failed:
         return None
     return (

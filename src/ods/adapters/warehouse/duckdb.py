@@ -25,7 +25,7 @@ from ods.errors import NotFoundError, OdsError
 if TYPE_CHECKING:
     import pyarrow.dataset
 
-    from ods.adapters.catalog import Catalog
+    from ods.adapters.catalog import DatasetCatalog
     from ods.adapters.catalog.records import DatasetVersionRecord
     from ods.adapters.object_store import ObjectStore
 
@@ -165,7 +165,9 @@ class DuckDBWarehouse(Closeable):
         self._process.close()
 
 
-def resolve_dataset_versions(catalog: Catalog, datasets: Sequence[str] | None) -> list[DatasetVersionRecord]:
+def resolve_dataset_versions(
+    catalog: DatasetCatalog, datasets: Sequence[str] | None
+) -> list[DatasetVersionRecord]:
     """The versions to query: the newest registered one of every dataset, or the refs given (``name@v``)."""
     from ods.domain.refs import parse_dataset_ref
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from ods.adapters.catalog import Catalog, CitationRecord
+from ods.adapters.catalog import CitationRecord, ConversationCatalog, KnowledgeCatalog
 from ods.domain.answering import recent_history
 from ods.domain.chat import ChatMessage
 from ods.errors import NotFoundError
 from ods.stages.answer.results import Gathered
 
 
+class CitingCatalog(ConversationCatalog, KnowledgeCatalog, Protocol):
+    """The conversations a turn is written to, and the chunks its citations resolve to."""
+
+
 def recent_turns(
-    catalog: Catalog, conversation_id: str | None, turns: int
+    catalog: ConversationCatalog, conversation_id: str | None, turns: int
 ) -> tuple[list[ChatMessage], list[ChatMessage]]:
     """The recent turns for the answer prompt, and for the SQL prompt (questions with the SQL they ran)."""
     if conversation_id is None or turns == 0:
@@ -41,7 +46,7 @@ def recent_turns(
 
 
 def remember_turn(
-    catalog: Catalog,
+    catalog: CitingCatalog,
     conversation_id: str | None,
     question: str,
     text: str,
