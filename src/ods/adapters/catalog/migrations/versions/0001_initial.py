@@ -5,12 +5,15 @@ Revises:
 Create Date: written by hand
 
 Written by hand to match ``ods.adapters.catalog.schema`` exactly (the drift test compares them).
-Types are spelled out here rather than imported, so later schema changes cannot rewrite history.
+Types are spelled out here rather than imported, so later schema changes cannot rewrite history. The
+constraint and index names follow the catalog's naming convention (``pk_<table>``, ``fk_<table>_<column>_
+<target>``, ``uq_<table>_<columns>``, ``ix_<table>_<column>``), so the helpers below derive them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,223 +25,197 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 JSON_DOCUMENT = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+_VERSION_STATUS = "status IN ('registered', 'rejected')"
+_DOCUMENT_STATUS = "status IN ('indexed', 'quarantined', 'deleted')"
 
 
-def _timestamp(name: str) -> sa.Column[object]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=False)
+def _required(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
+    return sa.Column(name, type_, nullable=False)
+
+
+def _optional(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
+    return sa.Column(name, type_, nullable=True)
+
+
+def _integer_id() -> sa.Column[Any]:
+    return _required("id", sa.Integer())
+
+
+def _timestamp(name: str) -> sa.Column[Any]:
+    return _required(name, sa.DateTime(timezone=True))
+
+
+def _primary_key(table: str, *columns: str) -> sa.PrimaryKeyConstraint:
+    return sa.PrimaryKeyConstraint(*(columns or ("id",)), name=op.f(f"pk_{table}"))
+
+
+def _unique(table: str, *columns: str) -> sa.UniqueConstraint:
+    return sa.UniqueConstraint(*columns, name=op.f(f"uq_{table}_{'_'.join(columns)}"))
+
+
+def _check(table: str, suffix: str, condition: str) -> sa.CheckConstraint:
+    return sa.CheckConstraint(condition, name=op.f(f"ck_{table}_{suffix}"))
+
+
+def _foreign_key(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyConstraint:
+    """``table.column`` → ``target.id``, named by the convention."""
+    return sa.ForeignKeyConstraint(
+        [column], [f"{target}.id"], name=op.f(f"fk_{table}_{column}_{target}"), ondelete=ondelete
+    )
+
+
+def _create_index(table: str, column: str) -> None:
+    op.create_index(op.f(f"ix_{table}_{column}"), table, [column], unique=False)
+
+
+def _create_named_table(table: str) -> None:
+    """``datasets`` and ``models``: a unique name, a description and when it was created."""
+    op.create_table(
+        table,
+        _integer_id(),
+        _required("name", sa.String(length=200)),
+        _optional("description", sa.Text()),
+        _timestamp("created_at"),
+        _primary_key(table),
+        _unique(table, "name"),
+    )
+
+
+def _version_checks(table: str) -> tuple[sa.CheckConstraint, sa.CheckConstraint]:
+    """What ``dataset_versions`` and ``model_versions`` both check: their status and version numbering."""
+    return _check(table, "status", _VERSION_STATUS), _check(table, "version_positive", "version >= 1")
 
 
 def upgrade() -> None:
-    op.create_table(
-        "datasets",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        _timestamp("created_at"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_datasets")),
-        sa.UniqueConstraint("name", name=op.f("uq_datasets_name")),
-    )
+    _create_named_table("datasets")
     op.create_table(
         "dataset_versions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("dataset_id", sa.Integer(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("uri", sa.Text(), nullable=False),
-        sa.Column("schema", JSON_DOCUMENT, nullable=False),
-        sa.Column("profile", JSON_DOCUMENT, nullable=False),
-        sa.Column("row_count", sa.BigInteger(), nullable=False),
-        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("source_uri", sa.Text(), nullable=True),
-        sa.Column("source_etag", sa.String(length=200), nullable=True),
-        sa.Column("source_sha256", sa.String(length=64), nullable=True),
-        sa.Column("spec_hash", sa.String(length=64), nullable=True),
-        sa.Column("flow_run_id", sa.String(length=64), nullable=True),
+        _integer_id(),
+        _required("dataset_id", sa.Integer()),
+        _required("version", sa.Integer()),
+        _required("content_hash", sa.String(length=64)),
+        _required("uri", sa.Text()),
+        _required("schema", JSON_DOCUMENT),
+        _required("profile", JSON_DOCUMENT),
+        _required("row_count", sa.BigInteger()),
+        _required("size_bytes", sa.BigInteger()),
+        _required("status", sa.String(length=16)),
+        _optional("reason", sa.Text()),
+        _optional("source_uri", sa.Text()),
+        _optional("source_etag", sa.String(length=200)),
+        _optional("source_sha256", sa.String(length=64)),
+        _optional("spec_hash", sa.String(length=64)),
+        _optional("flow_run_id", sa.String(length=64)),
         _timestamp("created_at"),
-        sa.CheckConstraint("status IN ('registered', 'rejected')", name=op.f("ck_dataset_versions_status")),
-        sa.CheckConstraint("version >= 1", name=op.f("ck_dataset_versions_version_positive")),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"],
-            ["datasets.id"],
-            name=op.f("fk_dataset_versions_dataset_id_datasets"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_versions")),
-        sa.UniqueConstraint(
-            "dataset_id", "content_hash", name=op.f("uq_dataset_versions_dataset_id_content_hash")
-        ),
-        sa.UniqueConstraint("dataset_id", "version", name=op.f("uq_dataset_versions_dataset_id_version")),
+        *_version_checks("dataset_versions"),
+        _foreign_key("dataset_versions", "dataset_id", "datasets", "CASCADE"),
+        _primary_key("dataset_versions"),
+        _unique("dataset_versions", "dataset_id", "content_hash"),
+        _unique("dataset_versions", "dataset_id", "version"),
     )
     op.create_table(
         "dataset_version_parents",
-        sa.Column("child_version_id", sa.Integer(), nullable=False),
-        sa.Column("parent_version_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["child_version_id"],
-            ["dataset_versions.id"],
-            name=op.f("fk_dataset_version_parents_child_version_id_dataset_versions"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["parent_version_id"],
-            ["dataset_versions.id"],
-            name=op.f("fk_dataset_version_parents_parent_version_id_dataset_versions"),
-            ondelete="RESTRICT",
-        ),
-        sa.PrimaryKeyConstraint(
-            "child_version_id", "parent_version_id", name=op.f("pk_dataset_version_parents")
-        ),
+        _required("child_version_id", sa.Integer()),
+        _required("parent_version_id", sa.Integer()),
+        _foreign_key("dataset_version_parents", "child_version_id", "dataset_versions", "CASCADE"),
+        _foreign_key("dataset_version_parents", "parent_version_id", "dataset_versions", "RESTRICT"),
+        _primary_key("dataset_version_parents", "child_version_id", "parent_version_id"),
     )
-    op.create_index(
-        op.f("ix_dataset_version_parents_parent_version_id"),
-        "dataset_version_parents",
-        ["parent_version_id"],
-        unique=False,
-    )
+    _create_index("dataset_version_parents", "parent_version_id")
     op.create_table(
         "validation_runs",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("dataset_version_id", sa.Integer(), nullable=False),
-        sa.Column("success", sa.Boolean(), nullable=False),
-        sa.Column("results", JSON_DOCUMENT, nullable=False),
-        sa.Column("quarantine_uri", sa.Text(), nullable=True),
+        _integer_id(),
+        _required("dataset_version_id", sa.Integer()),
+        _required("success", sa.Boolean()),
+        _required("results", JSON_DOCUMENT),
+        _optional("quarantine_uri", sa.Text()),
         _timestamp("created_at"),
-        sa.ForeignKeyConstraint(
-            ["dataset_version_id"],
-            ["dataset_versions.id"],
-            name=op.f("fk_validation_runs_dataset_version_id_dataset_versions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_validation_runs")),
+        _foreign_key("validation_runs", "dataset_version_id", "dataset_versions", "CASCADE"),
+        _primary_key("validation_runs"),
     )
-    op.create_index(
-        op.f("ix_validation_runs_dataset_version_id"), "validation_runs", ["dataset_version_id"], unique=False
-    )
-    op.create_table(
-        "models",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        _timestamp("created_at"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_models")),
-        sa.UniqueConstraint("name", name=op.f("uq_models_name")),
-    )
+    _create_index("validation_runs", "dataset_version_id")
+    _create_named_table("models")
     op.create_table(
         "model_versions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model_id", sa.Integer(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("trainer", sa.String(length=100), nullable=False),
-        sa.Column("params", JSON_DOCUMENT, nullable=False),
-        sa.Column("metrics", JSON_DOCUMENT, nullable=False),
-        sa.Column("artifact_uri", sa.Text(), nullable=False),
-        sa.Column("dataset_version_id", sa.Integer(), nullable=True),
-        sa.Column("code_version", sa.String(length=100), nullable=True),
-        sa.Column("flow_run_id", sa.String(length=64), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        _integer_id(),
+        _required("model_id", sa.Integer()),
+        _required("version", sa.Integer()),
+        _required("trainer", sa.String(length=100)),
+        _required("params", JSON_DOCUMENT),
+        _required("metrics", JSON_DOCUMENT),
+        _required("artifact_uri", sa.Text()),
+        _optional("dataset_version_id", sa.Integer()),
+        _optional("code_version", sa.String(length=100)),
+        _optional("flow_run_id", sa.String(length=64)),
+        _required("status", sa.String(length=16)),
         _timestamp("created_at"),
-        sa.CheckConstraint("status IN ('registered', 'rejected')", name=op.f("ck_model_versions_status")),
-        sa.CheckConstraint("version >= 1", name=op.f("ck_model_versions_version_positive")),
-        sa.ForeignKeyConstraint(
-            ["dataset_version_id"],
-            ["dataset_versions.id"],
-            name=op.f("fk_model_versions_dataset_version_id_dataset_versions"),
-            ondelete="RESTRICT",
-        ),
-        sa.ForeignKeyConstraint(
-            ["model_id"], ["models.id"], name=op.f("fk_model_versions_model_id_models"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
-        sa.UniqueConstraint("model_id", "version", name=op.f("uq_model_versions_model_id_version")),
+        *_version_checks("model_versions"),
+        _foreign_key("model_versions", "dataset_version_id", "dataset_versions", "RESTRICT"),
+        _foreign_key("model_versions", "model_id", "models", "CASCADE"),
+        _primary_key("model_versions"),
+        _unique("model_versions", "model_id", "version"),
     )
-    op.create_index(
-        op.f("ix_model_versions_dataset_version_id"), "model_versions", ["dataset_version_id"], unique=False
-    )
+    _create_index("model_versions", "dataset_version_id")
     op.create_table(
         "endpoints",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model_version_id", sa.Integer(), nullable=False),
-        sa.Column("backend", sa.String(length=16), nullable=False),
-        sa.Column("url", sa.Text(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("log_tail", sa.Text(), nullable=True),
+        _integer_id(),
+        _required("model_version_id", sa.Integer()),
+        _required("backend", sa.String(length=16)),
+        _required("url", sa.Text()),
+        _required("status", sa.String(length=16)),
+        _optional("log_tail", sa.Text()),
         _timestamp("created_at"),
         _timestamp("updated_at"),
-        sa.CheckConstraint(
-            "backend IN ('vllm', 'transformers', 'openai')", name=op.f("ck_endpoints_backend")
-        ),
-        sa.CheckConstraint(
-            "status IN ('starting', 'active', 'failed', 'stopped')", name=op.f("ck_endpoints_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["model_version_id"],
-            ["model_versions.id"],
-            name=op.f("fk_endpoints_model_version_id_model_versions"),
-            ondelete="RESTRICT",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_endpoints")),
+        _check("endpoints", "backend", "backend IN ('vllm', 'transformers', 'openai')"),
+        _check("endpoints", "status", "status IN ('starting', 'active', 'failed', 'stopped')"),
+        _foreign_key("endpoints", "model_version_id", "model_versions", "RESTRICT"),
+        _primary_key("endpoints"),
     )
-    op.create_index(op.f("ix_endpoints_model_version_id"), "endpoints", ["model_version_id"], unique=False)
+    _create_index("endpoints", "model_version_id")
     op.create_table(
         "knowledge_bases",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("source_uri", sa.Text(), nullable=True),
-        sa.Column("embedding_model", sa.String(length=200), nullable=False),
-        sa.Column("embedding_dim", sa.Integer(), nullable=False),
-        sa.Column("collection_name", sa.String(length=255), nullable=False),
+        _integer_id(),
+        _required("name", sa.String(length=200)),
+        _optional("source_uri", sa.Text()),
+        _required("embedding_model", sa.String(length=200)),
+        _required("embedding_dim", sa.Integer()),
+        _required("collection_name", sa.String(length=255)),
         _timestamp("created_at"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_knowledge_bases")),
-        sa.UniqueConstraint("collection_name", name=op.f("uq_knowledge_bases_collection_name")),
-        sa.UniqueConstraint("name", name=op.f("uq_knowledge_bases_name")),
+        _primary_key("knowledge_bases"),
+        _unique("knowledge_bases", "collection_name"),
+        _unique("knowledge_bases", "name"),
     )
     op.create_table(
         "documents",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("kb_id", sa.Integer(), nullable=False),
-        sa.Column("uri", sa.Text(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("current_version_id", sa.Integer(), nullable=True),
+        _integer_id(),
+        _required("kb_id", sa.Integer()),
+        _required("uri", sa.Text()),
+        _required("status", sa.String(length=16)),
+        _optional("current_version_id", sa.Integer()),
         _timestamp("created_at"),
         _timestamp("updated_at"),
-        sa.CheckConstraint(
-            "status IN ('indexed', 'quarantined', 'deleted')", name=op.f("ck_documents_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["kb_id"],
-            ["knowledge_bases.id"],
-            name=op.f("fk_documents_kb_id_knowledge_bases"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_documents")),
-        sa.UniqueConstraint("kb_id", "uri", name=op.f("uq_documents_kb_id_uri")),
+        _check("documents", "status", _DOCUMENT_STATUS),
+        _foreign_key("documents", "kb_id", "knowledge_bases", "CASCADE"),
+        _primary_key("documents"),
+        _unique("documents", "kb_id", "uri"),
     )
     op.create_table(
         "document_versions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("document_id", sa.Integer(), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("etag", sa.String(length=200), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("chunk_count", sa.Integer(), nullable=False),
-        sa.Column("parser", sa.String(length=100), nullable=True),
-        sa.Column("timings", JSON_DOCUMENT, nullable=True),
+        _integer_id(),
+        _required("document_id", sa.Integer()),
+        _required("sha256", sa.String(length=64)),
+        _optional("etag", sa.String(length=200)),
+        _required("status", sa.String(length=16)),
+        _optional("reason", sa.Text()),
+        _required("chunk_count", sa.Integer()),
+        _optional("parser", sa.String(length=100)),
+        _optional("timings", JSON_DOCUMENT),
         _timestamp("created_at"),
         _timestamp("updated_at"),
-        sa.CheckConstraint(
-            "status IN ('indexed', 'quarantined', 'deleted')", name=op.f("ck_document_versions_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["document_id"],
-            ["documents.id"],
-            name=op.f("fk_document_versions_document_id_documents"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_document_versions")),
-        sa.UniqueConstraint("document_id", "sha256", name=op.f("uq_document_versions_document_id_sha256")),
+        _check("document_versions", "status", _DOCUMENT_STATUS),
+        _foreign_key("document_versions", "document_id", "documents", "CASCADE"),
+        _primary_key("document_versions"),
+        _unique("document_versions", "document_id", "sha256"),
     )
     # documents and document_versions point at each other: the second arrow is added once both exist.
     with op.batch_alter_table("documents") as batch_op:
@@ -252,87 +229,55 @@ def upgrade() -> None:
         batch_op.create_index(op.f("ix_documents_current_version_id"), ["current_version_id"], unique=False)
     op.create_table(
         "chunks",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("document_version_id", sa.Integer(), nullable=False),
-        sa.Column("chunk_index", sa.Integer(), nullable=False),
-        sa.Column("page", sa.Integer(), nullable=True),
-        sa.Column("heading", sa.Text(), nullable=True),
-        sa.Column("char_count", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["document_version_id"],
-            ["document_versions.id"],
-            name=op.f("fk_chunks_document_version_id_document_versions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_chunks")),
-        sa.UniqueConstraint(
-            "document_version_id", "chunk_index", name=op.f("uq_chunks_document_version_id_chunk_index")
-        ),
+        _required("id", sa.String(length=64)),
+        _required("document_version_id", sa.Integer()),
+        _required("chunk_index", sa.Integer()),
+        _optional("page", sa.Integer()),
+        _optional("heading", sa.Text()),
+        _required("char_count", sa.Integer()),
+        _foreign_key("chunks", "document_version_id", "document_versions", "CASCADE"),
+        _primary_key("chunks"),
+        _unique("chunks", "document_version_id", "chunk_index"),
     )
     op.create_table(
         "conversations",
-        sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("title", sa.Text(), nullable=False),
+        _required("id", sa.String(length=32)),
+        _required("title", sa.Text()),
         _timestamp("created_at"),
         _timestamp("updated_at"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
+        _primary_key("conversations"),
     )
     op.create_table(
         "messages",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("conversation_id", sa.String(length=32), nullable=False),
-        sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("content", sa.Text(), nullable=False),
-        sa.Column("sql", sa.Text(), nullable=True),
-        sa.Column("model", sa.String(length=200), nullable=True),
-        sa.Column("usage", JSON_DOCUMENT, nullable=True),
+        _integer_id(),
+        _required("conversation_id", sa.String(length=32)),
+        _required("role", sa.String(length=16)),
+        _required("content", sa.Text()),
+        _optional("sql", sa.Text()),
+        _optional("model", sa.String(length=200)),
+        _optional("usage", JSON_DOCUMENT),
         _timestamp("created_at"),
-        sa.CheckConstraint("role IN ('user', 'assistant', 'system')", name=op.f("ck_messages_role")),
-        sa.ForeignKeyConstraint(
-            ["conversation_id"],
-            ["conversations.id"],
-            name=op.f("fk_messages_conversation_id_conversations"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
+        _check("messages", "role", "role IN ('user', 'assistant', 'system')"),
+        _foreign_key("messages", "conversation_id", "conversations", "CASCADE"),
+        _primary_key("messages"),
     )
-    op.create_index(op.f("ix_messages_conversation_id"), "messages", ["conversation_id"], unique=False)
+    _create_index("messages", "conversation_id")
     op.create_table(
         "citations",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("message_id", sa.Integer(), nullable=False),
-        sa.Column("marker", sa.Integer(), nullable=False),
-        sa.Column("chunk_id", sa.String(length=64), nullable=True),
-        sa.Column("document_version_id", sa.Integer(), nullable=True),
-        sa.Column("dataset_version_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["chunk_id"], ["chunks.id"], name=op.f("fk_citations_chunk_id_chunks"), ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["dataset_version_id"],
-            ["dataset_versions.id"],
-            name=op.f("fk_citations_dataset_version_id_dataset_versions"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["document_version_id"],
-            ["document_versions.id"],
-            name=op.f("fk_citations_document_version_id_document_versions"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["message_id"], ["messages.id"], name=op.f("fk_citations_message_id_messages"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_citations")),
+        _integer_id(),
+        _required("message_id", sa.Integer()),
+        _required("marker", sa.Integer()),
+        _optional("chunk_id", sa.String(length=64)),
+        _optional("document_version_id", sa.Integer()),
+        _optional("dataset_version_id", sa.Integer()),
+        _foreign_key("citations", "chunk_id", "chunks", "SET NULL"),
+        _foreign_key("citations", "dataset_version_id", "dataset_versions", "SET NULL"),
+        _foreign_key("citations", "document_version_id", "document_versions", "SET NULL"),
+        _foreign_key("citations", "message_id", "messages", "CASCADE"),
+        _primary_key("citations"),
     )
-    op.create_index(op.f("ix_citations_chunk_id"), "citations", ["chunk_id"], unique=False)
-    op.create_index(
-        op.f("ix_citations_dataset_version_id"), "citations", ["dataset_version_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_citations_document_version_id"), "citations", ["document_version_id"], unique=False
-    )
-    op.create_index(op.f("ix_citations_message_id"), "citations", ["message_id"], unique=False)
+    for column in ("chunk_id", "dataset_version_id", "document_version_id", "message_id"):
+        _create_index("citations", column)
 
 
 def downgrade() -> None:
@@ -345,13 +290,16 @@ def downgrade() -> None:
         batch_op.drop_constraint(
             op.f("fk_documents_current_version_id_document_versions"), type_="foreignkey"
         )
-    op.drop_table("document_versions")
-    op.drop_table("documents")
-    op.drop_table("knowledge_bases")
-    op.drop_table("endpoints")
-    op.drop_table("model_versions")
-    op.drop_table("models")
-    op.drop_table("validation_runs")
-    op.drop_table("dataset_version_parents")
-    op.drop_table("dataset_versions")
-    op.drop_table("datasets")
+    for table in (
+        "document_versions",
+        "documents",
+        "knowledge_bases",
+        "endpoints",
+        "model_versions",
+        "models",
+        "validation_runs",
+        "dataset_version_parents",
+        "dataset_versions",
+        "datasets",
+    ):
+        op.drop_table(table)
