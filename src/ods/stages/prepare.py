@@ -459,6 +459,26 @@ def head_rows(store: ObjectStore, uri: str, rows: int) -> pd.DataFrame:
         return pd.DataFrame() if first is None else first.to_pandas().head(rows)
 
 
+def read_rows(store: ObjectStore, uri: str, offset: int, limit: int) -> pd.DataFrame:
+    """Rows ``offset`` to ``offset + limit`` of a stored Parquet table (a page of a preview), reading only
+    the row groups that hold them."""
+    with store.filesystem().open_input_file(key_of(store, uri)) as stream:
+        parquet = pq.ParquetFile(stream)
+        groups: list[int] = []
+        first_row = start = 0
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if start + rows > offset and start < offset + limit:
+                if not groups:
+                    first_row = start
+                groups.append(group)
+            start += rows
+        if not groups:
+            return parquet.schema_arrow.empty_table().to_pandas()
+        table = parquet.read_row_groups(groups)
+    return table.slice(offset - first_row, limit).to_pandas()
+
+
 def rejection_message(prepared: PreparedVersion) -> str:
     """The one-line error a rejected run ends with."""
     record = prepared.record

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
-from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode
+from ods.adapters.catalog.records import KnowledgeBaseRecord
+from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode, VectorIndex
+from ods.adapters.models.embedder import Embedder
 from ods.errors import OdsError
 from ods.factories import build_embedder, open_catalog, open_index
 from ods.settings import Settings
@@ -65,23 +67,39 @@ def retrieve_passages(
     with open_catalog(settings) as catalog:
         record = catalog.get_knowledge_base(kb)
     embedder = build_embedder(settings.embedding)
-    if mode != "bm25" and embedder.model_id != record.embedding_model:
-        raise OdsError(
-            f"knowledge base {kb!r} was indexed with {record.embedding_model!r} but ODS_EMBEDDING__MODEL is "
-            f"{embedder.model_id!r}; search with the same model or re-ingest"
-        )
-    vector = embedder.embed([query])[0] if mode != "bm25" else None
     index = open_index(settings, record)
     try:
-        hits = index.search(vector=vector, text=query, mode=mode, k=k, conditions=conditions)
-        best: float | None = None
-        if mode == "dense":
-            best = hits[0].score if hits else None
-        elif mode == "hybrid":
-            closest = index.search(vector=vector, mode="dense", k=1, conditions=conditions)
-            best = closest[0].score if closest else None
+        return search_index(index, embedder, record, query, k=k, mode=mode, conditions=conditions)
     finally:
         index.close()
+
+
+def search_index(
+    index: VectorIndex,
+    embedder: Embedder,
+    record: KnowledgeBaseRecord,
+    query: str,
+    *,
+    k: int = 5,
+    mode: SearchMode = "hybrid",
+    conditions: Mapping[str, FilterValue] | None = None,
+) -> Retrieval:
+    """:func:`retrieve_passages` on an index and an embedder already open (a long-lived server keeps them)."""
+    if not query.strip():
+        raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
+    if mode != "bm25" and embedder.model_id != record.embedding_model:
+        raise OdsError(
+            f"knowledge base {record.name!r} was indexed with {record.embedding_model!r} but "
+            f"ODS_EMBEDDING__MODEL is {embedder.model_id!r}; search with the same model or re-ingest"
+        )
+    vector = embedder.embed([query])[0] if mode != "bm25" else None
+    hits = index.search(vector=vector, text=query, mode=mode, k=k, conditions=conditions)
+    best: float | None = None
+    if mode == "dense":
+        best = hits[0].score if hits else None
+    elif mode == "hybrid":
+        closest = index.search(vector=vector, mode="dense", k=1, conditions=conditions)
+        best = closest[0].score if closest else None
     return Retrieval(hits=hits, best_similarity=best)
 
 
