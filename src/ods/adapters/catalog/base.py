@@ -71,9 +71,7 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         one), locked until commit so concurrent writers number its versions one at a time."""
         row = session.scalar(select(self.owner).where(self.owner.name == name).with_for_update())
         if row is None:
-            row = self.owner(name=name, description=description)
-            session.add(row)
-            session.flush()
+            row = add_row(session, self.owner(name=name, description=description))
         elif description is not None and row.description != description:
             row.description = description
             session.flush()
@@ -226,6 +224,13 @@ def check_choice(what: str, value: str, choices: Any) -> None:
     allowed = get_args(choices)
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def add_row(session: Session, row: T) -> T:
+    """``row`` added and flushed, so its generated id and column defaults are set; returns it."""
+    session.add(row)
+    session.flush()
+    return row
 
 
 def require_row(session: Session, entity: type[T], key: int | str, what: str, *options: ORMOption) -> T:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ods.adapters.catalog.base import (
     CatalogBase,
+    add_row,
     check_choice,
     require_row,
     require_rows,
@@ -38,10 +39,7 @@ class ConversationTables(CatalogBase):
         """Start a conversation; its id is a fresh uuid4 hex string."""
 
         def work(session: Session) -> ConversationRecord:
-            row = Conversation(id=uuid.uuid4().hex, title=title)
-            session.add(row)
-            session.flush()
-            return _conversation_record(row)
+            return _conversation_record(add_row(session, Conversation(id=uuid.uuid4().hex, title=title)))
 
         return self._write(work)
 
@@ -71,10 +69,8 @@ class ConversationTables(CatalogBase):
                 usage=usage,
                 citations=[Citation(**values_of(citation)) for citation in citations],
             )
-            session.add(message)
             conversation.updated_at = utcnow()
-            session.flush()
-            return _message_record(message)
+            return _message_record(add_row(session, message))
 
         return self._write(work)
 

@@ -8,7 +8,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ods.adapters.catalog.base import CatalogBase, VersionedTable, check_choice, require_rows, to_record
+from ods.adapters.catalog.base import (
+    CatalogBase,
+    VersionedTable,
+    add_row,
+    check_choice,
+    require_rows,
+    to_record,
+)
 from ods.adapters.catalog.records import DatasetRecord, DatasetVersionRecord, ValidationRunRecord
 from ods.adapters.catalog.schema import Dataset, DatasetStatus, DatasetVersion, ValidationRun
 from ods.domain.names import check_name
@@ -80,9 +87,7 @@ class DatasetTables(CatalogBase):
                 flow_run_id=flow_run_id,
                 parents=parent_rows,
             )
-            session.add(row)
-            session.flush()
-            return dataset_version_record(row, dataset.name)
+            return dataset_version_record(add_row(session, row), dataset.name)
 
         return self._write(work)
 
@@ -149,9 +154,7 @@ class DatasetTables(CatalogBase):
                 results=results,
                 quarantine_uri=quarantine_uri,
             )
-            session.add(row)
-            session.flush()
-            return to_record(ValidationRunRecord, row)
+            return to_record(ValidationRunRecord, add_row(session, row))
 
         return self._write(work)
 

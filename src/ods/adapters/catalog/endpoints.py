@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ods.adapters.catalog.base import (
     CatalogBase,
+    add_row,
     check_choice,
     not_found,
     require_row,
@@ -75,9 +76,7 @@ class EndpointTables(CatalogBase):
                 log_path=log_path,
                 details=details,
             )
-            session.add(row)
-            session.flush()
-            return _endpoint_record(session, row)
+            return _endpoint_record(session, add_row(session, row))
 
         return self._write(work)
 

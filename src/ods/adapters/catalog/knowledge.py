@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ods.adapters.catalog.base import (
     CatalogBase,
+    add_row,
     check_choice,
     parts,
     require_named,
@@ -70,10 +71,7 @@ class KnowledgeTables(CatalogBase):
         def work(session: Session) -> KnowledgeBaseRecord:
             base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
             if base is None:
-                base = KnowledgeBase(name=name, source_uri=source_uri, **index)
-                session.add(base)
-                session.flush()
-                return _kb_record(base)
+                return _kb_record(add_row(session, KnowledgeBase(name=name, source_uri=source_uri, **index)))
             if {key: getattr(base, key) for key in index} != index:
                 raise CatalogError(
                     f"knowledge base {name!r} is indexed with {base.embedding_model} ({base.embedding_dim} dims) "
@@ -119,9 +117,7 @@ class KnowledgeTables(CatalogBase):
             base = _knowledge_base(session, kb)
             document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
             if document is None:
-                document = Document(kb_id=base.id, uri=uri, status=status)
-                session.add(document)
-                session.flush()
+                document = add_row(session, Document(kb_id=base.id, uri=uri, status=status))
             version = session.scalar(
                 select(DocumentVersion).where(
                     DocumentVersion.document_id == document.id, DocumentVersion.sha256 == sha256
