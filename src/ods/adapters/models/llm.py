@@ -75,6 +75,11 @@ def _check_request(messages: Sequence[ChatMessage], max_tokens: int, temperature
         raise ValueError(f"temperature must be between 0 and 2, got {temperature}")
 
 
+def _chat_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """``messages`` as the role/content mappings both a chat template and the OpenAI API take."""
+    return [{"role": message.role, "content": message.content} for message in messages]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # In-process: transformers
 
@@ -208,9 +213,8 @@ class TransformersLLM:
 
     @staticmethod
     def _encode(tokenizer: PreTrainedTokenizerBase, messages: Sequence[ChatMessage]) -> Any:
-        conversation = [{"role": message.role, "content": message.content} for message in messages]
         return tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            _chat_dicts(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
 
     @staticmethod
@@ -372,7 +376,7 @@ class OpenAIChatLLM:
         _check_request(messages, max_tokens, temperature)
         request: dict[str, Any] = {
             "model": self._model,
-            "messages": [{"role": message.role, "content": message.content} for message in messages],
+            "messages": _chat_dicts(messages),
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
