@@ -306,6 +306,33 @@ class WatchSettings(BaseModel):
         return value.strip("/") + "/"
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API that `ods serve` runs (the platform's datasets, knowledge bases, models and an
+    OpenAI-compatible gateway)."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address `ods serve` binds when --host names none. Only a loopback address is accepted "
+        "while the API has no authentication (API keys): 127.0.0.1, ::1 or localhost.",
+    )
+    port: int = Field(default=8700, ge=1, le=65535, description="TCP port `ods serve` listens on.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body, in bytes (default 1 MiB); a larger one is refused with HTTP 413 "
+        "before it is parsed.",
+    )
+    ready_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds /readyz reuses its last health checks (they write a probe object and open "
+        "Milvus), so a probe every second costs one check every few seconds.",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree."""
 
@@ -330,6 +357,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

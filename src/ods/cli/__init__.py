@@ -19,6 +19,7 @@ from ods.cli.events import events_app
 from ods.cli.kb import kb_app
 from ods.cli.models import models_app
 from ods.cli.ops import config_app, demo, doctor, init, prefect_app
+from ods.cli.serve import serve
 from ods.errors import OdsError
 from ods.orchestration.temporary_server import OUTPUT
 
@@ -41,6 +42,7 @@ app.add_typer(prefect_app, name="prefect")
 app.command()(init)
 app.command()(doctor)
 app.command()(demo)
+app.command()(serve)
 
 
 @app.callback()

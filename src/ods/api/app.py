@@ -1,0 +1,106 @@
+"""The HTTP API's app: routes over the same stage functions the CLI calls, one error mapping, one envelope.
+
+``create_app(settings, resources)`` builds it and opens nothing: the caller owns ``resources`` (opened
+lazily, or eagerly with ``Resources.preload``) and closes them when the server stops (``ods serve``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ods.api.envelope import (
+    BAD_INPUT,
+    NOT_FOUND,
+    ErrorDetails,
+    ErrorEnvelope,
+    ErrorKind,
+    error_response,
+    ods_error_response,
+)
+from ods.api.metrics import ApiMetrics
+from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
+from ods.api.resources import Resources
+from ods.api.routes import datasets, health, knowledge_bases, models, openai_gateway, query
+from ods.errors import OdsError
+from ods.settings import Settings
+
+API_VERSION = "1.0.0"
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Bad input (code 40001): the message says what to fix."},
+    404: {"model": ErrorEnvelope, "description": "Not found (code 40401)."},
+    413: {"model": ErrorEnvelope, "description": "Body over ODS_API__MAX_BODY_BYTES (code 40001)."},
+    500: {"model": ErrorEnvelope, "description": "Unexpected (code 50001): quote the request id."},
+    503: {"model": ErrorEnvelope, "description": "A component is unavailable (code 50301)."},
+}
+
+
+def create_app(settings: Settings, resources: Resources) -> FastAPI:
+    """The API over ``resources``: health, metrics, ``/api/v1`` (datasets, knowledge bases, query,
+    models) and the OpenAI-compatible ``/v1``."""
+    app = FastAPI(
+        title="ONE-DATA-STUDIO API",
+        version=API_VERSION,
+        description="Datasets, knowledge bases, SQL and models of ONE-DATA-STUDIO, and an OpenAI-compatible "
+        "gateway. `/api/v1/*` answers in the envelope `{code, message, data, request_id, timestamp}`; "
+        "`/v1/*` answers in OpenAI's shapes. Every response carries `X-Request-ID`.",
+    )
+    app.state.resources = resources
+    app.state.metrics = metrics = ApiMetrics()
+    app.state.readiness = health.ReadinessCache(settings)
+    app.add_middleware(RequestContext, max_body_bytes=settings.api.max_body_bytes, metrics=metrics)
+    app.include_router(health.router)
+    for router in (datasets.router, knowledge_bases.router, query.router, models.router):
+        app.include_router(router, responses=_ERROR_RESPONSES)
+    app.include_router(openai_gateway.router)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def on_ods_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, OdsError)
+        return ods_error_response(request.url.path, error)
+
+    async def on_validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        problems = list(error.errors())
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(part) for part in first.get("loc", ()))
+        reason = str(first.get("msg", "invalid"))
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+            for problem in problems[:5]
+        )
+        return error_response(
+            request.url.path,
+            BAD_INPUT,
+            f"invalid request: {message}",
+            ErrorDetails(field=field, reason=reason),
+        )
+
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        path = request.url.path
+        if isinstance(error.__cause__, BodyTooLarge):  # a chunked body passed the limit while parsed
+            return body_too_large_response(path, request.app.state.resources.settings.api.max_body_bytes)
+        if error.status_code == 404:
+            return error_response(path, NOT_FOUND, f"no route {request.method} {path}; see /docs")
+        server_side = error.status_code >= 500
+        kind = ErrorKind(
+            code=50001 if server_side else 40001,
+            status=error.status_code,
+            openai_type="server_error" if server_side else "invalid_request_error",
+        )
+        response = error_response(path, kind, str(error.detail))
+        if error.headers:
+            response.headers.update(error.headers)
+        return response
+
+    app.add_exception_handler(OdsError, on_ods_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

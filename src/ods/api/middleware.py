@@ -1,0 +1,120 @@
+"""What every request goes through: its id, the body size limit, metrics, and the last-resort 500.
+
+One plain ASGI middleware rather than several: it sits outside the routes, so an answer it makes itself
+(413, 500) still carries the X-Request-ID header and is still counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ods.api.envelope import (
+    BAD_INPUT,
+    REQUEST_ID_HEADER,
+    ErrorDetails,
+    error_response,
+    new_request_id,
+    set_request_id,
+    unexpected_error_response,
+)
+from ods.api.metrics import UNMATCHED, ApiMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    """A request body passed the size limit while it was read."""
+
+
+class RequestContext:
+    """Gives each HTTP request an id (echoed when the client sent a safe one), refuses bodies over
+    ``max_body_bytes`` with 413 before the route parses them, times and counts the answer, and turns an
+    exception no handler took into a 50001 answer that says nothing of it (it is logged)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        request_id = new_request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        set_request_id(request_id)
+        path: str = scope["path"]
+        status = {"code": 500, "started": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                message["headers"] = [
+                    *[(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            too_large = self._declared_too_large(headers.get("content-length"))
+            if too_large:
+                response = self._too_large(path)
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        except BodyTooLarge:
+            if not status["started"]:
+                await self._too_large(path)(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("request %s %s %s failed", request_id, scope.get("method"), path)
+            if not status["started"]:
+                await unexpected_error_response(path)(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", UNMATCHED)
+            code = int(status["code"])
+            self.metrics.observe(scope.get("method", ""), route, code, time.perf_counter() - started)
+            if code >= 400:
+                self.metrics.count_error(route, code)
+
+    def _declared_too_large(self, length: str | None) -> bool:
+        try:
+            return length is not None and int(length) > self.max_body_bytes
+        except ValueError:
+            return False
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that raises :class:`BodyTooLarge` once the body read so far passes the limit (a
+        chunked body declares no length up front)."""
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        return limited
+
+    def _too_large(self, path: str) -> Response:
+        return body_too_large_response(path, self.max_body_bytes)
+
+
+def body_too_large_response(path: str, limit: int) -> Response:
+    """HTTP 413 with code 40001 and a message naming the limit and its setting."""
+    response = error_response(
+        path,
+        BAD_INPUT,
+        f"request body larger than the limit of {limit:,} bytes (ODS_API__MAX_BODY_BYTES); send less, "
+        "e.g. fewer texts per request",
+        ErrorDetails(field="body", reason="too large"),
+    )
+    response.status_code = 413
+    return response

@@ -1,0 +1,420 @@
+"""``/v1/*``: an OpenAI-compatible gateway, in OpenAI's own shapes, so the official clients work unchanged.
+
+- ``GET /v1/models``: each knowledge base as ``kb:<name>``, the configured LLM and embedding model, and
+  every deployed model with an active endpoint.
+- ``POST /v1/chat/completions``: ``kb:<name>`` answers the last user message with the answer stage (the
+  same one `ods ask` runs): the text cites ``[n]``, and the extension fields ``sources`` (what each
+  ``[n]`` is) and ``conversation_id`` (send it back as ``conversation_id`` to continue) ride along; the
+  configured LLM's id chats with that model. ``stream: true`` answers as OpenAI streams: ``data:`` lines
+  of ``chat.completion.chunk``, the extension fields on the last chunk, then ``data: [DONE]``.
+- ``POST /v1/embeddings``: the configured embedder, all inputs in one batched call; ``float`` or
+  ``base64`` (the ``openai`` client's default) encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ods.api.deps import ServerResources
+from ods.api.metrics import ApiMetrics
+from ods.domain.chat import ChatMessage, Usage
+from ods.domain.names import check_name
+from ods.errors import NotFoundError, OdsError
+from ods.stages.answer import Answer, answer_question
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+KB_PREFIX = "kb:"
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_CHARS = 100_000
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+
+class Model(BaseModel):
+    id: str = Field(description="What to pass as `model`: kb:<name>, a model name, or an embedding model.")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix time the model or knowledge base was created.")
+    owned_by: str = Field(description="ods-knowledge-base, ods-llm, ods-embedding or ods-endpoint.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+@router.get("/models", summary="Models and knowledge bases to chat with", response_model=ModelList)
+def list_models(resources: ServerResources) -> ModelList:
+    """Knowledge bases (``kb:<name>``), the configured LLM and embedder, and models with an active endpoint."""
+    catalog, settings = resources.catalog, resources.settings
+    started = int(time.time())
+    models = [
+        Model(
+            id=KB_PREFIX + record.name,
+            created=int(record.created_at.timestamp()),
+            owned_by="ods-knowledge-base",
+        )
+        for record in catalog.list_knowledge_bases()
+    ]
+    models += [
+        Model(id=settings.llm.model, created=started, owned_by="ods-llm"),
+        Model(id=settings.embedding.model, created=started, owned_by="ods-embedding"),
+    ]
+    listed = {model.id for model in models}
+    for endpoint in catalog.list_endpoints(status="active"):
+        if endpoint.model_name not in listed:
+            listed.add(endpoint.model_name)
+            models.append(
+                Model(
+                    id=endpoint.model_name,
+                    created=int(endpoint.created_at.timestamp()),
+                    owned_by="ods-endpoint",
+                )
+            )
+    return ModelList(data=models)
+
+
+# -- chat --------------------------------------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat request (fields it has that ods does not use are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="kb:<name>, or the configured LLM's id (GET /v1/models).")
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=8192)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Extension (kb: only): continue this conversation; each answer returns its id.",
+    )
+
+
+class Citation(BaseModel):
+    """What source ``[marker]`` of an answer is: a document page or a dataset query."""
+
+    marker: int
+    kind: Literal["document", "dataset"]
+    label: str
+    doc_uri: str | None = None
+    page: int | None = None
+    heading: str | None = None
+    chunk_id: str | None = None
+    dataset: str | None = None
+    score: float | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+    sources: list[Citation] = Field(
+        default_factory=list, description="Extension (kb:): the sources the answer cites as [n]."
+    )
+    conversation_id: str | None = Field(
+        default=None, description="Extension (kb:): the conversation the turn was kept in."
+    )
+
+
+def _usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _citations(answer: Answer) -> list[Citation]:
+    fields = set(Citation.model_fields)
+    return [
+        Citation(**{key: value for key, value in asdict(source).items() if key in fields})
+        for source in answer.citations
+    ]
+
+
+@router.post(
+    "/chat/completions",
+    summary="Chat with a knowledge base (kb:<name>) or the configured LLM",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
+)
+def chat_completions(request: ChatRequest, http: Request, resources: ServerResources) -> Any:
+    """An OpenAI chat completion; ``kb:<name>`` answers with citations and keeps the turn."""
+    question = next((message.text() for message in reversed(request.messages) if message.role == "user"), "")
+    if request.model.startswith(KB_PREFIX):
+        kb = check_name("knowledge base", request.model.removeprefix(KB_PREFIX))
+        resources.catalog.get_knowledge_base(kb)  # 404 before a stream starts
+        run = _kb_answer(resources, kb, question, request.conversation_id)
+    elif request.model in (resources.settings.llm.model, resources.llm.model_id):
+        run = _llm_answer(resources, request)
+    else:
+        raise NotFoundError(
+            f"model {request.model!r} is not answered here; chat with kb:<name> or "
+            f"{resources.settings.llm.model!r} (GET /v1/models lists them)"
+        )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if request.stream:
+        return StreamingResponse(
+            _stream(run, completion_id, request.model, http.app.state.metrics),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    result = run(None)
+    _count_tokens(http.app.state.metrics, result)
+    return ChatCompletion(
+        id=completion_id,
+        created=int(time.time()),
+        model=request.model,
+        choices=[Choice(message=AssistantMessage(content=result.text), finish_reason=result.finish_reason)],
+        usage=_usage(result.usage),
+        sources=result.sources,
+        conversation_id=result.conversation_id,
+    )
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What a chat turn produced, whoever wrote it."""
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: Literal["stop", "length"] = "stop"
+    sources: list[Citation] = field(default_factory=list)
+    conversation_id: str | None = None
+
+
+Run = Callable[[Callable[[str], None] | None], _Reply]
+
+
+def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_id: str | None) -> Run:
+    def run(on_text: Callable[[str], None] | None) -> _Reply:
+        with resources.model_lock:
+            answer = answer_question(
+                resources.settings,
+                question,
+                kb=kb,
+                conversation_id=conversation_id,
+                llm=resources.llm,
+                on_text=on_text,
+            )
+        return _Reply(
+            text=answer.text,
+            model=answer.model or "quoted-evidence",
+            usage=answer.usage,
+            sources=_citations(answer),
+            conversation_id=answer.conversation_id,
+        )
+
+    if not question.strip():
+        raise OdsError("the chat has no user message with text; send the question as the last user message")
+    return run
+
+
+def _llm_answer(resources: ServerResources, request: ChatRequest) -> Run:
+    messages = [
+        ChatMessage("system" if message.role in ("system", "developer") else message.role, message.text())  # type: ignore[arg-type]
+        for message in request.messages
+        if message.role != "tool"
+    ]
+    max_tokens = request.max_completion_tokens or request.max_tokens or resources.settings.answer.max_tokens
+    in_process = resources.settings.llm.kind == "local"
+
+    def run(on_text: Callable[[str], None] | None) -> _Reply:
+        lock = resources.model_lock if in_process else threading.Lock()
+        with lock:
+            completion = resources.llm.complete(
+                messages, max_tokens=max_tokens, temperature=request.temperature or 0.0, on_text=on_text
+            )
+        return _Reply(
+            text=completion.text,
+            model=completion.model,
+            usage=completion.usage,
+            finish_reason="length" if completion.finish_reason == "length" else "stop",
+        )
+
+    return run
+
+
+def _count_tokens(metrics: ApiMetrics, reply: _Reply) -> None:
+    metrics.count_tokens(reply.model, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+
+
+_DONE = object()
+
+
+def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> Iterator[str]:
+    """OpenAI's SSE: a role chunk, content chunks as the answer is written, a last chunk with the finish
+    reason, usage and the extension fields, then ``[DONE]``. The answer runs in a thread of its own and
+    finishes (its turn kept) even when the client goes away mid-stream."""
+    pieces: queue.Queue[Any] = queue.Queue()
+
+    def work() -> None:
+        try:
+            pieces.put(run(pieces.put))
+        except Exception as error:  # noqa: BLE001 - handed to the stream, which reports it
+            pieces.put(error)
+        finally:
+            pieces.put(_DONE)
+
+    threading.Thread(target=work, name="ods-api-chat-stream", daemon=True).start()
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    while (item := pieces.get()) is not _DONE:
+        if isinstance(item, str):
+            if item:
+                yield chunk({"content": item})
+        elif isinstance(item, _Reply):
+            _count_tokens(metrics, item)
+            yield chunk(
+                {},
+                item.finish_reason,
+                usage=_usage(item.usage).model_dump(),
+                sources=[source.model_dump() for source in item.sources],
+                conversation_id=item.conversation_id,
+            )
+        else:
+            message = " ".join(str(item).split()) if isinstance(item, OdsError) else "the answer failed"
+            yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+# -- embeddings --------------------------------------------------------------------------------------------
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, description="The configured embedding model (GET /v1/models).")
+    input: str | list[str] = Field(description="A text or a list of texts (token arrays are not accepted).")
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="float lists, or base64 of little-endian float32 (the openai client's default).",
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Must be the model's dimension when given."
+    )
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+@router.post("/embeddings", summary="Embed texts with the configured embedder", response_model=EmbeddingList)
+def embeddings(request: Annotated[EmbeddingRequest, Body()], resources: ServerResources) -> EmbeddingList:
+    """One normalised vector per input, all inputs in one batched call."""
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if request.model != resources.settings.embedding.model:
+        raise NotFoundError(
+            f"model {request.model!r} is not an embedding model here; use {resources.settings.embedding.model!r}"
+        )
+    if not texts or len(texts) > MAX_EMBEDDING_INPUTS:
+        raise OdsError(f"input must hold 1 to {MAX_EMBEDDING_INPUTS} texts, got {len(texts)}")
+    for position, text in enumerate(texts):
+        if not text.strip() or len(text) > MAX_EMBEDDING_CHARS:
+            raise OdsError(
+                f"input[{position}] must be non-blank text of at most {MAX_EMBEDDING_CHARS:,} characters"
+            )
+    with resources.model_lock:
+        embedder = resources.embedder
+        if request.dimensions is not None and request.dimensions != embedder.dimension:
+            raise OdsError(
+                f"dimensions {request.dimensions} is not available: {request.model!r} makes "
+                f"{embedder.dimension}-dimensional vectors; leave dimensions out"
+            )
+        vectors = embedder.embed(texts)
+        tokens = sum(embedder.count_tokens(texts))
+    encoded: list[list[float] | str]
+    if request.encoding_format == "base64":
+        encoded = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in vectors]
+    else:
+        encoded = [row.astype(np.float64).tolist() for row in vectors]
+    return EmbeddingList(
+        data=[Embedding(index=position, embedding=vector) for position, vector in enumerate(encoded)],
+        model=request.model,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
