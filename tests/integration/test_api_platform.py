@@ -1,0 +1,201 @@
+"""The read routes of `ods serve` over a real platform: datasets, knowledge bases, search, SQL, models.
+
+One real server per module (uvicorn, free loopback port) over a SQLite catalog, the local object store,
+Milvus Lite and the packaged embedder; what each route answers is compared with the catalog's own view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from ods.factories import open_catalog
+from tests.support.api_server import DATASET, KB, RunningApi, served_platform
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    with served_platform(tmp_path_factory.mktemp("api-platform")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(api: RunningApi) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.base_url, timeout=120) as session:
+        yield session
+
+
+def data(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["code"] == 0 and body["message"] == "success"
+    return body["data"]
+
+
+def test_datasets_are_listed_with_filters_and_pages(client: httpx.Client) -> None:
+    listed = data(client.get("/api/v1/datasets"))
+    registered = data(client.get("/api/v1/datasets", params={"status": "registered"}))
+    rejected = data(client.get("/api/v1/datasets", params={"status": "rejected"}))
+    second_page = data(client.get("/api/v1/datasets", params={"page": 2, "page_size": 1}))
+
+    assert [item["name"] for item in listed["items"]] == [DATASET]
+    assert listed["items"][0]["latest_version"] == 1 and listed["items"][0]["latest_status"] == "registered"
+    assert (listed["total"], listed["pages"]) == (1, 1)
+    assert registered["total"] == 1 and rejected == {
+        "items": [],
+        "page": 1,
+        "page_size": 20,
+        "total": 0,
+        "pages": 0,
+    }
+    assert second_page["items"] == [] and second_page["total"] == 1
+
+
+def test_a_dataset_shows_versions_schema_profile_and_lineage(api: RunningApi, client: httpx.Client) -> None:
+    detail = data(client.get(f"/api/v1/datasets/{DATASET}"))
+
+    with open_catalog(api.settings) as catalog:
+        record = catalog.get_dataset_version(DATASET)
+    [version] = detail["versions"]
+    assert (version["version"], version["status"], version["row_count"]) == (
+        1,
+        "registered",
+        record.row_count,
+    )
+    assert version["uri"] == record.uri and version["content_hash"] == record.content_hash
+    assert [column["name"] for column in version["schema"]["columns"]][:2] == ["order_id", "order_date"]
+    assert version["profile"]["columns"]["customer_email"]["pii_kind"] == "email"
+    assert version["lineage"]["source_uri"].endswith("sales.csv")
+    assert version["lineage"]["source_sha256"] == record.source_sha256
+    assert len(version["validation_runs"]) == 1 and version["validation_runs"][0]["success"] is True
+
+
+def test_rows_are_paged(api: RunningApi, client: httpx.Client) -> None:
+    first = data(client.get(f"/api/v1/datasets/{DATASET}/versions/1/rows", params={"limit": 7}))
+    later = data(client.get(f"/api/v1/datasets/{DATASET}/versions/1/rows", params={"offset": 3, "limit": 4}))
+    past_the_end = data(client.get(f"/api/v1/datasets/{DATASET}/versions/1/rows", params={"offset": 10_000}))
+    missing = client.get(f"/api/v1/datasets/{DATASET}/versions/9/rows")
+    too_many = client.get(f"/api/v1/datasets/{DATASET}/versions/1/rows", params={"limit": 5000})
+
+    with open_catalog(api.settings) as catalog:
+        stored_rows = catalog.get_dataset_version(DATASET, 1).row_count
+    assert first["columns"][0] == "order_id" and len(first["rows"]) == 7
+    assert first["total_rows"] == stored_rows and 280 < stored_rows <= 300  # duplicates dropped
+    assert later["rows"] == first["rows"][3:7]
+    assert "@" in first["rows"][0][first["columns"].index("customer_email")]  # masked, still an address
+    assert past_the_end["rows"] == []
+    assert missing.status_code == 404 and missing.json()["code"] == 40401
+    assert too_many.status_code == 400 and too_many.json()["details"]["field"] == "query.limit"
+
+
+def test_knowledge_bases_and_their_documents(client: httpx.Client) -> None:
+    listed = data(client.get("/api/v1/knowledge-bases"))
+    status = data(client.get(f"/api/v1/knowledge-bases/{KB}"))
+    documents = data(client.get(f"/api/v1/knowledge-bases/{KB}/documents"))
+    quarantined = data(
+        client.get(f"/api/v1/knowledge-bases/{KB}/documents", params={"status": "quarantined"})
+    )
+    unknown = client.get("/api/v1/knowledge-bases/nope/documents")
+
+    assert [kb["name"] for kb in listed] == [KB] and listed[0]["embedding_model"] == "all-MiniLM-L6-v2"
+    assert status["documents"] == {"indexed": 4} and status["indexed_chunks"] >= 4
+    names = sorted(item["uri"].rsplit("/", 1)[-1] for item in documents["items"])
+    assert names == ["regions.txt", "returns-policy.md", "shipping.md", "warranty.html"]
+    assert all(item["status"] == "indexed" and item["chunk_count"] >= 1 for item in documents["items"])
+    assert quarantined["items"] == []
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["message"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_search_finds_the_passage_in_every_mode(client: httpx.Client, mode: str) -> None:
+    found = data(
+        client.post(
+            f"/api/v1/knowledge-bases/{KB}/search",
+            json={"query": "How many days do customers have to return a product?", "mode": mode, "top_k": 2},
+        )
+    )
+    assert found["mode"] == mode and len(found["hits"]) == 2
+    best = found["hits"][0]
+    assert best["rank"] == 1 and best["doc_uri"].endswith("returns-policy.md")
+    assert "within 30 days" in best["text"]
+    assert (found["best_similarity"] is None) == (mode == "bm25")
+
+
+def test_search_refuses_an_empty_query(client: httpx.Client) -> None:
+    blank = client.post(f"/api/v1/knowledge-bases/{KB}/search", json={"query": "   "})
+    assert blank.status_code == 400 and "the query is empty" in blank.json()["message"]
+
+
+def test_sql_is_validated_and_run_through_the_guard(client: httpx.Client) -> None:
+    sql = "SELECT region, COUNT(*) AS orders FROM sales GROUP BY region ORDER BY orders DESC, region"
+    checked = data(client.post("/api/v1/query/validate", json={"sql": sql}))
+    ran = data(client.post("/api/v1/query/execute", json={"sql": sql, "max_rows": 2}))
+    refused_check = data(client.post("/api/v1/query/validate", json={"sql": "DELETE FROM sales"}))
+
+    assert checked["allowed"] is True and checked["tables"] == ["sales"] and "LIMIT" in checked["sql"]
+    assert ran["columns"] == ["region", "orders"] and ran["row_count"] == 2 and ran["truncated"] is True
+    assert all(isinstance(row[1], int) for row in ran["rows"])
+    assert refused_check["allowed"] is False and "DELETE" in refused_check["reason"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("DROP TABLE sales", "DROP statements are not allowed"),
+        ("SELECT * FROM sales; SELECT 1", "only one SQL statement"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+        ("SELECT * FROM secrets", "secrets"),
+    ],
+)
+def test_sql_the_guard_refuses_is_400_and_never_run(client: httpx.Client, sql: str, reason: str) -> None:
+    response = client.post("/api/v1/query/execute", json={"sql": sql})
+    body = response.json()
+    assert response.status_code == 400 and body["code"] == 40001, response.text
+    assert body["details"]["field"] == "body.sql" and reason.lower() in body["details"]["reason"].lower()
+
+
+def test_sql_over_an_unknown_dataset_is_404(client: httpx.Client) -> None:
+    response = client.post("/api/v1/query/execute", json={"sql": "SELECT 1", "datasets": ["orders"]})
+    assert response.status_code == 404 and "'orders'" in response.json()["message"]
+
+
+def test_models_show_versions_metrics_lineage_and_endpoints(api: RunningApi, client: httpx.Client) -> None:
+    with open_catalog(api.settings) as catalog:  # a version as the train-model flow records one
+        trained_on = catalog.get_dataset_version(DATASET)
+        version = catalog.add_model_version(
+            "returns-model",
+            trainer="tabular",
+            params={"max_iter": 50},
+            metrics={"accuracy": 0.91},
+            artifact_uri="file:///models/returns-model/run-1/",
+            dataset_version_id=trained_on.id,
+        )
+        catalog.add_endpoint(version.id, backend="transformers", url="http://127.0.0.1:9/v1", status="failed")
+
+    listed = data(client.get("/api/v1/models"))
+    detail = data(client.get("/api/v1/models/returns-model"))
+    unknown = client.get("/api/v1/models/churn")
+
+    assert [(model["name"], model["latest_version"], model["version_count"]) for model in listed] == [
+        ("returns-model", 1, 1)
+    ]
+    [shown] = detail["versions"]
+    assert (shown["trainer"], shown["metrics"], shown["params"]) == (
+        "tabular",
+        {"accuracy": 0.91},
+        {"max_iter": 50},
+    )
+    assert shown["trained_on"] == {
+        "dataset": DATASET,
+        "version": 1,
+        "dataset_version_id": trained_on.id,
+        "content_hash": trained_on.content_hash,
+    }
+    assert [(endpoint["status"], endpoint["backend"]) for endpoint in detail["endpoints"]] == [
+        ("failed", "transformers")
+    ]
+    assert unknown.status_code == 404 and unknown.json()["code"] == 40401
+    assert "'churn'" in unknown.json()["message"]
