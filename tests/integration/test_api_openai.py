@@ -1,0 +1,136 @@
+"""The OpenAI-compatible routes of `ods serve`, driven by the official ``openai`` client as an application
+would: models, chat over a knowledge base (stream and not), embeddings, and OpenAI-shaped errors.
+
+One real server per module; answers quote their evidence (extractive), so no language model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from ods.factories import build_embedder, open_catalog
+from tests.support.api_server import KB, RunningApi, served_platform
+
+QUESTION = "How long do customers have to return a product?"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    with served_platform(tmp_path_factory.mktemp("api-openai")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(api: RunningApi) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{api.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_models_list_knowledge_bases_and_the_configured_models(client: openai.OpenAI) -> None:
+    models = {model.id: model.owned_by for model in client.models.list()}
+    assert models == {
+        f"kb:{KB}": "ods-knowledge-base",
+        "SmolLM2-135M-Instruct": "ods-llm",
+        "all-MiniLM-L6-v2": "ods-embedding",
+    }
+
+
+def test_chat_answers_with_citations_and_keeps_the_conversation(
+    api: RunningApi, client: openai.OpenAI
+) -> None:
+    completion = client.chat.completions.create(
+        model=f"kb:{KB}", messages=[{"role": "user", "content": QUESTION}]
+    )
+
+    answer = completion.choices[0].message.content or ""
+    assert completion.object == "chat.completion" and completion.model == f"kb:{KB}"
+    assert "within 30 days" in answer and "[1]" in answer
+    assert completion.choices[0].finish_reason == "stop"
+    extra: dict[str, Any] = completion.model_extra or {}
+    sources = extra["sources"]
+    assert sources[0]["marker"] == 1 and sources[0]["doc_uri"].endswith("returns-policy.md")
+    assert sources[0]["kind"] == "document"
+
+    follow_up = client.chat.completions.create(
+        model=f"kb:{KB}",
+        messages=[{"role": "user", "content": "Which warehouse ships the orders?"}],
+        extra_body={"conversation_id": extra["conversation_id"]},
+    )
+    assert "Leeds" in (follow_up.choices[0].message.content or "")
+    assert (follow_up.model_extra or {})["conversation_id"] == extra["conversation_id"]
+    with open_catalog(api.settings) as catalog:
+        kept = catalog.get_conversation(extra["conversation_id"])
+    assert [message.role for message in kept.messages] == ["user", "assistant", "user", "assistant"]
+    assert kept.messages[0].content == QUESTION
+
+
+def test_chat_streams_as_openai_does(api: RunningApi, client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=f"kb:{KB}", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "within 30 days" in text and "[1]" in text
+    assert all(chunk.object == "chat.completion.chunk" and chunk.id == chunks[0].id for chunk in chunks)
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert (last.model_extra or {})["sources"][0]["doc_uri"].endswith("returns-policy.md")
+
+    with httpx.stream(
+        "POST",
+        f"{api.base_url}/v1/chat/completions",
+        json={"model": f"kb:{KB}", "messages": [{"role": "user", "content": QUESTION}], "stream": True},
+        timeout=120,
+    ) as raw:
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in raw.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "stop"
+
+
+def test_chat_errors_in_openai_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as unknown_kb:
+        client.chat.completions.create(model="kb:nope", messages=[{"role": "user", "content": QUESTION}])
+    with pytest.raises(openai.NotFoundError) as unknown_model:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
+    with pytest.raises(openai.BadRequestError) as hostile:
+        client.chat.completions.create(model="kb:../etc", messages=[{"role": "user", "content": QUESTION}])
+    with pytest.raises(openai.BadRequestError) as no_messages:
+        client.chat.completions.create(model=f"kb:{KB}", messages=[])
+
+    assert "no knowledge base named 'nope'" in unknown_kb.value.message
+    assert unknown_model.value.code == "model_not_found" and "'gpt-4o'" in unknown_model.value.message
+    assert "knowledge base name '../etc' is not allowed" in hostile.value.message
+    assert no_messages.value.param == "body.messages"
+    for error in (unknown_kb, unknown_model, hostile, no_messages):
+        assert error.value.response.headers["x-request-id"]
+        assert set(error.value.response.json()) == {"error"}
+
+
+def test_embeddings_match_the_packaged_embedder(api: RunningApi, client: openai.OpenAI) -> None:
+    texts = ["returns within 30 days", "the Leeds warehouse", "a two year warranty"]
+    default = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)  # base64 on the wire
+    floats = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], encoding_format="float")
+
+    expected = build_embedder(api.settings.embedding).embed(texts)
+    got = np.array([item.embedding for item in default.data], dtype=np.float32)
+    assert [item.index for item in default.data] == [0, 1, 2] and got.shape == (3, 384)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(floats.data[0].embedding, expected[0], atol=1e-5)
+    assert default.usage.prompt_tokens == default.usage.total_tokens > 0
+
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    with pytest.raises(openai.BadRequestError, match="non-blank"):
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=["fine", " "])
+    with pytest.raises(openai.BadRequestError, match="dimensions"):
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="x", dimensions=256)
