@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from ods.cli.console import console, headed_table
 from ods.errors import OdsError
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from ods.stages.answer import Answer
 
 conversations_app = typer.Typer(help="List, show and delete conversations.", no_args_is_help=True)
-console = Console()
 
 MODES = ("auto", "rag", "sql", "both")
 KB_HELP = "Knowledge base to answer from (documents)."
@@ -143,9 +141,7 @@ def print_answer_details(result: Answer) -> None:
                 f"  evidence [{item.marker}]: {item.text}", style="green", markup=False, highlight=False
             )
     if result.citations:
-        table = Table(title="sources", title_justify="left")
-        for column in ("#", "source", "excerpt"):
-            table.add_column(column, overflow="fold")
+        table = headed_table("sources", ("#", "source", "excerpt"), overflow="fold", title_justify="left")
         for source in result.citations:
             where = source.label if source.kind == "dataset" else f"{source.label}\n{source.doc_uri}"
             table.add_row(f"[{source.marker}]", where, source.excerpt)
@@ -155,11 +151,11 @@ def print_answer_details(result: Answer) -> None:
             console.print("SQL:", style="bold")
             console.print(result.sql.sql, markup=False, highlight=False)
         if result.sql.succeeded:
-            rows = Table(
-                title=f"result ({len(result.sql.rows)} row(s){', cut at the row cap' if result.sql.truncated else ''})"
+            rows = headed_table(
+                f"result ({len(result.sql.rows)} row(s){', cut at the row cap' if result.sql.truncated else ''})",
+                result.sql.columns,
+                overflow="fold",
             )
-            for column in result.sql.columns:
-                rows.add_column(column, overflow="fold")
             for row in result.sql.rows[:20]:
                 rows.add_row(*("" if value is None else str(value) for value in row))
             console.print(rows)
@@ -180,9 +176,7 @@ def conversations_list() -> None:
 
     with open_catalog(get_settings()) as catalog:
         conversations = catalog.list_conversations()
-    table = Table(title=f"{len(conversations)} conversation(s)")
-    for column in ("id", "title", "updated"):
-        table.add_column(column, overflow="fold")
+    table = headed_table(f"{len(conversations)} conversation(s)", ("id", "title", "updated"), overflow="fold")
     for item in conversations:
         table.add_row(item.id, item.title, item.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
     console.print(table)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from ods.cli.console import console, shown
+from ods.cli.console import console, field_table, headed_table, shown
 from ods.orchestration.temporary_server import start_flow_runner
 
 datasets_app = typer.Typer(help="Prepare, list and inspect dataset versions.", no_args_is_help=True)
@@ -38,9 +37,7 @@ def datasets_list() -> None:
 
     with open_catalog(get_settings()) as catalog:
         datasets = catalog.list_datasets()
-    table = Table(title="datasets")
-    for column in ("name", "latest", "versions", "description"):
-        table.add_column(column)
+    table = headed_table("datasets", ("name", "latest", "versions", "description"))
     for dataset in datasets:
         latest = "-" if dataset.latest_version is None else str(dataset.latest_version)
         table.add_row(shown(dataset.name), latest, str(dataset.version_count), dataset.description or "")
@@ -63,24 +60,25 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) 
     console.print(
         f"[bold]{version.dataset_name}@{version.version}[/bold] {version.status}: {version.row_count} rows"
     )
-    lineage = Table(title="lineage", show_header=False)
-    for field, value in (
-        ("stored at", version.uri),
-        ("content sha256", version.content_hash),
-        ("source", version.source_uri),
-        ("source etag", version.source_etag),
-        ("source sha256", version.source_sha256),
-        ("spec hash", version.spec_hash),
-        ("flow run", version.flow_run_id),
-        ("created", version.created_at.isoformat()),
-        ("card", card_uri(build_object_store(settings), version)),
-        ("reason", version.reason),
-    ):
-        lineage.add_row(field, "" if value is None else str(value))
+    lineage = field_table(
+        "lineage",
+        (
+            ("stored at", version.uri),
+            ("content sha256", version.content_hash),
+            ("source", version.source_uri),
+            ("source etag", version.source_etag),
+            ("source sha256", version.source_sha256),
+            ("spec hash", version.spec_hash),
+            ("flow run", version.flow_run_id),
+            ("created", version.created_at.isoformat()),
+            ("card", card_uri(build_object_store(settings), version)),
+            ("reason", version.reason),
+        ),
+    )
     console.print(lineage)
-    schema = Table(title="schema and profile")
-    for column in ("column", "arrow type", "type", "nulls", "distinct", "min", "max", "pii"):
-        schema.add_column(column)
+    schema = headed_table(
+        "schema and profile", ("column", "arrow type", "type", "nulls", "distinct", "min", "max", "pii")
+    )
     profile = version.profile.get("columns", {})
     for column in version.schema.get("columns", []):
         stats = profile.get(column["name"], {})
@@ -96,9 +94,10 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) 
         )
     console.print(schema)
     for run in runs:
-        results = Table(title=f"validation run {run.id}: {'passed' if run.success else 'FAILED'}")
-        for column in ("expectation", "column", "success", "details"):
-            results.add_column(column)
+        results = headed_table(
+            f"validation run {run.id}: {'passed' if run.success else 'FAILED'}",
+            ("expectation", "column", "success", "details"),
+        )
         for row in run.results.get("expectations", []):
             results.add_row(
                 row["expectation"], str(row.get("column") or ""), str(row["success"]), row["details"]
@@ -124,11 +123,11 @@ def datasets_head(
     with open_catalog(settings) as catalog:
         version = catalog.get_dataset_version(name, number)
     frame = head_rows(build_object_store(settings), version.uri, rows)
-    table = Table(
-        title=f"{version.dataset_name}@{version.version} (first {len(frame)} of {version.row_count} rows)"
+    table = headed_table(
+        f"{version.dataset_name}@{version.version} (first {len(frame)} of {version.row_count} rows)",
+        map(str, frame.columns),
+        overflow="fold",
     )
-    for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
     for record in frame.itertuples(index=False):
         table.add_row(*("" if value is None else str(value) for value in record))
     console.print(table)

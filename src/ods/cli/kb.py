@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from ods.cli.console import console, shown
+from ods.cli.console import console, field_table, headed_table, shown
 from ods.domain.object_keys import printable_text
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
@@ -96,17 +95,18 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
     def by_status(counted: dict[str, int]) -> str:
         return ", ".join(f"{count} {status}" for status, count in sorted(counted.items())) or "none"
 
-    table = Table(title=f"knowledge base {shown(kb)}", show_header=False)
-    for field, value in (
-        ("source", record.source_uri),
-        ("embedding model", f"{record.embedding_model} ({record.embedding_dim} dims)"),
-        ("collection", record.collection_name),
-        ("documents", by_status(counts.documents)),
-        ("versions", by_status(counts.versions)),
-        ("chunks", counts.indexed_chunks),
-        ("dense search", dense_search_source(settings, record)),
-    ):
-        table.add_row(field, "" if value is None else str(value))
+    table = field_table(
+        f"knowledge base {shown(kb)}",
+        (
+            ("source", record.source_uri),
+            ("embedding model", f"{record.embedding_model} ({record.embedding_dim} dims)"),
+            ("collection", record.collection_name),
+            ("documents", by_status(counts.documents)),
+            ("versions", by_status(counts.versions)),
+            ("chunks", counts.indexed_chunks),
+            ("dense search", dense_search_source(settings, record)),
+        ),
+    )
     console.print(table)
 
 
@@ -144,9 +144,11 @@ def kb_documents(
         raise OdsError(f"--status {status!r} is not one of indexed, quarantined, deleted")
     with open_catalog(get_settings()) as catalog:
         documents = catalog.documents(kb, status)  # type: ignore[arg-type]
-    table = Table(title=f"{shown(kb)}: {len(documents)} document(s)")
-    for column in ("document", "status", "chunks", "parser", "reason"):
-        table.add_column(column, overflow="fold")
+    table = headed_table(
+        f"{shown(kb)}: {len(documents)} document(s)",
+        ("document", "status", "chunks", "parser", "reason"),
+        overflow="fold",
+    )
     for document in documents:  # a URI or reason never reaches the terminal with a control character
         table.add_row(
             escape(printable_text(document.uri)),
@@ -192,9 +194,11 @@ def kb_search(
     if not hits:
         console.print("no matching chunk")
         return
-    table = Table(title=f"{shown(kb)}: {mode} search for {query!r}")
-    for column in ("#", "score", "document", "page", "heading", "text"):
-        table.add_column(column, overflow="fold")
+    table = headed_table(
+        f"{shown(kb)}: {mode} search for {query!r}",
+        ("#", "score", "document", "page", "heading", "text"),
+        overflow="fold",
+    )
     for rank, hit in enumerate(hits, start=1):
         table.add_row(
             str(rank),

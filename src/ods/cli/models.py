@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ods.cli.console import console, field_table, headed_table
 from ods.orchestration.temporary_server import start_flow_runner
 
 models_app = typer.Typer(help="Train, list and inspect model versions.", no_args_is_help=True)
-console = Console()
 
 _HEADLINE_METRICS = ("accuracy", "f1_macro", "rmse", "r2", "eval_loss", "perplexity")
 
@@ -86,9 +85,9 @@ def models_list() -> None:
     with open_catalog(get_settings()) as catalog:
         versions = catalog.list_model_versions()
         datasets = {version.id: catalog.training_dataset(version.id) for version in versions}
-    table = Table(title="models")
-    for column in ("model", "version", "status", "trainer", "dataset", "metrics", "created"):
-        table.add_column(column, overflow="fold")
+    table = headed_table(
+        "models", ("model", "version", "status", "trainer", "dataset", "metrics", "created"), overflow="fold"
+    )
     for version in versions:
         data = datasets[version.id]
         table.add_row(
@@ -122,20 +121,24 @@ def models_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) ->
         f"{manifest.get('format', 'unknown format')}",
         highlight=False,
     )
-    lineage = Table(title="lineage", show_header=False)
-    for field, value in (
-        ("artifacts", version.artifact_uri),
-        ("dataset version", None if data is None else f"{data.dataset_name}@{data.version} ({data.status})"),
-        ("dataset content sha256", None if data is None else data.content_hash),
-        ("dataset stored at", None if data is None else data.uri),
-        ("raw source", None if data is None else data.source_uri),
-        ("raw source sha256", None if data is None else data.source_sha256),
-        ("code version", version.code_version),
-        ("flow run", version.flow_run_id),
-        ("training key", manifest.get("training_key")),
-        ("created", version.created_at.isoformat()),
-    ):
-        lineage.add_row(field, "" if value is None else str(value))
+    lineage = field_table(
+        "lineage",
+        (
+            ("artifacts", version.artifact_uri),
+            (
+                "dataset version",
+                None if data is None else f"{data.dataset_name}@{data.version} ({data.status})",
+            ),
+            ("dataset content sha256", None if data is None else data.content_hash),
+            ("dataset stored at", None if data is None else data.uri),
+            ("raw source", None if data is None else data.source_uri),
+            ("raw source sha256", None if data is None else data.source_sha256),
+            ("code version", version.code_version),
+            ("flow run", version.flow_run_id),
+            ("training key", manifest.get("training_key")),
+            ("created", version.created_at.isoformat()),
+        ),
+    )
     console.print(lineage)
     for title, values in (("metrics (held-out split)", version.metrics), ("parameters", version.params)):
         table = Table(title=title)
@@ -146,11 +149,8 @@ def models_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) ->
         console.print(table)
     details = manifest.get("details") or {}
     if details:
-        table = Table(title="training details", show_header=False)
-        for key, value in details.items():
-            if value is not None:
-                table.add_row(key, str(value))
-        console.print(table)
+        known = ((key, value) for key, value in details.items() if value is not None)
+        console.print(field_table("training details", known))
 
 
 @models_app.command("deploy")
@@ -262,9 +262,11 @@ def models_endpoints(
 
     with open_catalog(get_settings()) as catalog:
         endpoints = catalog.list_endpoints(model)
-    table = Table(title="endpoints")
-    for column in ("id", "model", "version", "backend", "url", "model id", "status", "updated"):
-        table.add_column(column, overflow="fold")
+    table = headed_table(
+        "endpoints",
+        ("id", "model", "version", "backend", "url", "model id", "status", "updated"),
+        overflow="fold",
+    )
     for endpoint in endpoints:
         table.add_row(
             str(endpoint.id),
