@@ -31,7 +31,8 @@ class Retrieval:
 
 
 class SearchOptions(TypedDict, total=False):
-    """How :func:`retrieve_passages` searches, passed on as they are by :func:`search_knowledge_base`."""
+    """How :func:`search_index` searches (its defaults apply), passed on as they are by
+    :func:`search_knowledge_base` and :func:`retrieve_passages`."""
 
     k: int
     mode: SearchMode
@@ -52,24 +53,16 @@ def search_knowledge_base(
     return [hit for hit in hits if min_score is None or hit.score >= min_score]
 
 
-def retrieve_passages(
-    settings: Settings,
-    kb: str,
-    query: str,
-    *,
-    k: int = 5,
-    mode: SearchMode = "hybrid",
-    conditions: Mapping[str, FilterValue] | None = None,
-) -> Retrieval:
-    """The ``k`` best chunks of ``kb`` for ``query`` with the best dense similarity (one embedding call)."""
-    if not query.strip():
-        raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
+def retrieve_passages(settings: Settings, kb: str, query: str, **options: Unpack[SearchOptions]) -> Retrieval:
+    """The ``k`` best chunks of ``kb`` for ``query`` with the best dense similarity (one embedding call;
+    the options and their defaults are :func:`search_index`'s)."""
+    _check_query(query)
     with open_catalog(settings) as catalog:
         record = catalog.get_knowledge_base(kb)
     embedder = build_embedder(settings.embedding)
     index = open_index(settings, record)
     try:
-        return search_index(index, embedder, record, query, k=k, mode=mode, conditions=conditions)
+        return search_index(index, embedder, record, query, **options)
     finally:
         index.close()
 
@@ -85,8 +78,7 @@ def search_index(
     conditions: Mapping[str, FilterValue] | None = None,
 ) -> Retrieval:
     """:func:`retrieve_passages` on an index and an embedder already open (a long-lived server keeps them)."""
-    if not query.strip():
-        raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
+    _check_query(query)
     if mode != "bm25" and embedder.model_id != record.embedding_model:
         raise OdsError(
             f"knowledge base {record.name!r} was indexed with {record.embedding_model!r} but "
@@ -101,6 +93,11 @@ def search_index(
         closest = index.search(vector=vector, mode="dense", k=1, conditions=conditions)
         best = closest[0].score if closest else None
     return Retrieval(hits=hits, best_similarity=best)
+
+
+def _check_query(query: str) -> None:
+    if not query.strip():
+        raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
 
 
 def resolve_documents(settings: Settings, kb: str, names: Sequence[str]) -> list[str]:
