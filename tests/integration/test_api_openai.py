@@ -97,6 +97,18 @@ def test_chat_streams_as_openai_does(api: RunningApi, client: openai.OpenAI) -> 
     assert json.loads(events[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "stop"
 
 
+def test_a_client_that_leaves_mid_stream_does_not_disturb_the_server(
+    api: RunningApi, client: openai.OpenAI
+) -> None:
+    request = {"model": f"kb:{KB}", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    with httpx.stream("POST", f"{api.base_url}/v1/chat/completions", json=request, timeout=120) as raw:
+        first = next(raw.iter_lines())
+    assert first.startswith("data: ")  # then the connection is closed with the answer still coming
+
+    after = client.chat.completions.create(model=f"kb:{KB}", messages=[{"role": "user", "content": QUESTION}])
+    assert "within 30 days" in (after.choices[0].message.content or "")
+
+
 def test_chat_errors_in_openai_shape(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as unknown_kb:
         client.chat.completions.create(model="kb:nope", messages=[{"role": "user", "content": QUESTION}])

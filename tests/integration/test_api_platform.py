@@ -7,6 +7,7 @@ Milvus Lite and the packaged embedder; what each route answers is compared with 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -122,6 +123,26 @@ def test_search_finds_the_passage_in_every_mode(client: httpx.Client, mode: str)
     assert best["rank"] == 1 and best["doc_uri"].endswith("returns-policy.md")
     assert "within 30 days" in best["text"]
     assert (found["best_similarity"] is None) == (mode == "bm25")
+
+
+def test_concurrent_requests_share_the_open_index_and_model(client: httpx.Client) -> None:
+    queries = [
+        ("How many days do customers have to return a product?", "returns-policy.md"),
+        ("Which warehouse ships orders placed before 2 pm?", "shipping.md"),
+        ("How long is the warranty on a gadget?", "warranty.html"),
+        ("Which region is served from Bristol?", "regions.txt"),
+    ] * 4
+
+    def search(item: tuple[str, str], mode: str) -> str:
+        body = {"query": item[0], "mode": mode, "top_k": 1}
+        return str(data(client.post(f"/api/v1/knowledge-bases/{KB}/search", json=body))["hits"][0]["doc_uri"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(search, queries, ["dense", "hybrid"] * (len(queries) // 2)))
+        listed = list(pool.map(lambda _: data(client.get("/api/v1/datasets"))["total"], range(8)))
+
+    assert [uri.rsplit("/", 1)[-1] for uri in found] == [expected for _, expected in queries]
+    assert listed == [1] * 8
 
 
 def test_search_refuses_an_empty_query(client: httpx.Client) -> None:

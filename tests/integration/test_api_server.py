@@ -6,13 +6,20 @@ object store, Milvus Lite, the packaged embedder.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from ods.api.server import check_loopback
 from ods.errors import OdsError
+from ods.stages.serve import free_port
 from tests.support.api_server import RunningApi, served_platform
 from tests.support.cli import run_ods
 
@@ -181,3 +188,35 @@ def test_only_loopback_addresses_are_served() -> None:
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("error: refusing to serve the API on '0.0.0.0'")
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_ods_serve_answers_until_sigterm_then_shuts_down_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "ODS_HOME": str(tmp_path / "ods-home"), "ODS_API__PORT": str(port)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ods", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = None
+        while health is None and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None, server.communicate()[0]
+        datasets = httpx.get(f"http://127.0.0.1:{port}/api/v1/datasets")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=120)[0]
+    assert health.json() == {"status": "ok"}
+    assert datasets.json()["data"]["total"] == 0  # a fresh home: the catalog was created on first use
+    # uvicorn stops serving, ends the app's lifespan (which closes the catalog and the indexes), then
+    # re-raises SIGTERM so the exit status says how the process ended.
+    assert server.returncode == -signal.SIGTERM, output
+    assert f"ods API on http://127.0.0.1:{port}" in output
+    assert "Application shutdown complete" in output and "Finished server process" in output
+    assert "Traceback" not in output

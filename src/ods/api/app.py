@@ -6,6 +6,8 @@ lazily, or eagerly with ``Resources.preload``) and closes them when the server s
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,8 +43,21 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings, resources: Resources) -> FastAPI:
     """The API over ``resources``: health, metrics, ``/api/v1`` (datasets, knowledge bases, query,
-    models) and the OpenAI-compatible ``/v1``."""
+    models) and the OpenAI-compatible ``/v1``.
+
+    The app closes ``resources`` when the server shuts it down (its lifespan ends): uvicorn re-raises
+    SIGTERM once it has stopped, so code after ``Server.run()`` never runs on that path.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            resources.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ONE-DATA-STUDIO API",
         version=API_VERSION,
         description="Datasets, knowledge bases, SQL and models of ONE-DATA-STUDIO, and an OpenAI-compatible "

@@ -15,8 +15,7 @@ forward passes at once would not finish either sooner.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ods.factories import build_embedder, open_catalog, open_index, open_llm
 from ods.settings import Settings
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
     from ods.adapters.milvus.index import MilvusVectorIndex
     from ods.adapters.models.embedder import Embedder
     from ods.adapters.models.llm import LLM
-
-T = TypeVar("T")
 
 
 class Resources:
@@ -44,55 +41,37 @@ class Resources:
         self._indexes: dict[str, MilvusVectorIndex] = {}
         self._closed = False
 
-    def _once(self, current: T | None, build: Callable[[], T]) -> T:
-        if current is not None:
-            return current
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the server's resources are closed")
-            return build()
-
     @property
     def catalog(self) -> Catalog:
         """The catalog, opened (and migrated) on first use."""
-
-        def build() -> Catalog:
+        with self._lock:
+            self._check_open()
             if self._catalog is None:
                 self._catalog = open_catalog(self.settings)
             return self._catalog
 
-        return self._once(self._catalog, build)
-
     @property
     def embedder(self) -> Embedder:
         """The configured embedder (its model loads on the first embedding; hold :attr:`model_lock`)."""
-
-        def build() -> Embedder:
+        with self._lock:
+            self._check_open()
             if self._embedder is None:
                 self._embedder = build_embedder(self.settings.embedding)
             return self._embedder
 
-        return self._once(self._embedder, build)
-
     @property
     def llm(self) -> LLM:
-        """The configured LLM (loads on its first completion)."""
-
-        def build() -> LLM:
+        """The configured LLM (an in-process one loads on its first completion)."""
+        with self._lock:
+            self._check_open()
             if self._llm is None:
                 self._llm = open_llm(self.settings)
             return self._llm
 
-        return self._once(self._llm, build)
-
     def index(self, record: KnowledgeBaseRecord) -> MilvusVectorIndex:
         """The open index of a knowledge base, by its collection (opened on its first search)."""
-        index = self._indexes.get(record.collection_name)
-        if index is not None:
-            return index
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the server's resources are closed")
+            self._check_open()
             index = self._indexes.get(record.collection_name)
             if index is None:
                 index = open_index(self.settings, record)
@@ -101,11 +80,18 @@ class Resources:
 
     def preload(self) -> None:
         """Open the catalog and load the models now, so the first request waits for none of it."""
+        from ods.adapters.models.llm import TransformersLLM
+
         self.catalog.migrate()
+        llm = self.llm
         with self.model_lock:
             self.embedder.embed(["ods serve preload"])
-            warm = getattr(self.llm, "loaded", None)  # the in-process LLM loads its weights on access
-            del warm
+            if isinstance(llm, TransformersLLM):
+                llm.loaded  # noqa: B018 - the property loads the weights
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the server's resources are closed")
 
     def close(self) -> None:
         """Close every index and the catalog; later use raises."""

@@ -36,8 +36,9 @@ def check_loopback(host: str) -> str:
 
 
 def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False) -> None:
-    """Serve the API until SIGINT/SIGTERM; in-flight requests finish (up to ``GRACEFUL_SHUTDOWN_S``), then
-    the resources close."""
+    """Serve the API until SIGINT/SIGTERM; in-flight requests finish (up to ``GRACEFUL_SHUTDOWN_S``), the
+    app's lifespan closes the resources, then uvicorn re-raises the signal (the process ends as that
+    signal says, as a supervisor expects)."""
     import uvicorn
 
     from ods.api.app import create_app

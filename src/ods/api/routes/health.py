@@ -41,20 +41,41 @@ class Readiness(BaseModel):
 
 
 class ReadinessCache:
-    """The last readiness checks, reused for ``ready_cache_s``; one thread checks while others wait."""
+    """The last readiness checks, reused for ``ready_cache_s``; one thread checks while others wait.
+
+    A packaged model that passed once (``kind=local``) is not checked again: its files do not change under
+    a running server, and reading the GGUF header costs ~2 s of CPU per check.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._last: Readiness | None = None
+        self._passed_for_good: dict[str, CheckResult] = {}
 
     def get(self) -> Readiness:
         with self._lock:
             last = self._last
             if last is None or time.time() - last.checked_at >= self._settings.api.ready_cache_s:
-                results = [run_check(component, self._settings) for component in READINESS_COMPONENTS]
-                last = self._last = _readiness(results)
+                last = self._last = _readiness([self._check(component) for component in READINESS_COMPONENTS])
             return last
+
+    def _check(self, component: str) -> CheckResult:
+        kept = self._passed_for_good.get(component)
+        if kept is not None:
+            return kept
+        result = run_check(component, self._settings)
+        if result.ok and component in self._static_components():
+            self._passed_for_good[component] = result
+        return result
+
+    def _static_components(self) -> set[str]:
+        settings = self._settings
+        return {
+            component
+            for component, kind in (("embedding_model", settings.embedding.kind), ("llm", settings.llm.kind))
+            if kind == "local"
+        }
 
 
 def _readiness(results: list[CheckResult]) -> Readiness:
