@@ -195,6 +195,7 @@ def test_models_show_versions_metrics_lineage_and_endpoints(api: RunningApi, cli
             dataset_version_id=trained_on.id,
         )
         catalog.add_endpoint(version.id, backend="transformers", url="http://127.0.0.1:9/v1", status="failed")
+        catalog.add_endpoint(version.id, backend="vllm", url="http://127.0.0.1:8/v1", status="active")
 
     listed = data(client.get("/api/v1/models"))
     detail = data(client.get("/api/v1/models/returns-model"))
@@ -216,7 +217,10 @@ def test_models_show_versions_metrics_lineage_and_endpoints(api: RunningApi, cli
         "content_hash": trained_on.content_hash,
     }
     assert [(endpoint["status"], endpoint["backend"]) for endpoint in detail["endpoints"]] == [
-        ("failed", "transformers")
+        ("active", "vllm"),
+        ("failed", "transformers"),
     ]
+    served = client.get("/v1/models").json()["data"]
+    assert {"id": "returns-model", "owned_by": "ods-endpoint"}.items() <= served[-1].items()
     assert unknown.status_code == 404 and unknown.json()["code"] == 40401
     assert "'churn'" in unknown.json()["message"]

@@ -19,8 +19,9 @@ import pytest
 
 from ods.api.server import check_loopback
 from ods.errors import OdsError
+from ods.settings import load_settings
 from ods.stages.serve import free_port
-from tests.support.api_server import RunningApi, served_platform
+from tests.support.api_server import RunningApi, running_api, served_platform
 from tests.support.cli import run_ods
 
 
@@ -173,6 +174,25 @@ def test_an_unexpected_failure_is_50001_without_its_details(api: RunningApi, cli
     assert response.status_code == 500 and body["code"] == 50001, response.text
     assert body["request_id"] in body["message"] and "Traceback" not in response.text
     assert "AttributeError" not in response.text and "warehouse" not in body["message"]
+
+
+def test_an_unreachable_catalog_is_50301_and_not_ready(tmp_path: Path) -> None:
+    settings = load_settings(
+        home=tmp_path / "ods-home",
+        catalog={"url": "postgresql+psycopg://reader:hunter2@127.0.0.1:1/ods", "connect_timeout_s": 1},
+    )
+    with running_api(settings) as down:
+        listed = httpx.get(f"{down.base_url}/api/v1/datasets")
+        models = httpx.get(f"{down.base_url}/v1/models")
+        ready = httpx.get(f"{down.base_url}/readyz", timeout=120)
+
+    assert listed.status_code == 503 and listed.json()["code"] == 50301
+    assert "cannot open catalog postgresql+psycopg://reader:***@127.0.0.1:1/ods" in listed.json()["message"]
+    assert models.status_code == 503 and models.json()["error"]["type"] == "server_error"
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    assert {check["component"]: check["status"] for check in ready.json()["checks"]}["catalog"] == "FAIL"
+    for response in (listed, models, ready):
+        assert "hunter2" not in response.text
 
 
 def test_only_loopback_addresses_are_served() -> None:
