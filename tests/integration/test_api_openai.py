@@ -16,7 +16,9 @@ import openai
 import pytest
 
 from ods.factories import build_embedder, open_catalog
-from tests.support.api_server import KB, RunningApi, served_platform
+from ods.settings import load_settings
+from tests.support.api_server import KB, RunningApi, running_api, served_platform
+from tests.support.tiny_llm import tiny_model_dir
 
 QUESTION = "How long do customers have to return a product?"
 
@@ -146,3 +148,40 @@ def test_embeddings_match_the_packaged_embedder(api: RunningApi, client: openai.
         client.embeddings.create(model="all-MiniLM-L6-v2", input=["fine", " "])
     with pytest.raises(openai.BadRequestError, match="dimensions"):
         client.embeddings.create(model="all-MiniLM-L6-v2", input="x", dimensions=256)
+
+
+def test_chat_with_the_configured_llm_streams_and_counts_tokens(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server whose LLM is a local model folder (the tiny random-weight model: gibberish, but real
+    tokenizer, generation and streaming) chats with it under the folder's name."""
+    model_dir = tiny_model_dir(tmp_path_factory)
+    settings = load_settings(
+        home=tmp_path_factory.mktemp("api-llm") / "ods-home", llm={"model": str(model_dir)}
+    )
+    with running_api(settings) as served:
+        client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+        listed = [model.id for model in client.models.list() if model.owned_by == "ods-llm"]
+        whole = client.chat.completions.create(
+            model=model_dir.name, messages=[{"role": "user", "content": "Say hello."}], max_tokens=6
+        )
+        chunks = list(
+            client.chat.completions.create(
+                model=model_dir.name,
+                messages=[
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Say hello."},
+                ],
+                max_completion_tokens=6,
+                stream=True,
+            )
+        )
+        metrics = httpx.get(f"{served.base_url}/metrics").text
+
+    assert listed == [model_dir.name]
+    assert whole.choices[0].message.content and whole.choices[0].finish_reason == "length"
+    assert whole.usage is not None and whole.usage.completion_tokens == 6 and whole.usage.prompt_tokens > 0
+    assert (whole.model_extra or {})["sources"] == []
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert streamed and len(chunks) >= 3 and chunks[-1].choices[0].finish_reason == "length"
+    assert f'ods_api_tokens_total{{kind="completion",model="{model_dir.name}"}} 12.0' in metrics

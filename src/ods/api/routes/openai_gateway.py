@@ -71,7 +71,7 @@ def list_models(resources: ServerResources) -> ModelList:
         for record in catalog.list_knowledge_bases()
     ]
     models += [
-        Model(id=settings.llm.model, created=started, owned_by="ods-llm"),
+        Model(id=_llm_id(resources), created=started, owned_by="ods-llm"),
         Model(id=settings.embedding.model, created=started, owned_by="ods-embedding"),
     ]
     listed = {model.id for model in models}
@@ -86,6 +86,15 @@ def list_models(resources: ServerResources) -> ModelList:
                 )
             )
     return ModelList(data=models)
+
+
+def _llm_id(resources: ServerResources) -> str:
+    """The id the configured LLM answers to: its folder's name for a local model given by path, else the
+    configured name (an OpenAI endpoint that cannot be resolved yet still lists under it)."""
+    try:
+        return resources.llm.model_id
+    except OdsError:
+        return resources.settings.llm.model
 
 
 # -- chat --------------------------------------------------------------------------------------------------
@@ -203,12 +212,12 @@ def chat_completions(request: ChatRequest, http: Request, resources: ServerResou
         kb = check_name("knowledge base", request.model.removeprefix(KB_PREFIX))
         resources.catalog.get_knowledge_base(kb)  # 404 before a stream starts
         run = _kb_answer(resources, kb, question, request.conversation_id)
-    elif request.model in (resources.settings.llm.model, resources.llm.model_id):
+    elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
     else:
         raise NotFoundError(
             f"model {request.model!r} is not answered here; chat with kb:<name> or "
-            f"{resources.settings.llm.model!r} (GET /v1/models lists them)"
+            f"{_llm_id(resources)!r} (GET /v1/models lists them)"
         )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if request.stream:
