@@ -47,7 +47,7 @@ _IN_CLAUSE_VALUES = 500
 @dataclass(frozen=True)
 class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
     """A named table whose content lives in numbered versions (datasets, models), and the one generic
-    path both take: lookup by name, ensure, the owner locked for numbering, get a version."""
+    path both take: lookup by name, ensure, the owner locked for numbering, add and get a version."""
 
     kind: NameKind
     owner: type[OwnerT]
@@ -77,10 +77,12 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
             session.flush()
         return row
 
-    def next_version(self, session: Session, owner: OwnerT) -> int:
-        """The number the owner's next version gets (its newest one + 1; call with the owner locked)."""
+    def add_version(self, session: Session, owner: OwnerT, **columns: Any) -> VersionT:
+        """A new version row of ``owner`` holding ``columns``, numbered after its newest one (call with
+        the owner locked, see :meth:`lock_owner`), added and flushed."""
         newest = session.scalar(select(func.max(self.versions.version)).where(self.owner_key == owner.id))
-        return (newest or 0) + 1
+        number = (newest or 0) + 1
+        return add_row(session, self.versions(**{self.owner_key.key: owner.id}, version=number, **columns))
 
     def get_version(self, session: Session, name: str, version: int | None) -> VersionRecordT:
         """Version ``version`` of ``name``, or its newest registered version when ``None``;

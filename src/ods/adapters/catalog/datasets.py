@@ -69,9 +69,9 @@ class DatasetTables(CatalogBase):
             parent_rows = require_rows(
                 session, DatasetVersion, DatasetVersion.id, parent_ids, "dataset version"
             )
-            row = DatasetVersion(
-                dataset_id=dataset.id,
-                version=DATASETS.next_version(session, dataset),
+            row = DATASETS.add_version(
+                session,
+                dataset,
                 content_hash=content_hash,
                 uri=uri,
                 schema=schema,
@@ -87,7 +87,7 @@ class DatasetTables(CatalogBase):
                 flow_run_id=flow_run_id,
                 parents=parent_rows,
             )
-            return dataset_version_record(add_row(session, row), dataset.name)
+            return dataset_version_record(row, dataset.name)
 
         return self._write(work)
 

@@ -7,14 +7,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from ods.adapters.catalog.base import (
-    CatalogBase,
-    VersionedTable,
-    add_row,
-    check_choice,
-    require_rows,
-    to_record,
-)
+from ods.adapters.catalog.base import CatalogBase, VersionedTable, check_choice, require_rows, to_record
 from ods.adapters.catalog.datasets import dataset_version_record
 from ods.adapters.catalog.records import DatasetVersionRecord, ModelRecord, ModelVersionRecord
 from ods.adapters.catalog.schema import Dataset, DatasetVersion, Model, ModelStatus, ModelVersion
@@ -89,9 +82,9 @@ class ModelTables(CatalogBase):
                 require_rows(
                     session, DatasetVersion, DatasetVersion.id, [dataset_version_id], "dataset version"
                 )
-            row = ModelVersion(
-                model_id=model.id,
-                version=MODELS.next_version(session, model),
+            row = MODELS.add_version(
+                session,
+                model,
                 trainer=trainer,
                 params=params,
                 metrics=metrics,
@@ -101,7 +94,7 @@ class ModelTables(CatalogBase):
                 flow_run_id=flow_run_id,
                 status=status,
             )
-            return _model_version_record(add_row(session, row), model.name)
+            return _model_version_record(row, model.name)
 
         return self._write(work)
 
