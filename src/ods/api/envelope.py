@@ -105,8 +105,10 @@ class Envelope(BaseModel, Generic[T]):
 class ErrorEnvelope(BaseModel):
     """The seed's envelope around an ``/api/v1`` error."""
 
-    code: int = Field(description="40001 bad input, 40401 not found, 40901 conflict, 42901 rate limited, "
-                      "50001 unexpected, 50301 unavailable.")  # fmt: skip
+    code: int = Field(
+        description="40001 bad input, 40401 not found, 40901 conflict, 42901 rate limited, 50001 unexpected, "
+        "50301 unavailable."
+    )
     message: str = Field(description="What was wrong, in one line.")
     details: ErrorDetails | None = Field(default=None, description="The field at fault, when one is.")
     data: None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,15 @@ class BodyTooLarge(Exception):
     """A request body passed the size limit while it was read."""
 
 
+@dataclass
+class _AnswerState:
+    """What the answer to one request has sent so far: its status once started (500 until then: an
+    exception before any answer becomes one)."""
+
+    status: int = 500
+    started: bool = False
+
+
 class RequestContext:
     """Gives each HTTP request an id (echoed when the client sent a safe one), refuses bodies over
     ``max_body_bytes`` with 413 before the route parses them, times and counts the answer, and turns an
@@ -49,11 +59,11 @@ class RequestContext:
         request_id = new_request_id(headers.get(REQUEST_ID_HEADER.lower()))
         set_request_id(request_id)
         path: str = scope["path"]
-        status = {"code": 500, "started": False}
+        answer = _AnswerState()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"], status["started"] = message["status"], True
+                answer.status, answer.started = message["status"], True
                 message["headers"] = [
                     *[(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"],
                     (b"x-request-id", request_id.encode()),
@@ -68,18 +78,17 @@ class RequestContext:
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         except BodyTooLarge:
-            if not status["started"]:
+            if not answer.started:
                 await self._too_large(path)(scope, receive, send_with_id)
         except Exception:
             logger.exception("request %s %s %s failed", request_id, scope.get("method"), path)
-            if not status["started"]:
+            if not answer.started:
                 await unexpected_error_response(path)(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            code = int(status["code"])
-            self.metrics.observe(scope.get("method", ""), route, code, time.perf_counter() - started)
-            if code >= 400:
-                self.metrics.count_error(route, code)
+            self.metrics.observe(scope.get("method", ""), route, answer.status, time.perf_counter() - started)
+            if answer.status >= 400:
+                self.metrics.count_error(route, answer.status)
 
     def _declared_too_large(self, length: str | None) -> bool:
         try:

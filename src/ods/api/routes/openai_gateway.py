@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
-from ods.domain.chat import ChatMessage, Usage
+from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
 from ods.errors import NotFoundError, OdsError
 from ods.stages.answer import Answer, answer_question
@@ -255,6 +256,9 @@ Run = Callable[[Callable[[str], None] | None], _Reply]
 
 
 def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_id: str | None) -> Run:
+    if not question.strip():
+        raise OdsError("the chat has no user message with text; send the question as the last user message")
+
     def run(on_text: Callable[[str], None] | None) -> _Reply:
         with resources.model_lock:
             answer = answer_question(
@@ -273,23 +277,26 @@ def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_
             conversation_id=answer.conversation_id,
         )
 
-    if not question.strip():
-        raise OdsError("the chat has no user message with text; send the question as the last user message")
     return run
 
 
 def _llm_answer(resources: ServerResources, request: ChatRequest) -> Run:
+    roles: dict[str, Role] = {
+        "system": "system",
+        "developer": "system",
+        "user": "user",
+        "assistant": "assistant",
+    }
     messages = [
-        ChatMessage("system" if message.role in ("system", "developer") else message.role, message.text())  # type: ignore[arg-type]
+        ChatMessage(roles[message.role], message.text())
         for message in request.messages
-        if message.role != "tool"
+        if message.role in roles
     ]
     max_tokens = request.max_completion_tokens or request.max_tokens or resources.settings.answer.max_tokens
     in_process = resources.settings.llm.kind == "local"
 
     def run(on_text: Callable[[str], None] | None) -> _Reply:
-        lock = resources.model_lock if in_process else threading.Lock()
-        with lock:
+        with resources.model_lock if in_process else nullcontext():
             completion = resources.llm.complete(
                 messages, max_tokens=max_tokens, temperature=request.temperature or 0.0, on_text=on_text
             )
