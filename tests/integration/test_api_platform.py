@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from ods.factories import open_catalog
 from tests.support.api_server import DATASET, KB, RunningApi, served_platform
+from tests.support.postgres import temporary_database
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +226,38 @@ def test_models_show_versions_metrics_lineage_and_endpoints(api: RunningApi, cli
     assert {"id": "returns-model", "owned_by": "ods-endpoint"}.items() <= served[-1].items()
     assert unknown.status_code == 404 and unknown.json()["code"] == 40401
     assert "'churn'" in unknown.json()["message"]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_catalog_serves_concurrent_requests(tmp_path: Path) -> None:
+    """The same platform on the PostgreSQL catalog a cluster uses: one engine, its pool shared by the
+    request threads; a chat turn written through it is read back."""
+    with (
+        temporary_database("ods_api_") as url,
+        served_platform(tmp_path, catalog={"url": url}) as api,
+        httpx.Client(base_url=api.base_url, timeout=120) as client,
+    ):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            totals = list(pool.map(lambda _: data(client.get("/api/v1/datasets"))["total"], range(6)))
+            hits = list(
+                pool.map(
+                    lambda query: data(
+                        client.post(f"/api/v1/knowledge-bases/{KB}/search", json={"query": query, "top_k": 1})
+                    )["hits"][0]["doc_uri"],
+                    ["returns within 30 days", "two year warranty"] * 3,
+                )
+            )
+        chat = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": f"kb:{KB}",
+                "messages": [{"role": "user", "content": "How long is the warranty?"}],
+            },
+        ).json()
+        with open_catalog(api.settings) as catalog:
+            kept = catalog.get_conversation(chat["conversation_id"])
+
+    assert totals == [1] * 6
+    assert [uri.rsplit("/", 1)[-1] for uri in hits] == ["returns-policy.md", "warranty.html"] * 3
+    assert "two year warranty" in chat["choices"][0]["message"]["content"]
+    assert [message.role for message in kept.messages] == ["user", "assistant"]
