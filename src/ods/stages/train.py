@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -314,14 +314,16 @@ def stored_model(store: ObjectStore, plan: TrainingPlan) -> StoredModel | None:
     )
 
 
-def build_trainer(
-    plan: TrainingPlan,
-    store: ObjectStore,
-    *,
-    device: Device | None = None,
-    callbacks: Sequence[TrainerCallback] = (),
-    log: Callable[[str], None] | None = None,
-) -> ModelTrainer:
+class TrainerHooks(TypedDict, total=False):
+    """Where the causal-LM trainer runs and what it reports to (its defaults apply; the tabular trainer
+    takes none), passed on as they are by :func:`train_and_store` and :func:`build_trainer`."""
+
+    device: Device | None
+    callbacks: Sequence[TrainerCallback]
+    log: Callable[[str], None] | None
+
+
+def build_trainer(plan: TrainingPlan, store: ObjectStore, **hooks: Unpack[TrainerHooks]) -> ModelTrainer:
     """The trainer a plan names, with its parameters (checkpoints kept in the object store)."""
     hyper = {key: value for key, value in plan.params.items() if key not in _INPUT_KEYS}
     if plan.trainer == "tabular":
@@ -334,9 +336,7 @@ def build_trainer(
         CausalLmParams.model_validate(hyper),
         str(plan.params["base_model"]),
         checkpoints=ObjectStoreCheckpoints(store, plan.checkpoint_prefix),
-        device=device,
-        callbacks=callbacks,
-        log=log,
+        **hooks,
     )
 
 
@@ -355,14 +355,7 @@ def lineage_of(plan: TrainingPlan) -> dict[str, Any]:
     }
 
 
-def train_and_store(
-    plan: TrainingPlan,
-    store: ObjectStore,
-    *,
-    device: Device | None = None,
-    callbacks: Sequence[TrainerCallback] = (),
-    log: Callable[[str], None] | None = None,
-) -> StoredModel:
+def train_and_store(plan: TrainingPlan, store: ObjectStore, **hooks: Unpack[TrainerHooks]) -> StoredModel:
     """Read the dataset version, train, and store the artifacts with their manifest written last.
 
     Artifacts a previous run already finished for this plan are adopted as they are.
@@ -371,7 +364,7 @@ def train_and_store(
     if existing is not None:
         return existing
     frame = read_dataset_frame(store, plan.dataset_uri)
-    trainer = build_trainer(plan, store, device=device, callbacks=callbacks, log=log)
+    trainer = build_trainer(plan, store, **hooks)
     with tempfile.TemporaryDirectory(prefix="ods-train-") as scratch:
         trained = trainer.train(frame, Path(scratch) / "model")
         return _store_artifacts(store, plan, trained)
