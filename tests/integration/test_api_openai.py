@@ -15,6 +15,7 @@ import numpy as np
 import openai
 import pytest
 
+from ods.adapters.models.llm import cached_causal_lms
 from ods.factories import build_embedder, open_catalog
 from ods.settings import load_settings
 from tests.support.api_server import KB, RunningApi, running_api, served_platform
@@ -160,6 +161,8 @@ def test_chat_with_the_configured_llm_streams_and_counts_tokens(
         home=tmp_path_factory.mktemp("api-llm") / "ods-home", llm={"model": str(model_dir)}
     )
     with running_api(settings) as served:
+        served.resources.preload()  # what `ods serve --preload` does before serving
+        preloaded = cached_causal_lms()
         client = openai.OpenAI(base_url=f"{served.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
         listed = [model.id for model in client.models.list() if model.owned_by == "ods-llm"]
         whole = client.chat.completions.create(
@@ -178,6 +181,7 @@ def test_chat_with_the_configured_llm_streams_and_counts_tokens(
         )
         metrics = httpx.get(f"{served.base_url}/metrics").text
 
+    assert (str(model_dir.resolve()), None) in preloaded
     assert listed == [model_dir.name]
     assert whole.choices[0].message.content and whole.choices[0].finish_reason == "length"
     assert whole.usage is not None and whole.usage.completion_tokens == 6 and whole.usage.prompt_tokens > 0
