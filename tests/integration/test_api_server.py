@@ -111,6 +111,9 @@ def test_unknown_things_are_40401(client: httpx.Client) -> None:
     [
         "/api/v1/datasets/%2E%2E",
         "/api/v1/datasets/..%5C..%5Cetc",
+        "/api/v1/datasets/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/datasets/..%2Fsales/versions/1/rows",
+        "/api/v1/knowledge-bases/..%2F..%2Fetc/documents",
         "/api/v1/datasets/sales%00",
         "/api/v1/datasets/%1b%5b31mred",
         "/api/v1/knowledge-bases/Policies/documents",

@@ -28,6 +28,7 @@ from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
 from ods.api.resources import Resources
 from ods.api.routes import datasets, health, knowledge_bases, models, openai_gateway, query
+from ods.domain.object_keys import printable_text
 from ods.errors import OdsError
 from ods.settings import Settings
 
@@ -104,7 +105,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         if isinstance(error.__cause__, BodyTooLarge):  # a chunked body passed the limit while parsed
             return body_too_large_response(path, request.app.state.resources.settings.api.max_body_bytes)
         if error.status_code == 404:
-            return error_response(path, NOT_FOUND, f"no route {request.method} {path}; see /docs")
+            return error_response(
+                path, NOT_FOUND, f"no route {request.method} {printable_text(path)}; see /docs"
+            )
         server_side = error.status_code >= 500
         kind = ErrorKind(
             code=50001 if server_side else 40001,

@@ -7,6 +7,7 @@ One plain ASGI middleware rather than several: it sits outside the routes, so an
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from ods.api.envelope import (
 from ods.api.metrics import UNMATCHED, ApiMetrics
 
 logger = logging.getLogger(__name__)
+# A route's template as its label: /datasets/{name:path} counts as /datasets/{name}.
+_CONVERTER = re.compile(r":\w+}")
 
 
 class BodyTooLarge(Exception):

@@ -135,27 +135,6 @@ def list_datasets(
 
 
 @router.get(
-    "/{name}",
-    summary="A dataset with every version",
-    response_model=Envelope[DatasetDetail],
-    response_model_by_alias=True,
-)
-def get_dataset(name: str, resources: ServerResources) -> Envelope[DatasetDetail]:
-    """Every version of a dataset with its schema, profile, validation runs and lineage; 40401 if unknown."""
-    checked("dataset", name)
-    catalog = resources.catalog
-    versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
-    described = next((dataset for dataset in catalog.list_datasets() if dataset.name == name), None)
-    return ok(
-        DatasetDetail(
-            name=name,
-            description=described.description if described else None,
-            versions=[_version(record, catalog.validation_runs(record.id)) for record in versions],
-        )
-    )
-
-
-@router.get(
     "/{name}/versions/{version}/rows",
     summary="A page of a version's rows",
     response_model=Envelope[RowsPage],
@@ -183,6 +162,29 @@ def get_rows(
             offset=offset,
             limit=limit,
             total_rows=record.row_count,
+        )
+    )
+
+
+# A name holding '/' (../etc) reaches the same check instead of matching no route.
+@router.get("/{name:path}", include_in_schema=False)
+@router.get(
+    "/{name}",
+    summary="A dataset with every version",
+    response_model=Envelope[DatasetDetail],
+    response_model_by_alias=True,
+)
+def get_dataset(name: str, resources: ServerResources) -> Envelope[DatasetDetail]:
+    """Every version of a dataset with its schema, profile, validation runs and lineage; 40401 if unknown."""
+    checked("dataset", name)
+    catalog = resources.catalog
+    versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
+    described = next((dataset for dataset in catalog.list_datasets() if dataset.name == name), None)
+    return ok(
+        DatasetDetail(
+            name=name,
+            description=described.description if described else None,
+            versions=[_version(record, catalog.validation_runs(record.id)) for record in versions],
         )
     )
 

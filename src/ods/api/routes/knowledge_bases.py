@@ -94,22 +94,6 @@ def list_knowledge_bases(resources: ServerResources) -> Envelope[list[KnowledgeB
     return ok([_knowledge_base(record) for record in resources.catalog.list_knowledge_bases()])
 
 
-@router.get("/{kb}", summary="A knowledge base and its counts", response_model=Envelope[KnowledgeBaseStatus])
-def get_knowledge_base(kb: str, resources: ServerResources) -> Envelope[KnowledgeBaseStatus]:
-    """Source, embedding model, collection, and documents, versions and chunks per status."""
-    checked("knowledge base", kb)
-    record = resources.catalog.get_knowledge_base(kb)
-    counts = resources.catalog.knowledge_base_counts(kb)
-    return ok(
-        KnowledgeBaseStatus(
-            **_knowledge_base(record).model_dump(),
-            documents=counts.documents,
-            versions=counts.versions,
-            indexed_chunks=counts.indexed_chunks,
-        )
-    )
-
-
 @router.get(
     "/{kb}/documents", summary="The documents of a knowledge base", response_model=Envelope[DocumentList]
 )
@@ -172,5 +156,22 @@ def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envel
                 )
                 for rank, hit in enumerate(hits, start=1)
             ],
+        )
+    )
+
+
+@router.get("/{kb:path}", include_in_schema=False)  # a name holding '/' reaches the name check
+@router.get("/{kb}", summary="A knowledge base and its counts", response_model=Envelope[KnowledgeBaseStatus])
+def get_knowledge_base(kb: str, resources: ServerResources) -> Envelope[KnowledgeBaseStatus]:
+    """Source, embedding model, collection, and documents, versions and chunks per status."""
+    checked("knowledge base", kb)
+    record = resources.catalog.get_knowledge_base(kb)
+    counts = resources.catalog.knowledge_base_counts(kb)
+    return ok(
+        KnowledgeBaseStatus(
+            **_knowledge_base(record).model_dump(),
+            documents=counts.documents,
+            versions=counts.versions,
+            indexed_chunks=counts.indexed_chunks,
         )
     )

@@ -82,6 +82,7 @@ def list_models(resources: ServerResources) -> Envelope[list[ModelSummary]]:
     )
 
 
+@router.get("/{name:path}", include_in_schema=False)  # a name holding '/' reaches the name check
 @router.get(
     "/{name}", summary="A model with its versions and endpoints", response_model=Envelope[ModelDetail]
 )
