@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
-from ods.factories import open_catalog
+from ods.factories import build_object_store, open_catalog
+from ods.stages.prepare import dataset_prefix, frame_schema, write_parquet
 from tests.support.api_server import DATASET, KB, RunningApi, served_platform
 from tests.support.postgres import temporary_database
 
@@ -226,6 +228,41 @@ def test_models_show_versions_metrics_lineage_and_endpoints(api: RunningApi, cli
     assert {"id": "returns-model", "owned_by": "ods-endpoint"}.items() <= served[-1].items()
     assert unknown.status_code == 404 and unknown.json()["code"] == 40401
     assert "'churn'" in unknown.json()["message"]
+
+
+def test_sql_sees_a_dataset_registered_while_the_server_runs(api: RunningApi, client: httpx.Client) -> None:
+    """Warehouses are kept per set of dataset versions: a version registered later makes a new set (never a
+    stale answer), and concurrent queries on one kept warehouse take turns."""
+    count = "SELECT COUNT(*) AS n FROM sales"
+    before = data(client.post("/api/v1/query/execute", json={"sql": count}))
+    frame = pd.DataFrame({"region": ["North", "West"], "hub": ["Leeds", "Bristol"]})
+    written = write_parquet(build_object_store(api.settings), dataset_prefix("regions"), frame)
+    with open_catalog(api.settings) as catalog:
+        catalog.add_dataset_version(
+            "regions",
+            content_hash=written.content_hash,
+            uri=written.uri,
+            schema=frame_schema(frame),
+            profile={},
+            row_count=len(frame),
+            size_bytes=written.size_bytes,
+            status="registered",
+        )
+
+    join = (
+        "SELECT r.hub, COUNT(*) AS n FROM sales AS s JOIN regions AS r ON s.region = r.region GROUP BY r.hub"
+    )
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(
+                lambda sql: data(client.post("/api/v1/query/execute", json={"sql": sql}))["rows"],
+                [count, join + " ORDER BY r.hub"] * 3,
+            )
+        )
+    only_sales = data(client.post("/api/v1/query/execute", json={"sql": count, "datasets": ["sales"]}))
+
+    assert answers[0] == answers[2] == answers[4] == before["rows"] == only_sales["rows"]
+    assert [hub for hub, _ in answers[1]] == ["Bristol", "Leeds"] and answers[1] == answers[3] == answers[5]
 
 
 @pytest.mark.postgres

@@ -10,14 +10,22 @@ OpenAI client are safe to share. The models are not, quite: a Hugging Face fast 
 borrowed" when two threads change its padding state at once, so all in-process model work (embedding,
 answering) takes :attr:`Resources.model_lock` in turn; on the 2-4 cores the server targets, running two
 forward passes at once would not finish either sooner.
+
+SQL runs in a DuckDB warehouse whose query process takes ~1 s to start and register the Parquet tables, so
+the warehouses of the last few sets of dataset versions asked for are kept (one query at a time each); a
+newly registered version makes a new set, so nothing stale is ever queried.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ods.factories import build_embedder, open_catalog, open_index, open_llm
+from ods.factories import build_embedder, open_catalog, open_index, open_llm, open_warehouse
 from ods.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +34,22 @@ if TYPE_CHECKING:
     from ods.adapters.milvus.index import MilvusVectorIndex
     from ods.adapters.models.embedder import Embedder
     from ods.adapters.models.llm import LLM
+    from ods.adapters.warehouse import DuckDBWarehouse
+
+# Each kept warehouse holds a query process (up to ODS_WAREHOUSE__MEMORY_LIMIT_MB while it queries).
+KEPT_WAREHOUSES = 4
+
+
+@dataclass
+class _KeptWarehouse:
+    warehouse: DuckDBWarehouse
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.warehouse.close()
 
 
 class Resources:
@@ -39,6 +63,8 @@ class Resources:
         self._embedder: Embedder | None = None
         self._llm: LLM | None = None
         self._indexes: dict[str, MilvusVectorIndex] = {}
+        self._warehouses: OrderedDict[tuple[int, ...], _KeptWarehouse] = OrderedDict()
+        self._warehouses_lock = threading.Lock()
         self._closed = False
 
     @property
@@ -78,6 +104,34 @@ class Resources:
                 self._indexes[record.collection_name] = index
             return index
 
+    @contextmanager
+    def warehouse(self, datasets: Sequence[str] | None) -> Iterator[DuckDBWarehouse]:
+        """The warehouse over ``datasets`` (``["sales", "regions@2"]``; None: the newest registered version
+        of every dataset), held for this caller alone until the block ends."""
+        from ods.adapters.warehouse import resolve_dataset_versions
+
+        catalog = self.catalog
+        versions = resolve_dataset_versions(catalog, datasets)
+        key = tuple(sorted(record.id for record in versions))
+        while True:
+            with self._warehouses_lock:
+                self._check_open()
+                kept = self._warehouses.pop(key, None)
+                if kept is None:
+                    refs = [f"{record.dataset_name}@{record.version}" for record in versions]
+                    kept = _KeptWarehouse(open_warehouse(self.settings, catalog, refs))
+                self._warehouses[key] = kept  # the most recently used last
+                evicted = []
+                while len(self._warehouses) > KEPT_WAREHOUSES:
+                    evicted.append(self._warehouses.popitem(last=False)[1])
+            for old in evicted:
+                old.close()  # waits for a query still running on it
+            with kept.lock:
+                if kept.closed:  # evicted or closed between the lookup and the lock: look again
+                    continue
+                yield kept.warehouse
+                return
+
     def preload(self) -> None:
         """Open the catalog and load the models now, so the first request waits for none of it."""
         from ods.adapters.models.llm import TransformersLLM
@@ -94,11 +148,14 @@ class Resources:
             raise RuntimeError("the server's resources are closed")
 
     def close(self) -> None:
-        """Close every index and the catalog; later use raises."""
-        with self._lock:
+        """Close every warehouse, index and the catalog; later use raises."""
+        with self._lock, self._warehouses_lock:
             self._closed = True
             indexes, self._indexes = list(self._indexes.values()), {}
+            warehouses, self._warehouses = list(self._warehouses.values()), OrderedDict()
             catalog, self._catalog = self._catalog, None
+        for warehouse in warehouses:
+            warehouse.close()
         for index in indexes:
             index.close()
         if catalog is not None:

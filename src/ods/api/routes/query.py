@@ -1,6 +1,7 @@
 """``/api/v1/query``: SQL over the registered datasets through the Text-to-SQL guard, read-only
 (integration point 3, query side). The same guard and warehouse `ods ask` uses: one SELECT, allowlisted
-functions and tables, a row cap, a time limit, memory and result-size limits, in a process of its own."""
+functions and tables, a row cap, a time limit, memory and result-size limits, in a process of its own,
+kept by the server's resources between requests."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from ods.adapters.warehouse import DuckDBWarehouse
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
 from ods.domain.sql_guard import SqlRejected
-from ods.factories import open_warehouse
 
 router = APIRouter(prefix="/api/v1/query", tags=["query"])
 
@@ -47,10 +46,6 @@ class QueryResult(BaseModel):
     seconds: float
 
 
-def _warehouse(resources: ServerResources, request: QueryRequest) -> DuckDBWarehouse:
-    return open_warehouse(resources.settings, resources.catalog, request.datasets)
-
-
 def _max_rows(resources: ServerResources, request: QueryRequest) -> int:
     ceiling = resources.settings.warehouse.max_rows
     return min(request.max_rows or ceiling, ceiling)
@@ -61,13 +56,11 @@ def _max_rows(resources: ServerResources, request: QueryRequest) -> int:
 )
 def validate(request: QueryRequest, resources: ServerResources) -> Envelope[Validation]:
     """The statement as the guard would run it, or the reason it refuses it (HTTP 200 either way)."""
-    warehouse = _warehouse(resources, request)
-    try:
-        guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
-    except SqlRejected as rejected:
-        return ok(Validation(allowed=False, sql=None, tables=[], reason=str(rejected)))
-    finally:
-        warehouse.close()
+    with resources.warehouse(request.datasets) as warehouse:
+        try:
+            guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
+        except SqlRejected as rejected:
+            return ok(Validation(allowed=False, sql=None, tables=[], reason=str(rejected)))
     return ok(Validation(allowed=True, sql=guarded.sql, tables=sorted(guarded.tables), reason=None))
 
 
@@ -75,12 +68,9 @@ def validate(request: QueryRequest, resources: ServerResources) -> Envelope[Vali
 def execute(request: QueryRequest, resources: ServerResources) -> Envelope[QueryResult]:
     """Rows of the statement, run read-only with the warehouse's limits; a statement the guard refuses is
     40001 with the reason and is never run."""
-    warehouse = _warehouse(resources, request)
-    try:
+    with resources.warehouse(request.datasets) as warehouse:
         guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         result = warehouse.run(guarded, timeout_s=resources.settings.warehouse.timeout_s)
-    finally:
-        warehouse.close()
     return ok(
         QueryResult(
             sql=result.sql,
