@@ -161,6 +161,11 @@ def test_health_readiness_metrics_and_docs(client: httpx.Client) -> None:
     ):
         assert path in schema["paths"], path
     assert "Envelope_DatasetPage_" in schema["components"]["schemas"]
+    operations = [operation for methods in schema["paths"].values() for operation in methods.values()]
+    assert not [operation for operation in operations if "422" in operation["responses"]]  # bad input is 400
+    chat = schema["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert chat["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/OpenAIError")
+    assert set(chat["200"]["content"]) == {"application/json", "text/event-stream"}
     assert client.get("/docs").status_code == 200
 
 

@@ -74,7 +74,27 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(openai_gateway.router)
     _add_error_handlers(app)
+    _document_bad_input_as_400(app)
     return app
+
+
+def _document_bad_input_as_400(app: FastAPI) -> None:
+    """Drop FastAPI's default 422 responses from the schema: request validation answers 400 here (code
+    40001, or OpenAI's invalid_request_error), as every route documents."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_error_handlers(app: FastAPI) -> None:

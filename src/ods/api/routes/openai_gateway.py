@@ -36,7 +36,28 @@ from ods.domain.names import check_name
 from ods.errors import NotFoundError, OdsError
 from ods.stages.answer import Answer, answer_question
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+class OpenAIErrorDetail(BaseModel):
+    message: str = Field(description="What was wrong, in one line.")
+    type: str = Field(description="invalid_request_error, rate_limit_error or server_error.")
+    param: str | None = Field(default=None, description="The request field at fault, when one is.")
+    code: str | None = Field(default=None, description="model_not_found, not_found, or null.")
+
+
+class OpenAIError(BaseModel):
+    """An error in OpenAI's shape, which its clients turn into their own exceptions."""
+
+    error: OpenAIErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": OpenAIError, "description": "Bad input: malformed JSON, a wrong field, a bad name."},
+    404: {"model": OpenAIError, "description": "Unknown model or knowledge base (code model_not_found)."},
+    413: {"model": OpenAIError, "description": "Body over ODS_API__MAX_BODY_BYTES."},
+    500: {"model": OpenAIError, "description": "Unexpected: the message names the request id to quote."},
+    503: {"model": OpenAIError, "description": "The catalog, Milvus or a model is unavailable."},
+}
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=_ERRORS)
 
 KB_PREFIX = "kb:"
 MAX_EMBEDDING_INPUTS = 2048
