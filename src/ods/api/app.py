@@ -1,7 +1,7 @@
 """The HTTP API's app: routes over the same stage functions the CLI calls, one error mapping, one envelope.
 
-``create_app(settings, resources)`` builds it and opens nothing: the caller owns ``resources`` (opened
-lazily, or eagerly with ``Resources.preload``) and closes them when the server stops (``ods serve``).
+``create_app(settings, resources)`` builds it and opens nothing: ``resources`` open what they hold on first
+use (or at once with ``Resources.preload``), and the app's lifespan closes them when the server stops.
 """
 
 from __future__ import annotations
