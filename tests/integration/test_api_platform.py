@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from ods.factories import build_object_store, open_catalog
-from ods.stages.prepare import dataset_prefix, frame_schema, write_parquet
+from ods.stages.prepare import dataset_prefix, frame_schema, store_card, write_parquet
 from tests.support.api_server import DATASET, KB, RunningApi, served_platform
 from tests.support.postgres import temporary_database
 
@@ -60,10 +60,12 @@ def test_datasets_are_listed_with_filters_and_pages(client: httpx.Client) -> Non
 
 
 def test_a_dataset_shows_versions_schema_profile_and_lineage(api: RunningApi, client: httpx.Client) -> None:
-    detail = data(client.get(f"/api/v1/datasets/{DATASET}"))
-
     with open_catalog(api.settings) as catalog:
         record = catalog.get_dataset_version(DATASET)
+    card = store_card(build_object_store(api.settings), record, "# sales\n")  # as the flow's last step does
+
+    detail = data(client.get(f"/api/v1/datasets/{DATASET}"))
+
     [version] = detail["versions"]
     assert (version["version"], version["status"], version["row_count"]) == (
         1,
@@ -76,6 +78,7 @@ def test_a_dataset_shows_versions_schema_profile_and_lineage(api: RunningApi, cl
     assert version["lineage"]["source_uri"].endswith("sales.csv")
     assert version["lineage"]["source_sha256"] == record.source_sha256
     assert len(version["validation_runs"]) == 1 and version["validation_runs"][0]["success"] is True
+    assert version["card_uri"] == card and card.endswith("datasets/sales/cards/v1.md")
 
 
 def test_rows_are_paged(api: RunningApi, client: httpx.Client) -> None:

@@ -15,7 +15,7 @@ from ods.adapters.catalog.records import DatasetVersionRecord, ValidationRunReco
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
 from ods.factories import build_object_store
-from ods.stages.prepare import read_rows
+from ods.stages.prepare import card_uri, read_rows
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
@@ -74,6 +74,9 @@ class DatasetVersion(BaseModel):
     profile: dict[str, Any] = Field(description="Per column: type, nulls, distinct values, range, PII kind.")
     lineage: DatasetLineage
     validation_runs: list[ValidationRun]
+    card_uri: str | None = Field(
+        description="The dataset card (markdown) kept beside the data, when written."
+    )
     created_at: datetime
 
 
@@ -180,16 +183,22 @@ def get_dataset(name: str, resources: ServerResources) -> Envelope[DatasetDetail
     catalog = resources.catalog
     versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
     described = next((dataset for dataset in catalog.list_datasets() if dataset.name == name), None)
+    store = build_object_store(resources.settings)
     return ok(
         DatasetDetail(
             name=name,
             description=described.description if described else None,
-            versions=[_version(record, catalog.validation_runs(record.id)) for record in versions],
+            versions=[
+                _version(record, catalog.validation_runs(record.id), card_uri(store, record))
+                for record in versions
+            ],
         )
     )
 
 
-def _version(record: DatasetVersionRecord, runs: list[ValidationRunRecord]) -> DatasetVersion:
+def _version(
+    record: DatasetVersionRecord, runs: list[ValidationRunRecord], card: str | None
+) -> DatasetVersion:
     return DatasetVersion(
         id=record.id,
         version=record.version,
@@ -219,5 +228,6 @@ def _version(record: DatasetVersionRecord, runs: list[ValidationRunRecord]) -> D
             )
             for run in runs
         ],
+        card_uri=card,
         created_at=record.created_at,
     )
