@@ -289,6 +289,7 @@ def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_
                 conversation_id=conversation_id,
                 llm=resources.llm,
                 on_text=on_text,
+                adapters=resources,
             )
         return _Reply(
             text=answer.text,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from ods.adapters.models.llm import LLM, PACKAGED_MODEL_ID
 from ods.domain.answering import (
@@ -30,7 +30,7 @@ from ods.errors import OdsError
 from ods.factories import open_catalog, open_llm
 from ods.settings import Settings
 from ods.stages.answer.conversation import recent_turns, remember_turn
-from ods.stages.answer.passages import gather_passages, passage_evidence
+from ods.stages.answer.passages import KeptAdapters, gather_passages, passage_evidence
 from ods.stages.answer.results import Answer, Gathered
 from ods.stages.answer.text_to_sql import gather_sql, run_sql
 
@@ -63,6 +63,7 @@ def answer_question(
     llm: LLM | None = None,
     on_text: Callable[[str], None] | None = None,
     remember: bool = True,
+    adapters: KeptAdapters | None = None,
 ) -> Answer:
     """Answer ``question`` from knowledge base ``kb`` and/or ``datasets`` (``[]``: every registered one).
 
@@ -71,6 +72,8 @@ def answer_question(
     allowlisted tables) instead of the registered datasets.
     ``on_text`` receives the answer as it is generated. With ``remember`` the question and the answer
     (with its SQL and citations) are appended to the conversation, which is created when not given.
+    ``adapters``: a long-lived caller's open catalog, embedder and indexes, used instead of opening them
+    for this question (the CLI leaves it out).
     """
     question = question.strip()
     if not question:
@@ -82,7 +85,10 @@ def answer_question(
     if database and datasets:
         raise OdsError("ask either the registered datasets (--dataset) or the SQL database (--database)")
     clock = Stopwatch()
-    with clock.step("total"), open_catalog(settings) as catalog:
+    with (
+        clock.step("total"),
+        open_catalog(settings) if adapters is None else nullcontext(adapters.catalog) as catalog,
+    ):
         history, sql_history = recent_turns(catalog, conversation_id, settings.answer.history_turns)
         if kb is not None:
             catalog.get_knowledge_base(kb)  # an unknown knowledge base fails before any model loads
@@ -99,11 +105,17 @@ def answer_question(
         if route in ("rag", "both") and kb is not None:
             with clock.step("retrieval"):
                 gather_passages(
-                    gathered, settings, kb, contextual_question(question, history), documents or ()
+                    gathered,
+                    settings,
+                    kb,
+                    contextual_question(question, history),
+                    documents or (),
+                    adapters,
                 )
             if gathered.passages:
                 with clock.step("evidence"):
-                    gathered.evidence += passage_evidence(settings, question, gathered.passages)
+                    embedder = adapters.embedder if adapters is not None else None
+                    gathered.evidence += passage_evidence(settings, question, gathered.passages, embedder)
         text, cited, model_id = _compose(gathered, settings, model, question, history, clock, on_text)
         conversation, message_id = (None, None)
         if remember:

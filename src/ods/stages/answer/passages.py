@@ -4,22 +4,44 @@ closest to the question picked as evidence."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from ods.adapters.milvus.index import FilterValue
+from ods.adapters.catalog import Catalog
+from ods.adapters.catalog.records import KnowledgeBaseRecord
+from ods.adapters.milvus.index import FilterValue, VectorIndex
+from ods.adapters.models.embedder import Embedder
 from ods.domain.answering import Evidence, Source, pick_evidence, split_sentences, without_instructions
 from ods.factories import build_embedder
 from ods.settings import Settings
 from ods.stages.answer.results import AnswerSource, Gathered
-from ods.stages.retrieve import resolve_documents, retrieve_passages
+from ods.stages.retrieve import resolve_documents, retrieve_passages, search_index
 
 EXCERPT_CHARS = 300
 
 
+class KeptAdapters(Protocol):
+    """The catalog, the embedder and the indexes a long-lived process keeps open (the API server's
+    ``Resources``), lent to an answer so it opens none of them itself."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    def index(self, record: KnowledgeBaseRecord) -> VectorIndex: ...
+
+
 def gather_passages(
-    gathered: Gathered, settings: Settings, kb: str, query: str, documents: Sequence[str]
+    gathered: Gathered,
+    settings: Settings,
+    kb: str,
+    query: str,
+    documents: Sequence[str],
+    adapters: KeptAdapters | None = None,
 ) -> None:
     conditions = {"doc_uri": resolve_documents(settings, kb, documents)} if documents else None
-    passages, note = retrieve_sources(settings, kb, query, len(gathered.sources), conditions)
+    passages, note = retrieve_sources(settings, kb, query, len(gathered.sources), conditions, adapters)
     if note:
         gathered.notes.append(note)
     gathered.passages = passages
@@ -34,7 +56,9 @@ def gather_passages(
             )
 
 
-def passage_evidence(settings: Settings, question: str, passages: Sequence[Source]) -> list[Evidence]:
+def passage_evidence(
+    settings: Settings, question: str, passages: Sequence[Source], embedder: Embedder | None = None
+) -> list[Evidence]:
     """The sentences of the passages closest in meaning to the question (the embedder is already loaded)."""
     candidates = [  # text addressed to the model is never quoted as evidence
         (passage.marker, sentence)
@@ -43,7 +67,9 @@ def passage_evidence(settings: Settings, question: str, passages: Sequence[Sourc
     ]
     if not candidates:
         return []
-    vectors = build_embedder(settings.embedding).embed([question, *(sentence for _, sentence in candidates)])
+    vectors = (embedder or build_embedder(settings.embedding)).embed(
+        [question, *(sentence for _, sentence in candidates)]
+    )
     scores = (vectors[1:] @ vectors[0]).tolist()
     return pick_evidence(candidates, scores, limit=2, min_score=settings.answer.min_relevance)
 
@@ -54,11 +80,26 @@ def retrieve_sources(
     query: str,
     first_marker: int,
     conditions: Mapping[str, FilterValue] | None = None,
+    adapters: KeptAdapters | None = None,
 ) -> tuple[list[Source], str | None]:
+    """The passages of ``kb`` for ``query``, numbered from ``first_marker + 1``, or a note saying why none;
+    on ``adapters``' open index and embedder when given, else on ones opened for this call."""
     answer_settings = settings.answer
-    retrieval = retrieve_passages(
-        settings, kb, query, k=answer_settings.top_k, mode="hybrid", conditions=conditions
-    )
+    if adapters is None:
+        retrieval = retrieve_passages(
+            settings, kb, query, k=answer_settings.top_k, mode="hybrid", conditions=conditions
+        )
+    else:
+        record = adapters.catalog.get_knowledge_base(kb)
+        retrieval = search_index(
+            adapters.index(record),
+            adapters.embedder,
+            record,
+            query,
+            k=answer_settings.top_k,
+            mode="hybrid",
+            conditions=conditions,
+        )
     if not retrieval.hits:
         return [], f"knowledge base {kb!r} has no passages"
     if retrieval.best_similarity is not None and retrieval.best_similarity < answer_settings.min_relevance:
