@@ -17,6 +17,7 @@ import pytest
 
 import ods.adapters.catalog as catalog_package
 from ods.adapters.catalog import (
+    ApiKeyCatalog,
     Catalog,
     CatalogAdmin,
     ConversationCatalog,
@@ -35,6 +36,7 @@ PROTOCOLS: tuple[type[Any], ...] = (
     KnowledgeCatalog,
     ConversationCatalog,
     WatchCatalog,
+    ApiKeyCatalog,
 )
 NOT_IN_A_PROTOCOL = {"open"}
 """``Catalog.open`` is the constructor (a classmethod): consumers receive a catalog, they do not open one."""

@@ -17,6 +17,7 @@ from ods.cli.console import error_console
 from ods.cli.datasets import datasets_app
 from ods.cli.events import events_app
 from ods.cli.kb import kb_app
+from ods.cli.keys import keys_app
 from ods.cli.models import models_app
 from ods.cli.ops import config_app, demo, doctor, init, prefect_app
 from ods.cli.serve import serve
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(kb_app, name="kb")
+app.add_typer(keys_app, name="keys")
 app.command("ask")(ask)
 app.command("chat")(chat)
 app.add_typer(conversations_app, name="conversations")

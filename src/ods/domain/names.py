@@ -20,11 +20,16 @@ from pydantic import AfterValidator, Field
 
 from ods.errors import OdsError
 
-NameKind = Literal["knowledge base", "dataset", "model"]
+NameKind = Literal["knowledge base", "dataset", "model", "API key"]
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 NAME_RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
-_EXAMPLES: dict[str, str] = {"knowledge base": "policies", "dataset": "sales_2024", "model": "sales-returns"}
+_EXAMPLES: dict[str, str] = {
+    "knowledge base": "policies",
+    "dataset": "sales_2024",
+    "model": "sales-returns",
+    "API key": "ci-pipeline",
+}
 
 
 class InvalidNameError(OdsError, ValueError):

@@ -12,6 +12,7 @@ from ods.adapters.catalog.database import (
     migrate,
 )
 from ods.adapters.catalog.protocols import (
+    ApiKeyCatalog,
     CatalogAdmin,
     ConversationCatalog,
     DatasetCatalog,
@@ -21,6 +22,7 @@ from ods.adapters.catalog.protocols import (
     WatchCatalog,
 )
 from ods.adapters.catalog.records import (
+    ApiKeyRecord,
     ChunkRecord,
     ChunkSource,
     CitationRecord,
@@ -42,6 +44,8 @@ from ods.adapters.catalog.records import (
 from ods.adapters.catalog.repository import Catalog
 
 __all__ = [
+    "ApiKeyCatalog",
+    "ApiKeyRecord",
     "Catalog",
     "CatalogAdmin",
     "ChunkRecord",

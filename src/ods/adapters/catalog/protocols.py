@@ -10,6 +10,7 @@ parameter lists are wrapped by hand (``fmt: skip``) so this file reads as a comp
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
@@ -197,6 +198,24 @@ class ConversationCatalog(Protocol):
     def delete_conversation(self, conversation_id: str) -> None: ...
 
 
+class ApiKeyCatalog(Protocol):
+    """API keys of `ods serve`: ``ods keys``, the server's authentication and its bind check."""
+
+    def add_api_key(
+        self, name: str, *, key_hash: str, prefix: str, expires_at: datetime | None = None
+    ) -> records.ApiKeyRecord: ...
+
+    def list_api_keys(self) -> list[records.ApiKeyRecord]: ...
+
+    def api_keys_with_prefix(self, prefix: str) -> list[records.ApiKeyRecord]: ...
+
+    def revoke_api_key(self, name: str) -> records.ApiKeyRecord: ...
+
+    def touch_api_key(self, key_id: int, used_at: datetime) -> None: ...
+
+    def count_active_api_keys(self, now: datetime) -> int: ...
+
+
 class WatchCatalog(Protocol):
     """What the bucket watcher last saw of each object."""
 
@@ -216,4 +235,5 @@ if TYPE_CHECKING:
         knowledge: KnowledgeCatalog = catalog
         conversations: ConversationCatalog = catalog
         watch: WatchCatalog = catalog
-        del admin, datasets, models, endpoints, knowledge, conversations, watch
+        api_keys: ApiKeyCatalog = catalog
+        del admin, datasets, models, endpoints, knowledge, conversations, watch, api_keys

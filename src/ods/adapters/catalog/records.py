@@ -270,3 +270,18 @@ class WatchedObjectRecord:
     first_seen: datetime
     last_seen: datetime
     deleted: bool
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as stored: its name, display prefix and digest, and when it was made, used, revoked or
+    expires (``None``: never)."""
+
+    id: int
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None

@@ -5,12 +5,13 @@ closed. Writes that name their content (dataset versions, document versions, chu
 that race on a unique key are retried, so concurrent flows never register the same thing twice.
 
 :class:`Catalog` is composed of one mixin per table group (``datasets.py``, ``models.py``,
-``endpoints.py``, ``knowledge.py``, ``conversations.py``, ``watch.py``) over ``base.CatalogBase``; a
-consumer that needs one group depends on its Protocol in ``protocols.py``.
+``endpoints.py``, ``knowledge.py``, ``conversations.py``, ``watch.py``, ``api_keys.py``) over
+``base.CatalogBase``; a consumer that needs one group depends on its Protocol in ``protocols.py``.
 """
 
 from __future__ import annotations
 
+from ods.adapters.catalog.api_keys import ApiKeyTables
 from ods.adapters.catalog.base import CatalogBase
 from ods.adapters.catalog.conversations import ConversationTables
 from ods.adapters.catalog.datasets import DatasetTables
@@ -27,6 +28,7 @@ class Catalog(
     KnowledgeTables,
     ConversationTables,
     WatchTables,
+    ApiKeyTables,
     CatalogBase,
 ):
     """The lineage graph over one database, migrated to the newest schema on first use."""
