@@ -313,8 +313,8 @@ class ApiSettings(BaseModel):
     host: str = Field(
         default="127.0.0.1",
         min_length=1,
-        description="Address `ods serve` binds when --host names none. Only a loopback address is accepted "
-        "while the API has no authentication (API keys): 127.0.0.1, ::1 or localhost.",
+        description="Address `ods serve` binds when --host names none. An address other machines can reach "
+        "(e.g. 0.0.0.0) is accepted only while an active API key exists (`ods keys create`).",
     )
     port: int = Field(default=8700, ge=1, le=65535, description="TCP port `ods serve` listens on.")
     max_body_bytes: int = Field(
@@ -330,6 +330,28 @@ class ApiSettings(BaseModel):
         le=300,
         description="Seconds /readyz reuses its last health checks (they write a probe object and open "
         "Milvus), so a probe every second costs one check every few seconds.",
+    )
+    rate_limit_inference: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="Requests per minute one API key (or one client address, without a key) may make to the "
+        "inference routes (/v1/chat/completions, /v1/completions, /v1/embeddings, /api/v1/ask); 0: no limit. "
+        "Counted per server process over the last 60 s.",
+    )
+    rate_limit_query: int = Field(
+        default=60,
+        ge=0,
+        le=1_000_000,
+        description="Requests per minute one API key (or client address) may make to /api/v1/query/*; 0: no "
+        "limit.",
+    )
+    rate_limit_metadata: int = Field(
+        default=200,
+        ge=0,
+        le=1_000_000,
+        description="Requests per minute one API key (or client address) may make to every other route under "
+        "/api/v1 and /v1; 0: no limit.",
     )
 
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from ods.api.auth import ApiAccess, document_access
 from ods.api.envelope import (
     BAD_INPUT,
     NOT_FOUND,
@@ -68,6 +69,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.state.resources = resources
     app.state.metrics = metrics = ApiMetrics()
     app.state.readiness = health.ReadinessCache(settings)
+    app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
     app.add_middleware(RequestContext, max_body_bytes=settings.api.max_body_bytes, metrics=metrics)
     app.include_router(health.router)
     for router in (datasets.router, knowledge_bases.router, query.router, models.router):
@@ -75,6 +77,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.include_router(openai_gateway.router)
     _add_error_handlers(app)
     _document_bad_input_as_400(app)
+    document_access(app)
     return app
 
 

@@ -1,10 +1,11 @@
-"""Running the API with uvicorn: loopback only (no authentication exists yet), graceful shutdown."""
+"""Running the API with uvicorn: loopback unless an API key exists, graceful shutdown."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
+from ods.adapters.catalog.schema import utcnow
+from ods.api.auth import is_loopback_address
 from ods.errors import OdsError
 from ods.settings import Settings
 
@@ -15,24 +16,29 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 class UnsafeBindError(OdsError):
-    """A bind address other machines could reach, while the API asks for no credentials."""
+    """A bind address other machines could reach, while no active API key exists to let them in."""
 
 
-def check_loopback(host: str) -> str:
-    """``host`` when only this machine can reach it (127.0.0.0/8, ::1, localhost); else UnsafeBindError."""
-    if host == "localhost":
+def check_bind(host: str, *, active_keys: int) -> str:
+    """``host`` when only this machine can reach it (127.0.0.0/8, ::1, localhost) or when an active API
+    key exists; else UnsafeBindError."""
+    if is_loopback_address(host) or active_keys > 0:
         return host
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise UnsafeBindError(
-            f"refusing to serve the API on {host!r}: other machines could reach it and the API has no "
-            "authentication yet (API keys come later); bind 127.0.0.1 (the default) and put a proxy that "
-            "authenticates in front if others must reach it"
-        )
-    return host
+    raise UnsafeBindError(
+        f"refusing to serve the API on {host!r} without an API key: other machines could reach it; create "
+        "a key first (`ods keys create NAME`, then send it as 'Authorization: Bearer <key>'), or bind "
+        "127.0.0.1 (the default)"
+    )
+
+
+def check_bind_address(settings: Settings, host: str) -> str:
+    """:func:`check_bind` against the catalog's active keys (opened only for a non-loopback ``host``)."""
+    if is_loopback_address(host):
+        return host
+    from ods.factories import open_catalog
+
+    with open_catalog(settings) as catalog:
+        return check_bind(host, active_keys=catalog.count_active_api_keys(utcnow()))
 
 
 def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False) -> None:
@@ -44,9 +50,10 @@ def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False
     from ods.api.app import create_app
     from ods.api.resources import Resources
 
-    check_loopback(host)
     resources = Resources(settings)
     try:
+        if not is_loopback_address(host):
+            check_bind(host, active_keys=resources.catalog.count_active_api_keys(utcnow()))
         if preload:
             logger.info("loading the catalog, the embedder and the LLM before serving")
             resources.preload()

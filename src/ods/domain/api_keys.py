@@ -38,6 +38,11 @@ class ApiKeyRefused(OdsError):
     names the key by its name at most, never by any of its characters."""
 
 
+class ApiKeyRevokedOrExpired(ApiKeyRefused):
+    """A request's API key was made here but is revoked or expired: refused even where a request without
+    a key would pass, so its holder learns at once."""
+
+
 class ApiKeyExistsError(OdsError):
     """An API key of that name exists already (revoked ones keep their names)."""
 

@@ -14,6 +14,7 @@ from ods.adapters.catalog import ApiKeyCatalog, ApiKeyRecord
 from ods.adapters.catalog.schema import utcnow
 from ods.domain.api_keys import (
     ApiKeyRefused,
+    ApiKeyRevokedOrExpired,
     digests_match,
     display_prefix,
     is_api_key_shaped,
@@ -59,8 +60,8 @@ def api_key_state(record: ApiKeyRecord, now: datetime | None = None) -> str:
 
 
 def authenticate_api_key(catalog: ApiKeyCatalog, key: str, now: datetime | None = None) -> ApiKeyRecord:
-    """The active key ``key`` is; ApiKeyRefused saying whether it is unknown, revoked or expired (naming
-    the key by its name, never by its characters)."""
+    """The active key ``key`` is; ApiKeyRefused when it is unknown, ApiKeyRevokedOrExpired saying which
+    (naming the key by its name, never by its characters)."""
     at = now or utcnow()
     if not is_api_key_shaped(key):
         raise ApiKeyRefused(UNKNOWN_KEY)
@@ -76,11 +77,11 @@ def authenticate_api_key(catalog: ApiKeyCatalog, key: str, now: datetime | None 
         raise ApiKeyRefused(UNKNOWN_KEY)
     state = api_key_state(record, at)
     if state == "revoked" and record.revoked_at is not None:
-        raise ApiKeyRefused(
+        raise ApiKeyRevokedOrExpired(
             f"API key {record.name!r} was revoked at {_stamp(record.revoked_at)}; ask for a new key"
         )
     if state == "expired" and record.expires_at is not None:
-        raise ApiKeyRefused(
+        raise ApiKeyRevokedOrExpired(
             f"API key {record.name!r} expired at {_stamp(record.expires_at)}; ask for a new key"
         )
     if record.last_used_at is None or at - record.last_used_at >= LAST_USED_RESOLUTION:

@@ -1,0 +1,207 @@
+"""Who may call `ods serve`, and how often: API keys (``Authorization: Bearer <key>``) and rate limits.
+
+- ``/healthz`` is always open: it says only that the process answers.
+- ``/readyz``, ``/metrics``, ``/docs``, ``/redoc`` and ``/openapi.json`` are open to clients on this
+  machine (loopback) and need a key from anywhere else: they name components and routes, not data.
+- Every other route needs an active key, except on the local profile while no active key exists: then
+  loopback clients may call without one (a placeholder such as the ``openai`` client's ``api_key`` is
+  ignored, but a revoked or expired key is still refused). Once one key is active, every request needs
+  one.
+
+A key is checked against the catalog on every request (one indexed query), so a revoked key is refused at
+once. Requests that pass count against their caller's rate limit per API type (``rate_limits.py``); the
+answer carries ``X-RateLimit-*`` headers, and a request over the limit gets 429 (code 42901). A refusal
+never repeats the key it was sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from typing import Any, Final
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ods.adapters.catalog.schema import utcnow
+from ods.api.envelope import RATE_LIMITED, error_response, ods_error_response
+from ods.api.rate_limits import SlidingWindowLimiter, api_type_of
+from ods.api.resources import Resources
+from ods.domain.api_keys import ApiKeyRefused, ApiKeyRevokedOrExpired, is_api_key_shaped
+from ods.errors import OdsError
+from ods.settings import Settings
+from ods.stages.api_keys import NEEDS_KEY, authenticate_api_key, keys_required
+
+ALWAYS_OPEN: Final = frozenset({"/healthz"})
+OPEN_ON_LOOPBACK: Final = frozenset(
+    {"/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="ods"')
+
+
+def is_loopback_address(host: str) -> bool:
+    """Whether ``host`` (a client or bind address) is this machine only: 127.0.0.0/8, ::1, localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def limiter_from(settings: Settings) -> SlidingWindowLimiter:
+    """The limiter of ``ODS_API__RATE_LIMIT_INFERENCE``, ``__RATE_LIMIT_QUERY`` and ``__RATE_LIMIT_METADATA``."""
+    api = settings.api
+    return SlidingWindowLimiter(
+        {
+            "inference": api.rate_limit_inference,
+            "query": api.rate_limit_query,
+            "metadata": api.rate_limit_metadata,
+        }
+    )
+
+
+class ApiAccess:
+    """ASGI middleware: authenticates each request (see the module's rules), then counts it against its
+    caller's rate limit. It sits inside the request-context middleware, so its refusals carry the
+    request id and are counted in the metrics."""
+
+    def __init__(self, app: ASGIApp, *, resources: Resources, settings: Settings) -> None:
+        self.app = app
+        self.resources = resources
+        self.local_profile = settings.profile == "local"
+        self.limiter = limiter_from(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path in ALWAYS_OPEN:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = str(client[0]) if client else ""
+        loopback = is_loopback_address(address)
+        if loopback and path in OPEN_ON_LOOPBACK:
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await run_in_threadpool(self._caller, _bearer_token(scope), address, loopback)
+        except OdsError as error:
+            response = ods_error_response(path, error)
+            if isinstance(error, ApiKeyRefused):
+                response.raw_headers.append(_CHALLENGE)
+            await response(scope, receive, send)
+            return
+        api_type = api_type_of(path)
+        decision = self.limiter.hit(caller, api_type) if api_type is not None else None
+        if decision is None:
+            await self.app(scope, receive, send)
+            return
+        headers = decision.headers()
+        if not decision.allowed:
+            response = error_response(
+                path,
+                RATE_LIMITED,
+                f"rate limit of {decision.limit} {api_type} requests per minute reached; retry in "
+                f"{decision.reset_s} s (limits: ODS_API__RATE_LIMIT_INFERENCE, __RATE_LIMIT_QUERY, "
+                "__RATE_LIMIT_METADATA)",
+            )
+            response.headers.update(headers)
+            await response(scope, receive, send)
+            return
+        encoded = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *encoded]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+    def _caller(self, token: str | None, address: str, loopback: bool) -> str:
+        """Who is calling (``key:<id>`` or ``address:<ip>``); ApiKeyRefused when the request may not go on.
+
+        Runs in a worker thread: it reads the catalog.
+        """
+        now: datetime = utcnow()
+        catalog = self.resources.catalog
+        if token is not None and is_api_key_shaped(token):
+            try:
+                return f"key:{authenticate_api_key(catalog, token, now).id}"
+            except ApiKeyRevokedOrExpired:
+                raise
+            except ApiKeyRefused:
+                if not self._open(loopback, now):
+                    raise
+        elif not self._open(loopback, now):
+            raise ApiKeyRefused(NEEDS_KEY if token is None else "API key not recognised; " + NEEDS_KEY)
+        return f"address:{address}"
+
+    def _open(self, loopback: bool, now: datetime) -> bool:
+        """Whether this request may go on without a key: local profile, loopback, no active key."""
+        return self.local_profile and loopback and not keys_required(self.resources.catalog, now)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    """The credentials of an ``Authorization: Bearer …`` header; None without one."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+            return ""
+    return None
+
+
+def document_access(app: FastAPI) -> None:
+    """Declare the bearer scheme in ``/openapi.json`` (so ``/docs`` offers "Authorize"), with the 401 and
+    429 answers of every route that needs a key; ``/healthz`` is marked open."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})["ApiKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key made by `ods keys create NAME` (`ods_…`). On the local profile, "
+                "while no active key exists, clients on this machine may call without one.",
+            }
+            schema["security"] = [{"ApiKey": []}]
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    if path in ALWAYS_OPEN or path in OPEN_ON_LOOPBACK:
+                        operation["security"] = [] if path in ALWAYS_OPEN else [{"ApiKey": []}, {}]
+                        continue
+                    _document_refusals(operation, path, components.get("schemas", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_refusals(operation: dict[str, Any], path: str, schemas: dict[str, Any]) -> None:
+    shape = "OpenAIError" if path.startswith("/v1/") else "ErrorEnvelope"
+    content = (
+        {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}}
+        if shape in schemas
+        else {}
+    )
+    responses = operation.setdefault("responses", {})
+    responses.setdefault(
+        "401",
+        {
+            "description": "No valid API key: missing, unknown, revoked or expired (code 40101).",
+            "content": content,
+        },
+    )
+    if api_type_of(path) is not None:
+        limited = {
+            "description": "Over this key's rate limit (code 42901); see Retry-After.",
+            "content": content,
+        }
+        responses.setdefault("429", limited)
