@@ -324,6 +324,14 @@ class ApiSettings(BaseModel):
         description="Largest request body, in bytes (default 1 MiB); a larger one is refused with HTTP 413 "
         "before it is parsed.",
     )
+    max_upload_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1,
+        le=1024 * 1024 * 1024,
+        description="Largest document uploaded to a knowledge base (POST …/knowledge-bases/{kb}/documents), in "
+        "bytes (default 32 MiB); a larger one is refused with code 40001. Uploads are limited by this, not by "
+        "max_body_bytes.",
+    )
     ready_cache_s: float = Field(
         default=5.0,
         ge=0,

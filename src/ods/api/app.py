@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ods.api.auth import ApiAccess, document_access
+from ods.api.background import BackgroundRuns, sync_knowledge_base
 from ods.api.envelope import (
     BAD_INPUT,
     NOT_FOUND,
@@ -28,7 +29,17 @@ from ods.api.envelope import (
 from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
 from ods.api.resources import Resources
-from ods.api.routes import datasets, health, knowledge_bases, models, openai_gateway, query
+from ods.api.routes import (
+    ask,
+    conversations,
+    datasets,
+    health,
+    knowledge_bases,
+    models,
+    openai_gateway,
+    query,
+    runs,
+)
 from ods.domain.object_keys import printable_text
 from ods.errors import OdsError
 from ods.settings import Settings
@@ -51,11 +62,14 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     SIGTERM once it has stopped, so code after ``Server.run()`` never runs on that path.
     """
 
+    background = BackgroundRuns(lambda kb: sync_knowledge_base(resources, kb))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            background.close()  # the running ingest finishes on the resources before they close
             resources.close()
 
     app = FastAPI(
@@ -67,12 +81,26 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         "`/v1/*` answers in OpenAI's shapes. Every response carries `X-Request-ID`.",
     )
     app.state.resources = resources
+    app.state.runs = background
     app.state.metrics = metrics = ApiMetrics()
     app.state.readiness = health.ReadinessCache(settings)
     app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
-    app.add_middleware(RequestContext, max_body_bytes=settings.api.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_upload_bytes=settings.api.max_upload_bytes,
+        metrics=metrics,
+    )
     app.include_router(health.router)
-    for router in (datasets.router, knowledge_bases.router, query.router, models.router):
+    for router in (
+        datasets.router,
+        knowledge_bases.router,
+        query.router,
+        models.router,
+        ask.router,
+        conversations.router,
+        runs.router,
+    ):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(openai_gateway.router)
     _add_error_handlers(app)
@@ -126,7 +154,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, StarletteHTTPException)
         path = request.url.path
         if isinstance(error.__cause__, BodyTooLarge):  # a chunked body passed the limit while parsed
-            return body_too_large_response(path, request.app.state.resources.settings.api.max_body_bytes)
+            limit = getattr(
+                request.state, "body_limit", request.app.state.resources.settings.api.max_body_bytes
+            )
+            return body_too_large_response(path, limit)
         if error.status_code == 404:
             return error_response(
                 path, NOT_FOUND, f"no route {request.method} {printable_text(path)}; see /docs"

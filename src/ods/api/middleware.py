@@ -28,6 +28,9 @@ from ods.api.metrics import UNMATCHED, ApiMetrics
 logger = logging.getLogger(__name__)
 # A route's template as its label: /datasets/{name:path} counts as /datasets/{name}.
 _CONVERTER = re.compile(r":\w+}")
+# Document uploads (multipart) are limited by ODS_API__MAX_UPLOAD_BYTES rather than the body limit.
+_UPLOAD_PATH = re.compile(r"/api/v1/knowledge-bases/[^/]+/documents/?")
+UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -48,9 +51,12 @@ class RequestContext:
     ``max_body_bytes`` with 413 before the route parses them, times and counts the answer, and turns an
     exception no handler took into a 50001 answer that says nothing of it (it is logged)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics, max_upload_bytes: int = 0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +69,8 @@ class RequestContext:
         set_request_id(request_id)
         path: str = scope["path"]
         answer = _AnswerState()
+        limit = self._limit_of(scope)
+        scope.setdefault("state", {})["body_limit"] = limit  # for the error handler of a chunked body
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -74,15 +82,15 @@ class RequestContext:
             await send(message)
 
         try:
-            too_large = self._declared_too_large(headers.get("content-length"))
+            too_large = self._declared_too_large(headers.get("content-length"), limit)
             if too_large:
-                response = self._too_large(path)
+                response = body_too_large_response(path, limit)
                 await response(scope, receive, send_with_id)
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                await self.app(scope, self._limited(receive, limit), send_with_id)
         except BodyTooLarge:
             if not answer.started:
-                await self._too_large(path)(scope, receive, send_with_id)
+                await body_too_large_response(path, limit)(scope, receive, send_with_id)
         except Exception:
             logger.exception("request %s %s %s failed", request_id, scope.get("method"), path)
             if not answer.started:
@@ -93,13 +101,20 @@ class RequestContext:
             if answer.status >= 400:
                 self.metrics.count_error(route, answer.status)
 
-    def _declared_too_large(self, length: str | None) -> bool:
+    def _limit_of(self, scope: Scope) -> int:
+        """The body limit of this request: an upload's is the upload limit plus room for the multipart
+        framing (the route checks the file itself against the exact limit)."""
+        if self.max_upload_bytes and scope.get("method") == "POST" and _UPLOAD_PATH.fullmatch(scope["path"]):
+            return max(self.max_body_bytes, self.max_upload_bytes + UPLOAD_FRAMING_BYTES)
+        return self.max_body_bytes
+
+    def _declared_too_large(self, length: str | None, limit: int) -> bool:
         try:
-            return length is not None and int(length) > self.max_body_bytes
+            return length is not None and int(length) > limit
         except ValueError:
             return False
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         """``receive`` that raises :class:`BodyTooLarge` once the body read so far passes the limit (a
         chunked body declares no length up front)."""
         seen = 0
@@ -109,23 +124,25 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
         return limited
 
-    def _too_large(self, path: str) -> Response:
-        return body_too_large_response(path, self.max_body_bytes)
-
 
 def body_too_large_response(path: str, limit: int) -> Response:
     """HTTP 413 with code 40001 and a message naming the limit and its setting."""
+    upload = _UPLOAD_PATH.fullmatch(path) is not None
+    setting, hint = (
+        ("ODS_API__MAX_UPLOAD_BYTES", "upload a smaller document")
+        if upload
+        else ("ODS_API__MAX_BODY_BYTES", "send less, e.g. fewer texts per request")
+    )
     response = error_response(
         path,
         BAD_INPUT,
-        f"request body larger than the limit of {limit:,} bytes (ODS_API__MAX_BODY_BYTES); send less, "
-        "e.g. fewer texts per request",
+        f"request body larger than the limit of {limit:,} bytes ({setting}); {hint}",
         ErrorDetails(field="body", reason="too large"),
     )
     response.status_code = 413

@@ -1,17 +1,37 @@
-"""``/api/v1/knowledge-bases``: knowledge bases, their documents, and search (dense, BM25 or hybrid)."""
+"""``/api/v1/knowledge-bases``: knowledge bases, their documents, and search (dense, BM25 or hybrid);
+creating one, uploading documents to it and deleting them.
+
+A knowledge base created here takes its documents from the object store, under the watched documents
+prefix (``docs/<kb>/`` by default, ``ODS_WATCH__DOCUMENTS_PREFIX``): where the bucket watcher and the
+webhook bridge expect them, so `ods kb ingest`, the sync-knowledge-bases flow and the server all read the
+same source. An upload writes the file there and a delete removes it; then a background run (see
+``ods.api.background``) syncs the knowledge base, and its id is the answer (HTTP 202).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, File, Query, UploadFile
+from pydantic import BaseModel, Field, field_validator
+from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
+from ods.adapters.object_store import ObjectStore, key_of
+from ods.api.background import ServerRuns
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import Envelope, ok
+from ods.api.envelope import BAD_INPUT, ConflictError, Envelope, ErrorDetails, error_response, ok
+from ods.api.routes.runs import Run, run_view
+from ods.domain.bucket_diff import documents_prefix_of
+from ods.domain.hashing import sha256_bytes
+from ods.domain.names import check_name
+from ods.domain.object_keys import document_name_problem, printable_name
+from ods.errors import NotFoundError, OdsError
+from ods.factories import build_object_store
+from ods.stages.ingest import open_knowledge_base
 from ods.stages.retrieve import search_index
+from ods.stages.watch import uri_resolver, watch_layout
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
 
@@ -157,6 +177,193 @@ def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envel
                 for rank, hit in enumerate(hits, start=1)
             ],
         )
+    )
+
+
+# -- writes ----------------------------------------------------------------------------------------------
+
+MAX_FILE_NAME_BYTES = 255
+UPLOAD_FIELD = "body.file"
+
+
+class CreateKnowledgeBase(BaseModel):
+    name: str = Field(
+        description="1-63 lower-case letters, digits, '_' or '-', starting with a letter (the naming rule)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _named_by_the_rule(cls, value: str) -> str:
+        return check_name("knowledge base", value)
+
+
+class UploadedDocument(BaseModel):
+    knowledge_base: str
+    file_name: str
+    uri: str = Field(description="The document's URI: where it is stored, and its id in search hits.")
+    sha256: str
+    size: int
+    run: Run = Field(description="The ingest run that indexes it: poll GET /api/v1/runs/{run.id}.")
+
+
+class DeletedDocument(BaseModel):
+    knowledge_base: str
+    document_id: int
+    uri: str
+    run: Run = Field(description="The ingest run that removes its chunks: poll GET /api/v1/runs/{run.id}.")
+
+
+def store_source_of(store: ObjectStore, resources: ServerResources, kb: str) -> str:
+    """The source of a knowledge base whose documents live in the object store: the watched documents
+    prefix of ``kb`` as `ods kb ingest` and the flows read it (a folder for the local store)."""
+    return uri_resolver(store)(documents_prefix_of(kb, watch_layout(resources.settings)))
+
+
+def _stored_in(store: ObjectStore, resources: ServerResources, record: KnowledgeBaseRecord) -> str:
+    """The store prefix ``record``'s documents are in; ConflictError when it is ingested from elsewhere
+    (a folder or prefix of its own, which the server does not write to)."""
+    source = store_source_of(store, resources, record.name)
+    if (record.source_uri or "").rstrip("/") != source.rstrip("/"):
+        raise ConflictError(
+            f"knowledge base {record.name!r} is ingested from {record.source_uri or 'no source'}, not from the "
+            f"object store's {source}: add or remove its documents there and run ods kb ingest, or create a "
+            "knowledge base with POST /api/v1/knowledge-bases to upload to"
+        )
+    return source
+
+
+@router.post(
+    "",
+    summary="Create a knowledge base",
+    status_code=201,
+    response_model=Envelope[KnowledgeBase],
+    responses={409: {"description": "A knowledge base of that name exists (code 40901)."}},
+)
+def create_knowledge_base(
+    request: CreateKnowledgeBase, resources: ServerResources
+) -> Envelope[KnowledgeBase]:
+    """An empty knowledge base whose documents are uploaded to the object store (``docs/<name>/``), with
+    the configured embedding model. A name already taken is 409 (code 40901): creating is not a way to
+    change a knowledge base."""
+    catalog = resources.catalog
+    try:
+        existing = catalog.get_knowledge_base(request.name)
+    except NotFoundError:
+        existing = None
+    if existing is not None:
+        raise ConflictError(
+            f"knowledge base {request.name!r} exists (source {existing.source_uri}); upload to it with "
+            f"POST /api/v1/knowledge-bases/{request.name}/documents, or pick another name"
+        )
+    source = store_source_of(build_object_store(resources.settings), resources, request.name)
+    with resources.model_lock:  # a new knowledge base reads the embedder's dimension (loads the model)
+        record = open_knowledge_base(catalog, resources.settings, request.name, source)
+    return ok(_knowledge_base(record))
+
+
+def _bad_upload(path: str, message: str) -> JSONResponse:
+    return error_response(path, BAD_INPUT, message, ErrorDetails(field=UPLOAD_FIELD, reason=message))
+
+
+def upload_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an uploaded document, or None: it must be a plain file name (no folder,
+    no '..', not hidden) of printable characters, at most ``MAX_FILE_NAME_BYTES`` bytes of UTF-8."""
+    shown = printable_name(name)[:120]
+    if not name.strip():
+        return "the file has no name; send it with a file name such as notes.md"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return f'file name "{shown}" holds a folder (/, \\ or ..); send a plain file name such as notes.md'
+    if name.startswith("."):
+        return f'file name "{shown}" starts with "." (hidden files are never ingested); rename the file'
+    problem = document_name_problem(name, max_bytes=MAX_FILE_NAME_BYTES)
+    return None if problem is None else f"file {problem}; rename the file"
+
+
+@router.post(
+    "/{kb}/documents",
+    summary="Upload a document and index it",
+    status_code=202,
+    response_model=Envelope[UploadedDocument],
+    responses={
+        409: {"description": "The knowledge base is ingested from a source the server does not write to."},
+        413: {"description": "Body over ODS_API__MAX_UPLOAD_BYTES (code 40001)."},
+    },
+)
+def upload_document(
+    kb: str,
+    resources: ServerResources,
+    runs: ServerRuns,
+    file: Annotated[UploadFile, File(description="The document (PDF, HTML, MD, TXT, DOCX, PPTX, EML).")],
+) -> Any:
+    """Store the file under the knowledge base's prefix (the same name again replaces it: one document),
+    then start an ingest of the knowledge base in the background; answers 202 with the run to poll."""
+    checked("knowledge base", kb)
+    path = f"/api/v1/knowledge-bases/{kb}/documents"
+    record = resources.catalog.get_knowledge_base(kb)
+    store = build_object_store(resources.settings)
+    _stored_in(store, resources, record)
+    name = file.filename or ""
+    problem = upload_name_problem(name)
+    if problem is not None:
+        return _bad_upload(path, problem)
+    limit = resources.settings.api.max_upload_bytes
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        return _bad_upload(
+            path,
+            f"file {name!r} is larger than the upload limit of {limit:,} bytes (ODS_API__MAX_UPLOAD_BYTES)",
+        )
+    if not data:
+        return _bad_upload(path, f"file {name!r} is empty; upload a document with text in it")
+    key = documents_prefix_of(kb, watch_layout(resources.settings)) + name  # the source checked above
+    info = store.put_bytes(key, data, content_type=file.content_type)
+    run = runs.request_sync(kb, f"upload {name}")
+    return ok(
+        UploadedDocument(
+            knowledge_base=kb,
+            file_name=name,
+            uri=store.uri(key),
+            sha256=info.sha256 or sha256_bytes(data),
+            size=len(data),
+            run=run_view(run),
+        )
+    )
+
+
+@router.delete(
+    "/{kb}/documents/{document_id}",
+    summary="Delete a document and its chunks",
+    status_code=202,
+    response_model=Envelope[DeletedDocument],
+    responses={
+        409: {"description": "The knowledge base is ingested from a source the server does not write to."}
+    },
+)
+def delete_document(
+    kb: str, document_id: int, resources: ServerResources, runs: ServerRuns
+) -> Envelope[DeletedDocument]:
+    """Remove the document's object from the store, then sync the knowledge base in the background so its
+    chunks leave the index; answers 202 with the run to poll. 404 for a document the knowledge base does
+    not have, or has deleted already."""
+    checked("knowledge base", kb)
+    catalog = resources.catalog
+    record = catalog.get_knowledge_base(kb)
+    document = next((item for item in catalog.documents(kb) if item.id == document_id), None)
+    if document is None or document.status == "deleted":
+        state = "has no" if document is None else "already deleted"
+        raise NotFoundError(
+            f"knowledge base {kb!r} {state} document {document_id}; list its documents with "
+            f"GET /api/v1/knowledge-bases/{kb}/documents"
+        )
+    store = build_object_store(resources.settings)
+    _stored_in(store, resources, record)
+    if document.uri.startswith(store.location):
+        store.delete(key_of(store, document.uri))
+    else:
+        raise OdsError(f"document {document_id} ({document.uri}) is not in the object store {store.location}")
+    run = runs.request_sync(kb, f"delete document {document_id}")
+    return ok(
+        DeletedDocument(knowledge_base=kb, document_id=document_id, uri=document.uri, run=run_view(run))
     )
 
 

@@ -1,0 +1,248 @@
+"""``/api/v1/ask``: a question answered from a knowledge base and/or datasets, with citations, SQL and the
+result table, kept in a conversation: the answer stage `ods ask` calls, as JSON or as a server-sent stream.
+
+The stream (``stream: true``) sends ``event: delta`` (``{"text"}``, the answer as it is written), then one
+``event: sources`` (citations, the SQL and its result table, notes), then ``event: done`` (conversation,
+route, model, usage, timings). A failure after the stream started is ``event: error``
+(``{"code", "message"}``) in place of the rest. The answer runs in a thread of its own and finishes (its
+turn kept) even when the client goes away mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+
+from ods.api.deps import ServerResources, checked
+from ods.api.envelope import Envelope, error_kind, ok
+from ods.api.routes.conversations import CONVERSATION_ID_PATTERN
+from ods.domain.names import check_name
+from ods.errors import OdsError
+from ods.stages.answer import Answer, answer_question
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["answers"])
+
+MAX_QUESTION_CHARS = 4000
+MAX_DATASETS = 50
+
+
+class AskRequest(BaseModel):
+    question: str = Field(
+        min_length=1, max_length=MAX_QUESTION_CHARS, description="The question, in plain words."
+    )
+    kb: str | None = Field(default=None, description="Knowledge base to answer from (documents).")
+    datasets: list[str] | None = Field(
+        default=None,
+        max_length=MAX_DATASETS,
+        description="Registered datasets to query with SQL (NAME or NAME@VERSION); [] for every one; "
+        "null: none.",
+    )
+    conversation_id: str | None = Field(
+        default=None,
+        pattern=CONVERSATION_ID_PATTERN,
+        description="Continue this conversation (its earlier turns are in view); each answer returns its id.",
+    )
+    mode: Literal["auto", "rag", "sql", "both"] = Field(
+        default="auto", description="auto (route by the question), rag, sql or both."
+    )
+    documents: list[str] | None = Field(
+        default=None, max_length=50, description="Search only these documents of kb (URIs or file names)."
+    )
+    stream: bool = Field(default=False, description="Answer as server-sent events (delta, sources, done).")
+
+    @field_validator("kb")
+    @classmethod
+    def _kb_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_name("knowledge base", value)
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_refs(cls, value: list[str] | None) -> list[str] | None:
+        for ref in value or ():
+            check_name("dataset", ref.partition("@")[0])
+        return value
+
+
+class AnswerCitation(BaseModel):
+    """What source ``[marker]`` of the answer is: a document passage or a dataset query."""
+
+    marker: int
+    kind: Literal["document", "dataset"]
+    label: str
+    excerpt: str = Field(description="The cited text (a passage, or the query's result in short).")
+    doc_uri: str | None = None
+    page: int | None = None
+    heading: str | None = None
+    chunk_id: str | None = None
+    dataset: str | None = None
+    score: float | None = None
+
+
+class SqlResult(BaseModel):
+    """The SQL the answer ran over the datasets, and its result table (up to 50 rows)."""
+
+    datasets: list[str]
+    sql: str | None
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = Field(description="Whether the result was cut at the row cap.")
+    error: str | None = Field(description="Why no SQL ran or it failed (then the answer rests on documents).")
+
+
+class AskSources(BaseModel):
+    """What the answer rests on: the stream's ``sources`` event, and part of the JSON answer."""
+
+    citations: list[AnswerCitation]
+    sql: SqlResult | None
+    notes: list[str] = Field(description="What the reader should know (e.g. the answer quotes its evidence).")
+
+
+class AskDone(BaseModel):
+    """How the answer was made: the stream's ``done`` event, and part of the JSON answer."""
+
+    conversation_id: str | None = Field(description="The conversation the turn was kept in.")
+    route: Literal["rag", "sql", "both"]
+    model: str | None = Field(description="The model that wrote it; null when it quotes its evidence.")
+    usage: dict[str, int]
+    timings: dict[str, float] = Field(description="Seconds per step (sql, retrieval, generation, total).")
+
+
+class AskAnswer(AskSources, AskDone):
+    question: str
+    answer: str = Field(description="The answer, citing its sources as [n].")
+
+
+def _sources(answer: Answer) -> AskSources:
+    sql = answer.sql
+    return AskSources(
+        citations=[
+            AnswerCitation(
+                marker=source.marker,
+                kind=source.kind,
+                label=source.label,
+                excerpt=source.excerpt,
+                doc_uri=source.doc_uri,
+                page=source.page,
+                heading=source.heading,
+                chunk_id=source.chunk_id,
+                dataset=source.dataset,
+                score=source.score,
+            )
+            for source in answer.citations
+        ],
+        sql=None
+        if sql is None
+        else SqlResult(
+            datasets=list(sql.datasets),
+            sql=sql.sql,
+            columns=list(sql.columns),
+            rows=[list(row) for row in sql.rows[:50]],
+            truncated=sql.truncated,
+            error=sql.error,
+        ),
+        notes=list(answer.notes),
+    )
+
+
+def _done(answer: Answer) -> AskDone:
+    return AskDone(
+        conversation_id=answer.conversation_id,
+        route=answer.route,
+        model=answer.model,
+        usage=answer.usage.as_dict(),
+        timings=answer.timings,
+    )
+
+
+@router.post(
+    "/ask",
+    summary="Answer a question with citations from documents and datasets",
+    response_model=Envelope[AskAnswer],
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE events."}},
+)
+def ask(request: AskRequest, resources: ServerResources) -> Any:
+    """The answer stage `ods ask` runs: route, SQL over the datasets, retrieval from the knowledge base,
+    an answer citing both as [n], the turn kept in a conversation."""
+    catalog = resources.catalog
+    if request.kb is not None:
+        checked("knowledge base", request.kb)
+        catalog.get_knowledge_base(request.kb)  # unknown: 404 before a stream starts
+    if request.conversation_id is not None:
+        catalog.get_conversation(request.conversation_id)
+    if not request.question.strip():
+        raise OdsError("the question is empty; ask something, e.g. 'what is our returns policy?'")
+
+    def run(on_text: Callable[[str], None] | None) -> Answer:
+        with resources.model_lock:
+            return answer_question(
+                resources.settings,
+                request.question,
+                kb=request.kb,
+                datasets=request.datasets,
+                conversation_id=request.conversation_id,
+                mode=request.mode,
+                documents=request.documents,
+                llm=resources.llm,
+                on_text=on_text,
+                adapters=resources,
+            )
+
+    if request.stream:
+        return StreamingResponse(
+            _events(run),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    answer = run(None)
+    return ok(
+        AskAnswer(
+            question=answer.question,
+            answer=answer.text,
+            **_sources(answer).model_dump(),
+            **_done(answer).model_dump(),
+        )
+    )
+
+
+_FINISHED = object()
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+def _events(run: Callable[[Callable[[str], None] | None], Answer]) -> Iterator[str]:
+    pieces: queue.Queue[Any] = queue.Queue()
+
+    def work() -> None:
+        try:
+            pieces.put(run(pieces.put))
+        except Exception as error:  # noqa: BLE001 - handed to the stream, which reports it
+            pieces.put(error)
+        finally:
+            pieces.put(_FINISHED)
+
+    threading.Thread(target=work, name="ods-api-ask-stream", daemon=True).start()
+    while (item := pieces.get()) is not _FINISHED:
+        if isinstance(item, str):
+            if item:
+                yield _event("delta", {"text": item})
+        elif isinstance(item, Answer):
+            yield _event("sources", _sources(item).model_dump(mode="json"))
+            yield _event("done", _done(item).model_dump(mode="json"))
+        elif isinstance(item, OdsError):
+            yield _event("error", {"code": error_kind(item).code, "message": " ".join(str(item).split())})
+        else:
+            logger.error("a streamed answer failed", exc_info=item)
+            yield _event(
+                "error", {"code": 50001, "message": "the answer failed; the server log holds the details"}
+            )

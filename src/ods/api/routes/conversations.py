@@ -1,0 +1,133 @@
+"""``/api/v1/conversations``: the conversations answers were kept in, with citations and SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from ods.api.deps import ServerResources
+from ods.api.envelope import Envelope, ok
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ConversationId = Annotated[
+    str, Path(pattern=CONVERSATION_ID_PATTERN, description="The conversation id an answer returned.")
+]
+
+
+class ConversationSummary(BaseModel):
+    id: str
+    title: str = Field(description="The first question, shortened.")
+    created_at: datetime
+    updated_at: datetime = Field(description="When its last message was added.")
+
+
+class MessageCitation(BaseModel):
+    """Source ``[marker]`` of an answer: a document chunk (with where it is) or a dataset version."""
+
+    marker: int
+    chunk_id: str | None
+    document_version_id: int | None
+    dataset_version_id: int | None
+    doc_uri: str | None = Field(description="The cited document (null once its chunk left the catalog).")
+    page: int | None
+    heading: str | None
+
+
+class ConversationMessage(BaseModel):
+    id: int
+    role: Literal["user", "assistant", "system"]
+    content: str
+    sql: str | None = Field(description="The SQL an answer ran, when it queried datasets.")
+    model: str | None = Field(description="The model that wrote an answer (null: quoted evidence).")
+    usage: dict[str, Any] | None
+    created_at: datetime
+    citations: list[MessageCitation]
+
+
+class Conversation(ConversationSummary):
+    messages: list[ConversationMessage] = Field(description="Oldest first.")
+
+
+class DeletedConversation(BaseModel):
+    id: str
+    deleted: Literal[True] = True
+
+
+@router.get("", summary="List conversations", response_model=Envelope[list[ConversationSummary]])
+def list_conversations(resources: ServerResources) -> Envelope[list[ConversationSummary]]:
+    """Every conversation, most recently active first (`ods conversations list`)."""
+    return ok(
+        [
+            ConversationSummary(
+                id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
+            )
+            for item in resources.catalog.list_conversations()
+        ]
+    )
+
+
+@router.get("/{conversation_id}", summary="A conversation's messages", response_model=Envelope[Conversation])
+def get_conversation(conversation_id: ConversationId, resources: ServerResources) -> Envelope[Conversation]:
+    """Every message with the SQL it ran and the sources it cited, resolved to documents and pages
+    (`ods conversations show`)."""
+    catalog = resources.catalog
+    record = catalog.get_conversation(conversation_id)
+    sources = catalog.chunk_sources(
+        citation.chunk_id
+        for message in record.messages
+        for citation in message.citations
+        if citation.chunk_id
+    )
+    messages = []
+    for message in record.messages:
+        citations = []
+        for citation in message.citations:
+            chunk = sources.get(citation.chunk_id or "")
+            citations.append(
+                MessageCitation(
+                    marker=citation.marker,
+                    chunk_id=citation.chunk_id,
+                    document_version_id=citation.document_version_id,
+                    dataset_version_id=citation.dataset_version_id,
+                    doc_uri=chunk.doc_uri if chunk else None,
+                    page=chunk.page if chunk else None,
+                    heading=chunk.heading if chunk else None,
+                )
+            )
+        messages.append(
+            ConversationMessage(
+                id=message.id,
+                role=message.role,
+                content=message.content,
+                sql=message.sql,
+                model=message.model,
+                usage=message.usage,
+                created_at=message.created_at,
+                citations=citations,
+            )
+        )
+    return ok(
+        Conversation(
+            id=record.id,
+            title=record.title,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            messages=messages,
+        )
+    )
+
+
+@router.delete(
+    "/{conversation_id}", summary="Delete a conversation", response_model=Envelope[DeletedConversation]
+)
+def delete_conversation(
+    conversation_id: ConversationId, resources: ServerResources
+) -> Envelope[DeletedConversation]:
+    """The conversation, its messages and their citations (`ods conversations delete`); 404 if unknown."""
+    resources.catalog.delete_conversation(conversation_id)
+    return ok(DeletedConversation(id=conversation_id))
