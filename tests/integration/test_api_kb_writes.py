@@ -29,7 +29,8 @@ PARKING = (
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    limits = {"max_body_bytes": 16 * 1024, "max_upload_bytes": UPLOAD_LIMIT}
+    # Polling the runs makes many requests in a few seconds: no rate limit here (test_api_keys has them).
+    limits = {"max_body_bytes": 16 * 1024, "max_upload_bytes": UPLOAD_LIMIT, "rate_limit_metadata": 0}
     with served_platform(tmp_path_factory.mktemp("api-kb-writes"), api=limits) as running:
         yield running
 
@@ -91,7 +92,7 @@ def finished_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = data(client.get(f"/api/v1/runs/{run_id}"))
         if run["state"] in ("completed", "failed"):
             return run
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 def search_uris(client: httpx.Client, kb: str, query: str) -> list[str]:
