@@ -39,9 +39,12 @@ from ods.stages.answer import Answer, answer_question
 
 class OpenAIErrorDetail(BaseModel):
     message: str = Field(description="What was wrong, in one line.")
-    type: str = Field(description="invalid_request_error, rate_limit_error or server_error.")
+    type: str = Field(description="invalid_request_error, requests (rate limited) or server_error.")
     param: str | None = Field(default=None, description="The request field at fault, when one is.")
-    code: str | None = Field(default=None, description="model_not_found, not_found, or null.")
+    code: str | None = Field(
+        default=None,
+        description="model_not_found, not_found, invalid_api_key, rate_limit_exceeded, or null.",
+    )
 
 
 class OpenAIError(BaseModel):
