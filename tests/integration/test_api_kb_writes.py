@@ -43,7 +43,8 @@ def client(api: RunningApi) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def handbook(client: httpx.Client) -> str:
-    data(client.post("/api/v1/knowledge-bases", json={"name": HANDBOOK}), status=201)
+    body = {"name": HANDBOOK, "description": "Staff handbook: holidays, parking, lockers."}
+    data(client.post("/api/v1/knowledge-bases", json=body), status=201)
     return HANDBOOK
 
 
@@ -111,6 +112,7 @@ def test_create_upload_search_and_delete(api: RunningApi, client: httpx.Client, 
 
     created = next(kb for kb in listed if kb["name"] == handbook)
     assert created["source_uri"].rstrip("/").endswith("docs/handbook")
+    assert created["description"] == "Staff handbook: holidays, parking, lockers."
     assert refused(again, 409, 40901)["message"].startswith(f"knowledge base {handbook!r} exists")
     assert first["uri"].endswith("/docs/handbook/holidays.md") and first["size"] == len(HOLIDAYS)
     assert [run["state"] for run in runs] == ["completed", "completed"], runs

@@ -181,9 +181,10 @@ def summarize_ingest(
 
 
 def open_knowledge_base(
-    catalog: KnowledgeCatalog, settings: Settings, kb: str, source_uri: str
+    catalog: KnowledgeCatalog, settings: Settings, kb: str, source_uri: str, *, description: str | None = None
 ) -> KnowledgeBaseRecord:
-    """Record the knowledge base with its embedding model and collection (refuses a model change).
+    """Record the knowledge base with its embedding model and collection (refuses a model change), and
+    ``description`` when given.
 
     A knowledge base already recorded for the configured model is returned without loading the model,
     so a re-run over an unchanged source never pays for it. A name that breaks the naming rule is refused
@@ -205,6 +206,7 @@ def open_knowledge_base(
         embedding_model=embedder.model_id,
         embedding_dim=dimension,
         collection_name=collection_name(kb, embedder.model_id),
+        description=description,
     )
 
 

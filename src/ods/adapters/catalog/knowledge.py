@@ -55,8 +55,10 @@ class KnowledgeTables(CatalogBase):
         embedding_dim: int,
         collection_name: str,
         source_uri: str | None = None,
+        description: str | None = None,
     ) -> KnowledgeBaseRecord:
-        """The knowledge base ``name``, created if missing; a given ``source_uri`` replaces the stored one.
+        """The knowledge base ``name``, created if missing; a given ``source_uri`` or ``description``
+        replaces the stored one.
 
         An existing knowledge base indexed with another embedding model, dimension or collection is an
         error: its vectors would not match the new model.
@@ -71,7 +73,8 @@ class KnowledgeTables(CatalogBase):
         def work(session: Session) -> KnowledgeBaseRecord:
             base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
             if base is None:
-                return _kb_record(add_row(session, KnowledgeBase(name=name, source_uri=source_uri, **index)))
+                row = KnowledgeBase(name=name, source_uri=source_uri, description=description, **index)
+                return _kb_record(add_row(session, row))
             if {key: getattr(base, key) for key in index} != index:
                 raise CatalogError(
                     f"knowledge base {name!r} is indexed with {base.embedding_model} ({base.embedding_dim} dims) "
@@ -80,7 +83,9 @@ class KnowledgeTables(CatalogBase):
                 )
             if source_uri is not None and base.source_uri != source_uri:
                 base.source_uri = source_uri
-                session.flush()
+            if description is not None and base.description != description:
+                base.description = description
+            session.flush()
             return _kb_record(base)
 
         return self._write(work)

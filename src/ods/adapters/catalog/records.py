@@ -122,6 +122,7 @@ class KnowledgeBaseRecord:
     embedding_dim: int
     collection_name: str
     created_at: datetime
+    description: str | None = None
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,7 @@ class KnowledgeBase(NamedRow):
     __tablename__ = "knowledge_bases"
 
     source_uri: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
     embedding_model: Mapped[str] = mapped_column(String(200))
     embedding_dim: Mapped[int]
     collection_name: Mapped[str] = mapped_column(String(255), unique=True)

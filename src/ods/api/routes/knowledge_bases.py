@@ -40,6 +40,7 @@ MAX_TOP_K = 100
 
 class KnowledgeBase(BaseModel):
     name: str
+    description: str | None = Field(description="What it holds, as given when it was created.")
     source_uri: str | None = Field(description="The folder or s3:// prefix it was ingested from.")
     embedding_model: str
     embedding_dim: int
@@ -100,6 +101,7 @@ class SearchResult(BaseModel):
 def _knowledge_base(record: KnowledgeBaseRecord) -> KnowledgeBase:
     return KnowledgeBase(
         name=record.name,
+        description=record.description,
         source_uri=record.source_uri,
         embedding_model=record.embedding_model,
         embedding_dim=record.embedding_dim,
@@ -183,12 +185,18 @@ def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envel
 # -- writes ----------------------------------------------------------------------------------------------
 
 MAX_FILE_NAME_BYTES = 255
+MAX_DESCRIPTION_CHARS = 2000
 UPLOAD_FIELD = "body.file"
 
 
 class CreateKnowledgeBase(BaseModel):
     name: str = Field(
         description="1-63 lower-case letters, digits, '_' or '-', starting with a letter (the naming rule)."
+    )
+    description: str | None = Field(
+        default=None,
+        max_length=MAX_DESCRIPTION_CHARS,
+        description="What the knowledge base holds, for people.",
     )
 
     @field_validator("name")
@@ -257,7 +265,9 @@ def create_knowledge_base(
         )
     source = store_source_of(build_object_store(resources.settings), resources, request.name)
     with resources.model_lock:  # a new knowledge base reads the embedder's dimension (loads the model)
-        record = open_knowledge_base(catalog, resources.settings, request.name, source)
+        record = open_knowledge_base(
+            catalog, resources.settings, request.name, source, description=request.description
+        )
     return ok(_knowledge_base(record))
 
 
