@@ -8,7 +8,7 @@ module. Adapters are imported inside each builder, so importing the factories lo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ods.errors import SettingsError
 
@@ -165,12 +165,38 @@ def open_llm(settings: Settings) -> LLM:
 # -- Milvus ------------------------------------------------------------------------------------------------
 
 
-def open_milvus(settings: Settings, *, separate_process: bool = False) -> MilvusClient:
-    """A client of the configured Milvus (``ODS_MILVUS__URI``, its token); see ``open_milvus_client``."""
+def open_milvus(settings: Settings, *, ingesting: bool = False) -> MilvusClient:
+    """A client of the configured Milvus (``ODS_MILVUS__URI``, its token); a Milvus Lite file served as
+    :func:`lite_serving` says (``ingesting``: for work that writes while this process embeds)."""
     from ods.adapters.milvus.client import open_milvus_client
 
     token = settings.milvus.token.get_secret_value() if settings.milvus.token else None
-    return open_milvus_client(settings.milvus_uri, token=token, separate_process=separate_process)
+    serving = lite_serving(settings, ingesting=ingesting)
+    return open_milvus_client(
+        settings.milvus_uri,
+        token=token,
+        separate_process=serving == "own_process",
+        shared=serving == "shared",
+    )
+
+
+def lite_serving(settings: Settings, *, ingesting: bool) -> Literal["in_process", "own_process", "shared"]:
+    """Where a Milvus Lite file opened for this work is served from (``ODS_MILVUS__LITE_SERVER``): ``auto``
+    is the file's shared server for ingestion (so `ods serve` and other runs can use the file meanwhile),
+    this process otherwise. A shared server that already runs is used whatever this says."""
+    choice = settings.milvus.lite_server
+    if choice == "auto":
+        return "shared" if ingesting else "in_process"
+    return choice
+
+
+def with_shared_lite_server(settings: Settings) -> Settings:
+    """``settings`` for a long-lived process others work beside (`ods serve`): ``auto`` becomes ``shared``,
+    so every Milvus Lite file it opens is served by the file's shared server, which ingest runs join."""
+    if settings.milvus.lite_server != "auto":
+        return settings
+    milvus = settings.milvus.model_copy(update={"lite_server": "shared"})
+    return settings.model_copy(update={"milvus": milvus})
 
 
 def open_index(
@@ -178,13 +204,12 @@ def open_index(
 ) -> MilvusVectorIndex:
     """The vector index of a knowledge base, its collection created if missing. ``ingesting``: opened to
     write while this process embeds (a Milvus Lite file is then served from a process of its own, see
-    ``MilvusSettings.lite_server``)."""
+    :func:`lite_serving`)."""
     from ods.adapters.milvus.index import MilvusVectorIndex
 
-    own_process = settings.milvus.lite_in_own_process(ingesting=ingesting)
     lite_file = snapshot_lite_file(settings)
     index = MilvusVectorIndex(
-        open_milvus(settings, separate_process=own_process),
+        open_milvus(settings, ingesting=ingesting),
         record.collection_name,
         record.embedding_dim,
         record.embedding_model,

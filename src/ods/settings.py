@@ -80,12 +80,14 @@ class MilvusSettings(BaseModel):
         description="Milvus URI (http://host:19530) or a Milvus Lite file path. Unset: ODS_HOME/milvus.db.",
     )
     token: SecretStr | None = Field(default=None, description="Milvus token ('user:password' or API key).")
-    lite_server: Literal["auto", "in_process", "own_process"] = Field(
+    lite_server: Literal["auto", "in_process", "own_process", "shared"] = Field(
         default="auto",
         description=(
             "Where a Milvus Lite file is served from: 'in_process' (threads of the process using it), "
             "'own_process' (a server process of its own, so its work does not hold the caller's GIL), "
-            "'auto' (its own process for ingestion, which embeds beside it; in process otherwise)."
+            "'shared' (one server process per file that every ods process reaches, recorded beside the "
+            "file: `ods serve` and ingest runs work at the same time), 'auto' (shared for ingestion and "
+            "`ods serve`; in process otherwise). A shared server already running is always used."
         ),
     )
     dense_snapshot: bool = Field(

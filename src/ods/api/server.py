@@ -49,6 +49,9 @@ def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False
 
     from ods.api.app import create_app
     from ods.api.resources import Resources
+    from ods.factories import with_shared_lite_server
+
+    settings = with_shared_lite_server(settings)  # ingest runs use its Milvus Lite file meanwhile
 
     resources = Resources(settings)
     try:

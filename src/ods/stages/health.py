@@ -103,8 +103,10 @@ def check_object_store(settings: Settings, deep: bool = False) -> str:
 
 
 def check_milvus(settings: Settings, deep: bool = False) -> str:
-    """Connect to Milvus and list its collections."""
+    """Connect to Milvus and list its collections; for a Milvus Lite file, say which process serves it (the
+    file's shared server, with its pid, address and client processes, or this process)."""
     from ods.adapters.milvus.client import is_server_uri
+    from ods.adapters.milvus.lite_server import shared_lite_server
     from ods.factories import open_milvus
 
     client = open_milvus(settings)
@@ -112,8 +114,15 @@ def check_milvus(settings: Settings, deep: bool = False) -> str:
         collections = client.list_collections()
     finally:
         client.close()
-    kind = "server" if is_server_uri(settings.milvus_uri) else "Milvus Lite"
-    return f"{kind} {settings.milvus_uri}: {len(collections)} collection(s)"
+    if is_server_uri(settings.milvus_uri):
+        return f"server {settings.milvus_uri}: {len(collections)} collection(s)"
+    shared = shared_lite_server(settings.milvus_uri)
+    served = (
+        f"shared server pid {shared.pid} at {shared.uri}, {len(shared.clients)} client process(es)"
+        if shared is not None
+        else "served in this process (no shared server runs)"
+    )
+    return f"Milvus Lite {settings.milvus_uri}: {len(collections)} collection(s); {served}"
 
 
 def check_knowledge_bases(settings: Settings, deep: bool = False) -> str:

@@ -115,12 +115,18 @@ def is_server_uri(uri: str) -> bool:
 
 
 def open_milvus_client(
-    uri: str, *, token: str | None = None, timeout_s: float = 10.0, separate_process: bool = False
+    uri: str,
+    *,
+    token: str | None = None,
+    timeout_s: float = 10.0,
+    separate_process: bool = False,
+    shared: bool = False,
 ) -> MilvusClient:
     """Connect to Milvus; a Lite file's parent directory is created first.
 
-    A Lite file is served by this process's Milvus Lite server for it, started on first use: in a process
-    of its own when ``separate_process`` (see ``ods.adapters.milvus.lite_server``), else in this process.
+    A Lite file is served by this process's Milvus Lite server for it, started on first use: the file's
+    shared server when one runs or ``shared`` asks for it, else in a process of its own when
+    ``separate_process``, else in this process (see ``ods.adapters.milvus.lite_server``).
     """
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
@@ -142,7 +148,7 @@ def open_milvus_client(
             raise VectorIndexError(f"Milvus Lite file {uri!r} must end in '.db'; set ODS_MILVUS__URI")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            address = lite_server_uri(uri, separate_process=separate_process)
+            address = lite_server_uri(uri, separate_process=separate_process, shared=shared)
         except MilvusLiteProcessError as error:
             raise VectorIndexError(str(error)) from None
     try:
