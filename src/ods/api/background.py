@@ -52,9 +52,9 @@ logger = logging.getLogger(__name__)
 
 RunState = Literal["queued", "running", "completed", "failed"]
 KEPT_RUNS = 1000
-SERVER_BATCH_DOCUMENTS = 16
-"""Documents per batch of a server-side ingest: each batch holds the model lock while it is parsed and
-embedded, so searches and answers wait for at most one small batch."""
+SERVER_BATCH_DOCUMENTS = 8
+"""Documents per batch of a server-side ingest: a batch holds the model lock while it is parsed and chunked,
+and again while it is embedded, so searches and answers wait for one step of one small batch at most."""
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,10 @@ def sync_knowledge_base(resources: Resources, kb: str) -> IngestSummary:
     reports: list[BatchReport] = []
     pool = shared_parser_pool()
     for batch in pipeline_batches(plan.to_read, SERVER_BATCH_DOCUMENTS):
-        with resources.model_lock:  # the tokenizer counts chunk tokens, the model embeds them
-            embedder = resources.embedder
+        embedder = resources.embedder
+        # The tokenizer counts the chunks' tokens, then the model embeds them: the lock is taken for each
+        # in turn, so a search waits for one step of one batch, not the whole batch.
+        with resources.model_lock:
             prepared = prepare_batch(
                 catalog=catalog,
                 embedder=embedder,
@@ -217,6 +219,7 @@ def sync_knowledge_base(resources: Resources, kb: str) -> IngestSummary:
                 documents=batch,
                 limits=limits,
             )
+        with resources.model_lock:
             embedded = embed_batch(prepared, embedder)
         reports.append(index_batch(catalog=catalog, index=index, kb=kb, prepared=embedded))
     retired = retire_replaced_versions(catalog, index, kb)
