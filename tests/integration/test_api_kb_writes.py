@@ -15,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.api_server import KB, RunningApi, served_platform
+from ods.adapters.object_store.minio_store import MinioObjectStore
+from ods.settings import load_settings
+from tests.support.api_server import KB, RunningApi, running_api, served_platform
+from tests.support.s3_server import S3Server
 
 UPLOAD_LIMIT = 8 * 1024
 HANDBOOK = "handbook"
@@ -213,3 +216,39 @@ def test_a_knowledge_base_ingested_from_a_folder_takes_no_upload(client: httpx.C
 def test_unknown_runs(client: httpx.Client) -> None:
     refused(client.get(f"/api/v1/runs/{'0' * 32}"), 404, 40401)
     assert refused(client.get("/api/v1/runs/not-a-run"), 400, 40001)["details"]["field"] == "path.run_id"
+
+
+@pytest.mark.s3
+def test_uploads_and_deletes_on_an_s3_store(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, s3_store: MinioObjectStore
+) -> None:
+    """The same round trip with the documents in a bucket: stored as docs/<kb>/<name>, ingested from
+    s3://bucket/docs/<kb>/ by the server, removed from the bucket and the index on delete."""
+    settings = load_settings(
+        home=tmp_path_factory.mktemp("api-kb-writes-s3") / "ods-home",
+        object_store={
+            "kind": "minio",
+            "endpoint": s3_server.endpoint,
+            "bucket": s3_store.bucket,
+            "access_key": s3_server.access_key,
+            "secret_key": s3_server.secret_key,
+        },
+    )
+    with running_api(settings) as served, httpx.Client(base_url=served.base_url, timeout=120) as client:
+        created = data(client.post("/api/v1/knowledge-bases", json={"name": "manuals"}), status=201)
+        stored = data(upload(client, "manuals", "parking.md", PARKING), status=202)
+        indexed = finished_run(client, stored["run"]["id"])
+        [document] = data(client.get("/api/v1/knowledge-bases/manuals/documents"))["items"]
+        found = search_uris(client, "manuals", "Who issues parking permits?")
+        removed = data(
+            client.delete(f"/api/v1/knowledge-bases/manuals/documents/{document['id']}"), status=202
+        )
+        deleting = finished_run(client, removed["run"]["id"])
+        after = search_uris(client, "manuals", "Who issues parking permits?")
+
+    assert created["source_uri"] == f"s3://{s3_store.bucket}/docs/manuals/"
+    assert stored["uri"] == f"s3://{s3_store.bucket}/docs/manuals/parking.md"
+    assert indexed["state"] == "completed" and indexed["result"]["indexed"] == 1, indexed
+    assert document["uri"] == stored["uri"] and found == ["parking.md"]
+    assert deleting["state"] == "completed" and deleting["result"]["deleted"] == 1, deleting
+    assert after == [] and not s3_store.exists("docs/manuals/parking.md")
