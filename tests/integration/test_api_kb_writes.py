@@ -162,6 +162,21 @@ def test_the_same_file_uploaded_twice_at_once_is_one_document(client: httpx.Clie
     assert search_uris(client, handbook, "Who assigns the lockers?")[0] == "lockers.md"
 
 
+def test_a_document_the_ingest_refuses_is_quarantined_with_its_reason(
+    client: httpx.Client, handbook: str
+) -> None:
+    stored = data(upload(client, handbook, "scan.pdf", b"%PDF-1.7 this is not really a PDF"), status=202)
+    run = finished_run(client, stored["run"]["id"])
+    quarantined = data(
+        client.get(f"/api/v1/knowledge-bases/{handbook}/documents", params={"status": "quarantined"})
+    )
+
+    assert run["state"] == "completed" and run["result"]["quarantined"] == 1, run
+    assert run["result"]["quarantined_documents"][0]["uri"].endswith("/scan.pdf")
+    [document] = quarantined["items"]
+    assert document["uri"].endswith("/scan.pdf") and document["reason"]
+
+
 def test_an_oversized_upload_is_refused(client: httpx.Client, handbook: str) -> None:
     over = upload(client, handbook, "big.md", b"x" * (UPLOAD_LIMIT + 1))
     far_over = upload(client, handbook, "huge.md", b"x" * (UPLOAD_LIMIT + 200 * 1024))
