@@ -21,7 +21,15 @@ from ods.adapters.catalog.records import KnowledgeBaseRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.api.background import ServerRuns
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import BAD_INPUT, ConflictError, Envelope, ErrorDetails, error_response, ok
+from ods.api.envelope import (
+    BAD_INPUT,
+    ConflictError,
+    Envelope,
+    ErrorDetails,
+    ErrorEnvelope,
+    error_response,
+    ok,
+)
 from ods.api.routes.runs import Run, run_view
 from ods.domain.bucket_diff import documents_prefix_of
 from ods.domain.hashing import sha256_bytes
@@ -186,6 +194,9 @@ def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envel
 
 MAX_FILE_NAME_BYTES = 255
 MAX_DESCRIPTION_CHARS = 2000
+_FOREIGN_SOURCE = (
+    "The knowledge base is ingested from a folder or prefix the server does not write to (40901)."
+)
 UPLOAD_FIELD = "body.file"
 
 
@@ -245,7 +256,9 @@ def _stored_in(store: ObjectStore, resources: ServerResources, record: Knowledge
     summary="Create a knowledge base",
     status_code=201,
     response_model=Envelope[KnowledgeBase],
-    responses={409: {"description": "A knowledge base of that name exists (code 40901)."}},
+    responses={
+        409: {"model": ErrorEnvelope, "description": "A knowledge base of that name exists (code 40901)."}
+    },
 )
 def create_knowledge_base(
     request: CreateKnowledgeBase, resources: ServerResources
@@ -295,8 +308,8 @@ def upload_name_problem(name: str) -> str | None:
     status_code=202,
     response_model=Envelope[UploadedDocument],
     responses={
-        409: {"description": "The knowledge base is ingested from a source the server does not write to."},
-        413: {"description": "Body over ODS_API__MAX_UPLOAD_BYTES (code 40001)."},
+        409: {"model": ErrorEnvelope, "description": _FOREIGN_SOURCE},
+        413: {"model": ErrorEnvelope, "description": "Body over ODS_API__MAX_UPLOAD_BYTES (code 40001)."},
     },
 )
 def upload_document(
@@ -345,9 +358,7 @@ def upload_document(
     summary="Delete a document and its chunks",
     status_code=202,
     response_model=Envelope[DeletedDocument],
-    responses={
-        409: {"description": "The knowledge base is ingested from a source the server does not write to."}
-    },
+    responses={409: {"model": ErrorEnvelope, "description": _FOREIGN_SOURCE}},
 )
 def delete_document(
     kb: str, document_id: int, resources: ServerResources, runs: ServerRuns
