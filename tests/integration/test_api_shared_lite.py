@@ -140,3 +140,40 @@ def _ended(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+_HOLDER = """
+import sys, time
+from ods.adapters.milvus.client import open_milvus_client
+from ods.adapters.milvus.lite_server import lite_server_pid
+open_milvus_client(sys.argv[1], shared=True).create_collection("kept", dimension=4)
+print(lite_server_pid(sys.argv[1]), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_shared_server_whose_clients_were_killed_stops_and_frees_the_file(tmp_path: Path) -> None:
+    from ods.adapters.milvus.client import open_milvus_client
+
+    path = tmp_path / "milvus.db"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        server_pid = int(holder.stdout.readline())
+        joined = open_milvus_client(str(path))  # no mode asked: the running shared server is joined
+        assert joined.list_collections() == ["kept"]
+        joined.close()
+        stop_lite_servers()  # this process leaves; the holder still uses it
+        assert shared_lite_server(str(path)) is not None
+    finally:
+        holder.kill()  # no exit handler runs: the server finds its last client gone by itself
+        holder.wait()
+    while not _ended(server_pid):
+        time.sleep(0.2)
+    reopened = open_milvus_client(str(path))  # in this process again: the file was freed
+    try:
+        assert reopened.list_collections() == ["kept"]
+        assert shared_lite_server(str(path)) is None
+    finally:
+        reopened.close()
+        stop_lite_servers()

@@ -228,6 +228,8 @@ def _leave_shared(folder: str, server: _Server) -> None:
     """Remove this process's lease; the last client stops the server now (the folder is free after)."""
     assert server.shared is not None
     state = _state_dir(folder)
+    if not state.is_dir():  # the file's folder was removed: its server stops by itself
+        return
     with _state_lock(state):
         _remove_lease(state)
         record = _live_record(state)
@@ -416,6 +418,8 @@ def serve_shared() -> None:
 
     idle_since: float | None = None
     while not stop.wait(_WATCH_S):
+        if not state.is_dir():  # the file's folder was removed: nobody can use this server any more
+            break
         if _live_clients(state):
             idle_since = None
             continue
