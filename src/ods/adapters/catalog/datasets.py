@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,8 +19,30 @@ from ods.adapters.catalog.base import (
     to_record,
 )
 from ods.adapters.catalog.records import DatasetRecord, DatasetVersionRecord, ValidationRunRecord
-from ods.adapters.catalog.schema import Dataset, DatasetStatus, DatasetVersion, ValidationRun
+from ods.adapters.catalog.schema import Dataset, DatasetStatus, DatasetVersion, ValidationRun, utcnow
 from ods.domain.names import check_name
+from ods.errors import OdsError
+
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+TAG_RULE = "use 1-32 lower-case letters, digits, '_' or '-', starting with a letter or digit"
+MAX_TAGS = 20
+
+
+class InvalidTagError(OdsError, ValueError):
+    """A dataset tag breaks the tag rule (``TAG_RULE``) or a dataset was given too many tags."""
+
+
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """``tags`` without duplicates, sorted, if every one follows ``TAG_RULE`` and there are at most
+    ``MAX_TAGS``; else :class:`InvalidTagError` naming the first bad tag and the rule."""
+    unique = sorted(set(tags))
+    for tag in unique:
+        if not isinstance(tag, str) or TAG_PATTERN.fullmatch(tag) is None:
+            shown = repr(tag) if not isinstance(tag, str) or len(tag) <= 40 else repr(tag[:37]) + "…"
+            raise InvalidTagError(f"tag {shown} is not allowed: {TAG_RULE} (e.g. finance)")
+    if len(unique) > MAX_TAGS:
+        raise InvalidTagError(f"{len(unique)} tags given; a dataset keeps at most {MAX_TAGS}: drop some")
+    return tuple(unique)
 
 
 class DatasetTables(CatalogBase):
@@ -117,9 +141,71 @@ class DatasetTables(CatalogBase):
         """Version ``version`` of dataset ``name``, or its newest registered version when ``None``."""
         return self._read(lambda session: DATASETS.get_version(session, name, version))
 
-    def list_datasets(self) -> list[DatasetRecord]:
-        """Every dataset, by name."""
-        return self._list_named(Dataset, _dataset_record)
+    def list_datasets(
+        self, *, tags: Sequence[str] = (), include_archived: bool = True
+    ) -> list[DatasetRecord]:
+        """Every dataset, by name; with ``tags``, only those carrying all of them; archived ones only when
+        ``include_archived`` (the default, so ``ods datasets list`` shows every dataset as before)."""
+        wanted = set(tags)
+        return [
+            dataset
+            for dataset in self._list_named(Dataset, _dataset_record)
+            if wanted.issubset(dataset.tags) and (include_archived or dataset.archived_at is None)
+        ]
+
+    def get_dataset(self, name: str) -> DatasetRecord:
+        """The dataset called ``name`` (archived or not); NotFoundError listing the names there are."""
+        return self._read(lambda session: _dataset_record(session, DATASETS.named(session, name)))
+
+    def update_dataset(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        clear_description: bool = False,
+    ) -> DatasetRecord:
+        """Replace the description and/or the tags of dataset ``name`` (``None`` keeps what is stored;
+        ``clear_description`` empties it). Its versions never change: they are immutable."""
+        checked = None if tags is None else check_tags(tags)
+
+        def work(session: Session) -> DatasetRecord:
+            dataset = DATASETS.named(session, name)
+            if clear_description:
+                dataset.description = None
+            elif description is not None:
+                dataset.description = description
+            if checked is not None:
+                dataset.tags = list(checked)
+            session.flush()
+            return _dataset_record(session, dataset)
+
+        return self._write(work)
+
+    def archive_dataset(self, name: str, *, now: datetime | None = None) -> DatasetRecord:
+        """Hide dataset ``name`` from lists; its versions and their bytes stay. Archiving an archived
+        dataset changes nothing (it keeps the first time)."""
+
+        def work(session: Session) -> DatasetRecord:
+            dataset = DATASETS.named(session, name)
+            if dataset.archived_at is None:
+                dataset.archived_at = now or utcnow()
+                session.flush()
+            return _dataset_record(session, dataset)
+
+        return self._write(work)
+
+    def restore_dataset(self, name: str) -> DatasetRecord:
+        """Show an archived dataset ``name`` in lists again; restoring a live dataset changes nothing."""
+
+        def work(session: Session) -> DatasetRecord:
+            dataset = DATASETS.named(session, name)
+            if dataset.archived_at is not None:
+                dataset.archived_at = None
+                session.flush()
+            return _dataset_record(session, dataset)
+
+        return self._write(work)
 
     def list_dataset_versions(self, name: str) -> list[DatasetVersionRecord]:
         """Every version of dataset ``name`` (registered and rejected), oldest first."""
@@ -210,7 +296,9 @@ def _dataset_record(session: Session, dataset: Dataset) -> DatasetRecord:
             func.count(DatasetVersion.id),
         ).where(DatasetVersion.dataset_id == dataset.id)
     ).one()
-    return to_record(DatasetRecord, dataset, latest_version=latest, version_count=count)
+    return to_record(
+        DatasetRecord, dataset, latest_version=latest, version_count=count, tags=tuple(dataset.tags or ())
+    )
 
 
 DATASETS = VersionedTable(

@@ -22,6 +22,10 @@ class DatasetRecord:
     created_at: datetime
     latest_version: int | None
     version_count: int
+    tags: tuple[str, ...] = ()
+    """Short labels, sorted (migration 0007)."""
+    archived_at: datetime | None = None
+    """When the dataset was archived (hidden from lists, versions kept); None while it is live."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -50,6 +51,9 @@ NAMING_CONVENTION = {
 
 JSONDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 """A JSON object column: JSONB on PostgreSQL, JSON text elsewhere; Python ``None`` is SQL NULL."""
+
+JSONList = JSON().with_variant(JSONB(), "postgresql")
+"""A JSON array column (never NULL): JSONB on PostgreSQL, JSON text elsewhere."""
 
 
 def utcnow() -> datetime:
@@ -131,6 +135,11 @@ class Dataset(VersionedRow):
     """A named dataset; its content lives in immutable versions."""
 
     __tablename__ = "datasets"
+
+    tags: Mapped[list[str]] = mapped_column(JSONList, default=list, server_default=text("'[]'"))
+    """Short labels a person gives the dataset (``PUT /api/v1/datasets/{name}``), filtered on by lists."""
+    archived_at: Mapped[datetime | None]
+    """When the dataset was archived (hidden from lists, versions and bytes kept); NULL while live."""
 
     versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", passive_deletes=True)
 
