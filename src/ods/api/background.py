@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from ods.adapters.workers.parse_pool import shared_parser_pool
 from ods.api.resources import Resources
@@ -51,6 +52,7 @@ from ods.stages.ingest import (
 logger = logging.getLogger(__name__)
 
 RunState = Literal["queued", "running", "completed", "failed"]
+RunKind = Literal["ingest", "deploy", "undeploy"]
 KEPT_RUNS = 1000
 SERVER_BATCH_DOCUMENTS = 8
 """Documents per batch of a server-side ingest: a batch holds the model lock while it is parsed and chunked,
@@ -62,15 +64,17 @@ class BackgroundRun:
     """One run the server started, as it stands."""
 
     id: str
-    kind: Literal["ingest"]
-    knowledge_base: str
+    kind: RunKind
+    knowledge_base: str | None
     state: RunState
     requested_by: tuple[str, ...]
     queued_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    result: IngestSummary | None = None
+    result: BaseModel | None = None
     error: str | None = None
+    target: str | None = None
+    """What a run other than an ingest works on (a model ``NAME@VERSION`` for deploy and undeploy)."""
 
     @property
     def seconds(self) -> float | None:
@@ -96,6 +100,7 @@ class BackgroundRuns:
         self._queue = _Queue()
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._jobs: list[threading.Thread] = []
 
     def request_sync(self, kb: str, reason: str) -> BackgroundRun:
         """A run that syncs ``kb`` with its source after this call: the one waiting to start, or a new one."""
@@ -125,6 +130,41 @@ class BackgroundRuns:
             self._changed.notify_all()
             return run
 
+    def submit(self, kind: RunKind, target: str, work: Callable[[], BaseModel], reason: str) -> BackgroundRun:
+        """Start ``work`` now in a thread of its own (a deploy waits minutes for its server; it must not
+        hold up the ingest queue) and return its run; ``work``'s result or one-line error ends it."""
+        with self._changed:
+            if self._queue.closed:
+                raise OdsError("the server is shutting down and starts no new run; try again once it is back")
+            run = BackgroundRun(
+                id=uuid.uuid4().hex,
+                kind=kind,
+                knowledge_base=None,
+                state="running",
+                requested_by=(reason,),
+                queued_at=_now(),
+                started_at=_now(),
+                target=target,
+            )
+            self._runs[run.id] = run
+            self._forget_old_runs()
+            job = threading.Thread(
+                target=self._run_job, args=(run, work), name=f"ods-api-{kind}", daemon=True
+            )
+            self._jobs = [*(alive for alive in self._jobs if alive.is_alive()), job]
+            job.start()
+            return run
+
+    def _run_job(self, run: BackgroundRun, work: Callable[[], BaseModel]) -> None:
+        try:
+            result = work()
+        except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the server
+            finished = replace(run, state="failed", finished_at=_now(), error=_one_line(run, error))
+        else:
+            finished = replace(run, state="completed", finished_at=_now(), result=result)
+        with self._changed:
+            self._runs[run.id] = finished
+
     def get(self, run_id: str) -> BackgroundRun:
         """The run ``run_id`` as it stands now."""
         with self._changed:
@@ -150,8 +190,9 @@ class BackgroundRuns:
             self._queue.pending.clear()
             self._changed.notify_all()
             worker = self._worker
-        if worker is not None:
-            worker.join(timeout=timeout_s)
+            jobs = list(self._jobs)
+        for thread in [*jobs, *([worker] if worker is not None else [])]:
+            thread.join(timeout=timeout_s)
 
     def _work(self) -> None:
         while True:
@@ -163,6 +204,7 @@ class BackgroundRuns:
                 run_id = self._queue.pending.popleft()
                 run = self._runs[run_id] = replace(self._runs[run_id], state="running", started_at=_now())
             try:
+                assert run.knowledge_base is not None  # only ingests are queued
                 summary = self._sync(run.knowledge_base)
             except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the worker
                 finished = replace(run, state="failed", finished_at=_now(), error=_one_line(run, error))
@@ -183,7 +225,8 @@ class BackgroundRuns:
 def _one_line(run: BackgroundRun, error: Exception) -> str:
     if isinstance(error, OdsError):
         return " ".join(str(error).split()) or type(error).__name__
-    logger.error("run %s (ingest of %s) failed", run.id, run.knowledge_base, exc_info=error)
+    subject = run.knowledge_base or run.target
+    logger.error("run %s (%s of %s) failed", run.id, run.kind, subject, exc_info=error)
     return f"unexpected {type(error).__name__}; the server log holds the details under run {run.id}"
 
 

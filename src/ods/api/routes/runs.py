@@ -20,8 +20,12 @@ class Run(BaseModel):
     """A background run and how it went."""
 
     id: str = Field(description="The run id (32 hex digits), as the request that started it answered.")
-    kind: Literal["ingest"] = Field(description="ingest: a knowledge base synced with its source.")
-    knowledge_base: str
+    kind: Literal["ingest", "deploy", "undeploy"] = Field(
+        description="ingest: a knowledge base synced with its source; deploy / undeploy: a model's "
+        "endpoint started or stopped."
+    )
+    knowledge_base: str | None = Field(description="The knowledge base an ingest syncs; null otherwise.")
+    target: str | None = Field(description="What a deploy or undeploy works on: the model ref asked for.")
     state: Literal["queued", "running", "completed", "failed"]
     requested_by: list[str] = Field(
         description="What asked for it (e.g. 'upload notes.md', 'delete document 7'): requests made while "
@@ -33,7 +37,8 @@ class Run(BaseModel):
     seconds: float | None = Field(description="How long it ran (so far, while running).")
     result: dict[str, Any] | None = Field(
         description="A completed ingest's summary: indexed, chunks, unchanged, quarantined (with each "
-        "document's reason), deleted, and seconds per stage."
+        "document's reason), deleted, and seconds per stage; a deploy's endpoint (url, served_model, …); an "
+        "undeploy's stopped endpoints."
     )
     error: str | None = Field(description="Why a failed run failed, in one line.")
 
@@ -44,6 +49,7 @@ def run_view(run: BackgroundRun) -> Run:
         id=run.id,
         kind=run.kind,
         knowledge_base=run.knowledge_base,
+        target=run.target,
         state=run.state,
         requested_by=list(run.requested_by),
         queued_at=run.queued_at,
