@@ -363,6 +363,13 @@ class ApiSettings(BaseModel):
         description="Requests per minute one API key (or client address) may make to every other route under "
         "/api/v1 and /v1; 0: no limit.",
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Secret that signs the expiring download URLs `POST /api/v1/datasets/{name}/credentials` "
+        "hands out on a local object store (HMAC-SHA256; at least 32 characters). Unset: a random key made "
+        "when the server starts, so its URLs stop working when it restarts; set it to share URLs across "
+        "restarts or replicas.",
+    )
 
 
 class Settings(BaseSettings):
