@@ -52,7 +52,7 @@ from ods.stages.ingest import (
 logger = logging.getLogger(__name__)
 
 RunState = Literal["queued", "running", "completed", "failed"]
-RunKind = Literal["ingest", "deploy", "undeploy"]
+RunKind = Literal["ingest", "deploy", "undeploy", "prepare"]
 KEPT_RUNS = 1000
 SERVER_BATCH_DOCUMENTS = 8
 """Documents per batch of a server-side ingest: a batch holds the model lock while it is parsed and chunked,
@@ -74,7 +74,8 @@ class BackgroundRun:
     result: BaseModel | None = None
     error: str | None = None
     target: str | None = None
-    """What a run other than an ingest works on (a model ``NAME@VERSION`` for deploy and undeploy)."""
+    """What a run other than an ingest works on (a model ``NAME@VERSION`` for deploy and undeploy, a
+    dataset name for prepare)."""
 
     @property
     def seconds(self) -> float | None:

@@ -20,12 +20,14 @@ class Run(BaseModel):
     """A background run and how it went."""
 
     id: str = Field(description="The run id (32 hex digits), as the request that started it answered.")
-    kind: Literal["ingest", "deploy", "undeploy"] = Field(
+    kind: Literal["ingest", "deploy", "undeploy", "prepare"] = Field(
         description="ingest: a knowledge base synced with its source; deploy / undeploy: a model's "
-        "endpoint started or stopped."
+        "endpoint started or stopped; prepare: a dataset version prepared from a spec and a raw table."
     )
     knowledge_base: str | None = Field(description="The knowledge base an ingest syncs; null otherwise.")
-    target: str | None = Field(description="What a deploy or undeploy works on: the model ref asked for.")
+    target: str | None = Field(
+        description="What a deploy or undeploy works on (the model ref asked for); a prepare's dataset."
+    )
     state: Literal["queued", "running", "completed", "failed"]
     requested_by: list[str] = Field(
         description="What asked for it (e.g. 'upload notes.md', 'delete document 7'): requests made while "
@@ -38,7 +40,8 @@ class Run(BaseModel):
     result: dict[str, Any] | None = Field(
         description="A completed ingest's summary: indexed, chunks, unchanged, quarantined (with each "
         "document's reason), deleted, and seconds per stage; a deploy's endpoint (url, served_model, …); an "
-        "undeploy's stopped endpoints."
+        "undeploy's stopped endpoints; a prepare's version (status registered or rejected, and for a rejected "
+        "one the failed expectations in reason and the quarantine_uri)."
     )
     error: str | None = Field(description="Why a failed run failed, in one line.")
 
