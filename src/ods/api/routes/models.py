@@ -1,16 +1,44 @@
-"""``/api/v1/models``: trained models, their versions with metrics and lineage, and their endpoints."""
+"""``/api/v1/models``: trained models, their versions with metrics and lineage, and their endpoints;
+deploying and undeploying them (background runs) and their endpoints' health."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
+from ods.adapters.models.server import LocalModelServer
+from ods.api.background import ServerRuns
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
+from ods.api.routes.runs import Run, run_view
+from ods.domain.refs import parse_model_ref
+from ods.factories import build_object_store
+from ods.stages.serve import (
+    CACHE_DIR,
+    DeploymentFailedError,
+    DeploymentPlan,
+    EndpointSummary,
+    GpuSettings,
+    StoppedEndpoints,
+    activate_endpoint,
+    activated_endpoint,
+    check_server,
+    endpoint_summary,
+    endpoints_to_stop,
+    fail_deployment,
+    failure_message,
+    find_live_endpoint,
+    plan_deployment,
+    stage_artifacts,
+    start_server,
+    stop_endpoint,
+)
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
@@ -80,6 +108,186 @@ def list_models(resources: ServerResources) -> Envelope[list[ModelSummary]]:
             for model in catalog.list_models()
         ]
     )
+
+
+class DeployRequest(BaseModel):
+    """What ``ods models deploy`` takes: the version and how to serve it."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=80,
+        description="NAME (the newest version) or NAME@VERSION of a causal-LM model.",
+    )
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        default="auto", description="vllm (GPU) or transformers (CPU); auto: vllm when a CUDA GPU is present."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="Server port (default: a free one).")
+    host: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Address the model server binds (default: ODS_SERVING__HOST, 127.0.0.1 unless configured).",
+    )
+    max_model_len: int | None = Field(default=None, ge=16, description="vllm: context length cap.")
+    ready_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds to wait for the server to answer before it fails."
+    )
+
+
+class UndeployRequest(BaseModel):
+    model: str = Field(
+        min_length=1,
+        max_length=80,
+        description="NAME (every active endpoint of the model) or NAME@VERSION (that version's only).",
+    )
+    grace_s: float = Field(default=10.0, ge=0, le=600, description="Seconds between SIGTERM and SIGKILL.")
+
+
+_STARTED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "The run started; GET /api/v1/runs/{id} follows it."}
+}
+
+
+@router.post(
+    "/deploy",
+    summary="Deploy a model version (a background run)",
+    status_code=202,
+    response_model=Envelope[Run],
+    responses=_STARTED,
+)
+def deploy_model(request: DeployRequest, resources: ServerResources, runs: ServerRuns) -> JSONResponse:
+    """The deploy-model flow's stages, run in the server: the request is checked at once (unknown model
+    404, a version that is not a language model 40001), then artifacts are staged, the server launched and
+    smoke-tested and the endpoint made the model's active one; a failure leaves the previous one serving."""
+    name, _ = parse_model_ref(request.model)
+    checked("model", name)
+    settings = resources.settings
+    plan = plan_deployment(
+        resources.catalog,
+        build_object_store(settings),
+        model=request.model,
+        backend=None if request.backend == "auto" else request.backend,
+        host=request.host if request.host is not None else settings.serving.host,
+        port=request.port,
+        gpu=GpuSettings(max_model_len=request.max_model_len),
+    )
+    run = runs.submit(
+        "deploy",
+        plan.ref,
+        lambda: _deploy(resources, plan, request.ready_timeout_s),
+        f"deploy {plan.ref} with {plan.backend}",
+    )
+    return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
+
+
+def _deploy(resources: ServerResources, plan: DeploymentPlan, ready_timeout_s: float) -> EndpointSummary:
+    """What ``deploy_model`` composes, in the same order: reuse a live endpoint, else stage, start, check,
+    then activate or record the failure."""
+    settings, catalog, server = resources.settings, resources.catalog, LocalModelServer()
+    live = find_live_endpoint(catalog, server, plan)
+    if live is not None:
+        return endpoint_summary(live, reused=True)
+    home = settings.home.resolve()
+    local_dir, _ = stage_artifacts(build_object_store(settings), plan, home / CACHE_DIR)
+    launch = start_server(catalog, server, plan, local_dir, home=home)
+    check = check_server(server, launch, ready_timeout_s=ready_timeout_s)
+    if not check.ok:
+        failed = fail_deployment(catalog, server, launch, check)
+        raise DeploymentFailedError(failure_message(plan, failed, check))
+    endpoint, replaced = activate_endpoint(catalog, server, launch, check)
+    return activated_endpoint(endpoint, replaced)
+
+
+@router.post(
+    "/undeploy",
+    summary="Stop a model's active endpoints (a background run)",
+    status_code=202,
+    response_model=Envelope[Run],
+    responses=_STARTED,
+)
+def undeploy_model(request: UndeployRequest, resources: ServerResources, runs: ServerRuns) -> JSONResponse:
+    """The undeploy-model flow's stage: every active (or starting) endpoint of NAME or NAME@VERSION is
+    stopped and marked stopped. An unknown model is 404; a model with none active completes with nothing
+    stopped."""
+    name, _ = parse_model_ref(request.model)
+    checked("model", name)
+    endpoints = endpoints_to_stop(resources.catalog, request.model)
+
+    def stop() -> StoppedEndpoints:
+        server = LocalModelServer()
+        stopped = [
+            stop_endpoint(resources.catalog, server, endpoint, grace_s=request.grace_s)
+            for endpoint in endpoints
+        ]
+        message = (
+            f"stopped {len(stopped)} endpoint(s) of {request.model}"
+            if stopped
+            else f"{request.model} has no active endpoint: nothing to stop"
+        )
+        return StoppedEndpoints(
+            model=request.model, stopped=[endpoint_summary(endpoint) for endpoint in stopped], message=message
+        )
+
+    run = runs.submit("undeploy", request.model, stop, f"undeploy {request.model}")
+    return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
+
+
+class EndpointHealth(BaseModel):
+    id: int
+    model_version: int
+    backend: str
+    url: str = Field(description="Base URL of its OpenAI-compatible API (…/v1).")
+    served_model: str | None = Field(description="The model id its requests take.")
+    status: str = Field(description="starting or active, as the catalog records it.")
+    healthy: bool = Field(description="Whether its /health answered 200 just now.")
+    latency_ms: float = Field(description="How long the health check took.")
+    updated_at: datetime
+
+
+class ModelStatus(BaseModel):
+    name: str
+    serving: bool = Field(description="Whether an active endpoint answered its health check.")
+    endpoints: list[EndpointHealth] = Field(
+        description="The model's active and starting endpoints, newest first, each checked now."
+    )
+
+
+HEALTH_TIMEOUT_S = 2.0
+
+
+@router.get(
+    "/{name}/status",
+    summary="A model's endpoints with a live health check",
+    response_model=Envelope[ModelStatus],
+)
+def model_status(name: str, resources: ServerResources) -> Envelope[ModelStatus]:
+    """Each active or starting endpoint, with whether its ``/health`` answers now (2 s per endpoint)."""
+    checked("model", name)
+    catalog = resources.catalog
+    catalog.get_model_version(name, None)  # unknown model: 404 naming the known ones
+    endpoints = [
+        *catalog.list_endpoints(name, status="active"),
+        *catalog.list_endpoints(name, status="starting"),
+    ]
+    server = LocalModelServer(request_timeout_s=HEALTH_TIMEOUT_S)
+    checked_endpoints = []
+    for endpoint in sorted(endpoints, key=lambda record: -record.id):
+        started = time.perf_counter()
+        healthy = server.is_healthy(endpoint.url)
+        checked_endpoints.append(
+            EndpointHealth(
+                id=endpoint.id,
+                model_version=endpoint.model_version,
+                backend=endpoint.backend,
+                url=endpoint.url,
+                served_model=endpoint.served_model,
+                status=endpoint.status,
+                healthy=healthy,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                updated_at=endpoint.updated_at,
+            )
+        )
+    serving = any(item.healthy and item.status == "active" for item in checked_endpoints)
+    return ok(ModelStatus(name=name, serving=serving, endpoints=checked_endpoints))
 
 
 @router.get("/{name:path}", include_in_schema=False)  # a name holding '/' reaches the name check

@@ -7,6 +7,10 @@
   ``[n]`` is) and ``conversation_id`` (send it back as ``conversation_id`` to continue) ride along; the
   configured LLM's id chats with that model. ``stream: true`` answers as OpenAI streams: ``data:`` lines
   of ``chat.completion.chunk``, the extension fields on the last chunk, then ``data: [DONE]``.
+- A model with an active endpoint (deployed with ``ods models deploy``): chat and completion requests are
+  proxied to its endpoint (:mod:`ods.api.proxy`), streams passed through chunk by chunk.
+- ``POST /v1/completions``: a deployed model (proxied), or the configured LLM with the prompt as one user
+  message.
 - ``POST /v1/embeddings``: the configured embedder, all inputs in one batched call; ``float`` or
   ``base64`` (the ``openai`` client's default) encoding.
 """
@@ -25,12 +29,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ods.adapters.catalog.records import EndpointRecord
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
+from ods.api.proxy import EndpointProxy
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
 from ods.errors import NotFoundError, OdsError
@@ -58,7 +64,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": OpenAIError, "description": "Unknown model or knowledge base (code model_not_found)."},
     413: {"model": OpenAIError, "description": "Body over ODS_API__MAX_BODY_BYTES."},
     500: {"model": OpenAIError, "description": "Unexpected: the message names the request id to quote."},
-    503: {"model": OpenAIError, "description": "The catalog, Milvus or a model is unavailable."},
+    502: {"model": OpenAIError, "description": "A deployed model's endpoint failed (code upstream_error)."},
+    503: {
+        "model": OpenAIError,
+        "description": "The catalog, Milvus or a model is unavailable; a deployed model's endpoint does not "
+        "answer (code model_unavailable).",
+    },
 }
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=_ERRORS)
 
@@ -120,6 +131,31 @@ def _llm_id(resources: ServerResources) -> str:
         return resources.llm.model_id
     except OdsError:
         return resources.settings.llm.model
+
+
+# -- deployed models -------------------------------------------------------------------------------------
+
+
+async def raw_json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object as the client sent it (a deployed model gets fields ods does not parse)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+RawBody = Annotated[dict[str, Any], Depends(raw_json_body)]
+
+
+def _deployed_endpoint(resources: ServerResources, model: str) -> EndpointRecord | None:
+    """The active endpoint of the deployed model named ``model``, if it has one."""
+    return resources.catalog.active_endpoint(model)
+
+
+def _proxy(http: Request) -> EndpointProxy:
+    proxy: EndpointProxy = http.app.state.proxy
+    return proxy
 
 
 # -- chat --------------------------------------------------------------------------------------------------
@@ -230,8 +266,9 @@ def _citations(answer: Answer) -> list[Citation]:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
 )
-def chat_completions(request: ChatRequest, http: Request, resources: ServerResources) -> Any:
-    """An OpenAI chat completion; ``kb:<name>`` answers with citations and keeps the turn."""
+def chat_completions(request: ChatRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
+    """An OpenAI chat completion; ``kb:<name>`` answers with citations and keeps the turn; a deployed
+    model's request goes to its endpoint as it came."""
     question = next((message.text() for message in reversed(request.messages) if message.role == "user"), "")
     if request.model.startswith(KB_PREFIX):
         kb = check_name("knowledge base", request.model.removeprefix(KB_PREFIX))
@@ -239,9 +276,11 @@ def chat_completions(request: ChatRequest, http: Request, resources: ServerResou
         run = _kb_answer(resources, kb, question, request.conversation_id)
     elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
+    elif (endpoint := _deployed_endpoint(resources, request.model)) is not None:
+        return _proxy(http).forward(http.url.path, endpoint, body)
     else:
         raise NotFoundError(
-            f"model {request.model!r} is not answered here; chat with kb:<name> or "
+            f"model {request.model!r} is not answered here; chat with kb:<name>, a deployed model or "
             f"{_llm_id(resources)!r} (GET /v1/models lists them)"
         )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -342,10 +381,9 @@ def _count_tokens(metrics: ApiMetrics, reply: _Reply) -> None:
 _DONE = object()
 
 
-def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> Iterator[str]:
-    """OpenAI's SSE: a role chunk, content chunks as the answer is written, a last chunk with the finish
-    reason, usage and the extension fields, then ``[DONE]``. The answer runs in a thread of its own and
-    finishes (its turn kept) even when the client goes away mid-stream."""
+def _run_in_thread(run: Run) -> Iterator[str | _Reply | Exception]:
+    """The text pieces of ``run`` as it writes them, then its reply (or the exception it raised). It runs in
+    a thread of its own and finishes (its turn kept) even when the client goes away mid-stream."""
     pieces: queue.Queue[Any] = queue.Queue()
 
     def work() -> None:
@@ -357,6 +395,20 @@ def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> It
             pieces.put(_DONE)
 
     threading.Thread(target=work, name="ods-api-chat-stream", daemon=True).start()
+    while (item := pieces.get()) is not _DONE:
+        yield item
+
+
+def _stream_error(error: Exception) -> str:
+    message = " ".join(str(error).split()) if isinstance(error, OdsError) else "the answer failed"
+    return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+
+
+def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> Iterator[str]:
+    """OpenAI's SSE: a role chunk, content chunks as the answer is written, a last chunk with the finish
+    reason, usage and the extension fields, then ``[DONE]``."""
+    pieces = _run_in_thread(run)
+
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -371,7 +423,7 @@ def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> It
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    while (item := pieces.get()) is not _DONE:
+    for item in pieces:
         if isinstance(item, str):
             if item:
                 yield chunk({"content": item})
@@ -385,8 +437,121 @@ def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> It
                 conversation_id=item.conversation_id,
             )
         else:
-            message = " ".join(str(item).split()) if isinstance(item, OdsError) else "the answer failed"
-            yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+            yield _stream_error(item)
+    yield "data: [DONE]\n\n"
+
+
+# -- completions -------------------------------------------------------------------------------------------
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's (legacy) completion request (fields ods does not use are accepted and ignored, and passed
+    on to a deployed model)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(
+        min_length=1, description="A deployed model, or the configured LLM's id (GET /v1/models)."
+    )
+    prompt: str | list[str] = Field(description="The prompt; a list must hold one prompt (no batches here).")
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+@router.post(
+    "/completions",
+    summary="Complete a prompt with a deployed model or the configured LLM",
+    response_model=TextCompletion,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
+)
+def completions(request: CompletionRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
+    """A deployed model's completion, proxied to its endpoint as the request came; the configured LLM
+    answers the prompt as one user message (its chat template applied)."""
+    if request.model.startswith(KB_PREFIX):
+        raise OdsError(
+            f"model {request.model!r} answers chats only; send the question to /v1/chat/completions",
+        )
+    is_llm = request.model in (resources.settings.llm.model, _llm_id(resources))
+    if not is_llm and (endpoint := _deployed_endpoint(resources, request.model)) is not None:
+        return _proxy(http).forward(http.url.path, endpoint, body)
+    if not is_llm:
+        raise NotFoundError(
+            f"model {request.model!r} is not answered here; complete with a deployed model or "
+            f"{_llm_id(resources)!r} (GET /v1/models lists them)"
+        )
+    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+    if len(prompts) != 1 or not prompts[0].strip():
+        raise OdsError(
+            f"prompt must be one non-blank text, got {len(prompts)} prompt(s); send one per request"
+        )
+    chat = ChatRequest(
+        model=request.model,
+        messages=[ChatMessageIn(role="user", content=prompts[0])],
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+    )
+    run = _llm_answer(resources, chat)
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    if request.stream:
+        return StreamingResponse(
+            _completion_stream(run, completion_id, request.model, http.app.state.metrics),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    result = run(None)
+    _count_tokens(http.app.state.metrics, result)
+    return TextCompletion(
+        id=completion_id,
+        created=int(time.time()),
+        model=request.model,
+        choices=[CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
+        usage=_usage(result.usage),
+    )
+
+
+def _completion_stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> Iterator[str]:
+    """OpenAI's completion SSE: ``text_completion`` chunks as the text is written, a last one with the
+    finish reason and usage, then ``[DONE]``."""
+    created = int(time.time())
+
+    def chunk(text: str, finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        body = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            **extra,
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    for item in _run_in_thread(run):
+        if isinstance(item, str):
+            if item:
+                yield chunk(item)
+        elif isinstance(item, _Reply):
+            _count_tokens(metrics, item)
+            yield chunk("", item.finish_reason, usage=_usage(item.usage).model_dump())
+        else:
+            yield _stream_error(item)
     yield "data: [DONE]\n\n"
 
 
