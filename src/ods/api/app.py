@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from ods.api import downloads
 from ods.api.auth import ApiAccess, document_access
 from ods.api.background import BackgroundRuns, sync_knowledge_base
 from ods.api.envelope import (
@@ -28,7 +29,6 @@ from ods.api.envelope import (
 )
 from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
-from ods.api.proxy import EndpointProxy
 from ods.api.resources import Resources
 from ods.api.routes import (
     ask,
@@ -64,7 +64,6 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     """
 
     background = BackgroundRuns(lambda kb: sync_knowledge_base(resources, kb))
-    proxy = EndpointProxy()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +71,6 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
             yield
         finally:
             background.close()  # the running ingest finishes on the resources before they close
-            proxy.close()
             resources.close()
 
     app = FastAPI(
@@ -85,7 +83,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     )
     app.state.resources = resources
     app.state.runs = background
-    app.state.proxy = proxy
+    app.state.download_signer = downloads.DownloadSigner.from_settings(settings)
     app.state.metrics = metrics = ApiMetrics()
     app.state.readiness = health.ReadinessCache(settings)
     app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
@@ -104,6 +102,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         ask.router,
         conversations.router,
         runs.router,
+        downloads.router,
     ):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(openai_gateway.router)

@@ -3,6 +3,8 @@
 - ``/healthz`` is always open: it says only that the process answers.
 - ``/readyz``, ``/metrics``, ``/docs``, ``/redoc`` and ``/openapi.json`` are open to clients on this
   machine (loopback) and need a key from anywhere else: they name components and routes, not data.
+- ``/api/v1/downloads/{token}`` needs no key: the signed, expiring token in its path is the credential
+  (``ods.api.downloads``).
 - Every other route needs an active key, except on the local profile while no active key exists: then
   loopback clients may call without one (a placeholder such as the ``openai`` client's ``api_key`` is
   ignored, but a revoked or expired key is still refused). Once one key is active, every request needs
@@ -37,6 +39,7 @@ ALWAYS_OPEN: Final = frozenset({"/healthz"})
 OPEN_ON_LOOPBACK: Final = frozenset(
     {"/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+SIGNED_URL_PREFIX: Final = "/api/v1/downloads/"
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="ods"')
 
 
@@ -75,7 +78,7 @@ class ApiAccess:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path in ALWAYS_OPEN:
+        if scope["type"] != "http" or path in ALWAYS_OPEN or path.startswith(SIGNED_URL_PREFIX):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -174,8 +177,9 @@ def document_access(app: FastAPI) -> None:
             schema["security"] = [{"ApiKey": []}]
             for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
-                    if path in ALWAYS_OPEN or path in OPEN_ON_LOOPBACK:
-                        operation["security"] = [] if path in ALWAYS_OPEN else [{"ApiKey": []}, {}]
+                    signed = path.startswith(SIGNED_URL_PREFIX)
+                    if path in ALWAYS_OPEN or path in OPEN_ON_LOOPBACK or signed:
+                        operation["security"] = [] if path in ALWAYS_OPEN or signed else [{"ApiKey": []}, {}]
                         continue
                     _document_refusals(operation, path, components.get("schemas", {}))
             app.openapi_schema = schema

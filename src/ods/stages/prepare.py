@@ -22,14 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from ods.adapters.catalog import DatasetCatalog
+from ods.adapters.catalog import DatasetCatalog, WebhookCatalog
 from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
+from ods.adapters.tabular.source import read_table
+from ods.domain.cleaning import apply_cleaning
+from ods.domain.dataset_card import render_dataset_card
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
-from ods.domain.profiling import TableProfile
+from ods.domain.profiling import TableProfile, profile_frame
+from ods.domain.webhooks import DATASET_CREATED, DATASET_UPDATED
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
+from ods.quality.validation import validate_frame
 from ods.settings import Settings
 
 DATASETS_PREFIX = "datasets"
@@ -362,7 +367,24 @@ def register_version(
         **_lineage(loaded, source, flow_run_id),
     )
     catalog.add_validation_run(record.id, success=True, results={"expectations": validation_rows})
-    return PreparedVersion(record=record)
+    prepared = PreparedVersion(record=record)
+    announce_version(catalog, prepared)
+    return prepared
+
+
+def announce_version(catalog: DatasetCatalog, prepared: PreparedVersion) -> None:
+    """Write ``dataset.created`` (the dataset's first registered version) or ``dataset.updated`` to the
+    webhooks' outbox, once per version (keyed by it: a re-run that finds the version writes nothing)."""
+    if not isinstance(catalog, WebhookCatalog):
+        return
+    record = prepared.record
+    earlier = any(
+        version.status == "registered" and version.version < record.version
+        for version in catalog.list_dataset_versions(record.dataset_name)
+    )
+    event = DATASET_UPDATED if earlier else DATASET_CREATED
+    data = prepared.summary().model_dump(mode="json", exclude={"card_uri"})
+    catalog.add_outbox_event(event, data, event_key=str(prepared.event_id(event)))
 
 
 def reject_version(
@@ -487,3 +509,75 @@ def rejection_message(prepared: PreparedVersion) -> str:
         return f"{rejected}; no row was quarantined (no expectation that failed is about single rows)"
     rows = "" if prepared.quarantined_rows is None else f"{prepared.quarantined_rows:,} "
     return f"{rejected}; {rows}failing row(s) quarantined at {prepared.quarantine_uri or record.uri}"
+
+
+def spec_from_text(text: str, name: str) -> LoadedSpec:
+    """A spec sent as text (YAML or JSON, e.g. in a request body) rather than read from a file; it names
+    its source by an absolute URI, since it has no folder of its own. Validated now."""
+    loaded = LoadedSpec(uri=f"request:{name}", name=name, text=text, base_dir=None)
+    loaded.spec  # noqa: B018 - validate now, so a bad spec is refused before any work
+    return loaded
+
+
+def prepare_version(
+    catalog: DatasetCatalog,
+    store: ObjectStore,
+    settings: Settings,
+    loaded: LoadedSpec,
+    source: str | None = None,
+    *,
+    run_id: str | None = None,
+) -> DatasetVersionSummary:
+    """The stages the prepare-dataset flow runs, in one call and without Prefect (``ods serve`` runs it in
+    its background): fetch, find the version made before, read, clean, profile, validate, then register
+    the version or quarantine its failing rows and record it rejected. A rejected version is returned
+    (status ``rejected``, the failed expectations in ``reason``, ``quarantine_uri``), not raised.
+    Emits no event: the flow does, for the triggers that follow a registered version."""
+    raw = fetch_source(loaded, settings, source)
+    existing = find_prepared_version(catalog, loaded, raw)
+    if existing is not None:
+        found = (
+            rejected_version(store, existing) if existing.status == "rejected" else PreparedVersion(existing)
+        )
+        return found.summary(card_uri(store, existing))
+    spec = loaded.spec
+    frame = read_table(raw.take_data(), name=raw.name, source=spec.source)
+    cleaned = apply_cleaning(frame, spec, pii_salt=settings.privacy.hash_salt.get_secret_value())
+    del frame
+    profile = profile_frame(cleaned.frame, cleaned.pii_kinds)
+    report = validate_frame(cleaned.frame, spec.expectations)
+    rows = [outcome.as_row() for outcome in report.outcomes]
+    if report.success:
+        written = store_parquet(store, dataset_prefix(spec.name), table_to_parquet(cleaned.frame))
+        prepared = register_version(
+            catalog, loaded, raw, written, frame=cleaned.frame, profile=profile, validation_rows=rows,
+            flow_run_id=run_id,
+        )  # fmt: skip
+    else:
+        prepared = reject_version(
+            catalog, store, loaded, raw, frame=cleaned.frame, failing_rows=report.failing_rows,
+            profile=profile, validation_rows=rows, reason="failed expectations: " + report.summary(),
+            flow_run_id=run_id,
+        )  # fmt: skip
+    record = prepared.record
+    card = render_dataset_card(
+        name=record.dataset_name,
+        version=record.version,
+        status=record.status,
+        uri=record.uri,
+        rows_in=cleaned.rows_in,
+        profile=profile,
+        cleaning=cleaned.report_as_dicts(),
+        validation=rows,
+        lineage={
+            "source": record.source_uri,
+            "source etag": record.source_etag,
+            "spec": loaded.uri,
+            "spec hash": record.spec_hash,
+            "content hash": record.content_hash,
+            "run": record.flow_run_id,
+            "quarantine": prepared.quarantine_uri,
+        },
+        description=spec.description,
+    )
+    return prepared.summary(store_card(store, record, card))
