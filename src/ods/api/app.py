@@ -29,6 +29,7 @@ from ods.api.envelope import (
 )
 from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
+from ods.api.proxy import EndpointProxy
 from ods.api.resources import Resources
 from ods.api.routes import (
     ask,
@@ -64,6 +65,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     """
 
     background = BackgroundRuns(lambda kb: sync_knowledge_base(resources, kb))
+    proxy = EndpointProxy()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +73,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
             yield
         finally:
             background.close()  # the running ingest finishes on the resources before they close
+            proxy.close()
             resources.close()
 
     app = FastAPI(
@@ -84,6 +87,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.state.resources = resources
     app.state.runs = background
     app.state.download_signer = downloads.DownloadSigner.from_settings(settings)
+    app.state.proxy = proxy
     app.state.metrics = metrics = ApiMetrics()
     app.state.readiness = health.ReadinessCache(settings)
     app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
