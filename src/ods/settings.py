@@ -7,6 +7,7 @@ import time: call :func:`get_settings` (cached) or :func:`load_settings` (fresh,
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -308,6 +309,59 @@ class WatchSettings(BaseModel):
         return value.strip("/") + "/"
 
 
+class WebhookSettings(BaseModel):
+    """How `ods serve` delivers webhooks: retries, expiry, timeouts and which private targets it may reach."""
+
+    retry_base_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds before the first retry of a failed delivery; each later retry waits twice as long "
+        "as the one before, up to retry_max_s.",
+    )
+    retry_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=86400,
+        description="Longest wait between two attempts of a delivery, in seconds.",
+    )
+    expire_s: float = Field(
+        default=86400.0,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a delivery is retried after its event (default 24 h): a receiver down for less "
+        "loses nothing; after it the delivery is marked expired.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Seconds one attempt may take.")
+    poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=300,
+        description="Seconds between two looks of the dispatcher at the event outbox and the due deliveries.",
+    )
+    keep_log_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Seconds events and their delivery log are kept once no delivery of them is pending.",
+    )
+    allowed_targets: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR, e.g. 10.20.0.0/16) or addresses that webhooks may reach on the cluster "
+        "profile although they are private, loopback or link-local (refused there otherwise, against SSRF); "
+        "the local profile allows every target.",
+    )
+
+    @field_validator("allowed_targets")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a network or address; give e.g. 10.20.0.0/16") from None
+        return value
+
+
 class ApiSettings(BaseModel):
     """The HTTP API that `ods serve` runs (the platform's datasets, knowledge bases, models and an
     OpenAI-compatible gateway)."""
@@ -369,6 +423,10 @@ class ApiSettings(BaseModel):
         "hands out on a local object store (HMAC-SHA256; at least 32 characters). Unset: a random key made "
         "when the server starts, so its URLs stop working when it restarts; set it to share URLs across "
         "restarts or replicas.",
+    )
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings,
+        description="Webhook deliveries (ODS_API__WEBHOOKS__*).",
     )
 
 

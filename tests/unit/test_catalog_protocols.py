@@ -26,6 +26,7 @@ from ods.adapters.catalog import (
     KnowledgeCatalog,
     ModelCatalog,
     WatchCatalog,
+    WebhookCatalog,
 )
 
 PROTOCOLS: tuple[type[Any], ...] = (
@@ -37,6 +38,7 @@ PROTOCOLS: tuple[type[Any], ...] = (
     ConversationCatalog,
     WatchCatalog,
     ApiKeyCatalog,
+    WebhookCatalog,
 )
 NOT_IN_A_PROTOCOL = {"open"}
 """``Catalog.open`` is the constructor (a classmethod): consumers receive a catalog, they do not open one."""

@@ -41,7 +41,9 @@ from ods.api.routes import (
     openai_gateway,
     query,
     runs,
+    webhooks,
 )
+from ods.api.webhooks import WebhookDispatcher
 from ods.domain.object_keys import printable_text
 from ods.errors import OdsError
 from ods.settings import Settings
@@ -64,14 +66,17 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     SIGTERM once it has stopped, so code after ``Server.run()`` never runs on that path.
     """
 
+    dispatcher = WebhookDispatcher(lambda: resources.catalog, settings.api.webhooks, profile=settings.profile)
     background = BackgroundRuns(lambda kb: sync_knowledge_base(resources, kb))
     proxy = EndpointProxy()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        dispatcher.start()
         try:
             yield
         finally:
+            dispatcher.stop()  # an attempt under way finishes; due deliveries wait in the catalog
             background.close()  # the running ingest finishes on the resources before they close
             proxy.close()
             resources.close()
@@ -86,6 +91,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     )
     app.state.resources = resources
     app.state.runs = background
+    app.state.webhooks = dispatcher
     app.state.download_signer = downloads.DownloadSigner.from_settings(settings)
     app.state.proxy = proxy
     app.state.metrics = metrics = ApiMetrics()
@@ -106,6 +112,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         ask.router,
         conversations.router,
         runs.router,
+        webhooks.router,
         downloads.router,
     ):
         app.include_router(router, responses=_ERROR_RESPONSES)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ods.adapters.catalog import EndpointCatalog, ModelCatalog
+from ods.adapters.catalog import EndpointCatalog, ModelCatalog, WebhookCatalog
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
 from ods.adapters.models.llm import OpenAIChatLLM
 from ods.adapters.models.server import (
@@ -48,6 +48,7 @@ from ods.adapters.models.server import (
 from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
 from ods.domain.refs import format_ref, parse_model_ref
+from ods.domain.webhooks import MODEL_DEPLOYED, MODEL_FAILED
 from ods.errors import OdsError
 from ods.stages.train import MANIFEST, artifact_key, download_prefix, manifest_of
 
@@ -408,9 +409,15 @@ def fail_deployment(
     if launch.pid is not None:
         server.stop(launch.pid, grace_s)
     tail = log_tail(launch.log_path)
-    return catalog.update_endpoint(
+    endpoint = catalog.update_endpoint(
         launch.endpoint_id, status="failed", log_tail=tail, details={"problem": check.problem}
     )
+    announce_endpoint(
+        catalog,
+        MODEL_FAILED,
+        {**endpoint_summary(endpoint).model_dump(mode="json"), "problem": check.problem},
+    )
+    return endpoint
 
 
 def activate_endpoint(
@@ -440,7 +447,15 @@ def activate_endpoint(
         replaced.append(
             stop_endpoint(catalog, server, other, grace_s=grace_s, reason=reason, replaced_by=endpoint.id)
         )
+    announce_endpoint(catalog, MODEL_DEPLOYED, activated_endpoint(endpoint, replaced).model_dump(mode="json"))
     return endpoint, replaced
+
+
+def announce_endpoint(catalog: EndpointCatalog, event: str, data: dict[str, Any]) -> None:
+    """Write ``model.deployed`` or ``model.failed`` to the webhooks' outbox, once per endpoint (a retried
+    task writes nothing twice)."""
+    if isinstance(catalog, WebhookCatalog):
+        catalog.add_outbox_event(event, data, event_key=f"endpoint-{data['endpoint_id']}-{event}")
 
 
 def stop_endpoint(

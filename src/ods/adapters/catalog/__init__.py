@@ -20,6 +20,7 @@ from ods.adapters.catalog.protocols import (
     KnowledgeCatalog,
     ModelCatalog,
     WatchCatalog,
+    WebhookCatalog,
 )
 from ods.adapters.catalog.records import (
     ApiKeyRecord,
@@ -40,6 +41,8 @@ from ods.adapters.catalog.records import (
     ModelVersionRecord,
     ReplacedVersion,
     ValidationRunRecord,
+    WebhookDeliveryRecord,
+    WebhookRecord,
 )
 from ods.adapters.catalog.repository import Catalog
 
@@ -71,6 +74,9 @@ __all__ = [
     "ReplacedVersion",
     "ValidationRunRecord",
     "WatchCatalog",
+    "WebhookCatalog",
+    "WebhookDeliveryRecord",
+    "WebhookRecord",
     "create_catalog_engine",
     "current_revision",
     "head_revision",

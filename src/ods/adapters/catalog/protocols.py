@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
@@ -216,6 +216,44 @@ class ApiKeyCatalog(Protocol):
     def count_active_api_keys(self, now: datetime) -> int: ...
 
 
+@runtime_checkable
+class WebhookCatalog(Protocol):
+    """Webhook subscriptions, the event outbox and deliveries: the stages' events, `ods serve`'s
+    dispatcher and ``/api/v1/webhooks``. Runtime-checkable: a stage handed a narrower catalog (a test's
+    fake) writes no event rather than failing."""
+
+    def add_webhook(
+        self, url: str, *, events: Sequence[str], secret: str, description: str | None = None
+    ) -> records.WebhookRecord: ...
+
+    def list_webhooks(self) -> list[records.WebhookRecord]: ...
+
+    def get_webhook(self, webhook_id: int) -> records.WebhookRecord: ...
+
+    def delete_webhook(self, webhook_id: int) -> records.WebhookRecord: ...
+
+    def webhook_deliveries(
+        self, webhook_id: int, *, limit: int = 50
+    ) -> list[records.WebhookDeliveryRecord]: ...
+
+    def add_outbox_event(
+        self, event_type: str, data: dict[str, Any], *, event_key: str | None = None
+    ) -> records.OutboxEventRecord | None: ...
+
+    def fan_out_events(self, now: datetime, *, limit: int = 100) -> int: ...
+
+    def claim_due_deliveries(
+        self, now: datetime, *, lease_until: datetime, limit: int = 20
+    ) -> list[records.DueDelivery]: ...
+
+    def record_delivery_attempt(
+        self, delivery_id: str, *, delivered: bool, status_code: int | None, error: str | None,
+        next_attempt_at: datetime | None,
+    ) -> records.WebhookDeliveryRecord | None: ...  # fmt: skip
+
+    def prune_outbox(self, before: datetime) -> int: ...
+
+
 class WatchCatalog(Protocol):
     """What the bucket watcher last saw of each object."""
 
@@ -236,4 +274,5 @@ if TYPE_CHECKING:
         conversations: ConversationCatalog = catalog
         watch: WatchCatalog = catalog
         api_keys: ApiKeyCatalog = catalog
-        del admin, datasets, models, endpoints, knowledge, conversations, watch, api_keys
+        webhooks: WebhookCatalog = catalog
+        del admin, datasets, models, endpoints, knowledge, conversations, watch, api_keys, webhooks

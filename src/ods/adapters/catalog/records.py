@@ -290,3 +290,56 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    """A webhook subscription; ``secret`` signs its deliveries and is left out of the repr (and so of logs)."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    description: str | None
+    created_at: datetime
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutboxEventRecord:
+    """An event written for the webhooks: its type, data, when it happened and whether it was fanned out."""
+
+    id: int
+    event_key: str
+    event_type: str
+    data: dict[str, Any]
+    created_at: datetime
+    fanned_out_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryRecord:
+    """One event for one subscription and how its attempts went (``next_attempt_at``: None once delivered
+    or expired)."""
+
+    id: str
+    webhook_id: int
+    event_id: int
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A delivery claimed for one attempt: where to send it, the secret that signs it, and its event."""
+
+    delivery: WebhookDeliveryRecord
+    url: str
+    event_created_at: datetime
+    event_data: dict[str, Any]
+    secret: str = field(repr=False)

@@ -418,3 +418,55 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+DeliveryStatus = Literal["pending", "delivered", "expired"]
+"""A webhook delivery's state: ``pending`` until a receiver answers 2xx (``delivered``) or its retries run
+past ODS_API__WEBHOOKS__EXPIRE_S (``expired``)."""
+
+
+class Webhook(Base):
+    """A subscription of `ods serve`'s webhooks (migration 0008): where to POST which events, signed with
+    ``secret`` (kept so it can sign; the API returns it once, at creation)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    secret: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxEvent(Base):
+    """An event the platform wrote for the webhooks (migration 0008): its type, data and an optional key
+    that makes writing it again a no-op; ``fanned_out_at`` is set once it became one delivery per
+    matching subscription."""
+
+    __tablename__ = "event_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: its id is the ``X-ODS-Delivery`` header, the same on every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "event_id"), one_of("status", DeliveryStatus))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("event_outbox.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

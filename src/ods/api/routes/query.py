@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
+from ods.api.webhooks import record_query_completed
 from ods.domain.sql_guard import SqlRejected
 
 router = APIRouter(prefix="/api/v1/query", tags=["query"])
@@ -71,6 +72,10 @@ def execute(request: QueryRequest, resources: ServerResources) -> Envelope[Query
     with resources.warehouse(request.datasets) as warehouse:
         guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         result = warehouse.run(guarded, timeout_s=resources.settings.warehouse.timeout_s)
+    record_query_completed(
+        resources.catalog, sql=result.sql, datasets=request.datasets, row_count=result.row_count,
+        truncated=result.truncated, seconds=result.seconds,
+    )  # fmt: skip
     return ok(
         QueryResult(
             sql=result.sql,

@@ -1,0 +1,143 @@
+"""``/api/v1/webhooks``: subscriptions to the platform's events, POSTed signed to a URL by the server's
+dispatcher (``ods.api.webhooks``), with a delivery log per subscription."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from ods.adapters.catalog.records import WebhookDeliveryRecord, WebhookRecord
+from ods.api.deps import ServerResources
+from ods.api.envelope import BAD_INPUT, Envelope, ErrorDetails, error_response, ok
+from ods.api.webhooks import check_target
+from ods.domain.webhooks import WebhookEvent, WebhookUrlRefused, secret_hint
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+WebhookId = Annotated[int, Path(ge=1, description="The webhook's id (from POST /api/v1/webhooks).")]
+
+
+class WebhookRequest(BaseModel):
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Where events are POSTed: http or https. On the cluster profile a host that resolves to "
+        "a loopback, private or link-local address is refused unless ODS_API__WEBHOOKS__ALLOWED_TARGETS holds it.",
+    )
+    events: list[WebhookEvent] = Field(
+        min_length=1, max_length=5, description="The events to receive (at least one)."
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="Key of the X-ODS-Signature HMAC (16-256 characters). Unset: one is made and returned "
+        "once, in this answer.",
+    )
+    description: str | None = Field(default=None, max_length=2000, description="What the webhook is for.")
+
+
+class Webhook(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    description: str | None
+    secret_hint: str = Field(description="The secret's first characters and length; never the secret.")
+    created_at: datetime
+
+
+class CreatedWebhook(Webhook):
+    secret: str = Field(description="The signing secret: shown here only, keep it with the receiver.")
+
+
+class Delivery(BaseModel):
+    id: str = Field(description="The X-ODS-Delivery header: the same on every attempt of this delivery.")
+    event_type: str
+    status: str = Field(description="pending, delivered or expired (retries ran out).")
+    attempts: int
+    last_status_code: int | None = Field(description="HTTP status of the last attempt (None: no answer).")
+    last_error: str | None = Field(description="Why the last attempt failed.")
+    next_attempt_at: datetime | None = Field(description="When it is tried again, while pending.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookDetail(Webhook):
+    deliveries: list[Delivery] = Field(description="The newest deliveries first.")
+
+
+def _webhook(record: WebhookRecord) -> Webhook:
+    return Webhook(
+        id=record.id,
+        url=record.url,
+        events=list(record.events),
+        description=record.description,
+        secret_hint=secret_hint(record.secret),
+        created_at=record.created_at,
+    )
+
+
+def _delivery(record: WebhookDeliveryRecord) -> Delivery:
+    return Delivery(
+        id=record.id,
+        event_type=record.event_type,
+        status=record.status,
+        attempts=record.attempts,
+        last_status_code=record.last_status_code,
+        last_error=record.last_error,
+        next_attempt_at=record.next_attempt_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+@router.post(
+    "", summary="Subscribe a URL to events", status_code=201, response_model=Envelope[CreatedWebhook]
+)
+def create_webhook(
+    body: WebhookRequest, request: Request, resources: ServerResources
+) -> Envelope[CreatedWebhook] | JSONResponse:
+    """Record the subscription; the answer holds its secret, which no later answer shows."""
+    settings = resources.settings
+    try:
+        check_target(body.url, settings.api.webhooks, settings.profile)
+    except WebhookUrlRefused as refused:
+        message = str(refused)
+        return error_response(
+            request.url.path, BAD_INPUT, message, ErrorDetails(field="body.url", reason=message)
+        )
+    secret = body.secret or secrets.token_urlsafe(32)
+    record = resources.catalog.add_webhook(
+        body.url, events=list(body.events), secret=secret, description=body.description
+    )
+    return ok(CreatedWebhook(**_webhook(record).model_dump(), secret=secret))
+
+
+@router.get("", summary="List webhooks", response_model=Envelope[list[Webhook]])
+def list_webhooks(resources: ServerResources) -> Envelope[list[Webhook]]:
+    """Every subscription, oldest first (secrets shown as hints)."""
+    return ok([_webhook(record) for record in resources.catalog.list_webhooks()])
+
+
+@router.get("/{webhook_id}", summary="A webhook and its delivery log", response_model=Envelope[WebhookDetail])
+def get_webhook(
+    webhook_id: WebhookId,
+    resources: ServerResources,
+    limit: Annotated[int, Query(ge=1, le=500, description="How many of the newest deliveries.")] = 50,
+) -> Envelope[WebhookDetail]:
+    """The subscription and its newest deliveries (attempts, last status code or error, next attempt)."""
+    catalog = resources.catalog
+    record = catalog.get_webhook(webhook_id)
+    deliveries = [_delivery(item) for item in catalog.webhook_deliveries(webhook_id, limit=limit)]
+    return ok(WebhookDetail(**_webhook(record).model_dump(), deliveries=deliveries))
+
+
+@router.delete("/{webhook_id}", summary="Delete a webhook", response_model=Envelope[Webhook])
+def delete_webhook(webhook_id: WebhookId, resources: ServerResources) -> Envelope[Webhook]:
+    """Delete the subscription and its deliveries: nothing more is sent to it."""
+    return ok(_webhook(resources.catalog.delete_webhook(webhook_id)))
