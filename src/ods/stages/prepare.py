@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from ods.adapters.catalog import DatasetCatalog
+from ods.adapters.catalog import DatasetCatalog, WebhookCatalog
 from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.adapters.tabular.source import read_table
@@ -31,6 +31,7 @@ from ods.domain.dataset_card import render_dataset_card
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
 from ods.domain.profiling import TableProfile, profile_frame
+from ods.domain.webhooks import DATASET_CREATED, DATASET_UPDATED
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.quality.validation import validate_frame
@@ -366,7 +367,24 @@ def register_version(
         **_lineage(loaded, source, flow_run_id),
     )
     catalog.add_validation_run(record.id, success=True, results={"expectations": validation_rows})
-    return PreparedVersion(record=record)
+    prepared = PreparedVersion(record=record)
+    announce_version(catalog, prepared)
+    return prepared
+
+
+def announce_version(catalog: DatasetCatalog, prepared: PreparedVersion) -> None:
+    """Write ``dataset.created`` (the dataset's first registered version) or ``dataset.updated`` to the
+    webhooks' outbox, once per version (keyed by it: a re-run that finds the version writes nothing)."""
+    if not isinstance(catalog, WebhookCatalog):
+        return
+    record = prepared.record
+    earlier = any(
+        version.status == "registered" and version.version < record.version
+        for version in catalog.list_dataset_versions(record.dataset_name)
+    )
+    event = DATASET_UPDATED if earlier else DATASET_CREATED
+    data = prepared.summary().model_dump(mode="json", exclude={"card_uri"})
+    catalog.add_outbox_event(event, data, event_key=str(prepared.event_id(event)))
 
 
 def reject_version(
