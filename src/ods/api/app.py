@@ -37,6 +37,7 @@ from ods.api.routes import (
     datasets,
     health,
     knowledge_bases,
+    metadata,
     models,
     openai_gateway,
     query,
@@ -94,6 +95,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.state.webhooks = dispatcher
     app.state.download_signer = downloads.DownloadSigner.from_settings(settings)
     app.state.proxy = proxy
+    app.state.table_vectors = metadata.TableVectors()
     app.state.metrics = metrics = ApiMetrics()
     app.state.readiness = health.ReadinessCache(settings)
     app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
@@ -109,6 +111,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         knowledge_bases.router,
         query.router,
         models.router,
+        metadata.router,
         ask.router,
         conversations.router,
         runs.router,
