@@ -107,7 +107,8 @@ class WebhookDispatcher:
     """The thread that fans the outbox out and sends due deliveries, until :meth:`stop`.
 
     ``catalog`` is called for the catalog on every round (the server's resources open it lazily);
-    ``client`` (an ``httpx.Client``), ``clock`` and ``resolve`` are injectable for tests.
+    ``client`` (an ``httpx.Client``, left open by :meth:`stop`), ``clock`` and ``resolve`` are injectable
+    for tests.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class WebhookDispatcher:
         self._settings = settings
         self._profile = profile
         self._client = client
+        self._owns_client = client is None
         self._clock = clock
         self._resolve = resolve
         self._stop = threading.Event()
@@ -144,10 +146,6 @@ class WebhookDispatcher:
         self._thread = threading.Thread(target=self._loop, name="ods-webhook-dispatcher", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Look at the outbox now rather than at the next poll."""
-        self._wake.set()
-
     def stop(self) -> None:
         """Stop the thread: an attempt under way finishes (bounded by the timeout), nothing new starts.
         Deliveries still due stay in the catalog for the next server."""
@@ -159,16 +157,24 @@ class WebhookDispatcher:
         if self._senders is not None:
             self._senders.shutdown(wait=True)
             self._senders = None
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             self._client.close()
             self._client = None
 
     def _loop(self) -> None:
+        problem = None
         while not self._stop.is_set():
             try:
                 self.run_once()
+                if problem is not None:
+                    logger.warning("webhook dispatcher: working again")
+                problem = None
             except (OdsError, RuntimeError) as error:  # catalog down or closing: try again next round
-                logger.warning("webhook dispatcher: %s", error)
+                if str(error) != problem:  # once per new problem, not once per poll
+                    logger.warning(
+                        "webhook dispatcher: %s; trying again every %.1f s", error, self._settings.poll_s
+                    )
+                problem = str(error)
             except Exception:
                 logger.exception(
                     "webhook dispatcher round failed; trying again in %.1f s", self._settings.poll_s
