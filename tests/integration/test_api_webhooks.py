@@ -354,3 +354,46 @@ def test_the_dispatcher_backs_off_and_expires_on_its_clock(catalog: Catalog) -> 
     assert latest.status == "expired" and latest.next_attempt_at is None
     assert latest.attempts == attempts and latest.last_status_code == 500 and latest.last_error == "HTTP 500"
     assert attempts == 4  # at +15, +30 (10 s on), +60 (20 s on), +105 (40 s on); +145 would pass the expiry
+
+
+def test_a_deployment_writes_model_deployed_or_model_failed_once(catalog: Catalog, tmp_path: Path) -> None:
+    """The serve stage's outcomes reach the outbox, keyed by endpoint: a retried task writes one event.
+    (No server process is involved: the launches have no pid and no other endpoint is active.)"""
+    from ods.adapters.models.server import LocalModelServer, ServerSpec
+    from ods.stages.serve import Launch, ServerCheck, activate_endpoint, fail_deployment
+
+    catalog.add_webhook("http://127.0.0.1:9/hook", events=["model.deployed", "model.failed"], secret=SECRET)
+    version = catalog.add_model_version(
+        "tiny", trainer="tabular", params={}, metrics={}, artifact_uri="mem://m"
+    )
+
+    def launch() -> Launch:
+        endpoint = catalog.add_served_endpoint(
+            version.id, backend="transformers", url="http://127.0.0.1:9/v1"
+        )
+        spec = ServerSpec(
+            backend="transformers", model_dir=tmp_path, served_name="tiny", host="127.0.0.1", port=9
+        )
+        return Launch(
+            endpoint_id=endpoint.id, base_url=endpoint.url, spec=spec, log_path=str(tmp_path / "log")
+        )
+
+    failed, deployed = launch(), launch()
+    for _ in range(2):  # the task's retry
+        fail_deployment(
+            catalog, LocalModelServer(), failed, ServerCheck(ok=False, problem="no /health in 5 s")
+        )
+        activate_endpoint(catalog, LocalModelServer(), deployed, ServerCheck(ok=True, served_model="tiny"))
+    catalog.fan_out_events(datetime.now(UTC))
+    (webhook,) = catalog.list_webhooks()
+    log = catalog.webhook_deliveries(webhook.id)
+    assert [item.event_type for item in log] == ["model.deployed", "model.failed"]
+    due = catalog.claim_due_deliveries(datetime.now(UTC), lease_until=datetime.now(UTC))
+    data_of = {item.delivery.event_type: item.event_data for item in due}
+    assert data_of["model.failed"]["endpoint_id"] == failed.endpoint_id
+    assert (
+        data_of["model.failed"]["status"] == "failed"
+        and data_of["model.failed"]["problem"] == "no /health in 5 s"
+    )
+    assert data_of["model.deployed"]["endpoint_id"] == deployed.endpoint_id
+    assert data_of["model.deployed"]["status"] == "active" and data_of["model.deployed"]["replaced"] == []
