@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +37,7 @@ from ods.settings import Settings, WebhookSettings, load_settings
 from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, register_version, write_parquet
 from ods.stages.sample_data import write_sales_example
 from ods.stages.serve import free_port
+from tests.support.postgres import temporary_database
 
 SECRET = "receiver-secret-0123456789"
 
@@ -310,15 +311,15 @@ def test_deleting_a_webhook_stops_its_deliveries(api: Api, client: httpx.Client)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = Catalog.open(url)
-    try:
+    """A catalog of its own (a fresh PostgreSQL database per test: the dispatcher claims every due delivery)."""
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'catalog.db'}"
+        else:
+            url = stack.enter_context(temporary_database("ods_test_webhooks_"))
+        opened = Catalog.open(url)
+        stack.callback(opened.close)
         yield opened
-    finally:
-        opened.close()
 
 
 def test_the_dispatcher_backs_off_and_expires_on_its_clock(catalog: Catalog) -> None:
@@ -362,7 +363,9 @@ def test_a_deployment_writes_model_deployed_or_model_failed_once(catalog: Catalo
     from ods.adapters.models.server import LocalModelServer, ServerSpec
     from ods.stages.serve import Launch, ServerCheck, activate_endpoint, fail_deployment
 
-    catalog.add_webhook("http://127.0.0.1:9/hook", events=["model.deployed", "model.failed"], secret=SECRET)
+    webhook = catalog.add_webhook(
+        "http://127.0.0.1:9/hook", events=["model.deployed", "model.failed"], secret=SECRET
+    )
     version = catalog.add_model_version(
         "tiny", trainer="tabular", params={}, metrics={}, artifact_uri="mem://m"
     )
@@ -385,11 +388,12 @@ def test_a_deployment_writes_model_deployed_or_model_failed_once(catalog: Catalo
         )
         activate_endpoint(catalog, LocalModelServer(), deployed, ServerCheck(ok=True, served_model="tiny"))
     catalog.fan_out_events(datetime.now(UTC))
-    (webhook,) = catalog.list_webhooks()
     log = catalog.webhook_deliveries(webhook.id)
     assert [item.event_type for item in log] == ["model.deployed", "model.failed"]
     due = catalog.claim_due_deliveries(datetime.now(UTC), lease_until=datetime.now(UTC))
-    data_of = {item.delivery.event_type: item.event_data for item in due}
+    data_of = {
+        item.delivery.event_type: item.event_data for item in due if item.delivery.webhook_id == webhook.id
+    }
     assert data_of["model.failed"]["endpoint_id"] == failed.endpoint_id
     assert (
         data_of["model.failed"]["status"] == "failed"
