@@ -23,6 +23,8 @@ WebhookId = Annotated[int, Path(ge=1, description="The webhook's id (from POST /
 
 
 class WebhookRequest(BaseModel):
+    """A new subscription: where to send which events, and the key that signs them."""
+
     url: str = Field(
         min_length=1,
         max_length=2000,
@@ -43,31 +45,39 @@ class WebhookRequest(BaseModel):
 
 
 class Webhook(BaseModel):
-    id: int
-    url: str
-    events: list[str]
-    description: str | None
+    """A subscription, as every answer but the creating one shows it."""
+
+    id: int = Field(description="The webhook's id.")
+    url: str = Field(description="Where its events are POSTed.")
+    events: list[str] = Field(description="The event types it receives.")
+    description: str | None = Field(description="What it is for, as given.")
     secret_hint: str = Field(description="The secret's first characters and length; never the secret.")
-    created_at: datetime
+    created_at: datetime = Field(description="When it was made; it receives the events that happen after.")
 
 
 class CreatedWebhook(Webhook):
+    """A new subscription with its secret (this answer only)."""
+
     secret: str = Field(description="The signing secret: shown here only, keep it with the receiver.")
 
 
 class Delivery(BaseModel):
+    """One event for one webhook and how its attempts went."""
+
     id: str = Field(description="The X-ODS-Delivery header: the same on every attempt of this delivery.")
-    event_type: str
+    event_type: str = Field(description="dataset.created, dataset.updated, model.deployed, …")
     status: str = Field(description="pending, delivered or expired (retries ran out).")
-    attempts: int
+    attempts: int = Field(description="Attempts made so far.")
     last_status_code: int | None = Field(description="HTTP status of the last attempt (None: no answer).")
     last_error: str | None = Field(description="Why the last attempt failed.")
     next_attempt_at: datetime | None = Field(description="When it is tried again, while pending.")
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = Field(description="When the event became this delivery.")
+    updated_at: datetime = Field(description="When its last attempt was recorded.")
 
 
 class WebhookDetail(Webhook):
+    """A subscription and its delivery log."""
+
     deliveries: list[Delivery] = Field(description="The newest deliveries first.")
 
 
