@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 Resolver = Callable[[str], Sequence[str]]
 SENDERS = 4
 """Deliveries sent at once: a receiver that hangs until the timeout holds up only its own delivery."""
+_ROUNDS = 4
+"""Deliveries claimed per round, in batches of SENDERS."""
 _LEASE_MARGIN_S = 30.0
 _PRUNE_EVERY_S = 3600.0
 
@@ -187,8 +189,9 @@ class WebhookDispatcher:
         catalog = self._catalog()
         now = self._clock()
         catalog.fan_out_events(now)
-        lease = now + timedelta(seconds=self._settings.timeout_s + _LEASE_MARGIN_S)
-        due = catalog.claim_due_deliveries(now, lease_until=lease, limit=SENDERS * 4)
+        # Held long enough for the round's last attempt to end (batches of SENDERS, each within the timeout).
+        lease = now + timedelta(seconds=_ROUNDS * self._settings.timeout_s + _LEASE_MARGIN_S)
+        due = catalog.claim_due_deliveries(now, lease_until=lease, limit=SENDERS * _ROUNDS)
         if due:
             if self._senders is None:
                 for item in due:
@@ -199,6 +202,8 @@ class WebhookDispatcher:
         return len(due)
 
     def _attempt(self, catalog: WebhookCatalog, due: DueDelivery) -> None:
+        if self._stop.is_set():  # stopping: leave it to its lease, the next server sends it
+            return
         delivery = due.delivery
         body = event_body(delivery.event_type, due.event_created_at, due.event_data)
         status_code: int | None = None
@@ -206,7 +211,7 @@ class WebhookDispatcher:
         try:
             check_target(due.url, self._settings, self._profile, self._resolve)
             client = self._client
-            if client is None:  # stopped meanwhile: the lease runs out and the next server sends it
+            if client is None:
                 return
             response = client.post(
                 due.url,
