@@ -80,7 +80,9 @@ class DownloadSigner:
             payload, given = _decode(encoded), _decode(mac)
         except (binascii.Error, ValueError):
             raise DownloadRefused(FORBIDDEN, _NOT_OURS) from None
-        if not hmac.compare_digest(given, self._mac(payload)):
+        # The MAC is compared in constant time; its text must be the canonical encoding too (base64 ignores
+        # the low bits of a last character), so exactly one token grants each key and expiry.
+        if not hmac.compare_digest(given, self._mac(payload)) or _encode(given) != mac:
             raise DownloadRefused(FORBIDDEN, _NOT_OURS)
         expiry, _, key = payload.decode("utf-8").partition("\n")
         if int(expiry) <= (time.time() if now is None else now):
