@@ -79,6 +79,10 @@ def upstream_app() -> FastAPI:
                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
                 }
                 yield f"data: {json.dumps(chunk)}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
+                last = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": CREATED}
+                yield f"data: {json.dumps({**last, 'model': body['model'], 'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -162,7 +166,9 @@ def client(api: RunningApi) -> Iterator[openai.OpenAI]:
         yield session
 
 
-def test_a_deployed_model_is_listed_and_its_chat_goes_to_its_endpoint(client: openai.OpenAI) -> None:
+def test_a_deployed_model_is_listed_and_its_chat_goes_to_its_endpoint(
+    api: RunningApi, client: openai.OpenAI
+) -> None:
     listed = {model.id: model.owned_by for model in client.models.list()}
     answer = client.chat.completions.create(
         model=ECHO,
@@ -175,6 +181,15 @@ def test_a_deployed_model_is_listed_and_its_chat_goes_to_its_endpoint(client: op
     # model rewritten to the served id; a field ods does not parse still reaches the endpoint
     assert answer.choices[0].message.content == f"model={SERVED_ID} extra=kept said=hello there"
     assert answer.usage is not None and answer.usage.total_tokens == 8
+    metrics = httpx.get(f"{api.base_url}/metrics", timeout=30).text
+    assert f'ods_api_tokens_total{{kind="completion",model="{ECHO}"}}' in metrics
+
+
+def completion_tokens(api: RunningApi) -> float:
+    """The server's count of completion tokens spent by the echo model so far."""
+    prefix = f'ods_api_tokens_total{{kind="completion",model="{ECHO}"}} '
+    lines = httpx.get(f"{api.base_url}/metrics", timeout=30).text.splitlines()
+    return next((float(line.removeprefix(prefix)) for line in lines if line.startswith(prefix)), 0.0)
 
 
 def test_a_stream_passes_through_byte_for_byte(
@@ -185,13 +200,20 @@ def test_a_stream_passes_through_byte_for_byte(
     with httpx.stream("POST", f"{api.base_url}/v1/chat/completions", json=body, timeout=30) as proxied:
         pieces = list(proxied.iter_bytes())
         content_type = proxied.headers["content-type"]
-    streamed = client.chat.completions.create(
-        model=ECHO, messages=[{"role": "user", "content": "one two three"}], stream=True
+    counted = completion_tokens(api)
+    streamed = list(
+        client.chat.completions.create(
+            model=ECHO,
+            messages=[{"role": "user", "content": "one two three"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
     )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
 
     assert b"".join(pieces) == direct.content and content_type.startswith("text/event-stream")
     assert text == f"model={SERVED_ID} extra=None said=one two three"
+    assert streamed[-1].usage is not None and completion_tokens(api) == counted + 7  # the stream's usage
 
 
 def test_completions_go_to_a_deployed_model(client: openai.OpenAI) -> None:
@@ -230,6 +252,10 @@ def test_status_checks_each_endpoint_now(api: RunningApi) -> None:
     assert up["endpoints"][0]["served_model"] == SERVED_ID
     assert down["serving"] is False and down["endpoints"][0]["healthy"] is False
     assert unknown.status_code == 404 and unknown.json()["code"] == 40401
+    paths = httpx.get(f"{api.base_url}/openapi.json", timeout=30).json()["paths"]
+    for path in ("/api/v1/models/deploy", "/api/v1/models/undeploy", "/api/v1/models/{name}/status"):
+        assert path in paths, path
+    assert "502" in paths["/v1/completions"]["post"]["responses"]
 
 
 def test_deploy_requests_are_checked_before_a_run_starts(api: RunningApi) -> None:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ods.adapters.catalog.records import EndpointRecord
 from ods.api.envelope import ErrorKind, error_response
+from ods.api.metrics import ApiMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,12 @@ class EndpointProxy:
             headers={"Accept-Encoding": "identity"},  # the bytes pass through as they are
         )
 
-    def forward(self, path: str, endpoint: EndpointRecord, body: dict[str, Any]) -> Response:
+    def forward(
+        self, path: str, endpoint: EndpointRecord, body: dict[str, Any], metrics: ApiMetrics | None = None
+    ) -> Response:
         """POST ``body`` to the endpoint's ``/v1/<route>`` (``route`` = the part of ``path`` after ``/v1/``)
-        with ``model`` set to its served id; the endpoint's answer, or an OpenAI-shaped error."""
+        with ``model`` set to its served id; the endpoint's answer, or an OpenAI-shaped error. The ``usage``
+        the endpoint reports (a stream's, when the client asked for it) is counted in ``metrics``."""
         served = endpoint.served_model or endpoint.model_name
         url = f"{endpoint.url.rstrip('/')}/{path.removeprefix('/v1/')}"
         request = self._client.build_request("POST", url, json={**body, "model": served})
@@ -68,7 +72,7 @@ class EndpointProxy:
         headers = {name: upstream.headers[name] for name in _PASSED_HEADERS if name in upstream.headers}
         if "text/event-stream" in upstream.headers.get("content-type", ""):
             return StreamingResponse(
-                _relay(upstream, endpoint),
+                _relay(upstream, endpoint, metrics),
                 status_code=upstream.status_code,
                 headers={**headers, "X-Accel-Buffering": "no"},
                 background=BackgroundTask(upstream.close),
@@ -79,16 +83,25 @@ class EndpointProxy:
             return error_response(path, UPSTREAM_DOWN, _down_message(endpoint, error))
         finally:
             upstream.close()
+        if metrics is not None:
+            _count_usage(metrics, endpoint, content)
         return Response(content, status_code=upstream.status_code, headers=headers)
 
     def close(self) -> None:
         self._client.close()
 
 
-def _relay(upstream: httpx.Response, endpoint: EndpointRecord) -> Iterator[bytes]:
+def _relay(upstream: httpx.Response, endpoint: EndpointRecord, metrics: ApiMetrics | None) -> Iterator[bytes]:
     """The endpoint's SSE bytes as they arrive; one OpenAI-shaped error event if it breaks off."""
+    partial = b""  # the start of a line the next piece ends
     try:
-        yield from upstream.iter_raw()
+        for piece in upstream.iter_raw():
+            yield piece
+            if metrics is not None:
+                *lines, partial = (partial + piece).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data: {") and b'"usage"' in line:
+                        _count_usage(metrics, endpoint, line.removeprefix(b"data: "))
     except httpx.HTTPError as error:
         message = _down_message(endpoint, error) + " (the stream broke off)"
         logger.warning("%s", message)
@@ -96,6 +109,20 @@ def _relay(upstream: httpx.Response, endpoint: EndpointRecord) -> Iterator[bytes
         yield f"data: {json.dumps(body)}\n\n".encode()
     finally:
         upstream.close()
+
+
+def _count_usage(metrics: ApiMetrics, endpoint: EndpointRecord, content: bytes) -> None:
+    """Count the tokens of an answer's (or a stream chunk's) ``usage``; anything else is left alone."""
+    try:
+        usage = json.loads(content).get("usage")
+        if isinstance(usage, dict):
+            metrics.count_tokens(
+                endpoint.model_name,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+            )
+    except (ValueError, TypeError, AttributeError):
+        return
 
 
 def _down_message(endpoint: EndpointRecord, error: httpx.HTTPError) -> str:

@@ -277,7 +277,7 @@ def chat_completions(request: ChatRequest, body: RawBody, http: Request, resourc
     elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
     elif (endpoint := _deployed_endpoint(resources, request.model)) is not None:
-        return _proxy(http).forward(http.url.path, endpoint, body)
+        return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
     else:
         raise NotFoundError(
             f"model {request.model!r} is not answered here; chat with kb:<name>, a deployed model or "
@@ -490,7 +490,7 @@ def completions(request: CompletionRequest, body: RawBody, http: Request, resour
         )
     is_llm = request.model in (resources.settings.llm.model, _llm_id(resources))
     if not is_llm and (endpoint := _deployed_endpoint(resources, request.model)) is not None:
-        return _proxy(http).forward(http.url.path, endpoint, body)
+        return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
     if not is_llm:
         raise NotFoundError(
             f"model {request.model!r} is not answered here; complete with a deployed model or "
