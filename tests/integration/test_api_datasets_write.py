@@ -352,3 +352,16 @@ def test_the_catalog_tags_archives_and_restores_datasets(empty_engine: Engine) -
     assert [d.name for d in catalog.list_datasets()] == ["customers", "sales"]
     assert catalog.restore_dataset("sales").archived_at is None
     assert [d.name for d in catalog.list_datasets(include_archived=False)] == ["customers", "sales"]
+
+
+def test_the_openapi_document_describes_the_write_routes(client: httpx.Client) -> None:
+    document = client.get("/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    register = paths["/api/v1/datasets"]["post"]["requestBody"]["content"]
+    assert set(register) == {"application/json", "application/yaml"}
+    assert "spec" in register["application/json"]["schema"]["properties"]
+    assert {"put", "delete"} <= set(paths["/api/v1/datasets/{name}"])
+    assert "tags" in schemas["UpdateDataset"]["properties"] and "url" in schemas["Credentials"]["properties"]
+    download = paths["/api/v1/downloads/{token}"]["get"]
+    assert download["security"] == [] and {"401", "403"} <= set(download["responses"])

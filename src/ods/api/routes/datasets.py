@@ -337,7 +337,7 @@ def _bad_spec(path: str, message: str) -> Any:
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/RegisterDataset"}},
+                "application/json": {"schema": RegisterDataset.model_json_schema()},
                 "application/yaml": {
                     "schema": {"type": "string", "description": "The spec itself; source_uri as a query."}
                 },
