@@ -103,7 +103,9 @@ class TableMatch(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Table:
+class MetadataTable:
+    """A table of one of the databases, described as Text-to-SQL sees it."""
+
     database: DatabaseName
     description: TableDescription
     key: tuple[Any, ...]
@@ -112,7 +114,7 @@ class _Table:
     dataset_description: str | None = None
 
 
-def _dataset_tables(resources: ServerResources) -> list[_Table]:
+def _dataset_tables(resources: ServerResources) -> list[MetadataTable]:
     catalog = resources.catalog
     described = {record.name: record.description for record in catalog.list_datasets()}
     return [_dataset_table(record, described.get(record.dataset_name)) for record in _newest(resources)]
@@ -122,8 +124,8 @@ def _newest(resources: ServerResources) -> list[DatasetVersionRecord]:
     return sorted(resources.catalog.latest_registered_versions(), key=lambda record: record.dataset_name)
 
 
-def _dataset_table(record: DatasetVersionRecord, description: str | None) -> _Table:
-    return _Table(
+def _dataset_table(record: DatasetVersionRecord, description: str | None) -> MetadataTable:
+    return MetadataTable(
         database=DATASETS_DB,
         description=describe_dataset(
             record.dataset_name,
@@ -139,7 +141,7 @@ def _dataset_table(record: DatasetVersionRecord, description: str | None) -> _Ta
     )
 
 
-def _warehouse_tables(resources: ServerResources) -> list[_Table]:
+def _warehouse_tables(resources: ServerResources) -> list[MetadataTable]:
     """The configured warehouse's tables, reflected now (nothing when none is configured)."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -154,7 +156,7 @@ def _warehouse_tables(resources: ServerResources) -> list[_Table]:
             "that it is up and reachable from the server"
         ) from None
     return [
-        _Table(
+        MetadataTable(
             database=WAREHOUSE_DB,
             description=table,
             key=tuple((column.name, column.type) for column in table.columns),
@@ -172,11 +174,11 @@ def _database(name: str, resources: ServerResources) -> DatabaseName:
     raise NotFoundError(f"no database {name!r}; databases: {', '.join(known)}")
 
 
-def _tables(database: DatabaseName, resources: ServerResources) -> list[_Table]:
+def _tables(database: DatabaseName, resources: ServerResources) -> list[MetadataTable]:
     return _dataset_tables(resources) if database == DATASETS_DB else _warehouse_tables(resources)
 
 
-def _summary(table: _Table) -> TableSummary:
+def _summary(table: MetadataTable) -> TableSummary:
     description = table.description
     return TableSummary(
         database=table.database,
@@ -216,7 +218,7 @@ class TableVectors:
         self._kept: dict[tuple[str, str], tuple[tuple[Any, ...], Vectors]] = {}
 
     def of(
-        self, tables: Sequence[_Table], embed: Callable[[Sequence[str]], NDArray[np.float32]]
+        self, tables: Sequence[MetadataTable], embed: Callable[[Sequence[str]], NDArray[np.float32]]
     ) -> list[Vectors]:
         """The vectors of ``tables`` in order; those not kept (or kept for an older key) are embedded now
         in one batch with ``embed`` (the caller holds the model lock)."""
