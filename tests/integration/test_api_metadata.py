@@ -161,3 +161,14 @@ def test_a_new_version_is_searched_with_its_new_columns(api: RunningApi, client:
     assert tickets_match(after)["matched_columns"][0]["name"] == "refund_amount"
     assert tickets_match(after)["score"] > tickets_match(before)["score"]
     assert table["version"] == 2 and table["column_count"] == 5
+
+
+def test_an_archived_dataset_is_no_longer_listed_or_found(api: RunningApi, client: httpx.Client) -> None:
+    register_frame(api.settings, "old_orders", tickets(), "Orders of a retired shop")
+    listed = [item["name"] for item in data(client.get("/api/v1/metadata/databases/datasets/tables"))]
+    with open_catalog(api.settings) as catalog:
+        catalog.archive_dataset("old_orders")
+    after = [item["name"] for item in data(client.get("/api/v1/metadata/databases/datasets/tables"))]
+    found = [item["table"] for item in search(client, "orders of a retired shop", top_k=50)]
+
+    assert "old_orders" in listed and "old_orders" not in after and "old_orders" not in found

@@ -115,13 +115,14 @@ class MetadataTable:
 
 
 def _dataset_tables(resources: ServerResources) -> list[MetadataTable]:
+    """One table per dataset that is not archived: its newest registered version."""
     catalog = resources.catalog
-    described = {record.name: record.description for record in catalog.list_datasets()}
-    return [_dataset_table(record, described.get(record.dataset_name)) for record in _newest(resources)]
-
-
-def _newest(resources: ServerResources) -> list[DatasetVersionRecord]:
-    return sorted(resources.catalog.latest_registered_versions(), key=lambda record: record.dataset_name)
+    described = {record.name: record.description for record in catalog.list_datasets(include_archived=False)}
+    return [
+        _dataset_table(record, described[record.dataset_name])
+        for record in catalog.latest_registered_versions()
+        if record.dataset_name in described
+    ]
 
 
 def _dataset_table(record: DatasetVersionRecord, description: str | None) -> MetadataTable:
@@ -268,7 +269,7 @@ def list_databases(resources: ServerResources) -> Envelope[list[Database]]:
         Database(
             name=DATASETS_DB,
             description="Registered datasets, one table per dataset (its newest registered version).",
-            table_count=len(resources.catalog.latest_registered_versions()),
+            table_count=len(_dataset_tables(resources)),
         )
     ]
     warehouse = resources.settings.warehouse
