@@ -122,11 +122,6 @@ class DeployRequest(BaseModel):
         default="auto", description="vllm (GPU) or transformers (CPU); auto: vllm when a CUDA GPU is present."
     )
     port: int | None = Field(default=None, ge=1, le=65535, description="Server port (default: a free one).")
-    host: str | None = Field(
-        default=None,
-        max_length=255,
-        description="Address the model server binds (default: ODS_SERVING__HOST, 127.0.0.1 unless configured).",
-    )
     max_model_len: int | None = Field(default=None, ge=16, description="vllm: context length cap.")
     ready_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="Seconds to wait for the server to answer before it fails."
@@ -166,7 +161,7 @@ def deploy_model(request: DeployRequest, resources: ServerResources, runs: Serve
         build_object_store(settings),
         model=request.model,
         backend=None if request.backend == "auto" else request.backend,
-        host=request.host if request.host is not None else settings.serving.host,
+        host=settings.serving.host,
         port=request.port,
         gpu=GpuSettings(max_model_len=request.max_model_len),
     )
