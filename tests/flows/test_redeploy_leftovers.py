@@ -9,6 +9,7 @@ engine, as a worker's engine process would.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,22 +37,33 @@ def client() -> Iterator[SyncPrefectClient]:
         yield client
 
 
+def _send(method: str, url: str, **options: Any) -> httpx.Response:
+    """One request to the test server, sent again while it answers 503: its SQLite database is briefly
+    locked when other test processes load the machine (Prefect's own client retries 503 the same way)."""
+    for attempt in range(6):
+        response = httpx.request(method, url, timeout=10, **options)
+        if response.status_code != 503:
+            break
+        time.sleep(0.5 * 2**attempt)
+    return response.raise_for_status()
+
+
 def _backfill(deployment_id: str, times: list[datetime]) -> None:
     """The deployment's schedule creates its runs for ``times`` (past minutes), as its scheduler would."""
     api = PREFECT_API_URL.value()
     for when in times:
         body = {"start_time": when.isoformat(), "end_time": when.isoformat(), "min_runs": 1, "max_runs": 1}
-        httpx.post(f"{api}/deployments/{deployment_id}/schedule", json=body, timeout=10).raise_for_status()
+        _send("POST", f"{api}/deployments/{deployment_id}/schedule", json=body)
 
 
 def _redeploy(deployment_id: str) -> None:
     """What `.apply()` of the deployment sends again: its schedules, replaced (new ids)."""
     api = PREFECT_API_URL.value()
-    deployment = httpx.get(f"{api}/deployments/{deployment_id}", timeout=10).json()
+    deployment = _send("GET", f"{api}/deployments/{deployment_id}").json()
     body = {
         "schedules": [{"schedule": s["schedule"], "active": s["active"]} for s in deployment["schedules"]]
     }
-    httpx.patch(f"{api}/deployments/{deployment_id}", json=body, timeout=10).raise_for_status()
+    _send("PATCH", f"{api}/deployments/{deployment_id}", json=body)
 
 
 def _leftovers_and_current_runs(
