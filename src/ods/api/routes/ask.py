@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, error_kind, ok
 from ods.api.routes.conversations import CONVERSATION_ID_PATTERN
+from ods.api.streaming import event_stream, run_streaming
 from ods.domain.names import check_name
 from ods.errors import OdsError
 from ods.stages.answer import Answer, answer_question
@@ -197,11 +195,7 @@ def ask(request: AskRequest, resources: ServerResources) -> Any:
             )
 
     if request.stream:
-        return StreamingResponse(
-            _events(run),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(_events(run))
     answer = run(None)
     return ok(
         AskAnswer(
@@ -213,26 +207,12 @@ def ask(request: AskRequest, resources: ServerResources) -> Any:
     )
 
 
-_FINISHED = object()
-
-
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
 def _events(run: Callable[[Callable[[str], None] | None], Answer]) -> Iterator[str]:
-    pieces: queue.Queue[Any] = queue.Queue()
-
-    def work() -> None:
-        try:
-            pieces.put(run(pieces.put))
-        except Exception as error:  # noqa: BLE001 - handed to the stream, which reports it
-            pieces.put(error)
-        finally:
-            pieces.put(_FINISHED)
-
-    threading.Thread(target=work, name="ods-api-ask-stream", daemon=True).start()
-    while (item := pieces.get()) is not _FINISHED:
+    for item in run_streaming(run, thread_name="ods-api-ask-stream"):
         if isinstance(item, str):
             if item:
                 yield _event("delta", {"text": item})

@@ -49,17 +49,20 @@ MAX_PAGE_SIZE = 200
 MAX_ROWS_PER_PAGE = 1000
 
 
-class DatasetSummary(BaseModel):
+class DatasetInfo(BaseModel):
     name: str
     description: str | None
     tags: list[str] = Field(description="Short labels, sorted.")
     archived_at: datetime | None = Field(description="When it was archived; null while it is live.")
     latest_version: int | None = Field(description="Newest registered version; null when none passed.")
     version_count: int
+    created_at: datetime
+
+
+class DatasetSummary(DatasetInfo):
     latest_status: Literal["registered", "rejected"] | None = Field(
         description="Status of the newest version, registered or rejected."
     )
-    created_at: datetime
 
 
 class DatasetPage(BaseModel):
@@ -151,18 +154,7 @@ def list_datasets(
         latest_status = newest.status if newest is not None else None
         if status is not None and latest_status != status:
             continue
-        summaries.append(
-            DatasetSummary(
-                name=dataset.name,
-                description=dataset.description,
-                tags=list(dataset.tags),
-                archived_at=dataset.archived_at,
-                latest_version=dataset.latest_version,
-                version_count=dataset.version_count,
-                latest_status=latest_status,
-                created_at=dataset.created_at,
-            )
-        )
+        summaries.append(DatasetSummary(**_info(dataset).model_dump(), latest_status=latest_status))
     start = (page - 1) * page_size
     return ok(
         DatasetPage(
@@ -248,16 +240,6 @@ class UpdateDataset(BaseModel):
     @classmethod
     def _tags_follow_the_rule(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else list(check_tags(value))
-
-
-class DatasetInfo(BaseModel):
-    name: str
-    description: str | None
-    tags: list[str] = Field(description="Short labels, sorted.")
-    archived_at: datetime | None = Field(description="When it was archived; null while it is live.")
-    latest_version: int | None = Field(description="Newest registered version; null when none passed.")
-    version_count: int
-    created_at: datetime
 
 
 class CredentialsRequest(BaseModel):

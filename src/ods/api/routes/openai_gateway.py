@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,13 +28,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ods.adapters.catalog.records import EndpointRecord
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
 from ods.api.proxy import EndpointProxy
+from ods.api.streaming import event_stream, run_streaming
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
 from ods.errors import NotFoundError, OdsError
@@ -285,11 +283,7 @@ def chat_completions(request: ChatRequest, body: RawBody, http: Request, resourc
         )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if request.stream:
-        return StreamingResponse(
-            _stream(run, completion_id, request.model, http.app.state.metrics),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(_stream(run, completion_id, request.model, http.app.state.metrics))
     result = run(None)
     _count_tokens(http.app.state.metrics, result)
     return ChatCompletion(
@@ -378,27 +372,6 @@ def _count_tokens(metrics: ApiMetrics, reply: _Reply) -> None:
     metrics.count_tokens(reply.model, reply.usage.prompt_tokens, reply.usage.completion_tokens)
 
 
-_DONE = object()
-
-
-def _run_in_thread(run: Run) -> Iterator[str | _Reply | Exception]:
-    """The text pieces of ``run`` as it writes them, then its reply (or the exception it raised). It runs in
-    a thread of its own and finishes (its turn kept) even when the client goes away mid-stream."""
-    pieces: queue.Queue[Any] = queue.Queue()
-
-    def work() -> None:
-        try:
-            pieces.put(run(pieces.put))
-        except Exception as error:  # noqa: BLE001 - handed to the stream, which reports it
-            pieces.put(error)
-        finally:
-            pieces.put(_DONE)
-
-    threading.Thread(target=work, name="ods-api-chat-stream", daemon=True).start()
-    while (item := pieces.get()) is not _DONE:
-        yield item
-
-
 def _stream_error(error: Exception) -> str:
     message = " ".join(str(error).split()) if isinstance(error, OdsError) else "the answer failed"
     return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
@@ -407,7 +380,7 @@ def _stream_error(error: Exception) -> str:
 def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> Iterator[str]:
     """OpenAI's SSE: a role chunk, content chunks as the answer is written, a last chunk with the finish
     reason, usage and the extension fields, then ``[DONE]``."""
-    pieces = _run_in_thread(run)
+    pieces = run_streaming(run, thread_name="ods-api-chat-stream")
 
     created = int(time.time())
 
@@ -510,11 +483,7 @@ def completions(request: CompletionRequest, body: RawBody, http: Request, resour
     run = _llm_answer(resources, chat)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     if request.stream:
-        return StreamingResponse(
-            _completion_stream(run, completion_id, request.model, http.app.state.metrics),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(_completion_stream(run, completion_id, request.model, http.app.state.metrics))
     result = run(None)
     _count_tokens(http.app.state.metrics, result)
     return TextCompletion(
@@ -543,7 +512,7 @@ def _completion_stream(run: Run, completion_id: str, model: str, metrics: ApiMet
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    for item in _run_in_thread(run):
+    for item in run_streaming(run, thread_name="ods-api-chat-stream"):
         if isinstance(item, str):
             if item:
                 yield chunk(item)
