@@ -1,7 +1,9 @@
 """The OpenAI-compatible routes of `ods serve`, driven by the official ``openai`` client as an application
-would: models, chat over a knowledge base (stream and not), embeddings, and OpenAI-shaped errors.
+would: models, chat over a knowledge base and datasets (stream and not), embeddings, and OpenAI-shaped
+errors.
 
-One real server per module; answers quote their evidence (extractive), so no language model is loaded.
+One real server per module; answers quote their evidence (extractive); the SQL over the sales dataset is
+written by the packaged model, so its tests check the shape of the ``sql`` field, never the SQL text.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import pytest
 from ods.adapters.models.llm import cached_causal_lms
 from ods.factories import build_embedder, open_catalog
 from ods.settings import load_settings
-from tests.support.api_server import KB, RunningApi, running_api, served_platform
+from tests.support.api_server import DATASET, KB, RunningApi, running_api, served_platform
 from tests.support.tiny_llm import tiny_model_dir
 
 QUESTION = "How long do customers have to return a product?"
+SQL_QUESTION = "What is the total revenue per region?"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,7 @@ def test_models_list_knowledge_bases_and_the_configured_models(client: openai.Op
     models = {model.id: model.owned_by for model in client.models.list()}
     assert models == {
         f"kb:{KB}": "ods-knowledge-base",
+        f"sql:{DATASET}": "ods-dataset",
         "SmolLM2-135M-Instruct": "ods-llm",
         "all-MiniLM-L6-v2": "ods-embedding",
     }
@@ -128,6 +132,90 @@ def test_chat_errors_in_openai_shape(client: openai.OpenAI) -> None:
     assert no_messages.value.param == "body.messages"
     for error in (unknown_kb, unknown_model, hostile, no_messages):
         assert error.value.response.headers["x-request-id"]
+        assert set(error.value.response.json()) == {"error"}
+
+
+def assert_sql_shape(sql: dict[str, Any] | None) -> None:
+    """The ``sql`` extension: the SQL and its result table, or why none ran (the model's SQL varies)."""
+    assert sql is not None
+    assert set(sql) == {"datasets", "query", "columns", "rows", "truncated", "error"}
+    assert sql["datasets"] == [DATASET]
+    assert sql["error"] is not None or (sql["query"] and sql["columns"]), sql
+    assert all(len(row) == len(sql["columns"]) for row in sql["rows"])
+
+
+def test_chat_over_a_knowledge_base_and_a_dataset_returns_the_sql(client: openai.OpenAI) -> None:
+    """kb:<name>+sql:<dataset>: documents and SQL in one answer; kb:<name> alone runs no SQL."""
+    both = client.chat.completions.create(
+        model=f"kb:{KB}+sql:{DATASET}", messages=[{"role": "user", "content": SQL_QUESTION}]
+    )
+    documents_only = client.chat.completions.create(
+        model=f"kb:{KB}", messages=[{"role": "user", "content": QUESTION}]
+    )
+
+    assert both.model == f"kb:{KB}+sql:{DATASET}" and both.choices[0].message.content
+    extra: dict[str, Any] = both.model_extra or {}
+    assert_sql_shape(extra["sql"])
+    assert extra["conversation_id"] and extra["sources"] is not None
+    assert (documents_only.model_extra or {})["sql"] is None
+
+
+def test_chat_over_datasets_only_streams_the_sql_on_the_last_chunk(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=f"sql:{DATASET}",
+            messages=[{"role": "user", "content": SQL_QUESTION}],
+            stream=True,
+            extra_body={"datasets": [DATASET]},  # the extension field, merged with the id's datasets
+        )
+    )
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks).strip()
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert_sql_shape((last.model_extra or {})["sql"])
+    assert all(chunk.model == f"sql:{DATASET}" for chunk in chunks)
+
+
+def test_dataset_models_refuse_bad_and_unknown_names(client: openai.OpenAI) -> None:
+    def ask(model: str, **extra_body: Any) -> None:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": SQL_QUESTION}], extra_body=extra_body or None
+        )
+
+    with pytest.raises(openai.BadRequestError) as bad_dataset:
+        ask(f"kb:{KB}+sql:{DATASET},Bad;drop")
+    with pytest.raises(openai.BadRequestError) as bad_kb:
+        ask(f"kb:Nope+sql:{DATASET}")
+    with pytest.raises(openai.BadRequestError) as empty:
+        ask("sql:")
+    with pytest.raises(openai.BadRequestError) as bad_field:
+        ask(f"kb:{KB}", datasets=["../etc"])
+    with pytest.raises(openai.BadRequestError) as field_on_llm:
+        ask("SmolLM2-135M-Instruct", datasets=[DATASET])
+    with pytest.raises(openai.NotFoundError) as unknown_dataset:
+        ask("sql:nope")
+    with pytest.raises(openai.NotFoundError) as unknown_version:
+        ask(f"kb:{KB}+sql:{DATASET}@99")
+    with pytest.raises(openai.NotFoundError) as unknown_kb:
+        ask(f"kb:nope+sql:{DATASET}")
+    with pytest.raises(openai.NotFoundError) as unknown_field:
+        ask(f"kb:{KB}", datasets=["nope"])
+    with pytest.raises(openai.BadRequestError) as completion:
+        client.completions.create(model=f"sql:{DATASET}", prompt=SQL_QUESTION)
+
+    assert "dataset name 'Bad;drop' is not allowed" in bad_dataset.value.message
+    assert "knowledge base name 'Nope' is not allowed" in bad_kb.value.message
+    assert "names an empty dataset" in empty.value.message
+    assert "dataset name '../etc' is not allowed" in bad_field.value.message
+    assert "datasets is only for kb:<name> or sql:<dataset>" in field_on_llm.value.message
+    assert "'nope'" in unknown_dataset.value.message and unknown_dataset.value.code == "not_found"
+    assert f"{DATASET!r} has no version 99" in unknown_version.value.message
+    assert "no knowledge base named 'nope'" in unknown_kb.value.message
+    assert "'nope'" in unknown_field.value.message
+    assert "answers chats only" in completion.value.message
+    for error in (bad_dataset, bad_kb, empty, bad_field, field_on_llm, unknown_dataset, unknown_version):
         assert set(error.value.response.json()) == {"error"}
 
 

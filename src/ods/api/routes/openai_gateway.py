@@ -1,11 +1,13 @@
 """``/v1/*``: an OpenAI-compatible gateway, in OpenAI's own shapes, so the official clients work unchanged.
 
-- ``GET /v1/models``: each knowledge base as ``kb:<name>``, the configured LLM and embedding model, and
-  every deployed model with an active endpoint.
+- ``GET /v1/models``: each knowledge base as ``kb:<name>``, each dataset as ``sql:<dataset>``, the
+  configured LLM and embedding model, and every deployed model with an active endpoint.
 - ``POST /v1/chat/completions``: ``kb:<name>`` answers the last user message with the answer stage (the
   same one `ods ask` runs): the text cites ``[n]``, and the extension fields ``sources`` (what each
   ``[n]`` is) and ``conversation_id`` (send it back as ``conversation_id`` to continue) ride along; the
-  configured LLM's id chats with that model. ``stream: true`` answers as OpenAI streams: ``data:`` lines
+  configured LLM's id chats with that model. ``kb:<name>+sql:<dataset>[,<dataset>…]`` (documents and
+  datasets) and ``sql:<dataset>[,…]`` (datasets only), or the extension field ``datasets``, add questions
+  over datasets: the SQL the answer ran and its result table ride along as the extension field ``sql``. ``stream: true`` answers as OpenAI streams: ``data:`` lines
   of ``chat.completion.chunk``, the extension fields on the last chunk, then ``data: [DONE]``.
 - A model with an active endpoint (deployed with ``ods models deploy``): chat and completion requests are
   proxied to its endpoint (:mod:`ods.api.proxy`), streams passed through chunk by chunk.
@@ -37,6 +39,7 @@ from ods.api.proxy import EndpointProxy
 from ods.api.streaming import event_stream, run_streaming
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
+from ods.domain.refs import parse_dataset_ref
 from ods.errors import NotFoundError, OdsError
 from ods.stages.answer import Answer, answer_question
 
@@ -72,6 +75,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=_ERRORS)
 
 KB_PREFIX = "kb:"
+SQL_PREFIX = "sql:"
+SQL_JOIN = "+" + SQL_PREFIX
+MAX_DATASETS = 50
+MAX_SQL_ROWS = 50
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_CHARS = 100_000
 
@@ -80,10 +87,14 @@ MAX_EMBEDDING_CHARS = 100_000
 
 
 class Model(BaseModel):
-    id: str = Field(description="What to pass as `model`: kb:<name>, a model name, or an embedding model.")
+    id: str = Field(
+        description="What to pass as `model`: kb:<name>, sql:<dataset>, a model name, or an embedding model."
+    )
     object: Literal["model"] = "model"
     created: int = Field(description="Unix time the model or knowledge base was created.")
-    owned_by: str = Field(description="ods-knowledge-base, ods-llm, ods-embedding or ods-endpoint.")
+    owned_by: str = Field(
+        description="ods-knowledge-base, ods-dataset, ods-llm, ods-embedding or ods-endpoint."
+    )
 
 
 class ModelList(BaseModel):
@@ -93,7 +104,8 @@ class ModelList(BaseModel):
 
 @router.get("/models", summary="Models and knowledge bases to chat with", response_model=ModelList)
 def list_models(resources: ServerResources) -> ModelList:
-    """Knowledge bases (``kb:<name>``), the configured LLM and embedder, and models with an active endpoint."""
+    """Knowledge bases (``kb:<name>``), datasets (``sql:<dataset>``), the configured LLM and embedder, and
+    models with an active endpoint. ``kb:<name>+sql:<dataset>[,…]`` is answered too, but not listed."""
     catalog, settings = resources.catalog, resources.settings
     started = int(time.time())
     models = [
@@ -103,6 +115,11 @@ def list_models(resources: ServerResources) -> ModelList:
             owned_by="ods-knowledge-base",
         )
         for record in catalog.list_knowledge_bases()
+    ]
+    models += [
+        Model(id=SQL_PREFIX + record.name, created=int(record.created_at.timestamp()), owned_by="ods-dataset")
+        for record in catalog.list_datasets(include_archived=False)
+        if record.latest_version is not None
     ]
     models += [
         Model(id=_llm_id(resources), created=started, owned_by="ods-llm"),
@@ -183,7 +200,11 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, description="kb:<name>, or the configured LLM's id (GET /v1/models).")
+    model: str = Field(
+        min_length=1,
+        description="kb:<name>, kb:<name>+sql:<dataset>[,<dataset>…], sql:<dataset>[,…], a deployed model, "
+        "or the configured LLM's id (GET /v1/models).",
+    )
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=200)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=8192)
@@ -192,7 +213,13 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(
         default=None,
         max_length=64,
-        description="Extension (kb: only): continue this conversation; each answer returns its id.",
+        description="Extension (kb:/sql: only): continue this conversation; each answer returns its id.",
+    )
+    datasets: list[str] | None = Field(
+        default=None,
+        max_length=MAX_DATASETS,
+        description="Extension (kb:/sql: only): registered datasets (NAME or NAME@VERSION) to answer from "
+        "with SQL as well, added to those the model id names; [] for every registered one.",
     )
 
 
@@ -208,6 +235,17 @@ class Citation(BaseModel):
     chunk_id: str | None = None
     dataset: str | None = None
     score: float | None = None
+
+
+class SqlAnswer(BaseModel):
+    """The SQL an answer ran over the datasets and its result table (up to 50 rows)."""
+
+    datasets: list[str] = Field(description="The dataset tables the SQL could read.")
+    query: str | None = Field(description="The SQL statement; null when the model wrote none.")
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = Field(description="Whether the result was cut at the row cap.")
+    error: str | None = Field(description="Why no SQL ran or it failed (the answer then rests on documents).")
 
 
 class AssistantMessage(BaseModel):
@@ -238,7 +276,11 @@ class ChatCompletion(BaseModel):
         default_factory=list, description="Extension (kb:): the sources the answer cites as [n]."
     )
     conversation_id: str | None = Field(
-        default=None, description="Extension (kb:): the conversation the turn was kept in."
+        default=None, description="Extension (kb:/sql:): the conversation the turn was kept in."
+    )
+    sql: SqlAnswer | None = Field(
+        default=None,
+        description="Extension (sql:, or datasets given): the SQL the answer ran and its result table.",
     )
 
 
@@ -247,6 +289,20 @@ def _usage(usage: Usage) -> CompletionUsage:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+    )
+
+
+def _sql_answer(answer: Answer) -> SqlAnswer | None:
+    run = answer.sql
+    if run is None:
+        return None
+    return SqlAnswer(
+        datasets=list(run.datasets),
+        query=run.sql,
+        columns=list(run.columns),
+        rows=[list(row) for row in run.rows[:MAX_SQL_ROWS]],
+        truncated=run.truncated or len(run.rows) > MAX_SQL_ROWS,
+        error=run.error,
     )
 
 
@@ -260,18 +316,22 @@ def _citations(answer: Answer) -> list[Citation]:
 
 @router.post(
     "/chat/completions",
-    summary="Chat with a knowledge base (kb:<name>) or the configured LLM",
+    summary="Chat with a knowledge base (kb:<name>), datasets (sql:<dataset>) or the configured LLM",
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
 )
 def chat_completions(request: ChatRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
-    """An OpenAI chat completion; ``kb:<name>`` answers with citations and keeps the turn; a deployed
-    model's request goes to its endpoint as it came."""
+    """An OpenAI chat completion; ``kb:<name>`` (and/or ``sql:<dataset>``) answers with citations (and
+    the SQL it ran) and keeps the turn; a deployed model's request goes to its endpoint as it came."""
     question = next((message.text() for message in reversed(request.messages) if message.role == "user"), "")
-    if request.model.startswith(KB_PREFIX):
-        kb = check_name("knowledge base", request.model.removeprefix(KB_PREFIX))
-        resources.catalog.get_knowledge_base(kb)  # 404 before a stream starts
-        run = _kb_answer(resources, kb, question, request.conversation_id)
+    if request.model.startswith((KB_PREFIX, SQL_PREFIX)):
+        kb, datasets = _answer_sources(resources, request.model, request.datasets)
+        run = _kb_answer(resources, kb, datasets, question, request.conversation_id)
+    elif request.datasets is not None:
+        raise OdsError(
+            f"datasets is only for kb:<name> or sql:<dataset> models, not {request.model!r}; ask with "
+            "model sql:<dataset> or kb:<name>+sql:<dataset>"
+        )
     elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
     elif (endpoint := _deployed_endpoint(resources, request.model)) is not None:
@@ -294,7 +354,39 @@ def chat_completions(request: ChatRequest, body: RawBody, http: Request, resourc
         usage=_usage(result.usage),
         sources=result.sources,
         conversation_id=result.conversation_id,
+        sql=result.sql,
     )
+
+
+def _answer_sources(
+    resources: ServerResources, model: str, extra: list[str] | None
+) -> tuple[str | None, list[str] | None]:
+    """The knowledge base and the dataset refs a ``kb:``/``sql:`` model id (plus the ``datasets`` field)
+    names, each name checked (400 naming the part) and found (404) before an answer or a stream starts."""
+    kb: str | None = None
+    listed: str | None
+    if model.startswith(KB_PREFIX):
+        kb_part, joined, listed_part = model.removeprefix(KB_PREFIX).partition(SQL_JOIN)
+        kb = check_name("knowledge base", kb_part)
+        listed = listed_part if joined else None
+    else:
+        listed = model.removeprefix(SQL_PREFIX)
+    refs = [] if listed is None else listed.split(",")
+    if listed is not None and not all(ref.strip() for ref in refs):
+        raise OdsError(
+            f"model {model!r} names an empty dataset; write sql:<dataset>[,<dataset>…], e.g. sql:sales"
+        )
+    # datasets: [] (the field only) asks every registered dataset, as /api/v1/ask does
+    named = None if listed is None and extra is None else list(dict.fromkeys([*refs, *(extra or ())]))
+    for ref in named or ():
+        check_name("dataset", parse_dataset_ref(ref)[0])
+    if named is not None and len(named) > MAX_DATASETS:
+        raise OdsError(f"{len(named)} datasets named; ask over at most {MAX_DATASETS} at once")
+    if kb is not None:
+        resources.catalog.get_knowledge_base(kb)  # 404 before a stream starts
+    for ref in named or ():
+        resources.catalog.get_dataset_version(*parse_dataset_ref(ref))
+    return kb, named
 
 
 @dataclass(frozen=True)
@@ -307,12 +399,22 @@ class _Reply:
     finish_reason: Literal["stop", "length"] = "stop"
     sources: list[Citation] = field(default_factory=list)
     conversation_id: str | None = None
+    sql: SqlAnswer | None = None
 
 
 Run = Callable[[Callable[[str], None] | None], _Reply]
 
 
-def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_id: str | None) -> Run:
+def _kb_answer(
+    resources: ServerResources,
+    kb: str | None,
+    datasets: list[str] | None,
+    question: str,
+    conversation_id: str | None,
+) -> Run:
+    """The answer stage over ``kb`` and/or ``datasets``: documents only, both (SQL and retrieval), or SQL
+    only when no knowledge base is named."""
+    mode: Literal["auto", "sql", "both"] = "auto" if datasets is None else ("both" if kb else "sql")
     if not question.strip():
         raise OdsError("the chat has no user message with text; send the question as the last user message")
 
@@ -322,7 +424,9 @@ def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_
                 resources.settings,
                 question,
                 kb=kb,
+                datasets=datasets,
                 conversation_id=conversation_id,
+                mode=mode,
                 llm=resources.llm,
                 on_text=on_text,
                 adapters=resources,
@@ -333,6 +437,7 @@ def _kb_answer(resources: ServerResources, kb: str, question: str, conversation_
             usage=answer.usage,
             sources=_citations(answer),
             conversation_id=answer.conversation_id,
+            sql=_sql_answer(answer),
         )
 
     return run
@@ -408,6 +513,7 @@ def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> It
                 usage=_usage(item.usage).model_dump(),
                 sources=[source.model_dump() for source in item.sources],
                 conversation_id=item.conversation_id,
+                sql=None if item.sql is None else item.sql.model_dump(mode="json"),
             )
         else:
             yield _stream_error(item)
@@ -457,7 +563,7 @@ class TextCompletion(BaseModel):
 def completions(request: CompletionRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
     """A deployed model's completion, proxied to its endpoint as the request came; the configured LLM
     answers the prompt as one user message (its chat template applied)."""
-    if request.model.startswith(KB_PREFIX):
+    if request.model.startswith((KB_PREFIX, SQL_PREFIX)):
         raise OdsError(
             f"model {request.model!r} answers chats only; send the question to /v1/chat/completions",
         )
