@@ -62,7 +62,10 @@ class OpenAIError(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OpenAIError, "description": "Bad input: malformed JSON, a wrong field, a bad name."},
-    404: {"model": OpenAIError, "description": "Unknown model or knowledge base (code model_not_found)."},
+    404: {
+        "model": OpenAIError,
+        "description": "Unknown model (code model_not_found), knowledge base or dataset (not_found).",
+    },
     413: {"model": OpenAIError, "description": "Body over ODS_API__MAX_BODY_BYTES."},
     500: {"model": OpenAIError, "description": "Unexpected: the message names the request id to quote."},
     502: {"model": OpenAIError, "description": "A deployed model's endpoint failed (code upstream_error)."},
