@@ -10,7 +10,8 @@ measures in one run, on the same machine:
   kept adapters), warm p50/p95 of N calls after 3 warm-up calls;
 - the same over HTTP, one keep-alive client: ``POST /api/v1/knowledge-bases/{kb}/search`` and
   ``POST /v1/chat/completions`` on ``kb:policies`` (non-stream), warm p50/p95 and their overhead against the
-  baseline (goal: <= 10 % or <= 5 ms), each call alternated with its baseline's; ``GET /healthz`` shows
+  baseline (goal: <= 10 % or <= 5 ms), each call alternated with its baseline's, and the mean time the
+  server itself counted for them (``/metrics``: the gap inside the server process); ``GET /healthz`` shows
   what HTTP alone costs (uvicorn, the client, no API key check, no work) and ``GET
   /api/v1/knowledge-bases/{kb}`` what a route that only reads the catalog costs (the API key check, the
   envelope, two catalog reads);
@@ -47,6 +48,7 @@ KB = "policies"
 QUERY = "how many days do customers have to return a product"
 QUESTION = "How long do customers have to return a product?"
 WARM_UP = 3
+ROUTES = {"search": "/api/v1/knowledge-bases/{kb}/search", "chat": "/v1/chat/completions"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,26 @@ def timed_pair(
             call()
             kept.append(time.perf_counter() - started)
     return Latency.of(seconds[0]), Latency.of(seconds[1])
+
+
+def server_totals(http: httpx.Client, base_url: str, route: str) -> tuple[float, float]:
+    """Seconds and requests the server has counted for ``route`` (``GET /metrics``, its latency histogram:
+    from a request's arrival in the app to the end of its answer)."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in http.get(f"{base_url}/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for kind in totals:
+            if name.startswith(f"ods_api_request_duration_seconds_{kind}{{") and f'route="{route}"' in name:
+                totals[kind] += float(value)
+    return totals["sum"], totals["count"]
+
+
+def in_server_ms(http: httpx.Client, base_url: str, route: str, measure: Callable[[], object]) -> float:
+    """The mean time the server counted for ``route`` over the requests ``measure`` makes."""
+    seconds, count = server_totals(http, base_url, route)
+    measure()
+    seconds_after, count_after = server_totals(http, base_url, route)
+    return (seconds_after - seconds) * 1000 / max(1.0, count_after - count)
 
 
 def build_knowledge_base(root: Path, home: Path) -> None:
@@ -249,10 +271,18 @@ def main() -> None:
 
                     stage: dict[str, Latency] = {}
                     over_http: dict[str, Latency] = {}
-                    stage["search"], over_http["search"] = timed_pair(
-                        stage_search, http_search, args.requests
-                    )
-                    stage["chat"], over_http["chat"] = timed_pair(stage_answer, http_chat, args.requests)
+                    in_server: dict[str, float] = {}
+
+                    def measure_search() -> None:
+                        stage["search"], over_http["search"] = timed_pair(
+                            stage_search, http_search, args.requests
+                        )
+
+                    def measure_chat() -> None:
+                        stage["chat"], over_http["chat"] = timed_pair(stage_answer, http_chat, args.requests)
+
+                    in_server["search"] = in_server_ms(http, base_url, ROUTES["search"], measure_search)
+                    in_server["chat"] = in_server_ms(http, base_url, ROUTES["chat"], measure_chat)
                     floor = timed_pair(lambda: None, lambda: http.get(f"{base_url}/healthz"), args.requests)[
                         1
                     ]
@@ -292,6 +322,7 @@ def main() -> None:
             f"{'  ' + names[kind]:46} {http_figure.p50_ms:8.1f} {http_figure.p95_ms:8.1f} "
             f"{extra:+8.1f} ms {http_figure.p50_ms / base.p50_ms:5.2f}x"
         )
+        print(f"{'    of which in the server (mean, /metrics)':46} {in_server[kind]:8.1f}")
     print(f"{'  GET /healthz (HTTP alone: no auth, no work)':46} {floor.p50_ms:8.1f} {floor.p95_ms:8.1f}")
     print(
         f"{'  GET /api/v1/knowledge-bases/{kb} (key check, reads)':46} {status.p50_ms:8.1f} {status.p95_ms:8.1f}"
