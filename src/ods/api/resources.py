@@ -138,10 +138,18 @@ class Resources:
 
         self.catalog.migrate()
         llm = self.llm
-        with self.model_lock:
-            self.embedder.embed(["ods serve preload"])
-            if isinstance(llm, TransformersLLM):
-                llm.loaded  # noqa: B018 - the property loads the weights
+
+        def load() -> None:
+            with self.model_lock:
+                self.embedder.embed(["ods serve preload"])
+                if isinstance(llm, TransformersLLM):
+                    llm.loaded  # noqa: B018 - the property loads the weights
+
+        # On a thread that ends: torch driven from the main thread too left the requests' forward passes
+        # ~5 ms slower (their second intra-op thread stopped helping; benchmarks/README.md).
+        loader = threading.Thread(target=load, name="ods-preload")
+        loader.start()
+        loader.join()
 
     def _check_open(self) -> None:
         if self._closed:
