@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.api_envelope import data
 from tests.support.api_server import DATASET, KB, RunningApi, served_platform
 from tests.support.tiny_llm import tiny_model_dir
 
@@ -34,13 +35,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
 def client(api: RunningApi) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.base_url, timeout=300) as session:
         yield session
-
-
-def data(response: httpx.Response) -> Any:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["code"] == 0 and body["message"] == "success"
-    return body["data"]
 
 
 def events(client: httpx.Client, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

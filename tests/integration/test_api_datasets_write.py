@@ -27,6 +27,7 @@ from ods.api.downloads import DownloadSigner
 from ods.errors import NotFoundError
 from ods.factories import build_object_store
 from ods.settings import load_settings
+from tests.support.api_envelope import data, refused
 from tests.support.api_server import RunningApi, running_api
 from tests.support.postgres import temporary_database
 from tests.support.s3_server import S3Server
@@ -83,20 +84,6 @@ def orders(client: httpx.Client, orders_uri: str) -> dict[str, Any]:
     """The orders dataset registered once through the API: the finished run."""
     started = data(client.post("/api/v1/datasets", json={"spec": ORDERS_SPEC, "source_uri": orders_uri}), 202)
     return finished_run(client, started["run"]["id"])
-
-
-def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == 0 and body["message"] == "success"
-    return body["data"]
-
-
-def refused(response: httpx.Response, status: int, code: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code and body["data"] is None
-    return body
 
 
 def finished_run(client: httpx.Client, run_id: str) -> dict[str, Any]:

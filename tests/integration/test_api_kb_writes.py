@@ -17,6 +17,7 @@ import pytest
 
 from ods.adapters.object_store.minio_store import MinioObjectStore
 from ods.settings import load_settings
+from tests.support.api_envelope import data, refused
 from tests.support.api_server import KB, RunningApi, running_api, served_platform
 from tests.support.s3_server import S3Server
 
@@ -49,20 +50,6 @@ def handbook(client: httpx.Client) -> str:
     body = {"name": HANDBOOK, "description": "Staff handbook: holidays, parking, lockers."}
     data(client.post("/api/v1/knowledge-bases", json=body), status=201)
     return HANDBOOK
-
-
-def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == 0 and body["message"] == "success"
-    return body["data"]
-
-
-def refused(response: httpx.Response, status: int, code: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code and body["data"] is None
-    return body
 
 
 def upload(client: httpx.Client, kb: str, name: str, content: bytes) -> httpx.Response:

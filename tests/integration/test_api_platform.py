@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pandas as pd
@@ -17,6 +16,7 @@ import pytest
 
 from ods.factories import build_object_store, open_catalog
 from ods.stages.prepare import dataset_prefix, frame_schema, store_card, write_parquet
+from tests.support.api_envelope import data
 from tests.support.api_server import DATASET, KB, RunningApi, served_platform
 from tests.support.postgres import temporary_database
 
@@ -31,13 +31,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
 def client(api: RunningApi) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.base_url, timeout=120) as session:
         yield session
-
-
-def data(response: httpx.Response) -> Any:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["code"] == 0 and body["message"] == "success"
-    return body["data"]
 
 
 def test_datasets_are_listed_with_filters_and_pages(client: httpx.Client) -> None:
