@@ -25,6 +25,7 @@ from ods.adapters.catalog import (
     EndpointCatalog,
     KnowledgeCatalog,
     ModelCatalog,
+    RunCatalog,
     WatchCatalog,
     WebhookCatalog,
 )
@@ -39,6 +40,7 @@ PROTOCOLS: tuple[type[Any], ...] = (
     WatchCatalog,
     ApiKeyCatalog,
     WebhookCatalog,
+    RunCatalog,
 )
 NOT_IN_A_PROTOCOL = {"open"}
 """``Catalog.open`` is the constructor (a classmethod): consumers receive a catalog, they do not open one."""

@@ -23,6 +23,8 @@ from ods.adapters.catalog.schema import (
     EndpointStatus,
     MessageRole,
     ModelStatus,
+    ServerRunKind,
+    ServerRunState,
 )
 from ods.domain.bucket_diff import SeenObject
 from ods.domain.names import NameKind
@@ -267,6 +269,36 @@ class WebhookCatalog(Protocol):
     def prune_outbox(self, before: datetime) -> int: ...
 
 
+class RunCatalog(Protocol):
+    """Runs of `ods serve` (``ods.api.background``, ``/api/v1/runs``)."""
+
+    def add_server_run(
+        self, run_id: str, *, kind: ServerRunKind, state: ServerRunState, owner: str,
+        requested_by: Sequence[str], queued_at: datetime, started_at: datetime | None = None,
+        knowledge_base: str | None = None, target: str | None = None, prefect_flow_run_id: str | None = None,
+    ) -> records.ServerRunRecord: ...  # fmt: skip
+
+    def add_server_run_request(self, run_id: str, reason: str) -> records.ServerRunRecord: ...
+
+    def start_server_run(self, run_id: str, started_at: datetime) -> records.ServerRunRecord: ...
+
+    def finish_server_run(
+        self, run_id: str, *, state: ServerRunState, finished_at: datetime,
+        result: dict[str, Any] | None = None, error: str | None = None,
+    ) -> records.ServerRunRecord | None: ...  # fmt: skip
+
+    def get_server_run(self, run_id: str) -> records.ServerRunRecord: ...
+
+    def list_server_runs(
+        self, *, kind: ServerRunKind | None = None, state: ServerRunState | None = None,
+        target: str | None = None, limit: int = 50,
+    ) -> list[records.ServerRunRecord]: ...  # fmt: skip
+
+    def unfinished_server_runs(self) -> list[records.ServerRunRecord]: ...
+
+    def prune_server_runs(self, before: datetime) -> int: ...
+
+
 class WatchCatalog(Protocol):
     """What the bucket watcher last saw of each object."""
 
@@ -288,4 +320,5 @@ if TYPE_CHECKING:
         watch: WatchCatalog = catalog
         api_keys: ApiKeyCatalog = catalog
         webhooks: WebhookCatalog = catalog
-        del admin, datasets, models, endpoints, knowledge, conversations, watch, api_keys, webhooks
+        runs: RunCatalog = catalog
+        del admin, datasets, models, endpoints, knowledge, conversations, watch, api_keys, webhooks, runs

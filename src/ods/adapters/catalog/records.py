@@ -343,3 +343,24 @@ class DueDelivery:
     event_created_at: datetime
     event_data: dict[str, Any]
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ServerRunRecord:
+    """A run `ods serve` started, as the catalog holds it (migration 0009)."""
+
+    id: str
+    kind: str
+    state: str
+    knowledge_base: str | None
+    target: str | None
+    requested_by: tuple[str, ...]
+    owner: str
+    """The server process running it in its background (``host:pid``)."""
+    prefect_flow_run_id: str | None
+    """The Prefect flow run doing the work, when a deployment was started instead (its state is Prefect's)."""
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None

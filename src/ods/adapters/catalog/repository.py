@@ -5,7 +5,8 @@ closed. Writes that name their content (dataset versions, document versions, chu
 that race on a unique key are retried, so concurrent flows never register the same thing twice.
 
 :class:`Catalog` is composed of one mixin per table group (``datasets.py``, ``models.py``,
-``endpoints.py``, ``knowledge.py``, ``conversations.py``, ``watch.py``, ``api_keys.py``, ``webhooks.py``) over
+``endpoints.py``, ``knowledge.py``, ``conversations.py``, ``watch.py``, ``api_keys.py``, ``webhooks.py``,
+``runs.py``) over
 ``base.CatalogBase``; a consumer that needs one group depends on its Protocol in ``protocols.py``.
 """
 
@@ -18,6 +19,7 @@ from ods.adapters.catalog.datasets import DatasetTables
 from ods.adapters.catalog.endpoints import EndpointTables
 from ods.adapters.catalog.knowledge import KnowledgeTables
 from ods.adapters.catalog.models import ModelTables
+from ods.adapters.catalog.runs import RunTables
 from ods.adapters.catalog.watch import WatchTables
 from ods.adapters.catalog.webhooks import WebhookTables
 
@@ -31,6 +33,7 @@ class Catalog(
     WatchTables,
     ApiKeyTables,
     WebhookTables,
+    RunTables,
     CatalogBase,
 ):
     """The lineage graph over one database, migrated to the newest schema on first use."""

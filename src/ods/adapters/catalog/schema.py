@@ -470,3 +470,34 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+ServerRunKind = Literal["ingest", "deploy", "undeploy", "prepare"]
+ServerRunState = Literal["queued", "running", "completed", "failed", "interrupted"]
+"""A server run's state; ``interrupted``: the server that ran it stopped (killed, crashed) before it ended,
+and the next server to start on this catalog marked it so (migration 0009)."""
+
+
+class ServerRun(Base):
+    """A run `ods serve` started (migration 0009): an ingest after an upload, a dataset's prepare, a deploy
+    or an undeploy, run in the server's background or as a Prefect flow run (``prefect_flow_run_id``).
+
+    ``owner`` names the server process that runs an in-server run (``host:pid``), so a server starting on
+    the same host can tell the runs a dead process left unfinished from those of a live one."""
+
+    __tablename__ = "server_runs"
+    __table_args__ = (one_of("kind", ServerRunKind), one_of("state", ServerRunState))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    knowledge_base: Mapped[str | None] = mapped_column(String(200))
+    target: Mapped[str | None] = mapped_column(String(200))
+    requested_by: Mapped[list[str]] = mapped_column(JSONList)
+    owner: Mapped[str] = mapped_column(String(300))
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
