@@ -100,6 +100,17 @@ class MilvusSettings(BaseModel):
         ),
     )
 
+    analyzer: Literal["english", "standard"] = Field(
+        default="english",
+        description=(
+            "How BM25 search splits text into terms. 'english': lowercased words, Snowball-stemmed "
+            "('running' finds 'runs'), English stop words dropped; 'standard': lowercased words only. Both "
+            "index Chinese, Japanese and Korean text as character bigrams. A Milvus server creates new "
+            "collections with it (existing ones keep theirs: `ods kb status` shows it); on a Milvus Lite "
+            "file it is the analyzer of the sparse snapshot written with the dense one."
+        ),
+    )
+
     retry_s: float = Field(
         default=30.0,
         ge=0,
@@ -172,6 +183,38 @@ class AnswerSettings(BaseModel):
         description="'generative': the model writes the answer from the sources; 'extractive': the answer "
         "quotes the best-matching sentences and the query result, without a model call; 'auto': "
         "extractive with the packaged SmolLM2-135M (too small to answer faithfully), generative otherwise.",
+    )
+
+
+class SearchSettings(BaseModel):
+    """How a hybrid search (the default of `ods kb search`, `ods ask` and the API) fuses its two lists: the
+    chunks closest in meaning (dense) and those sharing the most words (BM25)."""
+
+    fusion: Literal["rrf", "convex"] = Field(
+        default="rrf",
+        description="'rrf': reciprocal-rank fusion, each list's ranks only; 'convex': a weighted sum of each "
+        "list's scores, normalised per query (ODS_SEARCH__NORMALISATION). docs/retrieval.md has the measures.",
+    )
+    rrf_k: int = Field(
+        default=60, ge=0, le=10_000, description="RRF's constant: a hit scores weight / (rrf_k + rank)."
+    )
+    dense_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the dense list in the fusion; the BM25 list gets the rest (0.5: equal).",
+    )
+    normalisation: Literal["minmax", "zscore"] = Field(
+        default="zscore",
+        description="How 'convex' fusion puts both lists' scores on one scale: 'minmax' (lowest 0, "
+        "highest 1) or 'zscore' (distance from the list's mean in standard deviations).",
+    )
+    candidates: int = Field(
+        default=100,
+        ge=1,
+        le=1_000,
+        description="Chunks each side hands the fusion (at least the k asked for): a hit ranked low by one "
+        "side can still win on the other's rank.",
     )
 
 
@@ -428,6 +471,14 @@ class ApiSettings(BaseModel):
         default_factory=WebhookSettings,
         description="Webhook deliveries (ODS_API__WEBHOOKS__*).",
     )
+    runs: Literal["auto", "server", "prefect"] = Field(
+        default="auto",
+        description="Where a dataset registration, a deploy and an undeploy asked of the API run: 'server' in "
+        "`ods serve`'s background; 'prefect' as a flow run of prefect.yaml's deployment (prepare-dataset, "
+        "deploy-model[-cpu], undeploy-model) on the Prefect server of PREFECT_API_URL, refused with the fix "
+        "when it is missing; 'auto' (default) as a flow run when PREFECT_API_URL is set and the deployment "
+        "exists, else in the server. Ingests after an upload always run in the server.",
+    )
 
 
 class Settings(BaseSettings):
@@ -450,6 +501,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)

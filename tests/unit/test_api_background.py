@@ -1,16 +1,38 @@
 """The server's run queue: one run at a time, a sync asked for while one waits joins it, failures in one
-line, and a shutdown that fails what never started. The sync is a fake injected through the constructor."""
+line, a shutdown that interrupts what never started, and runs kept in the catalog: another queue on the
+same catalog (a restarted server) answers them, and marks interrupted the runs a dead server left.
+The sync is a fake injected through the constructor; the catalog is a real SQLite one."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from ods.adapters.catalog import Catalog
 from ods.api.background import BackgroundRun, BackgroundRuns
+from ods.api.run_events import RunEvent
 from ods.errors import NotFoundError, OdsError
 from ods.stages.ingest import IngestSummary
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    opened = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    yield opened
+    opened.close()
+
+
+def queue(catalog: Catalog, sync: GatedSync, **options: object) -> BackgroundRuns:
+    return BackgroundRuns(lambda: catalog, sync, **options)  # type: ignore[arg-type]
 
 
 class GatedSync:
@@ -56,9 +78,10 @@ def finished(runs: BackgroundRuns, run_id: str) -> BackgroundRun:
     return run
 
 
-def test_a_sync_asked_for_while_one_waits_joins_it_and_runs_never_overlap() -> None:
+def test_a_sync_asked_for_while_one_waits_joins_it_and_runs_never_overlap(catalog: Catalog) -> None:
     sync = GatedSync()
-    runs = BackgroundRuns(sync)
+    events: list[RunEvent] = []
+    runs = queue(catalog, sync, emit=events.append)
 
     first = runs.request_sync("handbook", "upload a.md")
     sync.running.acquire()  # the first run is running
@@ -73,13 +96,20 @@ def test_a_sync_asked_for_while_one_waits_joins_it_and_runs_never_overlap() -> N
     assert runs.get(second.id).requested_by == ("upload b.md", "delete document 3")
     assert [run.state for run in done] == ["completed"] * 3
     assert sync.started == ["handbook", "handbook", "policies"] and sync.overlapping == 1
-    assert done[0].result is not None and done[0].result.indexed == 1
+    assert done[0].result is not None and done[0].result["indexed"] == 1
     assert done[0].seconds is not None and done[0].seconds >= 0
+    # Each sync that indexed something emitted ods.kb.updated, as the ingest flow's report task does.
+    assert [(event.event, event.resource["prefect.resource.id"]) for event in events] == [
+        ("ods.kb.updated", "ods.kb.handbook"),
+        ("ods.kb.updated", "ods.kb.handbook"),
+        ("ods.kb.updated", "ods.kb.policies"),
+    ]
+    assert events[0].payload["indexed"] == 1 and "quarantined_documents" not in events[0].payload
 
 
-def test_failures_end_the_run_in_one_line_and_the_worker_goes_on() -> None:
+def test_failures_end_the_run_in_one_line_and_the_worker_goes_on(catalog: Catalog) -> None:
     sync = GatedSync()
-    runs = BackgroundRuns(sync)
+    runs = queue(catalog, sync)
     broken = runs.request_sync("broken", "upload a.md")
     crash = runs.request_sync("crash", "upload b.md")
     fine = runs.request_sync("fine", "upload c.md")
@@ -93,16 +123,16 @@ def test_failures_end_the_run_in_one_line_and_the_worker_goes_on() -> None:
     assert finished(runs, fine.id).state == "completed"
 
 
-def test_close_fails_the_queued_runs_and_takes_no_new_one() -> None:
+def test_close_interrupts_the_queued_runs_and_takes_no_new_one(catalog: Catalog) -> None:
     sync = GatedSync()
-    runs = BackgroundRuns(sync)
+    runs = queue(catalog, sync)
     running = runs.request_sync("handbook", "upload a.md")
     sync.running.acquire()
     queued = runs.request_sync("policies", "upload b.md")
 
     closing = threading.Thread(target=runs.close)
     closing.start()
-    while runs.get(queued.id).state != "failed":
+    while runs.get(queued.id).state != "interrupted":
         time.sleep(0.01)
     sync.release.release()
     closing.join()
@@ -113,17 +143,69 @@ def test_close_fails_the_queued_runs_and_takes_no_new_one() -> None:
         runs.request_sync("handbook", "upload c.md")
 
 
-def test_unknown_runs_and_old_runs_forgotten() -> None:
+def test_runs_outlive_their_queue_and_a_dead_servers_runs_are_interrupted(catalog: Catalog) -> None:
     sync = GatedSync()
-    runs = BackgroundRuns(sync, kept_runs=2)
-    ids = []
-    for number in range(4):
-        ids.append(runs.request_sync(f"kb{number}", "upload").id)
-        sync.release.release()
-        finished(runs, ids[-1])
+    first = queue(catalog, sync)
+    done = first.request_sync("handbook", "upload a.md")
+    sync.release.release()
+    finished(first, done.id)
+    deploy = first.submit("deploy", "tiny@1", lambda: Stopped(message="ok"), "deploy tiny@1")
+    finished(first, deploy.id)
 
-    with pytest.raises(NotFoundError, match="do not survive a restart"):
+    # Runs a server process left unfinished when it was killed: one of a process that is gone, one of
+    # this very process under a queue that is no longer open (a restarted container is pid 1 again),
+    # and one of a live process (another server on this catalog), which is left alone.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    host = first.owner.split(":")[0]
+    owners = {
+        "dead": f"{host}:{int(gone.stdout)}:0000dead",
+        "reused-pid": f"{host}:{first.owner.split(':')[1]}:00000old",
+        "live": first.owner,
+    }
+    left = {
+        what: catalog.add_server_run(
+            uuid.uuid4().hex,
+            kind="ingest",
+            state="running",
+            owner=owner,
+            requested_by=["upload b.md"],
+            queued_at=datetime.now(UTC),
+            started_at=datetime.now(UTC),
+            knowledge_base="handbook",
+        ).id
+        for what, owner in owners.items()
+    }
+    restarted = queue(catalog, GatedSync())
+    assert restarted.recover() == 2 and restarted.recover() == 0  # once per queue
+
+    assert restarted.get(done.id).state == "completed" and restarted.get(done.id).result is not None
+    assert restarted.get(deploy.id).result == {"message": "ok"}
+    for what in ("dead", "reused-pid"):
+        interrupted = restarted.get(left[what])
+        assert interrupted.state == "interrupted" and interrupted.finished_at is not None
+        assert (
+            "the server stopped (killed or crashed) while this ingest of knowledge base 'handbook' was "
+            "running; sync it again" in (interrupted.error or "")
+        )
+        assert "idempotent" in (interrupted.error or "")
+    assert restarted.get(left["live"]).state == "running"
+    assert {run.id for run in restarted.list(state="interrupted")} == {left["dead"], left["reused-pid"]}
+    assert [run.id for run in restarted.list(kind="deploy")] == [deploy.id]
+
+
+def test_unknown_runs_and_old_runs_forgotten(catalog: Catalog) -> None:
+    sync = GatedSync()
+    runs = queue(catalog, sync)
+    old = runs.request_sync("kb", "upload")
+    sync.release.release()
+    finished(runs, old.id)
+    catalog.prune_server_runs(datetime.now(UTC) + timedelta(seconds=1))
+
+    with pytest.raises(NotFoundError, match="answered for 30 days after the run ended"):
         runs.get("0" * 32)
     with pytest.raises(NotFoundError):
-        runs.get(ids[0])
-    assert runs.get(ids[-1]).state == "completed"
+        runs.get(old.id)
+
+
+class Stopped(BaseModel):
+    message: str

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from ods.api import downloads
 from ods.api.auth import ApiAccess, document_access
-from ods.api.background import BackgroundRuns, sync_knowledge_base
+from ods.api.background import BackgroundRuns, recover_runs, sync_knowledge_base
 from ods.api.envelope import (
     BAD_INPUT,
     NOT_FOUND,
@@ -44,6 +44,7 @@ from ods.api.routes import (
     runs,
     webhooks,
 )
+from ods.api.run_events import PrefectEvents
 from ods.api.webhooks import WebhookDispatcher
 from ods.domain.object_keys import printable_text
 from ods.errors import OdsError
@@ -68,17 +69,25 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     """
 
     dispatcher = WebhookDispatcher(lambda: resources.catalog, settings.api.webhooks, profile=settings.profile)
-    background = BackgroundRuns(lambda kb: sync_knowledge_base(resources, kb))
+    events = PrefectEvents()
+    background = BackgroundRuns(
+        lambda: resources.catalog,
+        lambda kb: sync_knowledge_base(resources, kb),
+        mode=settings.api.runs,
+        emit=events,
+    )
     proxy = EndpointProxy()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
+        recover_runs(background)
         try:
             yield
         finally:
             dispatcher.stop()  # an attempt under way finishes; due deliveries wait in the catalog
             background.close()  # the running ingest finishes on the resources before they close
+            events.close()  # the runs' Prefect events still queued are sent
             proxy.close()
             resources.close()
 

@@ -1,4 +1,5 @@
-"""The work the server starts and answers for later: ingest runs of knowledge bases, kept in memory.
+"""The work the server starts and answers for later: ingests of knowledge bases, dataset prepares, deploys
+and undeploys, kept in the catalog so a run id outlives the server process.
 
 An upload or a document delete changes a knowledge base's source in the object store, then asks for the
 knowledge base to be synced with it. The sync runs in the server's own process, on the catalog, index and
@@ -6,35 +7,48 @@ embedder the server keeps open (:class:`~ods.api.resources.Resources`): a Milvus
 process, so a separate ``ods kb ingest`` could not open it while the server runs. It runs the ingest
 stages the ingest-documents flow's tasks run (plan, prepare, embed, index, delete), batch by batch.
 
-One worker thread takes the runs in turn, so no two ingests of a knowledge base ever overlap. A sync asked
-for while one of the same knowledge base waits to start joins it (same run id): the waiting run lists the
-source when it starts, so it sees both changes. One asked for while the knowledge base's sync is running
-waits for it, since that run may have listed the source before the change.
+One worker thread takes the ingests in turn, so no two ingests of a knowledge base ever overlap. A sync
+asked for while one of the same knowledge base waits to start joins it (same run id): the waiting run
+lists the source when it starts, so it sees both changes. One asked for while the knowledge base's sync
+is running waits for it, since that run may have listed the source before the change.
 
-Runs are kept in memory (the last ``KEPT_RUNS``): they do not survive a restart of the server. A run a
-restart interrupted leaves nothing half-written that the next sync does not finish (see
-``ods.stages.ingest``).
+A prepare, a deploy or an undeploy runs in a thread of its own, or, with a Prefect server configured and
+prefect.yaml deployed (``ODS_API__RUNS``), as a flow run of its deployment (:mod:`ods.api.prefect_runs`):
+the run then holds the flow run's id and its state is read from Prefect.
+
+Every run is a row of the catalog (``server_runs``, migration 0009), written when it is asked for, starts
+and ends. A server killed mid-run leaves its runs queued or running there; the next server to start on
+this host marks them ``interrupted`` with what to do, since the process that would end them is gone
+(``owner`` names it, ``host:pid``). The runs' own writes are idempotent (``ods.stages.ingest``,
+``ods.stages.prepare``): doing the work again finishes what the interrupted run left.
+
+The runs emit the Prefect events their flows' tasks emit (:mod:`ods.api.run_events`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from ods.adapters.catalog import RunCatalog, ServerRunRecord
 from ods.adapters.workers.parse_pool import shared_parser_pool
+from ods.api.prefect_runs import PrefectDeployments
 from ods.api.resources import Resources
+from ods.api.run_events import RunEvent, RunEventEmitter, emit_quietly, kb_updated_event
 from ods.domain.sync_plan import pipeline_batches
-from ods.errors import NotFoundError, OdsError
+from ods.errors import NotFoundError, OdsError, SettingsError
 from ods.factories import build_object_store, open_source
 from ods.stages.ingest import (
     BatchReport,
@@ -51,12 +65,27 @@ from ods.stages.ingest import (
 
 logger = logging.getLogger(__name__)
 
-RunState = Literal["queued", "running", "completed", "failed"]
+RunState = Literal["queued", "running", "completed", "failed", "interrupted"]
 RunKind = Literal["ingest", "deploy", "undeploy", "prepare"]
-KEPT_RUNS = 1000
+RunsMode = Literal["auto", "server", "prefect"]
+KEPT_RUNS_DAYS = 30
+"""Finished runs older than this are deleted when a server starts."""
 SERVER_BATCH_DOCUMENTS = 8
 """Documents per batch of a server-side ingest: a batch holds the model lock while it is parsed and chunked,
 and again while it is embedded, so searches and answers wait for one step of one small batch at most."""
+
+_WHAT_TO_DO: dict[str, str] = {
+    "ingest": "sync it again (upload the document again, or run `ods kb ingest`): ingest is idempotent and "
+    "finishes what this run left",
+    "prepare": "register the dataset again (the same spec and source): a re-run finds or makes the same "
+    "version",
+    "deploy": "check GET /api/v1/models/{name}/status and deploy again: a deploy that finds the version "
+    "served reuses it",
+    "undeploy": "undeploy again: stopping an endpoint already stopped is a no-op",
+}
+_LIVE_OWNERS: set[str] = set()
+"""The owners of this process's open run queues: a run one of them holds is never taken for a dead
+server's, though its pid is this process's."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +100,15 @@ class BackgroundRun:
     queued_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    result: BaseModel | None = None
+    result: dict[str, Any] | None = None
     error: str | None = None
     target: str | None = None
     """What a run other than an ingest works on (a model ``NAME@VERSION`` for deploy and undeploy, a
     dataset name for prepare)."""
+    prefect_flow_run_id: str | None = None
+    """The Prefect flow run doing the work, when the run started a deployment instead of running here."""
+    prefect_state: str | None = None
+    """That flow run's state name in Prefect (Scheduled, Pending, Running, Completed, Failed, …)."""
 
     @property
     def seconds(self) -> float | None:
@@ -85,150 +118,364 @@ class BackgroundRun:
         return round(((self.finished_at or _now()) - self.started_at).total_seconds(), 3)
 
 
-@dataclass
-class _Queue:
-    pending: deque[str] = field(default_factory=deque)
-    closed: bool = False
+@dataclass(frozen=True)
+class DeploymentCall:
+    """The Prefect deployment that does a run's work when runs go to Prefect, and its parameters (made
+    only then: a prepare stores its spec in the object store for the worker to read)."""
+
+    name: str
+    """``flow/deployment`` as prefect.yaml names it, e.g. ``prepare-dataset/prepare-dataset``."""
+    parameters: Callable[[], dict[str, Any]]
+    flow_run_name: str
 
 
 class BackgroundRuns:
-    """The server's runs: queued, run one at a time by one worker thread, looked up by id."""
+    """The server's runs: recorded in the catalog, ingests run one at a time by one worker thread, the
+    others each in a thread or as a Prefect flow run; looked up by id."""
 
-    def __init__(self, sync: Callable[[str], IngestSummary], *, kept_runs: int = KEPT_RUNS) -> None:
+    def __init__(
+        self,
+        catalog: Callable[[], RunCatalog],
+        sync: Callable[[str], IngestSummary],
+        *,
+        mode: RunsMode = "server",
+        emit: RunEventEmitter | None = None,
+        prefect: PrefectDeployments | None = None,
+    ) -> None:
+        self._catalog = catalog
         self._sync = sync
-        self._kept_runs = kept_runs
-        self._runs: OrderedDict[str, BackgroundRun] = OrderedDict()
-        self._queue = _Queue()
+        self._mode: RunsMode = mode
+        self.emit: RunEventEmitter = emit or _drop
+        """Where the runs' Prefect events go (call sites emit their kind's events through it)."""
+        self._prefect = prefect or PrefectDeployments()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _LIVE_OWNERS.add(self.owner)
+        self._pending: deque[str] = deque()
+        self._pending_kb: dict[str, str] = {}
+        self._closed = False
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._jobs: list[threading.Thread] = []
+        self._recovered = False
+        self._recover_lock = threading.Lock()
+
+    # -- asking for runs -----------------------------------------------------------------------------
 
     def request_sync(self, kb: str, reason: str) -> BackgroundRun:
         """A run that syncs ``kb`` with its source after this call: the one waiting to start, or a new one."""
+        catalog = self._ready_catalog()
         with self._changed:
-            if self._queue.closed:
-                raise OdsError("the server is shutting down and starts no new run; try again once it is back")
-            for run_id in self._queue.pending:
-                run = self._runs[run_id]
-                if run.knowledge_base == kb:
-                    run = replace(run, requested_by=(*run.requested_by, reason))
-                    self._runs[run_id] = run
-                    return run
-            run = BackgroundRun(
-                id=uuid.uuid4().hex,
+            self._refuse_when_closed()
+            run_id = self._pending_kb.get(kb)
+            if run_id is not None:
+                return _run_of(catalog.add_server_run_request(run_id, reason))
+            record = catalog.add_server_run(
+                uuid.uuid4().hex,
                 kind="ingest",
-                knowledge_base=kb,
                 state="queued",
-                requested_by=(reason,),
+                owner=self.owner,
+                requested_by=[reason],
                 queued_at=_now(),
+                knowledge_base=kb,
             )
-            self._runs[run.id] = run
-            self._forget_old_runs()
-            self._queue.pending.append(run.id)
+            self._pending.append(record.id)
+            self._pending_kb[kb] = record.id
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="ods-api-runs", daemon=True)
                 self._worker.start()
             self._changed.notify_all()
-            return run
+            return _run_of(record)
 
-    def submit(self, kind: RunKind, target: str, work: Callable[[], BaseModel], reason: str) -> BackgroundRun:
-        """Start ``work`` now in a thread of its own (a deploy waits minutes for its server; it must not
-        hold up the ingest queue) and return its run; ``work``'s result or one-line error ends it."""
+    def submit(
+        self,
+        kind: RunKind,
+        target: str,
+        work: Callable[[], BaseModel],
+        reason: str,
+        deployment: DeploymentCall | None = None,
+    ) -> BackgroundRun:
+        """Start the run: as a flow run of ``deployment`` when runs go to Prefect (``ODS_API__RUNS``), else
+        ``work`` now in a thread of its own (a deploy waits minutes for its server; it must not hold up the
+        ingest queue); ``work``'s result or one-line error ends it."""
+        catalog = self._ready_catalog()
         with self._changed:
-            if self._queue.closed:
-                raise OdsError("the server is shutting down and starts no new run; try again once it is back")
-            run = BackgroundRun(
-                id=uuid.uuid4().hex,
+            self._refuse_when_closed()
+        run_id = uuid.uuid4().hex
+        call = self._deployment_to_start(deployment)
+        if call is not None:
+            flow_run_id = self._prefect.start(
+                call.name, call.parameters(), run_id=run_id, flow_run_name=call.flow_run_name
+            )
+            record = catalog.add_server_run(
+                run_id,
                 kind=kind,
-                knowledge_base=None,
-                state="running",
-                requested_by=(reason,),
+                state="queued",
+                owner=self.owner,
+                requested_by=[reason],
                 queued_at=_now(),
-                started_at=_now(),
                 target=target,
+                prefect_flow_run_id=flow_run_id,
             )
-            self._runs[run.id] = run
-            self._forget_old_runs()
-            job = threading.Thread(
-                target=self._run_job, args=(run, work), name=f"ods-api-{kind}", daemon=True
-            )
-            self._jobs = [*(alive for alive in self._jobs if alive.is_alive()), job]
-            job.start()
-            return run
-
-    def _run_job(self, run: BackgroundRun, work: Callable[[], BaseModel]) -> None:
-        try:
-            result = work()
-        except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the server
-            finished = replace(run, state="failed", finished_at=_now(), error=_one_line(run, error))
-        else:
-            finished = replace(run, state="completed", finished_at=_now(), result=result)
+            return _run_of(record, prefect_state="Scheduled")
+        now = _now()
+        record = catalog.add_server_run(
+            run_id,
+            kind=kind,
+            state="running",
+            owner=self.owner,
+            requested_by=[reason],
+            queued_at=now,
+            started_at=now,
+            target=target,
+        )
+        job = threading.Thread(target=self._run_job, args=(record, work), name=f"ods-api-{kind}", daemon=True)
         with self._changed:
-            self._runs[run.id] = finished
+            self._jobs = [*(alive for alive in self._jobs if alive.is_alive()), job]
+        job.start()
+        return _run_of(record)
+
+    def _deployment_to_start(self, deployment: DeploymentCall | None) -> DeploymentCall | None:
+        """``deployment`` when this run goes to Prefect, None when it runs here; raises when ``prefect``
+        mode cannot start it."""
+        if deployment is None or self._mode == "server":
+            return None
+        if self._mode == "prefect":
+            if not self._prefect.configured():
+                raise SettingsError(
+                    "ODS_API__RUNS=prefect but no Prefect server is configured: set PREFECT_API_URL, or "
+                    "ODS_API__RUNS=auto or server to run it in `ods serve`"
+                )
+            return deployment  # a missing deployment is refused by start(), naming `prefect deploy --all`
+        if not self._prefect.configured():
+            return None
+        try:
+            found = self._prefect.exists(deployment.name)
+        except OdsError as error:
+            logger.warning("%s; running %s in the server instead", error, deployment.flow_run_name)
+            return None
+        if not found:
+            logger.warning(
+                "no deployment %r on the Prefect server (prefect deploy --all): running %s in the server",
+                deployment.name,
+                deployment.flow_run_name,
+            )
+            return None
+        return deployment
+
+    # -- reading runs --------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> BackgroundRun:
-        """The run ``run_id`` as it stands now."""
-        with self._changed:
-            run = self._runs.get(run_id)
-        if run is None:
+        """The run ``run_id`` as it stands now (a Prefect run's state read from Prefect)."""
+        try:
+            record = self._ready_catalog().get_server_run(run_id)
+        except NotFoundError:
             raise NotFoundError(
-                f"no run {run_id!r}; runs are kept in this server's memory (the last {self._kept_runs:,}) "
-                "and do not survive a restart"
+                f"no run {run_id!r}: run ids are answered for {KEPT_RUNS_DAYS} days after the run ended"
+            ) from None
+        return self._current(record, strict=True)
+
+    def list(
+        self,
+        *,
+        kind: RunKind | None = None,
+        state: RunState | None = None,
+        target: str | None = None,
+        limit: int = 50,
+    ) -> list[BackgroundRun]:
+        """The newest ``limit`` runs, newest first (Prefect runs as Prefect has them, when it answers)."""
+        records = self._ready_catalog().list_server_runs(kind=kind, state=state, target=target, limit=limit)
+        return [self._current(record, strict=False) for record in records]
+
+    def _current(self, record: ServerRunRecord, *, strict: bool) -> BackgroundRun:
+        """``record``, with a Prefect flow run's state read from Prefect (and kept once it is final)."""
+        if record.prefect_flow_run_id is None:
+            return _run_of(record)
+        try:
+            flow_run = self._prefect.state(record.prefect_flow_run_id)
+        except OdsError:
+            if strict and record.finished_at is None:
+                raise
+            return _run_of(record)
+        if flow_run.state in ("completed", "failed") and record.finished_at is None:
+            self._ready_catalog().finish_server_run(
+                record.id,
+                state=flow_run.state,
+                finished_at=flow_run.finished_at or _now(),
+                error=flow_run.message if flow_run.state == "failed" else None,
             )
-        return run
+        return replace(
+            _run_of(record, prefect_state=flow_run.prefect_state),
+            state=flow_run.state,
+            started_at=flow_run.started_at,
+            finished_at=flow_run.finished_at,
+            error=flow_run.message if flow_run.state == "failed" else None,
+        )
+
+    # -- the server's life ---------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Mark interrupted the runs a server process on this host left queued or running when it died,
+        and delete runs that ended more than KEPT_RUNS_DAYS ago; once per queue (the first use calls it).
+        Returns how many runs were marked."""
+        with self._recover_lock:
+            if self._recovered:
+                return 0
+            catalog = self._catalog()
+            now = _now()
+            catalog.prune_server_runs(now - timedelta(days=KEPT_RUNS_DAYS))
+            marked = 0
+            for record in catalog.unfinished_server_runs():
+                if _left_by_a_dead_server(record.owner):
+                    ended = catalog.finish_server_run(
+                        record.id, state="interrupted", finished_at=now, error=_interrupted(record)
+                    )
+                    marked += ended is not None
+            if marked:
+                logger.warning("marked %d run(s) a stopped server left unfinished as interrupted", marked)
+            self._recovered = True
+            return marked
 
     def close(self, timeout_s: float = 300.0) -> None:
-        """Start no new run, fail the queued ones, and wait (up to ``timeout_s``) for the running one."""
+        """Start no new run, end the queued ones interrupted, and wait (up to ``timeout_s``) for the running
+        ones."""
         with self._changed:
-            self._queue.closed = True
-            for run_id in self._queue.pending:
-                self._runs[run_id] = replace(
-                    self._runs[run_id],
-                    state="failed",
-                    finished_at=_now(),
-                    error="the server stopped before the run started; upload again or run ods kb ingest",
-                )
-            self._queue.pending.clear()
+            self._closed = True
+            pending = list(self._pending)
+            self._pending.clear()
+            self._pending_kb.clear()
             self._changed.notify_all()
             worker = self._worker
             jobs = list(self._jobs)
+        for run_id in pending:
+            self._finish(
+                run_id,
+                state="interrupted",
+                error="the server stopped before the run started; upload again or run `ods kb ingest` "
+                "(ingest is idempotent)",
+            )
         for thread in [*jobs, *([worker] if worker is not None else [])]:
             thread.join(timeout=timeout_s)
+        _LIVE_OWNERS.discard(self.owner)
+
+    def _ready_catalog(self) -> RunCatalog:
+        self.recover()
+        return self._catalog()
+
+    def _refuse_when_closed(self) -> None:
+        if self._closed:
+            raise OdsError("the server is shutting down and starts no new run; try again once it is back")
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def _run_job(self, record: ServerRunRecord, work: Callable[[], BaseModel]) -> None:
+        try:
+            result = work()
+        except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the server
+            self._finish(record.id, state="failed", error=_one_line(record, error))
+        else:
+            self._finish(record.id, state="completed", result=result.model_dump(mode="json"))
 
     def _work(self) -> None:
         while True:
             with self._changed:
-                while not self._queue.pending and not self._queue.closed:
+                while not self._pending and not self._closed:
                     self._changed.wait()
-                if not self._queue.pending:
+                if not self._pending:
                     return
-                run_id = self._queue.pending.popleft()
-                run = self._runs[run_id] = replace(self._runs[run_id], state="running", started_at=_now())
+                run_id = self._pending.popleft()
+                kb = next(name for name, pending in self._pending_kb.items() if pending == run_id)
+                del self._pending_kb[kb]
             try:
-                assert run.knowledge_base is not None  # only ingests are queued
-                summary = self._sync(run.knowledge_base)
+                self._catalog().start_server_run(run_id, _now())
+                summary = self._sync(kb)
             except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the worker
-                finished = replace(run, state="failed", finished_at=_now(), error=_one_line(run, error))
+                self._finish(run_id, state="failed", error=_one_line(run_id, error, "ingest", kb))
             else:
-                finished = replace(run, state="completed", finished_at=_now(), result=summary)
-            with self._changed:
-                self._runs[run_id] = finished
+                self._finish(run_id, state="completed", result=summary.model_dump(mode="json"))
+                emit_quietly(self.emit, kb_updated_event(summary))
 
-    def _forget_old_runs(self) -> None:
-        """Drop the oldest finished runs past ``kept_runs`` (queued and running ones are always kept)."""
-        excess = len(self._runs) - self._kept_runs
-        for run_id in [key for key, run in self._runs.items() if run.finished_at is not None][
-            : max(excess, 0)
-        ]:
-            del self._runs[run_id]
+    def _finish(
+        self, run_id: str, *, state: RunState, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        try:
+            self._catalog().finish_server_run(
+                run_id, state=state, finished_at=_now(), result=result, error=error
+            )
+        except Exception:  # a catalog gone down: the next server marks the run interrupted
+            logger.exception("could not record the end (%s) of run %s", state, run_id)
 
 
-def _one_line(run: BackgroundRun, error: Exception) -> str:
+def recover_runs(runs: BackgroundRuns) -> None:
+    """:meth:`BackgroundRuns.recover` as the server starts, so the runs a killed server left show
+    interrupted at once; a catalog that does not answer yet is logged, and the first use recovers."""
+    try:
+        runs.recover()
+    except OdsError as error:
+        logger.warning("could not look for runs a stopped server left unfinished: %s", error)
+
+
+def _drop(event: RunEvent) -> None:
+    """No emitter: the event goes nowhere."""
+
+
+def _run_of(record: ServerRunRecord, *, prefect_state: str | None = None) -> BackgroundRun:
+    return BackgroundRun(
+        id=record.id,
+        kind=record.kind,  # type: ignore[arg-type]  # the table's CHECK constraint holds it to RunKind
+        knowledge_base=record.knowledge_base,
+        state=record.state,  # type: ignore[arg-type]  # and its state to RunState
+        requested_by=record.requested_by,
+        queued_at=record.queued_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        result=record.result,
+        error=record.error,
+        target=record.target,
+        prefect_flow_run_id=record.prefect_flow_run_id,
+        prefect_state=prefect_state,
+    )
+
+
+def _left_by_a_dead_server(owner: str) -> bool:
+    """Whether the server process ``owner`` (``host:pid:instance``) is gone: on this host, its pid is no
+    process, or is this one (a restarted container is pid 1 again) with no open queue of that name.
+    A run of a server on another host is left alone: this host cannot tell whether it still runs."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE_OWNERS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _interrupted(record: ServerRunRecord) -> str:
+    subject = f"knowledge base {record.knowledge_base!r}" if record.kind == "ingest" else record.target
+    todo = _WHAT_TO_DO[record.kind].replace("{name}", (record.target or "").split("@")[0])
+    return (
+        f"interrupted: the server stopped (killed or crashed) while this {record.kind} of {subject} was "
+        f"{record.state}; {todo}"
+    )
+
+
+def _one_line(
+    run: ServerRunRecord | str, error: Exception, kind: str | None = None, subject: str | None = None
+) -> str:
     if isinstance(error, OdsError):
         return " ".join(str(error).split()) or type(error).__name__
-    subject = run.knowledge_base or run.target
-    logger.error("run %s (%s of %s) failed", run.id, run.kind, subject, exc_info=error)
-    return f"unexpected {type(error).__name__}; the server log holds the details under run {run.id}"
+    if isinstance(run, ServerRunRecord):
+        run_id, kind, subject = run.id, run.kind, run.knowledge_base or run.target
+    else:
+        run_id = run
+    logger.error("run %s (%s of %s) failed", run_id, kind, subject, exc_info=error)
+    return f"unexpected {type(error).__name__}; the server log holds the details under run {run_id}"
 
 
 def _now() -> datetime:

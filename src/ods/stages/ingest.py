@@ -28,6 +28,7 @@ from ods.adapters.documents.source import DocumentSource
 from ods.adapters.milvus.client import is_server_uri
 from ods.adapters.milvus.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
 from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.milvus.sparse_snapshot import current_sparse_snapshot
 from ods.adapters.models.embedder import Embedder
 from ods.adapters.workers.parse_pool import DocumentParserPool, TextLimitExceeded
 from ods.domain.chunking import chunk_id, chunk_sections
@@ -211,9 +212,12 @@ def open_knowledge_base(
 
 
 def dense_snapshot_due(settings: Settings, record: KnowledgeBaseRecord) -> bool:
-    """Whether the knowledge base's collection lacks a current dense snapshot (read from disk only)."""
+    """Whether the knowledge base's collection lacks a current dense snapshot or the sparse (BM25) one
+    beside it (read from disk only)."""
     lite_file = snapshot_lite_file(settings)
-    return lite_file is not None and snapshot_due(lite_file, record.collection_name, record.embedding_model)
+    return lite_file is not None and snapshot_due(
+        lite_file, record.collection_name, record.embedding_model, settings.milvus.analyzer
+    )
 
 
 def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
@@ -228,6 +232,26 @@ def dense_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
     if snapshot is None:
         return f"Milvus Lite ({index_type}; no current dense snapshot: the next ingest writes one)"
     return f"exact, from the dense snapshot ({snapshot.table.num_rows:,} chunks)"
+
+
+def bm25_search_source(settings: Settings, record: KnowledgeBaseRecord) -> str:
+    """Where BM25 search for the knowledge base runs now and with which analyzer, in words (read from disk;
+    Milvus not opened: on a server, ``MilvusVectorIndex.analyzer`` names the collection's analyzer)."""
+    if is_server_uri(settings.milvus_uri):
+        return "Milvus server (the collection's analyzer)"
+    lite_file = snapshot_lite_file(settings)
+    if lite_file is None:
+        return "Milvus Lite (standard analyzer; sparse snapshot off: ODS_MILVUS__DENSE_SNAPSHOT=false)"
+    analyzer = settings.milvus.analyzer
+    snapshot = current_snapshot(lite_file, record.collection_name, record.embedding_model)
+    sparse = (
+        current_sparse_snapshot(snapshot.path, snapshot.table.num_rows, analyzer)
+        if snapshot is not None
+        else None
+    )
+    if sparse is None:
+        return "Milvus Lite (standard analyzer; no current sparse snapshot: the next ingest writes one)"
+    return f"exact, from the sparse snapshot ({analyzer} analyzer, {sparse.rows:,} chunks)"
 
 
 def known_documents(

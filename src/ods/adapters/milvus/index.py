@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -33,9 +34,16 @@ from ods.adapters.milvus.dense_snapshot import (
     lite_fingerprint,
     snapshot_path,
 )
+from ods.adapters.milvus.sparse_snapshot import (
+    SparseSnapshot,
+    current_sparse_snapshot,
+    discard_sparse_snapshot,
+    write_sparse_snapshot,
+)
 from ods.adapters.workers.process_memory import release_free_memory
 from ods.domain.hashing import stable_id
 from ods.domain.rank_fusion import RRF_K, reciprocal_rank_fusion
+from ods.domain.text_analysis import ANALYZERS, AnalyzerName
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -108,6 +116,13 @@ class VectorIndex(Protocol):
     def delete_document(self, uri: str, keep_sha256: str | None = None) -> None: ...
 
     def write_search_snapshot(self) -> int | None: ...
+
+    @property
+    def analyzer(self) -> str: ...
+
+    def dense_scores(
+        self, vector: Sequence[float] | NDArray[np.float32], ids: Sequence[str]
+    ) -> dict[str, float]: ...
 
     def delete_other_versions(self, current: Mapping[str, str]) -> None: ...
 
@@ -212,6 +227,7 @@ class MilvusVectorIndex:
         model_id: str,
         *,
         index_type: Literal["HNSW", "FLAT"] = "HNSW",
+        analyzer: AnalyzerName = "english",
         timeout_s: float = 30.0,
         owns_client: bool | None = None,
         lite_file: str | Path | None = None,
@@ -224,12 +240,17 @@ class MilvusVectorIndex:
         ``lite_file``: the Milvus Lite file the client serves (taken from ``client_or_uri`` when that is
         one), so dense search can use the collection's dense snapshot (``ods.adapters.milvus.dense_snapshot``).
         ``uri``: the configured Milvus URI, named in errors (taken from ``client_or_uri`` when that is one).
+        ``analyzer``: how BM25 analyzes text (``ods.domain.text_analysis``): the analyzer a new collection on a
+        Milvus server is created with, and the one of a Milvus Lite file's sparse snapshot (Milvus Lite's own
+        full-text search, the fallback, always uses its standard analyzer).
         ``retry_s``: how long a call keeps retrying transient faults (0: fail at the first); ``sleep`` and
         ``clock`` time those retries (tests pass their own)."""
         if dimension < 1:
             raise VectorIndexError(f"embedding dimension must be positive, got {dimension}")
         if retry_s < 0:
             raise VectorIndexError(f"retry_s must be 0 or more seconds, got {retry_s}")
+        if analyzer not in ANALYZERS:
+            raise VectorIndexError(f"unknown analyzer {analyzer!r}; known: {', '.join(ANALYZERS)}")
         self._owns_client = isinstance(client_or_uri, str) if owns_client is None else owns_client
         self._client = open_milvus_client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
         self.collection = collection
@@ -246,6 +267,9 @@ class MilvusVectorIndex:
             lite_file = client_or_uri
         self._snapshot_path = snapshot_path(lite_file, collection) if lite_file is not None else None
         self._lite_file = lite_file
+        self._analyzer: AnalyzerName = analyzer
+        self._server = self._uri is not None and is_server_uri(self._uri)
+        self._collection_analyzer: str | None = None
 
     def close(self) -> None:
         """Close the client if this index opened it."""
@@ -270,7 +294,15 @@ class MilvusVectorIndex:
                 schema.add_field("doc_uri", DataType.VARCHAR, max_length=_MAX_URI_BYTES)
                 schema.add_field("doc_sha256", DataType.VARCHAR, max_length=64)
                 schema.add_field("chunk_index", DataType.INT64)
-                schema.add_field("text", DataType.VARCHAR, max_length=_MAX_TEXT_BYTES, enable_analyzer=True)
+                # Milvus Lite knows only its standard analyzer (and jieba): it gets none named, and the
+                # sparse snapshot applies ``analyzer``. A server analyzes with the named one itself.
+                schema.add_field(
+                    "text",
+                    DataType.VARCHAR,
+                    max_length=_MAX_TEXT_BYTES,
+                    enable_analyzer=True,
+                    **({"analyzer_params": {"type": self._analyzer}} if self._server else {}),
+                )
                 schema.add_field("page", DataType.INT64, nullable=True)
                 schema.add_field("heading", DataType.VARCHAR, max_length=_MAX_HEADING_BYTES, nullable=True)
                 schema.add_field("metadata", DataType.JSON)
@@ -379,7 +411,18 @@ class MilvusVectorIndex:
                 return None
             written = builder.commit()
         SNAPSHOTS.forget(self._snapshot_path)
+        self._write_sparse_snapshot()
         return written
+
+    def _write_sparse_snapshot(self) -> SparseSnapshot | None:
+        """Build the BM25 sparse snapshot from the dense snapshot just written (its text column, its rows)."""
+        if self._snapshot_path is None:
+            return None
+        dense = SNAPSHOTS.get(self._snapshot_path)
+        if dense is None:
+            return None
+        texts = dense.table.column("text").to_pylist()
+        return write_sparse_snapshot(self._snapshot_path, texts, self._analyzer)
 
     def delete_other_versions(self, current: Mapping[str, str], *, per_call: int = 128) -> None:
         """For each document URI → current sha256, delete its chunks of any other version (few calls)."""
@@ -463,6 +506,8 @@ class MilvusVectorIndex:
         dense = self._vector(vector) if vector is not None else []
         self._ensure()
         expression = build_filter(conditions)
+        if mode == "bm25" and (found := self._snapshot_bm25(str(text), k, conditions)) is not None:
+            return found
         snapshot = self._valid_snapshot() if mode in ("dense", "hybrid") else None
         # Each side of a hybrid search fetches more than k so fusion has candidates ranked by the other.
         depth = max(k * 4, 20)
@@ -535,6 +580,80 @@ class MilvusVectorIndex:
         """Where a dense search would run now: this collection's valid dense snapshot, or Milvus."""
         return "snapshot" if self._valid_snapshot() is not None else "milvus"
 
+    def bm25_search_source(self) -> Literal["snapshot", "milvus"]:
+        """Where a BM25 search would run now: this collection's valid sparse snapshot, or Milvus."""
+        return "snapshot" if self._valid_sparse_snapshot() is not None else "milvus"
+
+    @property
+    def analyzer(self) -> str:
+        """The analyzer BM25 search applies now: on a Milvus server, the one the collection was created
+        with ("standard" for collections made before analyzers were chosen); on a Milvus Lite file, this
+        index's ``analyzer`` while the sparse snapshot is current, else Milvus Lite's "standard"."""
+        if not self._server:
+            return self._analyzer if self._valid_sparse_snapshot() is not None else "standard"
+        if self._collection_analyzer is None:
+            self._ensure()
+            description = self._retrying(
+                "describe",
+                lambda: self._client.describe_collection(self.collection, timeout=self._timeout_s),
+            )
+            self._collection_analyzer = collection_analyzer(description)
+        return self._collection_analyzer
+
+    def dense_scores(
+        self, vector: Sequence[float] | NDArray[np.float32], ids: Sequence[str]
+    ) -> dict[str, float]:
+        """The exact cosine similarity of ``vector`` to each chunk of ``ids`` (ids not in the collection
+        are left out): from the dense snapshot while it is current, else from the vectors Milvus returns."""
+        query = np.asarray(self._vector(vector), dtype=np.float32)
+        if not ids:
+            return {}
+        snapshot = self._valid_snapshot()
+        if snapshot is not None:
+            return snapshot.cosines(query, ids)
+        self._ensure()
+        unit = query / (float(np.linalg.norm(query)) or 1.0)
+        found: dict[str, float] = {}
+        for start in range(0, len(ids), 500):
+            expression = build_filter({"id": list(ids[start : start + 500])})
+            rows: list[dict[str, Any]] = self._retrying(
+                "read vectors from",
+                partial(self._query_vectors, expression),
+            )
+            for row in rows:
+                stored = np.asarray(row["dense"], dtype=np.float32)
+                found[str(row["id"])] = float(stored @ unit / (float(np.linalg.norm(stored)) or 1.0))
+        return found
+
+    def _query_vectors(self, expression: str) -> list[dict[str, Any]]:
+        return list(
+            self._client.query(
+                self.collection,
+                filter=expression,
+                output_fields=["dense"],
+                consistency_level="Strong",
+                timeout=self._timeout_s,
+            )
+        )
+
+    def _snapshot_bm25(
+        self, text: str, k: int, conditions: Mapping[str, FilterValue] | None
+    ) -> list[SearchHit] | None:
+        """BM25 hits from the sparse snapshot, or None when there is no current one."""
+        dense = self._valid_snapshot()
+        sparse = self._valid_sparse_snapshot(dense)
+        if dense is None or sparse is None:
+            return None
+        ranked = sparse.search(text, k, dense.mask(conditions))
+        rows = dense.rows([position for position, _ in ranked])
+        return [self._snapshot_hit(row, score) for row, (_, score) in zip(rows, ranked, strict=True)]
+
+    def _valid_sparse_snapshot(self, dense: DenseSnapshot | None = None) -> SparseSnapshot | None:
+        dense = dense or self._valid_snapshot()
+        if dense is None:
+            return None
+        return current_sparse_snapshot(dense.path, dense.table.num_rows, self._analyzer)
+
     def _valid_snapshot(self) -> DenseSnapshot | None:
         """This collection's dense snapshot, if there is one and nothing was written since it was taken."""
         if self._lite_file is None:
@@ -546,6 +665,7 @@ class MilvusVectorIndex:
         if self._snapshot_path is not None:
             self._snapshot_path.unlink(missing_ok=True)
             SNAPSHOTS.forget(self._snapshot_path)
+            discard_sparse_snapshot(self._snapshot_path)
 
     @staticmethod
     def _fuse(dense_hits: list[SearchHit], bm25_hits: list[SearchHit], k: int) -> list[SearchHit]:
@@ -642,6 +762,24 @@ class MilvusVectorIndex:
             clock=self._clock,
             reload=lambda: self._client.load_collection(self.collection, timeout=self._timeout_s),
         )
+
+
+def collection_analyzer(description: Mapping[str, Any]) -> str:
+    """The analyzer named by the text field of a ``describe_collection`` answer ("standard" when none is:
+    Milvus's default)."""
+    for field_info in description.get("fields", []):
+        if field_info.get("name") != "text":
+            continue
+        params = field_info.get("params") or {}
+        analyzer_params = params.get("analyzer_params")
+        if isinstance(analyzer_params, str):
+            try:
+                analyzer_params = json.loads(analyzer_params)
+            except ValueError:
+                return "custom"
+        if isinstance(analyzer_params, Mapping):
+            return str(analyzer_params.get("type") or "custom")
+    return "standard"
 
 
 def _search_hit(

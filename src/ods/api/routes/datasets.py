@@ -3,8 +3,9 @@ and a paged preview of a version's rows (integration point 1, read side); regist
 spec, describing, tagging, archiving and restoring a dataset, and short-lived read access to a version's
 Parquet (the write side).
 
-A registration runs the prepare-dataset flow's stages in the server's background (``ods.api.background``)
-and answers 202 with the run to poll. Versions are immutable and archiving keeps every version and its
+A registration runs the prepare-dataset flow's stages in the server's background (``ods.api.background``),
+or starts the prepare-dataset deployment when runs go to Prefect (``ODS_API__RUNS``), and answers 202 with
+the run to poll. Versions are immutable and archiving keeps every version and its
 bytes: nothing here ever deletes data.
 """
 
@@ -24,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from ods.adapters.catalog.datasets import TAG_RULE, check_tags
 from ods.adapters.catalog.records import DatasetRecord, DatasetVersionRecord, ValidationRunRecord
 from ods.adapters.object_store import ObjectStore, key_of
-from ods.api.background import BackgroundRuns, ServerRuns
+from ods.api.background import BackgroundRuns, DeploymentCall, ServerRuns
 from ods.api.deps import ServerResources, checked
 from ods.api.downloads import DOWNLOADS_PREFIX, ServerSigner
 from ods.api.envelope import (
@@ -38,10 +39,19 @@ from ods.api.envelope import (
 )
 from ods.api.resources import Resources
 from ods.api.routes.runs import Run, run_view
+from ods.api.run_events import RunEventEmitter, dataset_event, emit_quietly
 from ods.domain.dataset_spec import DatasetSpecError
+from ods.domain.hashing import sha256_bytes
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
-from ods.stages.prepare import card_uri, prepare_version, read_rows, spec_from_text
+from ods.stages.prepare import (
+    DatasetVersionSummary,
+    LoadedSpec,
+    card_uri,
+    prepare_version,
+    read_rows,
+    spec_from_text,
+)
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
@@ -206,6 +216,8 @@ MAX_CREDENTIAL_SECONDS = 3600
 SPEC_FIELD = "body.spec"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _ARCHIVED = "The dataset is archived: restore it first (code 40901)."
+API_SPECS_PREFIX = "api/specs"
+"""Where a registration's spec is stored for the prepare-dataset deployment's worker to read."""
 
 
 class RegisterDataset(BaseModel):
@@ -378,10 +390,33 @@ def _register(
     run = runs.submit(
         "prepare",
         name,
-        lambda: prepare_version(resources.catalog, store, settings, loaded, source),
+        lambda: _prepare(resources, runs.emit, store, loaded, source),
         f"register {name}",
+        DeploymentCall(
+            "prepare-dataset/prepare-dataset",
+            lambda: {"spec": _store_spec(store, name, text), "source": source},
+            f"prepare-{name}",
+        ),
     )
     return ok(RegisteredDataset(dataset=name, source_uri=source, run=run_view(run)))
+
+
+def _prepare(
+    resources: Resources, emit: RunEventEmitter, store: ObjectStore, loaded: LoadedSpec, source: str
+) -> DatasetVersionSummary:
+    """The prepare-dataset flow's stages, then the ods.dataset.registered|rejected event its task emits."""
+    catalog = resources.catalog
+    summary = prepare_version(catalog, store, resources.settings, loaded, source)
+    emit_quietly(emit, dataset_event(catalog, summary, loaded.spec.train))
+    return summary
+
+
+def _store_spec(store: ObjectStore, name: str, text: str) -> str:
+    """Store the spec where the prepare-dataset deployment's worker reads it (keyed by its content, outside
+    the watched prefixes so no watcher starts a second run for it); returns its URI."""
+    key = f"{API_SPECS_PREFIX}/{name}/{sha256_bytes(text.encode())[:16]}.yaml"
+    store.put_bytes(key, text.encode())
+    return store.uri(key)
 
 
 @router.put("/{name}", summary="Describe and tag a dataset", response_model=Envelope[DatasetInfo])

@@ -13,10 +13,11 @@ from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
 from ods.adapters.models.server import LocalModelServer
-from ods.api.background import ServerRuns
+from ods.api.background import DeploymentCall, ServerRuns
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
 from ods.api.routes.runs import Run, run_view
+from ods.api.run_events import RunEventEmitter, emit_quietly, model_deployed_event, model_failed_event
 from ods.domain.refs import parse_model_ref
 from ods.factories import build_object_store
 from ods.stages.serve import (
@@ -41,6 +42,10 @@ from ods.stages.serve import (
 )
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+DEPLOYMENTS = {"vllm": "deploy-model/deploy-model", "transformers": "deploy-model/deploy-model-cpu"}
+"""prefect.yaml's deployment of each backend, started instead of an in-server deploy when runs go to
+Prefect (``ODS_API__RUNS``): vLLM on the GPU pool, `transformers serve` on the CPU pool."""
 
 
 class ModelSummary(BaseModel):
@@ -165,18 +170,28 @@ def deploy_model(request: DeployRequest, resources: ServerResources, runs: Serve
         port=request.port,
         gpu=GpuSettings(max_model_len=request.max_model_len),
     )
+    parameters = {
+        "model": plan.ref,
+        "backend": plan.backend,
+        "port": request.port,
+        "max_model_len": request.max_model_len,
+        "ready_timeout_s": request.ready_timeout_s,
+    }
     run = runs.submit(
         "deploy",
         plan.ref,
-        lambda: _deploy(resources, plan, request.ready_timeout_s),
+        lambda: _deploy(resources, runs.emit, plan, request.ready_timeout_s),
         f"deploy {plan.ref} with {plan.backend}",
+        DeploymentCall(DEPLOYMENTS[plan.backend], lambda: parameters, f"deploy-{plan.ref}"),
     )
     return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
 
 
-def _deploy(resources: ServerResources, plan: DeploymentPlan, ready_timeout_s: float) -> EndpointSummary:
+def _deploy(
+    resources: ServerResources, emit: RunEventEmitter, plan: DeploymentPlan, ready_timeout_s: float
+) -> EndpointSummary:
     """What ``deploy_model`` composes, in the same order: reuse a live endpoint, else stage, start, check,
-    then activate or record the failure."""
+    then activate or record the failure, emitting ods.model.deployed or ods.model.failed as its tasks do."""
     settings, catalog, server = resources.settings, resources.catalog, LocalModelServer()
     live = find_live_endpoint(catalog, server, plan)
     if live is not None:
@@ -187,9 +202,19 @@ def _deploy(resources: ServerResources, plan: DeploymentPlan, ready_timeout_s: f
     check = check_server(server, launch, ready_timeout_s=ready_timeout_s)
     if not check.ok:
         failed = fail_deployment(catalog, server, launch, check)
+        still_active = catalog.active_endpoint(plan.model_name)
+        payload = {
+            **endpoint_summary(failed).model_dump(mode="json"),
+            "problem": check.problem,
+            "log_tail": failed.log_tail,
+            "active_endpoint_id": None if still_active is None else still_active.id,
+        }
+        emit_quietly(emit, model_failed_event(plan, payload))
         raise DeploymentFailedError(failure_message(plan, failed, check))
     endpoint, replaced = activate_endpoint(catalog, server, launch, check)
-    return activated_endpoint(endpoint, replaced)
+    summary = activated_endpoint(endpoint, replaced)
+    emit_quietly(emit, model_deployed_event(plan, summary.model_dump(mode="json")))
+    return summary
 
 
 @router.post(
@@ -222,7 +247,17 @@ def undeploy_model(request: UndeployRequest, resources: ServerResources, runs: S
             model=request.model, stopped=[endpoint_summary(endpoint) for endpoint in stopped], message=message
         )
 
-    run = runs.submit("undeploy", request.model, stop, f"undeploy {request.model}")
+    run = runs.submit(
+        "undeploy",
+        request.model,
+        stop,
+        f"undeploy {request.model}",
+        DeploymentCall(
+            "undeploy-model/undeploy-model",
+            lambda: {"model": request.model, "grace_s": request.grace_s},
+            f"undeploy-{request.model}",
+        ),
+    )
     return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
 
 
