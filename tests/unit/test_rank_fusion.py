@@ -1,10 +1,10 @@
-"""Reciprocal-rank fusion, as Milvus's RRFRanker computes it."""
+"""Fusion of ranked lists: reciprocal-rank fusion (as Milvus's RRFRanker computes it) and convex combination."""
 
 from __future__ import annotations
 
 import pytest
 
-from ods.domain.rank_fusion import reciprocal_rank_fusion
+from ods.domain.rank_fusion import convex_combination, reciprocal_rank_fusion
 
 
 def test_items_ranked_by_both_lists_rise_to_the_top() -> None:
@@ -25,3 +25,39 @@ def test_empty_rankings_fuse_to_nothing_and_negative_k_is_refused() -> None:
     assert reciprocal_rank_fusion([[], []]) == []
     with pytest.raises(ValueError, match="k must not be negative"):
         reciprocal_rank_fusion([["a"]], k=-1)
+
+
+def test_weights_tilt_rrf_towards_one_list() -> None:
+    fused = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], k=0, weights=[3.0, 1.0])
+
+    assert fused == [("a", pytest.approx(3 / 1 + 1 / 2)), ("b", pytest.approx(3 / 2 + 1 / 1))]
+
+
+def test_a_weight_per_list_is_required() -> None:
+    with pytest.raises(ValueError, match="one weight of 0 or more per list"):
+        reciprocal_rank_fusion([["a"], ["b"]], weights=[1.0])
+
+
+def test_convex_combination_rewards_a_lead_that_ranks_ignore() -> None:
+    # "a" leads the first list by far, "b" the second by a hair: ranks tie them, scores do not.
+    dense = [("a", 0.9), ("b", 0.3), ("c", 0.29)]
+    words = [("b", 10.0), ("a", 9.9), ("c", 1.0)]
+
+    assert [item for item, _ in reciprocal_rank_fusion([["a", "b", "c"], ["b", "a", "c"]])][:2] == ["a", "b"]
+    fused = convex_combination([dense, words], normalisation="minmax")
+
+    assert [item for item, _ in fused] == ["a", "b", "c"]
+    assert fused[0][1] == pytest.approx(1.0 + 8.9 / 9.0)
+
+
+def test_an_item_one_list_lacks_gets_that_lists_lowest_score() -> None:
+    fused = convex_combination([[("a", 1.0), ("b", 0.0)], [("c", 5.0), ("a", 3.0)]], normalisation="minmax")
+
+    assert dict(fused) == pytest.approx({"a": 1.0, "b": 0.0, "c": 1.0})
+
+
+def test_zscore_puts_lists_of_any_scale_on_one() -> None:
+    small = convex_combination([[("a", 0.2), ("b", 0.1)]], normalisation="zscore")
+    large = convex_combination([[("a", 200.0), ("b", 100.0)]], normalisation="zscore")
+
+    assert dict(small) == pytest.approx(dict(large)) == {"a": 1.0, "b": -1.0}

@@ -1,6 +1,8 @@
-"""Recall@k and MRR: the figures the retrieval test and benchmark report."""
+"""Recall@k, MRR and nDCG@k: the figures the retrieval test and benchmark report."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -9,6 +11,7 @@ from ods.domain.retrieval_metrics import (
     RetrievalMetricError,
     mean_recall_at_k,
     mean_reciprocal_rank,
+    ndcg_at_k,
     recall_at_k,
     reciprocal_rank,
     unique_in_order,
@@ -72,3 +75,10 @@ def test_a_labelled_question_needs_text_and_a_relevant_document() -> None:
         LabelledQuestion("Where is it?", ())
     with pytest.raises(RetrievalMetricError, match="needs text"):
         LabelledQuestion("  ", ("a.md",))
+
+
+def test_ndcg_discounts_relevant_items_by_their_position() -> None:
+    assert ndcg_at_k(["a", "b", "x"], {"a", "b"}, 10) == pytest.approx(1.0)
+    # One relevant item at position 2 of 2 possible: (1/log2 3) / (1 + 1/log2 3).
+    assert ndcg_at_k(["x", "a"], {"a", "b"}, 10) == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert ndcg_at_k(["x", "a"], {"a"}, 1) == 0.0

@@ -1,24 +1,87 @@
-"""Reciprocal-rank fusion of ranked lists (what Milvus's ``RRFRanker`` computes)."""
+"""Fusion of ranked lists: reciprocal-rank fusion (what Milvus's ``RRFRanker`` computes), optionally
+weighted, and a convex combination of normalised scores.
+
+Hybrid search ranks each chunk by meaning (dense cosine) and by words (BM25) and fuses the two lists here.
+RRF looks only at ranks; the convex combination also at how far ahead of the rest a hit scores on each side,
+which is what separates a near-exact match from the tenth of a hundred alike.
+"""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 RRF_K = 60
 T = TypeVar("T", bound=Hashable)
+Normalisation = Literal["minmax", "zscore"]
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[T]], *, k: int = RRF_K, limit: int | None = None
+    rankings: Sequence[Sequence[T]],
+    *,
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+    limit: int | None = None,
 ) -> list[tuple[T, float]]:
-    """Items of several best-first rankings, ordered by the sum of ``1 / (k + rank)`` (rank from 1) over
-    the rankings that hold them; ties keep the order in which items were first seen."""
+    """Items of several best-first rankings, ordered by the sum of ``weight / (k + rank)`` (rank from 1)
+    over the rankings that hold them (every weight 1 unless ``weights`` gives one per ranking); ties keep
+    the order in which items were first seen."""
     if k < 0:
         raise ValueError(f"k must not be negative, got {k}")
+    factors = _weights(weights, len(rankings))
     scores: dict[T, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, factors, strict=True):
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     fused = sorted(scores.items(), key=lambda pair: -pair[1])
     return fused if limit is None else fused[:limit]
+
+
+def convex_combination(
+    scored: Sequence[Sequence[tuple[T, float]]],
+    *,
+    weights: Sequence[float] | None = None,
+    normalisation: Normalisation = "minmax",
+    limit: int | None = None,
+) -> list[tuple[T, float]]:
+    """Items of several lists of ``(item, score)`` (higher is better), ordered by the weighted sum of their
+    scores normalised per list: ``minmax`` maps a list's lowest score to 0 and its highest to 1, ``zscore``
+    subtracts the list's mean and divides by its standard deviation. An item a list lacks gets that list's
+    lowest normalised score (it ranked below everything the list kept); ties keep first-seen order."""
+    factors = _weights(weights, len(scored))
+    normalised = [_normalise([score for _, score in pairs], normalisation) for pairs in scored]
+    floors = [min(values, default=0.0) for values in normalised]
+    order: dict[T, None] = {}
+    by_list: list[dict[T, float]] = []
+    for pairs, values in zip(scored, normalised, strict=True):
+        by_list.append({item: value for (item, _), value in zip(pairs, values, strict=True)})
+        order.update(dict.fromkeys(item for item, _ in pairs))
+    fused = [
+        (
+            item,
+            sum(w * found.get(item, floor) for w, found, floor in zip(factors, by_list, floors, strict=True)),
+        )
+        for item in order
+    ]
+    fused.sort(key=lambda pair: -pair[1])
+    return fused if limit is None else fused[:limit]
+
+
+def _normalise(values: list[float], normalisation: Normalisation) -> list[float]:
+    if not values:
+        return []
+    if normalisation == "minmax":
+        low, high = min(values), max(values)
+        return [(value - low) / (high - low) if high > low else 1.0 for value in values]
+    mean = statistics.fmean(values)
+    spread = statistics.pstdev(values)
+    return [(value - mean) / spread if spread > 0 else 0.0 for value in values]
+
+
+def _weights(weights: Sequence[float] | None, lists: int) -> Sequence[float]:
+    if weights is None:
+        return [1.0] * lists
+    if len(weights) != lists or any(weight < 0 for weight in weights):
+        raise ValueError(f"give one weight of 0 or more per list ({lists}), got {list(weights)}")
+    return weights

@@ -1,4 +1,4 @@
-"""Retrieval quality measures: recall@k and mean reciprocal rank over labelled questions.
+"""Retrieval quality measures: recall@k, mean reciprocal rank and nDCG@k over labelled questions.
 
 Pure functions over ranked ids (document URIs, file names or chunk ids), so the same code scores a
 knowledge base against labelled questions and an approximate index against exact nearest neighbours.
@@ -6,6 +6,7 @@ knowledge base against labelled questions and an approximate index against exact
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -82,3 +83,13 @@ def _check_pairs(rankings: Sequence[object], relevants: Sequence[object]) -> Non
         )
     if not rankings:
         raise RetrievalMetricError("no queries given: a mean over zero queries is undefined")
+
+
+def ndcg_at_k(ranked: Sequence[Item], relevant: Collection[Item], k: int) -> float:
+    """Normalised discounted cumulative gain of the first ``k`` of ``ranked`` with binary relevance:
+    the sum of ``1 / log2(position + 1)`` over the relevant items found, over the best such sum possible."""
+    _check(relevant, k)
+    wanted = set(relevant)
+    gain = sum(1.0 / math.log2(position + 1) for position, item in enumerate(ranked[:k], 1) if item in wanted)
+    ideal = sum(1.0 / math.log2(position + 1) for position in range(1, min(len(wanted), k) + 1))
+    return gain / ideal

@@ -1,4 +1,4 @@
-"""Searching a knowledge base: dense, BM25 or hybrid (reciprocal-rank fusion), for people and answers.
+"""Searching a knowledge base: dense, BM25 or hybrid (the two lists fused here), for people and answers.
 
 Interactive callers (`ods kb search`, `ods ask`) use this directly, without a Prefect run, so a question
 costs a model load once per process and then milliseconds.
@@ -7,15 +7,16 @@ costs a model load once per process and then milliseconds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict, Unpack
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
 from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode, VectorIndex
 from ods.adapters.models.embedder import Embedder
+from ods.domain.rank_fusion import convex_combination, reciprocal_rank_fusion
 from ods.errors import OdsError
 from ods.factories import build_embedder, open_catalog, open_index
-from ods.settings import Settings
+from ods.settings import SearchSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def retrieve_passages(settings: Settings, kb: str, query: str, **options: Unpack
     embedder = build_embedder(settings.embedding)
     index = open_index(settings, record)
     try:
-        return search_index(index, embedder, record, query, **options)
+        return search_index(index, embedder, record, query, search=settings.search, **options)
     finally:
         index.close()
 
@@ -76,23 +77,59 @@ def search_index(
     k: int = 5,
     mode: SearchMode = "hybrid",
     conditions: Mapping[str, FilterValue] | None = None,
+    search: SearchSettings | None = None,
 ) -> Retrieval:
-    """:func:`retrieve_passages` on an index and an embedder already open (a long-lived server keeps them)."""
+    """:func:`retrieve_passages` on an index and an embedder already open (a long-lived server keeps them).
+
+    A hybrid search asks the index for the ``search.candidates`` best chunks by meaning and by words and
+    fuses the two lists as ``search`` says (:func:`fuse`; default :class:`SearchSettings`)."""
     _check_query(query)
     if mode != "bm25" and embedder.model_id != record.embedding_model:
         raise OdsError(
             f"knowledge base {record.name!r} was indexed with {record.embedding_model!r} but "
             f"ODS_EMBEDDING__MODEL is {embedder.model_id!r}; search with the same model or re-ingest"
         )
-    vector = embedder.embed([query])[0] if mode != "bm25" else None
-    hits = index.search(vector=vector, text=query, mode=mode, k=k, conditions=conditions)
-    best: float | None = None
+    if mode == "bm25":
+        return Retrieval(index.search(text=query, mode="bm25", k=k, conditions=conditions), None)
+    vector = embedder.embed([query])[0]
     if mode == "dense":
-        best = hits[0].score if hits else None
-    elif mode == "hybrid":
-        closest = index.search(vector=vector, mode="dense", k=1, conditions=conditions)
-        best = closest[0].score if closest else None
-    return Retrieval(hits=hits, best_similarity=best)
+        hits = index.search(vector=vector, mode="dense", k=k, conditions=conditions)
+        return Retrieval(hits, hits[0].score if hits else None)
+    options = search or SearchSettings()
+    depth = max(k, options.candidates)
+    dense = index.search(vector=vector, mode="dense", k=depth, conditions=conditions)
+    words = index.search(text=query, mode="bm25", k=depth, conditions=conditions)
+    return Retrieval(fuse(dense, words, options, k), dense[0].score if dense else None)
+
+
+def fuse(dense: list[SearchHit], words: list[SearchHit], search: SearchSettings, k: int) -> list[SearchHit]:
+    """The ``k`` best of a dense and a BM25 list of hits fused as ``search`` says; each hit's score is its
+    fused score (RRF: a sum of ``weight / (rrf_k + rank)``; convex: a weighted sum of normalised scores)."""
+    weights = (2 * search.dense_weight, 2 * (1 - search.dense_weight))  # 0.5 each: plain RRF's scores
+    if search.fusion == "rrf":
+        fused = reciprocal_rank_fusion(
+            [[hit.id for hit in dense], [hit.id for hit in words]], k=search.rrf_k, weights=weights, limit=k
+        )
+    else:
+        fused = convex_combination(
+            [[(hit.id, hit.score) for hit in dense], [(hit.id, hit.score) for hit in words]],
+            weights=weights,
+            normalisation=search.normalisation,
+            limit=k,
+        )
+    by_id = {hit.id: hit for hit in (*words, *dense)}
+    return [replace(by_id[chunk_id], score=score) for chunk_id, score in fused]
+
+
+def describe_search(search: SearchSettings) -> str:
+    """One line naming how hybrid search fuses its lists, e.g. ``RRF (k 60) of 100 dense + 100 BM25``."""
+    if search.fusion == "rrf":
+        how = f"RRF (k {search.rrf_k}"
+    else:
+        how = f"convex combination ({search.normalisation}"
+    if search.dense_weight != 0.5:
+        how += f", dense weight {search.dense_weight:g}"
+    return f"{how}) of {search.candidates} dense + {search.candidates} BM25 candidates"
 
 
 def _check_query(query: str) -> None:
