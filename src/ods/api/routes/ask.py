@@ -70,13 +70,12 @@ class AskRequest(BaseModel):
         return value
 
 
-class AnswerCitation(BaseModel):
-    """What source ``[marker]`` of the answer is: a document passage or a dataset query."""
+class Citation(BaseModel):
+    """What source ``[marker]`` of an answer is: a document passage or a dataset query."""
 
     marker: int
     kind: Literal["document", "dataset"]
     label: str
-    excerpt: str = Field(description="The cited text (a passage, or the query's result in short).")
     doc_uri: str | None = None
     page: int | None = None
     heading: str | None = None
@@ -85,15 +84,26 @@ class AnswerCitation(BaseModel):
     score: float | None = None
 
 
-class SqlResult(BaseModel):
-    """The SQL the answer ran over the datasets, and its result table (up to 50 rows)."""
+class AnswerCitation(Citation):
+    """A source of the answer with the text it cites."""
 
-    datasets: list[str]
-    sql: str | None
+    excerpt: str = Field(description="The cited text (a passage, or the query's result in short).")
+
+
+class ResultTable(BaseModel):
+    """The result table of the SQL an answer ran (up to 50 rows)."""
+
     columns: list[str]
     rows: list[list[Any]]
     truncated: bool = Field(description="Whether the result was cut at the row cap.")
     error: str | None = Field(description="Why no SQL ran or it failed (then the answer rests on documents).")
+
+
+class SqlResult(ResultTable):
+    """The SQL the answer ran over the datasets, and its result table."""
+
+    datasets: list[str]
+    sql: str | None
 
 
 class AskSources(BaseModel):

@@ -36,6 +36,7 @@ from ods.adapters.catalog.records import EndpointRecord
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
 from ods.api.proxy import EndpointProxy
+from ods.api.routes.ask import Citation, ResultTable
 from ods.api.streaming import event_stream, run_streaming
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
@@ -226,29 +227,11 @@ class ChatRequest(BaseModel):
     )
 
 
-class Citation(BaseModel):
-    """What source ``[marker]`` of an answer is: a document page or a dataset query."""
-
-    marker: int
-    kind: Literal["document", "dataset"]
-    label: str
-    doc_uri: str | None = None
-    page: int | None = None
-    heading: str | None = None
-    chunk_id: str | None = None
-    dataset: str | None = None
-    score: float | None = None
-
-
-class SqlAnswer(BaseModel):
-    """The SQL an answer ran over the datasets and its result table (up to 50 rows)."""
+class SqlAnswer(ResultTable):
+    """The SQL an answer ran over the datasets and its result table."""
 
     datasets: list[str] = Field(description="The dataset tables the SQL could read.")
     query: str | None = Field(description="The SQL statement; null when the model wrote none.")
-    columns: list[str]
-    rows: list[list[Any]]
-    truncated: bool = Field(description="Whether the result was cut at the row cap.")
-    error: str | None = Field(description="Why no SQL ran or it failed (the answer then rests on documents).")
 
 
 class AssistantMessage(BaseModel):
