@@ -520,7 +520,9 @@ class MilvusVectorIndex:
             dense_hits = [
                 self._snapshot_hit(row, score) for row, score in snapshot.search(query, depth, conditions)
             ]
-            bm25_hits = self.search(text=text, mode="bm25", k=depth, conditions=conditions)
+            bm25_hits = self._snapshot_bm25(str(text), depth, conditions, dense=snapshot)
+            if bm25_hits is None:
+                bm25_hits = self.search(text=text, mode="bm25", k=depth, conditions=conditions)
             return self._fuse(dense_hits, bm25_hits, k)
 
         def run() -> Any:
@@ -637,10 +639,16 @@ class MilvusVectorIndex:
         )
 
     def _snapshot_bm25(
-        self, text: str, k: int, conditions: Mapping[str, FilterValue] | None
+        self,
+        text: str,
+        k: int,
+        conditions: Mapping[str, FilterValue] | None,
+        *,
+        dense: DenseSnapshot | None = None,
     ) -> list[SearchHit] | None:
-        """BM25 hits from the sparse snapshot, or None when there is no current one."""
-        dense = self._valid_snapshot()
+        """BM25 hits from the sparse snapshot, or None when there is no current one (``dense``: the
+        current dense snapshot, when the caller has just checked it)."""
+        dense = dense or self._valid_snapshot()
         sparse = self._valid_sparse_snapshot(dense)
         if dense is None or sparse is None:
             return None
