@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.object_store import key_of
+from ods.api.prefect_runs import DeploymentNotFoundError, PrefectDeployments
 from ods.domain.events import DATASET_REGISTERED, dataset_resource
 from ods.factories import build_object_store
 from ods.settings import load_settings
@@ -126,3 +128,20 @@ def test_registrations_emit_the_flows_event_then_start_the_deployment(
     )
     assert run["finished_at"] is not None
     client.close()
+
+
+def test_a_missing_deployment_is_named_with_the_command_that_makes_it(prefect: PrefectServer) -> None:
+    deployments = PrefectDeployments()
+    with temporary_settings(updates={PREFECT_API_URL: prefect.api}):
+        assert deployments.configured() and not deployments.exists("undeploy-model/undeploy-model")
+        with pytest.raises(DeploymentNotFoundError) as refused:
+            deployments.start(
+                "undeploy-model/undeploy-model",
+                {"model": "tiny"},
+                run_id="0" * 32,
+                flow_run_name="undeploy-tiny",
+            )
+    assert str(refused.value).startswith(
+        "no deployment 'undeploy-model/undeploy-model' on the Prefect server: deploy prefect.yaml to it "
+        "(`prefect --no-prompt deploy --all` from the project root"
+    )

@@ -13,14 +13,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from ods.adapters.catalog import Catalog
-from ods.api.background import BackgroundRun, BackgroundRuns
+from ods.api.background import BackgroundRun, BackgroundRuns, DeploymentCall
+from ods.api.prefect_runs import PrefectDeployments
 from ods.api.run_events import RunEvent
-from ods.errors import NotFoundError, OdsError
+from ods.errors import NotFoundError, OdsError, SettingsError
 from ods.stages.ingest import IngestSummary
 
 
@@ -209,3 +211,60 @@ def test_unknown_runs_and_old_runs_forgotten(catalog: Catalog) -> None:
 
 class Stopped(BaseModel):
     message: str
+
+
+class FakeDeployments(PrefectDeployments):
+    """A Prefect server as the run queue sees it: configured or not, with some deployments."""
+
+    def __init__(self, *, configured: bool, deployed: set[str], reachable: bool = True) -> None:
+        self._configured, self.deployed, self.reachable = configured, deployed, reachable
+        self.started: list[tuple[str, dict[str, object]]] = []
+
+    def configured(self) -> bool:
+        return self._configured
+
+    def exists(self, name: str) -> bool:
+        if not self.reachable:
+            raise SettingsError("cannot reach the Prefect API http://127.0.0.1:1/api: refused")
+        return name in self.deployed
+
+    def start(self, name: str, parameters: dict[str, Any], *, run_id: str, flow_run_name: str) -> str:
+        self.started.append((name, parameters))
+        return uuid.uuid4().hex
+
+
+CALL = DeploymentCall("prepare-dataset/prepare-dataset", lambda: {"spec": "s3://b/spec.yaml"}, "prepare-x")
+
+
+@pytest.mark.parametrize(
+    ("mode", "prefect", "to_prefect"),
+    [
+        ("auto", FakeDeployments(configured=False, deployed=set()), False),
+        ("auto", FakeDeployments(configured=True, deployed=set()), False),
+        ("auto", FakeDeployments(configured=True, deployed={CALL.name}, reachable=False), False),
+        ("auto", FakeDeployments(configured=True, deployed={CALL.name}), True),
+        ("server", FakeDeployments(configured=True, deployed={CALL.name}), False),
+        ("prefect", FakeDeployments(configured=True, deployed={CALL.name}), True),
+    ],
+    ids=["auto-no-prefect", "auto-not-deployed", "auto-unreachable", "auto-deployed", "server", "prefect"],
+)
+def test_where_a_run_goes(catalog: Catalog, mode: str, prefect: FakeDeployments, to_prefect: bool) -> None:
+    runs = queue(catalog, GatedSync(), mode=mode, prefect=prefect)
+    run = runs.submit("prepare", "x", lambda: Stopped(message="done here"), "register x", CALL)
+    if to_prefect:
+        assert prefect.started == [(CALL.name, {"spec": "s3://b/spec.yaml"})]
+        assert run.prefect_flow_run_id is not None and run.state == "queued"
+    else:
+        assert prefect.started == [] and run.prefect_flow_run_id is None
+        assert finished(runs, run.id).result == {"message": "done here"}
+
+
+def test_prefect_mode_without_a_prefect_server_is_refused_with_the_fix(catalog: Catalog) -> None:
+    runs = queue(
+        catalog, GatedSync(), mode="prefect", prefect=FakeDeployments(configured=False, deployed=set())
+    )
+    with pytest.raises(
+        SettingsError, match="ODS_API__RUNS=prefect but no Prefect server is configured: set "
+    ):
+        runs.submit("prepare", "x", lambda: Stopped(message="never"), "register x", CALL)
+    assert catalog.list_server_runs() == []
