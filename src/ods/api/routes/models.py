@@ -180,14 +180,14 @@ def deploy_model(request: DeployRequest, resources: ServerResources, runs: Serve
     run = runs.submit(
         "deploy",
         plan.ref,
-        lambda: _deploy(resources, runs.emit, plan, request.ready_timeout_s),
+        lambda: deploy_in_server(resources, runs.emit, plan, request.ready_timeout_s),
         f"deploy {plan.ref} with {plan.backend}",
         DeploymentCall(DEPLOYMENTS[plan.backend], lambda: parameters, f"deploy-{plan.ref}"),
     )
     return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
 
 
-def _deploy(
+def deploy_in_server(
     resources: ServerResources, emit: RunEventEmitter, plan: DeploymentPlan, ready_timeout_s: float
 ) -> EndpointSummary:
     """What ``deploy_model`` composes, in the same order: reuse a live endpoint, else stage, start, check,
