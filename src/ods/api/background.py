@@ -230,8 +230,13 @@ class BackgroundRuns:
         )
         job = threading.Thread(target=self._run_job, args=(record, work), name=f"ods-api-{kind}", daemon=True)
         with self._changed:
-            self._jobs = [*(alive for alive in self._jobs if alive.is_alive()), job]
-        job.start()
+            closing = self._closed  # closed while the row was written: close() would not wait for it
+            if not closing:
+                self._jobs = [*(alive for alive in self._jobs if alive.is_alive()), job]
+                job.start()
+        if closing:
+            self._finish(record.id, state="interrupted", error="the server stopped before the run started")
+            self._refuse_when_closed()
         return _run_of(record)
 
     def _deployment_to_start(self, deployment: DeploymentCall | None) -> DeploymentCall | None:
