@@ -25,6 +25,7 @@ second run finds every document unchanged and skips straight to searching.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import statistics
@@ -147,8 +148,11 @@ def score(rankings: dict[str, list[str]], relevant: dict[str, set[str]]) -> Scor
     )
 
 
-def reference_rankings(collection: Collection, embedder: Any) -> dict[str, dict[str, list[str]]]:
-    """The three references' top-100 document ids per query: exact dense, stemmed BM25, and their RRF."""
+def reference_rankings(
+    collection: Collection, embedder: Any, cache: Path | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """The three references' top-100 document ids per query: exact dense, stemmed BM25, and their RRF.
+    ``cache``: a folder keeping the documents' embeddings between runs (by model and texts)."""
     import bm25s
     import Stemmer
 
@@ -157,7 +161,7 @@ def reference_rankings(collection: Collection, embedder: Any) -> dict[str, dict[
     doc_ids, query_ids = list(collection.documents), sorted(collection.queries)
     texts = [collection.documents[doc_id] for doc_id in doc_ids]
     questions = [collection.queries[query_id] for query_id in query_ids]
-    doc_vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    doc_vectors = embed_documents(texts, embedder, cache)
     query_vectors = np.asarray(embedder.embed(questions), dtype=np.float32)
     similarity = query_vectors @ doc_vectors.T
     dense = {
@@ -185,6 +189,18 @@ def reference_rankings(collection: Collection, embedder: Any) -> dict[str, dict[
         for query_id in query_ids
     }
     return {"dense": dense, "bm25": bm25, "rrf": rrf}
+
+
+def embed_documents(texts: list[str], embedder: Any, cache: Path | None) -> np.ndarray:
+    """The embeddings of ``texts``, read from ``cache`` when an earlier run kept them there."""
+    key = hashlib.sha256("\n".join([embedder.model_id, *texts]).encode("utf-8")).hexdigest()[:16]
+    path = cache / f"reference-vectors-{key}.npy" if cache is not None else None
+    if path is not None and path.is_file():
+        return np.load(path)
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    if path is not None:
+        np.save(path, vectors)
+    return vectors
 
 
 # --- the knowledge base -----------------------------------------------------------------------------------
@@ -232,8 +248,8 @@ class OpenKnowledgeBase:
 
 def sweep(opened: OpenKnowledgeBase, collection: Collection, depth: int) -> None:
     """nDCG@10 of hybrid search under many fusion settings: each query's dense and BM25 lists are fetched
-    once at ``depth`` (what ``search_index`` fetches with ``candidates=depth``) and fused by
-    ``ods.stages.retrieve.fuse`` as each setting says."""
+    once at ``depth`` (what ``search_index`` fetches with ``candidates=depth``), with the exact cosines of
+    the BM25 hits, and fused by ``ods.stages.retrieve.fuse`` as each setting says."""
     from ods.domain.retrieval_metrics import unique_in_order
     from ods.settings import SearchSettings
     from ods.stages.retrieve import fuse
@@ -241,36 +257,49 @@ def sweep(opened: OpenKnowledgeBase, collection: Collection, depth: int) -> None
     lists = {}
     for query_id, question in sorted(collection.queries.items()):
         vector = opened.embedder.embed([question])[0]
+        words = opened.index.search(text=question, mode="bm25", k=depth)
         lists[query_id] = (
             opened.index.search(vector=vector, mode="dense", k=depth),
-            opened.index.search(text=question, mode="bm25", k=depth),
+            words,
+            opened.index.dense_scores(vector, [hit.id for hit in words]),
         )
+    candidates = [count for count in (50, 100, 200, 400, 800) if count <= depth]
     grid = [
-        SearchSettings(fusion="rrf", rrf_k=rrf_k, dense_weight=weight, candidates=candidates)
-        for rrf_k in (5, 10, 20, 30, 60, 100)
-        for weight in (0.4, 0.5, 0.6, 0.7)
-        for candidates in (50, 100, 200, 400)
-        if candidates <= depth
+        SearchSettings(fusion="rrf", rrf_k=rrf_k, dense_weight=weight, candidates=count)
+        for rrf_k in (5, 10, 20, 60)
+        for weight in (0.5, 0.6, 0.7)
+        for count in candidates
     ] + [
-        SearchSettings(fusion="convex", normalisation=how, dense_weight=weight, candidates=candidates)  # type: ignore[arg-type]
+        SearchSettings(
+            fusion="convex", normalisation=how, dense_weight=weight, candidates=count, exact_dense=exact
+        )  # type: ignore[arg-type]
         for how in ("minmax", "zscore")
-        for weight in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-        for candidates in (50, 100, 200, 400)
-        if candidates <= depth
+        for weight in (0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
+        for count in candidates
+        for exact in (False, True)
     ]
     results = []
     for setting in grid:
-        rankings = {
-            query_id: unique_in_order(
-                doc_id_of(hit.doc_uri)
-                for hit in fuse(dense[: setting.candidates], words[: setting.candidates], setting, DEPTH)
+        rankings = {}
+        for query_id, (dense, words, cosines) in lists.items():
+            kept = {hit.id for hit in dense[: setting.candidates]}
+            missing = {
+                hit.id: cosines[hit.id]
+                for hit in words[: setting.candidates]
+                if hit.id not in kept and hit.id in cosines
+            }
+            fused = fuse(
+                dense[: setting.candidates],
+                words[: setting.candidates],
+                setting,
+                DEPTH,
+                missing if setting.exact_dense else None,
             )
-            for query_id, (dense, words) in lists.items()
-        }
+            rankings[query_id] = unique_in_order(doc_id_of(hit.doc_uri) for hit in fused)
         results.append((score(rankings, collection.relevant), setting))
     results.sort(key=lambda pair: -pair[0].ndcg10)
     print(f"fusion sweep over {len(grid)} settings, best first (nDCG@10, recall@100, MRR@10):")
-    for figures, setting in results[:25]:
+    for figures, setting in results[:30]:
         print(f"  {figures.ndcg10:.3f} {figures.recall100:.3f} {figures.mrr10:.3f}  {setting!r}")
 
 
@@ -360,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             measured.append((f"ods {mode}", score(rankings, collection.relevant), latency))
         if arguments.sweep:
             sweep(opened, collection, arguments.sweep)
-        references = reference_rankings(collection, opened.embedder)
+        references = reference_rankings(collection, opened.embedder, data)
     finally:
         opened.index.close()
     reference_scores = {name: score(ranked, collection.relevant) for name, ranked in references.items()}

@@ -55,10 +55,13 @@ def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
     assert f"│ chunks          │ {chunks} " in status.stdout, status.stdout  # the catalog's count ...
     assert f"from the dense snapshot ({chunks} chunks)" in status.stdout  # ... and the index's
     assert "exact, from the dense snapshot" in status.stdout, status.stdout
+    assert f"exact, from the sparse snapshot (english analyzer, {chunks} chunks)" in status.stdout
+    assert "│ hybrid fusion   │ convex combination (zscore scores) of 400" in status.stdout, status.stdout
     assert quarantined.returncode == 0 and "notes.doc" in quarantined.stdout
     assert search.returncode == 0, search.stderr
     first_answer = next(line for line in search.stdout.splitlines() if line.startswith("│ 1 "))
     assert "returns-policy.md" in first_answer, search.stdout
+    assert "hybrid: BM25 (english analyzer) and dense, convex combination" in search.stdout, search.stdout
     assert bm25.returncode == 0
     first_hit = next(line for line in bm25.stdout.splitlines() if line.startswith("│ 1 "))
     assert "shipping.md" in first_hit, bm25.stdout

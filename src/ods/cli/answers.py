@@ -92,6 +92,8 @@ def ask(
         return
     sys.stdout.write("\n")
     print_answer_details(result)
+    if kb is not None and result.route != "sql":
+        print_search_line(get_settings(), kb)
 
 
 def chat(
@@ -131,6 +133,21 @@ def chat(
 def _stream_to_stdout(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def print_search_line(settings: Settings, kb: str) -> None:
+    """How the knowledge base's passages were searched: the hybrid fusion and where BM25 ran, with which
+    analyzer (read from disk, no index opened)."""
+    from ods.factories import open_catalog
+    from ods.stages.ingest import bm25_search_source
+    from ods.stages.retrieve import describe_fusion
+
+    with open_catalog(settings) as catalog:
+        record = catalog.get_knowledge_base(kb)
+    words = bm25_search_source(settings, record)
+    console.print(
+        f"search: hybrid, {describe_fusion(settings.search)}; BM25 {words}", style="dim", markup=False
+    )
 
 
 def print_answer_details(result: Answer) -> None:

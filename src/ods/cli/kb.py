@@ -78,14 +78,16 @@ def _ingest_progress(kb: str) -> Iterator[None]:
 
 @kb_app.command("status")
 def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> None:
-    """Documents and versions per status, chunks, embedding model, collection and where dense search runs.
+    """Documents and versions per status, chunks, embedding model, collection, where dense and BM25 search
+    run (BM25 with which analyzer) and how hybrid search fuses them.
 
     The chunks are the catalog's chunks of indexed versions, which the index holds too (``ods kb verify``
     compares them id for id); the dense snapshot line shows the index's own count on a Milvus Lite file.
     """
     from ods.factories import open_catalog
     from ods.settings import get_settings
-    from ods.stages.ingest import dense_search_source
+    from ods.stages.ingest import bm25_search_source, dense_search_source
+    from ods.stages.retrieve import describe_fusion
 
     settings = get_settings()
     with open_catalog(settings) as catalog:
@@ -105,6 +107,8 @@ def kb_status(kb: str = typer.Argument(..., help="Knowledge base name.")) -> Non
             ("versions", by_status(counts.versions)),
             ("chunks", counts.indexed_chunks),
             ("dense search", dense_search_source(settings, record)),
+            ("BM25 search", bm25_search_source(settings, record)),
+            ("hybrid fusion", describe_fusion(settings.search)),
         ),
     )
     console.print(table)
@@ -176,23 +180,24 @@ def kb_search(
 ) -> None:
     """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
     from ods.settings import get_settings
-    from ods.stages.retrieve import resolve_documents, search_knowledge_base
+    from ods.stages.retrieve import resolve_documents, retrieve_passages
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise OdsError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
     settings = get_settings()
     conditions = {"doc_uri": resolve_documents(settings, kb, document)} if document else None
-    hits = search_knowledge_base(
+    retrieval = retrieve_passages(
         settings,
         kb,
         query,
         k=k,
         mode=mode,  # type: ignore[arg-type]
         conditions=conditions,
-        min_score=min_score,
     )
+    hits = [hit for hit in retrieval.hits if min_score is None or hit.score >= min_score]
     if not hits:
         console.print("no matching chunk")
+        console.print(retrieval.how, style="dim", markup=False, highlight=False)
         return
     table = headed_table(
         f"{shown(kb)}: {mode} search for {query!r}",
@@ -209,3 +214,4 @@ def kb_search(
             hit.text[:300],
         )
     console.print(table)
+    console.print(retrieval.how, style="dim", markup=False, highlight=False)

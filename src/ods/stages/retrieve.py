@@ -29,6 +29,8 @@ class Retrieval:
 
     hits: list[SearchHit]
     best_similarity: float | None
+    how: str = ""
+    """How the search ranked, in one line (:func:`describe_search`): its mode, BM25 analyzer and fusion."""
 
 
 class SearchOptions(TypedDict, total=False):
@@ -89,22 +91,34 @@ def search_index(
             f"knowledge base {record.name!r} was indexed with {record.embedding_model!r} but "
             f"ODS_EMBEDDING__MODEL is {embedder.model_id!r}; search with the same model or re-ingest"
         )
+    options = search or SearchSettings()
+    how = describe_search(mode, "" if mode == "dense" else index.analyzer, options)
     if mode == "bm25":
-        return Retrieval(index.search(text=query, mode="bm25", k=k, conditions=conditions), None)
+        return Retrieval(index.search(text=query, mode="bm25", k=k, conditions=conditions), None, how)
     vector = embedder.embed([query])[0]
     if mode == "dense":
         hits = index.search(vector=vector, mode="dense", k=k, conditions=conditions)
-        return Retrieval(hits, hits[0].score if hits else None)
-    options = search or SearchSettings()
+        return Retrieval(hits, hits[0].score if hits else None, how)
     depth = max(k, options.candidates)
     dense = index.search(vector=vector, mode="dense", k=depth, conditions=conditions)
     words = index.search(text=query, mode="bm25", k=depth, conditions=conditions)
-    return Retrieval(fuse(dense, words, options, k), dense[0].score if dense else None)
+    cosines: dict[str, float] = {}
+    if options.fusion == "convex" and options.exact_dense:
+        seen = {hit.id for hit in dense}
+        cosines = index.dense_scores(vector, [hit.id for hit in words if hit.id not in seen])
+    return Retrieval(fuse(dense, words, options, k, cosines), dense[0].score if dense else None, how)
 
 
-def fuse(dense: list[SearchHit], words: list[SearchHit], search: SearchSettings, k: int) -> list[SearchHit]:
+def fuse(
+    dense: list[SearchHit],
+    words: list[SearchHit],
+    search: SearchSettings,
+    k: int,
+    cosines: Mapping[str, float] | None = None,
+) -> list[SearchHit]:
     """The ``k`` best of a dense and a BM25 list of hits fused as ``search`` says; each hit's score is its
-    fused score (RRF: a sum of ``weight / (rrf_k + rank)``; convex: a weighted sum of normalised scores)."""
+    fused score (RRF: a sum of ``weight / (rrf_k + rank)``; convex: a weighted sum of normalised scores).
+    ``cosines``: exact dense similarities of BM25 hits the dense list lacks, scored with it by convex fusion."""
     weights = (2 * search.dense_weight, 2 * (1 - search.dense_weight))  # 0.5 each: plain RRF's scores
     if search.fusion == "rrf":
         fused = reciprocal_rank_fusion(
@@ -112,7 +126,10 @@ def fuse(dense: list[SearchHit], words: list[SearchHit], search: SearchSettings,
         )
     else:
         fused = convex_combination(
-            [[(hit.id, hit.score) for hit in dense], [(hit.id, hit.score) for hit in words]],
+            [
+                [*((hit.id, hit.score) for hit in dense), *(cosines or {}).items()],
+                [(hit.id, hit.score) for hit in words],
+            ],
             weights=weights,
             normalisation=search.normalisation,
             limit=k,
@@ -121,15 +138,28 @@ def fuse(dense: list[SearchHit], words: list[SearchHit], search: SearchSettings,
     return [replace(by_id[chunk_id], score=score) for chunk_id, score in fused]
 
 
-def describe_search(search: SearchSettings) -> str:
-    """One line naming how hybrid search fuses its lists, e.g. ``RRF (k 60) of 100 dense + 100 BM25``."""
+def describe_search(mode: SearchMode, analyzer: str, search: SearchSettings) -> str:
+    """One line naming how a search ranks, e.g. ``hybrid: BM25 (english analyzer) and dense, RRF (k 60)
+    of 100 candidates each``."""
+    words = f"BM25 ({analyzer} analyzer)"
+    if mode == "dense":
+        return "dense: cosine similarity of the embeddings"
+    if mode == "bm25":
+        return f"bm25: {words}"
+    return f"hybrid: {words} and dense, {describe_fusion(search)}"
+
+
+def describe_fusion(search: SearchSettings) -> str:
+    """How hybrid search fuses its two lists, e.g. ``RRF (k 60) of 100 candidates each``."""
     if search.fusion == "rrf":
-        how = f"RRF (k {search.rrf_k}"
+        fusion = f"RRF (k {search.rrf_k}"
     else:
-        how = f"convex combination ({search.normalisation}"
+        fusion = f"convex combination ({search.normalisation} scores"
+    if search.fusion == "convex" and search.exact_dense:
+        fusion += ", exact dense cosines"
     if search.dense_weight != 0.5:
-        how += f", dense weight {search.dense_weight:g}"
-    return f"{how}) of {search.candidates} dense + {search.candidates} BM25 candidates"
+        fusion += f", dense weight {search.dense_weight:g}"
+    return f"{fusion}) of {search.candidates} candidates each"
 
 
 def _check_query(query: str) -> None:

@@ -38,7 +38,7 @@ from ods.domain.object_keys import document_name_problem, printable_name
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.stages.ingest import open_knowledge_base
-from ods.stages.retrieve import search_index
+from ods.stages.retrieve import describe_fusion, search_index
 from ods.stages.watch import uri_resolver, watch_layout
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
@@ -60,6 +60,11 @@ class KnowledgeBaseStatus(KnowledgeBase):
     documents: dict[str, int] = Field(description="Documents per status (indexed, quarantined, deleted).")
     versions: dict[str, int] = Field(description="Document versions per status.")
     indexed_chunks: int = Field(description="Chunks of indexed versions, which the index holds too.")
+    analyzer: str = Field(
+        description="The analyzer BM25 search applies now: 'english' (stemmed words, English stop words "
+        "dropped) or 'standard' (lowercased words)."
+    )
+    fusion: str = Field(description="How hybrid search fuses the dense and BM25 lists (ODS_SEARCH__*).")
 
 
 class Document(BaseModel):
@@ -166,7 +171,13 @@ def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envel
     index = resources.index(record)
     with resources.model_lock:
         found = search_index(
-            index, resources.embedder, record, request.query, k=request.top_k, mode=request.mode
+            index,
+            resources.embedder,
+            record,
+            request.query,
+            k=request.top_k,
+            mode=request.mode,
+            search=resources.settings.search,
         )
     hits = [hit for hit in found.hits if request.min_score is None or hit.score >= request.min_score]
     return ok(
@@ -391,7 +402,8 @@ def delete_document(
 @router.get("/{kb:path}", include_in_schema=False)  # a name holding '/' reaches the name check
 @router.get("/{kb}", summary="A knowledge base and its counts", response_model=Envelope[KnowledgeBaseStatus])
 def get_knowledge_base(kb: str, resources: ServerResources) -> Envelope[KnowledgeBaseStatus]:
-    """Source, embedding model, collection, and documents, versions and chunks per status."""
+    """Source, embedding model, collection, documents, versions and chunks per status, the BM25 analyzer
+    and the hybrid fusion."""
     checked("knowledge base", kb)
     record = resources.catalog.get_knowledge_base(kb)
     counts = resources.catalog.knowledge_base_counts(kb)
@@ -401,5 +413,7 @@ def get_knowledge_base(kb: str, resources: ServerResources) -> Envelope[Knowledg
             documents=counts.documents,
             versions=counts.versions,
             indexed_chunks=counts.indexed_chunks,
+            analyzer=resources.index(record).analyzer,
+            fusion=describe_fusion(resources.settings.search),
         )
     )

@@ -99,6 +99,7 @@ def retrieve_sources(
             k=answer_settings.top_k,
             mode="hybrid",
             conditions=conditions,
+            search=settings.search,
         )
     if not retrieval.hits:
         return [], f"knowledge base {kb!r} has no passages"
