@@ -112,6 +112,9 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+_ROWS_BY_SLICE = 16
+"""Up to this many rows are fetched one zero-copy slice at a time; more, with a ``take`` per block."""
+
 ROWS_PER_BLOCK = 4_096
 """Rows per record batch of a snapshot file (~9 MB): the writer holds at most one block, whatever the
 collection's size, and a search multiplies a handful of zero-copy blocks instead of one copied matrix."""
@@ -304,9 +307,27 @@ class DenseSnapshot:
 
     def rows(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """The scalar fields of the rows at ``indices`` (table positions), in that order."""
-        # Row by row: ``take`` on a table of several blocks copies every block first (~6 ms at 100k rows).
-        scalars = self._scalars
-        return [scalars.slice(index, 1).to_pylist()[0] for index in indices]
+        if len(indices) <= _ROWS_BY_SLICE:
+            # Row by row: ``take`` on a table of several blocks copies every block first (~6 ms at 100k rows).
+            scalars = self._scalars
+            return [scalars.slice(index, 1).to_pylist()[0] for index in indices]
+        # Many rows (candidates for fusion): one ``take`` per block they fall in (100 rows: ~1.5 ms, against
+        # ~10 ms one slice at a time on the busy machine).
+        batches, starts = self._scalar_batches
+        blocks = np.searchsorted(starts, indices, side="right") - 1
+        found: dict[int, dict[str, Any]] = {}
+        for block in np.unique(blocks).tolist():
+            wanted = [
+                int(index) for index, where in zip(indices, blocks.tolist(), strict=True) if where == block
+            ]
+            local = pa.array([index - int(starts[block]) for index in wanted], type=pa.int64())
+            found.update(zip(wanted, batches[block].take(local).to_pylist(), strict=True))
+        return [found[int(index)] for index in indices]
+
+    @cached_property
+    def _scalar_batches(self) -> tuple[list[pa.RecordBatch], NDArray[np.int64]]:
+        batches = self._scalars.to_batches()
+        return batches, np.cumsum([0, *(len(batch) for batch in batches)])
 
     @cached_property
     def _scalars(self) -> pa.Table:
