@@ -45,6 +45,7 @@ def bearer(key: str) -> dict[str, str]:
 
 def make_key(settings: Settings, name: str, **options: object) -> str:
     with open_catalog(settings) as catalog:
+        options.setdefault("roles", ("super_admin",))
         return create_api_key(catalog, name, **options).key  # type: ignore[arg-type]
 
 
@@ -119,7 +120,7 @@ def test_revoked_and_expired_keys_are_refused_at_once(api: RunningApi, client: h
 
 def test_keys_made_listed_and_revoked_with_the_cli_drive_the_openai_client(api: RunningApi) -> None:
     env = {"ODS_HOME": str(api.settings.home)}
-    created = run_ods("keys", "create", "agent", "--expires", "30d", env=env)
+    created = run_ods("keys", "create", "agent", "--role", "app_user", "--expires", "30d", env=env)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith("ods_") and len(key) == 47
@@ -133,13 +134,20 @@ def test_keys_made_listed_and_revoked_with_the_cli_drive_the_openai_client(api: 
 
     listed = run_ods("keys", "list", env=env)
     assert listed.returncode == 0 and "agent" in listed.stdout and key[:12] in listed.stdout
+    assert "app_user" in listed.stdout and "default" in listed.stdout
     assert key not in listed.stdout and key[12:20] not in listed.stdout
     assert run_ods("keys", "revoke", "agent", env=env).returncode == 0
     with pytest.raises(openai.AuthenticationError, match="API key 'agent' was revoked"):
         client.models.list()
 
-    duplicate = run_ods("keys", "create", "agent", env=env)
-    bad_expiry = run_ods("keys", "create", "other", "--expires", "1y", env=env)
+    duplicate = run_ods("keys", "create", "agent", "--role", "app_user", env=env)
+    bad_expiry = run_ods("keys", "create", "other", "--role", "app_user", "--expires", "1y", env=env)
+    no_role = run_ods("keys", "create", "other", env=env)
+    bad_role = run_ods("keys", "create", "other", "--role", "wizard", env=env)
+    bad_tenant = run_ods("keys", "create", "other", "--role", "app_user", "--tenant", "Acme Corp", env=env)
+    assert no_role.returncode == 2 and "name at least one role (--role ROLE)" in no_role.stderr
+    assert bad_role.returncode == 2 and "unknown role 'wizard'; roles: super_admin" in bad_role.stderr
+    assert bad_tenant.returncode == 2 and "tenant 'Acme Corp' is not valid" in bad_tenant.stderr
     assert (
         duplicate.returncode == 2 and "an API key named 'agent' exists already (revoked)" in duplicate.stderr
     )
@@ -243,17 +251,20 @@ def test_migration_0005_adds_the_api_keys_table_and_takes_it_back(empty_engine: 
 def test_the_catalog_keeps_digests_and_refuses_what_it_should(empty_engine: Engine) -> None:
     catalog = Catalog(empty_engine)
     now = utcnow()
-    created = create_api_key(catalog, "ci", expires="12h", now=now)
+    created = create_api_key(
+        catalog, "ci", roles=["data_viewer", "app_user"], tenant="acme", expires="12h", now=now
+    )
     record = created.record
 
     assert record.key_hash != created.key and len(record.key_hash) == 64
+    assert record.tenant == "acme" and record.roles == ("app_user", "data_viewer")
     assert record.prefix == created.key[:12] and record.expires_at == now + timedelta(hours=12)
     assert authenticate_api_key(catalog, created.key, now).name == "ci"
     assert catalog.list_api_keys()[0].last_used_at == now
     assert catalog.count_active_api_keys(now) == 1
     assert catalog.count_active_api_keys(now + timedelta(hours=13)) == 0
     with pytest.raises(ApiKeyExistsError, match="named 'ci' exists already"):
-        create_api_key(catalog, "ci")
+        create_api_key(catalog, "ci", roles=["app_user"])
     with pytest.raises(NotFoundError, match="no API key named 'cd'; known keys: ci"):
         catalog.revoke_api_key("cd")
 

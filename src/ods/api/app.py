@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ods.api import downloads
 from ods.api.auth import ApiAccess, document_access
+from ods.api.authorization import authorize_route
 from ods.api.background import BackgroundRuns, recover_runs, sync_knowledge_base
 from ods.api.envelope import (
     BAD_INPUT,
@@ -93,6 +94,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
 
     app = FastAPI(
         lifespan=lifespan,
+        dependencies=[Depends(authorize_route)],  # every route: its permission of the matrix
         title="ONE-DATA-STUDIO API",
         version=API_VERSION,
         description="Datasets, knowledge bases, SQL and models of ONE-DATA-STUDIO, and an OpenAI-compatible "

@@ -1,14 +1,19 @@
-"""Who may call `ods serve`, and how often: API keys (``Authorization: Bearer <key>``) and rate limits.
+"""Who may call `ods serve`, and how often: API keys and OpenID bearer tokens (``Authorization: Bearer
+<key or token>``), and rate limits.
 
 - ``/healthz`` is always open: it says only that the process answers.
 - ``/readyz``, ``/metrics``, ``/docs``, ``/redoc`` and ``/openapi.json`` are open to clients on this
   machine (loopback) and need a key from anywhere else: they name components and routes, not data.
 - ``/api/v1/downloads/{token}`` needs no key: the signed, expiring token in its path is the credential
   (``ods.api.downloads``).
-- Every other route needs an active key, except on the local profile while no active key exists: then
-  loopback clients may call without one (a placeholder such as the ``openai`` client's ``api_key`` is
-  ignored, but a revoked or expired key is still refused). Once one key is active, every request needs
-  one.
+- Every other route needs an active key or, once ``ODS_AUTH__ISSUER`` is set, a valid access token of that
+  issuer (``ods.adapters.identity.oidc`` checks it). On the local profile with no issuer and no active key,
+  loopback clients may call without one and act as a local ``super_admin`` (a placeholder such as the
+  ``openai`` client's ``api_key`` is ignored, but a revoked or expired key is still refused). Once one key
+  is active or an issuer is set, every request needs credentials.
+- The credentials name a :class:`~ods.domain.identity.Principal` (subject, tenant, roles), kept in the
+  request's state for ``ods.api.authorization``, which checks the route's permission. An ``X-Tenant-ID``
+  header must name the principal's tenant.
 
 A key is checked against the catalog on every request (one indexed query), so a revoked key is refused at
 once. Requests that pass count against their caller's rate limit per API type (``rate_limits.py``); the
@@ -27,13 +32,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ods.adapters.catalog.schema import utcnow
+from ods.adapters.identity.oidc import OidcVerifier
 from ods.api.envelope import RATE_LIMITED, error_response, ods_error_response
 from ods.api.rate_limits import SlidingWindowLimiter, api_type_of
 from ods.api.resources import Resources
 from ods.domain.api_keys import ApiKeyRefused, ApiKeyRevokedOrExpired, is_api_key_shaped
+from ods.domain.identity import (
+    TENANT_PATTERN,
+    AuthenticationRefused,
+    Principal,
+    TokenRefused,
+    local_admin,
+    roles_from_claims,
+    tenant_from_claims,
+)
 from ods.errors import OdsError
-from ods.settings import Settings
-from ods.stages.api_keys import NEEDS_KEY, authenticate_api_key, keys_required
+from ods.settings import AuthSettings, Settings
+from ods.stages.api_keys import NEEDS_KEY, authenticate_api_key, keys_required, principal_of_key
 
 ALWAYS_OPEN: Final = frozenset({"/healthz"})
 OPEN_ON_LOOPBACK: Final = frozenset(
@@ -41,6 +56,11 @@ OPEN_ON_LOOPBACK: Final = frozenset(
 )
 SIGNED_URL_PREFIX: Final = "/api/v1/downloads/"
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="ods"')
+TENANT_HEADER: Final = b"x-tenant-id"
+NEEDS_CREDENTIALS: Final = (
+    "this route needs credentials: send 'Authorization: Bearer <token>' with an access token of the "
+    "configured issuer (ODS_AUTH__ISSUER), or an API key made by `ods keys create NAME --role ROLE`"
+)
 
 
 def is_loopback_address(host: str) -> bool:
@@ -75,6 +95,8 @@ class ApiAccess:
         self.resources = resources
         self.local_profile = settings.profile == "local"
         self.limiter = limiter_from(settings)
+        self.auth = settings.auth
+        self.verifier = verifier_from(settings.auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -88,13 +110,16 @@ class ApiAccess:
             await self.app(scope, receive, send)
             return
         try:
-            caller = await run_in_threadpool(self._caller, _bearer_token(scope), address, loopback)
+            principal = await run_in_threadpool(self._principal, _bearer_token(scope), address, loopback)
+            _check_tenant_header(scope, principal)
         except OdsError as error:
             response = ods_error_response(path, error)
-            if isinstance(error, ApiKeyRefused):
+            if isinstance(error, AuthenticationRefused):
                 response.raw_headers.append(_CHALLENGE)
             await response(scope, receive, send)
             return
+        scope.setdefault("state", {})["principal"] = principal
+        caller = f"address:{address}" if principal.kind == "local" else principal.rate_key
         api_type = api_type_of(path)
         decision = self.limiter.hit(caller, api_type) if api_type is not None else None
         if decision is None:
@@ -123,28 +148,81 @@ class ApiAccess:
 
         await self.app(scope, receive, send_with_limits)
 
-    def _caller(self, token: str | None, address: str, loopback: bool) -> str:
-        """Who is calling (``key:<id>`` or ``address:<ip>``); ApiKeyRefused when the request may not go on.
+    def _principal(self, token: str | None, address: str, loopback: bool) -> Principal:
+        """Who is calling; AuthenticationRefused when the request may not go on.
 
-        Runs in a worker thread: it reads the catalog.
+        Runs in a worker thread: it reads the catalog and may fetch the issuer's keys.
         """
         now: datetime = utcnow()
         catalog = self.resources.catalog
         if token is not None and is_api_key_shaped(token):
             try:
-                return f"key:{authenticate_api_key(catalog, token, now).id}"
+                return principal_of_key(authenticate_api_key(catalog, token, now))
             except ApiKeyRevokedOrExpired:
                 raise
             except ApiKeyRefused:
                 if not self._open(loopback, now):
                     raise
+        elif token and self.verifier is not None:
+            return principal_of_claims(self.verifier.verify(token), self.auth)
         elif not self._open(loopback, now):
+            if self.verifier is not None:
+                raise ApiKeyRefused(NEEDS_CREDENTIALS)
             raise ApiKeyRefused(NEEDS_KEY if token is None else "API key not recognised; " + NEEDS_KEY)
-        return f"address:{address}"
+        return local_admin(address)
 
     def _open(self, loopback: bool, now: datetime) -> bool:
-        """Whether this request may go on without a key: local profile, loopback, no active key."""
-        return self.local_profile and loopback and not keys_required(self.resources.catalog, now)
+        """Whether this request may go on without credentials: local profile, loopback, no issuer, no
+        active key."""
+        return (
+            self.local_profile
+            and loopback
+            and self.verifier is None
+            and not keys_required(self.resources.catalog, now)
+        )
+
+
+def verifier_from(auth: AuthSettings) -> OidcVerifier | None:
+    """The token verifier of ``ODS_AUTH__ISSUER``; None when no issuer is set."""
+    if auth.issuer is None or auth.audience is None:
+        return None
+    return OidcVerifier(
+        issuer=auth.issuer,
+        audience=auth.audience,
+        leeway_s=auth.leeway_s,
+        jwks_cache_s=auth.jwks_cache_s,
+        min_refetch_s=auth.jwks_min_refetch_s,
+    )
+
+
+def principal_of_claims(claims: dict[str, Any], auth: AuthSettings) -> Principal:
+    """The principal a verified token names: its subject (``sub``, else the client of a client-credentials
+    token), its tenant and its known roles, per the claim mapping of ``auth``."""
+    subject = claims.get("sub") or claims.get("client_id") or claims.get("azp")
+    if not isinstance(subject, str) or not subject.strip():
+        raise TokenRefused("token names no subject (sub)")
+    return Principal(
+        subject=subject[:200],
+        tenant=tenant_from_claims(claims, auth.tenant_claim, auth.default_tenant),
+        roles=roles_from_claims(claims, auth.role_claim_paths),
+        kind="token",
+    )
+
+
+def _check_tenant_header(scope: Scope, principal: Principal) -> None:
+    """TokenRefused when an ``X-Tenant-ID`` header names a tenant other than the principal's (the local
+    administrator of a keyless local server has no tenant to disagree with)."""
+    if principal.kind == "local":
+        return
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
+        if name.lower() == TENANT_HEADER:
+            asked = value.decode("latin-1").strip()
+            if asked != principal.tenant:
+                shown = repr(asked) if TENANT_PATTERN.fullmatch(asked) else "another tenant"
+                raise TokenRefused(
+                    f"X-Tenant-ID names {shown} but these credentials belong to tenant {principal.tenant!r}"
+                )
 
 
 def _bearer_token(scope: Scope) -> str | None:
@@ -171,8 +249,9 @@ def document_access(app: FastAPI) -> None:
             components.setdefault("securitySchemes", {})["ApiKey"] = {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An API key made by `ods keys create NAME` (`ods_…`). On the local profile, "
-                "while no active key exists, clients on this machine may call without one.",
+                "description": "An API key made by `ods keys create NAME --role ROLE` (`ods_…`), or an "
+                "access token of the OpenID issuer ODS_AUTH__ISSUER. On the local profile, while no issuer "
+                "is set and no active key exists, clients on this machine may call without one.",
             }
             schema["security"] = [{"ApiKey": []}]
             for path, operations in schema.get("paths", {}).items():
@@ -199,10 +278,19 @@ def _document_refusals(operation: dict[str, Any], path: str, schemas: dict[str, 
     responses.setdefault(
         "401",
         {
-            "description": "No valid API key: missing, unknown, revoked or expired (code 40101).",
+            "description": "No valid credentials: a key missing, unknown, revoked or expired, or a token "
+            "that fails a check (code 40101).",
             "content": content,
         },
     )
+    if path not in OPEN_ON_LOOPBACK:
+        responses.setdefault(
+            "403",
+            {
+                "description": "The caller's roles lack this route's permission (code 40301).",
+                "content": content,
+            },
+        )
     if api_type_of(path) is not None:
         limited = {
             "description": "Over this key's rate limit (code 42901); see Retry-After.",

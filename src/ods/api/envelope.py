@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from ods.adapters.milvus.client import VectorIndexUnavailable
 from ods.adapters.models.embedder import EmbeddingError
 from ods.adapters.models.llm import LLMError
-from ods.domain.api_keys import ApiKeyRefused
+from ods.domain.identity import AuthenticationRefused, PermissionRefused
 from ods.domain.names import InvalidNameError
 from ods.domain.sql_guard import SqlRejected
 from ods.errors import CatalogError, NotFoundError, ObjectStoreError, OdsError, SettingsError
@@ -58,6 +58,7 @@ class ErrorKind:
 
 BAD_INPUT = ErrorKind(40001, 400, "invalid_request_error")
 UNAUTHENTICATED = ErrorKind(40101, 401, "invalid_request_error", "invalid_api_key")
+FORBIDDEN = ErrorKind(40301, 403, "invalid_request_error", "permission_denied")
 NOT_FOUND = ErrorKind(40401, 404, "invalid_request_error")
 CONFLICT = ErrorKind(40901, 409, "invalid_request_error")
 RATE_LIMITED = ErrorKind(42901, 429, "requests", "rate_limit_exceeded")
@@ -66,7 +67,8 @@ UNAVAILABLE = ErrorKind(50301, 503, "server_error")
 
 # First match wins: subclasses before their bases. Anything else a stage raises is the caller's to fix.
 _KINDS: tuple[tuple[type[OdsError], ErrorKind], ...] = (
-    (ApiKeyRefused, UNAUTHENTICATED),
+    (AuthenticationRefused, UNAUTHENTICATED),
+    (PermissionRefused, FORBIDDEN),
     (NotFoundError, NOT_FOUND),
     (ConflictError, CONFLICT),
     (RateLimitedError, RATE_LIMITED),
@@ -110,8 +112,8 @@ class ErrorEnvelope(BaseModel):
     """The seed's envelope around an ``/api/v1`` error."""
 
     code: int = Field(
-        description="40001 bad input, 40101 no valid API key, 40401 not found, 40901 conflict, 42901 rate "
-        "limited, 50001 unexpected, 50301 unavailable."
+        description="40001 bad input, 40101 no valid API key or token, 40301 a role the caller lacks, 40401 "
+        "not found, 40901 conflict, 42901 rate limited, 50001 unexpected, 50301 unavailable."
     )
     message: str = Field(description="What was wrong, in one line.")
     details: ErrorDetails | None = Field(default=None, description="The field at fault, when one is.")

@@ -1,4 +1,5 @@
-"""Running the API with uvicorn: loopback unless an API key exists, graceful shutdown."""
+"""Running the API with uvicorn: loopback unless an API key or an issuer lets callers in, the cluster
+profile only with one of them, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -16,13 +17,28 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 class UnsafeBindError(OdsError):
-    """A bind address other machines could reach, while no active API key exists to let them in."""
+    """A bind address other machines could reach, while no active API key or issuer exists to let them in."""
 
 
-def check_bind(host: str, *, active_keys: int) -> str:
-    """``host`` when only this machine can reach it (127.0.0.0/8, ::1, localhost) or when an active API
-    key exists; else UnsafeBindError."""
-    if is_loopback_address(host) or active_keys > 0:
+class UnauthenticatedClusterError(OdsError):
+    """The cluster profile's server would start with no way to authenticate anyone."""
+
+
+def check_cluster_access(*, issuer: str | None, active_keys: int) -> None:
+    """UnauthenticatedClusterError unless an issuer is set or an active API key exists: a cluster's server
+    never serves anonymous callers (the local profile's keyless loopback access does not apply there)."""
+    if issuer is None and active_keys == 0:
+        raise UnauthenticatedClusterError(
+            "refusing to serve the API on the cluster profile without authentication: set ODS_AUTH__ISSUER "
+            "and ODS_AUTH__AUDIENCE (an OpenID provider such as Keycloak), or create an API key first "
+            "(`ods keys create NAME --role ROLE`)"
+        )
+
+
+def check_bind(host: str, *, active_keys: int, issuer: str | None = None) -> str:
+    """``host`` when only this machine can reach it (127.0.0.0/8, ::1, localhost), when an active API key
+    exists or when an issuer's tokens are required; else UnsafeBindError."""
+    if is_loopback_address(host) or active_keys > 0 or issuer is not None:
         return host
     raise UnsafeBindError(
         f"refusing to serve the API on {host!r} without an API key: other machines could reach it; create "
@@ -38,7 +54,9 @@ def check_bind_address(settings: Settings, host: str) -> str:
     from ods.factories import open_catalog
 
     with open_catalog(settings) as catalog:
-        return check_bind(host, active_keys=catalog.count_active_api_keys(utcnow()))
+        return check_bind(
+            host, active_keys=catalog.count_active_api_keys(utcnow()), issuer=settings.auth.issuer
+        )
 
 
 def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False) -> None:
@@ -55,8 +73,16 @@ def serve_api(settings: Settings, *, host: str, port: int, preload: bool = False
 
     resources = Resources(settings)
     try:
+        if settings.profile == "cluster":
+            check_cluster_access(
+                issuer=settings.auth.issuer, active_keys=resources.catalog.count_active_api_keys(utcnow())
+            )
         if not is_loopback_address(host):
-            check_bind(host, active_keys=resources.catalog.count_active_api_keys(utcnow()))
+            check_bind(
+                host,
+                active_keys=resources.catalog.count_active_api_keys(utcnow()),
+                issuer=settings.auth.issuer,
+            )
         if preload:
             logger.info("loading the catalog, the embedder and the LLM before serving")
             resources.preload()

@@ -7,33 +7,46 @@ A key is printed once, by `create`; the catalog keeps only its SHA-256 and its f
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import typer
 
 from ods.cli.console import console, headed_table, shown
 
+ROLE_HELP = (
+    "A role the key holds (repeat for several; at least one): super_admin, platform_admin, tenant_admin, "
+    "data_admin, data_engineer, data_analyst, data_viewer, ml_admin, ml_engineer, ml_developer, ml_viewer, "
+    "app_admin, app_developer, app_user (docs/security.md has the matrix)."
+)
 keys_app = typer.Typer(help="API keys of `ods serve`: create, list, revoke.", no_args_is_help=True)
 
 
 @keys_app.command("create")
 def keys_create(
     name: str = typer.Argument(..., help="Name of the key (who or what uses it), e.g. ci-pipeline."),
+    role: Annotated[list[str] | None, typer.Option("--role", help=ROLE_HELP)] = None,
+    tenant: str = typer.Option("default", "--tenant", help="The tenant the key acts in."),
     expires: str | None = typer.Option(
         None, "--expires", help="Lifetime: minutes, hours or days, e.g. 90m, 12h, 30d (default: never)."
     ),
 ) -> None:
-    """Make a key and print it once: store it now, it cannot be shown again (only its prefix is kept)."""
+    """Make a service account's key and print it once: store it now, it cannot be shown again (only its
+    prefix is kept)."""
+    from ods.domain.identity import check_roles, check_tenant
     from ods.factories import open_catalog
     from ods.settings import get_settings
     from ods.stages.api_keys import create_api_key
 
+    roles = check_roles(role or [])  # before the catalog is opened: a typo costs nothing
+    check_tenant(tenant)
     with open_catalog(get_settings()) as catalog:
-        created = create_api_key(catalog, name, expires=expires)
-    until = _when(created.record.expires_at) if created.record.expires_at else "never"
+        created = create_api_key(catalog, name, roles=roles, tenant=tenant, expires=expires)
+    record = created.record
+    until = _when(record.expires_at) if record.expires_at else "never"
     typer.echo(created.key)
     typer.echo(
-        f"API key {created.record.name} made (expires: {until}). Store it now: it is not shown again. "
-        "Send it as 'Authorization: Bearer <key>'.",
+        f"API key {record.name} made for tenant {record.tenant} with roles {', '.join(record.roles)} "
+        f"(expires: {until}). Store it now: it is not shown again. Send it as 'Authorization: Bearer <key>'.",
         err=True,
     )
 
@@ -49,11 +62,13 @@ def keys_list() -> None:
         records = catalog.list_api_keys()
     table = headed_table(
         f"{len(records)} API key(s)",
-        ("name", "prefix", "state", "created", "expires", "last used", "revoked"),
+        ("name", "tenant", "roles", "prefix", "state", "created", "expires", "last used", "revoked"),
     )
     for record in records:
         table.add_row(
             shown(record.name),
+            record.tenant,
+            ", ".join(record.roles),
             record.prefix + "…",
             api_key_state(record),
             _when(record.created_at),

@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ods.domain.identity import AuthenticationRefused
 from ods.errors import OdsError
 
 KEY_PREFIX = "ods_"
@@ -33,7 +34,7 @@ class InvalidExpiryError(OdsError, ValueError):
     """An API key's lifetime (``--expires``) is not a number of minutes, hours or days."""
 
 
-class ApiKeyRefused(OdsError):
+class ApiKeyRefused(AuthenticationRefused):
     """A request's API key is missing, unknown, revoked or expired (HTTP 401, code 40101). The message
     names the key by its name at most, never by any of its characters."""
 

@@ -7,6 +7,7 @@ the very next request; the time a key was last used is written at most once a mi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,13 +23,14 @@ from ods.domain.api_keys import (
     new_api_key,
     parse_expiry,
 )
+from ods.domain.identity import DEFAULT_TENANT, Principal, check_roles, check_tenant
 from ods.domain.names import check_name
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 """How stale ``last_used_at`` may get: a busy key is written once a minute, not on every request."""
 NEEDS_KEY = (
     "this route needs an API key: send 'Authorization: Bearer <key>' (an administrator makes one with "
-    "`ods keys create NAME`)"
+    "`ods keys create NAME --role ROLE`)"
 )
 UNKNOWN_KEY = "API key not recognised: send a key made by `ods keys create` as 'Authorization: Bearer <key>'"
 
@@ -42,16 +44,37 @@ class CreatedApiKey:
 
 
 def create_api_key(
-    catalog: ApiKeyCatalog, name: str, *, expires: str | None = None, now: datetime | None = None
+    catalog: ApiKeyCatalog,
+    name: str,
+    *,
+    roles: Iterable[str],
+    tenant: str = DEFAULT_TENANT,
+    expires: str | None = None,
+    now: datetime | None = None,
 ) -> CreatedApiKey:
-    """A new random key called ``name``, stored as its digest; ``expires`` (``30d``, ``12h``, ``90m``)
-    sets its lifetime, None: until revoked. Bad names and lifetimes are refused before anything is made."""
+    """A new random key called ``name``: a service account of ``tenant`` holding ``roles`` (known roles,
+    at least one), stored as its digest; ``expires`` (``30d``, ``12h``, ``90m``) sets its lifetime, None:
+    until revoked. Bad names, tenants, roles and lifetimes are refused before anything is made."""
     check_name("API key", name)
+    held = check_roles(roles)
+    check_tenant(tenant)
     lifetime = parse_expiry(expires) if expires is not None else None
     made = new_api_key()
     expires_at = (now or utcnow()) + lifetime if lifetime is not None else None
-    record = catalog.add_api_key(name, key_hash=made.digest, prefix=made.prefix, expires_at=expires_at)
+    record = catalog.add_api_key(
+        name,
+        key_hash=made.digest,
+        prefix=made.prefix,
+        expires_at=expires_at,
+        tenant=tenant,
+        roles=sorted(held),
+    )
     return CreatedApiKey(record=record, key=made.secret)
+
+
+def principal_of_key(record: ApiKeyRecord) -> Principal:
+    """The service account a key is: its name within its tenant, with its roles."""
+    return Principal(subject=record.name, tenant=record.tenant, roles=frozenset(record.roles), kind="api_key")
 
 
 def api_key_state(record: ApiKeyRecord, now: datetime | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
@@ -19,9 +20,17 @@ class ApiKeyTables(CatalogBase):
     """``api_keys``: one row per key ever made, revoked ones included."""
 
     def add_api_key(
-        self, name: str, *, key_hash: str, prefix: str, expires_at: datetime | None = None
+        self,
+        name: str,
+        *,
+        key_hash: str,
+        prefix: str,
+        expires_at: datetime | None = None,
+        tenant: str = "default",
+        roles: Sequence[str] = ("super_admin",),
     ) -> ApiKeyRecord:
-        """Record a new key by its digest; ApiKeyExistsError when ``name`` is taken (revoked keys too)."""
+        """Record a new key by its digest, bound to ``tenant`` and ``roles``; ApiKeyExistsError when
+        ``name`` is taken (revoked keys too)."""
         check_name("API key", name)
 
         def work(session: Session) -> ApiKeyRecord:
@@ -32,8 +41,15 @@ class ApiKeyTables(CatalogBase):
                     f"an API key named {name!r} exists already ({state}); choose another name, e.g. "
                     f"'{name[:59]}-2'"
                 )
-            row = ApiKey(name=name, key_hash=key_hash, prefix=prefix, expires_at=expires_at)
-            return to_record(ApiKeyRecord, add_row(session, row))
+            row = ApiKey(
+                name=name,
+                key_hash=key_hash,
+                prefix=prefix,
+                expires_at=expires_at,
+                tenant=tenant,
+                roles=sorted(roles),
+            )
+            return _record(add_row(session, row))
 
         return self._write(work)
 
@@ -42,7 +58,7 @@ class ApiKeyTables(CatalogBase):
 
         def work(session: Session) -> list[ApiKeyRecord]:
             rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))
-            return [to_record(ApiKeyRecord, row) for row in rows]
+            return [_record(row) for row in rows]
 
         return self._read(work)
 
@@ -51,7 +67,7 @@ class ApiKeyTables(CatalogBase):
 
         def work(session: Session) -> list[ApiKeyRecord]:
             rows = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix).order_by(ApiKey.id))
-            return [to_record(ApiKeyRecord, row) for row in rows]
+            return [_record(row) for row in rows]
 
         return self._read(work)
 
@@ -68,7 +84,7 @@ class ApiKeyTables(CatalogBase):
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 session.flush()
-            return to_record(ApiKeyRecord, row)
+            return _record(row)
 
         return self._write(work)
 
@@ -94,3 +110,7 @@ class ApiKeyTables(CatalogBase):
             return session.scalar(query.select_from(ApiKey)) or 0
 
         return self._read(work)
+
+
+def _record(row: ApiKey) -> ApiKeyRecord:
+    return to_record(ApiKeyRecord, row, roles=tuple(row.roles))

@@ -217,7 +217,14 @@ class ApiKeyCatalog(Protocol):
     """API keys of `ods serve`: ``ods keys``, the server's authentication and its bind check."""
 
     def add_api_key(
-        self, name: str, *, key_hash: str, prefix: str, expires_at: datetime | None = None
+        self,
+        name: str,
+        *,
+        key_hash: str,
+        prefix: str,
+        expires_at: datetime | None = None,
+        tenant: str = "default",
+        roles: Sequence[str] = ("super_admin",),
     ) -> records.ApiKeyRecord: ...
 
     def list_api_keys(self) -> list[records.ApiKeyRecord]: ...

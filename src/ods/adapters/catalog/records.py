@@ -279,8 +279,8 @@ class WatchedObjectRecord:
 
 @dataclass(frozen=True)
 class ApiKeyRecord:
-    """An API key as stored: its name, display prefix and digest, and when it was made, used, revoked or
-    expires (``None``: never)."""
+    """An API key as stored: its name, display prefix and digest, when it was made, used, revoked or
+    expires (``None``: never), and the tenant and roles of the service account it is."""
 
     id: int
     name: str
@@ -290,6 +290,8 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    tenant: str = "default"
+    roles: tuple[str, ...] = ("super_admin",)
 
 
 @dataclass(frozen=True)

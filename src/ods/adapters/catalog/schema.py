@@ -402,7 +402,8 @@ class WatchedObject(Base):
 
 
 class ApiKey(Base):
-    """An API key of `ods serve` (migration 0005): its SHA-256 and display prefix, never the key itself.
+    """An API key of `ods serve` (migration 0005): its SHA-256 and display prefix, never the key itself;
+    the service account's tenant and roles (migration 0010).
 
     A revoked key keeps its row (and its name) so the list shows what was revoked and when; lookups go by
     the prefix, and the digests of the rows found are compared in constant time.
@@ -418,6 +419,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    tenant: Mapped[str] = mapped_column(String(63), default="default", server_default=text("'default'"))
+    roles: Mapped[list[str]] = mapped_column(JSONList, server_default=text("'[\"super_admin\"]'"))
 
 
 DeliveryStatus = Literal["pending", "delivered", "expired"]

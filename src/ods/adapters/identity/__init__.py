@@ -1,0 +1,1 @@
+"""Identity providers: OpenID Connect issuers whose tokens `ods serve` accepts."""

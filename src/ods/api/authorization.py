@@ -1,0 +1,104 @@
+"""Which permission each route of `ods serve` needs, checked once for every route by one dependency.
+
+:data:`ROUTE_PERMISSIONS` maps ``"METHOD /path/template"`` to a permission of the matrix
+(``ods.domain.permissions``); :func:`authorize_route` is declared on the app itself
+(``FastAPI(dependencies=...)``), so every route runs it without its body saying so. A route missing from
+the table is refused (fail closed), and a test walks the app's routes so a new one cannot ship without its
+entry. The principal comes from ``ApiAccess`` (``ods.api.auth``), which authenticated the request.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import Request
+
+from ods.domain.identity import AuthenticationRefused, PermissionRefused, Principal
+from ods.domain.permissions import OBSERVE, PUBLIC, require
+
+ROUTE_PERMISSIONS: Final[dict[str, str]] = {
+    "GET /healthz": PUBLIC,
+    "GET /readyz": OBSERVE,
+    "GET /metrics": OBSERVE,
+    "GET /api/v1/downloads/{token}": PUBLIC,  # the signed, expiring token in the path is the credential
+    # Integration point 1: datasets
+    "GET /api/v1/datasets": "datasets.view",
+    "GET /api/v1/datasets/{name}": "datasets.view",
+    "GET /api/v1/datasets/{name:path}": "datasets.view",
+    "GET /api/v1/datasets/{name}/versions/{version}/rows": "datasets.view",
+    "POST /api/v1/datasets": "datasets.create",
+    "PUT /api/v1/datasets/{name}": "datasets.edit",
+    "DELETE /api/v1/datasets/{name}": "datasets.delete",
+    "POST /api/v1/datasets/{name}/restore": "datasets.delete",
+    "POST /api/v1/datasets/{name}/credentials": "datasets.download",
+    # Integration point 3: metadata and SQL
+    "GET /api/v1/metadata/databases": "metadata.view",
+    "GET /api/v1/metadata/databases/{db}/tables": "metadata.view",
+    "GET /api/v1/metadata/databases/{db}/tables/{table}": "metadata.view",
+    "POST /api/v1/metadata/tables/search": "metadata.view",
+    "POST /api/v1/query/validate": "query.validate",
+    "POST /api/v1/query/execute": "query.execute",
+    # Models
+    "GET /api/v1/models": "models.view",
+    "GET /api/v1/models/{name}": "models.view",
+    "GET /api/v1/models/{name:path}": "models.view",
+    "GET /api/v1/models/{name}/status": "models.view",
+    "POST /api/v1/models/deploy": "models.deploy",
+    "POST /api/v1/models/undeploy": "models.undeploy",
+    # Knowledge bases, questions and conversations
+    "GET /api/v1/knowledge-bases": "knowledge.view",
+    "GET /api/v1/knowledge-bases/{kb}": "knowledge.view",
+    "GET /api/v1/knowledge-bases/{kb:path}": "knowledge.view",
+    "GET /api/v1/knowledge-bases/{kb}/documents": "knowledge.view",
+    "POST /api/v1/knowledge-bases/{kb}/search": "knowledge.view",
+    "POST /api/v1/knowledge-bases": "knowledge.create",
+    "POST /api/v1/knowledge-bases/{kb}/documents": "knowledge.edit",
+    "DELETE /api/v1/knowledge-bases/{kb}/documents/{document_id}": "knowledge.edit",
+    "POST /api/v1/ask": "chat.ask",
+    "GET /api/v1/conversations": "chat.history",
+    "GET /api/v1/conversations/{conversation_id}": "chat.history",
+    "DELETE /api/v1/conversations/{conversation_id}": "chat.history",
+    # Runs and webhooks
+    "GET /api/v1/runs": "runs.view",
+    "GET /api/v1/runs/{run_id}": "runs.view",
+    "POST /api/v1/webhooks": "webhooks.manage",
+    "GET /api/v1/webhooks": "webhooks.manage",
+    "GET /api/v1/webhooks/{webhook_id}": "webhooks.manage",
+    "DELETE /api/v1/webhooks/{webhook_id}": "webhooks.manage",
+    # Integration point 2: the OpenAI-compatible gateway
+    "GET /v1/models": "models.invoke",
+    "POST /v1/chat/completions": "models.invoke",
+    "POST /v1/completions": "models.invoke",
+    "POST /v1/embeddings": "models.invoke",
+}
+
+
+def route_key(method: str, path: str) -> str:
+    """The key of a route in :data:`ROUTE_PERMISSIONS`: ``"GET /api/v1/datasets"``."""
+    return f"{method} {path}"
+
+
+def permission_of(method: str, path: str) -> str:
+    """The permission the route ``method path`` (its template) needs; PermissionRefused for a route the
+    table lacks, so a route added without an entry is refused rather than open."""
+    permission = ROUTE_PERMISSIONS.get(route_key(method, path))
+    if permission is None:
+        raise PermissionRefused(f"route {method} {path} has no permission entry; nobody may call it yet")
+    return permission
+
+
+async def authorize_route(request: Request) -> None:
+    """Refuse the request unless its principal holds the permission of its route (PermissionRefused, 403)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    permission = permission_of(request.method, template)
+    if permission == PUBLIC:
+        return
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        if permission == OBSERVE:  # ApiAccess let a loopback client through without credentials
+            return
+        raise AuthenticationRefused(
+            "this route needs credentials: send 'Authorization: Bearer <key or token>'"
+        )
+    require(principal, permission)
