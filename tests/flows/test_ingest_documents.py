@@ -10,9 +10,10 @@ import pytest
 
 from flows.ingest_documents import ingest_documents
 from ods.adapters.milvus.dense_snapshot import snapshot_path
+from ods.adapters.milvus.sparse_snapshot import sparse_path
 from ods.factories import build_embedder, open_catalog, open_index
 from ods.settings import get_settings
-from ods.stages.ingest import dense_search_source
+from ods.stages.ingest import bm25_search_source, dense_search_source
 from tests.support.cli import run_ods
 from tests.support.s3_server import S3Server
 
@@ -223,6 +224,13 @@ def test_an_unchanged_run_writes_a_missing_dense_snapshot_and_leaves_a_current_o
 
     assert (healed.indexed, healed.unchanged) == (0, 5)
     assert snapshot.exists() and dense_search_source(settings, record).startswith("exact")
+
+    # The BM25 sparse snapshot beside it: written by the ingest, and by an unchanged run when missing.
+    assert bm25_search_source(settings, record).startswith("exact, from the sparse snapshot (english")
+    sparse_path(snapshot).unlink()
+    assert bm25_search_source(settings, record).startswith("Milvus Lite (standard analyzer; no current")
+    ingest_documents(str(folder), "policies")
+    assert bm25_search_source(settings, record).startswith("exact, from the sparse snapshot")
 
 
 def test_documents_over_the_limits_are_quarantined_naming_the_limit_and_the_rest_indexed(
