@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 from alembic import command
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from ods.adapters.catalog import Catalog, create_catalog_engine, current_revision, head_revision, migrate
 from ods.adapters.catalog.database import alembic_config
@@ -273,3 +273,24 @@ def test_the_catalog_keeps_digests_and_refuses_what_it_should(empty_engine: Engi
     with pytest.raises(ApiKeyRefused, match="'ci' was revoked"):
         authenticate_api_key(catalog, created.key)
     assert catalog.count_active_api_keys(now) == 0
+
+
+def test_migration_0010_makes_existing_keys_super_admins_of_the_default_tenant(empty_engine: Engine) -> None:
+    with empty_engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0009")
+        connection.execute(
+            text(
+                "INSERT INTO api_keys (name, key_hash, prefix, created_at) "
+                "VALUES ('old-ci', :digest, 'ods_AbCd1234', :now)"
+            ),
+            {"digest": "0" * 64, "now": utcnow()},
+        )
+    assert migrate(empty_engine) == head_revision()
+
+    (record,) = Catalog(empty_engine).list_api_keys()
+    assert (record.name, record.tenant, record.roles) == ("old-ci", "default", ("super_admin",))
+
+    with empty_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0009")
+    assert {"tenant", "roles"}.isdisjoint(c["name"] for c in inspect(empty_engine).get_columns("api_keys"))
+    migrate(empty_engine)

@@ -36,7 +36,7 @@ API_CLIENT = "ods-api"
 
 
 @dataclass(frozen=True)
-class TestClient:
+class ProviderClient:
     """A client-credentials client standing for a user: its tenant and roles."""
 
     client_id: str
@@ -80,7 +80,7 @@ class OidcProvider:
     issuer: str
     port: int
     keys: list[RSAKey]
-    clients: dict[str, TestClient]
+    clients: dict[str, ProviderClient]
     folder: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -88,7 +88,7 @@ class OidcProvider:
     def start(
         cls,
         folder: Path,
-        clients: Sequence[TestClient],
+        clients: Sequence[ProviderClient],
         keys: Sequence[RSAKey],
         *,
         port: int | None = None,
