@@ -204,3 +204,19 @@ def test_the_builder_writes_blocks_as_rows_arrive_and_an_abort_keeps_the_old_fil
     assert [entry.name for entry in kept.path.parent.iterdir()] == ["coll.arrow"]
     reopened = DenseSnapshot.open(kept.path)
     assert reopened is not None and reopened.fingerprint == "fp-1" and reopened.table.num_rows == 3
+
+
+def test_rows_and_cosines_by_position_and_id_across_blocks(tmp_path: Path) -> None:
+    rows = make_rows(50)
+    snapshot = write_snapshot(tmp_path, rows, rows_per_block=8)
+    wanted = [49, 3, 17, 3, 0, 42, 18, 25, 33, 9, 48, 1, 2, 31, 40, 44, 7, 12, 20]  # > 16: a take per block
+    assert [row["id"] for row in snapshot.rows(wanted)] == [rows[index]["id"] for index in wanted]
+    assert [row["id"] for row in snapshot.rows(wanted[:4])] == [rows[index]["id"] for index in wanted[:4]]
+    query = np.random.default_rng(4).normal(size=DIMENSION).astype(np.float32)
+    ids = [str(rows[index]["id"]) for index in (0, 20, 49)]
+    expected = {
+        chunk_id: float(vector @ query / np.linalg.norm(vector) / np.linalg.norm(query))
+        for chunk_id, vector in ((str(row["id"]), np.asarray(row["dense"])) for row in rows)
+        if chunk_id in ids
+    }
+    assert snapshot.cosines(query, [*ids, "absent"]) == pytest.approx(expected, abs=1e-5)

@@ -311,18 +311,23 @@ class DenseSnapshot:
             # Row by row: ``take`` on a table of several blocks copies every block first (~6 ms at 100k rows).
             scalars = self._scalars
             return [scalars.slice(index, 1).to_pylist()[0] for index in indices]
-        # Many rows (candidates for fusion): one ``take`` per block they fall in (100 rows: ~1.5 ms, against
-        # ~10 ms one slice at a time on the busy machine).
+        # Many rows (candidates for fusion): one ``take`` per block they fall in, in position order, then
+        # put back in the order asked (100 rows: ~1.5 ms, against up to ~10 ms a slice at a time).
         batches, starts = self._scalar_batches
-        blocks = np.searchsorted(starts, indices, side="right") - 1
-        found: dict[int, dict[str, Any]] = {}
-        for block in np.unique(blocks).tolist():
-            wanted = [
-                int(index) for index, where in zip(indices, blocks.tolist(), strict=True) if where == block
-            ]
-            local = pa.array([index - int(starts[block]) for index in wanted], type=pa.int64())
-            found.update(zip(wanted, batches[block].take(local).to_pylist(), strict=True))
-        return [found[int(index)] for index in indices]
+        wanted = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(wanted, kind="stable")
+        ordered = wanted[order]
+        bounds = np.searchsorted(ordered, starts)
+        fetched: list[dict[str, Any]] = []
+        for block, batch in enumerate(batches):
+            low, high = int(bounds[block]), int(bounds[block + 1])
+            if low < high:
+                local = pa.array(ordered[low:high] - starts[block])
+                fetched.extend(batch.take(local).to_pylist())
+        found: list[dict[str, Any]] = [{}] * len(fetched)
+        for position, row in zip(order.tolist(), fetched, strict=True):
+            found[position] = row
+        return found
 
     @cached_property
     def _scalar_batches(self) -> tuple[list[pa.RecordBatch], NDArray[np.int64]]:

@@ -686,7 +686,8 @@ class MilvusVectorIndex:
 
     @staticmethod
     def _snapshot_hit(row: Mapping[str, Any], score: float) -> SearchHit:
-        metadata = json.loads(row["metadata"] or "{}")  # stored as JSON text in the snapshot
+        text = row["metadata"]  # stored as JSON text in the snapshot; "{}" for every chunk ingestion writes
+        metadata = json.loads(text) if text and text != "{}" else {}
         return _search_hit(str(row["id"]), row, metadata, score)
 
     def _ensure(self) -> None:
