@@ -29,6 +29,7 @@ from ods.api.server import check_cluster_access
 from ods.errors import OdsError
 from ods.settings import Settings, load_settings
 from tests.support.api_server import RunningApi, running_api
+from tests.support.cli import run_ods
 from tests.support.oidc_provider import API_CLIENT, AUDIENCE, OidcProvider, ProviderClient, new_signing_key
 
 CLIENTS = (
@@ -213,10 +214,25 @@ def test_a_rotated_key_is_fetched_once_its_first_token_arrives(tmp_path: Path) -
         provider.stop()
 
 
-def test_the_cluster_profile_needs_an_issuer_or_a_key() -> None:
-    with pytest.raises(
-        OdsError, match="refusing to serve the API on the cluster profile without authentication"
-    ):
-        check_cluster_access(issuer=None, active_keys=0)
+@pytest.mark.postgres
+def test_the_cluster_profile_will_not_serve_without_an_issuer_or_a_key(postgres_url: str) -> None:
+    cluster = {
+        "ODS_PROFILE": "cluster",
+        "ODS_CATALOG__URL": postgres_url,
+        "ODS_OBJECT_STORE__KIND": "minio",
+        "ODS_OBJECT_STORE__ENDPOINT": "127.0.0.1:9",
+        "ODS_OBJECT_STORE__ACCESS_KEY": "k",
+        "ODS_OBJECT_STORE__SECRET_KEY": "s",
+        "ODS_MILVUS__URI": "http://127.0.0.1:9",
+    }
+    refused = run_ods("serve", "--port", "9", env=cluster)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == (
+        "error: refusing to serve the API on the cluster profile without authentication: set "
+        "ODS_AUTH__ISSUER and ODS_AUTH__AUDIENCE (an OpenID provider such as Keycloak), or create an API "
+        "key first (`ods keys create NAME --role ROLE`)"
+    )
     check_cluster_access(issuer="https://sso.example.com/realms/ods", active_keys=0)
     check_cluster_access(issuer=None, active_keys=1)
+    with pytest.raises(OdsError, match="on the cluster profile without authentication"):
+        check_cluster_access(issuer=None, active_keys=0)
