@@ -167,7 +167,7 @@ class ApiAccess:
             return principal_of_claims(self.verifier.verify(token), self.auth)
         elif not self._open(loopback, now):
             if self.verifier is not None:
-                raise ApiKeyRefused(NEEDS_CREDENTIALS)
+                raise AuthenticationRefused(NEEDS_CREDENTIALS)
             raise ApiKeyRefused(NEEDS_KEY if token is None else "API key not recognised; " + NEEDS_KEY)
         return local_admin(address)
 
