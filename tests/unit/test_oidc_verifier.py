@@ -100,3 +100,31 @@ def test_a_discovery_document_of_another_issuer_is_refused() -> None:
     verifier = _verifier(Issuer(key, issuer="https://evil.example.com"), Clock())
     with pytest.raises(TokenRefused, match="the issuer's keys could not be fetched"):
         verifier.verify(_token(key))
+
+
+def test_a_provider_that_is_down_is_tried_once_per_interval_and_its_cached_keys_keep_serving() -> None:
+    key = RSAKey.generate_key(2048, parameters={"kid": "k"})
+    issuer, clock = Issuer(key), Clock()
+    up = True
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not up:
+            raise httpx.ConnectError("connection refused", request=request)
+        return issuer.handle(request)
+
+    verifier = OidcVerifier(
+        issuer=ISSUER, audience=AUDIENCE, min_refetch_s=10, transport=httpx.MockTransport(handle), clock=clock
+    )
+    up = False
+    with pytest.raises(TokenRefused, match=r"keys could not be fetched \(ConnectError\)"):
+        verifier.verify(_token(key))
+    with pytest.raises(TokenRefused, match=r"keys could not be fetched \(last tried 0 s ago\)"):
+        verifier.verify(_token(key))  # within the interval: not tried again
+
+    up = True
+    clock.now += 10
+    verifier.verify(_token(key, at=clock.now))
+    up = False
+    clock.now += 3600  # the set is stale and the provider is down: the cached set still verifies
+    assert verifier.verify(_token(key, at=clock.now))["sub"] == "ann"
+    assert issuer.jwks_requests == 1

@@ -71,6 +71,7 @@ class OidcVerifier:
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
         self._jwks_uri: str | None = None
         self.fetches = 0
         """How many times the key set was fetched (for tests and the rate limit's proof)."""
@@ -121,20 +122,27 @@ class OidcVerifier:
             raise TokenRefused(reason) from None
 
     def _keys_for(self, kid: str | None) -> KeySet:
-        """The cached key set, fetched when stale or when it lacks ``kid`` (once per ``min_refetch_s``)."""
+        """The cached key set, fetched when stale or when it lacks ``kid``, at most once per
+        ``min_refetch_s`` (failed attempts included). While the provider cannot be reached, a set fetched
+        before keeps serving: an identity provider's restart does not log everyone out."""
         with self._lock:
             now = self._clock()
+            due = now - self._attempted_at >= self.min_refetch_s
             stale = self._keys is None or now - self._fetched_at >= self.jwks_cache_s
-            unknown = (
-                kid is not None
-                and self._keys is not None
-                and all(key.kid != kid for key in self._keys)
-                and now - self._fetched_at >= self.min_refetch_s
-            )
-            if stale or unknown:
-                self._keys = self._fetch_keys()
-                self._fetched_at = now
-            assert self._keys is not None
+            unknown = kid is not None and self._keys is not None and all(key.kid != kid for key in self._keys)
+            if (stale or unknown) and due:
+                self._attempted_at = now
+                try:
+                    self._keys = self._fetch_keys()
+                    self._fetched_at = now
+                except TokenRefused:
+                    if self._keys is None:
+                        raise
+            if self._keys is None:
+                raise TokenRefused(
+                    f"the issuer's keys could not be fetched (last tried {now - self._attempted_at:.0f} s ago); "
+                    f"check ODS_AUTH__ISSUER ({self.issuer}) and that the provider is up"
+                )
             return self._keys
 
     def _fetch_keys(self) -> KeySet:
