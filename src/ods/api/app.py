@@ -19,6 +19,7 @@ from ods.api import downloads
 from ods.api.auth import ApiAccess, document_access
 from ods.api.authorization import authorize_route
 from ods.api.background import BackgroundRuns, recover_runs, sync_knowledge_base
+from ods.api.console.routes import router as console_router
 from ods.api.envelope import (
     BAD_INPUT,
     NOT_FOUND,
@@ -131,6 +132,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     ):
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(openai_gateway.router)
+    app.include_router(console_router)  # the web console at / (docs/console.md)
     _add_error_handlers(app)
     _document_bad_input_as_400(app)
     document_access(app)

@@ -70,6 +70,17 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "POST /v1/chat/completions": "models.invoke",
     "POST /v1/completions": "models.invoke",
     "POST /v1/embeddings": "models.invoke",
+    # The web console (ods.api.console): any signed-in caller sees the pages; each page reads through the
+    # routes above as that caller, so what a role may not read or do is refused there (and hidden).
+    "GET /": OBSERVE,
+    "GET /console/static/{name}": OBSERVE,
+    "GET /console/datasets": OBSERVE,
+    "GET /console/datasets/{name}": OBSERVE,
+    "GET /console/knowledge-bases": OBSERVE,
+    "GET /console/knowledge-bases/{kb}": OBSERVE,
+    "GET /console/chat": OBSERVE,
+    "GET /console/models": OBSERVE,
+    "GET /console/metadata": OBSERVE,
 }
 
 

@@ -1,0 +1,1 @@
+"""The web console `ods serve` answers at ``/``: server-rendered pages over the API's own routes."""

@@ -1,0 +1,129 @@
+"""The lineage graph of a dataset laid out for an inline SVG: raw source → dataset versions → model versions
+→ endpoints, one column per stage, computed here so the browser only draws it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COLUMN_WIDTH = 220
+NODE_WIDTH = 180
+NODE_HEIGHT = 44
+ROW_HEIGHT = 64
+MARGIN = 12
+STAGES = ("source", "dataset", "model", "endpoint")
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str
+    stage: str
+    label: str
+    detail: str
+    x: int
+    y: int
+    href: str | None = None
+    title: str = ""  # the full text behind a shortened label (a tooltip)
+
+
+@dataclass(frozen=True)
+class Edge:
+    path: str  # an SVG path from the right side of one node to the left side of the next
+
+
+@dataclass(frozen=True)
+class LineageGraph:
+    nodes: list[Node]
+    edges: list[Edge]
+    width: int
+    height: int
+
+
+def _short(text: str, limit: int = 26) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def lay_out_lineage(dataset: dict[str, Any], models: list[dict[str, Any]]) -> LineageGraph:
+    """The graph of ``dataset`` (the API's dataset detail) and the ``models`` (model details) trained on any
+    of its versions; nodes in columns by stage, rows in order of appearance."""
+    name = dataset["name"]
+    columns: dict[str, list[tuple[str, str, str, str | None]]] = {stage: [] for stage in STAGES}
+    links: list[tuple[str, str]] = []
+    sources: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for version in sorted(dataset.get("versions", []), key=lambda item: item["version"]):
+        key = f"dataset:{version['id']}"
+        columns["dataset"].append(
+            (
+                key,
+                f"{name}@{version['version']}",
+                str(version["status"]),
+                f"/console/datasets/{name}?version={version['version']}",
+            )
+        )
+        source = (version.get("lineage") or {}).get("source_uri") or "unknown source"
+        if source not in sources:
+            sources[source] = f"source:{len(sources)}"
+            columns["source"].append((sources[source], _short(source.rsplit("/", 1)[-1]), "raw", None))
+            titles[sources[source]] = source
+        links.append((sources[source], key))
+        for parent in (version.get("lineage") or {}).get("parent_version_ids", []):
+            links.append((f"dataset:{parent}", key))
+    for model in models:
+        for model_version in model.get("versions", []):
+            trained_on = model_version.get("trained_on") or {}
+            if trained_on.get("dataset") != name:
+                continue
+            key = f"model:{model['name']}:{model_version['version']}"
+            columns["model"].append(
+                (
+                    key,
+                    f"{model['name']}@{model_version['version']}",
+                    str(model_version.get("trainer", "")),
+                    "/console/models#model-" + model["name"],
+                )
+            )
+            links.append((f"dataset:{trained_on.get('dataset_version_id')}", key))
+            for endpoint in model.get("endpoints", []):
+                if endpoint.get("model_version") != model_version["version"]:
+                    continue
+                endpoint_key = f"endpoint:{endpoint['id']}"
+                columns["endpoint"].append(
+                    (
+                        endpoint_key,
+                        f"{endpoint.get('backend', '')} #{endpoint['id']}",
+                        str(endpoint.get("status", "")),
+                        "/console/models#model-" + model["name"],
+                    )
+                )
+                links.append((key, endpoint_key))
+    nodes: dict[str, Node] = {}
+    for index, stage in enumerate(STAGES):
+        for row, (key, label, detail, href) in enumerate(columns[stage]):
+            nodes[key] = Node(
+                key,
+                stage,
+                label,
+                detail,
+                MARGIN + index * COLUMN_WIDTH,
+                MARGIN + row * ROW_HEIGHT,
+                href,
+                titles.get(key, f"{label} ({stage}, {detail})"),
+            )
+    edges = [
+        Edge(_curve(nodes[start], nodes[end])) for start, end in links if start in nodes and end in nodes
+    ]
+    rows = max((len(items) for items in columns.values()), default=1) or 1
+    return LineageGraph(
+        nodes=list(nodes.values()),
+        edges=edges,
+        width=2 * MARGIN + (len(STAGES) - 1) * COLUMN_WIDTH + NODE_WIDTH,
+        height=2 * MARGIN + (rows - 1) * ROW_HEIGHT + NODE_HEIGHT,
+    )
+
+
+def _curve(start: Node, end: Node) -> str:
+    x1, y1 = start.x + NODE_WIDTH, start.y + NODE_HEIGHT // 2
+    x2, y2 = end.x, end.y + NODE_HEIGHT // 2
+    middle = (x1 + x2) // 2
+    return f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2},{y2}"

@@ -1,0 +1,209 @@
+"""The web console in a real headless Chromium (Debian's ``chromium``, driven by Playwright), over the real
+server of the API tests: home, datasets and the lineage graph, a knowledge base taking two uploads until
+they are indexed, chat with a clickable citation, a data question with its SQL and table, the conversation
+reopened from the list, models and metadata.
+
+Every page is screenshotted at 1280 and 390 px wide under ``ODS_CONSOLE_SCREENSHOTS`` (or the test's
+temporary folder); a console error or a same-origin link that does not answer 200 fails the test. One
+browser for the module. Without chromium or playwright the tests skip with the reason, except under
+``CI=true`` (``make browser`` installs chromium where it can).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from ods.factories import open_catalog
+from tests.support.api_server import DATASET, RunningApi, served_platform
+
+CHROMIUM = os.environ.get("ODS_CHROMIUM", "/usr/bin/chromium")
+WIDTHS = (1280, 390)
+UPLOADS_KB = "handbook"
+
+
+def _browser_or_skip() -> Any:
+    """Playwright's sync API, or a skip (a failure under CI=true) saying what is missing."""
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (pip install -e '.[dev]')"
+    if problem is None and not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        problem = f"no chromium at {CHROMIUM} (run `make browser` as root, or apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run: {problem}")
+        pytest.skip(f"browser tests skipped: {problem}")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    root = tmp_path_factory.mktemp("console")
+    with served_platform(root, api={"max_body_bytes": 16 * 1024, "max_upload_bytes": 8 * 1024 * 1024}) as api:
+        with open_catalog(api.settings) as catalog:  # a model trained on the dataset, for the lineage
+            dataset_version = catalog.get_dataset_version(DATASET, 1)
+            model = catalog.add_model_version(
+                "churn",
+                trainer="tabular",
+                params={"target": "returned"},
+                metrics={"f1": 0.81},
+                artifact_uri="file:///nowhere/churn/",
+                dataset_version_id=dataset_version.id,
+            )
+            catalog.add_endpoint(
+                model.id, backend="transformers", url="http://127.0.0.1:9/v1", status="stopped"
+            )
+        yield api
+
+
+@pytest.fixture(scope="module")
+def browser_page(console: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(base_url=console.base_url, viewport={"width": WIDTHS[0], "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(0)  # waits end when the page changes; pytest-timeout stops a hang
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.checked_links = set()  # type: ignore[attr-defined]
+        page.shots = Path(os.environ.get("ODS_CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+        page.shots.mkdir(parents=True, exist_ok=True)
+        yield page
+        context.close()
+        browser.close()
+
+
+def _check_page(page: Any, name: str) -> None:
+    """No console error so far, every same-origin link answers 200, screenshots at both widths."""
+    assert page.errors == [], f"console errors on {page.url}: {page.errors}"
+    origin = urlsplit(page.url).netloc
+    for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
+        url = urljoin(page.url, href).split("#", 1)[0]
+        if urlsplit(url).netloc != origin or url in page.checked_links:
+            continue
+        answer = page.request.get(url)
+        assert answer.status == 200, f"broken link {href} on {page.url}: {answer.status}"
+        page.checked_links.add(url)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(page.shots / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -> None:
+    page = browser_page
+    answer = page.goto("/")
+    assert answer.status == 200
+    csp = answer.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert page.locator(".counts").inner_text().count("\n") >= 5
+    assert "catalog" in page.locator("#health-h + ul").inner_text()
+    _check_page(page, "home")
+
+    page.get_by_role("link", name="Datasets").first.click()
+    page.get_by_role("link", name=DATASET, exact=True).click()
+    graph = page.locator("svg[data-testid=lineage]")
+    graph.wait_for()
+    labels = graph.locator("text").all_text_contents()
+    assert "sales.csv" in labels and f"{DATASET}@1" in labels and "churn@1" in labels
+    assert any(label.startswith("transformers #") for label in labels)
+    assert graph.locator("path").count() >= 3  # source → dataset → model → endpoint
+    assert "region" in page.locator("#profile-h + .scroll").inner_text()
+    page.get_by_role("link", name="Next rows").click()
+    page.wait_for_url("**offset=20")
+    assert "rows 21–40 of" in page.locator(".pager").inner_text()
+    _check_page(page, "dataset")
+
+
+def test_two_uploaded_documents_become_indexed(browser_page: Any, tmp_path: Path) -> None:
+    page = browser_page
+    page.goto("/console/knowledge-bases")
+    _check_page(page, "knowledge-bases")
+    page.get_by_label("Name").fill(UPLOADS_KB)  # the server uploads into knowledge bases it created
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url(f"**/console/knowledge-bases/{UPLOADS_KB}")
+    first = tmp_path / "holidays.md"
+    first.write_text("# Holidays\n\nEvery employee gets 27 vacation days per year, taken in whole days.\n")
+    second = tmp_path / "expenses.txt"
+    second.write_text("Expenses\n\nTravel expenses are refunded within 14 days of the receipt being filed.\n")
+    page.get_by_label("Drop files here or choose them").set_input_files([str(first), str(second)])
+    page.get_by_role("button", name="Upload").click()
+    for name in ("holidays.md", "expenses.txt"):  # the page reloads once the ingest indexed both
+        page.locator(
+            f"tr[data-document='{name}'][data-status='indexed'], [data-upload-list] .error"
+        ).first.wait_for()
+        assert page.locator("[data-upload-list] .error").count() == 0, page.locator(
+            "[data-upload-list]"
+        ).inner_text()
+    page.get_by_label("Query").fill("vacation days")
+    page.get_by_role("button", name="Search").click()
+    assert "27 vacation days" in page.locator(".hits").inner_text()  # waits for the results page
+    _check_page(page, "knowledge-base")
+
+
+def test_chat_streams_an_answer_with_a_citation_and_a_data_question_with_sql(browser_page: Any) -> None:
+    page = browser_page
+    page.goto("/console/chat")
+    question = "How many vacation days does every employee get per year?"
+    page.get_by_label("Question").fill(question)
+    page.get_by_label("Knowledge base").select_option(UPLOADS_KB)
+    page.get_by_role("button", name="Ask").click()
+    page.locator(".message-assistant button.cite").first.click()
+    panel = page.locator("[data-citation-panel]")
+    assert panel.is_visible()
+    assert "27 vacation days" in panel.locator("[data-panel-passage]").inner_text()
+    assert "holidays.md" in panel.inner_text()
+    assert "/console/chat?c=" in page.url
+
+    page.get_by_label("Question").fill("How many orders are there per region?")
+    page.get_by_label("Knowledge base").select_option("")
+    page.get_by_label("Datasets").select_option(DATASET)
+    page.get_by_label("Mode").select_option("sql")
+    page.get_by_role("button", name="Ask").click()
+    table = page.locator("[data-result-table]").last
+    table.wait_for()
+    assert "SELECT" in page.locator(".message-assistant [data-sql-text]").last.inner_text().upper()
+    assert table.locator("tbody tr").count() >= 1
+    _check_page(page, "chat")
+
+    page.goto("/console/models")  # away, then back through the conversation list
+    page.goto("/console/chat")
+    page.get_by_role("link", name=question[:40]).first.click()
+    page.locator(".message-assistant").first.wait_for()
+    assert question in page.locator("[data-messages]").inner_text()
+    assert page.locator(".message-assistant [data-sql-text]").count() == 1
+    _check_page(page, "conversation")
+
+
+def test_models_and_metadata_pages(browser_page: Any) -> None:
+    page = browser_page
+    page.goto("/console/models")
+    assert "f1 0.81" in page.locator("#model-churn").inner_text()
+    _check_page(page, "models")
+
+    page.goto("/console/metadata")
+    page.get_by_role("link", name="datasets", exact=True).click()
+    page.get_by_role("link", name=DATASET, exact=True).click()
+    assert "email" in page.locator("#columns-h + .scroll").inner_text()
+    page.get_by_role("button", name="Validate").click()
+    assert "LIMIT" in page.locator("[data-sql-result] [data-sql-text]").inner_text()
+    page.get_by_role("button", name="Execute").click()
+    page.locator("[data-sql-result] table").wait_for()
+    page.get_by_label("Query (read-only; the guard checks it first)").fill("DELETE FROM sales")
+    page.get_by_role("button", name="Validate").click()
+    assert "Refused" in page.locator("[data-sql-result] .error").inner_text()
+    page.get_by_label("Describe the data").fill("orders revenue by region")
+    page.get_by_role("button", name="Search").click()
+    assert "datasets.sales" in page.locator("#search-h ~ ol").inner_text()
+    _check_page(page, "metadata")
