@@ -103,7 +103,8 @@ def test_knowledge_bases_and_their_documents(client: httpx.Client) -> None:
 
     assert [kb["name"] for kb in listed] == [KB] and listed[0]["embedding_model"] == "all-MiniLM-L6-v2"
     assert status["documents"] == {"indexed": 4} and status["indexed_chunks"] >= 4
-    assert status["analyzer"] == "english" and status["fusion"].startswith("convex combination"), status
+    # sample_platform writes no search snapshots: BM25 runs on Milvus Lite, whose analyzer is "standard".
+    assert status["analyzer"] == "standard" and status["fusion"].startswith("convex combination"), status
     names = sorted(item["uri"].rsplit("/", 1)[-1] for item in documents["items"])
     assert names == ["regions.txt", "returns-policy.md", "shipping.md", "warranty.html"]
     assert all(item["status"] == "indexed" and item["chunk_count"] >= 1 for item in documents["items"])
