@@ -7,8 +7,8 @@ flow, in a process of its own, as a user runs it). Then, in this process, with t
 the embedder opened once (as `ods serve` keeps them), every judged query is searched with
 ``ods.stages.retrieve.search_index``, the function the CLI and the API call, in each mode. A document's
 rank is its best chunk's rank (150 chunks are asked for, to rank 100 documents). Printed per mode: nDCG@10,
-recall@100, MRR@10, and the p50/p95 latency of one search of k=10 (query embedding included), beside three
-references computed here from the same texts:
+recall@100, MRR@10, and the p50/p95 latency of one search of k=10, with the query's embedding and without
+it (the query vectors computed beforehand), beside three references computed here from the same texts:
 
 - dense: exact cosine with the same embedder over the same texts (one vector per document);
 - BM25: bm25s (Lucene variant, k1 0.9, b 0.4), English stop words and the Snowball English stemmer
@@ -224,8 +224,11 @@ class OpenKnowledgeBase:
     index: Any
     embedder: Any
 
-    def rankings(self, collection: Collection, mode: str, k: int) -> tuple[dict[str, list[str]], list[float]]:
-        """Per query, the ids of the documents of the best ``k`` chunks, best first; and each call's seconds."""
+    def rankings(
+        self, collection: Collection, mode: str, k: int, embedder: Any = None
+    ) -> tuple[dict[str, list[str]], list[float]]:
+        """Per query, the ids of the documents of the best ``k`` chunks, best first; and each call's seconds
+        (``embedder``: another one than the open one, e.g. :class:`KnownVectors`)."""
         from ods.domain.retrieval_metrics import unique_in_order
         from ods.stages.retrieve import search_index
 
@@ -234,7 +237,7 @@ class OpenKnowledgeBase:
             started = time.perf_counter()
             retrieval = search_index(
                 self.index,
-                self.embedder,
+                embedder or self.embedder,
                 self.record,
                 question,
                 k=k,
@@ -244,6 +247,18 @@ class OpenKnowledgeBase:
             seconds.append(time.perf_counter() - started)
             rankings[query_id] = unique_in_order(doc_id_of(hit.doc_uri) for hit in retrieval.hits)
         return rankings, seconds
+
+
+class KnownVectors:
+    """The open embedder's vectors of the queries, computed before the clock starts: ``search_index`` with
+    it times the search alone, without the query's embedding."""
+
+    def __init__(self, embedder: Any, queries: Sequence[str]) -> None:
+        self.model_id = embedder.model_id
+        self._vectors = dict(zip(queries, embedder.embed(list(queries)), strict=True))
+
+    def embed(self, texts: Sequence[str]) -> list[Any]:
+        return [self._vectors[text] for text in texts]
 
 
 def sweep(opened: OpenKnowledgeBase, collection: Collection, depth: int) -> None:
@@ -337,8 +352,14 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def milliseconds(seconds: Sequence[float]) -> str:
+    return f"{percentile(seconds, 0.5) * 1000:6.1f} / {percentile(seconds, 0.95) * 1000:6.1f} ms"
+
+
 def print_table(rows: Iterator[tuple[str, Scores, str]], baseline: Scores) -> None:
-    print(f"{'system':30} {'nDCG@10':>8} {'x RRF':>6} {'R@100':>7} {'MRR@10':>7}  latency k=10 p50 / p95")
+    print(
+        f"{'system':30} {'nDCG@10':>8} {'x RRF':>6} {'R@100':>7} {'MRR@10':>7}  k=10 p50 / p95: search_index    without the query's embedding"
+    )
     for name, figures, latency in rows:
         ratio = figures.ndcg10 / baseline.ndcg10 if baseline.ndcg10 else float("nan")
         print(
@@ -382,10 +403,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(describe_search(opened.settings))
     try:
         measured: list[tuple[str, Scores, str]] = []
+        known = KnownVectors(opened.embedder, list(collection.queries.values()))
         for mode in arguments.modes:
             rankings, _ = opened.rankings(collection, mode, CHUNK_DEPTH)
             _, seconds = opened.rankings(collection, mode, 10)
-            latency = f"{percentile(seconds, 0.5) * 1000:6.1f} / {percentile(seconds, 0.95) * 1000:6.1f} ms"
+            _, searching = opened.rankings(collection, mode, 10, known)
+            latency = f"{milliseconds(seconds)}   {milliseconds(searching)}"
             measured.append((f"ods {mode}", score(rankings, collection.relevant), latency))
         if arguments.sweep:
             sweep(opened, collection, arguments.sweep)

@@ -8,7 +8,7 @@ which is what separates a near-exact match from the tenth of a hundred alike.
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Hashable, Sequence
 from typing import Literal, TypeVar
 
@@ -74,8 +74,8 @@ def _normalise(values: list[float], normalisation: Normalisation) -> list[float]
     if normalisation == "minmax":
         low, high = min(values), max(values)
         return [(value - low) / (high - low) if high > low else 1.0 for value in values]
-    mean = statistics.fmean(values)
-    spread = statistics.pstdev(values)
+    mean = math.fsum(values) / len(values)
+    spread = math.sqrt(math.fsum((value - mean) ** 2 for value in values) / len(values))  # population
     return [(value - mean) / spread if spread > 0 else 0.0 for value in values]
 
 
