@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from ods.factories import open_catalog
+from ods.stages.api_keys import create_api_key
 from tests.support.api_server import DATASET, RunningApi, served_platform
 
 CHROMIUM = os.environ.get("ODS_CHROMIUM", "/usr/bin/chromium")
@@ -84,6 +85,14 @@ def browser_page(console: RunningApi, tmp_path_factory: pytest.TempPathFactory) 
         browser.close()
 
 
+_WIDER_THAN_THE_WINDOW = """() => Array.from(document.querySelectorAll('body *'))
+  .filter(e => !(e.parentElement && e.parentElement.closest('.scroll'))
+    && e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)
+  .concat(document.documentElement.scrollWidth > window.innerWidth
+    ? ['the page, ' + document.documentElement.scrollWidth + ' px'] : [])"""
+
+
 def _check_page(page: Any, name: str) -> None:
     """No console error so far, every same-origin link answers 200, screenshots at both widths."""
     assert page.errors == [], f"console errors on {page.url}: {page.errors}"
@@ -97,6 +106,8 @@ def _check_page(page: Any, name: str) -> None:
         page.checked_links.add(url)
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
+        wider = page.evaluate(_WIDER_THAN_THE_WINDOW)
+        assert wider == [], f"{page.url} at {width} px: wider than the window: {wider}"
         page.screenshot(path=str(page.shots / f"{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
@@ -120,10 +131,17 @@ def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -
     assert any(label.startswith("transformers #") for label in labels)
     assert graph.locator("path").count() >= 3  # source → dataset → model → endpoint
     assert "region" in page.locator("#profile-h + .scroll").inner_text()
+    page.get_by_text("Edit or archive").click()
+    page.get_by_label("Tags").fill("orders, demo")
+    page.get_by_role("button", name="Save").click()
+    page.locator(".tag", has_text="demo").first.wait_for()  # the page reloads with the new tags
     page.get_by_role("link", name="Next rows").click()
     page.wait_for_url("**offset=20")
     assert "rows 21–40 of" in page.locator(".pager").inner_text()
     _check_page(page, "dataset")
+    page.goto("/console/datasets?tags=demo")
+    assert page.get_by_role("link", name=DATASET, exact=True).count() == 1
+    _check_page(page, "datasets")
 
 
 def test_two_uploaded_documents_become_indexed(browser_page: Any, tmp_path: Path) -> None:
@@ -207,3 +225,30 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     page.get_by_role("button", name="Search").click()
     assert "datasets.sales" in page.locator("#search-h ~ ol").inner_text()
     _check_page(page, "metadata")
+
+
+def test_a_role_sees_only_the_controls_it_may_use(console: RunningApi, browser_page: Any) -> None:
+    """Last in the module: once a key exists, every caller needs credentials."""
+    with open_catalog(console.settings) as catalog:
+        key = create_api_key(catalog, "console-app-user", roles=["app_user"]).key
+    assert browser_page.request.get("/").status == 401  # the keyless loopback browser is no admin now
+    context = browser_page.context.browser.new_context(
+        base_url=console.base_url, extra_http_headers={"Authorization": f"Bearer {key}"}
+    )
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"/console/knowledge-bases/{UPLOADS_KB}")
+        assert page.locator("tr[data-document='holidays.md']").count() == 1  # knowledge.view: yes
+        assert page.locator("[data-upload], [data-action]").count() == 0  # knowledge.edit: no
+        assert "app_user" in page.locator(".who").inner_text()
+        page.goto("/console/knowledge-bases")
+        assert page.get_by_role("button", name="Create").count() == 0
+        page.goto("/console/datasets")
+        assert "datasets.view needs one of the roles" in page.locator(".error").inner_text()
+        page.goto("/console/metadata")
+        assert page.get_by_role("button", name="Execute").count() == 0
+        assert errors == []
+    finally:
+        context.close()

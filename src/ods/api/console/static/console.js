@@ -61,9 +61,12 @@ function bindJsonForms() {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const body = Object.fromEntries(new FormData(form).entries());
+      for (const field of form.querySelectorAll("input[data-list]")) {
+        body[field.name] = field.value.split(",").map((item) => item.trim()).filter(Boolean);
+      }
       const problem = form.querySelector("[data-form-error]");
       try {
-        const answer = await callApi("POST", form.dataset.jsonForm, body);
+        const answer = await callApi(form.dataset.method || "POST", form.dataset.jsonForm, body);
         window.location.assign(form.dataset.then.replace("{name}", encodeURIComponent(answer.name)));
       } catch (error) {
         problem.hidden = false;
@@ -200,6 +203,10 @@ function renderSql(container, sql) {
   block.append(el("p", { class: "role", text: "SQL" }), el("pre", { class: "wrap", "data-sql-text": "", text: sql.sql || sql }));
   if (sql.error) block.append(el("p", { class: "error", text: sql.error }));
   if (sql.columns) block.append(resultTable(sql.columns, sql.rows || []));
+  if (sql.columns) {
+    const chart = barChart(sql.columns, sql.rows || []);
+    if (chart) block.append(chart);
+  }
   container.append(block);
 }
 
@@ -208,6 +215,43 @@ function resultTable(columns, rows) {
   const body = rows.map((row) => el("tr", {}, ...row.map((v) => el("td", { text: v === null ? "" : String(v) }))));
   return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "result" },
     el("table", { "data-result-table": "" }, el("thead", {}, head), el("tbody", {}, ...body)));
+}
+
+// A result of one category column and one number column, drawn as horizontal bars.
+function barChart(columns, rows) {
+  if (columns.length !== 2 || rows.length < 1 || rows.length > 30) return null;
+  if (!rows.every((row) => typeof row[1] === "number" && typeof row[0] !== "number")) return null;
+  const top = Math.max(...rows.map((row) => Math.abs(row[1]))) || 1;
+  const svgns = "http://www.w3.org/2000/svg";
+  const height = rows.length * 22 + 4;
+  const svg = document.createElementNS(svgns, "svg");
+  svg.setAttribute("viewBox", `0 0 420 ${height}`);
+  svg.setAttribute("width", "420");
+  svg.setAttribute("height", String(height));
+  svg.setAttribute("role", "img");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("aria-label", `${columns[1]} by ${columns[0]}`);
+  rows.forEach((row, index) => {
+    const y = 2 + index * 22;
+    const label = document.createElementNS(svgns, "text");
+    label.setAttribute("x", "0");
+    label.setAttribute("y", String(y + 14));
+    label.setAttribute("font-size", "12");
+    label.textContent = String(row[0] === null ? "(null)" : row[0]).slice(0, 18);
+    const bar = document.createElementNS(svgns, "rect");
+    bar.setAttribute("x", "130");
+    bar.setAttribute("y", String(y + 2));
+    bar.setAttribute("height", "16");
+    bar.setAttribute("width", String(Math.max(1, (220 * Math.abs(row[1])) / top)));
+    bar.setAttribute("fill", "#1f5fbf");
+    const value = document.createElementNS(svgns, "text");
+    value.setAttribute("x", String(134 + (220 * Math.abs(row[1])) / top));
+    value.setAttribute("y", String(y + 14));
+    value.setAttribute("font-size", "12");
+    value.textContent = String(row[1]);
+    svg.append(label, bar, value);
+  });
+  return el("div", { class: "scroll" }, svg);
 }
 
 function addMessage(list, role, text) {
