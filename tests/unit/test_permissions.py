@@ -57,9 +57,11 @@ def test_every_route_has_exactly_one_permission_and_runs_the_check(tmp_path: Pat
 
 def test_docs_carry_the_matrix_and_route_table_of_the_code() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    assert matrix_markdown() in text
-    for key, permission in ROUTE_PERMISSIONS.items():
-        assert f"| `{key}` | `{permission}` |" in text
+    assert matrix_markdown() in text, f"docs/security.md: replace the matrix with\n{matrix_markdown()}"
+    routes = "| route | permission |\n|---|---|\n" + "".join(
+        f"| `{key}` | `{permission}` |\n" for key, permission in ROUTE_PERMISSIONS.items()
+    )
+    assert routes + "\n" in text, f"docs/security.md: replace the route table with\n{routes}"
 
 
 def test_matrix_follows_the_seed() -> None:
