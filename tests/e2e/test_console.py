@@ -206,6 +206,10 @@ def test_chat_streams_an_answer_with_a_citation_and_a_data_question_with_sql(bro
 
 def test_models_and_metadata_pages(browser_page: Any) -> None:
     page = browser_page
+    page.goto("/")  # home once runs and questions exist (the README's picture)
+    assert "How many vacation days" in page.locator("#questions-h + ul").inner_text()
+    assert "ingest" in page.locator("#runs-h ~ ul").inner_text()
+    _check_page(page, "home-in-use")
     page.goto("/console/models")
     assert "f1 0.81" in page.locator("#model-churn").inner_text()
     _check_page(page, "models")

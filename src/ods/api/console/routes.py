@@ -62,6 +62,7 @@ def _templates() -> jinja2.Environment:
     )
     environment.globals.update(nav=NAV, node_width=NODE_WIDTH, node_height=NODE_HEIGHT)
     environment.filters["file_name"] = lambda uri: str(uri or "").rstrip("/").rsplit("/", 1)[-1]
+    environment.filters["when"] = lambda stamp: str(stamp or "")[:16].replace("T", " ")  # to the minute, UTC
     environment.filters["percent"] = lambda share: f"{100 * float(share or 0):.1f}%"
     return environment
 
