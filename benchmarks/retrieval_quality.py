@@ -318,6 +318,76 @@ def sweep(opened: OpenKnowledgeBase, collection: Collection, depth: int) -> None
         print(f"  {figures.ndcg10:.3f} {figures.recall100:.3f} {figures.mrr10:.3f}  {setting!r}")
 
 
+def title_lever(opened: OpenKnowledgeBase, collection: Collection, corpora: Path) -> None:
+    """nDCG@10 of each mode with every document's title put in front of its later chunks (the first holds
+    it already), against the chunks as indexed: both ranked exactly here with ods's own engines (cosines of
+    the dense snapshot's vectors, the later chunks re-embedded; ``SparseSnapshot`` BM25 with the configured
+    analyzer; the configured convex fusion), so only the texts differ."""
+    import pyarrow as pa
+    from pyarrow import ipc
+
+    from ods.adapters.milvus.dense_snapshot import snapshot_path
+    from ods.adapters.milvus.sparse_snapshot import SparseSnapshot
+    from ods.domain.rank_fusion import convex_combination
+    from ods.domain.retrieval_metrics import unique_in_order
+
+    search = opened.settings.search
+    titles = {
+        doc_id: record.get("T", "")
+        for doc_id, record in read_records(
+            corpora / "ir" / collection.name / f"{FILES[collection.name]}.ALL"
+        ).items()
+    }
+    path = snapshot_path(opened.settings.milvus_uri, opened.record.collection_name)
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
+    documents = [doc_id_of(uri) for uri in table.column("doc_uri").to_pylist()]
+    texts = table.column("text").to_pylist()
+    later = [row for row, index in enumerate(table.column("chunk_index").to_pylist()) if index > 0]
+    vectors = np.asarray(table.column("dense").to_pylist(), dtype=np.float32)
+    titled_texts = list(texts)
+    for row in later:
+        titled_texts[row] = f"{titles[documents[row]]}. {texts[row]}"
+    titled_vectors = vectors.copy()
+    titled_vectors[later] = np.asarray(opened.embedder.embed([titled_texts[row] for row in later]))
+    query_ids = sorted(collection.queries)
+    questions = np.asarray(
+        opened.embedder.embed([collection.queries[q] for q in query_ids]), dtype=np.float32
+    )
+    print(f"title lever: {len(later)} of {len(texts)} chunks are a document's later chunks")
+    for label, chunk_texts, chunk_vectors in (
+        ("as indexed", texts, vectors),
+        ("title in front of later chunks", titled_texts, titled_vectors),
+    ):
+        words = SparseSnapshot.build(
+            chunk_texts, analyzer_name=opened.index.analyzer, dense_identity=(0, 0, 0)
+        )
+        unit = chunk_vectors / np.linalg.norm(chunk_vectors, axis=1, keepdims=True)
+        rankings: dict[str, dict[str, list[str]]] = {"dense": {}, "bm25": {}, "hybrid": {}}
+        for query_id, vector in zip(query_ids, questions, strict=True):
+            cosines = unit @ (vector / np.linalg.norm(vector))
+            bm25 = words.scores(collection.queries[query_id])
+            dense_rows = np.argsort(-cosines, kind="stable")[: search.candidates]
+            bm25_rows = [
+                row for row in np.argsort(-bm25, kind="stable")[: search.candidates] if bm25[row] > 0
+            ]
+            fused = convex_combination(
+                [
+                    [(row, float(cosines[row])) for row in dense_rows],
+                    [(row, float(bm25[row])) for row in bm25_rows],
+                ],
+                weights=[2 * search.dense_weight, 2 * (1 - search.dense_weight)],
+                normalisation=search.normalisation,
+            )
+            for mode, rows in (
+                ("dense", dense_rows),
+                ("bm25", bm25_rows),
+                ("hybrid", [row for row, _ in fused]),
+            ):
+                rankings[mode][query_id] = unique_in_order(documents[row] for row in rows)
+        figures = {mode: score(ranked, collection.relevant).ndcg10 for mode, ranked in rankings.items()}
+        print(f"  {label:32} nDCG@10 " + "  ".join(f"{mode} {value:.3f}" for mode, value in figures.items()))
+
+
 def open_knowledge_base(kb: str) -> OpenKnowledgeBase:
     from ods.factories import build_embedder, open_catalog, open_index
     from ods.settings import get_settings
@@ -386,6 +456,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="DEPTH",
         help="also fuse each query's dense and BM25 lists of DEPTH chunks under a grid of fusion settings",
     )
+    parser.add_argument(
+        "--title-lever",
+        action="store_true",
+        help="also rank with each document's title in front of its later chunks (convex fusion; CISI has titles)",
+    )
     parser.add_argument("--data", type=Path, default=REPO_ROOT / ".ods" / "benchmarks" / "retrieval_quality")
     arguments = parser.parse_args(argv)
 
@@ -412,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             measured.append((f"ods {mode}", score(rankings, collection.relevant), latency))
         if arguments.sweep:
             sweep(opened, collection, arguments.sweep)
+        if arguments.title_lever:
+            title_lever(opened, collection, arguments.corpora)
         references = reference_rankings(collection, opened.embedder, data)
     finally:
         opened.index.close()
