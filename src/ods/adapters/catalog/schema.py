@@ -504,3 +504,31 @@ class ServerRun(Base):
     finished_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+AuditOutcome = Literal["allowed", "refused", "failed"]
+"""How an audited request ended: ``allowed`` (answered 2xx/3xx), ``refused`` (401, 403 or 429) or
+``failed`` (any other 4xx or a 5xx)."""
+
+
+class AuditEntry(Base):
+    """One row of the audit log (migration 0011): append-only, never a token, key or secret.
+
+    ``action`` names what happened (``create``, ``update``, ``delete``, ``login``, ``refused``, ``sql``,
+    ``question``), ``resource`` the route template with its path parameters filled in."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (one_of("outcome", AuditOutcome),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    tenant: Mapped[str | None] = mapped_column(String(63), index=True)
+    subject: Mapped[str | None] = mapped_column(String(200), index=True)
+    roles: Mapped[list[str]] = mapped_column(JSONList)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    resource: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None]
+    client: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
