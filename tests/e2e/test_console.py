@@ -24,7 +24,7 @@ from ods.factories import open_catalog
 from ods.stages.api_keys import create_api_key
 from tests.support.api_server import DATASET, RunningApi, served_platform
 
-CHROMIUM = os.environ.get("ODS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("ODS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 WIDTHS = (1280, 390)
 UPLOADS_KB = "handbook"
 
@@ -36,7 +36,7 @@ def _browser_or_skip() -> Any:
         from playwright.sync_api import sync_playwright
     except ImportError:
         problem = "the playwright package is not installed (pip install -e '.[dev]')"
-    if problem is None and not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+    if problem is None and not Path(CHROMIUM).is_file():
         problem = f"no chromium at {CHROMIUM} (run `make browser` as root, or apt-get install chromium)"
     if problem is not None:
         if os.environ.get("CI") == "true":
@@ -66,8 +66,14 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(console: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    sync_playwright = _browser_or_skip()
+def sync_playwright() -> Any:
+    return _browser_or_skip()  # before the platform is built: a skip costs nothing
+
+
+@pytest.fixture(scope="module")
+def browser_page(
+    sync_playwright: Any, console: RunningApi, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(base_url=console.base_url, viewport={"width": WIDTHS[0], "height": 900})
@@ -231,7 +237,7 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     _check_page(page, "metadata")
 
 
-def test_a_role_sees_only_the_controls_it_may_use(console: RunningApi, browser_page: Any) -> None:
+def test_a_role_sees_only_the_controls_it_may_use(browser_page: Any, console: RunningApi) -> None:
     """Last in the module: once a key exists, every caller needs credentials."""
     with open_catalog(console.settings) as catalog:
         key = create_api_key(catalog, "console-app-user", roles=["app_user"]).key
