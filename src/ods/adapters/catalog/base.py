@@ -23,6 +23,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.schema import Dataset, KnowledgeBase, Model, NamedRow, VersionedRow, VersionRow
 from ods.adapters.closing import Closeable
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.names import NAME_RULE, NameKind, check_name, display_name, is_valid_name
 from ods.errors import CatalogError, NotFoundError
 
@@ -62,16 +63,22 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         """The owner row called ``name``; NotFoundError listing the names there are."""
         return require_named(session, self.owner, self.kind, name)
 
-    def ensure(self, session: Session, name: str, description: str | None) -> OwnerRecordT:
+    def ensure(
+        self, session: Session, name: str, description: str | None, tenant: str | None = None
+    ) -> OwnerRecordT:
         """The record of the owner called ``name``, created if missing (see :meth:`lock_owner`)."""
-        return self.owner_record(session, self.lock_owner(session, name, description))
+        return self.owner_record(session, self.lock_owner(session, name, description, tenant))
 
-    def lock_owner(self, session: Session, name: str, description: str | None) -> OwnerT:
-        """The owner row called ``name`` (created if missing; a given description replaces the stored
-        one), locked until commit so concurrent writers number its versions one at a time."""
+    def lock_owner(
+        self, session: Session, name: str, description: str | None, tenant: str | None = None
+    ) -> OwnerT:
+        """The owner row called ``name`` (created if missing, as ``tenant``'s or the default tenant's; a
+        given description replaces the stored one), locked until commit so concurrent writers number its
+        versions one at a time."""
         row = session.scalar(select(self.owner).where(self.owner.name == name).with_for_update())
         if row is None:
-            row = add_row(session, self.owner(name=name, description=description))
+            owner = self.owner(name=name, description=description, tenant=tenant or DEFAULT_TENANT)
+            row = add_row(session, owner)
         elif description is not None and row.description != description:
             row.description = description
             session.flush()
@@ -149,18 +156,28 @@ class CatalogBase(Closeable):
     # -- generic paths shared by the table groups ---------------------------------------------------
 
     def _ensure(
-        self, table: VersionedTable[Any, Any, OwnerRecordT, Any], name: str, description: str | None
+        self,
+        table: VersionedTable[Any, Any, OwnerRecordT, Any],
+        name: str,
+        description: str | None,
+        tenant: str | None = None,
     ) -> OwnerRecordT:
         """The dataset or model called ``name``, created if missing; a given description replaces the
         stored one. The name is checked first: the last line behind the entry points' checks."""
         check_name(table.kind, name)
-        return self._write(lambda session: table.ensure(session, name, description))
+        return self._write(lambda session: table.ensure(session, name, description, tenant))
 
-    def _list_named(self, entity: type[NamedT], record: Callable[[Session, NamedT], T]) -> list[T]:
-        """Every row of a named table (datasets, models, knowledge bases), by name."""
+    def _list_named(
+        self, entity: type[NamedT], record: Callable[[Session, NamedT], T], tenant: str | None = None
+    ) -> list[T]:
+        """Every row of a named table (datasets, models, knowledge bases), of ``tenant`` when given, by
+        name."""
 
         def work(session: Session) -> list[T]:
-            rows = session.scalars(select(entity).order_by(entity.name)).all()
+            query = select(entity).order_by(entity.name)
+            if tenant is not None:
+                query = query.where(entity.tenant == tenant)
+            rows = session.scalars(query).all()
             return [record(session, row) for row in rows]
 
         return self._read(work)

@@ -29,17 +29,19 @@ from ods.adapters.catalog.schema import (
     MessageRole,
     utcnow,
 )
+from ods.domain.identity import DEFAULT_TENANT
 from ods.errors import NotFoundError
 
 
 class ConversationTables(CatalogBase):
     """``conversations``, ``messages`` and ``citations``."""
 
-    def create_conversation(self, title: str) -> ConversationRecord:
-        """Start a conversation; its id is a fresh uuid4 hex string."""
+    def create_conversation(self, title: str, *, tenant: str = DEFAULT_TENANT) -> ConversationRecord:
+        """Start a conversation of ``tenant``; its id is a fresh uuid4 hex string."""
 
         def work(session: Session) -> ConversationRecord:
-            return _conversation_record(add_row(session, Conversation(id=uuid.uuid4().hex, title=title)))
+            row = Conversation(id=uuid.uuid4().hex, title=title, tenant=tenant)
+            return _conversation_record(add_row(session, row))
 
         return self._write(work)
 
@@ -84,13 +86,14 @@ class ConversationTables(CatalogBase):
 
         return self._read(work)
 
-    def list_conversations(self) -> list[ConversationRecord]:
-        """Every conversation, most recently active first, without messages."""
+    def list_conversations(self, *, tenant: str | None = None) -> list[ConversationRecord]:
+        """Every conversation (of ``tenant`` when given), most recently active first, without messages."""
 
         def work(session: Session) -> list[ConversationRecord]:
-            rows = session.scalars(
-                select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id)
-            )
+            query = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id)
+            if tenant is not None:
+                query = query.where(Conversation.tenant == tenant)
+            rows = session.scalars(query)
             return [_conversation_record(row) for row in rows]
 
         return self._read(work)

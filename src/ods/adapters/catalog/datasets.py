@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from ods.adapters.catalog.base import (
@@ -48,9 +48,13 @@ def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
 class DatasetTables(CatalogBase):
     """``datasets``, ``dataset_versions`` (+ ``dataset_version_parents``) and ``validation_runs``."""
 
-    def ensure_dataset(self, name: str, description: str | None = None) -> DatasetRecord:
-        """The dataset called ``name``, created if missing; a given description replaces the stored one."""
-        return self._ensure(DATASETS, name, description)
+    def ensure_dataset(
+        self, name: str, description: str | None = None, *, tenant: str | None = None
+    ) -> DatasetRecord:
+        """The dataset called ``name``, created if missing (as ``tenant``'s, else the default tenant's);
+        a given description replaces the stored one. An existing dataset keeps its tenant: the caller
+        compares it (names are unique across tenants for now)."""
+        return self._ensure(DATASETS, name, description, tenant)
 
     def add_dataset_version(
         self,
@@ -142,14 +146,15 @@ class DatasetTables(CatalogBase):
         return self._read(lambda session: DATASETS.get_version(session, name, version))
 
     def list_datasets(
-        self, *, tags: Sequence[str] = (), include_archived: bool = True
+        self, *, tags: Sequence[str] = (), include_archived: bool = True, tenant: str | None = None
     ) -> list[DatasetRecord]:
-        """Every dataset, by name; with ``tags``, only those carrying all of them; archived ones only when
-        ``include_archived`` (the default, so ``ods datasets list`` shows every dataset as before)."""
+        """Every dataset (of ``tenant`` when given), by name; with ``tags``, only those carrying all of
+        them; archived ones only when ``include_archived`` (the default, so ``ods datasets list`` shows
+        every dataset as before)."""
         wanted = set(tags)
         return [
             dataset
-            for dataset in self._list_named(Dataset, _dataset_record)
+            for dataset in self._list_named(Dataset, _dataset_record, tenant)
             if wanted.issubset(dataset.tags) and (include_archived or dataset.archived_at is None)
         ]
 
@@ -257,8 +262,9 @@ class DatasetTables(CatalogBase):
 
         return self._read(work)
 
-    def latest_registered_versions(self) -> list[DatasetVersionRecord]:
-        """The newest registered version of every dataset that has one, by dataset name (Text-to-SQL)."""
+    def latest_registered_versions(self, *, tenant: str | None = None) -> list[DatasetVersionRecord]:
+        """The newest registered version of every dataset (of ``tenant`` when given) that has one, by
+        dataset name (Text-to-SQL)."""
 
         def work(session: Session) -> list[DatasetVersionRecord]:
             newest = (
@@ -275,6 +281,7 @@ class DatasetTables(CatalogBase):
                     & (DatasetVersion.version == newest.c.version),
                 )
                 .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                .where(true() if tenant is None else Dataset.tenant == tenant)
                 .options(selectinload(DatasetVersion.parents))
                 .order_by(Dataset.name)
             ).all()

@@ -40,6 +40,7 @@ from ods.adapters.catalog.schema import (
     KnowledgeBase,
     utcnow,
 )
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.names import check_name
 from ods.errors import CatalogError, NotFoundError
 
@@ -56,9 +57,10 @@ class KnowledgeTables(CatalogBase):
         collection_name: str,
         source_uri: str | None = None,
         description: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> KnowledgeBaseRecord:
-        """The knowledge base ``name``, created if missing; a given ``source_uri`` or ``description``
-        replaces the stored one.
+        """The knowledge base ``name``, created if missing (as ``tenant``'s); a given ``source_uri`` or
+        ``description`` replaces the stored one.
 
         An existing knowledge base indexed with another embedding model, dimension or collection is an
         error: its vectors would not match the new model.
@@ -73,7 +75,9 @@ class KnowledgeTables(CatalogBase):
         def work(session: Session) -> KnowledgeBaseRecord:
             base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
             if base is None:
-                row = KnowledgeBase(name=name, source_uri=source_uri, description=description, **index)
+                row = KnowledgeBase(
+                    name=name, source_uri=source_uri, description=description, tenant=tenant, **index
+                )
                 return _kb_record(add_row(session, row))
             if {key: getattr(base, key) for key in index} != index:
                 raise CatalogError(
@@ -94,9 +98,9 @@ class KnowledgeTables(CatalogBase):
         """The knowledge base called ``name``."""
         return self._read(lambda session: _kb_record(_knowledge_base(session, name)))
 
-    def list_knowledge_bases(self) -> list[KnowledgeBaseRecord]:
-        """Every knowledge base, by name."""
-        return self._list_named(KnowledgeBase, lambda _session, row: _kb_record(row))
+    def list_knowledge_bases(self, *, tenant: str | None = None) -> list[KnowledgeBaseRecord]:
+        """Every knowledge base (of ``tenant`` when given), by name."""
+        return self._list_named(KnowledgeBase, lambda _session, row: _kb_record(row), tenant)
 
     def record_document_version(
         self,

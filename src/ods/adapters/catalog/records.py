@@ -26,6 +26,8 @@ class DatasetRecord:
     """Short labels, sorted (migration 0007)."""
     archived_at: datetime | None = None
     """When the dataset was archived (hidden from lists, versions kept); None while it is live."""
+    tenant: str = "default"
+    """The tenant it belongs to (migration 0012)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class ModelRecord:
     name: str
     description: str | None
     created_at: datetime
+    tenant: str = "default"
+    """The tenant it belongs to (migration 0012)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class KnowledgeBaseRecord:
     collection_name: str
     created_at: datetime
     description: str | None = None
+    tenant: str = "default"
+    """The tenant it belongs to (migration 0012)."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,8 @@ class ConversationRecord:
     created_at: datetime
     updated_at: datetime
     messages: tuple[MessageRecord, ...] = ()
+    tenant: str = "default"
+    """The tenant it belongs to (migration 0012)."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +312,8 @@ class WebhookRecord:
     description: str | None
     created_at: datetime
     secret: str = field(repr=False)
+    tenant: str = "default"
+    """The tenant it belongs to (migration 0012)."""
 
 
 @dataclass(frozen=True)

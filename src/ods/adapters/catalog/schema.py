@@ -109,6 +109,10 @@ class NamedRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True, sort_order=-2)
     name: Mapped[str] = mapped_column(String(200), unique=True, sort_order=-1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tenant: Mapped[str] = mapped_column(
+        String(63), default="default", server_default=text("'default'"), index=True
+    )
+    """The tenant the row belongs to (migration 0012); names stay unique across tenants for now."""
 
 
 class VersionedRow(NamedRow):
@@ -332,6 +336,9 @@ class Conversation(Base):
     title: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    tenant: Mapped[str] = mapped_column(
+        String(63), default="default", server_default=text("'default'"), index=True
+    )
 
     messages: Mapped[list[Message]] = relationship(
         order_by=lambda: Message.id, passive_deletes=True, cascade="all, delete-orphan"
@@ -440,6 +447,9 @@ class Webhook(Base):
     secret: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tenant: Mapped[str] = mapped_column(
+        String(63), default="default", server_default=text("'default'"), index=True
+    )
 
 
 class OutboxEvent(Base):

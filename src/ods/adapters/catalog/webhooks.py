@@ -25,6 +25,7 @@ from ods.adapters.catalog.records import (
     WebhookRecord,
 )
 from ods.adapters.catalog.schema import OutboxEvent, Webhook, WebhookDelivery
+from ods.domain.identity import DEFAULT_TENANT
 
 _ERROR_CHARS = 500
 """How much of a failed attempt's error a delivery keeps."""
@@ -34,25 +35,33 @@ class WebhookTables(CatalogBase):
     """``webhooks``, ``event_outbox`` and ``webhook_deliveries``."""
 
     def add_webhook(
-        self, url: str, *, events: Sequence[str], secret: str, description: str | None = None
+        self,
+        url: str,
+        *,
+        events: Sequence[str],
+        secret: str,
+        description: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> WebhookRecord:
-        """Record a subscription of ``url`` to ``events`` (checked by the caller), signed with ``secret``."""
+        """Record a subscription of ``url`` to ``events`` (checked by the caller), signed with ``secret``,
+        belonging to ``tenant``."""
         if not events:
             raise ValueError("a webhook subscribes to at least one event")
 
         def work(session: Session) -> WebhookRecord:
-            row = Webhook(url=url, events=sorted(set(events)), secret=secret, description=description)
+            row = Webhook(
+                url=url, events=sorted(set(events)), secret=secret, description=description, tenant=tenant
+            )
             return _webhook_record(add_row(session, row))
 
         return self._write(work)
 
-    def list_webhooks(self) -> list[WebhookRecord]:
-        """Every subscription, oldest first."""
-        return self._read(
-            lambda session: [
-                _webhook_record(row) for row in session.scalars(select(Webhook).order_by(Webhook.id))
-            ]
-        )
+    def list_webhooks(self, *, tenant: str | None = None) -> list[WebhookRecord]:
+        """Every subscription (of ``tenant`` when given), oldest first."""
+        query = select(Webhook).order_by(Webhook.id)
+        if tenant is not None:
+            query = query.where(Webhook.tenant == tenant)
+        return self._read(lambda session: [_webhook_record(row) for row in session.scalars(query)])
 
     def get_webhook(self, webhook_id: int) -> WebhookRecord:
         """The subscription ``webhook_id``; NotFoundError when there is none."""
@@ -253,6 +262,7 @@ def _webhook_record(row: Webhook) -> WebhookRecord:
         description=row.description,
         created_at=row.created_at,
         secret=row.secret,
+        tenant=row.tenant,
     )
 
 
