@@ -12,6 +12,7 @@ import asyncio
 import functools
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -67,6 +68,11 @@ def _templates() -> jinja2.Environment:
     return environment
 
 
+def _segment(value: object) -> str:
+    """``value`` as one path segment of an API call (a ``/``, ``?`` or ``#`` in a name stays in the name)."""
+    return quote(str(value), safe="")
+
+
 def _roles(request: Request) -> frozenset[str]:
     principal: Principal | None = getattr(request.state, "principal", None)
     return frozenset(principal.roles) if principal is not None else frozenset()
@@ -115,10 +121,10 @@ async def home(request: Request) -> HTMLResponse:
             api.get("/readyz"),
         )
         kb_details = await asyncio.gather(
-            *(api.get(f"/api/v1/knowledge-bases/{kb['name']}") for kb in kbs.data or [])
+            *(api.get(f"/api/v1/knowledge-bases/{_segment(kb['name'])}") for kb in kbs.data or [])
         )
         model_details = await asyncio.gather(
-            *(api.get(f"/api/v1/models/{m['name']}") for m in models.data or [])
+            *(api.get(f"/api/v1/models/{_segment(m['name'])}") for m in models.data or [])
         )
     counts = {
         "datasets": (datasets.data or {}).get("total", 0) if datasets.ok else None,
@@ -174,7 +180,7 @@ async def dataset_page(
 ) -> HTMLResponse:
     """One version: schema, profile with charts, validation, card, a paged preview and the lineage graph."""
     async with ConsoleApi(request) as api:
-        detail = await api.get(f"/api/v1/datasets/{name}")
+        detail = await api.get(f"/api/v1/datasets/{_segment(name)}")
         if not detail.ok:
             return _page(request, "error.html", "datasets", title=f"Dataset {name}", error=detail.error)
         versions = detail.data["versions"]
@@ -182,7 +188,7 @@ async def dataset_page(
         offset = max(offset, 0)
         rows = (
             await api.get(
-                f"/api/v1/datasets/{name}/versions/{chosen['version']}/rows",
+                f"/api/v1/datasets/{_segment(name)}/versions/{_segment(chosen['version'])}/rows",
                 offset=offset,
                 limit=PREVIEW_ROWS,
             )
@@ -190,7 +196,9 @@ async def dataset_page(
             else Answer(error="no version")
         )
         models = await api.get("/api/v1/models")
-        details = await asyncio.gather(*(api.get(f"/api/v1/models/{m['name']}") for m in models.data or []))
+        details = await asyncio.gather(
+            *(api.get(f"/api/v1/models/{_segment(m['name'])}") for m in models.data or [])
+        )
     graph = lay_out_lineage(detail.data, [d.data for d in details if d.ok])
     return _page(
         request,
@@ -217,12 +225,14 @@ async def knowledge_bases_page(request: Request) -> HTMLResponse:
 async def knowledge_base_page(request: Request, kb: str, q: str = "", mode: str = "hybrid") -> HTMLResponse:
     """Documents with status and reason, upload, delete, and a search box with its mode."""
     async with ConsoleApi(request) as api:
-        detail = await api.get(f"/api/v1/knowledge-bases/{kb}")
+        detail = await api.get(f"/api/v1/knowledge-bases/{_segment(kb)}")
         if not detail.ok:
             return _page(request, "error.html", "knowledge", title=f"Knowledge base {kb}", error=detail.error)
-        documents = await api.get(f"/api/v1/knowledge-bases/{kb}/documents")
+        documents = await api.get(f"/api/v1/knowledge-bases/{_segment(kb)}/documents")
         hits = (
-            await api.post(f"/api/v1/knowledge-bases/{kb}/search", {"query": q, "mode": mode, "top_k": 8})
+            await api.post(
+                f"/api/v1/knowledge-bases/{_segment(kb)}/search", {"query": q, "mode": mode, "top_k": 8}
+            )
             if q
             else None
         )
@@ -249,7 +259,7 @@ async def chat_page(request: Request, c: str = "") -> HTMLResponse:
             api.get("/api/v1/knowledge-bases"),
             api.get("/api/v1/datasets", page_size=200),
         )
-        conversation = await api.get(f"/api/v1/conversations/{c}") if c else None
+        conversation = await api.get(f"/api/v1/conversations/{_segment(c)}") if c else None
     return _page(
         request,
         "chat.html",
@@ -268,8 +278,8 @@ async def models_page(request: Request) -> HTMLResponse:
     async with ConsoleApi(request) as api:
         models = await api.get("/api/v1/models")
         names = [m["name"] for m in models.data or []]
-        details = await asyncio.gather(*(api.get(f"/api/v1/models/{name}") for name in names))
-        health = await asyncio.gather(*(api.get(f"/api/v1/models/{name}/status") for name in names))
+        details = await asyncio.gather(*(api.get(f"/api/v1/models/{_segment(name)}") for name in names))
+        health = await asyncio.gather(*(api.get(f"/api/v1/models/{_segment(name)}/status") for name in names))
     return _page(
         request,
         "models.html",
@@ -284,8 +294,12 @@ async def metadata_page(request: Request, db: str = "", table: str = "", q: str 
     """Databases → tables → columns, semantic table search and the guarded SQL box."""
     async with ConsoleApi(request) as api:
         databases = await api.get("/api/v1/metadata/databases")
-        tables = await api.get(f"/api/v1/metadata/databases/{db}/tables") if db else None
-        columns = await api.get(f"/api/v1/metadata/databases/{db}/tables/{table}") if db and table else None
+        tables = await api.get(f"/api/v1/metadata/databases/{_segment(db)}/tables") if db else None
+        columns = (
+            await api.get(f"/api/v1/metadata/databases/{_segment(db)}/tables/{_segment(table)}")
+            if db and table
+            else None
+        )
         found = await api.post("/api/v1/metadata/tables/search", {"query": q}) if q else None
     return _page(
         request,
