@@ -40,6 +40,8 @@ def test_a_conversation_outlives_the_process_that_wrote_it(tmp_path: Path, postg
     )
     assert follow_up.returncode == 0, follow_up.stderr[-2000:]
     assert "Leeds" in follow_up.stdout and "shipping.md" in follow_up.stdout
+    searched = " ".join(follow_up.stdout.split())  # the console wraps long lines
+    assert "search: hybrid, convex combination" in searched and "english analyzer" in searched, searched
 
     chatted = subprocess.run(
         [sys.executable, "-m", "ods", "chat", "--kb", kb, "--conversation", conversation],
