@@ -126,6 +126,10 @@ def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -
     assert "default-src 'self'" in csp and "script-src 'self'" in csp
     assert page.locator(".counts").inner_text().count("\n") >= 5
     assert "catalog" in page.locator("#health-h + ul").inner_text()
+    page.keyboard.press("Tab")  # keyboard users start at the skip link, then the navigation
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
     _check_page(page, "home")
 
     page.get_by_role("link", name="Datasets").first.click()
