@@ -553,6 +553,26 @@ class AuthSettings(BaseModel):
         return [path.replace("{client}", client) for path in self.roles_claims]
 
 
+class AuditSettings(BaseModel):
+    """The audit log of `ods serve` (docs/security.md, "Audit")."""
+
+    questions: Literal["keep", "hash"] = Field(
+        default="hash",
+        description="How a question asked (ask, chat on kb:/sql: models) is kept in the audit log: 'hash' (its "
+        "SHA-256 only: who asked and when, not what) or 'keep' (the text, up to 2,000 characters).",
+    )
+    retention_days: int = Field(
+        default=365, ge=1, le=36_500, description="Days an audit row is kept; older rows go at server start."
+    )
+    login_interval_s: int = Field(
+        default=900,
+        ge=0,
+        le=86_400,
+        description="A successful key or token authentication is logged as a login at most once per caller "
+        "in this many seconds (0: every authenticated request).",
+    )
+
+
 class Settings(BaseSettings):
     """Root of the settings tree."""
 
@@ -580,6 +600,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

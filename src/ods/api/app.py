@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ods.api import downloads
+from ods.api.audit import AuditTrail, AuditWriter
 from ods.api.auth import ApiAccess, document_access
 from ods.api.authorization import authorize_route
 from ods.api.background import BackgroundRuns, recover_runs, sync_knowledge_base
@@ -35,6 +36,7 @@ from ods.api.proxy import EndpointProxy
 from ods.api.resources import Resources
 from ods.api.routes import (
     ask,
+    audit,
     conversations,
     datasets,
     health,
@@ -51,6 +53,7 @@ from ods.api.webhooks import WebhookDispatcher
 from ods.domain.object_keys import printable_text
 from ods.errors import OdsError
 from ods.settings import Settings
+from ods.stages.audit import prune_audit
 
 API_VERSION = "1.0.0"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -79,11 +82,14 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         emit=events,
     )
     proxy = EndpointProxy()
+    metrics = ApiMetrics()
+    audit_writer = AuditWriter(lambda: resources.catalog, metrics.registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
         recover_runs(background)
+        prune_audit(resources.catalog, settings.audit.retention_days)
         try:
             yield
         finally:
@@ -91,6 +97,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
             background.close()  # the running ingest finishes on the resources before they close
             events.close()  # the runs' Prefect events still queued are sent
             proxy.close()
+            audit_writer.close()  # the queued audit rows are written
             resources.close()
 
     app = FastAPI(
@@ -108,9 +115,13 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.state.download_signer = downloads.DownloadSigner.from_settings(settings)
     app.state.proxy = proxy
     app.state.table_vectors = metadata.TableVectors()
-    app.state.metrics = metrics = ApiMetrics()
+    app.state.metrics = metrics
+    app.state.audit = audit_writer
     app.state.readiness = health.ReadinessCache(settings)
-    app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside RequestContext
+    app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside AuditTrail
+    app.add_middleware(  # inside RequestContext: sees the request id, the principal and every answer
+        AuditTrail, writer=audit_writer, settings=settings.audit, routes=lambda: app.routes
+    )
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.api.max_body_bytes,
@@ -128,6 +139,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         conversations.router,
         runs.router,
         webhooks.router,
+        audit.router,
         downloads.router,
     ):
         app.include_router(router, responses=_ERROR_RESPONSES)

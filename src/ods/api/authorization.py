@@ -65,6 +65,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /api/v1/webhooks": "webhooks.manage",
     "GET /api/v1/webhooks/{webhook_id}": "webhooks.manage",
     "DELETE /api/v1/webhooks/{webhook_id}": "webhooks.manage",
+    "GET /api/v1/audit": "audit.view",
     # Integration point 2: the OpenAI-compatible gateway
     "GET /v1/models": "models.invoke",
     "POST /v1/chat/completions": "models.invoke",

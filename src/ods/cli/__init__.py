@@ -13,6 +13,7 @@ import traceback
 import typer
 
 from ods.cli.answers import ask, chat, conversations_app
+from ods.cli.audit import audit_app
 from ods.cli.console import error_console
 from ods.cli.datasets import datasets_app
 from ods.cli.events import events_app
@@ -35,6 +36,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(kb_app, name="kb")
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 app.command("ask")(ask)
 app.command("chat")(chat)
 app.add_typer(conversations_app, name="conversations")

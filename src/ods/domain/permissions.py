@@ -90,6 +90,9 @@ MATRIX: Final[tuple[Permission, ...]] = (
         "state of server runs (registrations, ingests, deploys)",
     ),
     _permission("webhooks", "manage", ("platform_admin", "tenant_admin"), "create, list and delete webhooks"),
+    _permission(
+        "audit", "view", ("platform_admin", "tenant_admin"), "read the audit log (tenant_admin: its tenant's)"
+    ),
     _permission("platform", "observe", ROLES, "readiness and metrics"),
 )
 

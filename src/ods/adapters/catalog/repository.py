@@ -6,13 +6,14 @@ that race on a unique key are retried, so concurrent flows never register the sa
 
 :class:`Catalog` is composed of one mixin per table group (``datasets.py``, ``models.py``,
 ``endpoints.py``, ``knowledge.py``, ``conversations.py``, ``watch.py``, ``api_keys.py``, ``webhooks.py``,
-``runs.py``) over
+``runs.py``, ``audit.py``) over
 ``base.CatalogBase``; a consumer that needs one group depends on its Protocol in ``protocols.py``.
 """
 
 from __future__ import annotations
 
 from ods.adapters.catalog.api_keys import ApiKeyTables
+from ods.adapters.catalog.audit import AuditTables
 from ods.adapters.catalog.base import CatalogBase
 from ods.adapters.catalog.conversations import ConversationTables
 from ods.adapters.catalog.datasets import DatasetTables
@@ -34,6 +35,7 @@ class Catalog(
     ApiKeyTables,
     WebhookTables,
     RunTables,
+    AuditTables,
     CatalogBase,
 ):
     """The lineage graph over one database, migrated to the newest schema on first use."""
