@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ods.adapters.catalog.schema import utcnow
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -93,9 +94,12 @@ def record_query_completed(
     row_count: int,
     truncated: bool,
     seconds: float,
+    tenant: str = DEFAULT_TENANT,
 ) -> None:
-    """Write ``query.completed`` for a SQL query the API answered (nothing is kept when no webhook asks)."""
+    """Write ``query.completed`` for a SQL query the API answered (nothing is kept when no webhook asks);
+    only ``tenant``'s webhooks hear of it."""
     data: dict[str, Any] = {
+        "tenant": tenant,
         "sql": sql,
         "datasets": datasets,
         "row_count": row_count,

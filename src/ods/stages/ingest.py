@@ -34,6 +34,7 @@ from ods.adapters.workers.parse_pool import DocumentParserPool, TextLimitExceede
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import BAD_NAME, TOO_LARGE, DocumentRejected, ParsedDocument
 from ods.domain.hashing import sha256_bytes
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.index_drift import IndexDrift, compare_chunk_ids, describe_drift
 from ods.domain.names import check_name
 from ods.domain.sync_plan import (
@@ -182,10 +183,16 @@ def summarize_ingest(
 
 
 def open_knowledge_base(
-    catalog: KnowledgeCatalog, settings: Settings, kb: str, source_uri: str, *, description: str | None = None
+    catalog: KnowledgeCatalog,
+    settings: Settings,
+    kb: str,
+    source_uri: str,
+    *,
+    description: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> KnowledgeBaseRecord:
     """Record the knowledge base with its embedding model and collection (refuses a model change), and
-    ``description`` when given.
+    ``description`` when given; a new one belongs to ``tenant``.
 
     A knowledge base already recorded for the configured model is returned without loading the model,
     so a re-run over an unchanged source never pays for it. A name that breaks the naming rule is refused
@@ -208,6 +215,7 @@ def open_knowledge_base(
         embedding_dim=dimension,
         collection_name=collection_name(kb, embedder.model_id),
         description=description,
+        tenant=tenant,
     )
 
 

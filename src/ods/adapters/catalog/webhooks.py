@@ -24,7 +24,15 @@ from ods.adapters.catalog.records import (
     WebhookDeliveryRecord,
     WebhookRecord,
 )
-from ods.adapters.catalog.schema import OutboxEvent, Webhook, WebhookDelivery
+from ods.adapters.catalog.schema import (
+    Dataset,
+    KnowledgeBase,
+    Model,
+    NamedRow,
+    OutboxEvent,
+    Webhook,
+    WebhookDelivery,
+)
 from ods.domain.identity import DEFAULT_TENANT
 
 _ERROR_CHARS = 500
@@ -120,7 +128,8 @@ class WebhookTables(CatalogBase):
 
     def fan_out_events(self, now: datetime, *, limit: int = 100) -> int:
         """Turn up to ``limit`` events not yet fanned out into one pending delivery per subscription that
-        asks for their type and existed when they happened, due at ``now``; returns how many were made."""
+        asks for their type, existed when they happened and belongs to the event's tenant (see
+        :func:`_event_tenant`), due at ``now``; returns how many were made."""
 
         waiting = select(OutboxEvent.id).where(OutboxEvent.fanned_out_at.is_(None)).limit(1)
         if self._read(lambda session: session.scalar(waiting)) is None:
@@ -136,11 +145,14 @@ class WebhookTables(CatalogBase):
             ).all()
             if not events:
                 return 0
-            webhooks = session.execute(select(Webhook.id, Webhook.events, Webhook.created_at)).all()
+            webhooks = session.execute(
+                select(Webhook.id, Webhook.events, Webhook.created_at, Webhook.tenant)
+            ).all()
             made = 0
             for event in events:
-                for webhook_id, subscribed, created_at in webhooks:
-                    if event.event_type in subscribed and created_at <= event.created_at:
+                tenant = _event_tenant(session, event.data)
+                for webhook_id, subscribed, created_at, owner in webhooks:
+                    if event.event_type in subscribed and created_at <= event.created_at and owner == tenant:
                         session.add(
                             WebhookDelivery(
                                 id=uuid.uuid4().hex,
@@ -252,6 +264,29 @@ class WebhookTables(CatalogBase):
 
 def _subscribed(session: Session, event_type: str) -> bool:
     return any(event_type in events for events in session.scalars(select(Webhook.events)))
+
+
+def _event_tenant(session: Session, data: dict[str, Any]) -> str:
+    """The tenant an event belongs to: its ``tenant`` field, else the tenant of the dataset, knowledge
+    base or model it names (``dataset``, ``knowledge_base``, ``model``, or the first of ``datasets``),
+    else the default tenant."""
+    explicit = data.get("tenant")
+    if isinstance(explicit, str):
+        return explicit
+    refs = data.get("datasets")
+    first = refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], str) else None
+    named: list[tuple[type[NamedRow], object]] = [
+        (Dataset, data.get("dataset")),
+        (KnowledgeBase, data.get("knowledge_base")),
+        (Model, data.get("model")),
+        (Dataset, None if first is None else first.partition("@")[0]),
+    ]
+    for entity, name in named:
+        if isinstance(name, str):
+            owner = session.scalar(select(entity.tenant).where(entity.name == name))
+            if owner is not None:
+                return owner
+    return DEFAULT_TENANT
 
 
 def _webhook_record(row: Webhook) -> WebhookRecord:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
+from ods.api.tenancy import CallerTenant, owned_conversation
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -59,24 +60,28 @@ class DeletedConversation(BaseModel):
 
 
 @router.get("", summary="List conversations", response_model=Envelope[list[ConversationSummary]])
-def list_conversations(resources: ServerResources) -> Envelope[list[ConversationSummary]]:
-    """Every conversation, most recently active first (`ods conversations list`)."""
+def list_conversations(
+    resources: ServerResources, tenant: CallerTenant
+) -> Envelope[list[ConversationSummary]]:
+    """Every conversation of the caller's tenant, most recently active first (`ods conversations list`)."""
     return ok(
         [
             ConversationSummary(
                 id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
             )
-            for item in resources.catalog.list_conversations()
+            for item in resources.catalog.list_conversations(tenant=tenant)
         ]
     )
 
 
 @router.get("/{conversation_id}", summary="A conversation's messages", response_model=Envelope[Conversation])
-def get_conversation(conversation_id: ConversationId, resources: ServerResources) -> Envelope[Conversation]:
+def get_conversation(
+    conversation_id: ConversationId, resources: ServerResources, tenant: CallerTenant
+) -> Envelope[Conversation]:
     """Every message with the SQL it ran and the sources it cited, resolved to documents and pages
     (`ods conversations show`)."""
     catalog = resources.catalog
-    record = catalog.get_conversation(conversation_id)
+    record = owned_conversation(catalog, conversation_id, tenant)
     sources = catalog.chunk_sources(
         citation.chunk_id
         for message in record.messages
@@ -126,8 +131,9 @@ def get_conversation(conversation_id: ConversationId, resources: ServerResources
     "/{conversation_id}", summary="Delete a conversation", response_model=Envelope[DeletedConversation]
 )
 def delete_conversation(
-    conversation_id: ConversationId, resources: ServerResources
+    conversation_id: ConversationId, resources: ServerResources, tenant: CallerTenant
 ) -> Envelope[DeletedConversation]:
     """The conversation, its messages and their citations (`ods conversations delete`); 404 if unknown."""
+    owned_conversation(resources.catalog, conversation_id, tenant)
     resources.catalog.delete_conversation(conversation_id)
     return ok(DeletedConversation(id=conversation_id))

@@ -40,6 +40,7 @@ from ods.api.envelope import (
 from ods.api.resources import Resources
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, dataset_event, emit_quietly
+from ods.api.tenancy import CallerTenant, claim_dataset, name_taken, owned_dataset, owned_dataset_version
 from ods.domain.dataset_spec import DatasetSpecError
 from ods.domain.hashing import sha256_bytes
 from ods.errors import NotFoundError, OdsError
@@ -142,6 +143,7 @@ class RowsPage(BaseModel):
 @router.get("", summary="List datasets", response_model=Envelope[DatasetPage], response_model_by_alias=True)
 def list_datasets(
     resources: ServerResources,
+    tenant: CallerTenant,
     status: Annotated[
         Literal["registered", "rejected"] | None,
         Query(description="Only datasets whose newest version has this status."),
@@ -158,7 +160,7 @@ def list_datasets(
     catalog = resources.catalog
     wanted = [tag.strip() for tag in (tags or "").split(",") if tag.strip()]
     summaries = []
-    for dataset in catalog.list_datasets(tags=wanted, include_archived=include_archived):
+    for dataset in catalog.list_datasets(tags=wanted, include_archived=include_archived, tenant=tenant):
         versions = catalog.list_dataset_versions(dataset.name)
         newest = max(versions, key=lambda version: version.version, default=None)
         latest_status = newest.status if newest is not None else None
@@ -186,13 +188,14 @@ def get_rows(
     name: str,
     version: int,
     resources: ServerResources,
+    tenant: CallerTenant,
     offset: Annotated[int, Query(ge=0, description="First row, from 0.")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS_PER_PAGE, description="Rows in the page.")] = 100,
 ) -> Envelope[RowsPage]:
     """Rows ``offset`` to ``offset + limit`` of one version, read from its Parquet (only the row groups
     that hold them)."""
     checked("dataset", name)
-    record = resources.catalog.get_dataset_version(name, version)
+    record = owned_dataset_version(resources.catalog, name, version, tenant)
     frame = read_rows(build_object_store(resources.settings), record.uri, offset, limit)
     # pandas' JSON writer turns timestamps, decimals and NaN into what a JSON client reads.
     rows = json.loads(frame.to_json(orient="values", date_format="iso")) if len(frame) else []
@@ -344,6 +347,7 @@ async def register_dataset(
     request: Request,
     resources: ServerResources,
     runs: ServerRuns,
+    tenant: CallerTenant,
     source_uri: Annotated[
         str | None, Query(description="The raw table, when the body is the YAML spec itself.")
     ] = None,
@@ -353,11 +357,16 @@ async def register_dataset(
     run to poll. The same table and spec again find the version made before."""
     body = await request.body()
     yaml_body = request.headers.get("content-type", "").split(";")[0].strip().lower() in YAML_TYPES
-    return await run_in_threadpool(_register, body, yaml_body, source_uri, resources, runs)
+    return await run_in_threadpool(_register, body, yaml_body, source_uri, resources, runs, tenant)
 
 
 def _register(
-    body: bytes, yaml_body: bool, source_uri: str | None, resources: Resources, runs: BackgroundRuns
+    body: bytes,
+    yaml_body: bool,
+    source_uri: str | None,
+    resources: Resources,
+    runs: BackgroundRuns,
+    tenant: str,
 ) -> Any:
     """The registration's checks and its run (in a worker thread: it reads the catalog and the store)."""
     path = "/api/v1/datasets"
@@ -380,13 +389,17 @@ def _register(
     store = build_object_store(settings)
     name = loaded.spec.name
     try:
-        if resources.catalog.get_dataset(name).archived_at is not None:
-            raise ConflictError(
-                f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
-            )
+        existing: DatasetRecord | None = resources.catalog.get_dataset(name)
     except NotFoundError:
-        pass
+        existing = None
+    if existing is not None and existing.tenant != tenant:
+        raise name_taken("dataset", name)
+    if existing is not None and existing.archived_at is not None:
+        raise ConflictError(
+            f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
+        )
     source = _store_source(store, settings.object_store.bucket, source or loaded.spec.source.uri)
+    claim_dataset(resources.catalog, name, tenant)  # the run registers its version as this tenant's
     run = runs.submit(
         "prepare",
         name,
@@ -421,10 +434,11 @@ def _store_spec(store: ObjectStore, name: str, text: str) -> str:
 
 @router.put("/{name}", summary="Describe and tag a dataset", response_model=Envelope[DatasetInfo])
 def update_dataset(
-    name: str, resources: ServerResources, request: Annotated[UpdateDataset, Body()]
+    name: str, resources: ServerResources, tenant: CallerTenant, request: Annotated[UpdateDataset, Body()]
 ) -> Envelope[DatasetInfo]:
     """Replace the description and/or the tags (fields left out stay as they are). Versions never change."""
     checked("dataset", name)
+    owned_dataset(resources.catalog, name, tenant)
     given = request.model_fields_set
     description = request.description if "description" in given else None
     record = resources.catalog.update_dataset(
@@ -437,17 +451,19 @@ def update_dataset(
 
 
 @router.delete("/{name}", summary="Archive a dataset", response_model=Envelope[DatasetInfo])
-def archive_dataset(name: str, resources: ServerResources) -> Envelope[DatasetInfo]:
+def archive_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DatasetInfo]:
     """Hide the dataset from lists (``include_archived=true`` shows it). Every version and its bytes stay;
     ``POST /api/v1/datasets/{name}/restore`` brings it back. Archiving twice changes nothing."""
     checked("dataset", name)
+    owned_dataset(resources.catalog, name, tenant)
     return ok(_info(resources.catalog.archive_dataset(name)))
 
 
 @router.post("/{name}/restore", summary="Restore an archived dataset", response_model=Envelope[DatasetInfo])
-def restore_dataset(name: str, resources: ServerResources) -> Envelope[DatasetInfo]:
+def restore_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DatasetInfo]:
     """Show an archived dataset in lists again; restoring a live one changes nothing."""
     checked("dataset", name)
+    owned_dataset(resources.catalog, name, tenant)
     return ok(_info(resources.catalog.restore_dataset(name)))
 
 
@@ -463,11 +479,12 @@ def create_credentials(
     request: Request,
     resources: ServerResources,
     signer: ServerSigner,
+    tenant: CallerTenant,
 ) -> Envelope[Credentials]:
     """A URL that reads the version's Parquet without an API key until it expires: presigned by MinIO/S3,
     or signed by this server (HMAC-SHA256) on a local store. Only registered versions."""
     checked("dataset", name)
-    record = resources.catalog.get_dataset_version(name, credentials.version)
+    record = owned_dataset_version(resources.catalog, name, credentials.version, tenant)
     if record.status != "registered":
         raise ConflictError(
             f"version {record.version} of dataset {name!r} was rejected ({record.reason}); its Parquet holds "
@@ -503,12 +520,12 @@ def create_credentials(
     response_model=Envelope[DatasetDetail],
     response_model_by_alias=True,
 )
-def get_dataset(name: str, resources: ServerResources) -> Envelope[DatasetDetail]:
+def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DatasetDetail]:
     """Every version of a dataset with its schema, profile, validation runs and lineage; 40401 if unknown."""
     checked("dataset", name)
     catalog = resources.catalog
+    described = owned_dataset(catalog, name, tenant)
     versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
-    described = catalog.get_dataset(name)
     store = build_object_store(resources.settings)
     return ok(
         DatasetDetail(

@@ -31,6 +31,7 @@ from ods.api.envelope import (
     ok,
 )
 from ods.api.routes.runs import Run, run_view
+from ods.api.tenancy import CallerTenant, name_taken, owned_knowledge_base
 from ods.domain.bucket_diff import documents_prefix_of
 from ods.domain.hashing import sha256_bytes
 from ods.domain.names import check_name
@@ -124,9 +125,10 @@ def _knowledge_base(record: KnowledgeBaseRecord) -> KnowledgeBase:
 
 
 @router.get("", summary="List knowledge bases", response_model=Envelope[list[KnowledgeBase]])
-def list_knowledge_bases(resources: ServerResources) -> Envelope[list[KnowledgeBase]]:
-    """Every knowledge base, by name."""
-    return ok([_knowledge_base(record) for record in resources.catalog.list_knowledge_bases()])
+def list_knowledge_bases(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[KnowledgeBase]]:
+    """Every knowledge base of the caller's tenant, by name."""
+    records = resources.catalog.list_knowledge_bases(tenant=tenant)
+    return ok([_knowledge_base(record) for record in records])
 
 
 @router.get(
@@ -135,6 +137,7 @@ def list_knowledge_bases(resources: ServerResources) -> Envelope[list[KnowledgeB
 def list_documents(
     kb: str,
     resources: ServerResources,
+    tenant: CallerTenant,
     status: Annotated[
         Literal["indexed", "quarantined", "deleted"] | None,
         Query(description="Only documents in this status."),
@@ -142,6 +145,7 @@ def list_documents(
 ) -> Envelope[DocumentList]:
     """Each document with its status, chunks, parser and the reason it was quarantined or deleted."""
     checked("knowledge base", kb)
+    owned_knowledge_base(resources.catalog, kb, tenant)
     documents = resources.catalog.documents(kb, status)
     return ok(
         DocumentList(
@@ -164,10 +168,13 @@ def list_documents(
 
 
 @router.post("/{kb}/search", summary="Search a knowledge base", response_model=Envelope[SearchResult])
-def search(kb: str, request: SearchRequest, resources: ServerResources) -> Envelope[SearchResult]:
-    """The best chunks for a query, on the index and model the server keeps open (no per-request set-up)."""
+def search(
+    kb: str, request: SearchRequest, resources: ServerResources, tenant: CallerTenant
+) -> Envelope[SearchResult]:
+    """The best chunks for a query, on the index and model the server keeps open (no per-request set-up).
+    The index is reached only through a knowledge base the caller's tenant holds."""
     checked("knowledge base", kb)
-    record = resources.catalog.get_knowledge_base(kb)
+    record = owned_knowledge_base(resources.catalog, kb, tenant)
     index = resources.index(record)
     with resources.model_lock:
         found = search_index(
@@ -272,7 +279,7 @@ def _stored_in(store: ObjectStore, resources: ServerResources, record: Knowledge
     },
 )
 def create_knowledge_base(
-    request: CreateKnowledgeBase, resources: ServerResources
+    request: CreateKnowledgeBase, resources: ServerResources, tenant: CallerTenant
 ) -> Envelope[KnowledgeBase]:
     """An empty knowledge base whose documents are uploaded to the object store (``docs/<name>/``), with
     the configured embedding model. A name already taken is 409 (code 40901): creating is not a way to
@@ -282,6 +289,8 @@ def create_knowledge_base(
         existing = catalog.get_knowledge_base(request.name)
     except NotFoundError:
         existing = None
+    if existing is not None and existing.tenant != tenant:
+        raise name_taken("knowledge base", request.name)
     if existing is not None:
         raise ConflictError(
             f"knowledge base {request.name!r} exists (source {existing.source_uri}); upload to it with "
@@ -290,8 +299,10 @@ def create_knowledge_base(
     source = store_source_of(build_object_store(resources.settings), resources, request.name)
     with resources.model_lock:  # a new knowledge base reads the embedder's dimension (loads the model)
         record = open_knowledge_base(
-            catalog, resources.settings, request.name, source, description=request.description
+            catalog, resources.settings, request.name, source, description=request.description, tenant=tenant
         )
+    if record.tenant != tenant:  # another tenant created the name since the check above
+        raise name_taken("knowledge base", request.name)
     return ok(_knowledge_base(record))
 
 
@@ -327,13 +338,14 @@ def upload_document(
     kb: str,
     resources: ServerResources,
     runs: ServerRuns,
+    tenant: CallerTenant,
     file: Annotated[UploadFile, File(description="The document (PDF, HTML, MD, TXT, DOCX, PPTX, EML).")],
 ) -> Any:
     """Store the file under the knowledge base's prefix (the same name again replaces it: one document),
     then start an ingest of the knowledge base in the background; answers 202 with the run to poll."""
     checked("knowledge base", kb)
     path = f"/api/v1/knowledge-bases/{kb}/documents"
-    record = resources.catalog.get_knowledge_base(kb)
+    record = owned_knowledge_base(resources.catalog, kb, tenant)
     store = build_object_store(resources.settings)
     _stored_in(store, resources, record)
     name = file.filename or ""
@@ -372,14 +384,14 @@ def upload_document(
     responses={409: {"model": ErrorEnvelope, "description": _FOREIGN_SOURCE}},
 )
 def delete_document(
-    kb: str, document_id: int, resources: ServerResources, runs: ServerRuns
+    kb: str, document_id: int, resources: ServerResources, runs: ServerRuns, tenant: CallerTenant
 ) -> Envelope[DeletedDocument]:
     """Remove the document's object from the store, then sync the knowledge base in the background so its
     chunks leave the index; answers 202 with the run to poll. 404 for a document the knowledge base does
     not have, or has deleted already."""
     checked("knowledge base", kb)
     catalog = resources.catalog
-    record = catalog.get_knowledge_base(kb)
+    record = owned_knowledge_base(catalog, kb, tenant)
     document = next((item for item in catalog.documents(kb) if item.id == document_id), None)
     if document is None or document.status == "deleted":
         state = "has no" if document is None else "already deleted"
@@ -401,11 +413,13 @@ def delete_document(
 
 @router.get("/{kb:path}", include_in_schema=False)  # a name holding '/' reaches the name check
 @router.get("/{kb}", summary="A knowledge base and its counts", response_model=Envelope[KnowledgeBaseStatus])
-def get_knowledge_base(kb: str, resources: ServerResources) -> Envelope[KnowledgeBaseStatus]:
+def get_knowledge_base(
+    kb: str, resources: ServerResources, tenant: CallerTenant
+) -> Envelope[KnowledgeBaseStatus]:
     """Source, embedding model, collection, documents, versions and chunks per status, the BM25 analyzer
     and the hybrid fusion."""
     checked("knowledge base", kb)
-    record = resources.catalog.get_knowledge_base(kb)
+    record = owned_knowledge_base(resources.catalog, kb, tenant)
     counts = resources.catalog.knowledge_base_counts(kb)
     return ok(
         KnowledgeBaseStatus(

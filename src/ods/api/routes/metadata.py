@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
+from ods.api.tenancy import CallerTenant, owned_dataset
 from ods.domain.pii import detect_pii_kind
 from ods.domain.text_to_sql import TableDescription, describe_dataset
 from ods.errors import NotFoundError, SettingsError
@@ -114,13 +115,16 @@ class MetadataTable:
     dataset_description: str | None = None
 
 
-def _dataset_tables(resources: ServerResources) -> list[MetadataTable]:
-    """One table per dataset that is not archived: its newest registered version."""
+def _dataset_tables(resources: ServerResources, tenant: str) -> list[MetadataTable]:
+    """One table per dataset of ``tenant`` that is not archived: its newest registered version."""
     catalog = resources.catalog
-    described = {record.name: record.description for record in catalog.list_datasets(include_archived=False)}
+    described = {
+        record.name: record.description
+        for record in catalog.list_datasets(include_archived=False, tenant=tenant)
+    }
     return [
         _dataset_table(record, described[record.dataset_name])
-        for record in catalog.latest_registered_versions()
+        for record in catalog.latest_registered_versions(tenant=tenant)
         if record.dataset_name in described
     ]
 
@@ -175,8 +179,8 @@ def _database(name: str, resources: ServerResources) -> DatabaseName:
     raise NotFoundError(f"no database {name!r}; databases: {', '.join(known)}")
 
 
-def _tables(database: DatabaseName, resources: ServerResources) -> list[MetadataTable]:
-    return _dataset_tables(resources) if database == DATASETS_DB else _warehouse_tables(resources)
+def _tables(database: DatabaseName, resources: ServerResources, tenant: str) -> list[MetadataTable]:
+    return _dataset_tables(resources, tenant) if database == DATASETS_DB else _warehouse_tables(resources)
 
 
 def _summary(table: MetadataTable) -> TableSummary:
@@ -263,13 +267,13 @@ TableVectorsDep = Annotated[TableVectors, Depends(table_vectors)]
 
 
 @router.get("/databases", summary="Databases an agent may query", response_model=Envelope[list[Database]])
-def list_databases(resources: ServerResources) -> Envelope[list[Database]]:
+def list_databases(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[Database]]:
     """``datasets`` (the registered datasets, one table each) and the configured warehouse, if any."""
     databases = [
         Database(
             name=DATASETS_DB,
             description="Registered datasets, one table per dataset (its newest registered version).",
-            table_count=len(_dataset_tables(resources)),
+            table_count=len(_dataset_tables(resources, tenant)),
         )
     ]
     warehouse = resources.settings.warehouse
@@ -287,9 +291,9 @@ def list_databases(resources: ServerResources) -> Envelope[list[Database]]:
 @router.get(
     "/databases/{db}/tables", summary="The tables of a database", response_model=Envelope[list[TableSummary]]
 )
-def list_tables(db: str, resources: ServerResources) -> Envelope[list[TableSummary]]:
+def list_tables(db: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[list[TableSummary]]:
     """Each table with its row and column counts (a dataset's version and description)."""
-    return ok([_summary(table) for table in _tables(_database(db, resources), resources)])
+    return ok([_summary(table) for table in _tables(_database(db, resources), resources, tenant)])
 
 
 @router.get(
@@ -297,13 +301,13 @@ def list_tables(db: str, resources: ServerResources) -> Envelope[list[TableSumma
     summary="A table's columns with types, profile and personal-data flags",
     response_model=Envelope[TableDetail],
 )
-def get_table(db: str, table: str, resources: ServerResources) -> Envelope[TableDetail]:
+def get_table(db: str, table: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[TableDetail]:
     """Columns with SQL types, a one-line description, the stored profile and the PII kind."""
     database = _database(db, resources)
     if database == DATASETS_DB:
         checked("dataset", table)
-        record = resources.catalog.get_dataset_version(table)  # 404 naming the known datasets
-        description = resources.catalog.get_dataset(table).description
+        description = owned_dataset(resources.catalog, table, tenant).description  # 404 naming the tenant's
+        record = resources.catalog.get_dataset_version(table)
         found = _dataset_table(record, description)
     else:
         tables = _warehouse_tables(resources)
@@ -342,13 +346,13 @@ def _pii_from_name(name: str, profile: dict[str, Any] | None) -> str | None:
     response_model=Envelope[list[TableMatch]],
 )
 def search_tables(
-    request: SearchRequest, resources: ServerResources, vectors: TableVectorsDep
+    request: SearchRequest, resources: ServerResources, vectors: TableVectorsDep, tenant: CallerTenant
 ) -> Envelope[list[TableMatch]]:
     """Ranked by the packaged embedder's cosine similarity; each table's vectors are computed once per
     dataset version and kept in the server."""
     databases = request.databases or [DATASETS_DB, WAREHOUSE_DB]
     tables = [
-        *(_dataset_tables(resources) if DATASETS_DB in databases else []),
+        *(_dataset_tables(resources, tenant) if DATASETS_DB in databases else []),
         *(_warehouse_tables(resources) if WAREHOUSE_DB in databases else []),
     ]
     if not tables:

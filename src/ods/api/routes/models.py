@@ -18,6 +18,7 @@ from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, emit_quietly, model_deployed_event, model_failed_event
+from ods.api.tenancy import CallerTenant, owned_model
 from ods.domain.refs import parse_model_ref
 from ods.factories import build_object_store
 from ods.stages.serve import (
@@ -95,8 +96,8 @@ class ModelDetail(BaseModel):
 
 
 @router.get("", summary="List models", response_model=Envelope[list[ModelSummary]])
-def list_models(resources: ServerResources) -> Envelope[list[ModelSummary]]:
-    """Every model with its newest version."""
+def list_models(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[ModelSummary]]:
+    """Every model of the caller's tenant with its newest version."""
     catalog = resources.catalog
     versions: dict[str, list[int]] = {}
     for version in catalog.list_model_versions():
@@ -111,6 +112,7 @@ def list_models(resources: ServerResources) -> Envelope[list[ModelSummary]]:
                 created_at=model.created_at,
             )
             for model in catalog.list_models()
+            if model.tenant == tenant
         ]
     )
 
@@ -154,12 +156,15 @@ _STARTED: dict[int | str, dict[str, Any]] = {
     response_model=Envelope[Run],
     responses=_STARTED,
 )
-def deploy_model(request: DeployRequest, resources: ServerResources, runs: ServerRuns) -> JSONResponse:
+def deploy_model(
+    request: DeployRequest, resources: ServerResources, runs: ServerRuns, tenant: CallerTenant
+) -> JSONResponse:
     """The deploy-model flow's stages, run in the server: the request is checked at once (unknown model
     404, a version that is not a language model 40001), then artifacts are staged, the server launched and
     smoke-tested and the endpoint made the model's active one; a failure leaves the previous one serving."""
     name, _ = parse_model_ref(request.model)
     checked("model", name)
+    owned_model(resources.catalog, name, tenant)
     settings = resources.settings
     plan = plan_deployment(
         resources.catalog,
@@ -224,12 +229,15 @@ def deploy_in_server(
     response_model=Envelope[Run],
     responses=_STARTED,
 )
-def undeploy_model(request: UndeployRequest, resources: ServerResources, runs: ServerRuns) -> JSONResponse:
+def undeploy_model(
+    request: UndeployRequest, resources: ServerResources, runs: ServerRuns, tenant: CallerTenant
+) -> JSONResponse:
     """The undeploy-model flow's stage: every active (or starting) endpoint of NAME or NAME@VERSION is
     stopped and marked stopped. An unknown model is 404; a model with none active completes with nothing
     stopped."""
     name, _ = parse_model_ref(request.model)
     checked("model", name)
+    owned_model(resources.catalog, name, tenant)
     endpoints = endpoints_to_stop(resources.catalog, request.model)
 
     def stop() -> StoppedEndpoints:
@@ -289,11 +297,12 @@ HEALTH_TIMEOUT_S = 2.0
     summary="A model's endpoints with a live health check",
     response_model=Envelope[ModelStatus],
 )
-def model_status(name: str, resources: ServerResources) -> Envelope[ModelStatus]:
+def model_status(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[ModelStatus]:
     """Each active or starting endpoint, with whether its ``/health`` answers now (2 s per endpoint)."""
     checked("model", name)
     catalog = resources.catalog
-    catalog.get_model_version(name, None)  # unknown model: 404 naming the known ones
+    owned_model(catalog, name, tenant)  # unknown or another tenant's: 404 naming the tenant's models
+    catalog.get_model_version(name, None)
     endpoints = [
         *catalog.list_endpoints(name, status="active"),
         *catalog.list_endpoints(name, status="starting"),
@@ -324,17 +333,17 @@ def model_status(name: str, resources: ServerResources) -> Envelope[ModelStatus]
 @router.get(
     "/{name}", summary="A model with its versions and endpoints", response_model=Envelope[ModelDetail]
 )
-def get_model(name: str, resources: ServerResources) -> Envelope[ModelDetail]:
+def get_model(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[ModelDetail]:
     """Versions with parameters, metrics and the dataset version each was trained on; endpoints."""
     checked("model", name)
     catalog = resources.catalog
+    described = owned_model(catalog, name, tenant)
     records = sorted(catalog.list_model_versions(name), key=lambda record: -record.version)
-    described = next((model for model in catalog.list_models() if model.name == name), None)
     endpoints = sorted(catalog.list_endpoints(name), key=lambda endpoint: -endpoint.id)
     return ok(
         ModelDetail(
             name=name,
-            description=described.description if described else None,
+            description=described.description,
             versions=[_version(record, resources) for record in records],
             endpoints=[_endpoint(endpoint) for endpoint in endpoints],
         )

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from ods.adapters.catalog.records import WebhookDeliveryRecord, WebhookRecord
 from ods.api.deps import ServerResources
 from ods.api.envelope import BAD_INPUT, Envelope, ErrorDetails, error_response, ok
+from ods.api.tenancy import CallerTenant, owned_webhook
 from ods.api.webhooks import check_target
 from ods.domain.webhooks import WebhookEvent, WebhookUrlRefused, secret_hint
 
@@ -110,7 +111,7 @@ def _delivery(record: WebhookDeliveryRecord) -> Delivery:
     "", summary="Subscribe a URL to events", status_code=201, response_model=Envelope[CreatedWebhook]
 )
 def create_webhook(
-    body: WebhookRequest, request: Request, resources: ServerResources
+    body: WebhookRequest, request: Request, resources: ServerResources, tenant: CallerTenant
 ) -> Envelope[CreatedWebhook] | JSONResponse:
     """Record the subscription; the answer holds its secret, which no later answer shows."""
     settings = resources.settings
@@ -123,31 +124,35 @@ def create_webhook(
         )
     secret = body.secret or secrets.token_urlsafe(32)
     record = resources.catalog.add_webhook(
-        body.url, events=list(body.events), secret=secret, description=body.description
+        body.url, events=list(body.events), secret=secret, description=body.description, tenant=tenant
     )
     return ok(CreatedWebhook(**_webhook(record).model_dump(), secret=secret))
 
 
 @router.get("", summary="List webhooks", response_model=Envelope[list[Webhook]])
-def list_webhooks(resources: ServerResources) -> Envelope[list[Webhook]]:
-    """Every subscription, oldest first (secrets shown as hints)."""
-    return ok([_webhook(record) for record in resources.catalog.list_webhooks()])
+def list_webhooks(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[Webhook]]:
+    """Every subscription of the caller's tenant, oldest first (secrets shown as hints)."""
+    return ok([_webhook(record) for record in resources.catalog.list_webhooks(tenant=tenant)])
 
 
 @router.get("/{webhook_id}", summary="A webhook and its delivery log", response_model=Envelope[WebhookDetail])
 def get_webhook(
     webhook_id: WebhookId,
     resources: ServerResources,
+    tenant: CallerTenant,
     limit: Annotated[int, Query(ge=1, le=500, description="How many of the newest deliveries.")] = 50,
 ) -> Envelope[WebhookDetail]:
     """The subscription and its newest deliveries (attempts, last status code or error, next attempt)."""
     catalog = resources.catalog
-    record = catalog.get_webhook(webhook_id)
+    record = owned_webhook(catalog, webhook_id, tenant)
     deliveries = [_delivery(item) for item in catalog.webhook_deliveries(webhook_id, limit=limit)]
     return ok(WebhookDetail(**_webhook(record).model_dump(), deliveries=deliveries))
 
 
 @router.delete("/{webhook_id}", summary="Delete a webhook", response_model=Envelope[Webhook])
-def delete_webhook(webhook_id: WebhookId, resources: ServerResources) -> Envelope[Webhook]:
+def delete_webhook(
+    webhook_id: WebhookId, resources: ServerResources, tenant: CallerTenant
+) -> Envelope[Webhook]:
     """Delete the subscription and its deliveries: nothing more is sent to it."""
+    owned_webhook(resources.catalog, webhook_id, tenant)
     return ok(_webhook(resources.catalog.delete_webhook(webhook_id)))

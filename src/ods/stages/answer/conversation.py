@@ -55,7 +55,7 @@ def remember_turn(
     cited: Sequence[int],
 ) -> tuple[str, int]:
     if conversation_id is None:
-        conversation_id = catalog.create_conversation(_title(question)).id
+        conversation_id = catalog.create_conversation(conversation_title(question)).id
     chunk_sources = catalog.chunk_sources(source.chunk_id for source in gathered.sources if source.chunk_id)
     citations = []
     for source in gathered.sources:
@@ -83,6 +83,7 @@ def remember_turn(
     return conversation_id, message.id
 
 
-def _title(question: str) -> str:
+def conversation_title(question: str) -> str:
+    """A conversation's title: its first question on one line, cut to 80 characters."""
     words = " ".join(question.split())
     return words if len(words) <= 80 else words[:79] + "…"
