@@ -18,6 +18,7 @@ import pytest
 import ods.adapters.catalog as catalog_package
 from ods.adapters.catalog import (
     ApiKeyCatalog,
+    AuditCatalog,
     Catalog,
     CatalogAdmin,
     ConversationCatalog,
@@ -41,6 +42,7 @@ PROTOCOLS: tuple[type[Any], ...] = (
     ApiKeyCatalog,
     WebhookCatalog,
     RunCatalog,
+    AuditCatalog,
 )
 NOT_IN_A_PROTOCOL = {"open"}
 """``Catalog.open`` is the constructor (a classmethod): consumers receive a catalog, they do not open one."""

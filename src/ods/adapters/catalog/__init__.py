@@ -5,6 +5,7 @@ Importing this package connects to nothing and reads no settings; build a catalo
 that needs one group can depend on that group's Protocol (``DatasetCatalog``, ``ModelCatalog``, ...).
 """
 
+from ods.adapters.catalog.audit import AuditCatalog, AuditEntryRecord, AuditFilter
 from ods.adapters.catalog.database import (
     create_catalog_engine,
     current_revision,
@@ -51,6 +52,9 @@ from ods.adapters.catalog.repository import Catalog
 __all__ = [
     "ApiKeyCatalog",
     "ApiKeyRecord",
+    "AuditCatalog",
+    "AuditEntryRecord",
+    "AuditFilter",
     "Catalog",
     "CatalogAdmin",
     "ChunkRecord",
