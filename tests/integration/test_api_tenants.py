@@ -14,17 +14,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from sqlalchemy import Engine, inspect, text
 
+from ods.adapters.catalog import Catalog, create_catalog_engine, head_revision, migrate
+from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
 from tests.support.api_envelope import data, refused
 from tests.support.api_server import RunningApi, running_api
+from tests.support.postgres import temporary_database
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+TENANT_TABLES = ("datasets", "models", "knowledge_bases", "conversations", "webhooks")
 
 NOT_FOUND = 40401
 CONFLICT = 40901
@@ -228,3 +237,43 @@ def test_a_webhook_hears_only_its_tenant_events(tenants: Tenants) -> None:
     tenants.api.resources.catalog.fan_out_events(utcnow())
     deliveries = data(tenants.a.get(f"/api/v1/webhooks/{tenants.webhook}"))["deliveries"]
     assert [delivery["event_type"] for delivery in deliveries] == ["query.completed"]
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = create_catalog_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with temporary_database("ods_test_tenants_") as url:
+        engine = create_catalog_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def test_migration_0012_puts_existing_rows_in_the_default_tenant(empty_engine: Engine) -> None:
+    with empty_engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0011")
+        connection.execute(
+            text("INSERT INTO datasets (name, created_at, tags) VALUES ('old_sales', :now, '[]')"),
+            {"now": utcnow()},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c1', 'hi', :now, :now)"
+            ),
+            {"now": utcnow()},
+        )
+    assert migrate(empty_engine) == head_revision()
+
+    catalog = Catalog(empty_engine)
+    assert [(record.name, record.tenant) for record in catalog.list_datasets()] == [("old_sales", "default")]
+    assert [record.name for record in catalog.list_datasets(tenant="acme")] == []
+    assert [(record.id, record.tenant) for record in catalog.list_conversations()] == [("c1", "default")]
+
+    with empty_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0011")
+    for table in TENANT_TABLES:
+        assert "tenant" not in {column["name"] for column in inspect(empty_engine).get_columns(table)}, table
+    migrate(empty_engine)
