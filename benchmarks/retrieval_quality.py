@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,10 +149,14 @@ def score(rankings: dict[str, list[str]], relevant: dict[str, set[str]]) -> Scor
 
 
 def reference_rankings(
-    collection: Collection, embedder: Any, cache: Path | None = None
+    collection: Collection,
+    embedder: Any,
+    cache: Path | None = None,
+    known: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """The three references' top-100 document ids per query: exact dense, stemmed BM25, and their RRF.
-    ``cache``: a folder keeping the documents' embeddings between runs (by model and texts)."""
+    ``cache``: a folder keeping the documents' embeddings between runs (by model and texts); ``known``:
+    vectors of some texts by the same embedder (e.g. single-chunk documents' chunks), not embedded again."""
     import bm25s
     import Stemmer
 
@@ -161,7 +165,7 @@ def reference_rankings(
     doc_ids, query_ids = list(collection.documents), sorted(collection.queries)
     texts = [collection.documents[doc_id] for doc_id in doc_ids]
     questions = [collection.queries[query_id] for query_id in query_ids]
-    doc_vectors = embed_documents(texts, embedder, cache)
+    doc_vectors = embed_documents(texts, embedder, cache, known or {})
     query_vectors = np.asarray(embedder.embed(questions), dtype=np.float32)
     similarity = query_vectors @ doc_vectors.T
     dense = {
@@ -191,13 +195,18 @@ def reference_rankings(
     return {"dense": dense, "bm25": bm25, "rrf": rrf}
 
 
-def embed_documents(texts: list[str], embedder: Any, cache: Path | None) -> np.ndarray:
-    """The embeddings of ``texts``, read from ``cache`` when an earlier run kept them there."""
+def embed_documents(
+    texts: list[str], embedder: Any, cache: Path | None, known: Mapping[str, Any]
+) -> np.ndarray:
+    """The embeddings of ``texts``, read from ``cache`` when an earlier run kept them there, taken from
+    ``known`` where it has them."""
     key = hashlib.sha256("\n".join([embedder.model_id, *texts]).encode("utf-8")).hexdigest()[:16]
     path = cache / f"reference-vectors-{key}.npy" if cache is not None else None
     if path is not None and path.is_file():
         return np.load(path)
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    missing = [text for text in dict.fromkeys(texts) if text not in known]
+    found = {**known, **dict(zip(missing, embedder.embed(missing), strict=True))}
+    vectors = np.asarray([found[text] for text in texts], dtype=np.float32)
     if path is not None:
         np.save(path, vectors)
     return vectors
