@@ -31,11 +31,14 @@ if TYPE_CHECKING:
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """The catalog named by the settings (migrated on first use)."""
+    """The catalog named by the settings (migrated on first use), creating rows of ``ODS_TENANT``."""
     from ods.adapters.catalog import Catalog
 
     return Catalog.open(
-        settings.catalog_url, echo=settings.catalog.echo, connect_timeout_s=settings.catalog.connect_timeout_s
+        settings.catalog_url,
+        echo=settings.catalog.echo,
+        connect_timeout_s=settings.catalog.connect_timeout_s,
+        tenant=settings.tenant,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ods.domain.identity import DEFAULT_TENANT, check_tenant
 from ods.errors import SettingsError
 
 Profile = Literal["local", "cluster"]
@@ -586,6 +587,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".ods"), description="Directory for everything the local profile keeps.")
     profile: Profile = Field(default="local", description="'local' (embedded defaults) or 'cluster'.")
+    tenant: str = Field(
+        default=DEFAULT_TENANT,
+        description="The tenant the CLI and the flows create datasets, models, knowledge bases and "
+        "conversations in (ODS_TENANT); `ods serve` uses each caller's own.",
+    )
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
@@ -601,6 +607,11 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_follows_the_rule(cls, value: str) -> str:
+        return check_tenant(value)
 
     @model_validator(mode="after")
     def _cluster_needs_servers(self) -> Settings:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, inspect, text
 from ods.adapters.catalog import Catalog, create_catalog_engine, head_revision, migrate
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
+from ods.errors import SettingsError
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
@@ -277,3 +278,17 @@ def test_migration_0012_puts_existing_rows_in_the_default_tenant(empty_engine: E
     for table in TENANT_TABLES:
         assert "tenant" not in {column["name"] for column in inspect(empty_engine).get_columns(table)}, table
     migrate(empty_engine)
+
+
+def test_the_cli_and_flows_create_in_ods_tenant(tmp_path: Path) -> None:
+    """ODS_TENANT is the tenant of what a catalog opened from the settings creates without naming one."""
+    settings = load_settings(home=tmp_path / "ods-home", tenant="acme")
+    with open_catalog(settings) as catalog:
+        assert catalog.ensure_dataset("orders").tenant == "acme"
+        assert catalog.ensure_model("ranker").tenant == "acme"
+        assert catalog.create_conversation("hi").tenant == "acme"
+        kb = catalog.ensure_knowledge_base("docs", embedding_model="m", embedding_dim=4, collection_name="c")
+        assert kb.tenant == "acme"
+        assert catalog.ensure_dataset("shared", tenant="globex").tenant == "globex"  # the API names its own
+    with pytest.raises(SettingsError, match="tenant 'Not Valid' is not valid"):
+        load_settings(home=tmp_path / "ods-home", tenant="Not Valid")

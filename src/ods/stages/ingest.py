@@ -34,7 +34,6 @@ from ods.adapters.workers.parse_pool import DocumentParserPool, TextLimitExceede
 from ods.domain.chunking import chunk_id, chunk_sections
 from ods.domain.documents import BAD_NAME, TOO_LARGE, DocumentRejected, ParsedDocument
 from ods.domain.hashing import sha256_bytes
-from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.index_drift import IndexDrift, compare_chunk_ids, describe_drift
 from ods.domain.names import check_name
 from ods.domain.sync_plan import (
@@ -189,10 +188,10 @@ def open_knowledge_base(
     source_uri: str,
     *,
     description: str | None = None,
-    tenant: str = DEFAULT_TENANT,
+    tenant: str | None = None,
 ) -> KnowledgeBaseRecord:
     """Record the knowledge base with its embedding model and collection (refuses a model change), and
-    ``description`` when given; a new one belongs to ``tenant``.
+    ``description`` when given; a new one belongs to ``tenant`` (else the catalog's, ``ODS_TENANT``).
 
     A knowledge base already recorded for the configured model is returned without loading the model,
     so a re-run over an unchanged source never pays for it. A name that breaks the naming rule is refused

@@ -108,18 +108,24 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
 
 
 class CatalogBase(Closeable):
-    """The lineage graph over one database, migrated to the newest schema on first use."""
+    """The lineage graph over one database, migrated to the newest schema on first use.
 
-    def __init__(self, engine: Engine, *, auto_migrate: bool = True) -> None:
+    ``tenant`` is the tenant of the rows it creates when a call names none (``ODS_TENANT`` for the CLI and
+    the flows); the API names each caller's own."""
+
+    def __init__(self, engine: Engine, *, auto_migrate: bool = True, tenant: str = DEFAULT_TENANT) -> None:
         self._engine = engine
+        self.tenant = tenant
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._migrated = not auto_migrate
         self._migrate_lock = threading.Lock()
 
     @classmethod
-    def open(cls, url: str, *, echo: bool = False, connect_timeout_s: float = 5.0) -> Self:
-        """A catalog at ``url`` (nothing connects until the first call)."""
-        return cls(create_catalog_engine(url, echo=echo, connect_timeout_s=connect_timeout_s))
+    def open(
+        cls, url: str, *, echo: bool = False, connect_timeout_s: float = 5.0, tenant: str = DEFAULT_TENANT
+    ) -> Self:
+        """A catalog at ``url`` creating rows of ``tenant`` (nothing connects until the first call)."""
+        return cls(create_catalog_engine(url, echo=echo, connect_timeout_s=connect_timeout_s), tenant=tenant)
 
     @property
     def engine(self) -> Engine:
@@ -165,7 +171,7 @@ class CatalogBase(Closeable):
         """The dataset or model called ``name``, created if missing; a given description replaces the
         stored one. The name is checked first: the last line behind the entry points' checks."""
         check_name(table.kind, name)
-        return self._write(lambda session: table.ensure(session, name, description, tenant))
+        return self._write(lambda session: table.ensure(session, name, description, tenant or self.tenant))
 
     def _list_named(
         self, entity: type[NamedT], record: Callable[[Session, NamedT], T], tenant: str | None = None

@@ -29,18 +29,17 @@ from ods.adapters.catalog.schema import (
     MessageRole,
     utcnow,
 )
-from ods.domain.identity import DEFAULT_TENANT
 from ods.errors import NotFoundError
 
 
 class ConversationTables(CatalogBase):
     """``conversations``, ``messages`` and ``citations``."""
 
-    def create_conversation(self, title: str, *, tenant: str = DEFAULT_TENANT) -> ConversationRecord:
-        """Start a conversation of ``tenant``; its id is a fresh uuid4 hex string."""
+    def create_conversation(self, title: str, *, tenant: str | None = None) -> ConversationRecord:
+        """Start a conversation of ``tenant`` (else the catalog's tenant); its id is a fresh uuid4 hex."""
 
         def work(session: Session) -> ConversationRecord:
-            row = Conversation(id=uuid.uuid4().hex, title=title, tenant=tenant)
+            row = Conversation(id=uuid.uuid4().hex, title=title, tenant=tenant or self.tenant)
             return _conversation_record(add_row(session, row))
 
         return self._write(work)

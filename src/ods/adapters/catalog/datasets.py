@@ -51,7 +51,7 @@ class DatasetTables(CatalogBase):
     def ensure_dataset(
         self, name: str, description: str | None = None, *, tenant: str | None = None
     ) -> DatasetRecord:
-        """The dataset called ``name``, created if missing (as ``tenant``'s, else the default tenant's);
+        """The dataset called ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's);
         a given description replaces the stored one. An existing dataset keeps its tenant: the caller
         compares it (names are unique across tenants for now)."""
         return self._ensure(DATASETS, name, description, tenant)
@@ -86,7 +86,7 @@ class DatasetTables(CatalogBase):
         parent_ids = sorted(set(parents))
 
         def work(session: Session) -> DatasetVersionRecord:
-            dataset = DATASETS.lock_owner(session, dataset_name, description)
+            dataset = DATASETS.lock_owner(session, dataset_name, description, self.tenant)
             existing = session.scalar(
                 select(DatasetVersion).where(
                     DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == content_hash

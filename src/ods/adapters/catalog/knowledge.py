@@ -40,7 +40,6 @@ from ods.adapters.catalog.schema import (
     KnowledgeBase,
     utcnow,
 )
-from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.names import check_name
 from ods.errors import CatalogError, NotFoundError
 
@@ -57,9 +56,10 @@ class KnowledgeTables(CatalogBase):
         collection_name: str,
         source_uri: str | None = None,
         description: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> KnowledgeBaseRecord:
-        """The knowledge base ``name``, created if missing (as ``tenant``'s); a given ``source_uri`` or
+        """The knowledge base ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's); a
+        given ``source_uri`` or
         ``description`` replaces the stored one.
 
         An existing knowledge base indexed with another embedding model, dimension or collection is an
@@ -76,7 +76,11 @@ class KnowledgeTables(CatalogBase):
             base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
             if base is None:
                 row = KnowledgeBase(
-                    name=name, source_uri=source_uri, description=description, tenant=tenant, **index
+                    name=name,
+                    source_uri=source_uri,
+                    description=description,
+                    tenant=tenant or self.tenant,
+                    **index,
                 )
                 return _kb_record(add_row(session, row))
             if {key: getattr(base, key) for key in index} != index:

@@ -49,16 +49,20 @@ class WebhookTables(CatalogBase):
         events: Sequence[str],
         secret: str,
         description: str | None = None,
-        tenant: str = DEFAULT_TENANT,
+        tenant: str | None = None,
     ) -> WebhookRecord:
         """Record a subscription of ``url`` to ``events`` (checked by the caller), signed with ``secret``,
-        belonging to ``tenant``."""
+        belonging to ``tenant`` (else the catalog's tenant)."""
         if not events:
             raise ValueError("a webhook subscribes to at least one event")
 
         def work(session: Session) -> WebhookRecord:
             row = Webhook(
-                url=url, events=sorted(set(events)), secret=secret, description=description, tenant=tenant
+                url=url,
+                events=sorted(set(events)),
+                secret=secret,
+                description=description,
+                tenant=tenant or self.tenant,
             )
             return _webhook_record(add_row(session, row))
 
