@@ -38,6 +38,7 @@ from ods.api.routes import (
     ask,
     audit,
     conversations,
+    dataset_specs,
     datasets,
     health,
     knowledge_bases,
@@ -131,6 +132,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.include_router(health.router)
     for router in (
         datasets.router,
+        dataset_specs.router,
         knowledge_bases.router,
         query.router,
         models.router,

@@ -31,6 +31,10 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "DELETE /api/v1/datasets/{name}": "datasets.delete",
     "POST /api/v1/datasets/{name}/restore": "datasets.delete",
     "POST /api/v1/datasets/{name}/credentials": "datasets.download",
+    "POST /api/v1/dataset-specs/validate": "datasets.create",
+    "POST /api/v1/dataset-specs/dry-run": "datasets.create",
+    "GET /api/v1/dataset-specs/{name}": "datasets.create",
+    "PUT /api/v1/dataset-specs/{name}": "datasets.create",
     # Integration point 3: metadata and SQL
     "GET /api/v1/metadata/databases": "metadata.view",
     "GET /api/v1/metadata/databases/{db}/tables": "metadata.view",
@@ -82,6 +86,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /console/chat": OBSERVE,
     "GET /console/models": OBSERVE,
     "GET /console/metadata": OBSERVE,
+    "GET /console/specs": OBSERVE,
 }
 
 

@@ -49,6 +49,7 @@ NAV: Final = (
     ("chat", "/console/chat", "Chat"),
     ("models", "/console/models", "Models"),
     ("metadata", "/console/metadata", "Metadata"),
+    ("specs", "/console/specs", "Dataset specs"),
 )
 
 
@@ -312,4 +313,35 @@ async def metadata_page(request: Request, db: str = "", table: str = "", q: str 
         table=table,
         q=q,
         found=found,
+    )
+
+
+STARTER_SPEC: Final = """name: my_dataset
+description: What the table holds, for people
+source:
+  uri: my_dataset.csv   # beside the spec under the watched raw prefix, or s3://bucket/key
+steps:
+  - deduplicate: {}
+expectations:
+  - row_count: {min: 1}
+"""
+
+
+@router.get("/console/specs")
+async def spec_editor_page(request: Request, name: str = "") -> HTMLResponse:
+    """The dataset-spec editor: YAML with inline problems, a dry run on the first rows of its raw table,
+    and Save to the watched raw prefix (``/api/v1/dataset-specs``, called by the browser)."""
+    stored = None
+    if name:
+        async with ConsoleApi(request) as api:
+            stored = await api.get(f"/api/v1/dataset-specs/{_segment(name)}")
+    text = (stored.data or {}).get("spec") if stored is not None and stored.ok else None
+    return _page(
+        request,
+        "specs.html",
+        "specs",
+        name=name,
+        text=text or STARTER_SPEC,
+        stored=stored if stored is not None and stored.status != 404 else None,
+        missing=stored is not None and stored.status == 404,
     )

@@ -386,10 +386,93 @@ function bindSql() {
   });
 }
 
+// The dataset-spec editor: Check lists each problem with its line (a click selects that line), Dry run
+// shows the cleaning steps, the expectations and the first cleaned rows, Save writes the spec to the
+// watched raw prefix. All three call /api/v1/dataset-specs.
+function selectLine(textarea, line) {
+  const lines = textarea.value.split("\n");
+  const start = lines.slice(0, line - 1).reduce((sum, text) => sum + text.length + 1, 0);
+  textarea.focus();
+  textarea.setSelectionRange(start, start + (lines[line - 1] || "").length);
+}
+
+function showSpecProblems(box, textarea, problems) {
+  box.textContent = "";
+  if (!problems.length) return;
+  const list = el("ul", { class: "plain", "data-problem-list": "" });
+  for (const problem of problems) {
+    const where = [problem.line ? `line ${problem.line}` : "", problem.field || ""].filter(Boolean).join(", ");
+    const item = el("li", { class: "error", "data-problem": "" });
+    if (problem.line) {
+      const jump = el("button", { type: "button", class: "link", "data-line": String(problem.line), text: where });
+      jump.addEventListener("click", () => selectLine(textarea, problem.line));
+      item.append(jump, `: ${problem.reason}`);
+    } else {
+      item.append(where ? `${where}: ${problem.reason}` : problem.reason);
+    }
+    list.append(item);
+  }
+  box.append(el("p", { class: "error", role: "alert", text: `${problems.length} problem(s) in the spec:` }), list);
+}
+
+function showDryRun(section, data) {
+  const body = section.querySelector("[data-dry-run-body]");
+  body.textContent = "";
+  body.append(el("p", { "data-dry-run-summary": "", text:
+    `${data.rows_read} rows of ${data.source_uri} cleaned to ${data.rows_out}; ` +
+    (data.success ? "every expectation held." : "some expectations failed.") }));
+  body.append(el("h3", { text: "Cleaning steps" }));
+  body.append(resultTable(["step", "column(s)", "changed", "nulled", "unparseable", "rows dropped", "examples"],
+    data.cleaning.map((step) => [step.rule, (step.columns || []).join(", "), step.changed, step.nulled,
+      step.unparseable, step.rows_dropped, (step.examples || []).join(" · ")])));
+  body.append(el("h3", { text: "Expectations" }));
+  body.append(resultTable(["expectation", "column", "result", "failing rows", "observed"],
+    data.expectations.map((e) => [e.expectation, e.column || "", e.success ? "pass" : "fail",
+      e.unexpected_count === null ? "" : e.unexpected_count,
+      e.observed === null || e.observed === undefined ? "" : JSON.stringify(e.observed)])));
+  body.append(el("h3", { text: `First ${data.preview.length} cleaned rows` }));
+  body.append(resultTable(data.columns, data.preview));
+  section.hidden = false;
+}
+
+function bindSpecEditor() {
+  const form = document.querySelector("[data-spec-editor]");
+  if (!form) return;
+  const textarea = form.elements.spec;
+  const box = form.querySelector("[data-spec-problems]");
+  const dry = document.querySelector("[data-dry-run]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const action = event.submitter ? event.submitter.value : "validate";
+    const spec = textarea.value;
+    box.textContent = "";
+    try {
+      const check = await callApi("POST", "/api/v1/dataset-specs/validate", { spec });
+      if (!check.valid) {
+        showSpecProblems(box, textarea, check.problems);
+        return;
+      }
+      if (action === "validate") {
+        box.append(el("p", { role: "status", "data-spec-ok": "", text: `The spec of ${check.dataset} is valid.` }));
+      } else if (action === "dry-run") {
+        showDryRun(dry, await callApi("POST", "/api/v1/dataset-specs/dry-run", { spec }));
+      } else {
+        const saved = await callApi("PUT", `/api/v1/dataset-specs/${encodeURIComponent(check.dataset)}`, { spec });
+        box.append(el("p", { role: "status", "data-spec-saved": "", text: saved.changed
+          ? `Saved as ${saved.uri}: the watcher prepares ${saved.dataset} when it next looks.`
+          : `Unchanged: ${saved.uri} already holds this text.` }));
+      }
+    } catch (error) {
+      box.append(el("p", { class: "error", role: "alert", text: error.message }));
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   bindActions();
   bindJsonForms();
   bindUploads();
   bindChat();
   bindSql();
+  bindSpecEditor();
 });
