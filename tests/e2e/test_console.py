@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from ods.factories import open_catalog
+from ods.factories import build_object_store, open_catalog
 from ods.stages.api_keys import create_api_key
 from tests.support.api_server import DATASET, RunningApi, served_platform
 
@@ -241,6 +241,58 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     _check_page(page, "metadata")
 
 
+EDITED_SPEC = """name: orders_edit
+source:
+  uri: orders_edit.csv
+steps:
+  - deduplicate: {}
+  - coerce: {column: amount, type: flaot}
+expectations:
+  - not_null: {column: id}
+  - in_set: {column: status, values: [paid, pending]}
+"""
+
+
+def test_a_spec_is_checked_dry_run_and_saved_under_the_watched_prefix(
+    browser_page: Any, console: RunningApi
+) -> None:
+    store = build_object_store(console.settings)
+    store.put_bytes("raw/orders_edit.csv", b"id,status,amount\n1,paid,10.5\n1,paid,10.5\n2,refunded,x\n")
+    page = browser_page
+    page.goto("/console/specs")
+    editor = page.get_by_label("YAML")
+    editor.fill(EDITED_SPEC)
+    page.get_by_role("button", name="Check").click()
+    problem = page.locator("[data-problem]")
+    problem.first.wait_for()
+    assert problem.count() == 1
+    assert "line 6, steps[1].coerce.type" in problem.inner_text() and "flaot" in problem.inner_text()
+    problem.get_by_role("button").click()  # selects the line at fault in the editor
+    assert page.evaluate("document.activeElement.id") == "spec-text"
+    assert "flaot" in page.evaluate(
+        "(t => t.value.slice(t.selectionStart, t.selectionEnd))(document.activeElement)"
+    )
+    _check_page(page, "spec-editor-problem")
+
+    editor.fill(EDITED_SPEC.replace("flaot", "float"))
+    page.get_by_role("button", name="Dry run").click()
+    summary = page.locator("[data-dry-run-summary]")
+    summary.wait_for()
+    assert "3 rows of" in summary.inner_text() and "cleaned to 2" in summary.inner_text()
+    assert "some expectations failed" in summary.inner_text()
+    results = page.locator("[data-dry-run] table").nth(1).inner_text()
+    assert "not_null" in results and "pass" in results and "in_set" in results and "fail" in results
+    assert "refunded" in page.locator("[data-dry-run] table").nth(2).inner_text()  # the cleaned rows
+    _check_page(page, "spec-editor-dry-run")
+
+    page.get_by_role("button", name="Save").click()
+    page.locator("[data-spec-saved]").wait_for()
+    assert store.get_bytes("raw/orders_edit.yaml").decode() == EDITED_SPEC.replace("flaot", "float")
+    page.goto("/console/specs?name=orders_edit")  # the saved spec opens again
+    assert "type: float" in page.get_by_label("YAML").input_value()
+    _check_page(page, "spec-editor")
+
+
 def test_a_role_sees_only_the_controls_it_may_use(browser_page: Any, console: RunningApi) -> None:
     """Last in the module: once a key exists, every caller needs credentials."""
     with open_catalog(console.settings) as catalog:
@@ -263,6 +315,8 @@ def test_a_role_sees_only_the_controls_it_may_use(browser_page: Any, console: Ru
         assert "datasets.view needs one of the roles" in page.locator(".error").inner_text()
         page.goto("/console/metadata")
         assert page.get_by_role("button", name="Execute").count() == 0
+        page.goto("/console/specs")
+        assert page.get_by_role("button", name="Save").count() == 0  # datasets.create: no
         assert errors == []
     finally:
         context.close()
