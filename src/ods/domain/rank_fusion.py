@@ -12,6 +12,9 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Literal, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
+
 RRF_K = 60
 T = TypeVar("T", bound=Hashable)
 Normalisation = Literal["minmax", "zscore"]
@@ -50,33 +53,32 @@ def convex_combination(
     subtracts the list's mean and divides by its standard deviation. An item a list lacks gets that list's
     lowest normalised score (it ranked below everything the list kept); ties keep first-seen order."""
     factors = _weights(weights, len(scored))
-    normalised = [_normalise([score for _, score in pairs], normalisation) for pairs in scored]
-    floors = [min(values, default=0.0) for values in normalised]
-    order: dict[T, None] = {}
-    by_list: list[dict[T, float]] = []
-    for pairs, values in zip(scored, normalised, strict=True):
-        by_list.append({item: value for (item, _), value in zip(pairs, values, strict=True)})
-        order.update(dict.fromkeys(item for item, _ in pairs))
-    fused = [
-        (
-            item,
-            sum(w * found.get(item, floor) for w, found, floor in zip(factors, by_list, floors, strict=True)),
-        )
-        for item in order
+    order: dict[T, int] = {}  # item → its place, in first-seen order
+    places = [
+        np.fromiter((order.setdefault(item, len(order)) for item, _ in pairs), np.int64, len(pairs))
+        for pairs in scored
     ]
-    fused.sort(key=lambda pair: -pair[1])
-    return fused if limit is None else fused[:limit]
+    fused = np.zeros(len(order))
+    for pairs, place, weight in zip(scored, places, factors, strict=True):
+        values = _normalise(np.fromiter((score for _, score in pairs), np.float64, len(pairs)), normalisation)
+        side = np.full(len(order), values.min() if values.size else 0.0)
+        side[place] = values
+        fused += weight * side
+    items = list(order)
+    best = np.argsort(-fused, kind="stable")[:limit]
+    return [(items[place], score) for place, score in zip(best.tolist(), fused[best].tolist(), strict=True)]
 
 
-def _normalise(values: list[float], normalisation: Normalisation) -> list[float]:
-    if not values:
-        return []
+def _normalise(values: NDArray[np.float64], normalisation: Normalisation) -> NDArray[np.float64]:
+    if not values.size:
+        return values
     if normalisation == "minmax":
-        low, high = min(values), max(values)
-        return [(value - low) / (high - low) if high > low else 1.0 for value in values]
-    mean = math.fsum(values) / len(values)
-    spread = math.sqrt(math.fsum((value - mean) ** 2 for value in values) / len(values))  # population
-    return [(value - mean) / spread if spread > 0 else 0.0 for value in values]
+        low, high = values.min(), values.max()
+        return (values - low) / (high - low) if high > low else np.ones_like(values)
+    # Exact sums (fsum), as the mean and spread were before this was vectorised: same scores to the bit.
+    mean = math.fsum(values.tolist()) / values.size
+    spread = math.sqrt(math.fsum(((values - mean) ** 2).tolist()) / values.size)  # population
+    return (values - mean) / spread if spread > 0 else np.zeros_like(values)
 
 
 def _weights(weights: Sequence[float] | None, lists: int) -> Sequence[float]:

@@ -271,8 +271,20 @@ class DenseSnapshot:
     ) -> list[tuple[dict[str, Any], float]]:
         """The ``k`` rows of highest cosine similarity to ``vector`` among those matching ``conditions``
         (each field equal to the value, or to one of the values of a list), best first."""
+        top, scores = self.top(vector, k, conditions)
+        rows = self.rows(top.tolist())
+        return [(row, float(score)) for row, score in zip(rows, scores.tolist(), strict=True)]
+
+    def top(
+        self,
+        vector: NDArray[np.float32],
+        k: int,
+        conditions: Mapping[str, str | int | Sequence[str] | Sequence[int]] | None = None,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """:meth:`search`'s ranking without reading the rows: their table positions and cosines, best first."""
+        nothing = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
         if self.table.num_rows == 0:
-            return []
+            return nothing
         query = np.asarray(vector, dtype=np.float32).ravel()
         norm = float(np.linalg.norm(query))
         unit = query / norm if norm > 0 else query
@@ -283,11 +295,10 @@ class DenseSnapshot:
             k = min(k, int(mask.sum()))
         k = min(k, scores.shape[0])
         if k <= 0:
-            return []
+            return nothing
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
         top = top[np.argsort(-scores[top], kind="stable")]
-        rows = self.rows([int(index) for index in top])
-        return [(row, float(scores[index])) for row, index in zip(rows, top, strict=True)]
+        return top.astype(np.int64, copy=False), scores[top]
 
     def _similarities(self, unit: NDArray[np.float32]) -> NDArray[np.float32]:
         """Every row's inner product with ``unit``, block by block into one array.
@@ -338,12 +349,23 @@ class DenseSnapshot:
     def _scalars(self) -> pa.Table:
         return self.table.drop_columns(["dense"])
 
+    def ids(self, positions: Sequence[int] | NDArray[np.int64]) -> list[str]:
+        """The chunk ids of the rows at ``positions`` (table positions), in that order."""
+        return [str(chunk_id) for chunk_id in self._ids[np.asarray(positions, dtype=np.int64)].tolist()]
+
+    def positions(self, ids: Iterable[str]) -> list[int | None]:
+        """The table position of each chunk of ``ids`` (``None`` for one not held here)."""
+        return [self._positions.get(chunk_id) for chunk_id in ids]
+
+    @cached_property
+    def _ids(self) -> NDArray[np.object_]:
+        """Every row's chunk id, in table order (built on first use)."""
+        return np.asarray(self.table.column("id").to_pylist(), dtype=object)
+
     @cached_property
     def _positions(self) -> dict[str, int]:
         """Chunk id → table position (built on first use: ~30 ms at 100k rows)."""
-        return {
-            str(chunk_id): position for position, chunk_id in enumerate(self.table.column("id").to_pylist())
-        }
+        return {str(chunk_id): position for position, chunk_id in enumerate(self._ids.tolist())}
 
     @cached_property
     def _block_starts(self) -> NDArray[np.int64]:

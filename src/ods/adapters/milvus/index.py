@@ -56,6 +56,7 @@ T = TypeVar("T")
 MODEL_ID_PROPERTY = "ods.embedding_model"
 DIMENSION_PROPERTY = "ods.embedding_dimension"
 SearchMode = Literal["dense", "bm25", "hybrid"]
+RankMode = Literal["dense", "bm25"]
 FilterValue = str | int | Sequence[str] | Sequence[int]
 
 # Filterable scalar fields and their kinds; anything else in a filter is refused before Milvus sees it.
@@ -139,6 +140,18 @@ class VectorIndex(Protocol):
         k: int = 10,
         conditions: Mapping[str, FilterValue] | None = None,
     ) -> list[SearchHit]: ...
+
+    def rank(
+        self,
+        *,
+        vector: Sequence[float] | NDArray[np.float32] | None = None,
+        text: str | None = None,
+        mode: RankMode = "dense",
+        k: int = 10,
+        conditions: Mapping[str, FilterValue] | None = None,
+    ) -> list[tuple[str, float]]: ...
+
+    def hits(self, ranked: Sequence[tuple[str, float]]) -> list[SearchHit]: ...
 
 
 def collection_name(kb: str, model_id: str) -> str:
@@ -564,6 +577,94 @@ class MilvusVectorIndex:
         # Milvus Lite reports BM25 scores negated (a server reports them positive): rank order is right
         # either way, and the magnitude is the BM25 score.
         return [self._hit(hit, absolute=mode == "bm25") for hit in results[0]]
+
+    def rank(
+        self,
+        *,
+        vector: Sequence[float] | NDArray[np.float32] | None = None,
+        text: str | None = None,
+        mode: RankMode = "dense",
+        k: int = 10,
+        conditions: Mapping[str, FilterValue] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best chunks' ``(id, score)`` by the query ``vector`` (dense) or ``text`` (BM25), best
+        first, ranked as :meth:`search` ranks them but without reading their fields: a hybrid search ranks
+        hundreds of candidates per side and keeps a few, whose fields :meth:`hits` reads."""
+        if k < 1:
+            raise VectorIndexError(f"k must be at least 1, got {k}")
+        if mode == "dense" and vector is None:
+            raise VectorIndexError("search mode 'dense' needs a query vector")
+        if mode == "bm25" and not (text and text.strip()):
+            raise VectorIndexError("search mode 'bm25' needs a non-empty query text")
+        dense = self._vector(vector) if vector is not None else []
+        self._ensure()
+        snapshot = self._valid_snapshot()
+        if snapshot is not None and mode == "dense":
+            top, scores = snapshot.top(np.asarray(dense, dtype=np.float32), k, conditions)
+            return list(zip(snapshot.ids(top), scores.tolist(), strict=True))
+        sparse = self._valid_sparse_snapshot(snapshot) if mode == "bm25" else None
+        if snapshot is not None and sparse is not None:
+            ranked = sparse.search(str(text), k, snapshot.mask(conditions))
+            ids = snapshot.ids([position for position, _ in ranked])
+            return [(chunk_id, score) for chunk_id, (_, score) in zip(ids, ranked, strict=True)]
+        expression = build_filter(conditions)
+        results = self._retrying(
+            "search",
+            lambda: self._client.search(
+                self.collection,
+                data=[dense] if mode == "dense" else [text],
+                anns_field="dense" if mode == "dense" else "sparse",
+                filter=expression,
+                limit=k,
+                search_params=_dense_search_params(k) if mode == "dense" else {},
+                output_fields=[],
+                consistency_level="Strong",
+                timeout=self._timeout_s,
+            ),
+        )
+        # Milvus Lite reports BM25 scores negated, as in :meth:`search`.
+        return [
+            (str(hit["id"]), abs(float(hit["distance"])) if mode == "bm25" else float(hit["distance"]))
+            for hit in results[0]
+        ]
+
+    def hits(self, ranked: Sequence[tuple[str, float]]) -> list[SearchHit]:
+        """The chunks of ``ranked`` (``(id, score)`` pairs, e.g. fused from :meth:`rank`'s lists) with their
+        fields, in that order and with those scores; ids no longer in the collection are left out. One read:
+        from the dense snapshot while it is current, else one query to Milvus."""
+        if not ranked:
+            return []
+        snapshot = self._valid_snapshot()
+        if snapshot is not None:
+            found = [
+                (position, score)
+                for position, (_, score) in zip(
+                    snapshot.positions(chunk_id for chunk_id, _ in ranked), ranked, strict=True
+                )
+                if position is not None
+            ]
+            rows = snapshot.rows([position for position, _ in found])
+            return [self._snapshot_hit(row, score) for row, (_, score) in zip(rows, found, strict=True)]
+        self._ensure()
+        expression = build_filter({"id": [chunk_id for chunk_id, _ in ranked]})
+        entities: list[dict[str, Any]] = self._retrying(
+            "read chunks from",
+            lambda: list(
+                self._client.query(
+                    self.collection,
+                    filter=expression,
+                    output_fields=_OUTPUT_FIELDS,
+                    consistency_level="Strong",
+                    timeout=self._timeout_s,
+                )
+            ),
+        )
+        by_id = {str(entity["id"]): entity for entity in entities}
+        return [
+            _search_hit(chunk_id, entity, dict(entity.get("metadata") or {}), score)
+            for chunk_id, score in ranked
+            if (entity := by_id.get(chunk_id)) is not None
+        ]
 
     def drop(self) -> None:
         """Drop this index's collection, only if it was created for this index's model and dimension."""
