@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ods.domain.bucket_diff import classify_key
-from ods.factories import build_object_store
+from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.watch import watch_layout
 from tests.support.api_envelope import data, refused
@@ -164,3 +164,17 @@ def test_save_refuses_a_bad_spec_another_name_and_an_unknown_source(client: http
     refused(client.get("/api/v1/dataset-specs/lost"), 404, 40401)
 
     refused(client.put("/api/v1/dataset-specs/Bad%20Name", json={"spec": GOOD_SPEC}), 400, 40001)
+
+
+def test_another_tenants_dataset_is_neither_saved_nor_read(api: RunningApi, client: httpx.Client) -> None:
+    store = build_object_store(api.settings)
+    store.put_bytes("raw/theirs.csv", ORDERS_CSV)
+    store.put_bytes("raw/theirs.yaml", b"name: theirs\nsource: {uri: theirs.csv}\n")
+    with open_catalog(api.settings) as catalog:
+        catalog.ensure_dataset("theirs", tenant="other")
+    spec = GOOD_SPEC.replace("name: orders", "name: theirs").replace("uri: orders.csv", "uri: theirs.csv")
+
+    taken = refused(client.put("/api/v1/dataset-specs/theirs", json={"spec": spec}), 409, 40901)
+    assert "already taken" in taken["message"]
+    assert store.get_bytes("raw/theirs.yaml") == b"name: theirs\nsource: {uri: theirs.csv}\n"
+    refused(client.get("/api/v1/dataset-specs/theirs"), 404, 40401)

@@ -22,7 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from ods.adapters.object_store import ObjectStore
 from ods.adapters.tabular.source import read_table
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import BAD_INPUT, Envelope, ErrorDetails, error_response, ok
+from ods.api.envelope import BAD_INPUT, ConflictError, Envelope, ErrorDetails, error_response, ok
+from ods.api.resources import Resources
+from ods.api.tenancy import CallerTenant, claim_dataset
 from ods.domain.cleaning import apply_cleaning
 from ods.domain.dataset_spec import DatasetSpec, DatasetSpecError, parse_dataset_spec
 from ods.errors import NotFoundError, OdsError
@@ -219,13 +221,14 @@ def _dry_run(body: DryRunRequest, settings: Settings) -> Any:
 
 
 @router.get("/{name}", summary="Read a saved dataset spec", response_model=Envelope[StoredSpec])
-def get_spec(name: str, resources: ServerResources) -> Envelope[StoredSpec]:
-    """The spec saved under the watched raw prefix for dataset ``name``."""
+def get_spec(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[StoredSpec]:
+    """The spec saved under the watched raw prefix for dataset ``name`` (not one of another tenant's
+    datasets: that answers as if none were saved)."""
     checked("dataset", name)
     settings = resources.settings
     store = build_object_store(settings)
     key = spec_key(settings, name)
-    if not store.exists(key):
+    if not store.exists(key) or _dataset_tenant(resources, name) not in (None, tenant):
         raise NotFoundError(
             f"no spec for dataset {name!r} at {key!r}; save one with PUT /api/v1/dataset-specs/{name}"
         )
@@ -238,7 +241,7 @@ def get_spec(name: str, resources: ServerResources) -> Envelope[StoredSpec]:
     summary="Save a dataset spec where the watcher prepares it",
     response_model=Envelope[StoredSpec],
 )
-def save_spec(name: str, body: SpecText, resources: ServerResources) -> Any:
+def save_spec(name: str, body: SpecText, resources: ServerResources, tenant: CallerTenant) -> Any:
     """Check the spec and that its raw table is in the object store, then write it to
     ``<raw_prefix><name>.yaml``: the watcher sees it arrive and starts prepare-dataset. Saving the same
     text again writes nothing (so starts nothing)."""
@@ -254,9 +257,22 @@ def save_spec(name: str, body: SpecText, resources: ServerResources) -> Any:
     settings = resources.settings
     store = build_object_store(settings)
     source_key(store, settings, spec.source.uri)
+    dataset = claim_dataset(resources.catalog, name, tenant)  # prepared as this tenant's, like a registration
+    if dataset.archived_at is not None:
+        raise ConflictError(
+            f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
+        )
     key = spec_key(settings, name)
     data = body.spec.encode("utf-8")
     changed = not store.exists(key) or store.get_bytes(key) != data
     if changed:
         store.put_bytes(key, data, content_type="application/yaml")
     return ok(StoredSpec(dataset=name, key=key, uri=store.uri(key), spec=body.spec, changed=changed))
+
+
+def _dataset_tenant(resources: Resources, name: str) -> str | None:
+    """The tenant holding dataset ``name``; None while no dataset of that name exists."""
+    try:
+        return resources.catalog.get_dataset(name).tenant
+    except NotFoundError:
+        return None
