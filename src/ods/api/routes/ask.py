@@ -15,16 +15,19 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
+from ods.api.audit import note_question, note_sql
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, error_kind, ok
 from ods.api.routes.conversations import CONVERSATION_ID_PATTERN
 from ods.api.streaming import event_stream, run_streaming
+from ods.api.tenancy import CallerTenant, owned_conversation, owned_knowledge_base, tenant_dataset_refs
 from ods.domain.names import check_name
 from ods.errors import OdsError
 from ods.stages.answer import Answer, answer_question
+from ods.stages.answer.conversation import conversation_title
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["answers"])
@@ -177,32 +180,39 @@ def _done(answer: Answer) -> AskDone:
     response_model=Envelope[AskAnswer],
     responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE events."}},
 )
-def ask(request: AskRequest, resources: ServerResources) -> Any:
+def ask(request: AskRequest, resources: ServerResources, http: Request, tenant: CallerTenant) -> Any:
     """The answer stage `ods ask` runs: route, SQL over the datasets, retrieval from the knowledge base,
     an answer citing both as [n], the turn kept in a conversation."""
+    note_question(http, request.question)
     catalog = resources.catalog
     if request.kb is not None:
         checked("knowledge base", request.kb)
-        catalog.get_knowledge_base(request.kb)  # unknown: 404 before a stream starts
-    if request.conversation_id is not None:
-        catalog.get_conversation(request.conversation_id)
+        owned_knowledge_base(catalog, request.kb, tenant)  # unknown or another tenant's: 404 before a stream
+    datasets = None if request.datasets is None else tenant_dataset_refs(catalog, request.datasets, tenant)
+    conversation_id = request.conversation_id
+    if conversation_id is not None:
+        owned_conversation(catalog, conversation_id, tenant)
     if not request.question.strip():
         raise OdsError("the question is empty; ask something, e.g. 'what is our returns policy?'")
+    if conversation_id is None:  # started here, so it is the caller's tenant's from its first turn
+        conversation_id = catalog.create_conversation(conversation_title(request.question), tenant=tenant).id
 
     def run(on_text: Callable[[str], None] | None) -> Answer:
         with resources.model_lock:
-            return answer_question(
+            answer = answer_question(
                 resources.settings,
                 request.question,
                 kb=request.kb,
-                datasets=request.datasets,
-                conversation_id=request.conversation_id,
+                datasets=datasets,
+                conversation_id=conversation_id,
                 mode=request.mode,
                 documents=request.documents,
                 llm=resources.llm,
                 on_text=on_text,
                 adapters=resources,
             )
+        note_sql(http, answer.sql.sql if answer.sql is not None else None)
+        return answer
 
     if request.stream:
         return event_stream(_events(run))

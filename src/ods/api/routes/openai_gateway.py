@@ -33,16 +33,19 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ods.adapters.catalog.records import EndpointRecord
+from ods.api.audit import note_question, note_sql
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
 from ods.api.proxy import EndpointProxy
 from ods.api.routes.ask import Citation, ResultTable
 from ods.api.streaming import event_stream, run_streaming
+from ods.api.tenancy import CallerTenant, owned_conversation, owned_knowledge_base, tenant_dataset_refs
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
 from ods.domain.refs import parse_dataset_ref
 from ods.errors import NotFoundError, OdsError
 from ods.stages.answer import Answer, answer_question
+from ods.stages.answer.conversation import conversation_title
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -107,9 +110,10 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", summary="Models and knowledge bases to chat with", response_model=ModelList)
-def list_models(resources: ServerResources) -> ModelList:
+def list_models(resources: ServerResources, tenant: CallerTenant) -> ModelList:
     """Knowledge bases (``kb:<name>``), datasets (``sql:<dataset>``), the configured LLM and embedder, and
-    models with an active endpoint. ``kb:<name>+sql:<dataset>[,…]`` is answered too, but not listed."""
+    models with an active endpoint, of the caller's tenant. ``kb:<name>+sql:<dataset>[,…]`` is answered
+    too, but not listed."""
     catalog, settings = resources.catalog, resources.settings
     started = int(time.time())
     models = [
@@ -118,11 +122,11 @@ def list_models(resources: ServerResources) -> ModelList:
             created=int(record.created_at.timestamp()),
             owned_by="ods-knowledge-base",
         )
-        for record in catalog.list_knowledge_bases()
+        for record in catalog.list_knowledge_bases(tenant=tenant)
     ]
     models += [
         Model(id=SQL_PREFIX + record.name, created=int(record.created_at.timestamp()), owned_by="ods-dataset")
-        for record in catalog.list_datasets(include_archived=False)
+        for record in catalog.list_datasets(include_archived=False, tenant=tenant)
         if record.latest_version is not None
     ]
     models += [
@@ -130,8 +134,9 @@ def list_models(resources: ServerResources) -> ModelList:
         Model(id=settings.embedding.model, created=started, owned_by="ods-embedding"),
     ]
     listed = {model.id for model in models}
+    owned = {model.name for model in catalog.list_models() if model.tenant == tenant}
     for endpoint in catalog.list_endpoints(status="active"):
-        if endpoint.model_name not in listed:
+        if endpoint.model_name in owned and endpoint.model_name not in listed:
             listed.add(endpoint.model_name)
             models.append(
                 Model(
@@ -167,9 +172,14 @@ async def raw_json_body(request: Request) -> dict[str, Any]:
 RawBody = Annotated[dict[str, Any], Depends(raw_json_body)]
 
 
-def _deployed_endpoint(resources: ServerResources, model: str) -> EndpointRecord | None:
-    """The active endpoint of the deployed model named ``model``, if it has one."""
-    return resources.catalog.active_endpoint(model)
+def _deployed_endpoint(resources: ServerResources, model: str, tenant: str) -> EndpointRecord | None:
+    """The active endpoint of ``tenant``'s deployed model named ``model``, if it has one (another
+    tenant's model is answered as one not deployed)."""
+    endpoint = resources.catalog.active_endpoint(model)
+    if endpoint is None:
+        return None
+    owner = next((item for item in resources.catalog.list_models() if item.name == endpoint.model_name), None)
+    return endpoint if owner is not None and owner.tenant == tenant else None
 
 
 def _proxy(http: Request) -> EndpointProxy:
@@ -306,13 +316,17 @@ def _citations(answer: Answer) -> list[Citation]:
     response_model=ChatCompletion,
     responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
 )
-def chat_completions(request: ChatRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
+def chat_completions(
+    request: ChatRequest, body: RawBody, http: Request, resources: ServerResources, tenant: CallerTenant
+) -> Any:
     """An OpenAI chat completion; ``kb:<name>`` (and/or ``sql:<dataset>``) answers with citations (and
     the SQL it ran) and keeps the turn; a deployed model's request goes to its endpoint as it came."""
     question = next((message.text() for message in reversed(request.messages) if message.role == "user"), "")
     if request.model.startswith((KB_PREFIX, SQL_PREFIX)):
-        kb, datasets = _answer_sources(resources, request.model, request.datasets)
-        run = _kb_answer(resources, kb, datasets, question, request.conversation_id)
+        note_question(http, question)
+        kb, datasets = _answer_sources(resources, request.model, request.datasets, tenant)
+        conversation_id = _tenant_conversation(resources, request.conversation_id, question, tenant)
+        run = _kb_answer(resources, kb, datasets, question, conversation_id, http)
     elif request.datasets is not None:
         raise OdsError(
             f"datasets is only for kb:<name> or sql:<dataset> models, not {request.model!r}; ask with "
@@ -320,7 +334,7 @@ def chat_completions(request: ChatRequest, body: RawBody, http: Request, resourc
         )
     elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
-    elif (endpoint := _deployed_endpoint(resources, request.model)) is not None:
+    elif (endpoint := _deployed_endpoint(resources, request.model, tenant)) is not None:
         return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
     else:
         raise NotFoundError(
@@ -345,10 +359,11 @@ def chat_completions(request: ChatRequest, body: RawBody, http: Request, resourc
 
 
 def _answer_sources(
-    resources: ServerResources, model: str, extra: list[str] | None
+    resources: ServerResources, model: str, extra: list[str] | None, tenant: str
 ) -> tuple[str | None, list[str] | None]:
     """The knowledge base and the dataset refs a ``kb:``/``sql:`` model id (plus the ``datasets`` field)
-    names, each name checked (400 naming the part) and found (404) before an answer or a stream starts."""
+    names, each name checked (400 naming the part) and found among ``tenant``'s (404) before an answer or
+    a stream starts; ``datasets: []`` becomes every registered dataset of ``tenant``."""
     kb: str | None = None
     listed: str | None
     if model.startswith(KB_PREFIX):
@@ -369,10 +384,24 @@ def _answer_sources(
     if named is not None and len(named) > MAX_DATASETS:
         raise OdsError(f"{len(named)} datasets named; ask over at most {MAX_DATASETS} at once")
     if kb is not None:
-        resources.catalog.get_knowledge_base(kb)  # 404 before a stream starts
+        owned_knowledge_base(resources.catalog, kb, tenant)  # 404 before a stream starts
+    if named is not None:
+        named = tenant_dataset_refs(resources.catalog, named, tenant)
     for ref in named or ():
         resources.catalog.get_dataset_version(*parse_dataset_ref(ref))
     return kb, named
+
+
+def _tenant_conversation(
+    resources: ServerResources, conversation_id: str | None, question: str, tenant: str
+) -> str | None:
+    """The conversation a ``kb:``/``sql:`` turn is kept in: ``conversation_id`` when ``tenant`` holds it
+    (404 otherwise), else a new one of ``tenant`` (none for an empty question, which is refused)."""
+    if conversation_id is not None:
+        return owned_conversation(resources.catalog, conversation_id, tenant).id
+    if not question.strip():
+        return None
+    return resources.catalog.create_conversation(conversation_title(question), tenant=tenant).id
 
 
 @dataclass(frozen=True)
@@ -397,6 +426,7 @@ def _kb_answer(
     datasets: list[str] | None,
     question: str,
     conversation_id: str | None,
+    http: Request,
 ) -> Run:
     """The answer stage over ``kb`` and/or ``datasets``: documents only, both (SQL and retrieval), or SQL
     only when no knowledge base is named."""
@@ -417,6 +447,7 @@ def _kb_answer(
                 on_text=on_text,
                 adapters=resources,
             )
+        note_sql(http, answer.sql.sql if answer.sql is not None else None)
         return _Reply(
             text=answer.text,
             model=answer.model or "quoted-evidence",
@@ -546,7 +577,9 @@ class TextCompletion(BaseModel):
     response_model=TextCompletion,
     responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
 )
-def completions(request: CompletionRequest, body: RawBody, http: Request, resources: ServerResources) -> Any:
+def completions(
+    request: CompletionRequest, body: RawBody, http: Request, resources: ServerResources, tenant: CallerTenant
+) -> Any:
     """A deployed model's completion, proxied to its endpoint as the request came; the configured LLM
     answers the prompt as one user message (its chat template applied)."""
     if request.model.startswith((KB_PREFIX, SQL_PREFIX)):
@@ -554,7 +587,7 @@ def completions(request: CompletionRequest, body: RawBody, http: Request, resour
             f"model {request.model!r} answers chats only; send the question to /v1/chat/completions",
         )
     is_llm = request.model in (resources.settings.llm.model, _llm_id(resources))
-    if not is_llm and (endpoint := _deployed_endpoint(resources, request.model)) is not None:
+    if not is_llm and (endpoint := _deployed_endpoint(resources, request.model, tenant)) is not None:
         return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
     if not is_llm:
         raise NotFoundError(

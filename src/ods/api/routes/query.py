@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ods.api.audit import note_sql
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
+from ods.api.tenancy import CallerTenant, tenant_dataset_refs
 from ods.api.webhooks import record_query_completed
 from ods.domain.sql_guard import SqlRejected
 
@@ -55,9 +57,9 @@ def _max_rows(resources: ServerResources, request: QueryRequest) -> int:
 @router.post(
     "/validate", summary="Check SQL with the guard, running nothing", response_model=Envelope[Validation]
 )
-def validate(request: QueryRequest, resources: ServerResources) -> Envelope[Validation]:
+def validate(request: QueryRequest, resources: ServerResources, tenant: CallerTenant) -> Envelope[Validation]:
     """The statement as the guard would run it, or the reason it refuses it (HTTP 200 either way)."""
-    with resources.warehouse(request.datasets) as warehouse:
+    with resources.warehouse(tenant_dataset_refs(resources.catalog, request.datasets, tenant)) as warehouse:
         try:
             guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         except SqlRejected as rejected:
@@ -66,15 +68,18 @@ def validate(request: QueryRequest, resources: ServerResources) -> Envelope[Vali
 
 
 @router.post("/execute", summary="Run guarded, read-only SQL", response_model=Envelope[QueryResult])
-def execute(request: QueryRequest, resources: ServerResources) -> Envelope[QueryResult]:
+def execute(
+    request: QueryRequest, resources: ServerResources, http: Request, tenant: CallerTenant
+) -> Envelope[QueryResult]:
     """Rows of the statement, run read-only with the warehouse's limits; a statement the guard refuses is
     40001 with the reason and is never run."""
-    with resources.warehouse(request.datasets) as warehouse:
+    note_sql(http, request.sql)  # the audit row keeps the statement asked for, run or refused
+    with resources.warehouse(tenant_dataset_refs(resources.catalog, request.datasets, tenant)) as warehouse:
         guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         result = warehouse.run(guarded, timeout_s=resources.settings.warehouse.timeout_s)
     record_query_completed(
         resources.catalog, sql=result.sql, datasets=request.datasets, row_count=result.row_count,
-        truncated=result.truncated, seconds=result.seconds,
+        truncated=result.truncated, seconds=result.seconds, tenant=tenant,
     )  # fmt: skip
     return ok(
         QueryResult(
