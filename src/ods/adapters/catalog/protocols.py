@@ -157,7 +157,7 @@ class KnowledgeCatalog(Protocol):
 
     def ensure_knowledge_base(
         self, name: str, *, embedding_model: str, embedding_dim: int, collection_name: str,
-        source_uri: str | None = None, description: str | None = None,
+        source_uri: str | None = None, description: str | None = None, tenant: str | None = None,
     ) -> records.KnowledgeBaseRecord: ...  # fmt: skip
 
     def get_knowledge_base(self, name: str) -> records.KnowledgeBaseRecord: ...
