@@ -10,6 +10,7 @@ must filter, page and scope a tenant admin to its tenant, and no row may hold a 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import timedelta
@@ -18,15 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
+from joserfc import jwt
 
 from ods.adapters.catalog.audit import AuditEntryRecord, AuditFilter
 from ods.adapters.catalog.schema import utcnow
 from ods.factories import open_catalog
+from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
 from ods.stages.audit import list_audit, parse_since, prune_audit
 from tests.support.api_envelope import data
-from tests.support.api_server import DATASET, KB, RunningApi, served_platform
+from tests.support.api_server import DATASET, KB, RunningApi, running_api, served_platform
 from tests.support.cli import run_ods
+from tests.support.oidc_provider import API_CLIENT, AUDIENCE, OidcProvider, ProviderClient, new_signing_key
 from tests.support.postgres import temporary_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -204,8 +208,6 @@ def test_ods_audit_list_reads_the_rows(platform: Platform) -> None:
 
 
 def test_retention_prunes_only_old_rows(tmp_path: Path) -> None:
-    from ods.settings import load_settings
-
     settings = load_settings(home=tmp_path / "ods-home")
     now = utcnow()
     with open_catalog(settings) as catalog:
@@ -221,3 +223,58 @@ def test_retention_prunes_only_old_rows(tmp_path: Path) -> None:
         kept = list_audit(catalog, AuditFilter(), limit=10).entries
     assert sorted((now - row.at).days for row in kept) == [0, 10]
     assert parse_since("7d", now=now) == now - timedelta(days=7)
+
+
+def test_tokens_log_in_once_and_their_refusals_are_rows_without_the_token(tmp_path: Path) -> None:
+    """A real OpenID provider: a valid token's first request is its login, an expired or wrong-audience
+    token is a refused row with the reason, and no row holds any part of a token."""
+    provider = OidcProvider.start(
+        tmp_path / "provider",
+        [ProviderClient("analyst-a", tenant="tenant-a", realm_roles=("data_analyst",))],
+        [new_signing_key("key-a")],
+    )
+    try:
+        settings = load_settings(
+            home=tmp_path / "ods-home",
+            auth={"issuer": provider.issuer, "audience": AUDIENCE, "client_id": API_CLIENT},
+        )
+        with running_api(settings) as api, httpx.Client(base_url=api.base_url, timeout=60) as client:
+            valid = provider.token("analyst-a")
+            key = provider.keys[0]
+            expired = jwt.encode(
+                {"alg": "RS256", "kid": key.kid},
+                provider.claims_template() | {"exp": int(time.time()) - 3600},
+                key,
+            )
+            foreign = jwt.encode(
+                {"alg": "RS256", "kid": key.kid}, provider.claims_template() | {"aud": "another-api"}, key
+            )
+            answers = [
+                client.get("/api/v1/datasets", headers={"Authorization": f"Bearer {token}"})
+                for token in (valid, valid, expired, foreign)
+            ]
+            assert [answer.status_code for answer in answers] == [200, 200, 401, 401]
+            with open_catalog(settings) as catalog:
+                admin = create_api_key(catalog, "admin", roles=("super_admin",)).key
+            page = data(
+                client.get(
+                    "/api/v1/audit", params={"limit": 500}, headers={"Authorization": f"Bearer {admin}"}
+                )
+            )
+        rows = page["entries"]
+        logins = [row for row in rows if row["action"] == "auth.login" and row["detail"] == "by token"]
+        assert [(row["subject"], row["tenant"], row["roles"]) for row in logins] == [
+            ("analyst-a", "tenant-a", ["data_analyst"])
+        ]
+        refused = [row for row in rows if row["outcome"] == "refused"]
+        assert [row["request_id"] for row in refused] == [
+            answer.headers["x-request-id"] for answer in reversed(answers[2:])
+        ]
+        assert all(row["status_code"] == 401 and row["subject"] is None for row in refused)
+        assert "expired" in refused[1]["detail"] and "aud" in refused[0]["detail"]
+        text = json.dumps(rows)
+        for token in (valid, expired, foreign):
+            assert all(len(part) < 8 or part not in text for part in token.split("."))
+        assert admin not in text
+    finally:
+        provider.stop()
