@@ -102,3 +102,12 @@ def test_concurrent_requests_never_pass_the_limit() -> None:
     with ThreadPoolExecutor(8) as pool:
         decisions = list(pool.map(lambda _: limiter.hit("key:1", "query"), range(400)))
     assert sum(1 for decision in decisions if decision and decision.allowed) == 50
+
+
+def test_reset_never_exceeds_the_window_when_the_sum_rounds_up() -> None:
+    clock = FakeClock()
+    clock.now = 32728.185951439325
+    limiter = SlidingWindowLimiter({"query": 5}, window_s=60.0, clock=clock)
+    assert (clock.now + 60.0) - clock.now > 60.0  # the float rounding the cap guards against
+    decision = limiter.hit("key", "query")
+    assert decision is not None and decision.reset_s == 60

@@ -96,7 +96,8 @@ class SlidingWindowLimiter:
                 allowed=allowed,
                 limit=limit,
                 remaining=limit - len(hits),
-                reset_s=max(0, math.ceil(reset)),
+                # (a + window) - a can round above the window: never report more than the window.
+                reset_s=max(0, min(math.ceil(reset), math.ceil(self.window_s))),
             )
 
     def _prune(self, now: float) -> None:
