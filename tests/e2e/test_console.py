@@ -293,6 +293,27 @@ def test_a_spec_is_checked_dry_run_and_saved_under_the_watched_prefix(
     _check_page(page, "spec-editor")
 
 
+def test_the_pipelines_page_draws_prefect_yaml_as_a_graph(browser_page: Any) -> None:
+    page = browser_page
+    page.goto("/")
+    page.get_by_role("link", name="Pipelines").click()
+    graph = page.locator("svg[data-testid=pipelines]")
+    graph.wait_for()
+    labels = graph.locator("text").all_text_contents()
+    for label in ("watch-bucket", "prepare-dataset", "ods.dataset.registered", "train-model", "deploy-model"):
+        assert label in labels, labels
+    assert "ingest-documents" in labels and "every 1 min" in labels
+    assert graph.locator("path").count() >= 12
+    assert (
+        page.locator("[data-no-prefect]").inner_text()
+        == "No Prefect server: runs shown are the server's own."
+    )
+    assert page.locator("#server-runs-h").count() == 1  # /api/v1/runs in their place
+    graph.locator("a[href='#deployment-prepare-dataset']").click()
+    assert "ods.object.created" in page.locator("tr[data-deployment=prepare-dataset]").inner_text()
+    _check_page(page, "pipelines")
+
+
 def test_a_role_sees_only_the_controls_it_may_use(browser_page: Any, console: RunningApi) -> None:
     """Last in the module: once a key exists, every caller needs credentials."""
     with open_catalog(console.settings) as catalog:

@@ -65,6 +65,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     # Runs and webhooks
     "GET /api/v1/runs": "runs.view",
     "GET /api/v1/runs/{run_id}": "runs.view",
+    "GET /api/v1/pipelines": "runs.view",
     "POST /api/v1/webhooks": "webhooks.manage",
     "GET /api/v1/webhooks": "webhooks.manage",
     "GET /api/v1/webhooks/{webhook_id}": "webhooks.manage",
@@ -87,6 +88,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /console/models": OBSERVE,
     "GET /console/metadata": OBSERVE,
     "GET /console/specs": OBSERVE,
+    "GET /console/pipelines": OBSERVE,
 }
 
 

@@ -124,6 +124,52 @@ class PrefectDeployments:
             message=None if state is None or not state.message else " ".join(state.message.split()),
         )
 
+    def recent_runs(self, name: str, limit: int) -> list[RecentRun] | None:
+        """The newest ``limit`` flow runs of deployment ``flow/deployment`` (newest expected start first), or
+        None when the server has no such deployment."""
+        from prefect import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            with get_client(sync_client=True) as client:
+                deployment = client.read_deployment_by_name(name)
+                flow_runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                    limit=limit,
+                )
+        except ObjectNotFound:
+            return None
+        except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
+            raise _unreachable(error) from None
+        runs = []
+        for flow_run in flow_runs:
+            state = flow_run.state
+            state_type = "PENDING" if state is None else state.type.value
+            runs.append(
+                RecentRun(
+                    id=str(flow_run.id),
+                    name=flow_run.name,
+                    state=_STATES.get(state_type, "queued"),
+                    prefect_state=(None if state is None else state.name) or state_type.title(),
+                    started_at=flow_run.start_time or flow_run.expected_start_time,
+                )
+            )
+        return runs
+
+
+@dataclass(frozen=True)
+class RecentRun:
+    """One flow run of a deployment, as the pipelines page lists it."""
+
+    id: str
+    name: str
+    state: RunState
+    prefect_state: str
+    started_at: datetime | None
+
 
 def _unreachable(error: Exception) -> SettingsError:
     from prefect.settings import get_current_settings

@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from ods.api.console.api_client import Answer, ConsoleApi
 from ods.api.console.lineage import NODE_HEIGHT, NODE_WIDTH, lay_out_lineage
+from ods.api.console.pipelines import lay_out_pipelines
 from ods.api.envelope import NOT_FOUND, error_response
 from ods.domain.identity import Principal
 from ods.domain.permissions import is_allowed
@@ -49,6 +50,7 @@ NAV: Final = (
     ("chat", "/console/chat", "Chat"),
     ("models", "/console/models", "Models"),
     ("metadata", "/console/metadata", "Metadata"),
+    ("pipelines", "/console/pipelines", "Pipelines"),
     ("specs", "/console/specs", "Dataset specs"),
 )
 
@@ -344,4 +346,24 @@ async def spec_editor_page(request: Request, name: str = "") -> HTMLResponse:
         text=text or STARTER_SPEC,
         stored=stored if stored is not None and stored.status != 404 else None,
         missing=stored is not None and stored.status == 404,
+    )
+
+
+@router.get("/console/pipelines")
+async def pipelines_page(request: Request) -> HTMLResponse:
+    """prefect.yaml's deployments and triggers as a graph, each with its last runs on the Prefect server;
+    without one, the server's own runs."""
+    async with ConsoleApi(request) as api:
+        pipelines = await api.get("/api/v1/pipelines")
+        configured = bool((pipelines.data or {}).get("prefect_configured"))
+        runs = None if configured else await api.get("/api/v1/runs", limit=10)
+    deployments = (pipelines.data or {}).get("deployments", []) if pipelines.ok else []
+    return _page(
+        request,
+        "pipelines.html",
+        "pipelines",
+        pipelines=pipelines,
+        deployments=deployments,
+        graph=lay_out_pipelines(deployments),
+        runs=runs,
     )
