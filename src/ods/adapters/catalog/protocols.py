@@ -50,7 +50,9 @@ class DatasetCatalog(Protocol):
     """Datasets, their versions and validation runs: dataset preparation, the warehouse's tables,
     training's input, ``ods datasets``."""
 
-    def ensure_dataset(self, name: str, description: str | None = None) -> records.DatasetRecord: ...
+    def ensure_dataset(
+        self, name: str, description: str | None = None, *, tenant: str | None = None
+    ) -> records.DatasetRecord: ...
 
     def add_dataset_version(
         self, dataset_name: str, *, content_hash: str, uri: str, schema: dict[str, Any],
@@ -67,7 +69,7 @@ class DatasetCatalog(Protocol):
     def get_dataset_version(self, name: str, version: int | None = None) -> records.DatasetVersionRecord: ...
 
     def list_datasets(
-        self, *, tags: Sequence[str] = (), include_archived: bool = True
+        self, *, tags: Sequence[str] = (), include_archived: bool = True, tenant: str | None = None
     ) -> list[records.DatasetRecord]: ...
 
     def get_dataset(self, name: str) -> records.DatasetRecord: ...
@@ -90,7 +92,9 @@ class DatasetCatalog(Protocol):
 
     def validation_runs(self, dataset_version_id: int) -> list[records.ValidationRunRecord]: ...
 
-    def latest_registered_versions(self) -> list[records.DatasetVersionRecord]: ...
+    def latest_registered_versions(
+        self, *, tenant: str | None = None
+    ) -> list[records.DatasetVersionRecord]: ...
 
 
 class ModelCatalog(Protocol):
@@ -162,7 +166,7 @@ class KnowledgeCatalog(Protocol):
 
     def get_knowledge_base(self, name: str) -> records.KnowledgeBaseRecord: ...
 
-    def list_knowledge_bases(self) -> list[records.KnowledgeBaseRecord]: ...
+    def list_knowledge_bases(self, *, tenant: str | None = None) -> list[records.KnowledgeBaseRecord]: ...
 
     def record_document_version(
         self, kb: str, uri: str, sha256: str, *, etag: str | None, status: DocumentStatus,
@@ -198,7 +202,7 @@ class KnowledgeCatalog(Protocol):
 class ConversationCatalog(Protocol):
     """Conversations, their messages and citations: answers, ``ods ask``, ``ods chat``, ``ods conversations``."""
 
-    def create_conversation(self, title: str) -> records.ConversationRecord: ...
+    def create_conversation(self, title: str, *, tenant: str | None = None) -> records.ConversationRecord: ...
 
     def add_message(
         self, conversation_id: str, role: MessageRole, content: str, *, sql: str | None = None,
@@ -208,7 +212,7 @@ class ConversationCatalog(Protocol):
 
     def get_conversation(self, conversation_id: str) -> records.ConversationRecord: ...
 
-    def list_conversations(self) -> list[records.ConversationRecord]: ...
+    def list_conversations(self, *, tenant: str | None = None) -> list[records.ConversationRecord]: ...
 
     def delete_conversation(self, conversation_id: str) -> None: ...
 
@@ -245,10 +249,11 @@ class WebhookCatalog(Protocol):
     fake) writes no event rather than failing."""
 
     def add_webhook(
-        self, url: str, *, events: Sequence[str], secret: str, description: str | None = None
-    ) -> records.WebhookRecord: ...
+        self, url: str, *, events: Sequence[str], secret: str, description: str | None = None,
+        tenant: str | None = None,
+    ) -> records.WebhookRecord: ...  # fmt: skip
 
-    def list_webhooks(self) -> list[records.WebhookRecord]: ...
+    def list_webhooks(self, *, tenant: str | None = None) -> list[records.WebhookRecord]: ...
 
     def get_webhook(self, webhook_id: int) -> records.WebhookRecord: ...
 
