@@ -44,3 +44,14 @@ def test_a_missing_prefect_yaml_names_the_setting(
         body = refused(client.get("/api/v1/pipelines"), 503, 50301)
 
     assert "no prefect.yaml at" in body["message"] and "ODS_PROJECT_DIR" in body["message"]
+
+
+def test_starting_a_run_or_pausing_needs_a_prefect_server(api: RunningApi) -> None:
+    with httpx.Client(base_url=api.base_url, timeout=60) as client:
+        body = refused(client.post("/api/v1/pipelines/check-health/runs", json={}), 503, 50301)
+        unknown = refused(client.post("/api/v1/pipelines/nope/runs", json={}), 404, 40401)
+        page = client.get("/console/pipelines").text
+
+    assert "no Prefect server: set PREFECT_API_URL" in body["message"]
+    assert "check-health" in unknown["message"]  # the known deployments are named
+    assert "data-run-form" not in page and "No Prefect server: runs shown are the server's own." in page

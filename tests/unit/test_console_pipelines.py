@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ods.api.console.pipelines import lay_out_pipelines
+from ods.api.console.pipelines import lay_out_pipelines, run_form_fields
 from ods.api.routes.pipelines import _view
 from ods.domain.pipelines import PipelinesFileError, parse_pipelines
 
@@ -59,3 +59,26 @@ def test_a_file_without_deployments_is_refused() -> None:
         parse_pipelines("name: x\n")
     with pytest.raises(PipelinesFileError, match="invalid YAML"):
         parse_pipelines("deployments: [\n")
+
+
+def test_the_run_form_has_one_input_per_parameter_of_the_schema() -> None:
+    schema = {
+        "type": "object",
+        "required": ["model"],
+        "properties": {
+            "model": {"title": "Model", "type": "string"},
+            "deep": {"type": "boolean", "default": False},
+            "batch_size": {"type": "integer", "default": 64},
+            "mode": {"allOf": [{"$ref": "#/definitions/Mode"}], "default": "auto"},
+            "params": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        },
+        "definitions": {"Mode": {"enum": ["auto", "hybrid"]}},
+    }
+
+    fields = {f.name: f for f in run_form_fields(schema, {"batch_size": 128, "params": {"lr": 0.1}})}
+
+    assert fields["model"].kind == "string" and fields["model"].required and fields["model"].label == "Model"
+    assert fields["deep"].kind == "boolean" and not fields["deep"].checked
+    assert fields["batch_size"].kind == "integer" and fields["batch_size"].value == "128"  # prefect.yaml's
+    assert fields["mode"].kind == "choice" and fields["mode"].options == ("auto", "hybrid")
+    assert fields["params"].kind == "json" and fields["params"].value == '{"lr": 0.1}'

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ods.errors import OdsError, SettingsError
+from ods.errors import NotFoundError, OdsError, SettingsError
 
 RunState = Literal["queued", "running", "completed", "failed", "interrupted"]
 
@@ -82,7 +82,7 @@ class PrefectDeployments:
         its id. ``run_id`` is its idempotency key: asking again creates no second flow run."""
         from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
-        from prefect.exceptions import ObjectNotFound
+        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
         try:
             flow_run = run_deployment(
@@ -100,6 +100,10 @@ class PrefectDeployments:
             ) from None
         except OdsError:
             raise
+        except PrefectHTTPStatusError as error:
+            if error.response.status_code in (409, 422):  # parameters the deployment's schema refuses
+                raise OdsError(f"the Prefect server refused a run of {name!r}: {_detail(error)}") from None
+            raise _unreachable(error) from None
         except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
             raise _unreachable(error) from None
         assert isinstance(flow_run, FlowRun)  # called from a worker thread: no event loop, no coroutine
@@ -124,31 +128,40 @@ class PrefectDeployments:
             message=None if state is None or not state.message else " ".join(state.message.split()),
         )
 
-    def recent_runs(self, name: str, limit: int) -> list[RecentRun] | None:
-        """The newest ``limit`` flow runs of deployment ``flow/deployment`` (newest expected start first), or
-        None when the server has no such deployment."""
+    def describe(self, name: str, runs: int) -> DeployedView | None:
+        """Deployment ``flow/deployment`` as the Prefect server has it (its parameter schema, its schedules
+        with their ids and its ``runs`` newest flow runs that are due), or None when the server has no such deployment."""
         from prefect import get_client
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterExpectedStartTime,
+        )
         from prefect.client.schemas.sorting import FlowRunSort
         from prefect.exceptions import ObjectNotFound
 
+        due = FlowRunFilter(expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)))
         try:
             with get_client(sync_client=True) as client:
                 deployment = client.read_deployment_by_name(name)
-                flow_runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                    limit=limit,
+                flow_runs = (
+                    client.read_flow_runs(  # the newest due runs, not those its schedule planned ahead
+                        flow_run_filter=due,
+                        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                        limit=runs,
+                    )
                 )
         except ObjectNotFound:
             return None
         except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
             raise _unreachable(error) from None
-        runs = []
+        recent = []
         for flow_run in flow_runs:
             state = flow_run.state
             state_type = "PENDING" if state is None else state.type.value
-            runs.append(
+            recent.append(
                 RecentRun(
                     id=str(flow_run.id),
                     name=flow_run.name,
@@ -157,7 +170,39 @@ class PrefectDeployments:
                     started_at=flow_run.start_time or flow_run.expected_start_time,
                 )
             )
-        return runs
+        schedules = tuple(
+            DeployedSchedule(
+                id=str(entry.id), active=bool(entry.active), label=_schedule_label(entry.schedule)
+            )
+            for entry in deployment.schedules or ()
+        )
+        return DeployedView(
+            parameter_schema=dict(deployment.parameter_openapi_schema or {}),
+            schedules=schedules,
+            runs=recent,
+        )
+
+    def set_schedule_active(self, name: str, schedule_id: str, active: bool) -> None:
+        """Pause (``active=False``) or resume one schedule of deployment ``flow/deployment``."""
+        from prefect import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            with get_client(sync_client=True) as client:
+                deployment = client.read_deployment_by_name(name)
+                if not any(str(entry.id) == schedule_id for entry in deployment.schedules or ()):
+                    raise NotFoundError(
+                        f"deployment {name!r} has no schedule {schedule_id!r} on the Prefect server"
+                    )
+                client.update_deployment_schedule(deployment.id, uuid.UUID(schedule_id), active=active)
+        except ObjectNotFound:
+            raise DeploymentNotFoundError(
+                f"no deployment {name!r} on the Prefect server: {DEPLOY_HINT}"
+            ) from None
+        except OdsError:
+            raise
+        except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
+            raise _unreachable(error) from None
 
 
 @dataclass(frozen=True)
@@ -169,6 +214,45 @@ class RecentRun:
     state: RunState
     prefect_state: str
     started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeployedSchedule:
+    """A schedule of a deployment on the Prefect server."""
+
+    id: str
+    active: bool
+    label: str
+
+
+@dataclass(frozen=True)
+class DeployedView:
+    """What the Prefect server holds of a deployment: the schema of its parameters, its schedules, its
+    newest flow runs."""
+
+    parameter_schema: dict[str, Any]
+    schedules: tuple[DeployedSchedule, ...]
+    runs: list[RecentRun]
+
+
+def _schedule_label(schedule: object) -> str:
+    cron = getattr(schedule, "cron", None)
+    if cron:
+        return f"cron {cron}"
+    interval = getattr(schedule, "interval", None)
+    if interval is not None:
+        seconds = interval.total_seconds()
+        return f"every {seconds / 60:g} min" if seconds >= 60 else f"every {seconds:g} s"
+    return type(schedule).__name__
+
+
+def _detail(error: Any) -> str:
+    """The one-line reason of a Prefect API refusal (its JSON ``detail``, else the response text)."""
+    try:
+        detail = error.response.json().get("detail")
+    except ValueError:
+        detail = None
+    return " ".join(str(detail or error.response.text or error).split())[:500]
 
 
 def _unreachable(error: Exception) -> SettingsError:

@@ -89,6 +89,12 @@ MATRIX: Final[tuple[Permission, ...]] = (
         ),
         "state of server runs (registrations, ingests, deploys)",
     ),
+    _permission(
+        "pipelines",
+        "run",
+        ("platform_admin",),
+        "start a deployment on Prefect; pause and resume its schedules",
+    ),
     _permission("webhooks", "manage", ("platform_admin", "tenant_admin"), "create, list and delete webhooks"),
     _permission(
         "audit", "view", ("platform_admin", "tenant_admin"), "read the audit log (tenant_admin: its tenant's)"

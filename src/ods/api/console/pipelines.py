@@ -5,6 +5,7 @@ so the browser only draws it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +132,58 @@ def _curve(start: PipelineNode, end: PipelineNode) -> str:
         return f"M{x1},{y1} C{x1 + 40},{low} {x2 - 40},{low} {x2},{y2}"
     middle = (x1 + x2) // 2
     return f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2},{y2}"
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of a deployment's run form, from a property of its parameter schema."""
+
+    name: str
+    label: str
+    kind: str  # boolean, integer, number, string, choice or json
+    required: bool
+    value: str
+    checked: bool = False
+    options: tuple[str, ...] = ()
+    description: str = ""
+
+
+def run_form_fields(schema: dict[str, Any], defaults: dict[str, Any]) -> list[FormField]:
+    """The run form of a deployment: one field per property of its parameter schema (an OpenAPI schema as
+    Prefect stores it), filled with prefect.yaml's parameters, else the schema's defaults. A type the form
+    cannot hold in one input (objects, lists, unions of them) is a JSON text box."""
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind, options = _kind(prop, schema.get("definitions") or schema.get("$defs") or {})
+        default = defaults.get(name, prop.get("default"))
+        if kind == "json":
+            value = "" if default is None else json.dumps(default)
+        else:
+            value = "" if default is None else str(default)
+        fields.append(
+            FormField(
+                name=name,
+                label=str(prop.get("title") or name),
+                kind=kind,
+                required=name in required,
+                value=value,
+                checked=default is True,
+                options=options,
+                description=str(prop.get("description") or ""),
+            )
+        )
+    return fields
+
+
+def _kind(prop: dict[str, Any], definitions: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    reference = prop.get("$ref") or next((item.get("$ref") for item in prop.get("allOf", [])), None)
+    if isinstance(reference, str):
+        prop = definitions.get(reference.rsplit("/", 1)[-1], {})
+    if "enum" in prop:
+        return "choice", tuple(str(option) for option in prop["enum"])
+    types = [prop.get("type")] + [item.get("type") for item in prop.get("anyOf", [])]
+    wanted = [kind for kind in types if kind and kind != "null"]
+    if len(wanted) == 1 and wanted[0] in ("boolean", "integer", "number", "string"):
+        return str(wanted[0]), ()
+    return "json", ()

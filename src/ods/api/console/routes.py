@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from ods.api.console.api_client import Answer, ConsoleApi
 from ods.api.console.lineage import NODE_HEIGHT, NODE_WIDTH, lay_out_lineage
-from ods.api.console.pipelines import lay_out_pipelines
+from ods.api.console.pipelines import lay_out_pipelines, run_form_fields
 from ods.api.envelope import NOT_FOUND, error_response
 from ods.domain.identity import Principal
 from ods.domain.permissions import is_allowed
@@ -64,7 +64,9 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals.update(nav=NAV, node_width=NODE_WIDTH, node_height=NODE_HEIGHT)
+    environment.globals.update(
+        nav=NAV, node_width=NODE_WIDTH, node_height=NODE_HEIGHT, run_form_fields=run_form_fields
+    )
     environment.filters["file_name"] = lambda uri: str(uri or "").rstrip("/").rsplit("/", 1)[-1]
     environment.filters["when"] = lambda stamp: str(stamp or "")[:16].replace("T", " ")  # to the minute, UTC
     environment.filters["percent"] = lambda share: f"{100 * float(share or 0):.1f}%"

@@ -9,6 +9,7 @@ the checkout that holds this code.
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -18,9 +19,9 @@ from pydantic import BaseModel, Field
 
 import ods
 from ods.api.envelope import Envelope, ok
-from ods.api.prefect_runs import PrefectDeployments
+from ods.api.prefect_runs import DeployedView, PrefectDeployments
 from ods.domain.pipelines import Deployment, PipelinesFileError, parse_pipelines
-from ods.errors import SettingsError
+from ods.errors import NotFoundError, SettingsError
 
 router = APIRouter(prefix="/api/v1/pipelines", tags=["runs"])
 
@@ -51,6 +52,12 @@ class PipelineRun(BaseModel):
     started_at: datetime | None
 
 
+class PrefectSchedule(BaseModel):
+    id: str = Field(description="The schedule's id on the Prefect server (pause and resume name it).")
+    label: str
+    active: bool = Field(description="false while paused.")
+
+
 class PipelineDeployment(BaseModel):
     name: str
     flow: str
@@ -67,6 +74,13 @@ class PipelineDeployment(BaseModel):
         "deployment is not deployed there (runs_note says which)."
     )
     runs_note: str | None = None
+    parameter_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="The deployment's parameter schema on the Prefect server (the run form's fields).",
+    )
+    prefect_schedules: list[PrefectSchedule] = Field(
+        default_factory=list, description="Its schedules on the Prefect server, with their ids and state."
+    )
 
 
 class Pipelines(BaseModel):
@@ -83,6 +97,15 @@ def prefect_yaml_path() -> Path:
     return root / "prefect.yaml"
 
 
+def _read_prefect_yaml() -> str:
+    path = prefect_yaml_path()
+    if not path.is_file():
+        raise PipelinesFileError(
+            f"no prefect.yaml at {path}: set ODS_PROJECT_DIR to the checkout of ONE-DATA-STUDIO that holds it"
+        )
+    return path.read_text(encoding="utf-8")
+
+
 @router.get(
     "", summary="The deployments of prefect.yaml and their last runs", response_model=Envelope[Pipelines]
 )
@@ -90,34 +113,28 @@ def list_pipelines() -> Envelope[Pipelines]:
     """Each deployment of prefect.yaml with its schedules, its event triggers and the events its flow emits;
     with a Prefect server configured, its newest flow runs there."""
     path = prefect_yaml_path()
-    if not path.is_file():
-        raise PipelinesFileError(
-            f"no prefect.yaml at {path}: set ODS_PROJECT_DIR to the checkout of ONE-DATA-STUDIO that holds it"
-        )
-    deployments = parse_pipelines(path.read_text(encoding="utf-8"), source_name=str(path))
+    deployments = parse_pipelines(_read_prefect_yaml(), source_name=str(path))
     prefect = PrefectDeployments()
     configured = prefect.configured()
     error: str | None = None
     shown = []
     for deployment in deployments:
-        runs: list[PipelineRun] | None = None
+        deployed: DeployedView | None = None
         note = None if configured else "no Prefect server (PREFECT_API_URL unset)"
         if configured and error is None:
             try:
-                found = prefect.recent_runs(deployment.full_name, RECENT_RUNS)
+                deployed = prefect.describe(deployment.full_name, RECENT_RUNS)
             except SettingsError as unreachable:
                 error = str(unreachable)
-                found = None
-            if found is None and error is None:
+            if deployed is None and error is None:
                 note = "not deployed to the Prefect server"
-            runs = None if found is None else [PipelineRun(**vars(run)) for run in found]
-        shown.append(_view(deployment, runs, note))
+        shown.append(_view(deployment, deployed, note))
     return ok(
         Pipelines(source=str(path), prefect_configured=configured, prefect_error=error, deployments=shown)
     )
 
 
-def _view(deployment: Deployment, runs: list[PipelineRun] | None, note: str | None) -> PipelineDeployment:
+def _view(deployment: Deployment, deployed: DeployedView | None, note: str | None) -> PipelineDeployment:
     return PipelineDeployment(
         name=deployment.name,
         flow=deployment.flow,
@@ -143,6 +160,93 @@ def _view(deployment: Deployment, runs: list[PipelineRun] | None, note: str | No
             for t in deployment.triggers
         ],
         emits=list(deployment.emits),
-        runs=runs,
+        runs=None if deployed is None else [PipelineRun(**vars(run)) for run in deployed.runs],
         runs_note=note,
+        parameter_schema=None if deployed is None else deployed.parameter_schema,
+        prefect_schedules=[]
+        if deployed is None
+        else [PrefectSchedule(id=s.id, label=s.label, active=s.active) for s in deployed.schedules],
     )
+
+
+class StartRun(BaseModel):
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's parameters; Prefect checks them against the deployment's schema.",
+    )
+
+
+class StartedRun(BaseModel):
+    deployment: str = Field(description="flow/deployment.")
+    flow_run_id: str = Field(description="The flow run on the Prefect server; a worker of its pool runs it.")
+
+
+class ScheduleState(BaseModel):
+    deployment: str
+    schedule_id: str
+    active: bool
+
+
+def _deployed(name: str) -> tuple[Deployment, PrefectDeployments]:
+    """prefect.yaml's deployment ``name`` and the configured Prefect server; refused without one."""
+    known = {d.name: d for d in parse_pipelines(_read_prefect_yaml(), source_name="prefect.yaml")}
+    if name not in known:
+        raise NotFoundError(f"prefect.yaml has no deployment {name!r}; known: {', '.join(sorted(known))}")
+    prefect = PrefectDeployments()
+    if not prefect.configured():
+        raise SettingsError(
+            "no Prefect server: set PREFECT_API_URL for `ods serve` and deploy prefect.yaml to it to start "
+            "deployments or pause their schedules"
+        )
+    return known[name], prefect
+
+
+@router.post(
+    "/{name}/runs",
+    summary="Start a run of a deployment",
+    status_code=202,
+    response_model=Envelope[StartedRun],
+)
+def start_run(name: str, body: StartRun) -> Envelope[StartedRun]:
+    """Create a flow run of prefect.yaml's deployment ``name`` on the Prefect server, now, with ``parameters``."""
+    deployment, prefect = _deployed(name)
+    run_id = uuid.uuid4().hex
+    flow_run = prefect.start(
+        deployment.full_name,
+        body.parameters,
+        run_id=run_id,
+        flow_run_name=f"{deployment.name}-console-{run_id[:8]}",
+    )
+    return ok(StartedRun(deployment=deployment.full_name, flow_run_id=flow_run))
+
+
+@router.post(
+    "/{name}/schedules/{schedule_id}/pause",
+    summary="Pause a schedule",
+    response_model=Envelope[ScheduleState],
+)
+def pause_schedule(name: str, schedule_id: str) -> Envelope[ScheduleState]:
+    """Pause one schedule of deployment ``name`` on the Prefect server (no run is scheduled until resumed)."""
+    return ok(_set_active(name, schedule_id, False))
+
+
+@router.post(
+    "/{name}/schedules/{schedule_id}/resume",
+    summary="Resume a schedule",
+    response_model=Envelope[ScheduleState],
+)
+def resume_schedule(name: str, schedule_id: str) -> Envelope[ScheduleState]:
+    """Resume a paused schedule of deployment ``name`` on the Prefect server."""
+    return ok(_set_active(name, schedule_id, True))
+
+
+def _set_active(name: str, schedule_id: str, active: bool) -> ScheduleState:
+    deployment, prefect = _deployed(name)
+    try:
+        uuid.UUID(schedule_id)
+    except ValueError:
+        raise NotFoundError(
+            f"no schedule {schedule_id!r}: a schedule id is a UUID from GET /api/v1/pipelines"
+        ) from None
+    prefect.set_schedule_active(deployment.full_name, schedule_id, active)
+    return ScheduleState(deployment=deployment.full_name, schedule_id=schedule_id, active=active)

@@ -468,6 +468,40 @@ function bindSpecEditor() {
   });
 }
 
+// Run forms of the pipelines page, generated from a deployment's parameter schema: each input says its
+// kind (boolean, integer, number, string, json); an empty optional input is left to the deployment.
+function bindRunForms() {
+  for (const form of document.querySelectorAll("[data-run-form]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const problem = form.querySelector("[data-form-error]");
+      const started = form.querySelector("[data-run-started]");
+      problem.hidden = true;
+      started.textContent = "";
+      const parameters = {};
+      try {
+        for (const input of form.querySelectorAll("[data-kind]")) {
+          const kind = input.dataset.kind;
+          if (kind === "boolean") { parameters[input.name] = input.checked; continue; }
+          const text = input.value.trim();
+          if (text === "") continue;
+          if (kind === "integer") parameters[input.name] = parseInt(text, 10);
+          else if (kind === "number") parameters[input.name] = parseFloat(text);
+          else if (kind === "json") {
+            try { parameters[input.name] = JSON.parse(text); }
+            catch (_) { throw new Error(`${input.name}: not valid JSON`); }
+          } else parameters[input.name] = text;
+        }
+        const run = await callApi("POST", form.dataset.runForm, { parameters });
+        started.textContent = `Flow run ${run.flow_run_id} of ${run.deployment} created; a worker of its pool runs it.`;
+      } catch (error) {
+        problem.hidden = false;
+        problem.textContent = error.message;
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   bindActions();
   bindJsonForms();
@@ -475,4 +509,5 @@ document.addEventListener("DOMContentLoaded", () => {
   bindChat();
   bindSql();
   bindSpecEditor();
+  bindRunForms();
 });
