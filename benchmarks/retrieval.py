@@ -259,21 +259,34 @@ class _LookupEmbedder:
         return [self._vectors[text] for text in texts]
 
 
-def default_search_calls(index: Any, corpus: Corpus, model_id: str, k: int) -> list[Callable[[], list[int]]]:
+def default_search_calls(
+    index: Any, corpus: Corpus, model_id: str, k: int, *, before: bool = False
+) -> list[Callable[[], list[int]]]:
     """Hybrid search as `ods kb search` and the API run it (``ods.stages.retrieve.search_index`` with the
-    default ``SearchSettings``: its fusion and candidate count), one call per question."""
+    default ``SearchSettings``: its fusion and candidate count), one call per question. ``before``: the
+    baseline, hybrid search as ``search_index`` ran it before it ranked ids first: full hits (text,
+    metadata) for every candidate of both sides, fused by ``ods.stages.retrieve.fuse``."""
     from types import SimpleNamespace
 
-    from ods.stages.retrieve import search_index
+    from ods.settings import SearchSettings
+    from ods.stages.retrieve import fuse, search_index
 
     embedder = _LookupEmbedder(model_id, corpus.queries, corpus.query_vectors)
     record = SimpleNamespace(name=KB, embedding_model=model_id)
+    search = SearchSettings()
 
     def call(question: str) -> list[int]:
         found = search_index(index, embedder, record, question, k=k)  # type: ignore[arg-type]
         return [int(hit.metadata["row"]) for hit in found.hits]
 
-    return [lambda q=q: call(q) for q in corpus.queries]
+    def call_before(question: str) -> list[int]:
+        vector = embedder.embed([question])[0]
+        depth = max(k, search.candidates)
+        dense = index.search(vector=vector, mode="dense", k=depth)
+        words = index.search(text=question, mode="bm25", k=depth)
+        return [int(hit.metadata["row"]) for hit in fuse(dense, words, search, k)]
+
+    return [lambda q=q: (call_before if before else call)(q) for q in corpus.queries]
 
 
 def sparse_memory_bytes(snapshot: Any) -> int:
@@ -332,6 +345,7 @@ def print_report(arguments: argparse.Namespace, corpus: Corpus, figures: dict[st
         ("dense (production: snapshot)", figures["dense"], figures["dense_recall"]),
         ("bm25 (production: sparse snapshot)", figures["bm25_snapshot"], figures["bm25_recall"]),
         ("hybrid (production: both snapshots)", figures["hybrid"], None),
+        ("hybrid, search_index before (all hits)", figures["hybrid_default_before"], None),
         ("hybrid, default search_index (snapshots)", figures["hybrid_default"], None),
     ]
     for name, timing, recall in rows:
@@ -359,6 +373,8 @@ def print_report(arguments: argparse.Namespace, corpus: Corpus, figures: dict[st
     print()
     bm25_p50, hybrid_p50 = figures["bm25_snapshot"].percentile(50), figures["hybrid"].percentile(50)
     default_p50 = figures["hybrid_default"].percentile(50)
+    before = figures["hybrid_default_before"]
+    same = before.found == figures["hybrid_default"].found
     print(
         f"recall@{k} bm25 vs exact BM25       = {figures['bm25_recall']:.3f}    (target >= 0.95)\n"
         f"p50 bm25, sparse snapshot        = {bm25_p50 * 1e3:.2f} ms  "
@@ -370,7 +386,11 @@ def print_report(arguments: argparse.Namespace, corpus: Corpus, figures: dict[st
         "<= 20 ms at ~1,460)\n"
         f"p50 hybrid, default search_index = {default_p50 * 1e3:.2f} ms  "
         f"({figures['hybrid_milvus'].percentile(50) / default_p50:.0f}x faster than Milvus Lite's hybrid; "
-        "the fusion and candidates `ods kb search` uses, query embedding not included)"
+        "the fusion and candidates `ods kb search` uses, query embedding not included)\n"
+        f"  before (full hits for every candidate): p50 {before.percentile(50) * 1e3:.2f} ms, p95 "
+        f"{before.percentile(95) * 1e3:.2f} ms; now p95 {figures['hybrid_default'].percentile(95) * 1e3:.2f} ms; "
+        f"{before.percentile(50) / default_p50:.1f}x faster at p50; same top-{k} for every question: "
+        f"{'yes' if same else 'NO'}"
     )
     ratio = figures["dense"].percentile(50) / numpy_p50
     print(f"recall@{k} dense vs exact           = {figures['dense_recall']:.3f}    (target >= 0.95)")
@@ -510,6 +530,9 @@ def main() -> None:
                     for v, q in zip(vectors, corpus.queries, strict=True)
                 ],
                 "hybrid_default": default_search_calls(index, corpus, embedder.model_id, k),
+                "hybrid_default_before": default_search_calls(
+                    index, corpus, embedder.model_id, k, before=True
+                ),
             }
         )
     )

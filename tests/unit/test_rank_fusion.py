@@ -61,3 +61,50 @@ def test_zscore_puts_lists_of_any_scale_on_one() -> None:
     large = convex_combination([[("a", 200.0), ("b", 100.0)]], normalisation="zscore")
 
     assert dict(small) == pytest.approx(dict(large)) == {"a": 1.0, "b": -1.0}
+
+
+def test_convex_combination_scores_as_the_formula_written_out() -> None:
+    """The vectorised fusion gives, to the bit, the weighted sum of each list's normalised score (a list's
+    lowest where it lacks the item), in first-seen order among equals: a reference written term by term."""
+    import math
+    import random
+
+    generator = random.Random(7)
+    for normalisation in ("zscore", "minmax"):
+        for _ in range(20):
+            lists = [
+                [
+                    (f"c{generator.randrange(60)}", generator.choice([1.0, generator.gauss(0, 3)]))
+                    for _ in range(40)
+                ]
+                for _ in range(generator.choice([1, 2, 3]))
+            ]
+            lists = [list(dict(pairs).items()) for pairs in lists]  # one score per item per list
+            weights = [generator.uniform(0, 2) for _ in lists]
+            normalised: list[dict[str, float]] = []
+            for pairs in lists:
+                values = [score for _, score in pairs]
+                if normalisation == "minmax":
+                    low, high = min(values), max(values)
+                    scaled = [(v - low) / (high - low) if high > low else 1.0 for v in values]
+                else:
+                    mean = math.fsum(values) / len(values)
+                    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+                    scaled = [(v - mean) / spread if spread > 0 else 0.0 for v in values]
+                normalised.append(dict(zip([item for item, _ in pairs], scaled, strict=True)))
+            order = list(dict.fromkeys(item for pairs in lists for item, _ in pairs))
+            expected = [
+                (
+                    item,
+                    sum(
+                        w * found.get(item, min(found.values()))
+                        for w, found in zip(weights, normalised, strict=True)
+                    ),
+                )
+                for item in order
+            ]
+            expected.sort(key=lambda pair: -pair[1])
+
+            fused = convex_combination(lists, weights=weights, normalisation=normalisation, limit=15)
+
+            assert fused == expected[:15]
