@@ -90,3 +90,29 @@ def test_an_existing_collection_reports_its_own_analyzer(params: dict[str, Any],
 def test_an_unknown_analyzer_is_refused() -> None:
     with pytest.raises(VectorIndexError, match="unknown analyzer 'french'; known: english, standard"):
         MilvusVectorIndex(_RecordingClient(), "c", 4, "model", analyzer="french")  # type: ignore[arg-type]
+
+
+class _LiteServerClient(_RecordingClient):
+    """Answers like a standalone Milvus Lite server: a named analyzer other than its own is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def create_collection(self, name: str, *, schema: Any, **options: Any) -> None:
+        self.attempts += 1
+        params = {field["name"]: field.get("params", {}) for field in schema.to_dict()["fields"]}
+        if "analyzer_params" in params["text"]:
+            raise RuntimeError("unknown tokenizer type: 'english' (supported: 'standard', 'jieba')")
+        super().create_collection(name, schema=schema, **options)
+
+
+def test_a_server_without_the_analyzer_gets_a_standard_collection_and_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = _LiteServerClient()
+    index = MilvusVectorIndex(client, "c", 4, "model", uri="http://127.0.0.1:19530")  # type: ignore[arg-type]
+    index.ensure_collection()
+    assert client.attempts == 2
+    assert "analyzer_params" not in text_params(client)
+    assert "uses its standard analyzer" in caplog.text

@@ -296,55 +296,72 @@ class MilvusVectorIndex:
         def prepare() -> None:
             if self._client.has_collection(self.collection, timeout=self._timeout_s):
                 self._check_existing()
+            elif not self._server:
+                create(named_analyzer=False)
             else:
-                schema = self._client.create_schema(
-                    auto_id=False,
-                    enable_dynamic_field=False,
-                    description=f"ods chunks embedded with {self.model_id} ({self.dimension} dims)",
-                )
-                schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-                schema.add_field("kb", DataType.VARCHAR, max_length=512)
-                schema.add_field("doc_uri", DataType.VARCHAR, max_length=_MAX_URI_BYTES)
-                schema.add_field("doc_sha256", DataType.VARCHAR, max_length=64)
-                schema.add_field("chunk_index", DataType.INT64)
-                # Milvus Lite knows only its standard analyzer (and jieba): it gets none named, and the
-                # sparse snapshot applies ``analyzer``. A server analyzes with the named one itself.
-                schema.add_field(
-                    "text",
-                    DataType.VARCHAR,
-                    max_length=_MAX_TEXT_BYTES,
-                    enable_analyzer=True,
-                    **({"analyzer_params": {"type": self._analyzer}} if self._server else {}),
-                )
-                schema.add_field("page", DataType.INT64, nullable=True)
-                schema.add_field("heading", DataType.VARCHAR, max_length=_MAX_HEADING_BYTES, nullable=True)
-                schema.add_field("metadata", DataType.JSON)
-                schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
-                schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-                schema.add_function(
-                    Function(
-                        name="text_bm25",
-                        function_type=FunctionType.BM25,
-                        input_field_names=["text"],
-                        output_field_names=["sparse"],
+                try:
+                    create(named_analyzer=True)
+                except Exception as error:
+                    # A standalone Milvus Lite server (`milvus-lite server`) answers like a server but knows
+                    # only its standard analyzer: the collection is made with that one, and says so.
+                    if "unknown tokenizer type" not in str(error):
+                        raise
+                    logger.warning(
+                        "Milvus at %s has no %r analyzer (%s); collection %r uses its standard analyzer",
+                        self._uri,
+                        self._analyzer,
+                        error,
+                        self.collection,
                     )
-                )
-                indexes = self._client.prepare_index_params()
-                dense_params = {"M": 16, "efConstruction": 200} if self._index_type == "HNSW" else {}
-                indexes.add_index(
-                    "dense", index_type=self._index_type, metric_type="COSINE", params=dense_params
-                )
-                indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-                self._client.create_collection(
-                    self.collection,
-                    schema=schema,
-                    index_params=indexes,
-                    consistency_level="Strong",
-                    properties={MODEL_ID_PROPERTY: self.model_id, DIMENSION_PROPERTY: str(self.dimension)},
-                    timeout=self._timeout_s,
-                )
+                    create(named_analyzer=False)
             # A Milvus Lite file reopened by a new process holds its collections released.
             self._client.load_collection(self.collection, timeout=self._timeout_s)
+
+        def create(*, named_analyzer: bool) -> None:
+            schema = self._client.create_schema(
+                auto_id=False,
+                enable_dynamic_field=False,
+                description=f"ods chunks embedded with {self.model_id} ({self.dimension} dims)",
+            )
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+            schema.add_field("kb", DataType.VARCHAR, max_length=512)
+            schema.add_field("doc_uri", DataType.VARCHAR, max_length=_MAX_URI_BYTES)
+            schema.add_field("doc_sha256", DataType.VARCHAR, max_length=64)
+            schema.add_field("chunk_index", DataType.INT64)
+            # Milvus Lite knows only its standard analyzer (and jieba): it gets none named, and the
+            # sparse snapshot applies ``analyzer``. A server analyzes with the named one itself.
+            schema.add_field(
+                "text",
+                DataType.VARCHAR,
+                max_length=_MAX_TEXT_BYTES,
+                enable_analyzer=True,
+                **({"analyzer_params": {"type": self._analyzer}} if named_analyzer else {}),
+            )
+            schema.add_field("page", DataType.INT64, nullable=True)
+            schema.add_field("heading", DataType.VARCHAR, max_length=_MAX_HEADING_BYTES, nullable=True)
+            schema.add_field("metadata", DataType.JSON)
+            schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
+            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="text_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=["sparse"],
+                )
+            )
+            indexes = self._client.prepare_index_params()
+            dense_params = {"M": 16, "efConstruction": 200} if self._index_type == "HNSW" else {}
+            indexes.add_index("dense", index_type=self._index_type, metric_type="COSINE", params=dense_params)
+            indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+            self._client.create_collection(
+                self.collection,
+                schema=schema,
+                index_params=indexes,
+                consistency_level="Strong",
+                properties={MODEL_ID_PROPERTY: self.model_id, DIMENSION_PROPERTY: str(self.dimension)},
+                timeout=self._timeout_s,
+            )
 
         self._retrying("prepare", prepare)
         self._ready = True
