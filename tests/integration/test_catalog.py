@@ -19,7 +19,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import CheckConstraint, Engine, event, func, inspect, select, text
+from sqlalchemy import CheckConstraint, Engine, column, event, func, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
 from ods.adapters.catalog import (
@@ -200,18 +200,17 @@ def test_0004_marks_replaced_versions_superseded_and_keeps_every_link(empty_engi
         ("s3://docs/gone.md", [(5, HASH_A, "indexed"), (6, HASH_B, "deleted")], 6),
         ("s3://docs/same.md", [(7, HASH_A, "indexed")], 7),
     ]
+    knowledge_base = {
+        "id": 1,
+        "name": "kb",
+        "embedding_model": "m",
+        "embedding_dim": 4,
+        "collection_name": "c",
+        "created_at": now,
+    }
     with empty_engine.begin() as connection:
-        connection.execute(
-            tables["knowledge_bases"].insert(),
-            {
-                "id": 1,
-                "name": "kb",
-                "embedding_model": "m",
-                "embedding_dim": 4,
-                "collection_name": "c",
-                **stamps,
-            },
-        )
+        # The table as 0003 left it: today's model would also write columns later migrations added.
+        connection.execute(table("knowledge_bases", *map(column, knowledge_base)).insert(), knowledge_base)
         for number, (uri, versions, current) in enumerate(documents, start=1):
             connection.execute(
                 tables["documents"].insert(),
@@ -242,7 +241,8 @@ def test_0004_marks_replaced_versions_superseded_and_keeps_every_link(empty_engi
                 tables["documents"].update().where(tables["documents"].c.id == number),
                 {"current_version_id": current, "status": versions[-1][2]},
             )
-        connection.execute(tables["conversations"].insert(), {"id": "c" * 32, "title": "t", **stamps})
+        conversation = {"id": "c" * 32, "title": "t", **stamps}
+        connection.execute(table("conversations", *map(column, conversation)).insert(), conversation)
         connection.execute(
             tables["messages"].insert(),
             {"id": 1, "conversation_id": "c" * 32, "role": "assistant", "content": "x", "created_at": now},
