@@ -80,6 +80,16 @@ class RunningApi:
     resources: Resources
 
 
+def _serve_without_prefect(server: uvicorn.Server) -> None:
+    """Run ``server`` with no Prefect API configured, whatever this test process holds: the flow tier's
+    session-wide Prefect test harness sets the process-global settings, and a worker that ran a flow test
+    before would otherwise serve as if PREFECT_API_URL named the harness (requests run in this context)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        server.run()
+
+
 @contextmanager
 def running_api(settings: Settings) -> Iterator[RunningApi]:
     """The API served by uvicorn on a free loopback port until the block ends."""
@@ -90,7 +100,9 @@ def running_api(settings: Settings) -> Iterator[RunningApi]:
             create_app(settings, resources), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
     )
-    thread = threading.Thread(target=server.run, name="ods-api-test-server", daemon=True)
+    thread = threading.Thread(
+        target=_serve_without_prefect, args=(server,), name="ods-api-test-server", daemon=True
+    )
     thread.start()
     while not server.started:  # a server that cannot start ends its thread (pytest-timeout stops a hang)
         if not thread.is_alive():
