@@ -123,7 +123,8 @@ def build_index(corpus: Corpus, uri: str, model_id: str, index_type: str) -> tup
     rows) sit in its in-memory table, which is searched by brute force, not by the ANN index.
     """
     from ods.adapters.milvus.client import open_milvus_client
-    from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+    from ods.adapters.milvus.index import MilvusVectorIndex
+    from ods.adapters.milvus.schema import ChunkRow, collection_name
     from ods.domain.chunking import chunk_id
     from ods.domain.hashing import sha256_bytes
 

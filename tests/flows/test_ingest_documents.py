@@ -104,7 +104,7 @@ def test_every_shared_document_ends_indexed_or_quarantined(corpora_dir: Path) ->
 
 def test_a_run_killed_between_upsert_and_delete_converges(tmp_path: Path) -> None:
     """New chunks written, old ones not yet deleted, catalog not updated: the next run finishes the job."""
-    from ods.adapters.milvus.index import ChunkRow
+    from ods.adapters.milvus.schema import ChunkRow
     from ods.domain.chunking import chunk_id, chunk_sections
     from ods.domain.documents import Section
     from ods.domain.hashing import sha256_bytes
@@ -394,7 +394,7 @@ def test_after_documents_change_the_catalog_counts_what_the_index_holds(tmp_path
 def test_verify_reports_drift_behind_the_catalogs_back_and_repair_then_ingest_converge(
     tmp_path: Path,
 ) -> None:
-    from ods.adapters.milvus.index import ChunkRow
+    from ods.adapters.milvus.schema import ChunkRow
     from ods.stages.health import run_check
     from ods.stages.ingest import verify_knowledge_base
 

@@ -14,8 +14,9 @@ import pytest
 
 from ods.adapters.milvus.client import open_milvus_client
 from ods.adapters.milvus.dense_snapshot import snapshot_path
-from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.milvus.index import MilvusVectorIndex
 from ods.adapters.milvus.lite_server import stop_lite_servers
+from ods.adapters.milvus.schema import ChunkRow, collection_name
 
 MODEL = "all-MiniLM-L6-v2"
 DIMENSION = 384

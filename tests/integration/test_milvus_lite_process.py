@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from ods.adapters.milvus.client import VectorIndexError, open_milvus_client
-from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex
+from ods.adapters.milvus.index import MilvusVectorIndex
 from ods.adapters.milvus.lite_server import lite_server_pid, lite_server_uri, stop_lite_servers
+from ods.adapters.milvus.schema import ChunkRow
 
 DIMENSION = 4
 

@@ -15,7 +15,8 @@ import pytest
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.milvus.client import VectorIndexUnavailable, open_milvus_client
-from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import ChunkRow
 from ods.domain.chunking import chunk_id
 from ods.domain.sync_plan import ListedDocument
 from ods.stages.ingest import UPSERT_ROWS, BatchReport, PendingDocument, PreparedBatch, index_batch

@@ -17,7 +17,8 @@ import pytest
 from numpy.typing import NDArray
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
-from ods.adapters.milvus.index import ChunkRow, FilterValue, MilvusVectorIndex, SearchHit, collection_name
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import ChunkRow, FilterValue, SearchHit, collection_name
 from ods.settings import SearchSettings
 from ods.stages.retrieve import fuse, search_index
 

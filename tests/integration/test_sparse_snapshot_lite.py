@@ -12,7 +12,8 @@ import pytest
 
 from ods.adapters.milvus.client import open_milvus_client
 from ods.adapters.milvus.dense_snapshot import snapshot_due, snapshot_path
-from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import ChunkRow, collection_name
 from ods.adapters.milvus.sparse_snapshot import sparse_path
 from ods.domain.text_analysis import analyze_english
 

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 
 from ods.adapters.milvus.client import VectorIndexError
-from ods.adapters.milvus.index import (
-    ChunkRow,
-    MilvusVectorIndex,
-    VectorIndex,
-    build_filter,
-    collection_name,
-    milvus_string,
-)
+from ods.adapters.milvus.index import MilvusVectorIndex, VectorIndex
+from ods.adapters.milvus.schema import ChunkRow, build_filter, collection_name, milvus_string
 from ods.adapters.models.embedder import SentenceTransformerEmbedder
 from ods.domain.chunking import chunk_id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ods.adapters.milvus.index import SearchHit
+from ods.adapters.milvus.schema import SearchHit
 from ods.settings import SearchSettings
 from ods.stages.retrieve import describe_search, fuse
 

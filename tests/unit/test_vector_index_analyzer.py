@@ -14,7 +14,8 @@ import pytest
 from pymilvus import MilvusClient
 
 from ods.adapters.milvus.client import VectorIndexError
-from ods.adapters.milvus.index import MODEL_ID_PROPERTY, MilvusVectorIndex, collection_analyzer
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import MODEL_ID_PROPERTY, collection_analyzer
 
 
 class _RecordingClient:

@@ -14,7 +14,8 @@ import pytest
 from pymilvus.exceptions import ConnectError, MilvusException, ParamError
 
 from ods.adapters.milvus.client import VectorIndexError, VectorIndexUnavailable, is_transient_milvus_error
-from ods.adapters.milvus.index import MODEL_ID_PROPERTY, ChunkRow, MilvusVectorIndex
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import MODEL_ID_PROPERTY, ChunkRow
 
 DOWN = MilvusException(
     code=2,

@@ -27,7 +27,8 @@ from ods.adapters.catalog.records import ChunkRecord, IndexedDocument, Knowledge
 from ods.adapters.documents.source import DocumentSource
 from ods.adapters.milvus.client import is_server_uri
 from ods.adapters.milvus.dense_snapshot import current_snapshot, lite_dense_index_type, snapshot_due
-from ods.adapters.milvus.index import ChunkRow, MilvusVectorIndex, collection_name
+from ods.adapters.milvus.index import MilvusVectorIndex
+from ods.adapters.milvus.schema import ChunkRow, collection_name
 from ods.adapters.milvus.sparse_snapshot import current_sparse_snapshot
 from ods.adapters.models.embedder import Embedder
 from ods.adapters.workers.parse_pool import DocumentParserPool, TextLimitExceeded

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from typing import TypedDict, Unpack
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
-from ods.adapters.milvus.index import FilterValue, SearchHit, SearchMode, VectorIndex
+from ods.adapters.milvus.index import SearchMode, VectorIndex
+from ods.adapters.milvus.schema import FilterValue, SearchHit
 from ods.adapters.models.embedder import Embedder
 from ods.domain.rank_fusion import convex_combination, reciprocal_rank_fusion
 from ods.errors import OdsError

@@ -1,17 +1,16 @@
 """The vector index: Milvus (a Milvus Lite file by default, a Milvus server by URI).
 
-Connections, errors and the retry loop are ``ods.adapters.milvus.client``'s; this module holds the
-collection's schema and the reads and writes of one knowledge base's chunks.
+Connections, errors and the retry loop are ``ods.adapters.milvus.client``'s, the collection's schema,
+names and filter expressions ``ods.adapters.milvus.schema``'s; this module holds the reads and writes of
+one knowledge base's chunks.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -34,6 +33,22 @@ from ods.adapters.milvus.dense_snapshot import (
     lite_fingerprint,
     snapshot_path,
 )
+from ods.adapters.milvus.schema import (
+    ChunkRow,
+    FilterValue,
+    SearchHit,
+    build_filter,
+    check_chunk_collection,
+    checked_vector,
+    chunk_record,
+    collection_analyzer,
+    create_chunk_collection,
+    dense_search_params,
+    milvus_hit,
+    milvus_string,
+    search_hit,
+    snapshot_hit,
+)
 from ods.adapters.milvus.sparse_snapshot import (
     SparseSnapshot,
     current_sparse_snapshot,
@@ -41,7 +56,6 @@ from ods.adapters.milvus.sparse_snapshot import (
     write_sparse_snapshot,
 )
 from ods.adapters.workers.process_memory import release_free_memory
-from ods.domain.hashing import stable_id
 from ods.domain.rank_fusion import RRF_K, reciprocal_rank_fusion
 from ods.domain.text_analysis import ANALYZERS, AnalyzerName
 
@@ -52,59 +66,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-MODEL_ID_PROPERTY = "ods.embedding_model"
-DIMENSION_PROPERTY = "ods.embedding_dimension"
 SearchMode = Literal["dense", "bm25", "hybrid"]
 RankMode = Literal["dense", "bm25"]
-FilterValue = str | int | Sequence[str] | Sequence[int]
-
-# Filterable scalar fields and their kinds; anything else in a filter is refused before Milvus sees it.
-_FILTER_FIELDS = {
-    "id": str,
-    "kb": str,
-    "doc_uri": str,
-    "doc_sha256": str,
-    "heading": str,
-    "chunk_index": int,
-    "page": int,
-}
 _OUTPUT_FIELDS = ["doc_uri", "doc_sha256", "chunk_index", "text", "page", "heading", "metadata"]
-_MAX_TEXT_BYTES = 65_535
-_MAX_URI_BYTES = 4_096
-_MAX_HEADING_BYTES = 2_048
-_NAME_PART = re.compile(r"[^0-9a-zA-Z]+")
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkRow:
-    """One chunk as stored in the index; ``id`` is ``ods.domain.chunking.chunk_id(kb, uri, sha256, index)``."""
-
-    id: str
-    kb: str
-    doc_uri: str
-    doc_sha256: str
-    chunk_index: int
-    text: str
-    vector: Sequence[float] | NDArray[np.float32]
-    page: int | None = None
-    heading: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    """One retrieved chunk; a higher ``score`` is better (cosine, BM25, or RRF for hybrid search)."""
-
-    id: str
-    doc_uri: str
-    doc_sha256: str
-    chunk_index: int
-    text: str
-    page: int | None
-    heading: str | None
-    metadata: dict[str, Any]
-    score: float
 
 
 class VectorIndex(Protocol):
@@ -152,71 +116,6 @@ class VectorIndex(Protocol):
     ) -> list[tuple[str, float]]: ...
 
     def hits(self, ranked: Sequence[tuple[str, float]]) -> list[SearchHit]: ...
-
-
-def collection_name(kb: str, model_id: str) -> str:
-    """A valid Milvus collection name for a knowledge base embedded with a model.
-
-    Readable slugs of both, plus a hash of the exact pair so distinct pairs never collide after slugging
-    (Milvus names: letters, digits and underscores, starting with a letter, at most 255 characters).
-    """
-    if not kb.strip() or not model_id.strip():
-        raise VectorIndexError(
-            f"a collection needs a knowledge base and a model id, got {kb=!r} {model_id=!r}"
-        )
-
-    def slug(value: str) -> str:
-        return _NAME_PART.sub("_", value).strip("_").lower()[:80] or "x"
-
-    return f"kb_{slug(kb)}__{slug(model_id)}_{stable_id(kb, model_id, length=10)}"
-
-
-def milvus_string(value: str) -> str:
-    """``value`` as a double-quoted Milvus expression literal.
-
-    Milvus Lite rejects filter templates (``{name}`` with ``filter_params``) and knows only the escapes
-    ``\\\\ \\" \\' \\n \\r \\t``; other control characters are accepted raw inside quotes.
-    """
-    escaped = (
-        value.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-    return f'"{escaped}"'
-
-
-def build_filter(conditions: Mapping[str, FilterValue] | None) -> str:
-    """An ``and`` of equality (scalar value) or membership (sequence value) tests on known fields."""
-    clauses: list[str] = []
-    for name, value in sorted((conditions or {}).items()):
-        kind = _FILTER_FIELDS.get(name)
-        if kind is None:
-            raise VectorIndexError(
-                f"cannot filter on {name!r}; filterable fields: {', '.join(_FILTER_FIELDS)}"
-            )
-        values = [value] if isinstance(value, str | int) else list(value)
-        if not values:
-            raise VectorIndexError(f"filter {name!r} has an empty list of values; it would match nothing")
-        for item in values:
-            if isinstance(item, bool) or not isinstance(item, kind):
-                raise VectorIndexError(f"filter {name!r} takes {kind.__name__} values, got {item!r}")
-        literals = [milvus_string(item) if isinstance(item, str) else str(item) for item in values]
-        if isinstance(value, str | int):
-            clauses.append(f"{name} == {literals[0]}")
-        else:
-            clauses.append(f"{name} in [{', '.join(literals)}]")
-    return " and ".join(clauses)
-
-
-# HNSW's search breadth: Milvus's default ef (64) found 87% of the exact top-10 over 100k chunks,
-# ef=256 finds 99% at no measurable extra latency (benchmarks/retrieval.py).
-HNSW_SEARCH_EF = 256
-
-
-def _dense_search_params(k: int) -> dict[str, Any]:
-    return {"metric_type": "COSINE", "params": {"ef": max(HNSW_SEARCH_EF, k)}}
 
 
 class MilvusVectorIndex:
@@ -291,7 +190,6 @@ class MilvusVectorIndex:
 
     def ensure_collection(self) -> None:
         """Create the collection (or check the existing one matches this model) and load it for search."""
-        from pymilvus import DataType, Function, FunctionType
 
         def prepare() -> None:
             if self._client.has_collection(self.collection, timeout=self._timeout_s):
@@ -318,49 +216,14 @@ class MilvusVectorIndex:
             self._client.load_collection(self.collection, timeout=self._timeout_s)
 
         def create(*, named_analyzer: bool) -> None:
-            schema = self._client.create_schema(
-                auto_id=False,
-                enable_dynamic_field=False,
-                description=f"ods chunks embedded with {self.model_id} ({self.dimension} dims)",
-            )
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
-            schema.add_field("kb", DataType.VARCHAR, max_length=512)
-            schema.add_field("doc_uri", DataType.VARCHAR, max_length=_MAX_URI_BYTES)
-            schema.add_field("doc_sha256", DataType.VARCHAR, max_length=64)
-            schema.add_field("chunk_index", DataType.INT64)
-            # Milvus Lite knows only its standard analyzer (and jieba): it gets none named, and the
-            # sparse snapshot applies ``analyzer``. A server analyzes with the named one itself.
-            schema.add_field(
-                "text",
-                DataType.VARCHAR,
-                max_length=_MAX_TEXT_BYTES,
-                enable_analyzer=True,
-                **({"analyzer_params": {"type": self._analyzer}} if named_analyzer else {}),
-            )
-            schema.add_field("page", DataType.INT64, nullable=True)
-            schema.add_field("heading", DataType.VARCHAR, max_length=_MAX_HEADING_BYTES, nullable=True)
-            schema.add_field("metadata", DataType.JSON)
-            schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.dimension)
-            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(
-                Function(
-                    name="text_bm25",
-                    function_type=FunctionType.BM25,
-                    input_field_names=["text"],
-                    output_field_names=["sparse"],
-                )
-            )
-            indexes = self._client.prepare_index_params()
-            dense_params = {"M": 16, "efConstruction": 200} if self._index_type == "HNSW" else {}
-            indexes.add_index("dense", index_type=self._index_type, metric_type="COSINE", params=dense_params)
-            indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            self._client.create_collection(
+            create_chunk_collection(
+                self._client,
                 self.collection,
-                schema=schema,
-                index_params=indexes,
-                consistency_level="Strong",
-                properties={MODEL_ID_PROPERTY: self.model_id, DIMENSION_PROPERTY: str(self.dimension)},
-                timeout=self._timeout_s,
+                model_id=self.model_id,
+                dimension=self.dimension,
+                index_type=self._index_type,
+                analyzer=self._analyzer if named_analyzer else None,
+                timeout_s=self._timeout_s,
             )
 
         self._retrying("prepare", prepare)
@@ -544,11 +407,9 @@ class MilvusVectorIndex:
         if snapshot is not None:
             query = np.asarray(dense, dtype=np.float32)
             if mode == "dense":
-                return [
-                    self._snapshot_hit(row, score) for row, score in snapshot.search(query, k, conditions)
-                ]
+                return [snapshot_hit(row, score) for row, score in snapshot.search(query, k, conditions)]
             dense_hits = [
-                self._snapshot_hit(row, score) for row, score in snapshot.search(query, depth, conditions)
+                snapshot_hit(row, score) for row, score in snapshot.search(query, depth, conditions)
             ]
             bm25_hits = self._snapshot_bm25(str(text), depth, conditions, dense=snapshot)
             if bm25_hits is None:
@@ -561,7 +422,7 @@ class MilvusVectorIndex:
                     AnnSearchRequest(
                         data=[dense],
                         anns_field="dense",
-                        param=_dense_search_params(depth),
+                        param=dense_search_params(depth),
                         limit=depth,
                         expr=expression,
                     ),
@@ -584,7 +445,7 @@ class MilvusVectorIndex:
                 anns_field="dense" if mode == "dense" else "sparse",
                 filter=expression,
                 limit=k,
-                search_params=_dense_search_params(k) if mode == "dense" else {},
+                search_params=dense_search_params(k) if mode == "dense" else {},
                 output_fields=_OUTPUT_FIELDS,
                 consistency_level="Strong",
                 timeout=self._timeout_s,
@@ -593,7 +454,7 @@ class MilvusVectorIndex:
         results = self._retrying("search", run)
         # Milvus Lite reports BM25 scores negated (a server reports them positive): rank order is right
         # either way, and the magnitude is the BM25 score.
-        return [self._hit(hit, absolute=mode == "bm25") for hit in results[0]]
+        return [milvus_hit(hit, absolute=mode == "bm25") for hit in results[0]]
 
     def rank(
         self,
@@ -633,7 +494,7 @@ class MilvusVectorIndex:
                 anns_field="dense" if mode == "dense" else "sparse",
                 filter=expression,
                 limit=k,
-                search_params=_dense_search_params(k) if mode == "dense" else {},
+                search_params=dense_search_params(k) if mode == "dense" else {},
                 output_fields=[],
                 consistency_level="Strong",
                 timeout=self._timeout_s,
@@ -661,7 +522,7 @@ class MilvusVectorIndex:
                 if position is not None
             ]
             rows = snapshot.rows([position for position, _ in found])
-            return [self._snapshot_hit(row, score) for row, (_, score) in zip(rows, found, strict=True)]
+            return [snapshot_hit(row, score) for row, (_, score) in zip(rows, found, strict=True)]
         self._ensure()
         expression = build_filter({"id": [chunk_id for chunk_id, _ in ranked]})
         entities: list[dict[str, Any]] = self._retrying(
@@ -678,7 +539,7 @@ class MilvusVectorIndex:
         )
         by_id = {str(entity["id"]): entity for entity in entities}
         return [
-            _search_hit(chunk_id, entity, dict(entity.get("metadata") or {}), score)
+            search_hit(chunk_id, entity, dict(entity.get("metadata") or {}), score)
             for chunk_id, score in ranked
             if (entity := by_id.get(chunk_id)) is not None
         ]
@@ -772,7 +633,7 @@ class MilvusVectorIndex:
             return None
         ranked = sparse.search(text, k, dense.mask(conditions))
         rows = dense.rows([position for position, _ in ranked])
-        return [self._snapshot_hit(row, score) for row, (_, score) in zip(rows, ranked, strict=True)]
+        return [snapshot_hit(row, score) for row, (_, score) in zip(rows, ranked, strict=True)]
 
     def _valid_sparse_snapshot(self, dense: DenseSnapshot | None = None) -> SparseSnapshot | None:
         dense = dense or self._valid_snapshot()
@@ -802,79 +663,23 @@ class MilvusVectorIndex:
         )
         return [replace(by_id[chunk_id], score=score) for chunk_id, score in fused]
 
-    @staticmethod
-    def _snapshot_hit(row: Mapping[str, Any], score: float) -> SearchHit:
-        text = row["metadata"]  # stored as JSON text in the snapshot; "{}" for every chunk ingestion writes
-        metadata = json.loads(text) if text and text != "{}" else {}
-        return _search_hit(str(row["id"]), row, metadata, score)
-
     def _ensure(self) -> None:
         if not self._ready:
             self.ensure_collection()
 
     def _check_existing(self) -> None:
         description = self._client.describe_collection(self.collection, timeout=self._timeout_s)
-        properties = description.get("properties") or {}
-        dimensions = [
-            int(field_info.get("params", {}).get("dim", 0))
-            for field_info in description.get("fields", [])
-            if field_info.get("name") == "dense"
-        ]
-        found_model = properties.get(MODEL_ID_PROPERTY)
-        if found_model is None or not dimensions:
-            raise VectorIndexError(
-                f"collection {self.collection!r} exists but was not created by ods (no {MODEL_ID_PROPERTY} "
-                "property or dense field); choose another knowledge base name or remove it by hand"
-            )
-        if found_model != self.model_id or dimensions[0] != self.dimension:
-            raise VectorIndexError(
-                f"collection {self.collection!r} holds {dimensions[0]}-dimensional vectors of model "
-                f"{found_model!r}, not {self.dimension}-dimensional vectors of {self.model_id!r}; a model "
-                "change needs its own collection (use collection_name(kb, model_id)) and a re-embed"
-            )
+        check_chunk_collection(
+            description, collection=self.collection, model_id=self.model_id, dimension=self.dimension
+        )
 
     def _vector(self, vector: Sequence[float] | NDArray[np.float32]) -> list[float]:
-        values = np.asarray(vector, dtype=np.float32).ravel()
-        if values.shape[0] != self.dimension:
-            raise VectorIndexError(
-                f"vector has {values.shape[0]} dimensions, collection {self.collection!r} holds "
-                f"{self.dimension} ({self.model_id}); embed with the collection's model"
-            )
-        if not np.all(np.isfinite(values)):
-            raise VectorIndexError("vector holds NaN or infinite values; check the embedder's output")
-        return values.tolist()
+        return checked_vector(
+            vector, collection=self.collection, dimension=self.dimension, model_id=self.model_id
+        )
 
     def _record(self, row: ChunkRow) -> dict[str, Any]:
-        for name, value, limit in (
-            ("text", row.text, _MAX_TEXT_BYTES),
-            ("doc_uri", row.doc_uri, _MAX_URI_BYTES),
-        ):
-            if len(value.encode("utf-8")) > limit:
-                raise VectorIndexError(
-                    f"chunk {row.id} of {row.doc_uri[:200]!r}: {name} is {len(value.encode('utf-8'))} bytes, "
-                    f"over the {limit}-byte limit; chunk smaller or shorten the {name}"
-                )
-        if not row.id or len(row.id) > 64:
-            raise VectorIndexError(f"chunk id {row.id!r} must be 1-64 characters (use chunk_id(...))")
-        return {
-            "id": row.id,
-            "kb": row.kb,
-            "doc_uri": row.doc_uri,
-            "doc_sha256": row.doc_sha256,
-            "chunk_index": row.chunk_index,
-            "text": row.text,
-            "page": row.page,
-            "heading": _truncate_utf8(row.heading, _MAX_HEADING_BYTES),
-            "metadata": dict(row.metadata),
-            "dense": self._vector(row.vector),
-        }
-
-    @staticmethod
-    def _hit(hit: Mapping[str, Any], *, absolute: bool) -> SearchHit:
-        entity = hit.get("entity", {})
-        score = float(hit["distance"])
-        metadata = dict(entity.get("metadata") or {})
-        return _search_hit(str(hit["id"]), entity, metadata, abs(score) if absolute else score)
+        return chunk_record(row, collection=self.collection, dimension=self.dimension, model_id=self.model_id)
 
     def _retrying(self, action: str, operation: Callable[[], T]) -> T:
         """``operation()`` under :func:`~ods.adapters.milvus.client.retry_transient` for this collection;
@@ -889,45 +694,3 @@ class MilvusVectorIndex:
             clock=self._clock,
             reload=lambda: self._client.load_collection(self.collection, timeout=self._timeout_s),
         )
-
-
-def collection_analyzer(description: Mapping[str, Any]) -> str:
-    """The analyzer named by the text field of a ``describe_collection`` answer ("standard" when none is:
-    Milvus's default)."""
-    for field_info in description.get("fields", []):
-        if field_info.get("name") != "text":
-            continue
-        params = field_info.get("params") or {}
-        analyzer_params = params.get("analyzer_params")
-        if isinstance(analyzer_params, str):
-            try:
-                analyzer_params = json.loads(analyzer_params)
-            except ValueError:
-                return "custom"
-        if isinstance(analyzer_params, Mapping):
-            return str(analyzer_params.get("type") or "custom")
-    return "standard"
-
-
-def _search_hit(
-    chunk_id: str, fields: Mapping[str, Any], metadata: dict[str, Any], score: float
-) -> SearchHit:
-    """A hit from a chunk's stored fields (Milvus's entity or a snapshot row)."""
-    return SearchHit(
-        id=chunk_id,
-        doc_uri=fields["doc_uri"],
-        doc_sha256=fields["doc_sha256"],
-        chunk_index=int(fields["chunk_index"]),
-        text=fields["text"],
-        page=fields.get("page"),
-        heading=fields.get("heading"),
-        metadata=metadata,
-        score=score,
-    )
-
-
-def _truncate_utf8(value: str | None, limit: int) -> str | None:
-    """``value`` cut to at most ``limit`` UTF-8 bytes on a character boundary (headings are labels, not content)."""
-    if value is None or len(value.encode("utf-8")) <= limit:
-        return value
-    return value.encode("utf-8")[:limit].decode("utf-8", errors="ignore")

@@ -8,7 +8,8 @@ from typing import Protocol
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.catalog.records import KnowledgeBaseRecord
-from ods.adapters.milvus.index import FilterValue, VectorIndex
+from ods.adapters.milvus.index import VectorIndex
+from ods.adapters.milvus.schema import FilterValue
 from ods.adapters.models.embedder import Embedder
 from ods.domain.answering import Evidence, Source, pick_evidence, split_sentences, without_instructions
 from ods.factories import build_embedder
