@@ -36,6 +36,7 @@ _PARAMETERS = {
     "conversation_id": "nope",
     "run_id": "nope",
     "webhook_id": "1",
+    "schedule_id": "00000000-0000-0000-0000-000000000000",
 }
 CHECKED = sorted(key for key, permission in ROUTE_PERMISSIONS.items() if permission not in (PUBLIC, OBSERVE))
 
