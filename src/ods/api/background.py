@@ -396,8 +396,10 @@ class BackgroundRuns:
             except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the worker
                 self._finish(run_id, state="failed", error=_one_line(run_id, error, "ingest", kb))
             else:
-                self._finish(run_id, state="completed", result=summary.model_dump(mode="json"))
+                # Emitted before the run reads completed, as the flow's report task emits before its flow
+                # ends: whoever sees the run completed can rely on its event having been sent.
                 emit_quietly(self.emit, kb_updated_event(summary))
+                self._finish(run_id, state="completed", result=summary.model_dump(mode="json"))
 
     def _finish(
         self, run_id: str, *, state: RunState, result: dict[str, Any] | None = None, error: str | None = None
