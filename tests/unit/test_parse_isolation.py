@@ -62,12 +62,14 @@ def test_a_hanging_parser_is_stopped_at_the_timeout_and_the_next_document_parses
     assert pool.workers_started == 2
 
 
-def test_a_parser_allocating_without_bound_hits_the_memory_limit(pool: DocumentParserPool) -> None:
-    with pytest.raises(DocumentRejected) as caught:
-        pool.parse(TEXT, "bomb.txt")
-    assert caught.value.reason == "memory_limit"
-    assert "256 MB memory limit" in caught.value.detail
-    assert pool.parse(TEXT, "after.txt").parser == "text"
+def test_a_parser_allocating_without_bound_hits_the_memory_limit() -> None:
+    # A timeout far above the allocation's time: on a busy machine the 2 s one could stop it first.
+    with DocumentParserPool(timeout_s=120, memory_mb=256, parse_function=parse_or_misbehave) as pool:
+        with pytest.raises(DocumentRejected) as caught:
+            pool.parse(TEXT, "bomb.txt")
+        assert caught.value.reason == "memory_limit"
+        assert "256 MB memory limit" in caught.value.detail
+        assert pool.parse(TEXT, "after.txt").parser == "text"
 
 
 def test_a_worker_that_dies_costs_only_its_document(pool: DocumentParserPool) -> None:
