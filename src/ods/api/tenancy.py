@@ -13,8 +13,8 @@ say whose it is (:func:`claim_dataset`, :func:`check_name_free`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Final
+from collections.abc import Callable, Sequence
+from typing import Annotated, Final, Protocol, TypeVar
 
 from fastapi import Depends, Request
 
@@ -57,13 +57,27 @@ def _missing(kind: str, name: str, known: Sequence[str]) -> NotFoundError:
     return NotFoundError(f"no {kind} named {name!r}; known {kind}s: {shown}")
 
 
+class _TenantRow(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+RowT = TypeVar("RowT", bound=_TenantRow)
+
+
+def _held(load: Callable[[], RowT], tenant: str) -> RowT | None:
+    """What ``load`` reads when it exists and ``tenant`` holds it; None otherwise (the caller's 404)."""
+    try:
+        record = load()
+    except NotFoundError:
+        return None
+    return record if record.tenant == tenant else None
+
+
 def owned_dataset(catalog: Catalog, name: str, tenant: str) -> DatasetRecord:
     """Dataset ``name`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    try:
-        record = catalog.get_dataset(name)
-    except NotFoundError:
-        record = None
-    if record is None or record.tenant != tenant:
+    record = _held(lambda: catalog.get_dataset(name), tenant)
+    if record is None:
         raise _missing("dataset", name, [item.name for item in catalog.list_datasets(tenant=tenant)])
     return record
 
@@ -78,11 +92,8 @@ def owned_dataset_version(
 
 def owned_knowledge_base(catalog: Catalog, name: str, tenant: str) -> KnowledgeBaseRecord:
     """Knowledge base ``name`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    try:
-        record = catalog.get_knowledge_base(name)
-    except NotFoundError:
-        record = None
-    if record is None or record.tenant != tenant:
+    record = _held(lambda: catalog.get_knowledge_base(name), tenant)
+    if record is None:
         known = [item.name for item in catalog.list_knowledge_bases(tenant=tenant)]
         raise _missing("knowledge base", name, known)
     return record
@@ -99,22 +110,16 @@ def owned_model(catalog: Catalog, name: str, tenant: str) -> ModelRecord:
 
 def owned_conversation(catalog: Catalog, conversation_id: str, tenant: str) -> ConversationRecord:
     """Conversation ``conversation_id`` with its messages when ``tenant`` holds it; else NotFoundError."""
-    try:
-        record = catalog.get_conversation(conversation_id)
-    except NotFoundError:
-        record = None
-    if record is None or record.tenant != tenant:
+    record = _held(lambda: catalog.get_conversation(conversation_id), tenant)
+    if record is None:
         raise NotFoundError(f"no conversation with id {conversation_id!r}")
     return record
 
 
 def owned_webhook(catalog: Catalog, webhook_id: int, tenant: str) -> WebhookRecord:
     """Webhook ``webhook_id`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    try:
-        record = catalog.get_webhook(webhook_id)
-    except NotFoundError:
-        record = None
-    if record is None or record.tenant != tenant:
+    record = _held(lambda: catalog.get_webhook(webhook_id), tenant)
+    if record is None:
         raise NotFoundError(f"no webhook with id {webhook_id}")
     return record
 
