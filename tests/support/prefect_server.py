@@ -85,7 +85,13 @@ class PrefectServer:
     log: Path
 
     def post(self, path: str, body: Any = None) -> Any:
-        response = httpx.post(f"{self.api}{path}", json=body if body is not None else {}, timeout=10)
+        # A busy SQLite-backed server answers 503 while its database is locked; Prefect's own client
+        # retries those, and so does this one (the creates used here are upserts).
+        for attempt in range(6):
+            response = httpx.post(f"{self.api}{path}", json=body if body is not None else {}, timeout=10)
+            if response.status_code != 503 or attempt == 5:
+                break
+            time.sleep(0.5 * 2**attempt)
         response.raise_for_status()
         return response.json() if response.content else None
 
