@@ -295,6 +295,9 @@ def install_zombie_detection(client: SyncPrefectClient, missing_after: timedelta
     existing = client.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)
     if not existing:
         client.create_automation(wanted)
+        # The client resends a create the server answered late, which can leave two.
+        for duplicate in client.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)[1:]:
+            client.delete_automation(duplicate.id)
         return "created"
     first, *duplicates = existing
     for duplicate in duplicates:
