@@ -542,3 +542,25 @@ class AuditEntry(Base):
     status_code: Mapped[int | None]
     client: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+LoginSessionKind = Literal["pending", "active"]
+"""A console login's stage: ``pending`` between ``/auth/login`` and ``/auth/callback``, ``active`` once
+signed in (migration 0013)."""
+
+
+class LoginSession(Base):
+    """A browser's login to the console (migration 0013): ``id`` is the SHA-256 of the cookie's random
+    value and ``sealed`` the state or tokens encrypted with a key derived from that value, so the row
+    alone neither opens the session nor shows a token."""
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (one_of("kind", LoginSessionKind),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str | None] = mapped_column(String(63))
+    subject: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    sealed: Mapped[str] = mapped_column(Text)
