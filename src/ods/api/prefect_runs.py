@@ -13,6 +13,8 @@ and ``GET /api/v1/runs/{id}`` reads its state from Prefect on each call.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -82,30 +84,23 @@ class PrefectDeployments:
         its id. ``run_id`` is its idempotency key: asking again creates no second flow run."""
         from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
-        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+        from prefect.exceptions import PrefectHTTPStatusError
 
-        try:
-            flow_run = run_deployment(
-                name,
-                parameters=parameters,
-                timeout=0,
-                idempotency_key=f"ods-serve-{run_id}",
-                flow_run_name=flow_run_name,
-                as_subflow=False,
-                tags=["ods-serve"],
-            )
-        except ObjectNotFound:
-            raise DeploymentNotFoundError(
-                f"no deployment {name!r} on the Prefect server: {DEPLOY_HINT}"
-            ) from None
-        except OdsError:
-            raise
-        except PrefectHTTPStatusError as error:
-            if error.response.status_code in (409, 422):  # parameters the deployment's schema refuses
+        with _deployment_errors(name):
+            try:
+                flow_run = run_deployment(
+                    name,
+                    parameters=parameters,
+                    timeout=0,
+                    idempotency_key=f"ods-serve-{run_id}",
+                    flow_run_name=flow_run_name,
+                    as_subflow=False,
+                    tags=["ods-serve"],
+                )
+            except PrefectHTTPStatusError as error:
+                if error.response.status_code not in (409, 422):  # else parameters the schema refuses
+                    raise
                 raise OdsError(f"the Prefect server refused a run of {name!r}: {_detail(error)}") from None
-            raise _unreachable(error) from None
-        except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
-            raise _unreachable(error) from None
         assert isinstance(flow_run, FlowRun)  # called from a worker thread: no event loop, no coroutine
         return str(flow_run.id)
 
@@ -119,10 +114,10 @@ class PrefectDeployments:
         except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
             raise _unreachable(error) from None
         state = flow_run.state
-        state_type = "PENDING" if state is None else state.type.value
+        run_state, prefect_state = _state_of(flow_run)
         return FlowRunState(
-            state=_STATES.get(state_type, "queued"),
-            prefect_state=(None if state is None else state.name) or state_type.title(),
+            state=run_state,
+            prefect_state=prefect_state,
             started_at=flow_run.start_time,
             finished_at=flow_run.end_time,
             message=None if state is None or not state.message else " ".join(state.message.split()),
@@ -159,17 +154,9 @@ class PrefectDeployments:
             raise _unreachable(error) from None
         recent = []
         for flow_run in flow_runs:
-            state = flow_run.state
-            state_type = "PENDING" if state is None else state.type.value
-            recent.append(
-                RecentRun(
-                    id=str(flow_run.id),
-                    name=flow_run.name,
-                    state=_STATES.get(state_type, "queued"),
-                    prefect_state=(None if state is None else state.name) or state_type.title(),
-                    started_at=flow_run.start_time or flow_run.expected_start_time,
-                )
-            )
+            state, prefect_state = _state_of(flow_run)
+            started_at = flow_run.start_time or flow_run.expected_start_time
+            recent.append(RecentRun(str(flow_run.id), flow_run.name, state, prefect_state, started_at))
         schedules = tuple(
             DeployedSchedule(
                 id=str(entry.id), active=bool(entry.active), label=_schedule_label(entry.schedule)
@@ -185,24 +172,14 @@ class PrefectDeployments:
     def set_schedule_active(self, name: str, schedule_id: str, active: bool) -> None:
         """Pause (``active=False``) or resume one schedule of deployment ``flow/deployment``."""
         from prefect import get_client
-        from prefect.exceptions import ObjectNotFound
 
-        try:
-            with get_client(sync_client=True) as client:
-                deployment = client.read_deployment_by_name(name)
-                if not any(str(entry.id) == schedule_id for entry in deployment.schedules or ()):
-                    raise NotFoundError(
-                        f"deployment {name!r} has no schedule {schedule_id!r} on the Prefect server"
-                    )
-                client.update_deployment_schedule(deployment.id, uuid.UUID(schedule_id), active=active)
-        except ObjectNotFound:
-            raise DeploymentNotFoundError(
-                f"no deployment {name!r} on the Prefect server: {DEPLOY_HINT}"
-            ) from None
-        except OdsError:
-            raise
-        except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
-            raise _unreachable(error) from None
+        with _deployment_errors(name), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(name)
+            if not any(str(entry.id) == schedule_id for entry in deployment.schedules or ()):
+                raise NotFoundError(
+                    f"deployment {name!r} has no schedule {schedule_id!r} on the Prefect server"
+                )
+            client.update_deployment_schedule(deployment.id, uuid.UUID(schedule_id), active=active)
 
 
 @dataclass(frozen=True)
@@ -244,6 +221,30 @@ def _schedule_label(schedule: object) -> str:
         seconds = interval.total_seconds()
         return f"every {seconds / 60:g} min" if seconds >= 60 else f"every {seconds:g} s"
     return type(schedule).__name__
+
+
+@contextmanager
+def _deployment_errors(name: str) -> Iterator[None]:
+    """Prefect's failures around deployment ``name`` as one-line errors: not deployed, or unreachable."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        yield
+    except ObjectNotFound:
+        raise DeploymentNotFoundError(
+            f"no deployment {name!r} on the Prefect server: {DEPLOY_HINT}"
+        ) from None
+    except OdsError:
+        raise
+    except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
+        raise _unreachable(error) from None
+
+
+def _state_of(flow_run: Any) -> tuple[RunState, str]:
+    """A flow run's state as ours (queued, running, …) and as Prefect names it (Scheduled, Crashed, …)."""
+    state = flow_run.state
+    state_type = "PENDING" if state is None else state.type.value
+    return _STATES.get(state_type, "queued"), (None if state is None else state.name) or state_type.title()
 
 
 def _detail(error: Any) -> str:
