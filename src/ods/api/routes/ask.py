@@ -136,19 +136,7 @@ def _sources(answer: Answer) -> AskSources:
     sql = answer.sql
     return AskSources(
         citations=[
-            AnswerCitation(
-                marker=source.marker,
-                kind=source.kind,
-                label=source.label,
-                excerpt=source.excerpt,
-                doc_uri=source.doc_uri,
-                page=source.page,
-                heading=source.heading,
-                chunk_id=source.chunk_id,
-                dataset=source.dataset,
-                score=source.score,
-            )
-            for source in answer.citations
+            AnswerCitation.model_validate(source, from_attributes=True) for source in answer.citations
         ],
         sql=None
         if sql is None

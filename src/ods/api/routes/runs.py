@@ -65,23 +65,8 @@ class Run(BaseModel):
 
 
 def run_view(run: BackgroundRun) -> Run:
-    """The run as the API shows it."""
-    return Run(
-        id=run.id,
-        kind=run.kind,
-        knowledge_base=run.knowledge_base,
-        target=run.target,
-        state=run.state,
-        requested_by=list(run.requested_by),
-        queued_at=run.queued_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        seconds=run.seconds,
-        result=run.result,
-        error=run.error,
-        prefect_flow_run_id=run.prefect_flow_run_id,
-        prefect_state=run.prefect_state,
-    )
+    """The run as the API shows it (its fields by name)."""
+    return Run.model_validate(run, from_attributes=True)
 
 
 @router.get("", summary="The newest runs", response_model=Envelope[list[Run]])

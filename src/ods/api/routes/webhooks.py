@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from ods.adapters.catalog.records import WebhookDeliveryRecord, WebhookRecord
+from ods.adapters.catalog.records import WebhookRecord
 from ods.api.deps import ServerResources
 from ods.api.envelope import BAD_INPUT, Envelope, ErrorDetails, error_response, ok
 from ods.api.tenancy import CallerTenant, owned_webhook
@@ -93,20 +93,6 @@ def _webhook(record: WebhookRecord) -> Webhook:
     )
 
 
-def _delivery(record: WebhookDeliveryRecord) -> Delivery:
-    return Delivery(
-        id=record.id,
-        event_type=record.event_type,
-        status=record.status,
-        attempts=record.attempts,
-        last_status_code=record.last_status_code,
-        last_error=record.last_error,
-        next_attempt_at=record.next_attempt_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
-
-
 @router.post(
     "", summary="Subscribe a URL to events", status_code=201, response_model=Envelope[CreatedWebhook]
 )
@@ -145,7 +131,8 @@ def get_webhook(
     """The subscription and its newest deliveries (attempts, last status code or error, next attempt)."""
     catalog = resources.catalog
     record = owned_webhook(catalog, webhook_id, tenant)
-    deliveries = [_delivery(item) for item in catalog.webhook_deliveries(webhook_id, limit=limit)]
+    found = catalog.webhook_deliveries(webhook_id, limit=limit)
+    deliveries = [Delivery.model_validate(item, from_attributes=True) for item in found]
     return ok(WebhookDetail(**_webhook(record).model_dump(), deliveries=deliveries))
 
 
