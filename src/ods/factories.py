@@ -96,8 +96,19 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             batch_size=settings.batch_size,
         )
+
+    def local(model_dir: Path | None, model_id: str) -> SentenceTransformerEmbedder:
+        return SentenceTransformerEmbedder(
+            model_dir,
+            model_id=model_id,
+            batch_size=settings.batch_size,
+            query_runtime=settings.query_runtime,
+            onnx_cache_dir=settings.onnx_cache,
+            query_cache=settings.query_cache,
+        )
+
     if settings.model == PACKAGED_MODEL_ID:
-        return SentenceTransformerEmbedder(model_id=PACKAGED_MODEL_ID, batch_size=settings.batch_size)
+        return local(None, PACKAGED_MODEL_ID)
     model_dir = Path(settings.model).expanduser()
     if not (model_dir / "config.json").is_file():
         raise EmbeddingError(
@@ -105,7 +116,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
             "sentence-transformers model folder; models cannot be downloaded offline: set "
             f"ODS_EMBEDDING__MODEL={PACKAGED_MODEL_ID} or to a local model folder"
         )
-    return SentenceTransformerEmbedder(model_dir, model_id=model_dir.name, batch_size=settings.batch_size)
+    return local(model_dir, model_dir.name)
 
 
 def build_llm(

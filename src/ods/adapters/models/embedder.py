@@ -6,13 +6,15 @@ embedder filled them.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,8 +28,15 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
+    from ods.adapters.models.onnx_encoder import OnnxSentenceEncoder
+
 
 PACKAGED_MODEL_ID = "all-MiniLM-L6-v2"
+QueryRuntime = Literal["onnx", "torch"]
+ONNX_MAX_TEXTS = 8
+"""Calls with at most this many texts (a question, a few) go to ONNX Runtime when it is on; larger
+batches (ingest) stay on torch."""
+_LOG = logging.getLogger(__name__)
 
 _LOADED: LoadedModels[str, SentenceTransformer] = LoadedModels()
 
@@ -87,19 +96,46 @@ def _load_sentence_transformer(model_dir: str) -> SentenceTransformer:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model run in this process (the packaged all-MiniLM-L6-v2 by default)."""
+    """A sentence-transformers model run in this process (the packaged all-MiniLM-L6-v2 by default).
+
+    ``query_runtime="onnx"``: calls of at most :data:`ONNX_MAX_TEXTS` texts (questions) run the model's
+    ONNX export under ONNX Runtime (``ods.adapters.models.onnx_encoder``; same vectors to ~1e-7, 3-5x
+    faster), falling back to torch, with one logged line, when that cannot be had. ``query_cache``: the
+    vectors of that many recent one-text calls are kept (a repeated question costs no forward pass).
+    """
 
     def __init__(
-        self, model_dir: Path | None = None, *, model_id: str = PACKAGED_MODEL_ID, batch_size: int = 64
+        self,
+        model_dir: Path | None = None,
+        *,
+        model_id: str = PACKAGED_MODEL_ID,
+        batch_size: int = 64,
+        query_runtime: QueryRuntime = "torch",
+        onnx_cache_dir: Path | None = None,
+        query_cache: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if query_cache < 0:
+            raise ValueError(f"query_cache must be 0 or more, got {query_cache}")
         self._model_dir = model_dir
         self._model_id = model_id
         self._batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._word_counter: WordPieceTokenCounter | None = None
         self._counter_checked = False
+        self._query_runtime = query_runtime
+        self._onnx_cache_dir = onnx_cache_dir
+        self._onnx: OnnxSentenceEncoder | None = None
+        self._onnx_failed = query_runtime != "onnx"
+        self._recent: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._recent_size = query_cache
+        self._recent_lock = threading.Lock()
+
+    @property
+    def query_runtime(self) -> QueryRuntime:
+        """What embeds a question now: ``onnx`` once ONNX Runtime serves it, else ``torch``."""
+        return "onnx" if self._query_runtime == "onnx" and not self._onnx_failed else "torch"
 
     @property
     def model_id(self) -> str:
@@ -127,6 +163,53 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if not texts:
             return np.empty((0, self.dimension), dtype=np.float32)
+        if len(texts) == 1 and self._recent_size:
+            return self._embed_recent(texts[0])
+        if len(texts) <= ONNX_MAX_TEXTS and not self._onnx_failed:
+            vectors = self._embed_onnx(texts)
+            if vectors is not None:
+                return vectors
+        return self._embed_torch(texts)
+
+    def _embed_recent(self, text: str) -> NDArray[np.float32]:
+        with self._recent_lock:
+            vector = self._recent.get(text)
+            if vector is not None:
+                self._recent.move_to_end(text)
+        if vector is None:
+            vectors = self._embed_onnx([text]) if not self._onnx_failed else None
+            vector = (vectors if vectors is not None else self._embed_torch([text]))[0]
+            vector.setflags(write=False)  # shared by later calls: nobody may change it
+            with self._recent_lock:
+                self._recent[text] = vector
+                while len(self._recent) > self._recent_size:
+                    self._recent.popitem(last=False)
+        return vector[np.newaxis, :].copy()
+
+    def _embed_onnx(self, texts: Sequence[str]) -> NDArray[np.float32] | None:
+        """The texts' vectors from ONNX Runtime, or None (and torch from now on) when it cannot serve."""
+        from ods.adapters.models.onnx_encoder import (
+            OnnxSentenceEncoder,
+            OnnxUnavailableError,
+            default_cache_dir,
+        )
+
+        try:
+            if self._onnx is None:
+                self._onnx = OnnxSentenceEncoder(
+                    self._model_dir or embedding_model_dir(),
+                    self._onnx_cache_dir or default_cache_dir(),
+                    lambda: self.model,
+                )
+            return self._onnx.encode(texts)
+        except (OnnxUnavailableError, OSError) as error:
+            self._onnx_failed = True
+            _LOG.warning(
+                "questions are embedded with torch (ODS_EMBEDDING__QUERY_RUNTIME=onnx unavailable): %s", error
+            )
+            return None
+
+    def _embed_torch(self, texts: Sequence[str]) -> NDArray[np.float32]:
         result: NDArray[np.float32] | None = None
         for positions in self._forward_batches(texts):
             vectors = self.model.encode(
