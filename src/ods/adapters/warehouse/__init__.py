@@ -27,7 +27,7 @@ from ods.adapters.warehouse.base import (
     Warehouse,
     WarehouseQueryError,
 )
-from ods.adapters.warehouse.duckdb import DuckDBWarehouse, resolve_dataset_versions
+from ods.adapters.warehouse.duckdb import DuckDBWarehouse, describe_version, resolve_dataset_versions
 from ods.adapters.warehouse.sql_database import SqlDatabaseWarehouse
 
 __all__ = [
@@ -39,5 +39,6 @@ __all__ = [
     "SqlDatabaseWarehouse",
     "Warehouse",
     "WarehouseQueryError",
+    "describe_version",
     "resolve_dataset_versions",
 ]

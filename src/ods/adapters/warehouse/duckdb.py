@@ -3,7 +3,7 @@ own (``ods.adapters.warehouse.query_process``) under the limits of ``ODS_WAREHOU
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -92,15 +92,7 @@ class DuckDBWarehouse(Closeable):
                 )
             dataset = pads.dataset(key_of(store, record.uri), filesystem=filesystem, format="parquet")
             rows = dataset.head(sample_rows).to_pylist() if sample_rows > 0 else []
-            description = describe_dataset(
-                record.dataset_name,
-                version=record.version,
-                row_count=record.row_count,
-                schema=record.schema,
-                profile=record.profile,
-                sample_rows=rows,
-            )
-            tables.append((description, dataset))
+            tables.append((describe_version(record, sample_rows=rows), dataset))
         return cls(tables, limits=limits, max_rows=max_rows)
 
     @property
@@ -163,6 +155,24 @@ class DuckDBWarehouse(Closeable):
 
     def close(self) -> None:
         self._process.close()
+
+
+def describe_version(
+    record: DatasetVersionRecord,
+    *,
+    sample_rows: Sequence[Mapping[str, object]] = (),
+    description: str | None = None,
+) -> TableDescription:
+    """The table a registered dataset version is to Text-to-SQL, from its catalog record."""
+    return describe_dataset(
+        record.dataset_name,
+        version=record.version,
+        row_count=record.row_count,
+        schema=record.schema,
+        profile=record.profile,
+        sample_rows=sample_rows,
+        description=description,
+    )
 
 
 def resolve_dataset_versions(

@@ -23,11 +23,12 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from ods.adapters.catalog.records import DatasetVersionRecord
+from ods.adapters.warehouse import describe_version
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, ok
 from ods.api.tenancy import CallerTenant, owned_dataset
 from ods.domain.pii import detect_pii_kind
-from ods.domain.text_to_sql import TableDescription, describe_dataset
+from ods.domain.text_to_sql import TableDescription
 from ods.errors import NotFoundError, SettingsError
 from ods.factories import open_sql_database_warehouse
 
@@ -132,14 +133,7 @@ def _dataset_tables(resources: ServerResources, tenant: str) -> list[MetadataTab
 def _dataset_table(record: DatasetVersionRecord, description: str | None) -> MetadataTable:
     return MetadataTable(
         database=DATASETS_DB,
-        description=describe_dataset(
-            record.dataset_name,
-            version=record.version,
-            row_count=record.row_count,
-            schema=record.schema,
-            profile=record.profile,
-            description=description,
-        ),
+        description=describe_version(record, description=description),
         key=(record.id,),
         version=record,
         dataset_description=description,
