@@ -202,32 +202,26 @@ class BackgroundRuns:
             self._refuse_when_closed()
         run_id = uuid.uuid4().hex
         call = self._deployment_to_start(deployment)
+        flow_run_id = None
         if call is not None:
             flow_run_id = self._prefect.start(
                 call.name, call.parameters(), run_id=run_id, flow_run_name=call.flow_run_name
             )
-            record = catalog.add_server_run(
-                run_id,
-                kind=kind,
-                state="queued",
-                owner=self.owner,
-                requested_by=[reason],
-                queued_at=_now(),
-                target=target,
-                prefect_flow_run_id=flow_run_id,
-            )
-            return _run_of(record, prefect_state="Scheduled")
         now = _now()
+        here = flow_run_id is None  # else a worker of the deployment's pool runs it
         record = catalog.add_server_run(
             run_id,
             kind=kind,
-            state="running",
+            state="running" if here else "queued",
             owner=self.owner,
             requested_by=[reason],
             queued_at=now,
-            started_at=now,
+            started_at=now if here else None,
             target=target,
+            prefect_flow_run_id=flow_run_id,
         )
+        if not here:
+            return _run_of(record, prefect_state="Scheduled")
         job = threading.Thread(target=self._run_job, args=(record, work), name=f"ods-api-{kind}", daemon=True)
         with self._changed:
             closing = self._closed  # closed while the row was written: close() would not wait for it
