@@ -7,13 +7,16 @@ issuer, wrong audience) with the very key the server trusts, and sign others wit
 
 Each client of the provider stands for one user of the seed's roles: its client-credentials token carries
 the roles in Keycloak's layout (``realm_access.roles``, ``resource_access.<audience>.roles``) and a
-``tenant`` claim. Without node the tests are skipped with the reason, or fail under CI=true.
+``tenant`` claim. With ``users``, the provider also serves the console's browser login: the public client
+``ods-console`` (code + PKCE, any loopback port) and its own login form, where the login names the user
+and any password passes (:func:`sign_in` drives it with plain HTTP). Without node the tests are skipped with the reason, or fail under CI=true.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -33,6 +37,8 @@ AUDIENCE = "https://api.ods.test"
 """The API's resource indicator: the ``aud`` of its tokens (oidc-provider wants an absolute URI)."""
 API_CLIENT = "ods-api"
 """The client whose roles ``resource_access.<client>.roles`` holds (Keycloak's per-client roles)."""
+CONSOLE_CLIENT = "ods-console"
+"""The console's public client for the browser login (code + PKCE), when ``users`` are given."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,17 @@ class ProviderClient:
     @property
     def secret(self) -> str:
         return f"secret-of-{self.client_id}"
+
+
+@dataclass(frozen=True)
+class ProviderUser:
+    """A person who signs in through the provider's login form (any password): tenant and roles."""
+
+    user_id: str
+    tenant: str | None = None
+    realm_roles: tuple[str, ...] = ()
+    client_roles: tuple[str, ...] = ()
+    name: str | None = None
 
 
 def new_signing_key(kid: str) -> RSAKey:
@@ -92,12 +109,14 @@ class OidcProvider:
         keys: Sequence[RSAKey],
         *,
         port: int | None = None,
+        users: Sequence[ProviderUser] = (),
+        access_ttl: int | None = None,
     ) -> OidcProvider:
         node = require_node()
         _install()
         chosen = port or free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        config = {
+        config: dict[str, Any] = {
             "port": chosen,
             "audience": AUDIENCE,
             "api_client": API_CLIENT,
@@ -113,6 +132,24 @@ class OidcProvider:
                 for client in clients
             ],
         }
+        if users:
+            config["users"] = [
+                {
+                    "id": user.user_id,
+                    "name": user.name or user.user_id,
+                    "tenant": user.tenant,
+                    "realm_roles": list(user.realm_roles),
+                    "client_roles": list(user.client_roles),
+                }
+                for user in users
+            ]
+            config["login_client"] = {
+                "client_id": CONSOLE_CLIENT,
+                "redirect_uris": ["http://127.0.0.1/auth/callback"],
+                "post_logout_redirect_uris": ["http://127.0.0.1/auth/sign-in"],
+            }
+        if access_ttl is not None:
+            config["access_ttl"] = access_ttl
         config_file = folder / f"provider-{chosen}.json"
         config_file.write_text(json.dumps(config))
         log = (folder / f"provider-{chosen}.log").open("wb")
@@ -186,3 +223,36 @@ class OidcProvider:
             "tenant": "tenant-a",
             "realm_access": {"roles": ["super_admin"]},
         }
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+def sign_in(client: httpx.Client, login_url: str, user_id: str, *, stop_at: str) -> httpx.Response:
+    """Drive a browser login by hand: GET ``login_url`` (the API's ``/auth/login``), follow each redirect,
+    fill the provider's login form as ``user_id``, confirm its consent form (asked of every native client)
+    and return the first redirect to a URL starting with
+    ``stop_at`` (the API's callback) without following it, so a test can replay or alter it."""
+    response = client.get(login_url)
+    for _ in range(20):
+        if response.is_redirect:
+            target = urljoin(str(response.url), response.headers["location"])
+            if target.startswith(stop_at):
+                return response
+            response = client.get(target)
+        elif response.status_code == 200 and 'name="login"' in response.text:
+            action = _FORM_ACTION.search(response.text)
+            assert action is not None, response.text[:500]
+            response = client.post(
+                urljoin(str(response.url), action.group(1)),
+                data={"prompt": "login", "login": user_id, "password": "any password"},
+            )
+        elif response.status_code == 200 and 'name="prompt" value="consent"' in response.text:
+            action = _FORM_ACTION.search(response.text)
+            assert action is not None, response.text[:500]
+            response = client.post(urljoin(str(response.url), action.group(1)), data={"prompt": "consent"})
+        else:
+            raise AssertionError(
+                f"login stopped at {response.url}: HTTP {response.status_code} {response.text[-3000:]}"
+            )
+    raise AssertionError("login did not reach the callback in 20 steps")

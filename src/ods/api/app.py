@@ -30,6 +30,7 @@ from ods.api.envelope import (
     error_response,
     ods_error_response,
 )
+from ods.api.login import install_login
 from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
 from ods.api.proxy import EndpointProxy
@@ -149,6 +150,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         app.include_router(router, responses=_ERROR_RESPONSES)
     app.include_router(openai_gateway.router)
     app.include_router(console_router)  # the web console at / (docs/console.md)
+    install_login(app, settings, resources)  # /auth/*: the console's OIDC sign-in (ods.api.login)
     _add_error_handlers(app)
     _document_bad_input_as_400(app)
     document_access(app)

@@ -234,6 +234,8 @@ class AuditTrail:
         principal: Principal | None = state.get("principal")
         method: str = scope.get("method", "")
         path: str = scope.get("path", "")
+        if path.startswith("/auth/"):
+            return []  # the console's sign-in routes write their own login and logout rows (ods.api.login)
         status = answer.status
         notes = self._notes(state)
         changing = method in STATE_CHANGES and path.startswith(AUDITED_PREFIXES)

@@ -26,16 +26,21 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ods.adapters.catalog.schema import utcnow
 from ods.adapters.identity.oidc import OidcVerifier
+from ods.adapters.identity.session_seal import csrf_matches
 from ods.api.envelope import RATE_LIMITED, error_response, ods_error_response
 from ods.api.rate_limits import SlidingWindowLimiter, api_type_of
 from ods.api.resources import Resources
+from ods.api.sessions import CSRF_HEADER, SESSION_COOKIE, BrowserSessions, CsrfRefused, SessionCaller
 from ods.domain.api_keys import ApiKeyRefused, ApiKeyRevokedOrExpired, is_api_key_shaped
 from ods.domain.identity import (
     TENANT_PATTERN,
@@ -51,6 +56,9 @@ from ods.settings import AuthSettings, Settings
 from ods.stages.api_keys import NEEDS_KEY, authenticate_api_key, keys_required, principal_of_key
 
 ALWAYS_OPEN: Final = frozenset({"/healthz"})
+OPEN_PREFIXES: Final = ("/auth/", "/console/static/")
+"""The console's sign-in routes (they authenticate by themselves) and its CSS/JS (no data in them)."""
+STATE_CHANGES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_ON_LOOPBACK: Final = frozenset(
     {"/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
@@ -100,7 +108,12 @@ class ApiAccess:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path in ALWAYS_OPEN or path.startswith(SIGNED_URL_PREFIX):
+        if (
+            scope["type"] != "http"
+            or path in ALWAYS_OPEN
+            or path.startswith(SIGNED_URL_PREFIX)
+            or path.startswith(OPEN_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -109,15 +122,27 @@ class ApiAccess:
         if loopback and path in OPEN_ON_LOOPBACK:
             await self.app(scope, receive, send)
             return
+        token = _bearer_token(scope)
+        sessions = _browser_sessions(scope)
+        cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE) if token is None and sessions else None
         try:
-            principal = await run_in_threadpool(self._principal, _bearer_token(scope), address, loopback)
-            _check_tenant_header(scope, principal)
+            session = await run_in_threadpool(sessions.caller, cookie) if sessions and cookie else None
+            if session is not None:
+                principal = session.principal
+                _check_tenant_header(scope, principal)
+                _check_csrf(scope, session, cookie or "")
+            else:
+                principal = await run_in_threadpool(self._principal, token, address, loopback)
+                _check_tenant_header(scope, principal)
         except OdsError as error:
-            response = ods_error_response(path, error)
-            if isinstance(error, AuthenticationRefused):
-                response.raw_headers.append(_CHALLENGE)
-            await response(scope, receive, send)
+            await _refusal(scope, path, error, signed_out=sessions is not None and token is None)(
+                scope, receive, send
+            )
             return
+        if session is not None:
+            scope.setdefault("state", {}).update(
+                access_token=session.access_token, csrf_token=session.csrf_token
+            )
         scope.setdefault("state", {})["principal"] = principal
         caller = f"address:{address}" if principal.kind == "local" else principal.rate_key
         api_type = api_type_of(path)
@@ -180,6 +205,49 @@ class ApiAccess:
             and self.verifier is None
             and not keys_required(self.resources.catalog, now)
         )
+
+
+def _browser_sessions(scope: Scope) -> BrowserSessions | None:
+    """The app's browser sessions (``ods.api.login.install_login``); None without a console login."""
+    app = scope.get("app")
+    sessions: BrowserSessions | None = getattr(getattr(app, "state", None), "sessions", None)
+    return sessions
+
+
+def _check_csrf(scope: Scope, session: SessionCaller, cookie: str) -> None:
+    """CsrfRefused (403) when a state-changing request authenticated by the session cookie lacks the
+    session's CSRF token in ``X-CSRF-Token``; the principal is kept for the audit row."""
+    if scope.get("method", "") not in STATE_CHANGES:
+        return
+    scope.setdefault("state", {})["principal"] = session.principal
+    sent = HTTPConnection(scope).headers.get(CSRF_HEADER)
+    if not csrf_matches(cookie, sent):
+        raise CsrfRefused(
+            f"this request changes state and is authenticated by the console's session cookie, so it needs the "
+            f"session's CSRF token in the {CSRF_HEADER} header (the console's pages carry it); "
+            f"{'it is missing' if sent is None else 'the one sent is wrong'}"
+        )
+
+
+def _refusal(scope: Scope, path: str, error: OdsError, *, signed_out: bool) -> Response:
+    """The answer to a refused request: a console page sends a signed-out browser to the sign-in page;
+    everything else answers the error (401 with the bearer challenge)."""
+    console_page = path == "/" or path.startswith("/console/")
+    if (
+        signed_out
+        and console_page
+        and scope.get("method") == "GET"
+        and isinstance(error, AuthenticationRefused)
+    ):
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = quote(path + (f"?{query}" if query else ""), safe="")
+        redirect = RedirectResponse(f"/auth/sign-in?next={target}", status_code=303)
+        redirect.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+        return redirect
+    response = ods_error_response(path, error)
+    if isinstance(error, AuthenticationRefused) and not isinstance(error, CsrfRefused):
+        response.raw_headers.append(_CHALLENGE)
+    return response
 
 
 def verifier_from(auth: AuthSettings) -> OidcVerifier | None:

@@ -182,6 +182,58 @@ class AuthSettings(BaseModel):
         "it at most this often.",
     )
 
+    console_client_id: str | None = Field(
+        default=None,
+        description="Client the web console signs browsers in with (authorization code + PKCE S256; Keycloak: "
+        "the public client 'ods-console'). Unset: no browser login, bearer tokens and API keys only.",
+    )
+    console_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of console_client_id when it is a confidential client; unset for a public one. "
+        "Never logged.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The console's URL as browsers reach it (e.g. https://ods.example.com); the provider "
+        "sends them back to {public_url}/auth/callback. Unset: the scheme and host of the request.",
+    )
+    scopes: str = Field(
+        default="openid profile email",
+        description="Scopes the console's login asks for, space-separated; must include 'openid'.",
+    )
+    session_s: int = Field(
+        default=12 * 3600,
+        ge=60,
+        le=30 * 86_400,
+        description="Seconds a console session lasts at most (default 12 h); it ends sooner when the "
+        "provider refuses to refresh its tokens.",
+    )
+    refresh_margin_s: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="A session's access token is refreshed when it expires within this many seconds.",
+    )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure on every answer (behind a proxy that ends TLS); it is "
+        "Secure anyway when the request came over https.",
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError(f"scopes must include 'openid' (OpenID Connect login), got {value!r}")
+        return " ".join(value.split())
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"public_url must be an http(s):// URL, got {value!r}")
+        return value.rstrip("/") if value is not None else None
+
     @model_validator(mode="after")
     def _issuer_needs_audience(self) -> AuthSettings:
         if self.issuer is not None:
@@ -194,6 +246,10 @@ class AuthSettings(BaseModel):
                 raise ValueError(
                     f"ODS_AUTH__ISSUER must be an https:// URL (http:// only on loopback), got {scheme!r}"
                 )
+        elif self.console_client_id is not None:
+            raise ValueError(
+                "ODS_AUTH__CONSOLE_CLIENT_ID needs ODS_AUTH__ISSUER (the provider to sign in at)"
+            )
         return self
 
     @property

@@ -19,6 +19,7 @@ from ods.adapters.catalog.conversations import ConversationTables
 from ods.adapters.catalog.datasets import DatasetTables
 from ods.adapters.catalog.endpoints import EndpointTables
 from ods.adapters.catalog.knowledge import KnowledgeTables
+from ods.adapters.catalog.login_sessions import LoginSessionTables
 from ods.adapters.catalog.models import ModelTables
 from ods.adapters.catalog.runs import RunTables
 from ods.adapters.catalog.watch import WatchTables
@@ -36,6 +37,7 @@ class Catalog(
     WebhookTables,
     RunTables,
     AuditTables,
+    LoginSessionTables,
     CatalogBase,
 ):
     """The lineage graph over one database, migrated to the newest schema on first use."""

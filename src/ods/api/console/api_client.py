@@ -1,8 +1,9 @@
 """The console's way to the API: each page calls the app's own ``/api/v1`` routes in process.
 
-A page request is replayed to the routes with the caller's credentials (``Authorization``, ``X-Tenant-ID``)
-and client address, so the routes authenticate, authorise, validate and answer exactly as they answer the
-same caller over HTTP; the console holds no data access of its own.
+A page request is replayed to the routes with the caller's credentials (``Authorization``, ``X-Tenant-ID``;
+for a browser signed in by the session cookie, its session's current access token) and client address,
+so the routes authenticate, authorise, validate and answer exactly as they answer the same caller over
+HTTP; the console holds no data access of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class ConsoleApi:
         client = request.client
         address = (client.host, client.port) if client else ("127.0.0.1", 0)
         headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
+        session_token = getattr(request.state, "access_token", None)  # signed in by the session cookie
+        if session_token and "authorization" not in headers:
+            headers["authorization"] = f"Bearer {session_token}"
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=request.app, client=address),
             base_url="http://console.internal",
