@@ -5,16 +5,28 @@
 (``FastAPI(dependencies=...)``), so every route runs it without its body saying so. A route missing from
 the table is refused (fail closed), and a test walks the app's routes so a new one cannot ship without its
 entry. The principal comes from ``ApiAccess`` (``ods.api.auth``), which authenticated the request.
+
+A caller holding a permission only "as owner" (the matrix's ``owner`` cells) is let through only to a
+resource it created: :data:`OWNED_RESOURCES` says where each such route names its resource, and the
+check reads that resource's recorded owner. A resource that does not exist, or that another tenant
+holds, is left to the route (its 404), so the check never tells a caller more than the route would.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Final
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
+from ods.api.deps import resources_of
+from ods.api.tenancy import OwnedKind, owner_of
 from ods.domain.identity import AuthenticationRefused, PermissionRefused, Principal
-from ods.domain.permissions import OBSERVE, PUBLIC, require
+from ods.domain.permissions import OBSERVE, PUBLIC, owner_only, require, require_owner
+from ods.domain.refs import parse_model_ref
+from ods.errors import OdsError
 
 ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /healthz": PUBLIC,
@@ -49,6 +61,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /api/v1/models/{name}/status": "models.view",
     "POST /api/v1/models/deploy": "models.deploy",
     "POST /api/v1/models/undeploy": "models.undeploy",
+    "DELETE /api/v1/models/{name}": "models.delete",
     # Knowledge bases, questions and conversations
     "GET /api/v1/knowledge-bases": "knowledge.view",
     "GET /api/v1/knowledge-bases/{kb}": "knowledge.view",
@@ -95,6 +108,25 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class OwnedResource:
+    """Where a route whose permission has "as owner" cells names its resource: a path parameter, or a
+    field of its JSON body holding ``NAME`` or ``NAME@VERSION``."""
+
+    kind: OwnedKind
+    path: str | None = None
+    body: str | None = None
+
+
+OWNED_RESOURCES: Final[dict[str, OwnedResource]] = {
+    "PUT /api/v1/datasets/{name}": OwnedResource("dataset", path="name"),
+    "DELETE /api/v1/datasets/{name}": OwnedResource("dataset", path="name"),
+    "POST /api/v1/datasets/{name}/restore": OwnedResource("dataset", path="name"),
+    "POST /api/v1/models/undeploy": OwnedResource("model", body="model"),
+    "DELETE /api/v1/models/{name}": OwnedResource("model", path="name"),
+}
+
+
 def route_key(method: str, path: str) -> str:
     """The key of a route in :data:`ROUTE_PERMISSIONS`: ``"GET /api/v1/datasets"``."""
     return f"{method} {path}"
@@ -124,3 +156,37 @@ async def authorize_route(request: Request) -> None:
             "this route needs credentials: send 'Authorization: Bearer <key or token>'"
         )
     require(principal, permission)
+    if owner_only(principal.roles, permission):
+        await _require_ownership(request, principal, permission, route_key(request.method, template))
+
+
+async def _require_ownership(request: Request, principal: Principal, permission: str, key: str) -> None:
+    """Refuse unless ``principal`` created the resource the route names (see :data:`OWNED_RESOURCES`)."""
+    owned = OWNED_RESOURCES.get(key)
+    if owned is None:  # fail closed: an owner-only cell on a route that names no resource
+        raise PermissionRefused(f"{permission} as owner is not available on {key}: ask an admin role")
+    name = await _resource_name(request, owned)
+    if name is None:
+        return  # nothing named (or badly): the route answers 400
+    catalog = resources_of(request).catalog
+    held = await run_in_threadpool(owner_of, catalog, owned.kind, name, principal.tenant)
+    if held is None:
+        return  # unknown here, or another tenant's: the route answers 404
+    require_owner(principal, permission, f"{owned.kind} {name!r}", held.owner)
+
+
+async def _resource_name(request: Request, owned: OwnedResource) -> str | None:
+    if owned.path is not None:
+        value = request.path_params.get(owned.path)
+        return value if isinstance(value, str) else None
+    try:
+        body = json.loads(await request.body() or b"null")  # FastAPI read and kept it already
+    except ValueError:
+        return None
+    value = body.get(owned.body) if isinstance(body, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_model_ref(value)[0]
+    except OdsError:
+        return None

@@ -14,7 +14,7 @@ say whose it is (:func:`claim_dataset`, :func:`check_name_free`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Final, Protocol, TypeVar
+from typing import Annotated, Final, Literal, Protocol, TypeVar
 
 from fastapi import Depends, Request
 
@@ -45,6 +45,19 @@ def tenant_of(request: Request) -> str:
 
 CallerTenant = Annotated[str, Depends(tenant_of)]
 """The tenant a route acts in, injected: ``def route(..., tenant: CallerTenant)``."""
+
+
+def subject_of(request: Request) -> str | None:
+    """The subject of the request's principal: what a dataset, model or knowledge base it creates records
+    as its owner; None for a loopback caller let through without one."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return None if principal is None else principal.subject
+
+
+CallerSubject = Annotated[str | None, Depends(subject_of)]
+"""The subject a route creates resources as, injected: ``def route(..., owner: CallerSubject)``."""
+
+OwnedKind = Literal["dataset", "model", "knowledge base"]
 
 
 def _missing(kind: str, name: str, known: Sequence[str]) -> NotFoundError:
@@ -108,6 +121,21 @@ def owned_model(catalog: Catalog, name: str, tenant: str) -> ModelRecord:
     return record
 
 
+def owner_of(
+    catalog: Catalog, kind: OwnedKind, name: str, tenant: str
+) -> DatasetRecord | ModelRecord | KnowledgeBaseRecord | None:
+    """The ``kind`` called ``name`` when ``tenant`` holds it (its ``owner`` is who created it); None when
+    it does not exist or another tenant holds it (the route's 404)."""
+    if kind == "dataset":
+        return _held(lambda: catalog.get_dataset(name), tenant)
+    if kind == "knowledge base":
+        return _held(lambda: catalog.get_knowledge_base(name), tenant)
+    try:
+        return owned_model(catalog, name, tenant)
+    except NotFoundError:
+        return None
+
+
 def owned_conversation(catalog: Catalog, conversation_id: str, tenant: str) -> ConversationRecord:
     """Conversation ``conversation_id`` with its messages when ``tenant`` holds it; else NotFoundError."""
     record = _held(lambda: catalog.get_conversation(conversation_id), tenant)
@@ -132,10 +160,10 @@ def name_taken(kind: str, name: str) -> ConflictError:
     )
 
 
-def claim_dataset(catalog: Catalog, name: str, tenant: str) -> DatasetRecord:
-    """Dataset ``name`` for ``tenant`` to register a version of: created as its own when new; a name
-    another tenant holds is a ConflictError that does not say whose."""
-    record = catalog.ensure_dataset(name, tenant=tenant)
+def claim_dataset(catalog: Catalog, name: str, tenant: str, owner: str | None = None) -> DatasetRecord:
+    """Dataset ``name`` for ``tenant`` to register a version of: created as its own (owned by ``owner``)
+    when new; a name another tenant holds is a ConflictError that does not say whose."""
+    record = catalog.ensure_dataset(name, tenant=tenant, owner=owner)
     if record.tenant != tenant:
         raise name_taken("dataset", name)
     return record

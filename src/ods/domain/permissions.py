@@ -3,8 +3,9 @@
 it by :func:`matrix_markdown`, and checked against it by a test).
 
 ``super_admin`` may do everything. Cells marked "as owner" name roles the seed allows only on resources
-they own; the catalog records no owner yet, so today those roles are allowed on every resource of their
-tenant (the gap is listed in docs/security.md) and the owner check lands with tenant isolation.
+they own: the catalog records who created a dataset, model or knowledge base (its ``owner``, the
+creator's subject), and a caller holding the permission only through such a cell passes
+:func:`require_owner` on the resource or is refused (403; ``ods.api.authorization`` applies it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ MATRIX: Final[tuple[Permission, ...]] = (
     _permission(
         "models", "undeploy", ("ml_admin", "ml_engineer"), "stop a model's endpoints", ("ml_engineer",)
     ),
+    _permission(
+        "models",
+        "delete",
+        ("ml_admin", "ml_engineer"),
+        "delete a model and its versions (not while served)",
+        ("ml_engineer",),
+    ),
     _permission("models", "invoke", _INVOKERS, "OpenAI gateway: list, chat, completions, embeddings"),
     _permission("knowledge", "view", APP_ROLES, "list knowledge bases, read one, its documents, search"),
     _permission("knowledge", "create", ("app_admin", "app_developer"), "create a knowledge base"),
@@ -124,9 +132,34 @@ def require(principal: Principal, permission: str) -> None:
     )
 
 
+def owner_only(roles: Iterable[str], permission: str) -> bool:
+    """Whether ``roles`` hold ``permission`` only through its "as owner" cells: the caller may act on a
+    resource it owns and on no other."""
+    held = frozenset(roles)
+    cell = PERMISSIONS.get(permission)
+    if cell is None or SUPER_ADMIN in held or held & (cell.roles - cell.as_owner):
+        return False
+    return bool(held & cell.as_owner)
+
+
+def require_owner(principal: Principal, permission: str, resource: str, owner: str | None) -> None:
+    """Nothing when ``principal`` created ``resource`` (its recorded ``owner``); else PermissionRefused
+    saying who may act on it instead. Call it when :func:`owner_only` holds."""
+    if owner is not None and owner == principal.subject:
+        return
+    cell = PERMISSIONS[permission]
+    admins = ", ".join(sorted((cell.roles - cell.as_owner) | {SUPER_ADMIN}))
+    whose = "it was made before owners were recorded" if owner is None else "another caller created it"
+    roles = ", ".join(sorted(frozenset(principal.roles) & cell.as_owner))
+    raise PermissionRefused(
+        f"{permission}: {roles} may act only on what it created, and {whose}: {resource}; "
+        f"ask one of the roles {admins}"
+    )
+
+
 def matrix_markdown() -> str:
     """The matrix as the Markdown table docs/security.md carries: one row per permission, one column per
-    ladder, ``✓`` allowed, ``owner`` allowed as owner only (not yet enforced), ``·`` refused."""
+    ladder, ``✓`` allowed, ``owner`` allowed on what the caller created only, ``·`` refused."""
     ladders = ("platform", "data", "model", "app")
     header = "| permission | what | " + " | ".join(ROLES) + " |"
     rule = "|---|---|" + "|".join(":-:" for _ in ROLES) + "|"

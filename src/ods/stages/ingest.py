@@ -190,9 +190,11 @@ def open_knowledge_base(
     *,
     description: str | None = None,
     tenant: str | None = None,
+    owner: str | None = None,
 ) -> KnowledgeBaseRecord:
     """Record the knowledge base with its embedding model and collection (refuses a model change), and
-    ``description`` when given; a new one belongs to ``tenant`` (else the catalog's, ``ODS_TENANT``).
+    ``description`` when given; a new one belongs to ``tenant`` (else the catalog's, ``ODS_TENANT``) and
+    is owned by ``owner`` (the API caller's subject).
 
     A knowledge base already recorded for the configured model is returned without loading the model,
     so a re-run over an unchanged source never pays for it. A name that breaks the naming rule is refused
@@ -216,6 +218,7 @@ def open_knowledge_base(
         collection_name=collection_name(kb, embedder.model_id),
         description=description,
         tenant=tenant,
+        owner=owner,
     )
 
 

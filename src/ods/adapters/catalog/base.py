@@ -64,20 +64,32 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         return require_named(session, self.owner, self.kind, name)
 
     def ensure(
-        self, session: Session, name: str, description: str | None, tenant: str | None = None
+        self,
+        session: Session,
+        name: str,
+        description: str | None,
+        tenant: str | None = None,
+        created_by: str | None = None,
     ) -> OwnerRecordT:
         """The record of the owner called ``name``, created if missing (see :meth:`lock_owner`)."""
-        return self.owner_record(session, self.lock_owner(session, name, description, tenant))
+        return self.owner_record(session, self.lock_owner(session, name, description, tenant, created_by))
 
     def lock_owner(
-        self, session: Session, name: str, description: str | None, tenant: str | None = None
+        self,
+        session: Session,
+        name: str,
+        description: str | None,
+        tenant: str | None = None,
+        created_by: str | None = None,
     ) -> OwnerT:
-        """The owner row called ``name`` (created if missing, as ``tenant``'s or the default tenant's; a
-        given description replaces the stored one), locked until commit so concurrent writers number its
-        versions one at a time."""
+        """The owner row called ``name`` (created if missing, as ``tenant``'s or the default tenant's and
+        owned by ``created_by``; a given description replaces the stored one), locked until commit so
+        concurrent writers number its versions one at a time. An existing row keeps its owner."""
         row = session.scalar(select(self.owner).where(self.owner.name == name).with_for_update())
         if row is None:
-            owner = self.owner(name=name, description=description, tenant=tenant or DEFAULT_TENANT)
+            owner = self.owner(
+                name=name, description=description, tenant=tenant or DEFAULT_TENANT, owner=created_by
+            )
             row = add_row(session, owner)
         elif description is not None and row.description != description:
             row.description = description
@@ -167,11 +179,15 @@ class CatalogBase(Closeable):
         name: str,
         description: str | None,
         tenant: str | None = None,
+        owner: str | None = None,
     ) -> OwnerRecordT:
-        """The dataset or model called ``name``, created if missing; a given description replaces the
-        stored one. The name is checked first: the last line behind the entry points' checks."""
+        """The dataset or model called ``name``, created if missing (owned by ``owner``); a given
+        description replaces the stored one. The name is checked first: the last line behind the entry
+        points' checks."""
         check_name(table.kind, name)
-        return self._write(lambda session: table.ensure(session, name, description, tenant or self.tenant))
+        return self._write(
+            lambda session: table.ensure(session, name, description, tenant or self.tenant, owner)
+        )
 
     def _list_named(
         self, entity: type[NamedT], record: Callable[[Session, NamedT], T], tenant: str | None = None

@@ -49,12 +49,17 @@ class DatasetTables(CatalogBase):
     """``datasets``, ``dataset_versions`` (+ ``dataset_version_parents``) and ``validation_runs``."""
 
     def ensure_dataset(
-        self, name: str, description: str | None = None, *, tenant: str | None = None
+        self,
+        name: str,
+        description: str | None = None,
+        *,
+        tenant: str | None = None,
+        owner: str | None = None,
     ) -> DatasetRecord:
-        """The dataset called ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's);
-        a given description replaces the stored one. An existing dataset keeps its tenant: the caller
-        compares it (names are unique across tenants for now)."""
-        return self._ensure(DATASETS, name, description, tenant)
+        """The dataset called ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's,
+        owned by ``owner``); a given description replaces the stored one. An existing dataset keeps its
+        tenant and owner: the caller compares the tenant (names are unique across tenants for now)."""
+        return self._ensure(DATASETS, name, description, tenant, owner)
 
     def add_dataset_version(
         self,

@@ -57,10 +57,10 @@ class KnowledgeTables(CatalogBase):
         source_uri: str | None = None,
         description: str | None = None,
         tenant: str | None = None,
+        owner: str | None = None,
     ) -> KnowledgeBaseRecord:
-        """The knowledge base ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's); a
-        given ``source_uri`` or
-        ``description`` replaces the stored one.
+        """The knowledge base ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's,
+        owned by ``owner``); a given ``source_uri`` or ``description`` replaces the stored one.
 
         An existing knowledge base indexed with another embedding model, dimension or collection is an
         error: its vectors would not match the new model.
@@ -80,6 +80,7 @@ class KnowledgeTables(CatalogBase):
                     source_uri=source_uri,
                     description=description,
                     tenant=tenant or self.tenant,
+                    owner=owner,
                     **index,
                 )
                 return _kb_record(add_row(session, row))

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ods.adapters.catalog.base import CatalogBase, VersionedTable, check_choice, require_rows, to_record
 from ods.adapters.catalog.datasets import dataset_version_record
 from ods.adapters.catalog.records import DatasetVersionRecord, ModelRecord, ModelVersionRecord
-from ods.adapters.catalog.schema import Dataset, DatasetVersion, Model, ModelStatus, ModelVersion
+from ods.adapters.catalog.schema import Dataset, DatasetVersion, Endpoint, Model, ModelStatus, ModelVersion
 from ods.domain.names import check_name
+from ods.errors import OdsError
+
+LIVE_ENDPOINT_STATUSES = ("starting", "active")
+
+
+class ModelServingError(OdsError):
+    """A model with a starting or active endpoint cannot be deleted; the message names its URLs."""
 
 
 class ModelTables(CatalogBase):
     """``models`` and ``model_versions``."""
 
-    def ensure_model(self, name: str, description: str | None = None) -> ModelRecord:
-        """The model called ``name``, created if missing; a given description replaces the stored one."""
-        return self._ensure(MODELS, name, description)
+    def ensure_model(
+        self, name: str, description: str | None = None, *, owner: str | None = None
+    ) -> ModelRecord:
+        """The model called ``name``, created if missing (owned by ``owner``); a given description
+        replaces the stored one."""
+        return self._ensure(MODELS, name, description, owner=owner)
 
     def get_model_version(self, name: str, version: int | None = None) -> ModelVersionRecord:
         """Version ``version`` of model ``name``, or its newest registered version when ``None``."""
@@ -95,6 +105,31 @@ class ModelTables(CatalogBase):
                 status=status,
             )
             return _model_version_record(row, model.name)
+
+        return self._write(work)
+
+    def delete_model(self, name: str) -> ModelRecord:
+        """Remove model ``name``, its versions and the records of its stopped or failed endpoints (the
+        artifacts stay in the object store); returns what was removed. A model with a starting or active
+        endpoint is refused (ModelServingError): undeploy it first."""
+
+        def work(session: Session) -> ModelRecord:
+            model = MODELS.named(session, name)
+            version_ids = select(ModelVersion.id).where(ModelVersion.model_id == model.id)
+            live = session.scalars(
+                select(Endpoint.url).where(
+                    Endpoint.model_version_id.in_(version_ids), Endpoint.status.in_(LIVE_ENDPOINT_STATUSES)
+                )
+            ).all()
+            if live:
+                raise ModelServingError(
+                    f"model {name!r} is still served at {', '.join(live)}; undeploy it first"
+                )
+            record = _model_record(session, model)
+            session.execute(delete(Endpoint).where(Endpoint.model_version_id.in_(version_ids)))
+            session.execute(delete(ModelVersion).where(ModelVersion.model_id == model.id))
+            session.delete(model)
+            return record
 
         return self._write(work)
 

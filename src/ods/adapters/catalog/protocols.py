@@ -51,8 +51,9 @@ class DatasetCatalog(Protocol):
     training's input, ``ods datasets``."""
 
     def ensure_dataset(
-        self, name: str, description: str | None = None, *, tenant: str | None = None
-    ) -> records.DatasetRecord: ...
+        self, name: str, description: str | None = None, *, tenant: str | None = None,
+        owner: str | None = None,
+    ) -> records.DatasetRecord: ...  # fmt: skip
 
     def add_dataset_version(
         self, dataset_name: str, *, content_hash: str, uri: str, schema: dict[str, Any],
@@ -100,7 +101,9 @@ class DatasetCatalog(Protocol):
 class ModelCatalog(Protocol):
     """Models and their versions: training, serving's model lookup, ``ods models``."""
 
-    def ensure_model(self, name: str, description: str | None = None) -> records.ModelRecord: ...
+    def ensure_model(
+        self, name: str, description: str | None = None, *, owner: str | None = None
+    ) -> records.ModelRecord: ...
 
     def add_model_version(
         self, model_name: str, *, trainer: str, params: dict[str, Any], metrics: dict[str, Any],
@@ -113,6 +116,8 @@ class ModelCatalog(Protocol):
     def find_model_version(self, name: str, *, artifact_uri: str) -> records.ModelVersionRecord | None: ...
 
     def list_models(self) -> list[records.ModelRecord]: ...
+
+    def delete_model(self, name: str) -> records.ModelRecord: ...
 
     def list_model_versions(self, name: str | None = None) -> list[records.ModelVersionRecord]: ...
 
@@ -162,6 +167,7 @@ class KnowledgeCatalog(Protocol):
     def ensure_knowledge_base(
         self, name: str, *, embedding_model: str, embedding_dim: int, collection_name: str,
         source_uri: str | None = None, description: str | None = None, tenant: str | None = None,
+        owner: str | None = None,
     ) -> records.KnowledgeBaseRecord: ...  # fmt: skip
 
     def get_knowledge_base(self, name: str) -> records.KnowledgeBaseRecord: ...

@@ -28,6 +28,8 @@ class DatasetRecord:
     """When the dataset was archived (hidden from lists, versions kept); None while it is live."""
     tenant: str = "default"
     """The tenant it belongs to (migration 0012)."""
+    owner: str | None = None
+    """The subject that created it (migration 0014); None when unknown (only admins may change it)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class ModelRecord:
     created_at: datetime
     tenant: str = "default"
     """The tenant it belongs to (migration 0012)."""
+    owner: str | None = None
+    """The subject that created it (migration 0014); None when unknown (only admins may change it)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class KnowledgeBaseRecord:
     description: str | None = None
     tenant: str = "default"
     """The tenant it belongs to (migration 0012)."""
+    owner: str | None = None
+    """The subject that created it (migration 0014); None when unknown (only admins may change it)."""
 
 
 @dataclass(frozen=True)

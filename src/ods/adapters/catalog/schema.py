@@ -113,6 +113,9 @@ class NamedRow(Base):
         String(63), default="default", server_default=text("'default'"), index=True
     )
     """The tenant the row belongs to (migration 0012); names stay unique across tenants for now."""
+    owner: Mapped[str | None] = mapped_column(String(200))
+    """The subject of the principal that created it (migration 0014); NULL for rows made before owners
+    were recorded and for rows the CLI or a flow made: only admins edit or delete those."""
 
 
 class VersionedRow(NamedRow):

@@ -40,7 +40,14 @@ from ods.api.envelope import (
 from ods.api.resources import Resources
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, dataset_event, emit_quietly
-from ods.api.tenancy import CallerTenant, claim_dataset, name_taken, owned_dataset, owned_dataset_version
+from ods.api.tenancy import (
+    CallerSubject,
+    CallerTenant,
+    claim_dataset,
+    name_taken,
+    owned_dataset,
+    owned_dataset_version,
+)
 from ods.domain.dataset_spec import DatasetSpecError
 from ods.domain.hashing import sha256_bytes
 from ods.errors import NotFoundError, OdsError
@@ -348,6 +355,7 @@ async def register_dataset(
     resources: ServerResources,
     runs: ServerRuns,
     tenant: CallerTenant,
+    owner: CallerSubject,
     source_uri: Annotated[
         str | None, Query(description="The raw table, when the body is the YAML spec itself.")
     ] = None,
@@ -357,7 +365,7 @@ async def register_dataset(
     run to poll. The same table and spec again find the version made before."""
     body = await request.body()
     yaml_body = request.headers.get("content-type", "").split(";")[0].strip().lower() in YAML_TYPES
-    return await run_in_threadpool(_register, body, yaml_body, source_uri, resources, runs, tenant)
+    return await run_in_threadpool(_register, body, yaml_body, source_uri, resources, runs, tenant, owner)
 
 
 def _register(
@@ -367,6 +375,7 @@ def _register(
     resources: Resources,
     runs: BackgroundRuns,
     tenant: str,
+    owner: str | None,
 ) -> Any:
     """The registration's checks and its run (in a worker thread: it reads the catalog and the store)."""
     path = "/api/v1/datasets"
@@ -399,7 +408,7 @@ def _register(
             f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
         )
     source = _store_source(store, settings.object_store.bucket, source or loaded.spec.source.uri)
-    claim_dataset(resources.catalog, name, tenant)  # the run registers its version as this tenant's
+    claim_dataset(resources.catalog, name, tenant, owner)  # the run registers its version as this tenant's
     run = runs.submit(
         "prepare",
         name,

@@ -31,7 +31,7 @@ from ods.api.envelope import (
     ok,
 )
 from ods.api.routes.runs import Run, run_view
-from ods.api.tenancy import CallerTenant, name_taken, owned_knowledge_base
+from ods.api.tenancy import CallerSubject, CallerTenant, name_taken, owned_knowledge_base
 from ods.domain.bucket_diff import documents_prefix_of
 from ods.domain.hashing import sha256_bytes
 from ods.domain.names import check_name
@@ -279,7 +279,7 @@ def _stored_in(store: ObjectStore, resources: ServerResources, record: Knowledge
     },
 )
 def create_knowledge_base(
-    request: CreateKnowledgeBase, resources: ServerResources, tenant: CallerTenant
+    request: CreateKnowledgeBase, resources: ServerResources, tenant: CallerTenant, owner: CallerSubject
 ) -> Envelope[KnowledgeBase]:
     """An empty knowledge base whose documents are uploaded to the object store (``docs/<name>/``), with
     the configured embedding model. A name already taken is 409 (code 40901): creating is not a way to
@@ -299,7 +299,13 @@ def create_knowledge_base(
     source = store_source_of(build_object_store(resources.settings), resources, request.name)
     with resources.model_lock:  # a new knowledge base reads the embedder's dimension (loads the model)
         record = open_knowledge_base(
-            catalog, resources.settings, request.name, source, description=request.description, tenant=tenant
+            catalog,
+            resources.settings,
+            request.name,
+            source,
+            description=request.description,
+            tenant=tenant,
+            owner=owner,
         )
     if record.tenant != tenant:  # another tenant created the name since the check above
         raise name_taken("knowledge base", request.name)

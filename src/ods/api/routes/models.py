@@ -11,11 +11,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from ods.adapters.catalog.models import LIVE_ENDPOINT_STATUSES
 from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
 from ods.adapters.models.server import LocalModelServer
 from ods.api.background import DeploymentCall, ServerRuns
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import Envelope, ok
+from ods.api.envelope import ConflictError, Envelope, ErrorEnvelope, ok
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, emit_quietly, model_deployed_event, model_failed_event
 from ods.api.tenancy import CallerTenant, owned_model
@@ -327,6 +328,38 @@ def model_status(name: str, resources: ServerResources, tenant: CallerTenant) ->
         )
     serving = any(item.healthy and item.status == "active" for item in checked_endpoints)
     return ok(ModelStatus(name=name, serving=serving, endpoints=checked_endpoints))
+
+
+class DeletedModel(BaseModel):
+    name: str
+    description: str | None
+    versions_deleted: int = Field(description="How many versions were removed from the catalog.")
+
+
+@router.delete(
+    "/{name}",
+    summary="Delete a model and its versions",
+    response_model=Envelope[DeletedModel],
+    responses={409: {"model": ErrorEnvelope, "description": "The model is still served (code 40901)."}},
+)
+def delete_model(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DeletedModel]:
+    """Remove the model, its versions and its stopped endpoints' records from the catalog; the artifacts
+    stay in the object store. A model still served is 409: undeploy it first. ml_engineer may delete only
+    the models it created (403 otherwise)."""
+    checked("model", name)
+    catalog = resources.catalog
+    owned_model(catalog, name, tenant)
+    live = [
+        endpoint.url for endpoint in catalog.list_endpoints(name) if endpoint.status in LIVE_ENDPOINT_STATUSES
+    ]
+    if live:
+        raise ConflictError(
+            f"model {name!r} is still served at {', '.join(live)}; stop it with "
+            "POST /api/v1/models/undeploy first"
+        )
+    versions = len(catalog.list_model_versions(name))
+    removed = catalog.delete_model(name)
+    return ok(DeletedModel(name=name, description=removed.description, versions_deleted=versions))
 
 
 @router.get("/{name:path}", include_in_schema=False)  # a name holding '/' reaches the name check
