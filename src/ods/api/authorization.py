@@ -33,6 +33,11 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /readyz": OBSERVE,
     "GET /metrics": OBSERVE,
     "GET /api/v1/downloads/{token}": PUBLIC,  # the signed, expiring token in the path is the credential
+    # The console's sign-in (ods.api.login): the routes check the login's state, cookie and CSRF token
+    "GET /auth/sign-in": PUBLIC,
+    "GET /auth/login": PUBLIC,
+    "GET /auth/callback": PUBLIC,
+    "POST /auth/logout": PUBLIC,
     # Integration point 1: datasets
     "GET /api/v1/datasets": "datasets.view",
     "GET /api/v1/datasets/{name}": "datasets.view",
