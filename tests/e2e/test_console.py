@@ -214,10 +214,38 @@ def test_chat_streams_an_answer_with_a_citation_and_a_data_question_with_sql(bro
     _check_page(page, "conversation")
 
 
+def test_a_conversation_is_renamed_and_the_kb_re_synced_and_its_lineage_drawn(browser_page: Any) -> None:
+    page = browser_page
+    page.goto("/console/chat")
+    item = page.locator("[data-conversation-list] li", has_text="How many vacation days").first
+    item.get_by_text("Rename").click()
+    item.get_by_label("Title").fill("Vacation allowance")
+    item.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/console/chat?c=*")
+    page.get_by_role("heading", name="Vacation allowance").wait_for()
+    assert page.locator("[data-conversation-list] a", has_text="Vacation allowance").count() == 1
+    _check_page(page, "conversation-renamed")
+
+    page.goto(f"/console/knowledge-bases/{UPLOADS_KB}")
+    page.get_by_role("button", name="Re-sync with the source").click()
+    state = page.locator("[data-sync-state][data-sync-done]")
+    state.wait_for()
+    assert state.inner_text() == "Sync completed: 0 indexed, 2 unchanged, 0 quarantined, 0 deleted."
+    page.get_by_role("link", name="Lineage: documents, cited chunks, conversations").click()
+    graph = page.locator("svg[data-testid=kb-lineage]")
+    graph.wait_for()
+    labels = graph.locator("text").all_text_contents()
+    assert "holidays.md" in labels and "expenses.txt" in labels and "Vacation allowance" in labels
+    assert any(label.startswith("chunk #") for label in labels)
+    assert graph.locator("path").count() >= 2  # document → chunk → conversation
+    assert "Vacation allowance" in page.locator("[data-citations]").inner_text()
+    _check_page(page, "kb-lineage")
+
+
 def test_models_and_metadata_pages(browser_page: Any) -> None:
     page = browser_page
     page.goto("/")  # home once runs and questions exist (the README's picture)
-    assert "How many vacation days" in page.locator("#questions-h + ul").inner_text()
+    assert "Vacation allowance" in page.locator("#questions-h + ul").inner_text()
     assert "ingest" in page.locator("#runs-h ~ ul").inner_text()
     _check_page(page, "home-in-use")
     page.goto("/console/models")

@@ -18,13 +18,20 @@ from ods.adapters.catalog.base import (
     to_record,
     values_of,
 )
-from ods.adapters.catalog.records import CitationRecord, ConversationRecord, MessageRecord
+from ods.adapters.catalog.records import (
+    CitationRecord,
+    ConversationRecord,
+    KnowledgeBaseCitation,
+    MessageRecord,
+)
 from ods.adapters.catalog.schema import (
     Chunk,
     Citation,
     Conversation,
     DatasetVersion,
+    Document,
     DocumentVersion,
+    KnowledgeBase,
     Message,
     MessageRole,
     utcnow,
@@ -105,6 +112,54 @@ class ConversationTables(CatalogBase):
             session.execute(delete(Conversation).where(Conversation.id == conversation_id))
 
         self._write(work)
+
+    def rename_conversation(self, conversation_id: str, title: str) -> ConversationRecord:
+        """Give a conversation a new title; the same title again writes nothing."""
+
+        def work(session: Session) -> ConversationRecord:
+            row = require_row(session, Conversation, conversation_id, "conversation")
+            row.title = title
+            session.flush()
+            return _conversation_record(row)
+
+        return self._write(work)
+
+    def knowledge_base_citations(self, kb: str, *, tenant: str | None = None) -> list[KnowledgeBaseCitation]:
+        """Every answer's source that cites a document of knowledge base ``kb`` (in conversations of
+        ``tenant`` when given), with its chunk while the catalog still holds it; oldest first."""
+
+        def work(session: Session) -> list[KnowledgeBaseCitation]:
+            query = (
+                select(Citation, Message.id, Conversation, DocumentVersion.id, Document, Chunk)
+                .join(Message, Citation.message_id == Message.id)
+                .join(Conversation, Message.conversation_id == Conversation.id)
+                .join(DocumentVersion, Citation.document_version_id == DocumentVersion.id)
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
+                .outerjoin(Chunk, Citation.chunk_id == Chunk.id)
+                .where(KnowledgeBase.name == kb)
+                .order_by(Message.id, Citation.marker)
+            )
+            if tenant is not None:
+                query = query.where(Conversation.tenant == tenant)
+            return [
+                KnowledgeBaseCitation(
+                    conversation_id=conversation.id,
+                    conversation_title=conversation.title,
+                    message_id=message_id,
+                    marker=citation.marker,
+                    document_id=document.id,
+                    document_uri=document.uri,
+                    document_version_id=version_id,
+                    chunk_id=chunk.id if chunk else None,
+                    chunk_index=chunk.chunk_index if chunk else None,
+                    page=chunk.page if chunk else None,
+                    heading=chunk.heading if chunk else None,
+                )
+                for citation, message_id, conversation, version_id, document, chunk in session.execute(query)
+            ]
+
+        return self._read(work)
 
 
 def _require_citation_targets(session: Session, citations: Sequence[CitationRecord]) -> None:

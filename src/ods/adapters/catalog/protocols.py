@@ -222,6 +222,12 @@ class ConversationCatalog(Protocol):
 
     def delete_conversation(self, conversation_id: str) -> None: ...
 
+    def rename_conversation(self, conversation_id: str, title: str) -> records.ConversationRecord: ...
+
+    def knowledge_base_citations(
+        self, kb: str, *, tenant: str | None = None
+    ) -> list[records.KnowledgeBaseCitation]: ...
+
 
 class ApiKeyCatalog(Protocol):
     """API keys of `ods serve`: ``ods keys``, the server's authentication and its bind check."""

@@ -229,6 +229,24 @@ class ChunkSource:
 
 
 @dataclass(frozen=True)
+class KnowledgeBaseCitation:
+    """One source of an answer that cites a document of a knowledge base: which conversation, which
+    document (and version) and, while the chunk is in the catalog, which chunk."""
+
+    conversation_id: str
+    conversation_title: str
+    message_id: int
+    marker: int
+    document_id: int
+    document_uri: str
+    document_version_id: int
+    chunk_id: str | None
+    chunk_index: int | None
+    page: int | None
+    heading: str | None
+
+
+@dataclass(frozen=True)
 class MessageRecord:
     """One turn of a conversation."""
 

@@ -1,5 +1,6 @@
-"""The lineage graph of a dataset laid out for an inline SVG: raw source → dataset versions → model versions
-→ endpoints, one column per stage, computed here so the browser only draws it."""
+"""Lineage graphs laid out for an inline SVG, one column per stage, computed here so the browser only draws
+them: a dataset's (raw source → dataset versions → model versions → endpoints) and a knowledge base's
+(documents → the chunks answers cited → the conversations that cited them)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,21 @@ NODE_HEIGHT = 44
 ROW_HEIGHT = 64
 MARGIN = 12
 STAGES = ("source", "dataset", "model", "endpoint")
+KB_STAGES = ("document", "chunk", "conversation")
+NODE_FILLS = {
+    "source": "#eef2f7",
+    "dataset": "#e3eefc",
+    "model": "#e9f6ec",
+    "endpoint": "#fdf1e1",
+    "document": "#eef2f7",
+    "chunk": "#e3eefc",
+    "conversation": "#e9f6ec",
+    "schedule": "#eef2f7",  # the pipelines graph's kinds
+    "event": "#fdf1e1",
+    "deployment": "#e3eefc",
+}
+Column = list[tuple[str, str, str, str | None]]
+"""A stage's nodes: key, label, detail, link."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,7 @@ def lay_out_lineage(dataset: dict[str, Any], models: list[dict[str, Any]]) -> Li
     """The graph of ``dataset`` (the API's dataset detail) and the ``models`` (model details) trained on any
     of its versions; nodes in columns by stage, rows in order of appearance."""
     name = dataset["name"]
-    columns: dict[str, list[tuple[str, str, str, str | None]]] = {stage: [] for stage in STAGES}
+    columns: dict[str, Column] = {stage: [] for stage in STAGES}
     links: list[tuple[str, str]] = []
     sources: dict[str, str] = {}
     titles: dict[str, str] = {}
@@ -97,8 +113,74 @@ def lay_out_lineage(dataset: dict[str, Any], models: list[dict[str, Any]]) -> Li
                     )
                 )
                 links.append((key, endpoint_key))
+    return _graph(STAGES, columns, links, titles)
+
+
+def lay_out_kb_lineage(lineage: dict[str, Any]) -> LineageGraph:
+    """The graph of a knowledge base (the API's ``/lineage`` answer): each document, each chunk an answer
+    cited, each conversation citing it; a citation whose chunk left the catalog hangs on its document
+    version."""
+    kb = lineage["knowledge_base"]
+    columns: dict[str, Column] = {stage: [] for stage in KB_STAGES}
+    links: list[tuple[str, str]] = []
+    titles: dict[str, str] = {}
+    for document in lineage.get("documents", []):
+        key = f"document:{document['id']}"
+        name = str(document["uri"]).rstrip("/").rsplit("/", 1)[-1]
+        columns["document"].append(
+            (key, _short(name), f"{document['status']}, {document['chunk_count']} chunks", None)
+        )
+        titles[key] = str(document["uri"])
+    seen: set[str] = set()
+    for citation in lineage.get("citations", []):
+        document_key = f"document:{citation['document_id']}"
+        if citation.get("chunk_id"):
+            chunk_key = f"chunk:{citation['chunk_id']}"
+            where = [f"page {citation['page']}"] if citation.get("page") else []
+            where += [str(citation["heading"])] if citation.get("heading") else []
+            label, detail = f"chunk #{citation['chunk_index']}", " · ".join(where) or "cited"
+        else:
+            chunk_key = f"version:{citation['document_version_id']}"
+            label, detail = f"version #{citation['document_version_id']}", "chunk no longer kept"
+        conversation_key = f"conversation:{citation['conversation_id']}"
+        if chunk_key not in seen:
+            seen.add(chunk_key)
+            columns["chunk"].append(
+                (
+                    chunk_key,
+                    label,
+                    _short(detail, 22),
+                    f"/console/knowledge-bases/{kb}#doc-{citation['document_id']}",
+                )
+            )
+            titles[chunk_key] = f"{label} of {citation['document_uri']}: {detail}"
+        if conversation_key not in seen:
+            seen.add(conversation_key)
+            title = str(citation["conversation_title"])
+            columns["conversation"].append(
+                (
+                    conversation_key,
+                    _short_start(title),
+                    "conversation",
+                    f"/console/chat?c={citation['conversation_id']}",
+                )
+            )
+            titles[conversation_key] = title
+        for link in ((document_key, chunk_key), (chunk_key, conversation_key)):
+            if link not in links:
+                links.append(link)
+    return _graph(KB_STAGES, columns, links, titles)
+
+
+def _short_start(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _graph(
+    stages: tuple[str, ...], columns: dict[str, Column], links: list[tuple[str, str]], titles: dict[str, str]
+) -> LineageGraph:
     nodes: dict[str, Node] = {}
-    for index, stage in enumerate(STAGES):
+    for index, stage in enumerate(stages):
         for row, (key, label, detail, href) in enumerate(columns[stage]):
             nodes[key] = Node(
                 key,
@@ -117,7 +199,7 @@ def lay_out_lineage(dataset: dict[str, Any], models: list[dict[str, Any]]) -> Li
     return LineageGraph(
         nodes=list(nodes.values()),
         edges=edges,
-        width=2 * MARGIN + (len(STAGES) - 1) * COLUMN_WIDTH + NODE_WIDTH,
+        width=2 * MARGIN + (len(stages) - 1) * COLUMN_WIDTH + NODE_WIDTH,
         height=2 * MARGIN + (rows - 1) * ROW_HEIGHT + NODE_HEIGHT,
     )
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 from ods.api.console.api_client import Answer, ConsoleApi
-from ods.api.console.lineage import NODE_HEIGHT, NODE_WIDTH, lay_out_lineage
+from ods.api.console.lineage import NODE_FILLS, NODE_HEIGHT, NODE_WIDTH, lay_out_kb_lineage, lay_out_lineage
 from ods.api.console.pipelines import lay_out_pipelines, run_form_fields
 from ods.api.envelope import NOT_FOUND, error_response
 from ods.domain.identity import Principal
@@ -65,7 +65,11 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.globals.update(
-        nav=NAV, node_width=NODE_WIDTH, node_height=NODE_HEIGHT, run_form_fields=run_form_fields
+        nav=NAV,
+        node_width=NODE_WIDTH,
+        node_height=NODE_HEIGHT,
+        node_fills=NODE_FILLS,
+        run_form_fields=run_form_fields,
     )
     environment.filters["file_name"] = lambda uri: str(uri or "").rstrip("/").rsplit("/", 1)[-1]
     environment.filters["when"] = lambda stamp: str(stamp or "")[:16].replace("T", " ")  # to the minute, UTC
@@ -252,6 +256,23 @@ async def knowledge_base_page(request: Request, kb: str, q: str = "", mode: str 
         mode=mode,
         hits=hits,
         runs=runs,
+    )
+
+
+@router.get("/console/knowledge-bases/{kb}/lineage")
+async def knowledge_base_lineage_page(request: Request, kb: str) -> HTMLResponse:
+    """Documents → the chunks answers cited → the conversations that cited them, as a graph and a table."""
+    async with ConsoleApi(request) as api:
+        lineage = await api.get(f"/api/v1/knowledge-bases/{_segment(kb)}/lineage")
+    if not lineage.ok:
+        return _page(request, "error.html", "knowledge", title=f"Knowledge base {kb}", error=lineage.error)
+    return _page(
+        request,
+        "kb_lineage.html",
+        "knowledge",
+        kb=kb,
+        lineage=lineage,
+        graph=lay_out_kb_lineage(lineage.data),
     )
 
 

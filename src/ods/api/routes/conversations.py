@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
 from ods.api.tenancy import CallerTenant, owned_conversation
+from ods.stages.answer.conversation import MAX_TITLE_CHARS, rename_conversation
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -52,6 +53,14 @@ class ConversationMessage(BaseModel):
 
 class Conversation(ConversationSummary):
     messages: list[ConversationMessage] = Field(description="Oldest first.")
+
+
+class RenameConversation(BaseModel):
+    title: str = Field(
+        min_length=1,
+        max_length=MAX_TITLE_CHARS,
+        description="The new title (whitespace runs become one space).",
+    )
 
 
 class DeletedConversation(BaseModel):
@@ -123,6 +132,25 @@ def get_conversation(
             created_at=record.created_at,
             updated_at=record.updated_at,
             messages=messages,
+        )
+    )
+
+
+@router.patch(
+    "/{conversation_id}", summary="Rename a conversation", response_model=Envelope[ConversationSummary]
+)
+def patch_conversation(
+    conversation_id: ConversationId,
+    body: RenameConversation,
+    resources: ServerResources,
+    tenant: CallerTenant,
+) -> Envelope[ConversationSummary]:
+    """Give the conversation a new title; the same title again changes nothing. 404 if unknown."""
+    owned_conversation(resources.catalog, conversation_id, tenant)
+    item = rename_conversation(resources.catalog, conversation_id, body.title)
+    return ok(
+        ConversationSummary(
+            id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
         )
     )
 

@@ -208,6 +208,47 @@ def search(
     )
 
 
+class LineageCitation(BaseModel):
+    """An answer's source citing a document of the knowledge base."""
+
+    conversation_id: str
+    conversation_title: str
+    message_id: int
+    marker: int = Field(description="The [n] the answer cites it by.")
+    document_id: int
+    document_uri: str
+    document_version_id: int
+    chunk_id: str | None = Field(description="Null once the chunk left the catalog (a newer version).")
+    chunk_index: int | None
+    page: int | None
+    heading: str | None
+
+
+class KnowledgeBaseLineage(BaseModel):
+    knowledge_base: str
+    documents: list[Document]
+    citations: list[LineageCitation] = Field(description="Oldest answer first.")
+
+
+@router.get(
+    "/{kb}/lineage",
+    summary="Documents, chunks and the conversations that cited them",
+    response_model=Envelope[KnowledgeBaseLineage],
+)
+def get_lineage(kb: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[KnowledgeBaseLineage]:
+    """The knowledge base's documents and every answer source citing one of them: document → chunk →
+    conversation, from the catalog (what the console's lineage graph draws)."""
+    listed = list_documents(kb, resources, tenant).data
+    cited = resources.catalog.knowledge_base_citations(kb, tenant=tenant)
+    return ok(
+        KnowledgeBaseLineage(
+            knowledge_base=kb,
+            documents=listed.items,
+            citations=[LineageCitation(**vars(item)) for item in cited],
+        )
+    )
+
+
 # -- writes ----------------------------------------------------------------------------------------------
 
 MAX_FILE_NAME_BYTES = 255
@@ -415,6 +456,23 @@ def delete_document(
     return ok(
         DeletedDocument(knowledge_base=kb, document_id=document_id, uri=document.uri, run=run_view(run))
     )
+
+
+@router.post(
+    "/{kb}/sync",
+    summary="Sync a knowledge base with its source",
+    status_code=202,
+    response_model=Envelope[Run],
+)
+def sync_knowledge_base(
+    kb: str, resources: ServerResources, runs: ServerRuns, tenant: CallerTenant
+) -> Envelope[Run]:
+    """Start an ingest of the knowledge base from its source (the re-sync button): new and changed
+    documents are indexed, removed ones leave the index, unchanged ones are skipped. Asked for again while
+    it waits to start, the answer is the same run; answers 202 with the run to poll."""
+    checked("knowledge base", kb)
+    owned_knowledge_base(resources.catalog, kb, tenant)
+    return ok(run_view(runs.request_sync(kb, "sync")))
 
 
 @router.get("/{kb:path}", include_in_schema=False)  # a name holding '/' reaches the name check

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ods.adapters.catalog import CitationRecord, ConversationCatalog, KnowledgeCatalog
+from ods.adapters.catalog import (
+    CitationRecord,
+    ConversationCatalog,
+    ConversationRecord,
+    KnowledgeCatalog,
+)
 from ods.domain.answering import recent_history
 from ods.domain.chat import ChatMessage
-from ods.errors import NotFoundError
+from ods.errors import NotFoundError, OdsError
 from ods.stages.answer.results import Gathered
 
 
@@ -87,3 +92,18 @@ def conversation_title(question: str) -> str:
     """A conversation's title: its first question on one line, cut to 80 characters."""
     words = " ".join(question.split())
     return words if len(words) <= 80 else words[:79] + "…"
+
+
+MAX_TITLE_CHARS = 200
+
+
+def rename_conversation(catalog: ConversationCatalog, conversation_id: str, title: str) -> ConversationRecord:
+    """Give the conversation ``title`` (on one line); renaming to the title it has changes nothing."""
+    words = " ".join(title.split())
+    if not words or not words.isprintable():
+        raise OdsError(
+            f"title {title[:80]!r} is empty or holds control characters; give a title of printable text"
+        )
+    if len(words) > MAX_TITLE_CHARS:
+        raise OdsError(f"title is {len(words)} characters long; give at most {MAX_TITLE_CHARS}")
+    return catalog.rename_conversation(conversation_id, words)

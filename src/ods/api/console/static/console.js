@@ -155,6 +155,40 @@ function bindUploads() {
   }
 }
 
+// The re-sync button: starts an ingest of the knowledge base from its source, shows the run's state until
+// it ends, then reloads the page to show the documents as they are now.
+function describeRun(run) {
+  if (run.state !== "completed" || !run.result) return run.error ? `${run.state}: ${run.error}` : run.state;
+  const r = run.result;
+  return `completed: ${r.indexed} indexed, ${r.unchanged} unchanged, ${r.quarantined} quarantined, ${r.deleted} deleted`;
+}
+
+function bindSync() {
+  for (const button of document.querySelectorAll("[data-sync]")) {
+    const state = button.parentElement.querySelector("[data-sync-state]");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        let run = await callApi("POST", button.dataset.sync);
+        state.textContent = `Sync ${run.state}…`;
+        while (!["completed", "failed", "interrupted"].includes(run.state)) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          run = await callApi("GET", `/api/v1/runs/${encodeURIComponent(run.id)}`);
+          state.textContent = `Sync ${run.state}…`;
+        }
+        state.textContent = `Sync ${describeRun(run)}.`;
+        state.dataset.syncDone = run.state;
+        if (run.state === "completed") window.setTimeout(() => window.location.reload(), 1500);
+        else button.disabled = false;
+      } catch (error) {
+        button.disabled = false;
+        state.textContent = "";
+        showError(button, error.message);
+      }
+    });
+  }
+}
+
 // Chat: answers streamed from /api/v1/ask (server-sent events: delta, sources, done, error).
 function openCitation(citation, kb) {
   const panel = document.querySelector("[data-citation-panel]");
@@ -506,6 +540,7 @@ document.addEventListener("DOMContentLoaded", () => {
   bindActions();
   bindJsonForms();
   bindUploads();
+  bindSync();
   bindChat();
   bindSql();
   bindSpecEditor();
