@@ -70,8 +70,9 @@ class PipelineDeployment(BaseModel):
     triggers: list[PipelineTrigger]
     emits: list[str] = Field(description="The events its flow emits.")
     runs: list[PipelineRun] | None = Field(
+        default=None,
         description="Its newest flow runs on the Prefect server; null without a Prefect server or when the "
-        "deployment is not deployed there (runs_note says which)."
+        "deployment is not deployed there (runs_note says which).",
     )
     runs_note: str | None = None
     parameter_schema: dict[str, Any] | None = Field(
@@ -135,37 +136,19 @@ def list_pipelines() -> Envelope[Pipelines]:
 
 
 def _view(deployment: Deployment, deployed: DeployedView | None, note: str | None) -> PipelineDeployment:
-    return PipelineDeployment(
-        name=deployment.name,
-        flow=deployment.flow,
-        full_name=deployment.full_name,
-        description=deployment.description,
-        tags=list(deployment.tags),
-        parameters=deployment.parameters,
-        work_pool=deployment.work_pool,
-        schedules=[
-            PipelineSchedule(
-                label=s.label, cron=s.cron, interval_s=s.interval_s, timezone=s.timezone, active=s.active
-            )
-            for s in deployment.schedules
-        ],
-        triggers=[
-            PipelineTrigger(
-                expect=list(t.expect),
-                label=t.label,
-                condition=t.condition,
-                enabled=t.enabled,
-                parameters=t.parameters,
-            )
-            for t in deployment.triggers
-        ],
-        emits=list(deployment.emits),
-        runs=None if deployed is None else [PipelineRun(**vars(run)) for run in deployed.runs],
-        runs_note=note,
-        parameter_schema=None if deployed is None else deployed.parameter_schema,
-        prefect_schedules=[]
-        if deployed is None
-        else [PrefectSchedule(id=s.id, label=s.label, active=s.active) for s in deployed.schedules],
+    """prefect.yaml's ``deployment`` (its fields by name), with what the Prefect server holds of it."""
+    view = PipelineDeployment.model_validate(deployment, from_attributes=True)
+    if deployed is None:
+        return view.model_copy(update={"runs_note": note})
+    runs = [PipelineRun.model_validate(run, from_attributes=True) for run in deployed.runs]
+    schedules = [PrefectSchedule.model_validate(entry, from_attributes=True) for entry in deployed.schedules]
+    return view.model_copy(
+        update={
+            "runs": runs,
+            "runs_note": note,
+            "parameter_schema": deployed.parameter_schema,
+            "prefect_schedules": schedules,
+        }
     )
 
 
