@@ -18,7 +18,7 @@ export DO_NOT_TRACK := 1
 .PHONY: demo test lint typecheck test-only install browser clean help
 
 help:
-	@echo "make demo       - set up .venv and run the whole platform path on embedded defaults"
+	@echo "make demo       - set up .venv, run the whole platform path on embedded defaults; in a terminal, then serve the console"
 	@echo "make test       - set up .venv, then lint, type-check, layer-check and run every test tier"
 	@echo "make lint       - ruff check, ruff format --check and lint-imports (the layer contracts)"
 	@echo "make typecheck  - mypy (strict) over src/ods, flows, tasks, deployments"
@@ -56,7 +56,7 @@ browser:
 			echo "note: no $(CHROMIUM) and no root apt-get: the console's browser tests will skip (fail under CI=true)"; \
 		fi; }
 
-demo: $(STAMP)
+demo: $(STAMP)  # `ods demo` serves the console afterwards when stdin is a TTY and CI is unset (--serve/--no-serve)
 	$(BIN)/ods demo
 
 lint: $(STAMP)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Mapping
 from datetime import timedelta
 
 import typer
@@ -14,6 +17,7 @@ from ods.cli.console import console, error_console
 from ods.cli.datasets import datasets_head, datasets_prepare
 from ods.cli.kb import kb_ingest, kb_search
 from ods.cli.models import models_train
+from ods.cli.serve import serve
 from ods.domain.sync_plan import DOCUMENTS_PER_BATCH
 from ods.errors import OdsError
 
@@ -76,8 +80,15 @@ def config_show(
     console.print(table)
 
 
-def demo() -> None:
-    """Run the whole platform path on the embedded defaults."""
+def demo(
+    serve_console: bool | None = typer.Option(
+        None,
+        "--serve/--no-serve",
+        help="Then serve the web console on the demo data until Ctrl-C (default: when standard input is a "
+        "terminal and CI is unset).",
+    ),
+) -> None:
+    """Run the whole platform path on the embedded defaults; in a terminal, then serve the web console."""
     from ods.settings import get_settings
     from ods.stages.sample_data import write_policy_documents, write_sales_example
 
@@ -98,6 +109,23 @@ def demo() -> None:
         console.rule(f"ods ask {question!r}")
         ask(question, kb=kb, dataset=datasets, conversation=None, mode="auto", as_json=False)
     doctor(deep=True)
+    if not serves_console_after_demo(serve_console, stdin_is_tty=sys.stdin.isatty(), environ=os.environ):
+        return
+    settings = get_settings().api
+    console.rule("the web console")
+    console.print(
+        f"Open the console at [bold]http://{settings.host}:{settings.port}/[/bold] (Ctrl-C stops the server)."
+    )
+    serve(host=None, port=None, preload=True)
+
+
+def serves_console_after_demo(choice: bool | None, *, stdin_is_tty: bool, environ: Mapping[str, str]) -> bool:
+    """Whether `ods demo` ends by serving the console: as ``--serve/--no-serve`` says, else when a person
+    runs it in a terminal (standard input is a TTY) outside CI (``CI`` unset or empty), so a script, a pipe
+    or a CI job stops after the pipeline as before."""
+    if choice is not None:
+        return choice
+    return stdin_is_tty and not environ.get("CI")
 
 
 def _flatten(data: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:
