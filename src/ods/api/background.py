@@ -34,13 +34,13 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ods.adapters.catalog import RunCatalog, ServerRunRecord
 from ods.adapters.workers.parse_pool import shared_parser_pool
@@ -88,9 +88,10 @@ _LIVE_OWNERS: set[str] = set()
 server's, though its pid is this process's."""
 
 
-@dataclass(frozen=True)
-class BackgroundRun:
-    """One run the server started, as it stands."""
+class BackgroundRun(BaseModel):
+    """One run the server started, as it stands (its catalog row's fields, by name, and Prefect's state)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: str
     kind: RunKind
@@ -302,12 +303,14 @@ class BackgroundRuns:
                 finished_at=flow_run.finished_at or _now(),
                 error=flow_run.message if flow_run.state == "failed" else None,
             )
-        return replace(
-            _run_of(record, prefect_state=flow_run.prefect_state),
-            state=flow_run.state,
-            started_at=flow_run.started_at,
-            finished_at=flow_run.finished_at,
-            error=flow_run.message if flow_run.state == "failed" else None,
+        return _run_of(record).model_copy(
+            update={
+                "state": flow_run.state,
+                "started_at": flow_run.started_at,
+                "finished_at": flow_run.finished_at,
+                "error": flow_run.message if flow_run.state == "failed" else None,
+                "prefect_state": flow_run.prefect_state,
+            }
         )
 
     # -- the server's life ---------------------------------------------------------------------------
@@ -420,21 +423,8 @@ def _drop(event: RunEvent) -> None:
 
 
 def _run_of(record: ServerRunRecord, *, prefect_state: str | None = None) -> BackgroundRun:
-    return BackgroundRun(
-        id=record.id,
-        kind=record.kind,  # type: ignore[arg-type]  # the table's CHECK constraint holds it to RunKind
-        knowledge_base=record.knowledge_base,
-        state=record.state,  # type: ignore[arg-type]  # and its state to RunState
-        requested_by=record.requested_by,
-        queued_at=record.queued_at,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        result=record.result,
-        error=record.error,
-        target=record.target,
-        prefect_flow_run_id=record.prefect_flow_run_id,
-        prefect_state=prefect_state,
-    )
+    run = BackgroundRun.model_validate(record, from_attributes=True)  # kind and state: the table's CHECKs
+    return run if prefect_state is None else run.model_copy(update={"prefect_state": prefect_state})
 
 
 def _left_by_a_dead_server(owner: str) -> bool:
