@@ -34,6 +34,7 @@ from ods.api.login import install_login
 from ods.api.metrics import ApiMetrics
 from ods.api.middleware import BodyTooLarge, RequestContext, body_too_large_response
 from ods.api.proxy import EndpointProxy
+from ods.api.quotas import TenantRequestQuota
 from ods.api.resources import Resources
 from ods.api.routes import (
     ask,
@@ -49,6 +50,7 @@ from ods.api.routes import (
     pipelines,
     query,
     runs,
+    tenants,
     webhooks,
 )
 from ods.api.run_events import PrefectEvents
@@ -121,6 +123,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     app.state.metrics = metrics
     app.state.audit = audit_writer
     app.state.readiness = health.ReadinessCache(settings)
+    app.add_middleware(TenantRequestQuota, quotas=settings.quotas)  # inside ApiAccess: reads the principal
     app.add_middleware(ApiAccess, resources=resources, settings=settings)  # inside AuditTrail
     app.add_middleware(  # inside RequestContext: sees the request id, the principal and every answer
         AuditTrail, writer=audit_writer, settings=settings.audit, routes=lambda: app.routes
@@ -144,6 +147,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
         runs.router,
         pipelines.router,
         webhooks.router,
+        tenants.router,
         audit.router,
         downloads.router,
     ):

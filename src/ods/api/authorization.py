@@ -95,6 +95,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "GET /api/v1/webhooks/{webhook_id}": "webhooks.manage",
     "DELETE /api/v1/webhooks/{webhook_id}": "webhooks.manage",
     "GET /api/v1/audit": "audit.view",
+    "GET /api/v1/tenants/current": OBSERVE,  # every caller may see its own tenant's usage and quotas
     # Integration point 2: the OpenAI-compatible gateway
     "GET /v1/models": "models.invoke",
     "POST /v1/chat/completions": "models.invoke",

@@ -1,4 +1,5 @@
-"""Per-key rate limits of `ods serve`, per API type: inference, data query and metadata.
+"""Per-key rate limits of `ods serve`, per API type: inference, data query and metadata (and, with
+:meth:`SlidingWindowLimiter.hit_within`, the per-tenant request quota of ``ods.api.quotas``).
 
 Each (caller, API type) pair may make ``limit`` requests in any 60 s: a sliding-window log that keeps the
 times of the requests it let through, so a burst at a minute's edge cannot pass twice the limit as a fixed
@@ -74,18 +75,22 @@ class SlidingWindowLimiter:
         self.window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._hits: dict[tuple[str, ApiType], deque[float]] = {}
+        self._hits: dict[tuple[str, str], deque[float]] = {}
         self._since_prune = 0
 
     def hit(self, caller: str, api_type: ApiType) -> RateDecision | None:
         """Count one request of ``caller`` if its window has room; None when ``api_type`` is unlimited."""
-        limit = self.limits.get(api_type, 0)
+        return self.hit_within(caller, self.limits.get(api_type, 0), api_type)
+
+    def hit_within(self, caller: str, limit: int, window: str = "all") -> RateDecision | None:
+        """Count one request of ``caller`` against ``limit`` in its ``window`` (an API type, or one window
+        for every request: a tenant's quota) if there is room; None when ``limit`` is 0 (unlimited)."""
         if limit <= 0:
             return None
         with self._lock:
             now = self._clock()
             self._prune(now)
-            hits = self._hits.setdefault((caller, api_type), deque())
+            hits = self._hits.setdefault((caller, window), deque())
             while hits and hits[0] <= now - self.window_s:
                 hits.popleft()
             allowed = len(hits) < limit

@@ -20,6 +20,8 @@ from ods.settings.api import ApiSettings as ApiSettings
 from ods.settings.api import AuditSettings as AuditSettings
 from ods.settings.api import AuthSettings as AuthSettings
 from ods.settings.api import WebhookSettings as WebhookSettings
+from ods.settings.quotas import QuotaSettings as QuotaSettings
+from ods.settings.quotas import TenantQuota as TenantQuota
 
 Profile = Literal["local", "cluster"]
 
@@ -416,6 +418,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @field_validator("tenant")
     @classmethod

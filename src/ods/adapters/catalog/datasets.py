@@ -163,6 +163,15 @@ class DatasetTables(CatalogBase):
             if wanted.issubset(dataset.tags) and (include_archived or dataset.archived_at is None)
         ]
 
+    def dataset_bytes(self, tenant: str) -> int:
+        """Bytes of the Parquet files of every version of ``tenant``'s datasets (its storage quota)."""
+        query = (
+            select(func.coalesce(func.sum(DatasetVersion.size_bytes), 0))
+            .join(Dataset, DatasetVersion.dataset_id == Dataset.id)
+            .where(Dataset.tenant == tenant)
+        )
+        return self._read(lambda session: int(session.scalar(query) or 0))
+
     def get_dataset(self, name: str) -> DatasetRecord:
         """The dataset called ``name`` (archived or not); NotFoundError listing the names there are."""
         return self._read(lambda session: _dataset_record(session, DATASETS.named(session, name)))

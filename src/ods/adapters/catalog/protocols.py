@@ -75,6 +75,8 @@ class DatasetCatalog(Protocol):
 
     def get_dataset(self, name: str) -> records.DatasetRecord: ...
 
+    def dataset_bytes(self, tenant: str) -> int: ...
+
     def update_dataset(
         self, name: str, *, description: str | None = None, tags: Sequence[str] | None = None,
         clear_description: bool = False,

@@ -37,6 +37,7 @@ from ods.api.envelope import (
     error_response,
     ok,
 )
+from ods.api.quotas import ServerQuotas, TenantQuotas
 from ods.api.resources import Resources
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, dataset_event, emit_quietly
@@ -356,6 +357,7 @@ async def register_dataset(
     runs: ServerRuns,
     tenant: CallerTenant,
     owner: CallerSubject,
+    quotas: ServerQuotas,
     source_uri: Annotated[
         str | None, Query(description="The raw table, when the body is the YAML spec itself.")
     ] = None,
@@ -365,7 +367,9 @@ async def register_dataset(
     run to poll. The same table and spec again find the version made before."""
     body = await request.body()
     yaml_body = request.headers.get("content-type", "").split(";")[0].strip().lower() in YAML_TYPES
-    return await run_in_threadpool(_register, body, yaml_body, source_uri, resources, runs, tenant, owner)
+    return await run_in_threadpool(
+        _register, body, yaml_body, source_uri, resources, runs, tenant, owner, quotas
+    )
 
 
 def _register(
@@ -376,6 +380,7 @@ def _register(
     runs: BackgroundRuns,
     tenant: str,
     owner: str | None,
+    quotas: TenantQuotas,
 ) -> Any:
     """The registration's checks and its run (in a worker thread: it reads the catalog and the store)."""
     path = "/api/v1/datasets"
@@ -408,6 +413,7 @@ def _register(
             f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
         )
     source = _store_source(store, settings.object_store.bucket, source or loaded.spec.source.uri)
+    quotas.check_storage(tenant, f"registering a version of dataset {name!r}")
     claim_dataset(resources.catalog, name, tenant, owner)  # the run registers its version as this tenant's
     run = runs.submit(
         "prepare",

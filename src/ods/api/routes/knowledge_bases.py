@@ -30,6 +30,7 @@ from ods.api.envelope import (
     error_response,
     ok,
 )
+from ods.api.quotas import ServerQuotas
 from ods.api.routes.runs import Run, run_view
 from ods.api.tenancy import CallerSubject, CallerTenant, name_taken, owned_knowledge_base
 from ods.domain.bucket_diff import documents_prefix_of
@@ -386,6 +387,7 @@ def upload_document(
     resources: ServerResources,
     runs: ServerRuns,
     tenant: CallerTenant,
+    quotas: ServerQuotas,
     file: Annotated[UploadFile, File(description="The document (PDF, HTML, MD, TXT, DOCX, PPTX, EML).")],
 ) -> Any:
     """Store the file under the knowledge base's prefix (the same name again replaces it: one document),
@@ -409,6 +411,7 @@ def upload_document(
     if not data:
         return _bad_upload(path, f"file {name!r} is empty; upload a document with text in it")
     key = documents_prefix_of(kb, watch_layout(resources.settings)) + name  # the source checked above
+    quotas.check_upload(tenant, store, key, len(data))  # 40901 past the tenant's storage or documents
     info = store.put_bytes(key, data, content_type=file.content_type)
     run = runs.request_sync(kb, f"upload {name}")
     return ok(
