@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ods.adapters.catalog import RunCatalog, ServerRunRecord
 from ods.adapters.workers.parse_pool import shared_parser_pool
+from ods.adapters.workers.processes import pid_exists
 from ods.api.prefect_runs import PrefectDeployments
 from ods.api.resources import Resources
 from ods.api.run_events import RunEvent, RunEventEmitter, emit_quietly, kb_updated_event
@@ -438,13 +439,7 @@ def _left_by_a_dead_server(owner: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return owner not in _LIVE_OWNERS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_exists(pid)
 
 
 def _interrupted(record: ServerRunRecord) -> str:

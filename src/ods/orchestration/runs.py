@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ods.adapters.workers.processes import pid_exists
 from ods.domain.scheduled_runs import ScheduledRun, could_be_leftover, redeploy_leftover_cover
 
 if TYPE_CHECKING:
@@ -101,13 +102,7 @@ def current_process() -> RunProcess:
 def process_is_alive(process: RunProcess) -> bool:
     """Whether ``process`` (on this host) still runs: same pid, same start time, not a zombie."""
     if not (_PROC / "self" / "stat").is_file():  # no /proc: the pid alone
-        try:
-            os.kill(process.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_exists(process.pid)
     started = _start_ticks(process.pid)
     return started is not None and (not process.started or started == process.started)
 

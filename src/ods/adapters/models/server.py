@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 
 import httpx
 
+from ods.adapters.workers.processes import is_zombie, pid_exists
 from ods.errors import OdsError
 
 ServerBackend = Literal["vllm", "transformers"]
@@ -267,13 +268,7 @@ class LocalModelServer:
                 return False
         except ChildProcessError:
             pass  # not our child (started by an earlier flow run): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not _is_zombie(pid)
+        return pid_exists(pid) and not is_zombie(pid)
 
     def is_healthy(self, base_url: str) -> bool:
         """Whether ``{root}/health`` answers 200 now."""
@@ -316,14 +311,6 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
         pass
     except PermissionError as error:
         raise ModelServerError(f"not allowed to signal server process group {pid}: {error}") from None
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def log_tail(path: Path | str | None, lines: int = LOG_TAIL_LINES) -> str:
