@@ -1,7 +1,7 @@
 """The pipelines routes of `ods serve` beside a real Prefect server (``PREFECT_API_URL``): a deployment of
-prefect.yaml that is on the server shows its parameter schema, schedules and newest flow runs; a run started
-through the API is a flow run of that deployment with the form's parameters; a schedule pauses and resumes
-on the server. The console page carries the run form and the pause button. No worker: runs stay Scheduled.
+prefect.yaml that is on the server shows its parameter schema, schedules, triggers and newest flow runs; a
+run started through the API is a flow run of that deployment with the form's parameters; a schedule and a
+trigger (the automation `prefect deploy` makes of it) pause and resume on the server. The console page carries the run form and the pause button. No worker: runs stay Scheduled.
 """
 
 from __future__ import annotations
@@ -40,6 +40,30 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]
                 "parameter_openapi_schema": SCHEMA,
                 "enforce_parameter_schema": True,
                 "schedules": [{"schedule": {"cron": "*/15 * * * *", "timezone": "UTC"}, "active": True}],
+            },
+        )
+        deployment = server.deployments()["check-health"]
+        server.post(  # a trigger as `prefect deploy` makes one of prefect.yaml's: an automation it owns
+            "/automations/",
+            {
+                "name": "check-health__automation_1",
+                "enabled": True,
+                "trigger": {
+                    "type": "event",
+                    "expect": ["ods.object.created"],
+                    "posture": "Reactive",
+                    "threshold": 1,
+                    "within": 0,
+                },
+                "actions": [
+                    {
+                        "type": "run-deployment",
+                        "source": "selected",
+                        "deployment_id": deployment["id"],
+                        "parameters": {},
+                    }
+                ],
+                "owner_resource": f"prefect.deployment.{deployment['id']}",
             },
         )
         yield server
@@ -97,6 +121,25 @@ def test_a_schedule_pauses_and_resumes_on_the_server(prefect: PrefectServer, cli
     assert "Resume" in client.get("/console/pipelines").text
     assert data(client.post(f"{url}/resume"))["active"] is True
     assert _deployment(client, "check-health")["prefect_schedules"][0]["active"] is True
+
+
+def test_a_trigger_pauses_and_resumes_on_the_server(prefect: PrefectServer, client: httpx.Client) -> None:
+    [trigger] = _deployment(client, "check-health")["prefect_triggers"]
+    assert trigger["label"] == "ods.object.created" and trigger["enabled"] is True
+    assert trigger["name"] == "check-health__automation_1"
+    url = f"/api/v1/pipelines/check-health/triggers/{trigger['id']}"
+
+    assert data(client.post(f"{url}/pause"))["enabled"] is False
+    assert data(client.post(f"{url}/pause"))["enabled"] is False  # again: no change
+    assert prefect.get(f"/automations/{trigger['id']}")["enabled"] is False
+    assert _deployment(client, "check-health")["prefect_triggers"][0]["enabled"] is False
+    page = client.get("/console/pipelines").text
+    assert "Resume trigger ods.object.created" in page and f"/triggers/{trigger['id']}/resume" in page
+    assert data(client.post(f"{url}/resume"))["enabled"] is True
+    assert prefect.get(f"/automations/{trigger['id']}")["enabled"] is True
+    missing = "00000000-0000-0000-0000-000000000000"
+    refused(client.post(f"/api/v1/pipelines/check-health/triggers/{missing}/pause"), 404, 40401)
+    refused(client.post("/api/v1/pipelines/check-health/triggers/nope/resume"), 404, 40401)
 
 
 def test_unknown_deployments_schedules_and_bad_parameters_are_refused(client: httpx.Client) -> None:

@@ -37,6 +37,7 @@ _PARAMETERS = {
     "run_id": "nope",
     "webhook_id": "1",
     "schedule_id": "00000000-0000-0000-0000-000000000000",
+    "trigger_id": "00000000-0000-0000-0000-000000000000",
 }
 CHECKED = sorted(key for key, permission in ROUTE_PERMISSIONS.items() if permission not in (PUBLIC, OBSERVE))
 

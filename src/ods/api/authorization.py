@@ -90,6 +90,8 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "POST /api/v1/pipelines/{name}/runs": "pipelines.run",
     "POST /api/v1/pipelines/{name}/schedules/{schedule_id}/pause": "pipelines.run",
     "POST /api/v1/pipelines/{name}/schedules/{schedule_id}/resume": "pipelines.run",
+    "POST /api/v1/pipelines/{name}/triggers/{trigger_id}/pause": "pipelines.run",
+    "POST /api/v1/pipelines/{name}/triggers/{trigger_id}/resume": "pipelines.run",
     "POST /api/v1/webhooks": "webhooks.manage",
     "GET /api/v1/webhooks": "webhooks.manage",
     "GET /api/v1/webhooks/{webhook_id}": "webhooks.manage",

@@ -148,6 +148,7 @@ class PrefectDeployments:
                         limit=runs,
                     )
                 )
+                automations = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
         except ObjectNotFound:
             return None
         except Exception as error:  # noqa: BLE001 - an unreachable server is said in one line
@@ -163,10 +164,20 @@ class PrefectDeployments:
             )
             for entry in deployment.schedules or ()
         )
+        triggers = tuple(
+            DeployedTrigger(
+                id=str(automation.id),
+                name=automation.name,
+                enabled=bool(automation.enabled),
+                label=_trigger_label(automation.trigger),
+            )
+            for automation in automations
+        )
         return DeployedView(
             parameter_schema=dict(deployment.parameter_openapi_schema or {}),
             schedules=schedules,
             runs=recent,
+            triggers=triggers,
         )
 
     def set_schedule_active(self, name: str, schedule_id: str, active: bool) -> None:
@@ -180,6 +191,23 @@ class PrefectDeployments:
                     f"deployment {name!r} has no schedule {schedule_id!r} on the Prefect server"
                 )
             client.update_deployment_schedule(deployment.id, uuid.UUID(schedule_id), active=active)
+
+    def set_trigger_enabled(self, name: str, trigger_id: str, enabled: bool) -> None:
+        """Pause (``enabled=False``) or resume one trigger of deployment ``flow/deployment``: the automation
+        `prefect deploy` made of a prefect.yaml trigger, which runs the deployment when its events arrive."""
+        from prefect import get_client
+
+        with _deployment_errors(name), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(name)
+            related = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+            if not any(str(automation.id) == trigger_id for automation in related):
+                raise NotFoundError(
+                    f"deployment {name!r} has no trigger {trigger_id!r} on the Prefect server"
+                )
+            if enabled:
+                client.resume_automation(uuid.UUID(trigger_id))
+            else:
+                client.pause_automation(uuid.UUID(trigger_id))
 
 
 @dataclass(frozen=True)
@@ -203,6 +231,16 @@ class DeployedSchedule:
 
 
 @dataclass(frozen=True)
+class DeployedTrigger:
+    """An event trigger of a deployment on the Prefect server (an automation that runs it)."""
+
+    id: str
+    name: str
+    enabled: bool
+    label: str
+
+
+@dataclass(frozen=True)
 class DeployedView:
     """What the Prefect server holds of a deployment: the schema of its parameters, its schedules, its
     newest flow runs."""
@@ -210,6 +248,13 @@ class DeployedView:
     parameter_schema: dict[str, Any]
     schedules: tuple[DeployedSchedule, ...]
     runs: list[RecentRun]
+    triggers: tuple[DeployedTrigger, ...] = ()
+
+
+def _trigger_label(trigger: object) -> str:
+    """The events a trigger waits for, short: ``ods.object.created | ods.object.deleted``."""
+    expect = sorted(getattr(trigger, "expect", None) or ())
+    return " | ".join(expect) if expect else type(trigger).__name__
 
 
 def _schedule_label(schedule: object) -> str:

@@ -58,6 +58,15 @@ class PrefectSchedule(BaseModel):
     active: bool = Field(description="false while paused.")
 
 
+class PrefectTrigger(BaseModel):
+    id: str = Field(
+        description="The trigger's automation id on the Prefect server (pause and resume name it)."
+    )
+    name: str
+    label: str = Field(description="The events it waits for.")
+    enabled: bool = Field(description="false while paused.")
+
+
 class PipelineDeployment(BaseModel):
     name: str
     flow: str
@@ -81,6 +90,11 @@ class PipelineDeployment(BaseModel):
     )
     prefect_schedules: list[PrefectSchedule] = Field(
         default_factory=list, description="Its schedules on the Prefect server, with their ids and state."
+    )
+    prefect_triggers: list[PrefectTrigger] = Field(
+        default_factory=list,
+        description="Its event triggers on the Prefect server (the automations `prefect deploy` made of "
+        "prefect.yaml's triggers), with their ids and state.",
     )
 
 
@@ -148,6 +162,9 @@ def _view(deployment: Deployment, deployed: DeployedView | None, note: str | Non
             "runs_note": note,
             "parameter_schema": deployed.parameter_schema,
             "prefect_schedules": schedules,
+            "prefect_triggers": [
+                PrefectTrigger.model_validate(entry, from_attributes=True) for entry in deployed.triggers
+            ],
         }
     )
 
@@ -225,11 +242,46 @@ def resume_schedule(name: str, schedule_id: str) -> Envelope[ScheduleState]:
 
 def _set_active(name: str, schedule_id: str, active: bool) -> ScheduleState:
     deployment, prefect = _deployed(name)
-    try:
-        uuid.UUID(schedule_id)
-    except ValueError:
-        raise NotFoundError(
-            f"no schedule {schedule_id!r}: a schedule id is a UUID from GET /api/v1/pipelines"
-        ) from None
+    _require_uuid("schedule", schedule_id)
     prefect.set_schedule_active(deployment.full_name, schedule_id, active)
     return ScheduleState(deployment=deployment.full_name, schedule_id=schedule_id, active=active)
+
+
+class TriggerState(BaseModel):
+    deployment: str
+    trigger_id: str
+    enabled: bool
+
+
+@router.post(
+    "/{name}/triggers/{trigger_id}/pause", summary="Pause a trigger", response_model=Envelope[TriggerState]
+)
+def pause_trigger(name: str, trigger_id: str) -> Envelope[TriggerState]:
+    """Pause one event trigger of deployment ``name`` on the Prefect server: its events start no run until
+    it is resumed. Pausing a paused trigger changes nothing."""
+    return ok(_set_enabled(name, trigger_id, False))
+
+
+@router.post(
+    "/{name}/triggers/{trigger_id}/resume", summary="Resume a trigger", response_model=Envelope[TriggerState]
+)
+def resume_trigger(name: str, trigger_id: str) -> Envelope[TriggerState]:
+    """Resume a paused event trigger of deployment ``name`` on the Prefect server."""
+    return ok(_set_enabled(name, trigger_id, True))
+
+
+def _set_enabled(name: str, trigger_id: str, enabled: bool) -> TriggerState:
+    deployment, prefect = _deployed(name)
+    _require_uuid("trigger", trigger_id)
+    prefect.set_trigger_enabled(deployment.full_name, trigger_id, enabled)
+    return TriggerState(deployment=deployment.full_name, trigger_id=trigger_id, enabled=enabled)
+
+
+def _require_uuid(what: str, value: str) -> None:
+    """NotFoundError unless ``value`` is a UUID (the ids of schedules and triggers on the Prefect server)."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise NotFoundError(
+            f"no {what} {value!r}: a {what} id is a UUID from GET /api/v1/pipelines"
+        ) from None
