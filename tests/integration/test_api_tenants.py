@@ -25,6 +25,7 @@ from sqlalchemy import Engine, inspect, text
 from ods.adapters.catalog import Catalog, create_catalog_engine, head_revision, migrate
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
+from ods.adapters.milvus.schema import collection_name
 from ods.errors import SettingsError
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
@@ -140,6 +141,23 @@ def test_tenant_a_sees_what_it_made(tenants: Tenants) -> None:
     assert [item["id"] for item in data(a.get("/api/v1/conversations"))] == [tenants.conversation]
     assert [item["id"] for item in data(a.get("/api/v1/webhooks"))] == [tenants.webhook]
     assert tenants.dataset_run in {run["id"] for run in data(a.get("/api/v1/runs"))}
+
+
+def test_a_tenants_documents_and_vectors_live_under_its_own_names(tenants: Tenants) -> None:
+    """acme's uploads sit under tenants/acme/ (outside the default tenant's docs/), its vectors in a
+    collection named for acme; the default tenant's names are those made before tenants existed."""
+    record = tenants.api.resources.catalog.get_knowledge_base(A_KB)
+    assert record.collection_name.startswith(f"kb_t_acme__{A_KB}__")
+    assert record.collection_name != collection_name(A_KB, record.embedding_model)
+    assert collection_name(A_KB, record.embedding_model, "default") == collection_name(
+        A_KB, record.embedding_model
+    )
+    store = build_object_store(tenants.api.settings)
+    assert [info.key for info in store.list("tenants/")] == [f"tenants/acme/docs/{A_KB}/holidays.md"]
+    assert list(store.list("docs/")) == []
+    assert record.source_uri is not None and record.source_uri.rstrip("/").endswith(
+        f"tenants/acme/docs/{A_KB}"
+    )
 
 
 def test_tenant_b_lists_none_of_a(tenants: Tenants) -> None:

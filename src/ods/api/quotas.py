@@ -31,8 +31,8 @@ from ods.api.deps import resources_of
 from ods.api.envelope import RATE_LIMITED, ConflictError, error_response
 from ods.api.rate_limits import SlidingWindowLimiter, api_type_of
 from ods.api.resources import Resources
-from ods.domain.bucket_diff import documents_prefix_of
 from ods.domain.identity import Principal
+from ods.domain.tenant_storage import knowledge_base_documents_prefix
 from ods.errors import NotFoundError
 from ods.factories import build_object_store
 from ods.settings import QuotaSettings, TenantQuota
@@ -159,7 +159,8 @@ class TenantQuotas:
 
     def _documents_prefix(self, store: ObjectStore, record: KnowledgeBaseRecord) -> str | None:
         """The store prefix ``record``'s uploaded documents are in; None when it reads another source."""
-        prefix = documents_prefix_of(record.name, watch_layout(self.resources.settings))
+        layout = watch_layout(self.resources.settings)
+        prefix = knowledge_base_documents_prefix(record.name, record.tenant, layout)
         source = uri_resolver(store)(prefix)
         return prefix if (record.source_uri or "").rstrip("/") == source.rstrip("/") else None
 

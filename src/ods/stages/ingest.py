@@ -207,15 +207,16 @@ def open_knowledge_base(
     except NotFoundError:
         existing = None
     if existing is not None and existing.embedding_model == embedder.model_id:
-        dimension = existing.embedding_dim
+        dimension, collection = existing.embedding_dim, existing.collection_name
     else:
         dimension = embedder.dimension
+        collection = collection_name(kb, embedder.model_id, tenant or settings.tenant)
     return catalog.ensure_knowledge_base(
         kb,
         source_uri=source_uri,
         embedding_model=embedder.model_id,
         embedding_dim=dimension,
-        collection_name=collection_name(kb, embedder.model_id),
+        collection_name=collection,
         description=description,
         tenant=tenant,
         owner=owner,

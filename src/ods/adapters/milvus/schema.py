@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from ods.adapters.milvus.client import VectorIndexError
 from ods.domain.hashing import stable_id
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.text_analysis import AnalyzerName
 
 if TYPE_CHECKING:
@@ -72,11 +73,13 @@ class SearchHit:
     score: float
 
 
-def collection_name(kb: str, model_id: str) -> str:
-    """A valid Milvus collection name for a knowledge base embedded with a model.
+def collection_name(kb: str, model_id: str, tenant: str = DEFAULT_TENANT) -> str:
+    """A valid Milvus collection name for ``tenant``'s knowledge base embedded with a model.
 
     Readable slugs of both, plus a hash of the exact pair so distinct pairs never collide after slugging
-    (Milvus names: letters, digits and underscores, starting with a letter, at most 255 characters).
+    (Milvus names: letters, digits and underscores, starting with a letter, at most 255 characters). The
+    default tenant's names are those made before tenants existed (its collections keep their names); any
+    other tenant's start with its own slug and hash it in, so tenants never share a collection.
     """
     if not kb.strip() or not model_id.strip():
         raise VectorIndexError(
@@ -86,7 +89,10 @@ def collection_name(kb: str, model_id: str) -> str:
     def slug(value: str) -> str:
         return _NAME_PART.sub("_", value).strip("_").lower()[:80] or "x"
 
-    return f"kb_{slug(kb)}__{slug(model_id)}_{stable_id(kb, model_id, length=10)}"
+    if tenant == DEFAULT_TENANT:
+        return f"kb_{slug(kb)}__{slug(model_id)}_{stable_id(kb, model_id, length=10)}"
+    digest = stable_id(tenant, kb, model_id, length=10)
+    return f"kb_t_{slug(tenant)}__{slug(kb)}__{slug(model_id)}_{digest}"
 
 
 def milvus_string(value: str) -> str:

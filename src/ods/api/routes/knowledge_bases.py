@@ -33,10 +33,10 @@ from ods.api.envelope import (
 from ods.api.quotas import ServerQuotas
 from ods.api.routes.runs import Run, run_view
 from ods.api.tenancy import CallerSubject, CallerTenant, name_taken, owned_knowledge_base
-from ods.domain.bucket_diff import documents_prefix_of
 from ods.domain.hashing import sha256_bytes
 from ods.domain.names import check_name
 from ods.domain.object_keys import document_name_problem, printable_name
+from ods.domain.tenant_storage import knowledge_base_documents_prefix
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.stages.ingest import open_knowledge_base
@@ -292,16 +292,18 @@ class DeletedDocument(BaseModel):
     run: Run = Field(description="The ingest run that removes its chunks: poll GET /api/v1/runs/{run.id}.")
 
 
-def store_source_of(store: ObjectStore, resources: ServerResources, kb: str) -> str:
-    """The source of a knowledge base whose documents live in the object store: the watched documents
-    prefix of ``kb`` as `ods kb ingest` and the flows read it (a folder for the local store)."""
-    return uri_resolver(store)(documents_prefix_of(kb, watch_layout(resources.settings)))
+def store_source_of(store: ObjectStore, resources: ServerResources, kb: str, tenant: str) -> str:
+    """The source of ``tenant``'s knowledge base whose documents live in the object store: its documents
+    prefix (``docs/<kb>/``, other tenants' under ``tenants/<tenant>/``) as `ods kb ingest` and the flows
+    read it (a folder for the local store)."""
+    layout = watch_layout(resources.settings)
+    return uri_resolver(store)(knowledge_base_documents_prefix(kb, tenant, layout))
 
 
 def _stored_in(store: ObjectStore, resources: ServerResources, record: KnowledgeBaseRecord) -> str:
     """The store prefix ``record``'s documents are in; ConflictError when it is ingested from elsewhere
     (a folder or prefix of its own, which the server does not write to)."""
-    source = store_source_of(store, resources, record.name)
+    source = store_source_of(store, resources, record.name, record.tenant)
     if (record.source_uri or "").rstrip("/") != source.rstrip("/"):
         raise ConflictError(
             f"knowledge base {record.name!r} is ingested from {record.source_uri or 'no source'}, not from the "
@@ -338,7 +340,7 @@ def create_knowledge_base(
             f"knowledge base {request.name!r} exists (source {existing.source_uri}); upload to it with "
             f"POST /api/v1/knowledge-bases/{request.name}/documents, or pick another name"
         )
-    source = store_source_of(build_object_store(resources.settings), resources, request.name)
+    source = store_source_of(build_object_store(resources.settings), resources, request.name, tenant)
     with resources.model_lock:  # a new knowledge base reads the embedder's dimension (loads the model)
         record = open_knowledge_base(
             catalog,
@@ -410,7 +412,8 @@ def upload_document(
         )
     if not data:
         return _bad_upload(path, f"file {name!r} is empty; upload a document with text in it")
-    key = documents_prefix_of(kb, watch_layout(resources.settings)) + name  # the source checked above
+    layout = watch_layout(resources.settings)
+    key = knowledge_base_documents_prefix(kb, tenant, layout) + name  # the source checked above
     quotas.check_upload(tenant, store, key, len(data))  # 40901 past the tenant's storage or documents
     info = store.put_bytes(key, data, content_type=file.content_type)
     run = runs.request_sync(kb, f"upload {name}")
