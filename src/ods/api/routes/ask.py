@@ -24,6 +24,7 @@ from ods.api.envelope import Envelope, error_kind, ok
 from ods.api.routes.conversations import CONVERSATION_ID_PATTERN
 from ods.api.streaming import event_stream, run_streaming
 from ods.api.tenancy import CallerTenant, owned_conversation, owned_knowledge_base, tenant_dataset_refs
+from ods.domain.answering import Mode
 from ods.domain.names import check_name
 from ods.errors import OdsError
 from ods.stages.answer import Answer, answer_question
@@ -177,30 +178,22 @@ def ask(request: AskRequest, resources: ServerResources, http: Request, tenant: 
         checked("knowledge base", request.kb)
         owned_knowledge_base(catalog, request.kb, tenant)  # unknown or another tenant's: 404 before a stream
     datasets = None if request.datasets is None else tenant_dataset_refs(catalog, request.datasets, tenant)
-    conversation_id = request.conversation_id
-    if conversation_id is not None:
-        owned_conversation(catalog, conversation_id, tenant)
+    conversation_id = tenant_conversation(resources, request.conversation_id, request.question, tenant)
     if not request.question.strip():
         raise OdsError("the question is empty; ask something, e.g. 'what is our returns policy?'")
-    if conversation_id is None:  # started here, so it is the caller's tenant's from its first turn
-        conversation_id = catalog.create_conversation(conversation_title(request.question), tenant=tenant).id
 
     def run(on_text: Callable[[str], None] | None) -> Answer:
-        with resources.model_lock:
-            answer = answer_question(
-                resources.settings,
-                request.question,
-                kb=request.kb,
-                datasets=datasets,
-                conversation_id=conversation_id,
-                mode=request.mode,
-                documents=request.documents,
-                llm=resources.llm,
-                on_text=on_text,
-                adapters=resources,
-            )
-        note_sql(http, answer.sql.sql if answer.sql is not None else None)
-        return answer
+        return answer_in_server(
+            resources,
+            http,
+            request.question,
+            kb=request.kb,
+            datasets=datasets,
+            conversation_id=conversation_id,
+            mode=request.mode,
+            documents=request.documents,
+            on_text=on_text,
+        )
 
     if request.stream:
         return event_stream(_events(run))
@@ -213,6 +206,50 @@ def ask(request: AskRequest, resources: ServerResources, http: Request, tenant: 
             **_done(answer).model_dump(),
         )
     )
+
+
+def tenant_conversation(
+    resources: ServerResources, conversation_id: str | None, question: str, tenant: str
+) -> str | None:
+    """The conversation a turn is kept in: ``conversation_id`` when ``tenant`` holds it (404 otherwise),
+    else a new one of ``tenant``, so it is the caller's from its first turn (none for an empty question,
+    which the caller refuses)."""
+    if conversation_id is not None:
+        return owned_conversation(resources.catalog, conversation_id, tenant).id
+    if not question.strip():
+        return None
+    return resources.catalog.create_conversation(conversation_title(question), tenant=tenant).id
+
+
+def answer_in_server(
+    resources: ServerResources,
+    http: Request,
+    question: str,
+    *,
+    kb: str | None,
+    datasets: list[str] | None,
+    conversation_id: str | None,
+    mode: Mode,
+    documents: list[str] | None = None,
+    on_text: Callable[[str], None] | None,
+) -> Answer:
+    """The answer stage as the server runs it: on its shared models, one caller at a time, and the SQL it
+    ran noted for the request's audit row."""
+    with resources.model_lock:
+        answer = answer_question(
+            resources.settings,
+            question,
+            kb=kb,
+            datasets=datasets,
+            conversation_id=conversation_id,
+            mode=mode,
+            documents=documents,
+            llm=resources.llm,
+            on_text=on_text,
+            adapters=resources,
+        )
+    note_sql(http, answer.sql.sql if answer.sql is not None else None)
+    return answer
 
 
 def _event(name: str, data: dict[str, Any]) -> str:

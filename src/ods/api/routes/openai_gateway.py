@@ -32,11 +32,11 @@ import numpy as np
 from fastapi import APIRouter, Body, Depends, Request
 
 from ods.adapters.catalog.records import EndpointRecord
-from ods.api.audit import note_question, note_sql
+from ods.api.audit import note_question
 from ods.api.deps import ServerResources
 from ods.api.metrics import ApiMetrics
 from ods.api.proxy import EndpointProxy
-from ods.api.routes.ask import Citation
+from ods.api.routes.ask import Citation, answer_in_server, tenant_conversation
 from ods.api.routes.openai_models import (
     MAX_DATASETS,
     AssistantMessage,
@@ -58,13 +58,12 @@ from ods.api.routes.openai_models import (
     TextCompletion,
 )
 from ods.api.streaming import event_stream, run_streaming
-from ods.api.tenancy import CallerTenant, owned_conversation, owned_knowledge_base, tenant_dataset_refs
+from ods.api.tenancy import CallerTenant, owned_knowledge_base, tenant_dataset_refs
 from ods.domain.chat import ChatMessage, Role, Usage
 from ods.domain.names import check_name
 from ods.domain.refs import parse_dataset_ref
 from ods.errors import NotFoundError, OdsError
-from ods.stages.answer import Answer, answer_question
-from ods.stages.answer.conversation import conversation_title
+from ods.stages.answer import Answer
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OpenAIError, "description": "Bad input: malformed JSON, a wrong field, a bad name."},
@@ -220,7 +219,7 @@ def chat_completions(
     if request.model.startswith((KB_PREFIX, SQL_PREFIX)):
         note_question(http, question)
         kb, datasets = _answer_sources(resources, request.model, request.datasets, tenant)
-        conversation_id = _tenant_conversation(resources, request.conversation_id, question, tenant)
+        conversation_id = tenant_conversation(resources, request.conversation_id, question, tenant)
         run = _kb_answer(resources, kb, datasets, question, conversation_id, http)
     elif request.datasets is not None:
         raise OdsError(
@@ -287,18 +286,6 @@ def _answer_sources(
     return kb, named
 
 
-def _tenant_conversation(
-    resources: ServerResources, conversation_id: str | None, question: str, tenant: str
-) -> str | None:
-    """The conversation a ``kb:``/``sql:`` turn is kept in: ``conversation_id`` when ``tenant`` holds it
-    (404 otherwise), else a new one of ``tenant`` (none for an empty question, which is refused)."""
-    if conversation_id is not None:
-        return owned_conversation(resources.catalog, conversation_id, tenant).id
-    if not question.strip():
-        return None
-    return resources.catalog.create_conversation(conversation_title(question), tenant=tenant).id
-
-
 @dataclass(frozen=True)
 class _Reply:
     """What a chat turn produced, whoever wrote it."""
@@ -330,19 +317,16 @@ def _kb_answer(
         raise OdsError("the chat has no user message with text; send the question as the last user message")
 
     def run(on_text: Callable[[str], None] | None) -> _Reply:
-        with resources.model_lock:
-            answer = answer_question(
-                resources.settings,
-                question,
-                kb=kb,
-                datasets=datasets,
-                conversation_id=conversation_id,
-                mode=mode,
-                llm=resources.llm,
-                on_text=on_text,
-                adapters=resources,
-            )
-        note_sql(http, answer.sql.sql if answer.sql is not None else None)
+        answer = answer_in_server(
+            resources,
+            http,
+            question,
+            kb=kb,
+            datasets=datasets,
+            conversation_id=conversation_id,
+            mode=mode,
+            on_text=on_text,
+        )
         return _Reply(
             text=answer.text,
             model=answer.model or "quoted-evidence",
