@@ -38,6 +38,7 @@ from ods.errors import ObjectNotFoundError, ObjectStoreError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
+    from minio.datatypes import Object
     from minio.error import S3Error
     from urllib3 import BaseHTTPResponse
 
@@ -184,14 +185,7 @@ class MinioObjectStore:
         validate_object_key(key)
         with self._translate_errors("stat", key):
             found = self._client.stat_object(self._bucket, key)
-        return ObjectInfo(
-            key=key,
-            size=found.size or 0,
-            etag=found.etag or "",
-            sha256=_sha256_from(found.metadata),
-            last_modified=found.last_modified,
-            content_type=found.content_type,
-        )
+        return _object_info(key, found)
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
@@ -214,14 +208,7 @@ class MinioObjectStore:
                 self._bucket, prefix=prefix or None, recursive=True, include_user_meta=True
             )
             found = [
-                ObjectInfo(
-                    key=item.object_name,
-                    size=item.size or 0,
-                    etag=item.etag or "",
-                    sha256=_sha256_from(item.metadata),
-                    last_modified=item.last_modified,
-                    content_type=item.content_type,
-                )
+                _object_info(item.object_name, item)
                 for item in listing
                 if item.object_name is not None and not item.is_dir
             ]
@@ -381,6 +368,18 @@ def _open_source_file(path: Path, key: str) -> BinaryIO:
         return Path(path).open("rb")
     except OSError as error:
         raise ObjectStoreError(f"cannot read {path} to store it as {key!r}: {error.strerror}") from error
+
+
+def _object_info(key: str, found: Object) -> ObjectInfo:
+    """What a stat or a listing says of the object under ``key``."""
+    return ObjectInfo(
+        key=key,
+        size=found.size or 0,
+        etag=found.etag or "",
+        sha256=_sha256_from(found.metadata),
+        last_modified=found.last_modified,
+        content_type=found.content_type,
+    )
 
 
 def _sha256_from(metadata: Mapping[str, str] | None) -> str | None:
