@@ -23,6 +23,8 @@ from sqlalchemy import Engine, inspect, text
 from ods.adapters.catalog import Catalog, create_catalog_engine, migrate
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
+from ods.api.authorization import OWNED_RESOURCES, ROUTE_PERMISSIONS
+from ods.domain.permissions import PERMISSIONS
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
@@ -165,6 +167,17 @@ def test_a_served_model_is_not_deleted(owners: Owners) -> None:
     body = refused(owners.clients["ml-one"].delete("/api/v1/models/served"), 409, CONFLICT)
     assert "http://127.0.0.1:9/v1" in body["message"] and "undeploy" in body["message"]
     assert [version.version for version in owners.catalog.list_model_versions("served")] == [1]
+
+
+def test_every_route_of_an_owner_cell_says_where_its_resource_is() -> None:
+    """A route whose permission has "owner" cells but no OWNED_RESOURCES entry would refuse every
+    owner-only caller (fail closed); this keeps the two tables in step."""
+    owner_routes = {
+        key
+        for key, permission in ROUTE_PERMISSIONS.items()
+        if permission in PERMISSIONS and PERMISSIONS[permission].as_owner
+    }
+    assert owner_routes == set(OWNED_RESOURCES)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
