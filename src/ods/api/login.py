@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import APIRouter, FastAPI, Request
@@ -50,13 +51,12 @@ NO_LOGIN: Final = (
     "this server has no browser login: set ODS_AUTH__ISSUER, ODS_AUTH__AUDIENCE and ODS_AUTH__CONSOLE_CLIENT_ID "
     "(docs/security.md, 'Console login'); on the local profile without an issuer the console needs no login"
 )
-PAGE_HEADERS: Final = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+PAGE_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'self'; frame-ancestors 'none'; form-action 'self' {issuer}"
+)
+"""The sign-in pages' Content-Security-Policy: the sign-in form's answer redirects to the provider, and
+browsers hold a redirect after a form to ``form-action``, so the issuer's origin is allowed there."""
 
 
 def browser_sessions_from(settings: Settings, resources: Resources) -> BrowserSessions | None:
@@ -119,9 +119,29 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _sign_in_page(next_path: str, *, message: str | None = None, status: int = 200) -> HTMLResponse:
-    html = _templates().get_template("login.html").render(next_path=next_path, message=message)
-    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+def _sign_in_page(
+    request: Request,
+    next_path: str,
+    *,
+    message: str | None = None,
+    status: int = 200,
+    provider_logout: str | None = None,
+) -> HTMLResponse:
+    """The sign-in page (with ``message``); with ``provider_logout``, the signed-out page that goes on to
+    the provider's logout (a meta refresh and a link: the console's pages allow no script of their own)."""
+    html = (
+        _templates()
+        .get_template("login.html")
+        .render(next_path=next_path, message=message, provider_logout=provider_logout)
+    )
+    issuer = urlsplit(_auth(request).issuer or "")
+    headers = {
+        "Content-Security-Policy": PAGE_POLICY.format(issuer=f"{issuer.scheme}://{issuer.netloc}").strip(),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def _audit(
@@ -160,7 +180,7 @@ def sign_in(request: Request, next: str | None = None) -> Response:
     """The sign-in page: one button to the provider (the console sends signed-out browsers here)."""
     if _sessions(request) is None:
         return error_response(request.url.path, NOT_FOUND, NO_LOGIN)
-    return _sign_in_page(safe_next_path(next))
+    return _sign_in_page(request, safe_next_path(next))
 
 
 @router.get("/login")
@@ -175,7 +195,7 @@ async def login(request: Request, next: str | None = None) -> Response:
             sessions.start, redirect_uri=f"{_base_url(request)}/auth/callback", next_path=safe_next_path(next)
         )
     except AuthenticationRefused as error:
-        return _sign_in_page(safe_next_path(next), message=str(error), status=503)
+        return _sign_in_page(request, safe_next_path(next), message=str(error), status=503)
     response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         LOGIN_COOKIE,
@@ -218,7 +238,7 @@ async def callback(
             reason, finished = str(refused), None
     if finished is None:
         _audit(request, "auth.login", "refused", 400, reason)
-        response: Response = _sign_in_page("/", message=f"Sign-in failed: {reason}.", status=400)
+        response: Response = _sign_in_page(request, "/", message=f"Sign-in failed: {reason}.", status=400)
     else:
         _audit(request, "auth.login", "allowed", 303, "by console session", finished.principal)
         response = RedirectResponse(
@@ -249,7 +269,9 @@ async def callback(
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """End the session (its CSRF token required, as a form field or the X-CSRF-Token header), forget its
-    cookie and send the browser to the provider's logout when it has one, else to the sign-in page."""
+    cookie and send the browser on to the provider's logout when it has one (a page that goes there at
+    once: a redirect after the console's form would break its form-action policy), else to the sign-in
+    page."""
     sessions = _sessions(request)
     if sessions is None:
         return error_response(request.url.path, NOT_FOUND, NO_LOGIN)
@@ -265,7 +287,7 @@ async def logout(request: Request) -> Response:
     if not csrf_matches(secret, sent):
         _audit(request, "auth.logout", "refused", 403, "the logout's CSRF token is missing or wrong")
         return _sign_in_page(
-            "/", message="Sign-out refused: the form's CSRF token is missing or wrong.", status=403
+            request, "/", message="Sign-out refused: the form's CSRF token is missing or wrong.", status=403
         )
     ended = await run_in_threadpool(sessions.end, secret)
     subject = ended.subject if ended else None
@@ -274,14 +296,18 @@ async def logout(request: Request) -> Response:
         if ended and subject
         else None
     )
-    _audit(request, "auth.logout", "allowed", 303, "console session ended", principal)
     target: str | None = None
     if ended is not None:
         id_token = sessions.id_token_of(secret, ended)
         target = await run_in_threadpool(
             sessions.client.end_session_url, id_token_hint=id_token, post_logout_redirect_uri=signed_out
         )
-    response = RedirectResponse(target or SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    response = (
+        _sign_in_page(request, "/", message="You are signed out of the console.", provider_logout=target)
+        if target
+        else RedirectResponse(SIGN_IN, status_code=303, headers={"Cache-Control": "no-store"})
+    )
+    _audit(request, "auth.logout", "allowed", response.status_code, "console session ended", principal)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request))
     response.delete_cookie(CSRF_COOKIE, path="/", samesite="lax", secure=_secure(request))
     return response

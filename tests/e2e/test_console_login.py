@@ -1,0 +1,185 @@
+"""The console's sign-in in a real headless Chromium (Debian's ``chromium``, driven by Playwright) against a
+real OpenID provider (node's oidc-provider, its own login form): a signed-out browser is sent to the
+sign-in page, signs in through the provider, sees the user menu with its tenant and roles; a viewer sees
+no upload or re-sync control and is refused when it calls the route anyway; an engineer sees them; sign
+out ends the session at the server and at the provider.
+
+Pages are screenshotted at 1280 and 390 px wide under ``ODS_CONSOLE_SCREENSHOTS`` (or the test's temporary
+folder); a console error on a console page fails the test. Requests to any host but this machine are
+aborted (the provider's pages ask for web fonts). Without chromium or playwright the tests skip with the
+reason, except under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.api_server import KB, RunningApi, served_platform
+from tests.support.oidc_provider import (
+    API_CLIENT,
+    AUDIENCE,
+    CONSOLE_CLIENT,
+    OidcProvider,
+    ProviderUser,
+    new_signing_key,
+)
+
+CHROMIUM = os.environ.get("ODS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+WIDTHS = (1280, 390)
+USERS = (
+    ProviderUser(
+        "vera", tenant="default", realm_roles=("data_viewer", "ml_viewer"), client_roles=("app_user",)
+    ),
+    ProviderUser(
+        "erin",
+        tenant="default",
+        realm_roles=("data_engineer", "ml_engineer"),
+        client_roles=("app_developer",),
+    ),
+)
+
+
+def _playwright_or_skip() -> Any:
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (pip install -e '.[dev]')"
+    if problem is None and not Path(CHROMIUM).is_file():
+        problem = f"no chromium at {CHROMIUM} (run `make browser` as root, or apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run: {problem}")
+        pytest.skip(f"browser tests skipped: {problem}")
+    return sync_playwright
+
+
+@dataclass(frozen=True)
+class SignInWorld:
+    provider: OidcProvider
+    api: RunningApi
+    page: Any
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInWorld]:
+    sync_playwright = _playwright_or_skip()  # before the platform is built: a skip costs nothing
+    root = tmp_path_factory.mktemp("console-login")
+    provider = OidcProvider.start(root / "provider", [], [new_signing_key("key-a")], users=USERS)
+    auth = {
+        "issuer": provider.issuer,
+        "audience": AUDIENCE,
+        "client_id": API_CLIENT,
+        "console_client_id": CONSOLE_CLIENT,
+        "scopes": "openid profile api",
+    }
+    shots = Path(os.environ.get("ODS_CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with served_platform(root, auth=auth) as api, sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            context = browser.new_context(base_url=api.base_url, viewport={"width": WIDTHS[0], "height": 900})
+            context.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if urlsplit(route.request.url).hostname == "127.0.0.1"
+                    else route.abort()
+                ),
+            )
+            page = context.new_page()
+            page.set_default_timeout(0)  # waits end when the page changes; pytest-timeout stops a hang
+            page.errors = []
+            page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+            page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.on("dialog", lambda dialog: dialog.accept())
+            yield SignInWorld(provider, api, page, shots)
+            context.close()
+            browser.close()
+    finally:
+        provider.stop()
+
+
+def _shoot(world: SignInWorld, name: str) -> None:
+    """No console error on this console page, then its screenshots at both widths."""
+    page = world.page
+    assert page.errors == [], f"console errors on {page.url}: {page.errors}"
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(world.shots / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+def _sign_in(world: SignInWorld, user: str, start: str = "/") -> None:
+    """From a signed-out ``start`` page, through the sign-in page and the provider's form, back to it."""
+    page = world.page
+    page.goto(start)
+    assert urlsplit(page.url).path == "/auth/sign-in"
+    _shoot(world, "sign-in")
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    page.wait_for_url(f"{world.provider.issuer}/interaction/**")
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", "any password")
+    page.locator("button[type=submit]").click()
+    page.get_by_role("button", name="Continue").click()  # oidc-provider asks every native client's user
+    page.wait_for_url(f"{world.api.base_url}{start}")
+    page.errors.clear()  # the provider's pages are not the console's: their font requests were aborted
+
+
+def _who(world: SignInWorld) -> str:
+    text: str = world.page.locator("header .who").inner_text()
+    return text
+
+
+def test_a_viewer_signs_in_sees_its_menu_but_no_write_control_and_signs_out(world: SignInWorld) -> None:
+    page = world.page
+    _sign_in(world, "vera")
+    who = _who(world)
+    assert "vera" in who and "tenant default" in who and "data_viewer" in who and "app_user" in who
+    _shoot(world, "home-viewer")
+
+    page.goto(f"/console/knowledge-bases/{KB}")
+    assert page.locator("h1").first.inner_text()
+    assert page.locator("form[data-upload]").count() == 0
+    assert page.get_by_role("button", name="Re-sync with the source").count() == 0
+    _shoot(world, "knowledge-base-viewer")
+    # the route refuses the viewer anyway (the CSRF header is sent by csrf.js: the refusal is the role's)
+    refused = page.evaluate(
+        """async (kb) => {
+            const answer = await fetch(`/api/v1/knowledge-bases/${kb}/sync`, {method: "POST"});
+            return [answer.status, (await answer.json()).message];
+        }""",
+        KB,
+    )
+    assert refused[0] == 403 and "knowledge.edit" in refused[1] and "CSRF" not in refused[1]
+    page.errors.clear()  # Chromium logs the refused fetch as a console error
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{world.provider.issuer}/session/end**")  # through the signed-out page's refresh
+    page.locator("button[name=logout][value=yes]").click()
+    page.wait_for_url(f"{world.api.base_url}/auth/sign-in**")
+    page.errors.clear()
+    assert not [cookie for cookie in page.context.cookies() if cookie["name"] == "ods_session"]
+    page.goto("/console/datasets")
+    assert urlsplit(page.url).path == "/auth/sign-in"
+
+
+def test_an_engineer_sees_the_write_controls(world: SignInWorld) -> None:
+    page = world.page
+    _sign_in(world, "erin", start=f"/console/knowledge-bases/{KB}")
+    who = _who(world)
+    assert "erin" in who and "data_engineer" in who and "app_developer" in who
+    assert page.locator("form[data-upload]").count() == 1
+    assert page.get_by_role("button", name="Re-sync with the source").count() == 1
+    session = [cookie for cookie in page.context.cookies() if cookie["name"] == "ods_session"]
+    assert len(session) == 1 and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
+    _shoot(world, "knowledge-base-engineer")
