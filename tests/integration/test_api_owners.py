@@ -112,6 +112,9 @@ def test_the_creator_is_recorded_as_owner(owners: Owners) -> None:
 
 def test_a_data_engineer_edits_and_archives_its_own_dataset(owners: Owners) -> None:
     one = owners.clients["de-one"]
+    assert data(one.get("/api/v1/datasets/orders"))["owner"] == "de-one"
+    listed = {item["name"]: item["owner"] for item in data(one.get("/api/v1/datasets"))["items"]}
+    assert listed == {"legacy_sales": None, "orders": "de-one", "regions": "de-two"}
     edited = data(one.put("/api/v1/datasets/orders", json={"description": "paid orders"}))
     assert edited["description"] == "paid orders"
     assert data(one.delete("/api/v1/datasets/orders"))["archived_at"] is not None
@@ -156,6 +159,7 @@ def test_an_ml_engineer_deletes_its_own_model_only(owners: Owners) -> None:
     refused(two.post("/api/v1/models/undeploy", json={"model": "scorer@1"}), 403, FORBIDDEN)
     refused(one.delete("/api/v1/models/legacy"), 403, FORBIDDEN)
 
+    assert data(one.get("/api/v1/models/ranker"))["owner"] == "ml-one"
     deleted = data(one.delete("/api/v1/models/ranker"))
     assert deleted == {"name": "ranker", "description": None, "versions_deleted": 0}
     refused(one.delete("/api/v1/models/ranker"), 404, NOT_FOUND)  # gone: a second delete finds nothing

@@ -76,6 +76,11 @@ class DatasetInfo(BaseModel):
     latest_version: int | None = Field(description="Newest registered version; null when none passed.")
     version_count: int
     created_at: datetime
+    owner: str | None = Field(
+        default=None,
+        description="The subject (token sub or API key name) that created it; null when made before owners "
+        "were recorded or by the CLI: then only data_admin (not data_engineer) may edit or archive it.",
+    )
 
 
 class DatasetSummary(DatasetInfo):
@@ -135,6 +140,7 @@ class DatasetDetail(BaseModel):
     description: str | None
     tags: list[str] = Field(description="Short labels, sorted.")
     archived_at: datetime | None = Field(description="When it was archived; null while it is live.")
+    owner: str | None = Field(default=None, description="Who created it (see DatasetInfo.owner).")
     versions: list[DatasetVersion] = Field(description="Every version, newest first.")
 
 
@@ -300,6 +306,7 @@ def _info(record: DatasetRecord) -> DatasetInfo:
         latest_version=record.latest_version,
         version_count=record.version_count,
         created_at=record.created_at,
+        owner=record.owner,
     )
 
 
@@ -548,6 +555,7 @@ def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> 
             description=described.description,
             tags=list(described.tags),
             archived_at=described.archived_at,
+            owner=described.owner,
             versions=[
                 _version(record, catalog.validation_runs(record.id), card_uri(store, record))
                 for record in versions

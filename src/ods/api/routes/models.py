@@ -92,6 +92,11 @@ class Endpoint(BaseModel):
 class ModelDetail(BaseModel):
     name: str
     description: str | None
+    owner: str | None = Field(
+        default=None,
+        description="The subject that created it; null when made before owners were recorded or by the CLI "
+        "(training): then only ml_admin (not ml_engineer) may undeploy or delete it.",
+    )
     versions: list[ModelVersion] = Field(description="Every version, newest first.")
     endpoints: list[Endpoint] = Field(description="Every endpoint started for it, newest first.")
 
@@ -377,6 +382,7 @@ def get_model(name: str, resources: ServerResources, tenant: CallerTenant) -> En
         ModelDetail(
             name=name,
             description=described.description,
+            owner=described.owner,
             versions=[_version(record, resources) for record in records],
             endpoints=[_endpoint(endpoint) for endpoint in endpoints],
         )
