@@ -9,18 +9,16 @@ the CLI and flows, so they are recorded here through the catalog with the owner 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 
-from ods.adapters.catalog import Catalog, create_catalog_engine, migrate
+from ods.adapters.catalog import Catalog, migrate
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
 from ods.api.authorization import OWNED_RESOURCES, ROUTE_PERMISSIONS
@@ -28,9 +26,9 @@ from ods.domain.permissions import PERMISSIONS
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
-from tests.support.api_envelope import data, refused
+from tests.support.api_envelope import data, finished_run, refused
 from tests.support.api_server import running_api
-from tests.support.postgres import temporary_database
+from tests.support.postgres import catalog_engine
 
 FORBIDDEN, NOT_FOUND, CONFLICT = 40301, 40401, 40901
 ORDERS_CSV = b"id,status,amount\n1,paid,10.5\n2,pending,3\n"
@@ -49,14 +47,6 @@ CALLERS = {  # key name: (tenant, role)
 class Owners:
     clients: dict[str, httpx.Client]
     catalog: Catalog
-
-
-def finished_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
-    while True:
-        run: dict[str, Any] = data(client.get(f"/api/v1/runs/{run_id}"))
-        if run["state"] in ("completed", "failed"):
-            return run
-        time.sleep(0.1)
 
 
 def register(client: httpx.Client, uri: str, name: str) -> None:
@@ -186,15 +176,8 @@ def test_every_route_of_an_owner_cell_says_where_its_resource_is() -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_catalog_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog_engine(request.param, tmp_path, "ods_test_owners_") as engine:
         yield engine
-        engine.dispose()
-        return
-    with temporary_database("ods_test_owners_") as url:
-        engine = create_catalog_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def test_migration_0014_leaves_existing_rows_without_owner(empty_engine: Engine) -> None:

@@ -10,10 +10,8 @@ own quota (``ODS_QUOTAS__TENANTS``); usage is measured on every check (``usage_c
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +19,7 @@ import pytest
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
-from tests.support.api_envelope import data, refused
+from tests.support.api_envelope import data, finished_run, refused
 from tests.support.api_server import running_api
 
 CONFLICT, RATE_LIMITED = 40901, 42901
@@ -50,14 +48,6 @@ def upload(client: httpx.Client, kb: str, name: str, body: bytes) -> httpx.Respo
     return client.post(
         f"/api/v1/knowledge-bases/{kb}/documents", files={"file": (name, body, "text/markdown")}
     )
-
-
-def finished_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
-    while True:
-        run: dict[str, Any] = data(client.get(f"/api/v1/runs/{run_id}"))
-        if run["state"] in ("completed", "failed"):
-            return run
-        time.sleep(0.1)
 
 
 def register(client: httpx.Client, uri: str, name: str) -> httpx.Response:

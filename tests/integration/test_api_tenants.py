@@ -11,7 +11,6 @@ for the strongest role too. Answers quote their evidence (no model generation).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, text
 
-from ods.adapters.catalog import Catalog, create_catalog_engine, head_revision, migrate
+from ods.adapters.catalog import Catalog, head_revision, migrate
 from ods.adapters.catalog.database import alembic_config
 from ods.adapters.catalog.schema import utcnow
 from ods.adapters.milvus.schema import collection_name
@@ -30,9 +29,9 @@ from ods.errors import SettingsError
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
 from ods.stages.api_keys import create_api_key
-from tests.support.api_envelope import data, refused
+from tests.support.api_envelope import data, finished_run, refused
 from tests.support.api_server import RunningApi, running_api
-from tests.support.postgres import temporary_database
+from tests.support.postgres import catalog_engine
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 TENANT_TABLES = ("datasets", "models", "knowledge_bases", "conversations", "webhooks")
@@ -59,15 +58,6 @@ class Tenants:
     conversation: str
     webhook: int
     document: int
-
-
-def finished_run(client: httpx.Client, run_id: str) -> dict[str, Any]:
-    """The run once it completed or failed (pytest-timeout stops a run that never ends)."""
-    while True:
-        run: dict[str, Any] = data(client.get(f"/api/v1/runs/{run_id}"))
-        if run["state"] in ("completed", "failed"):
-            return run
-        time.sleep(0.1)
 
 
 def register(client: httpx.Client, uri: str, name: str) -> str:
@@ -260,15 +250,8 @@ def test_a_webhook_hears_only_its_tenant_events(tenants: Tenants) -> None:
 
 @pytest.fixture(params=BACKENDS)
 def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_catalog_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog_engine(request.param, tmp_path, "ods_test_tenants_") as engine:
         yield engine
-        engine.dispose()
-        return
-    with temporary_database("ods_test_tenants_") as url:
-        engine = create_catalog_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def test_migration_0012_puts_existing_rows_in_the_default_tenant(empty_engine: Engine) -> None:

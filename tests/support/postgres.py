@@ -10,8 +10,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 """The maintenance database used to create and drop throwaway databases (trust auth, user postgres)."""
@@ -54,3 +59,24 @@ def postgres_url() -> Iterator[str]:
     """URL of a fresh database on the local PostgreSQL server, dropped after the test session."""
     with temporary_database() as url:
         yield url
+
+
+@contextmanager
+def catalog_engine(backend: str, folder: Path, prefix: str = "ods_test_") -> Iterator[Engine]:
+    """An engine on an empty catalog database: a SQLite file in ``folder`` or (``backend`` "postgres") a
+    throwaway PostgreSQL database; disposed (and the database dropped) afterwards."""
+    from ods.adapters.catalog import create_catalog_engine
+
+    if backend == "sqlite":
+        engine = create_catalog_engine(f"sqlite:///{folder / 'catalog.db'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    with temporary_database(prefix) as url:
+        engine = create_catalog_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
