@@ -8,12 +8,17 @@ the embedder opened once (as `ods serve` keeps them), every judged query is sear
 ``ods.stages.retrieve.search_index``, the function the CLI and the API call, in each mode. A document's
 rank is its best chunk's rank (150 chunks are asked for, to rank 100 documents). Printed per mode: nDCG@10,
 recall@100, MRR@10, and the p50/p95 latency of one search of k=10, with the query's embedding and without
-it (the query vectors computed beforehand), beside three references computed here from the same texts:
+it (the query vectors computed beforehand; `--rounds` times each, interleaved query by query), beside three
+references computed here from the same texts:
 
 - dense: exact cosine with the same embedder over the same texts (one vector per document);
 - BM25: bm25s (Lucene variant, k1 0.9, b 0.4), English stop words and the Snowball English stemmer
   (PyStemmer);
 - RRF: reciprocal-rank fusion (k 60) of the two references' top-100 lists.
+
+Dense and hybrid are timed a second time with the questions embedded by torch instead of the default ONNX
+Runtime (``ODS_EMBEDDING__QUERY_RUNTIME``), the ratio printed; the cache of recent questions is off
+(every question is searched several times).
 
 The ingested knowledge base stays under ``--data`` (default ``.ods/benchmarks/retrieval_quality``), so a
 second run finds every document unchanged and skips straight to searching.
@@ -257,6 +262,30 @@ class OpenKnowledgeBase:
             rankings[query_id] = unique_in_order(doc_id_of(hit.doc_uri) for hit in retrieval.hits)
         return rankings, seconds
 
+    def interleaved_seconds(
+        self, collection: Collection, mode: str, embedders: Mapping[str, Any], rounds: int
+    ) -> dict[str, list[float]]:
+        """Seconds of each k=10 search of every query with each embedder (None: the open one), the
+        embedders taking turns query by query, ``rounds`` times: each sees the same machine load."""
+        from ods.stages.retrieve import search_index
+
+        seconds: dict[str, list[float]] = {name: [] for name in embedders}
+        for _ in range(rounds):
+            for _, question in sorted(collection.queries.items()):
+                for name, embedder in embedders.items():
+                    started = time.perf_counter()
+                    search_index(
+                        self.index,
+                        embedder or self.embedder,
+                        self.record,
+                        question,
+                        k=10,
+                        mode=mode,  # type: ignore[arg-type]
+                        search=self.settings.search,
+                    )
+                    seconds[name].append(time.perf_counter() - started)
+        return seconds
+
     def hybrid_seconds_before(self, collection: Collection, k: int, embedder: Any = None) -> list[float]:
         """Each query's seconds of hybrid search as ``search_index`` ran it before it ranked ids first
         (the baseline): full hits (text, metadata) for every candidate of both sides, fused by ``fuse``."""
@@ -441,6 +470,8 @@ def isolate(data: Path) -> None:
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Every query is searched several times: remembered vectors would time a dictionary look-up.
+    os.environ["ODS_EMBEDDING__QUERY_CACHE"] = "0"
     os.environ.pop("PREFECT_API_URL", None)
     sys.path.insert(0, str(REPO_ROOT / "src"))
     sys.path.insert(0, str(REPO_ROOT))
@@ -490,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="also rank with each document's title in front of its later chunks (convex fusion; CISI has titles)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times every query is timed per mode and embedder (interleaved)"
+    )
     parser.add_argument("--data", type=Path, default=REPO_ROOT / ".ods" / "benchmarks" / "retrieval_quality")
     arguments = parser.parse_args(argv)
 
@@ -508,12 +542,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         measured: list[tuple[str, Scores, str]] = []
         known = KnownVectors(opened.embedder, list(collection.queries.values()))
+        torch_embedder = torch_query_embedder(opened)
+        runtime = getattr(opened.embedder, "query_runtime", "n/a")
+        timing_notes = []
         for mode in arguments.modes:
             rankings, _ = opened.rankings(collection, mode, CHUNK_DEPTH)
-            _, seconds = opened.rankings(collection, mode, 10)
-            _, searching = opened.rankings(collection, mode, 10, known)
+            embedders = {"default": None, "known": known}
+            if mode != "bm25" and torch_embedder is not None:  # the baseline: questions embedded by torch
+                embedders["torch"] = torch_embedder
+            timed = opened.interleaved_seconds(collection, mode, embedders, arguments.rounds)
+            seconds, searching = timed["default"], timed["known"]
             latency = f"{milliseconds(seconds)}   {milliseconds(searching)}"
             measured.append((f"ods {mode}", score(rankings, collection.relevant), latency))
+            if "torch" in timed:
+                with_torch = timed["torch"]
+                timing_notes.append(
+                    f"ods {mode}: search_index p50 / p95 {milliseconds(seconds)} with the {runtime} query "
+                    f"embedding, {milliseconds(with_torch)} with torch's; p50 ratio "
+                    f"{percentile(seconds, 0.5) / percentile(with_torch, 0.5):.2f}"
+                )
             if mode == "hybrid":  # the baseline: every candidate read in full before fusion
                 before = opened.hybrid_seconds_before(collection, 10)
                 searching_before = opened.hybrid_seconds_before(collection, 10, known)
@@ -534,6 +581,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     rows = [(labels[name], figures, "") for name, figures in reference_scores.items()]
     print_table(iter([*rows, *measured]), reference_scores["rrf"])
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    for note in timing_notes:
+        print(note)
+
+
+def torch_query_embedder(opened: OpenKnowledgeBase) -> Any:
+    """The same model embedding questions with torch (what search_index used before ONNX Runtime), or None
+    when the open embedder is not the in-process one."""
+    from ods.adapters.models.embedder import SentenceTransformerEmbedder
+
+    if not isinstance(opened.embedder, SentenceTransformerEmbedder):
+        return None
+    embedder = SentenceTransformerEmbedder(
+        opened.embedder._model_dir, model_id=opened.embedder.model_id, query_runtime="torch"
+    )
+    embedder.embed(["warm up the model"])
+    return embedder
 
 
 def describe_search(settings: Any) -> str:
