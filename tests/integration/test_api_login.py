@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from ods.adapters.identity.session_seal import session_id, unseal
+from ods.adapters.identity.session_seal import seal, session_id, unseal
 from ods.settings import load_settings
 from tests.support.api_server import RunningApi, running_api
 from tests.support.oidc_provider import (
@@ -336,3 +336,21 @@ def test_a_server_without_an_issuer_has_no_login(tmp_path: Path) -> None:
         assert answer.status_code == 404 and "ODS_AUTH__CONSOLE_CLIENT_ID" in answer.json()["message"]
         signed_out = httpx.get(f"{api.base_url}/api/v1/datasets", timeout=60)
         assert signed_out.status_code == 200  # the local profile's loopback admin needs no login
+
+
+def test_a_refused_refresh_ends_the_session(world: LoginWorld) -> None:
+    api = world.refreshing
+    catalog = api.resources.catalog
+    with world.browser() as browser:
+        cookie = world.login(browser, "alice", api=api)
+        row = catalog.get_login_session(session_id(cookie), datetime.now(UTC))
+        assert row is not None
+        # the provider no longer honours the session's refresh token (revoked, expired, its session ended)
+        tokens = {**unseal(cookie, row.sealed), "refresh_token": "revoked-by-the-provider"}
+        catalog.put_login_session(replace(row, sealed=seal(cookie, tokens)))
+
+        api_call = browser.get(f"{api.base_url}/api/v1/datasets")
+        assert api_call.status_code == 401 and "session has ended" in api_call.json()["message"]
+        assert catalog.get_login_session(session_id(cookie), datetime.now(UTC)) is None
+        page = browser.get(f"{api.base_url}/console/models")
+        assert page.status_code == 303 and page.headers["location"].startswith("/auth/sign-in?next=")

@@ -123,7 +123,9 @@ class BrowserSessions:
             "redirect_uri": redirect_uri,
             "next": safe_next_path(next_path),
         }
-        self._catalog().put_login_session(
+        catalog = self._catalog()
+        catalog.prune_login_sessions(self._now())  # each new login clears the ended ones (one indexed delete)
+        catalog.put_login_session(
             LoginSessionRecord(
                 id=session_id(secret),
                 kind="pending",
