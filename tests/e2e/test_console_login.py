@@ -180,6 +180,23 @@ def test_an_engineer_sees_the_write_controls(world: SignInWorld) -> None:
     assert "erin" in who and "data_engineer" in who and "app_developer" in who
     assert page.locator("form[data-upload]").count() == 1
     assert page.get_by_role("button", name="Re-sync with the source").count() == 1
+    # csrf.js adds the session's CSRF token to the console's writes, by fetch and by XMLHttpRequest (uploads)
+    statuses = page.evaluate(
+        """async () => {
+            const body = JSON.stringify({sql: "SELECT 1"});
+            const headers = {"Content-Type": "application/json"};
+            const byFetch = (await fetch("/api/v1/query/validate", {method: "POST", headers, body})).status;
+            const byXhr = await new Promise((resolve) => {
+                const request = new XMLHttpRequest();
+                request.open("POST", "/api/v1/query/validate");
+                request.setRequestHeader("Content-Type", "application/json");
+                request.onload = () => resolve(request.status);
+                request.send(body);
+            });
+            return [byFetch, byXhr];
+        }"""
+    )
+    assert statuses == [200, 200]
     session = [cookie for cookie in page.context.cookies() if cookie["name"] == "ods_session"]
     assert len(session) == 1 and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
     _shoot(world, "knowledge-base-engineer")
