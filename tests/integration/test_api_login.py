@@ -251,31 +251,47 @@ def test_a_replayed_code_is_refused(world: LoginWorld) -> None:
 
 def test_a_code_is_useless_without_its_pkce_verifier(world: LoginWorld) -> None:
     base = world.api.base_url
-    with world.browser() as browser:
-        to_callback = sign_in(browser, f"{base}/auth/login", "bob", stop_at=f"{base}/auth/callback")
-        code = parse_qs(urlsplit(to_callback.headers["location"]).query)["code"][0]
-        stolen = httpx.post(
-            f"{world.provider.issuer}/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": CONSOLE_CLIENT,
-                "redirect_uri": f"{base}/auth/callback",
-            },
-        )
-        assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
-        # the provider also refuses a login that offers no PKCE challenge at all
-        plain = httpx.get(
-            f"{world.provider.issuer}/auth",
-            params={
-                "client_id": CONSOLE_CLIENT,
-                "response_type": "code",
-                "scope": "openid",
-                "redirect_uri": f"{base}/auth/callback",
-                "state": "s" * 32,
-            },
-        )
-        assert plain.status_code == 303 and "error=invalid_request" in plain.headers["location"]
+
+    def victims_code() -> str:
+        with world.browser() as victim:
+            to_callback = sign_in(victim, f"{base}/auth/login", "bob", stop_at=f"{base}/auth/callback")
+            return parse_qs(urlsplit(to_callback.headers["location"]).query)["code"][0]
+
+    stolen = httpx.post(
+        f"{world.provider.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": victims_code(),
+            "client_id": CONSOLE_CLIENT,
+            "redirect_uri": f"{base}/auth/callback",
+        },
+    )
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+    # a stolen code injected into the attacker's own login: exchanged with that login's verifier, refused
+    code = victims_code()
+    with world.browser() as attacker:
+        own = attacker.get(f"{base}/auth/login")
+        state = parse_qs(urlsplit(own.headers["location"]).query)["state"][0]
+        injected = attacker.get(f"{base}/auth/callback?{urlencode({'code': code, 'state': state})}")
+        assert injected.status_code == 400
+        assert "code was refused by the provider" in html.unescape(injected.text)
+        assert "ods_session" not in attacker.cookies
+    rows = [e for e in world.audit(action="auth.login", outcome="refused") if e["request_id"]]
+    assert any(e["request_id"] == injected.headers["x-request-id"] for e in rows)
+
+    # the provider refuses a login that offers no PKCE challenge at all
+    plain = httpx.get(
+        f"{world.provider.issuer}/auth",
+        params={
+            "client_id": CONSOLE_CLIENT,
+            "response_type": "code",
+            "scope": "openid",
+            "redirect_uri": f"{base}/auth/callback",
+            "state": "s" * 32,
+        },
+    )
+    assert plain.status_code == 303 and "error=invalid_request" in plain.headers["location"]
 
 
 def test_an_expiring_access_token_is_refreshed(world: LoginWorld) -> None:
