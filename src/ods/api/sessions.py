@@ -204,7 +204,9 @@ class BrowserSessions:
             return None
 
     def _refresh(self, secret: str, key: str) -> TokenSet:
-        """Refresh the session's tokens (or take those a concurrent request just refreshed)."""
+        """Refresh the session's tokens (or take those a concurrent request just refreshed: in this
+        process, behind the session's lock; in another server process, found after the provider refused
+        the refresh token that process had just used)."""
         record = self._catalog().get_login_session(key, self._now())
         if record is None or record.kind != "active":
             raise AuthenticationRefused(SESSION_ENDED)
@@ -217,6 +219,9 @@ class BrowserSessions:
         try:
             fresh = self.client.refresh(tokens.refresh_token)
         except LoginRefused as error:
+            latest = self._catalog().get_login_session(key, self._now())
+            if latest is not None and latest.sealed != record.sealed:
+                return self._tokens(secret, latest)  # another server process refreshed it meanwhile
             self._catalog().delete_login_session(key)
             raise AuthenticationRefused(f"{SESSION_ENDED} ({error})") from None
         if fresh.id_token is None and tokens.id_token is not None:
