@@ -1,5 +1,5 @@
 """Who may call `ods serve`, and how often: API keys and OpenID bearer tokens (``Authorization: Bearer
-<key or token>``), and rate limits.
+<key or token>``), the console's session cookie, and rate limits.
 
 - ``/healthz`` is always open: it says only that the process answers.
 - ``/readyz``, ``/metrics``, ``/docs``, ``/redoc`` and ``/openapi.json`` are open to clients on this
@@ -11,6 +11,11 @@
   loopback clients may call without one and act as a local ``super_admin`` (a placeholder such as the
   ``openai`` client's ``api_key`` is ignored, but a revoked or expired key is still refused). Once one key
   is active or an issuer is set, every request needs credentials.
+- Without an ``Authorization`` header, a browser's console session cookie (``ods_session``, once
+  ODS_AUTH__CONSOLE_CLIENT_ID is set: ``ods.api.sessions``) names the principal of its access token; a
+  state-changing request so authenticated needs the session's ``X-CSRF-Token`` (403 otherwise), and a
+  signed-out browser asking for a console page is sent to ``/auth/sign-in``. The sign-in routes
+  (``/auth/*``, ``ods.api.login``) and the console's CSS and JavaScript are open.
 - The credentials name a :class:`~ods.domain.identity.Principal` (subject, tenant, roles), kept in the
   request's state for ``ods.api.authorization``, which checks the route's permission. An ``X-Tenant-ID``
   header must name the principal's tenant.
