@@ -35,6 +35,7 @@ from ods.stages.prepare import (
     WrittenTable,
     card_uri,
     dataset_prefix,
+    dataset_tenant,
     fetch_source,
     find_prepared_version,
     load_spec,
@@ -131,8 +132,11 @@ def encode_table(cleaned: CleaningResult) -> bytes:
 
 @task(name="write-table", **RETRY_TRANSIENT_IO, **NOT_PERSISTED)
 def write_table(loaded: LoadedSpec, parquet: bytes) -> WrittenTable:
-    """Store the cleaned table's Parquet bytes at their content-addressed key."""
-    written = store_parquet(build_object_store(get_settings()), dataset_prefix(loaded.spec.name), parquet)
+    """Store the cleaned table's Parquet bytes at their content-addressed key, under the dataset's tenant."""
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
+        tenant = dataset_tenant(catalog, loaded.spec.name, settings)
+    written = store_parquet(build_object_store(settings), dataset_prefix(loaded.spec.name, tenant), parquet)
     get_run_logger().info(
         "%s %s (%d bytes)", "wrote" if written.written else "reused", written.uri, written.size_bytes
     )
@@ -145,8 +149,10 @@ def _publish(
     cleaned: CleaningResult,
     profile: TableProfile,
     report: ValidationReport,
+    tenant: str,
 ) -> str:
-    """Publish the dataset card (artifact and object store), and emit ods.dataset.registered or .rejected."""
+    """Publish the dataset card (artifact and object store, under ``tenant``'s prefix), and emit
+    ods.dataset.registered or .rejected."""
     record = prepared.record
     card = render_dataset_card(
         name=record.dataset_name,
@@ -171,7 +177,7 @@ def _publish(
     create_markdown_artifact(
         key=dataset_card_key(record.dataset_name), markdown=card, description="Dataset card"
     )
-    card_location = store_card(build_object_store(get_settings()), record, card)
+    card_location = store_card(build_object_store(get_settings()), record, card, tenant)
     payload = {**prepared.summary(card_location).model_dump(mode="json"), "train": loaded.spec.train}
     event = dataset_event_name(record.status == "registered")
     emit_event(
@@ -195,7 +201,8 @@ def register_dataset_version(
     written: WrittenTable,
 ) -> DatasetVersionSummary:
     """Record the registered version, publish its card and emit ods.dataset.registered."""
-    with open_catalog(get_settings()) as catalog:
+    settings = get_settings()
+    with open_catalog(settings) as catalog:
         prepared = register_version(
             catalog,
             loaded,
@@ -206,7 +213,8 @@ def register_dataset_version(
             validation_rows=[outcome.as_row() for outcome in report.outcomes],
             flow_run_id=flow_run.id,
         )
-    card_location = _publish(prepared, loaded, cleaned, profile, report)
+        tenant = dataset_tenant(catalog, loaded.spec.name, settings)
+    card_location = _publish(prepared, loaded, cleaned, profile, report, tenant)
     get_run_logger().info("registered %s v%d", prepared.record.dataset_name, prepared.record.version)
     return prepared.summary(card_location)
 
@@ -222,6 +230,7 @@ def reject_dataset_version(
     """Quarantine the failing rows, record the rejected version, emit ods.dataset.rejected, and fail."""
     settings = get_settings()
     with open_catalog(settings) as catalog:
+        tenant = dataset_tenant(catalog, loaded.spec.name, settings)
         prepared = reject_version(
             catalog,
             build_object_store(settings),
@@ -233,15 +242,17 @@ def reject_dataset_version(
             validation_rows=[outcome.as_row() for outcome in report.outcomes],
             reason="failed expectations: " + report.summary(),
             flow_run_id=flow_run.id,
+            tenant=tenant,
         )
-    _publish(prepared, loaded, cleaned, profile, report)
+    _publish(prepared, loaded, cleaned, profile, report, tenant)
     raise DatasetRejectedError(rejection_message(prepared))
 
 
 @task(name="reuse-version", **NOT_PERSISTED)
 def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -> DatasetVersionSummary:
     """Return the version an earlier run made; a rejected one fails again with its recorded reason."""
-    store = build_object_store(get_settings())
+    settings = get_settings()
+    store = build_object_store(settings)
     prepared = (
         rejected_version(store, existing) if existing.status == "rejected" else PreparedVersion(existing)
     )
@@ -252,4 +263,6 @@ def reuse_existing_version(loaded: LoadedSpec, existing: DatasetVersionRecord) -
     )
     if existing.status == "rejected":
         raise DatasetRejectedError(rejection_message(prepared))
-    return prepared.summary(card_uri(store, existing))
+    with open_catalog(settings) as catalog:
+        tenant = dataset_tenant(catalog, existing.dataset_name, settings)
+    return prepared.summary(card_uri(store, existing, tenant))

@@ -55,7 +55,8 @@ def test_datasets_are_listed_with_filters_and_pages(client: httpx.Client) -> Non
 def test_a_dataset_shows_versions_schema_profile_and_lineage(api: RunningApi, client: httpx.Client) -> None:
     with open_catalog(api.settings) as catalog:
         record = catalog.get_dataset_version(DATASET)
-    card = store_card(build_object_store(api.settings), record, "# sales\n")  # as the flow's last step does
+    # as the flow's last step does
+    card = store_card(build_object_store(api.settings), record, "# sales\n", "default")
 
     detail = data(client.get(f"/api/v1/datasets/{DATASET}"))
 

@@ -93,7 +93,7 @@ def prepare(settings: Settings, catalog: Catalog, spec_path: Path) -> PreparedVe
         return reject_version(
             catalog, store, loaded, source, frame=cleaned.frame, failing_rows=report.failing_rows,
             profile=profile, validation_rows=rows, reason="failed expectations: " + report.summary(),
-            flow_run_id=None,
+            flow_run_id=None, tenant="default",
         )  # fmt: skip
     written = write_parquet(store, dataset_prefix(loaded.spec.name), cleaned.frame)
     return register_version(

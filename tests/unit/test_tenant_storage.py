@@ -10,7 +10,14 @@ import pytest
 from ods.adapters.milvus.schema import collection_name
 from ods.domain.bucket_diff import WatchLayout
 from ods.domain.identity import InvalidTenantError
-from ods.domain.tenant_storage import knowledge_base_documents_prefix, tenant_key_prefix
+from ods.domain.tenant_storage import (
+    dataset_card_key,
+    dataset_key_prefix,
+    dataset_spec_key,
+    knowledge_base_documents_prefix,
+    quarantine_key_prefix,
+    tenant_key_prefix,
+)
 
 LAYOUT = WatchLayout(raw_prefix="raw/", documents_prefix="docs/")
 
@@ -21,6 +28,19 @@ def test_the_default_tenant_keeps_its_prefixes_and_others_get_their_own() -> Non
     assert knowledge_base_documents_prefix("handbook", "acme", LAYOUT) == "tenants/acme/docs/handbook/"
     with pytest.raises(InvalidTenantError):
         tenant_key_prefix("../globex")
+
+
+def test_a_datasets_objects_are_under_its_tenants_prefix_and_the_default_keeps_its_keys() -> None:
+    assert dataset_key_prefix("sales", "default") == "datasets/sales"
+    assert quarantine_key_prefix("sales", "default") == "datasets/sales/quarantine"
+    assert dataset_card_key("sales", "default", 3) == "datasets/sales/cards/v3.md"
+    assert dataset_spec_key("sales", "default", "ab12") == "api/specs/sales/ab12.yaml"
+    assert dataset_key_prefix("sales", "acme") == "tenants/acme/datasets/sales"
+    assert quarantine_key_prefix("sales", "acme") == "tenants/acme/datasets/sales/quarantine"
+    assert dataset_card_key("sales", "acme", 3) == "tenants/acme/datasets/sales/cards/v3.md"
+    assert dataset_spec_key("sales", "acme", "ab12") == "tenants/acme/api/specs/sales/ab12.yaml"
+    with pytest.raises(InvalidTenantError):
+        dataset_key_prefix("sales", "ACME/../x")
 
 
 def test_collections_are_per_tenant_and_valid_milvus_names() -> None:

@@ -57,6 +57,7 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) 
     with open_catalog(settings) as catalog:
         version = catalog.get_dataset_version(name, number)
         runs = catalog.validation_runs(version.id)
+        tenant = catalog.get_dataset(name).tenant
     console.print(
         f"[bold]{version.dataset_name}@{version.version}[/bold] {version.status}: {version.row_count} rows"
     )
@@ -71,7 +72,7 @@ def datasets_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION.")) 
             ("spec hash", version.spec_hash),
             ("flow run", version.flow_run_id),
             ("created", version.created_at.isoformat()),
-            ("card", card_uri(build_object_store(settings), version)),
+            ("card", card_uri(build_object_store(settings), version, tenant)),
             ("reason", version.reason),
         ),
     )

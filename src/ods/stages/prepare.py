@@ -30,14 +30,15 @@ from ods.domain.cleaning import apply_cleaning
 from ods.domain.dataset_card import render_dataset_card
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.profiling import TableProfile, profile_frame
+from ods.domain.tenant_storage import dataset_card_key, dataset_key_prefix, quarantine_key_prefix
 from ods.domain.webhooks import DATASET_CREATED, DATASET_UPDATED
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.quality.validation import validate_frame
 from ods.settings import Settings
 
-DATASETS_PREFIX = "datasets"
 T = TypeVar("T")
 DATASET_EVENT_NAMESPACE = uuid.UUID("9d4c2b1e-7a35-4f68-b0d2-3e8f1a6c5d47")
 """uuid5 namespace of dataset version events (fixed forever: changing it would re-fire known versions)."""
@@ -279,9 +280,19 @@ def frame_schema(frame: pd.DataFrame) -> dict[str, Any]:
     return {"columns": [{"name": field.name, "type": str(field.type)} for field in schema]}
 
 
-def dataset_prefix(name: str) -> str:
-    """Where the versions of dataset ``name`` live in the object store."""
-    return f"{DATASETS_PREFIX}/{name}"
+def dataset_prefix(name: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Where the versions of ``tenant``'s dataset ``name`` live in the object store."""
+    return dataset_key_prefix(name, tenant)
+
+
+def dataset_tenant(catalog: DatasetCatalog, name: str, settings: Settings) -> str:
+    """The tenant whose prefix dataset ``name``'s new objects go under: the one the catalog records for
+    it (the API claims a dataset for its caller before the run), else ``ODS_TENANT`` (whose the catalog
+    will create it as)."""
+    try:
+        return catalog.get_dataset(name).tenant
+    except NotFoundError:
+        return settings.tenant
 
 
 @dataclass(frozen=True)
@@ -399,14 +410,16 @@ def reject_version(
     validation_rows: list[dict[str, Any]],
     reason: str,
     flow_run_id: str | None,
+    tenant: str,
 ) -> PreparedVersion:
-    """Quarantine the failing rows and record the version as rejected; nothing is registered.
+    """Quarantine the failing rows (under ``tenant``'s prefix) and record the version as rejected;
+    nothing is registered.
 
     With no failing row (the expectations that failed are about the table, or about a column's type) the
     version still points at an empty quarantine table, but no quarantine is reported for it."""
     quarantine = write_parquet(
         store,
-        f"{dataset_prefix(loaded.spec.name)}/quarantine",
+        quarantine_key_prefix(loaded.spec.name, tenant),
         frame.iloc[failing_rows].reset_index(drop=True),
     )
     # Keyed by data *and* spec: the same data may pass later under a revised spec and must then get a
@@ -460,17 +473,21 @@ def rejected_version(store: ObjectStore, record: DatasetVersionRecord) -> Prepar
     return PreparedVersion(record=record, quarantine_uri=record.uri if rows else None, quarantined_rows=rows)
 
 
-def store_card(store: ObjectStore, record: DatasetVersionRecord, markdown: str) -> str:
-    """Keep the dataset card beside the data, at ``datasets/<name>/cards/v<version>.md``."""
-    key = f"{dataset_prefix(record.dataset_name)}/cards/v{record.version}.md"
+def store_card(store: ObjectStore, record: DatasetVersionRecord, markdown: str, tenant: str) -> str:
+    """Keep the dataset card beside the data: ``datasets/<name>/cards/v<version>.md``, under
+    ``tenants/<tenant>/`` for a tenant other than the default."""
+    key = dataset_card_key(record.dataset_name, tenant, record.version)
     store.put_bytes(key, markdown.encode("utf-8"), content_type="text/markdown; charset=utf-8")
     return store.uri(key)
 
 
-def card_uri(store: ObjectStore, record: DatasetVersionRecord) -> str | None:
-    """Where the card of ``record`` is kept, if it was written."""
-    key = f"{dataset_prefix(record.dataset_name)}/cards/v{record.version}.md"
-    return store.uri(key) if store.exists(key) else None
+def card_uri(store: ObjectStore, record: DatasetVersionRecord, tenant: str) -> str | None:
+    """Where the card of ``record`` (a version of ``tenant``'s dataset) is kept, if it was written; a card
+    written before datasets had per-tenant prefixes is found at the default tenant's key."""
+    keys = dict.fromkeys(
+        dataset_card_key(record.dataset_name, holder, record.version) for holder in (tenant, DEFAULT_TENANT)
+    )
+    return next((store.uri(key) for key in keys if store.exists(key)), None)
 
 
 def head_rows(store: ObjectStore, uri: str, rows: int) -> pd.DataFrame:
@@ -535,11 +552,12 @@ def prepare_version(
     Emits no event: the flow does, for the triggers that follow a registered version."""
     raw = fetch_source(loaded, settings, source)
     existing = find_prepared_version(catalog, loaded, raw)
+    tenant = dataset_tenant(catalog, loaded.spec.name, settings)
     if existing is not None:
         found = (
             rejected_version(store, existing) if existing.status == "rejected" else PreparedVersion(existing)
         )
-        return found.summary(card_uri(store, existing))
+        return found.summary(card_uri(store, existing, tenant))
     spec = loaded.spec
     frame = read_table(raw.take_data(), name=raw.name, source=spec.source)
     cleaned = apply_cleaning(frame, spec, pii_salt=settings.privacy.hash_salt.get_secret_value())
@@ -548,7 +566,7 @@ def prepare_version(
     report = validate_frame(cleaned.frame, spec.expectations)
     rows = [outcome.as_row() for outcome in report.outcomes]
     if report.success:
-        written = store_parquet(store, dataset_prefix(spec.name), table_to_parquet(cleaned.frame))
+        written = store_parquet(store, dataset_prefix(spec.name, tenant), table_to_parquet(cleaned.frame))
         prepared = register_version(
             catalog, loaded, raw, written, frame=cleaned.frame, profile=profile, validation_rows=rows,
             flow_run_id=run_id,
@@ -557,7 +575,7 @@ def prepare_version(
         prepared = reject_version(
             catalog, store, loaded, raw, frame=cleaned.frame, failing_rows=report.failing_rows,
             profile=profile, validation_rows=rows, reason="failed expectations: " + report.summary(),
-            flow_run_id=run_id,
+            flow_run_id=run_id, tenant=tenant,
         )  # fmt: skip
     record = prepared.record
     card = render_dataset_card(
@@ -580,4 +598,4 @@ def prepare_version(
         },
         description=spec.description,
     )
-    return prepared.summary(store_card(store, record, card))
+    return prepared.summary(store_card(store, record, card, tenant))

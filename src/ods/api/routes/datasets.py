@@ -51,6 +51,7 @@ from ods.api.tenancy import (
 )
 from ods.domain.dataset_spec import DatasetSpecError
 from ods.domain.hashing import sha256_bytes
+from ods.domain.tenant_storage import dataset_spec_key
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.stages.prepare import (
@@ -233,8 +234,6 @@ MAX_CREDENTIAL_SECONDS = 3600
 SPEC_FIELD = "body.spec"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _ARCHIVED = "The dataset is archived: restore it first (code 40901)."
-API_SPECS_PREFIX = "api/specs"
-"""Where a registration's spec is stored for the prepare-dataset deployment's worker to read."""
 
 
 class RegisterDataset(BaseModel):
@@ -429,7 +428,7 @@ def _register(
         f"register {name}",
         DeploymentCall(
             "prepare-dataset/prepare-dataset",
-            lambda: {"spec": _store_spec(store, name, text), "source": source},
+            lambda: {"spec": _store_spec(store, name, tenant, text), "source": source},
             f"prepare-{name}",
         ),
     )
@@ -446,10 +445,11 @@ def _prepare(
     return summary
 
 
-def _store_spec(store: ObjectStore, name: str, text: str) -> str:
-    """Store the spec where the prepare-dataset deployment's worker reads it (keyed by its content, outside
-    the watched prefixes so no watcher starts a second run for it); returns its URI."""
-    key = f"{API_SPECS_PREFIX}/{name}/{sha256_bytes(text.encode())[:16]}.yaml"
+def _store_spec(store: ObjectStore, name: str, tenant: str, text: str) -> str:
+    """Store the spec where the prepare-dataset deployment's worker reads it (keyed by its content, under
+    the tenant's prefix and outside the watched prefixes so no watcher starts a second run for it);
+    returns its URI."""
+    key = dataset_spec_key(name, tenant, sha256_bytes(text.encode())[:16])
     store.put_bytes(key, text.encode())
     return store.uri(key)
 
@@ -557,7 +557,7 @@ def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> 
             archived_at=described.archived_at,
             owner=described.owner,
             versions=[
-                _version(record, catalog.validation_runs(record.id), card_uri(store, record))
+                _version(record, catalog.validation_runs(record.id), card_uri(store, record, tenant))
                 for record in versions
             ],
         )
