@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 # -- catalog and object store ----------------------------------------------------------------------------
 
 
-def open_catalog(settings: Settings) -> Catalog:
-    """The catalog named by the settings (migrated on first use), creating rows of ``ODS_TENANT``."""
+def open_catalog(settings: Settings, *, stamp_owner: bool = True) -> Catalog:
+    """The catalog named by the settings (migrated on first use), creating rows of ``ODS_TENANT``, owned by
+    ``ODS_OWNER`` unless a call names the owner. `ods serve` passes ``stamp_owner=False``: its routes name
+    each caller, and a row created with none named (a model its run trains) gets no owner, not the
+    server process's."""
     from ods.adapters.catalog import Catalog
 
     return Catalog.open(
@@ -39,6 +42,7 @@ def open_catalog(settings: Settings) -> Catalog:
         echo=settings.catalog.echo,
         connect_timeout_s=settings.catalog.connect_timeout_s,
         tenant=settings.tenant,
+        creator=settings.owner if stamp_owner else None,
     )
 
 

@@ -61,14 +61,16 @@ def owners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owners]:
     home = tmp_path_factory.mktemp("owners") / "ods-home"
     settings = load_settings(home=home, api={"rate_limit_metadata": 0})  # polling runs makes many requests
     acme = load_settings(home=home, tenant="acme")  # what the CLI of tenant acme creates in
-    with open_catalog(acme) as catalog:
+    with open_catalog(
+        acme, stamp_owner=False
+    ) as catalog:  # rows with no owner named keep none, as before 0014
         keys = {
             name: create_api_key(catalog, name, roles=[role], tenant=tenant).key
             for name, (tenant, role) in CALLERS.items()
         }
         catalog.ensure_model("ranker", owner="ml-one")
         catalog.ensure_model("scorer", owner="ml-one")
-        catalog.ensure_model("legacy")  # made before owners were recorded (or by the CLI): no owner
+        catalog.ensure_model("legacy")  # made before owners were recorded: no owner
         served = catalog.ensure_model("served", owner="ml-one")
         version = catalog.add_model_version(
             served.name, trainer="sklearn", params={}, metrics={}, artifact_uri="file:///nowhere/served"

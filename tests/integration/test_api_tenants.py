@@ -143,7 +143,10 @@ def test_a_tenants_documents_and_vectors_live_under_its_own_names(tenants: Tenan
         A_KB, record.embedding_model
     )
     store = build_object_store(tenants.api.settings)
-    assert [info.key for info in store.list("tenants/")] == [f"tenants/acme/docs/{A_KB}/holidays.md"]
+    assert [info.key for info in store.list("tenants/acme/docs/")] == [
+        f"tenants/acme/docs/{A_KB}/holidays.md"
+    ]
+    assert list(store.list("datasets/")) == []  # each tenant's datasets sit under its own prefix too
     assert list(store.list("docs/")) == []
     assert record.source_uri is not None and record.source_uri.rstrip("/").endswith(
         f"tenants/acme/docs/{A_KB}"

@@ -73,7 +73,7 @@ class Resources:
         with self._lock:
             self._check_open()
             if self._catalog is None:
-                self._catalog = open_catalog(self.settings)
+                self._catalog = open_catalog(self.settings, stamp_owner=False)
             return self._catalog
 
     @property

@@ -7,6 +7,7 @@ import time: call :func:`get_settings` (cached) or :func:`load_settings` (fresh,
 
 from __future__ import annotations
 
+import getpass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -387,6 +388,15 @@ class WatchSettings(BaseModel):
         return value.strip("/") + "/"
 
 
+def local_owner() -> str:
+    """``local:<OS user name>`` (``local`` where the process has no user name): who the CLI and the flows
+    create as when ``ODS_OWNER`` is unset; the prefix keeps it apart from token subjects and key names."""
+    try:
+        return f"local:{getpass.getuser()}"
+    except (KeyError, OSError):  # a uid with no passwd entry (containers) and no LOGNAME/USER
+        return "local"
+
+
 class Settings(BaseSettings):
     """Root of the settings tree."""
 
@@ -404,6 +414,15 @@ class Settings(BaseSettings):
         default=DEFAULT_TENANT,
         description="The tenant the CLI and the flows create datasets, models, knowledge bases and "
         "conversations in (ODS_TENANT); `ods serve` uses each caller's own.",
+    )
+    owner: str = Field(
+        default_factory=local_owner,
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S(.*\S)?$",
+        description="The subject the CLI and the flows record as the owner of the datasets, models and "
+        "knowledge bases they create (ODS_OWNER; default local:<OS user name>); set it to a token's sub "
+        "or an API key's name to let that caller edit and delete them as their owner.",
     )
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     object_store: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)

@@ -123,21 +123,39 @@ class CatalogBase(Closeable):
     """The lineage graph over one database, migrated to the newest schema on first use.
 
     ``tenant`` is the tenant of the rows it creates when a call names none (``ODS_TENANT`` for the CLI and
-    the flows); the API names each caller's own."""
+    the flows); the API names each caller's own. ``creator`` is, likewise, the owner of the datasets,
+    models and knowledge bases it creates when a call names none (``ODS_OWNER`` for the CLI and the flows;
+    None for the server, whose routes name each caller)."""
 
-    def __init__(self, engine: Engine, *, auto_migrate: bool = True, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        auto_migrate: bool = True,
+        tenant: str = DEFAULT_TENANT,
+        creator: str | None = None,
+    ) -> None:
         self._engine = engine
         self.tenant = tenant
+        self.creator = creator
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._migrated = not auto_migrate
         self._migrate_lock = threading.Lock()
 
     @classmethod
     def open(
-        cls, url: str, *, echo: bool = False, connect_timeout_s: float = 5.0, tenant: str = DEFAULT_TENANT
+        cls,
+        url: str,
+        *,
+        echo: bool = False,
+        connect_timeout_s: float = 5.0,
+        tenant: str = DEFAULT_TENANT,
+        creator: str | None = None,
     ) -> Self:
-        """A catalog at ``url`` creating rows of ``tenant`` (nothing connects until the first call)."""
-        return cls(create_catalog_engine(url, echo=echo, connect_timeout_s=connect_timeout_s), tenant=tenant)
+        """A catalog at ``url`` creating rows of ``tenant``, owned by ``creator`` unless a call names an
+        owner (nothing connects until the first call)."""
+        engine = create_catalog_engine(url, echo=echo, connect_timeout_s=connect_timeout_s)
+        return cls(engine, tenant=tenant, creator=creator)
 
     @property
     def engine(self) -> Engine:
@@ -186,7 +204,9 @@ class CatalogBase(Closeable):
         points' checks."""
         check_name(table.kind, name)
         return self._write(
-            lambda session: table.ensure(session, name, description, tenant or self.tenant, owner)
+            lambda session: table.ensure(
+                session, name, description, tenant or self.tenant, owner or self.creator
+            )
         )
 
     def _list_named(

@@ -91,7 +91,7 @@ class DatasetTables(CatalogBase):
         parent_ids = sorted(set(parents))
 
         def work(session: Session) -> DatasetVersionRecord:
-            dataset = DATASETS.lock_owner(session, dataset_name, description, self.tenant)
+            dataset = DATASETS.lock_owner(session, dataset_name, description, self.tenant, self.creator)
             existing = session.scalar(
                 select(DatasetVersion).where(
                     DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == content_hash

@@ -80,7 +80,7 @@ class KnowledgeTables(CatalogBase):
                     source_uri=source_uri,
                     description=description,
                     tenant=tenant or self.tenant,
-                    owner=owner,
+                    owner=owner or self.creator,
                     **index,
                 )
                 return _kb_record(add_row(session, row))

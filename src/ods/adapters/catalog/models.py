@@ -76,7 +76,7 @@ class ModelTables(CatalogBase):
         check_choice("model status", status, ModelStatus)
 
         def work(session: Session) -> ModelVersionRecord:
-            model = MODELS.lock_owner(session, model_name, None, self.tenant)
+            model = MODELS.lock_owner(session, model_name, None, self.tenant, self.creator)
             same_run_or_artifacts = ModelVersion.artifact_uri == artifact_uri
             if flow_run_id is not None:
                 same_run_or_artifacts = or_(same_run_or_artifacts, ModelVersion.flow_run_id == flow_run_id)

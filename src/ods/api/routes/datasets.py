@@ -79,8 +79,9 @@ class DatasetInfo(BaseModel):
     created_at: datetime
     owner: str | None = Field(
         default=None,
-        description="The subject (token sub or API key name) that created it; null when made before owners "
-        "were recorded or by the CLI: then only data_admin (not data_engineer) may edit or archive it.",
+        description="The subject (token sub or API key name; ODS_OWNER for the CLI and flows) that created "
+        "it; null when made before owners were recorded: then only data_admin (not data_engineer) may edit "
+        "or archive it.",
     )
 
 

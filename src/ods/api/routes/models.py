@@ -94,8 +94,9 @@ class ModelDetail(BaseModel):
     description: str | None
     owner: str | None = Field(
         default=None,
-        description="The subject that created it; null when made before owners were recorded or by the CLI "
-        "(training): then only ml_admin (not ml_engineer) may undeploy or delete it.",
+        description="The subject that created it (ODS_OWNER of the CLI or flow that trained it); null when "
+        "made before owners were recorded or by a run `ods serve` started: then only ml_admin (not "
+        "ml_engineer) may undeploy or delete it.",
     )
     versions: list[ModelVersion] = Field(description="Every version, newest first.")
     endpoints: list[Endpoint] = Field(description="Every endpoint started for it, newest first.")
