@@ -25,6 +25,7 @@ from ods.adapters.catalog import (
     DatasetCatalog,
     EndpointCatalog,
     KnowledgeCatalog,
+    LoginSessionCatalog,
     ModelCatalog,
     RunCatalog,
     WatchCatalog,
@@ -43,6 +44,7 @@ PROTOCOLS: tuple[type[Any], ...] = (
     WebhookCatalog,
     RunCatalog,
     AuditCatalog,
+    LoginSessionCatalog,
 )
 NOT_IN_A_PROTOCOL = {"open"}
 """``Catalog.open`` is the constructor (a classmethod): consumers receive a catalog, they do not open one."""

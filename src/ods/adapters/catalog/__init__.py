@@ -12,6 +12,7 @@ from ods.adapters.catalog.database import (
     head_revision,
     migrate,
 )
+from ods.adapters.catalog.login_sessions import LoginSessionCatalog, LoginSessionRecord
 from ods.adapters.catalog.protocols import (
     ApiKeyCatalog,
     CatalogAdmin,
@@ -75,6 +76,8 @@ __all__ = [
     "KnowledgeBaseCounts",
     "KnowledgeBaseRecord",
     "KnowledgeCatalog",
+    "LoginSessionCatalog",
+    "LoginSessionRecord",
     "MessageRecord",
     "ModelCatalog",
     "ModelRecord",
