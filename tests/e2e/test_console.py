@@ -11,38 +11,28 @@ browser for the module. Without chromium or playwright the tests skip with the r
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from ods.factories import build_object_store, open_catalog
 from ods.stages.api_keys import create_api_key
 from tests.support.api_server import DATASET, RunningApi, served_platform
+from tests.support.console_browser import (
+    VACATION_QUESTION,
+    ask_a_data_question,
+    ask_and_open_the_citation,
+    browser_or_skip,
+    check_page,
+    create_kb_and_upload_two_documents,
+    launch,
+    screenshots_folder,
+    watched_page,
+)
 
-CHROMIUM = os.environ.get("ODS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-WIDTHS = (1280, 390)
 UPLOADS_KB = "handbook"
-
-
-def _browser_or_skip() -> Any:
-    """Playwright's sync API, or a skip (a failure under CI=true) saying what is missing."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[dev]')"
-    if problem is None and not Path(CHROMIUM).is_file():
-        problem = f"no chromium at {CHROMIUM} (run `make browser` as root, or apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests cannot run: {problem}")
-        pytest.skip(f"browser tests skipped: {problem}")
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +57,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
 
 @pytest.fixture(scope="module")
 def sync_playwright() -> Any:
-    return _browser_or_skip()  # before the platform is built: a skip costs nothing
+    return browser_or_skip()  # before the platform is built: a skip costs nothing
 
 
 @pytest.fixture(scope="module")
@@ -75,47 +65,11 @@ def browser_page(
     sync_playwright: Any, console: RunningApi, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(base_url=console.base_url, viewport={"width": WIDTHS[0], "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(0)  # waits end when the page changes; pytest-timeout stops a hang
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("dialog", lambda dialog: dialog.accept())
-        page.checked_links = set()  # type: ignore[attr-defined]
-        page.shots = Path(os.environ.get("ODS_CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-        page.shots.mkdir(parents=True, exist_ok=True)
-        yield page
+        browser = launch(playwright)
+        context = browser.new_context(base_url=console.base_url, viewport={"width": 1280, "height": 900})
+        yield watched_page(context, screenshots_folder(tmp_path_factory))
         context.close()
         browser.close()
-
-
-_WIDER_THAN_THE_WINDOW = """() => Array.from(document.querySelectorAll('body *'))
-  .filter(e => !(e.parentElement && e.parentElement.closest('.scroll'))
-    && e.getBoundingClientRect().right > window.innerWidth + 1)
-  .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)
-  .concat(document.documentElement.scrollWidth > window.innerWidth
-    ? ['the page, ' + document.documentElement.scrollWidth + ' px'] : [])"""
-
-
-def _check_page(page: Any, name: str) -> None:
-    """No console error so far, every same-origin link answers 200, screenshots at both widths."""
-    assert page.errors == [], f"console errors on {page.url}: {page.errors}"
-    origin = urlsplit(page.url).netloc
-    for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
-        url = urljoin(page.url, href).split("#", 1)[0]
-        if urlsplit(url).netloc != origin or url in page.checked_links:
-            continue
-        answer = page.request.get(url)
-        assert answer.status == 200, f"broken link {href} on {page.url}: {answer.status}"
-        page.checked_links.add(url)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        wider = page.evaluate(_WIDER_THAN_THE_WINDOW)
-        assert wider == [], f"{page.url} at {width} px: wider than the window: {wider}"
-        page.screenshot(path=str(page.shots / f"{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
 def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -> None:
@@ -130,7 +84,7 @@ def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Tab")
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
-    _check_page(page, "home")
+    check_page(page, "home")
 
     page.get_by_role("link", name="Datasets").first.click()
     page.get_by_role("link", name=DATASET, exact=True).click()
@@ -148,70 +102,40 @@ def test_home_then_a_dataset_version_with_its_lineage_graph(browser_page: Any) -
     page.get_by_role("link", name="Next rows").click()
     page.wait_for_url("**offset=20")
     assert "rows 21–40 of" in page.locator(".pager").inner_text()
-    _check_page(page, "dataset")
+    check_page(page, "dataset")
     page.goto("/console/datasets?tags=demo")
     assert page.get_by_role("link", name=DATASET, exact=True).count() == 1
-    _check_page(page, "datasets")
+    check_page(page, "datasets")
 
 
 def test_two_uploaded_documents_become_indexed(browser_page: Any, tmp_path: Path) -> None:
     page = browser_page
     page.goto("/console/knowledge-bases")
-    _check_page(page, "knowledge-bases")
-    page.get_by_label("Name").fill(UPLOADS_KB)  # the server uploads into knowledge bases it created
-    page.get_by_role("button", name="Create").click()
-    page.wait_for_url(f"**/console/knowledge-bases/{UPLOADS_KB}")
-    first = tmp_path / "holidays.md"
-    first.write_text("# Holidays\n\nEvery employee gets 27 vacation days per year, taken in whole days.\n")
-    second = tmp_path / "expenses.txt"
-    second.write_text("Expenses\n\nTravel expenses are refunded within 14 days of the receipt being filed.\n")
-    page.get_by_label("Drop files here or choose them").set_input_files([str(first), str(second)])
-    page.get_by_role("button", name="Upload").click()
-    for name in ("holidays.md", "expenses.txt"):  # the page reloads once the ingest indexed both
-        page.locator(
-            f"tr[data-document='{name}'][data-status='indexed'], [data-upload-list] .error"
-        ).first.wait_for()
-        assert page.locator("[data-upload-list] .error").count() == 0, page.locator(
-            "[data-upload-list]"
-        ).inner_text()
+    check_page(page, "knowledge-bases")
+    create_kb_and_upload_two_documents(page, UPLOADS_KB, tmp_path)
     page.get_by_label("Query").fill("vacation days")
     page.get_by_role("button", name="Search").click()
     assert "27 vacation days" in page.locator(".hits").inner_text()  # waits for the results page
-    _check_page(page, "knowledge-base")
+    check_page(page, "knowledge-base")
 
 
+@pytest.mark.timeout(900)  # the packaged model writes the SQL: minutes on a busy 2-core box
 def test_chat_streams_an_answer_with_a_citation_and_a_data_question_with_sql(browser_page: Any) -> None:
     page = browser_page
     page.goto("/console/chat")
-    question = "How many vacation days does every employee get per year?"
-    page.get_by_label("Question").fill(question)
-    page.get_by_label("Knowledge base").select_option(UPLOADS_KB)
-    page.get_by_role("button", name="Ask").click()
-    page.locator(".message-assistant button.cite").first.click()
-    panel = page.locator("[data-citation-panel]")
-    assert panel.is_visible()
-    assert "27 vacation days" in panel.locator("[data-panel-passage]").inner_text()
-    assert "holidays.md" in panel.inner_text()
+    ask_and_open_the_citation(page, UPLOADS_KB)
     assert "/console/chat?c=" in page.url
 
-    page.get_by_label("Question").fill("How many orders are there per region?")
-    page.get_by_label("Knowledge base").select_option("")
-    page.get_by_label("Datasets").select_option(DATASET)
-    page.get_by_label("Mode").select_option("sql")
-    page.get_by_role("button", name="Ask").click()
-    table = page.locator("[data-result-table]").last
-    table.wait_for()
-    assert "SELECT" in page.locator(".message-assistant [data-sql-text]").last.inner_text().upper()
-    assert table.locator("tbody tr").count() >= 1
-    _check_page(page, "chat")
+    ask_a_data_question(page, DATASET)
+    check_page(page, "chat")
 
     page.goto("/console/models")  # away, then back through the conversation list
     page.goto("/console/chat")
-    page.get_by_role("link", name=question[:40]).first.click()
+    page.get_by_role("link", name=VACATION_QUESTION[:40]).first.click()
     page.locator(".message-assistant").first.wait_for()
-    assert question in page.locator("[data-messages]").inner_text()
+    assert VACATION_QUESTION in page.locator("[data-messages]").inner_text()
     assert page.locator(".message-assistant [data-sql-text]").count() == 1
-    _check_page(page, "conversation")
+    check_page(page, "conversation")
 
 
 def test_a_conversation_is_renamed_and_the_kb_re_synced_and_its_lineage_drawn(browser_page: Any) -> None:
@@ -224,7 +148,7 @@ def test_a_conversation_is_renamed_and_the_kb_re_synced_and_its_lineage_drawn(br
     page.wait_for_url("**/console/chat?c=*")
     page.get_by_role("heading", name="Vacation allowance").wait_for()
     assert page.locator("[data-conversation-list] a", has_text="Vacation allowance").count() == 1
-    _check_page(page, "conversation-renamed")
+    check_page(page, "conversation-renamed")
 
     page.goto(f"/console/knowledge-bases/{UPLOADS_KB}")
     page.get_by_role("button", name="Re-sync with the source").click()
@@ -239,7 +163,7 @@ def test_a_conversation_is_renamed_and_the_kb_re_synced_and_its_lineage_drawn(br
     assert any(label.startswith("chunk #") for label in labels)
     assert graph.locator("path").count() >= 2  # document → chunk → conversation
     assert "Vacation allowance" in page.locator("[data-citations]").inner_text()
-    _check_page(page, "kb-lineage")
+    check_page(page, "kb-lineage")
 
 
 def test_models_and_metadata_pages(browser_page: Any) -> None:
@@ -247,10 +171,10 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     page.goto("/")  # home once runs and questions exist (the README's picture)
     assert "Vacation allowance" in page.locator("#questions-h + ul").inner_text()
     assert "ingest" in page.locator("#runs-h ~ ul").inner_text()
-    _check_page(page, "home-in-use")
+    check_page(page, "home-in-use")
     page.goto("/console/models")
     assert "f1 0.81" in page.locator("#model-churn").inner_text()
-    _check_page(page, "models")
+    check_page(page, "models")
 
     page.goto("/console/metadata")
     page.get_by_role("link", name="datasets", exact=True).click()
@@ -266,7 +190,7 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     page.get_by_label("Describe the data").fill("orders revenue by region")
     page.get_by_role("button", name="Search").click()
     assert "datasets.sales" in page.locator("#search-h ~ ol").inner_text()
-    _check_page(page, "metadata")
+    check_page(page, "metadata")
 
 
 EDITED_SPEC = """name: orders_edit
@@ -300,7 +224,7 @@ def test_a_spec_is_checked_dry_run_and_saved_under_the_watched_prefix(
     assert "flaot" in page.evaluate(
         "(t => t.value.slice(t.selectionStart, t.selectionEnd))(document.activeElement)"
     )
-    _check_page(page, "spec-editor-problem")
+    check_page(page, "spec-editor-problem")
 
     editor.fill(EDITED_SPEC.replace("flaot", "float"))
     page.get_by_role("button", name="Dry run").click()
@@ -311,14 +235,14 @@ def test_a_spec_is_checked_dry_run_and_saved_under_the_watched_prefix(
     results = page.locator("[data-dry-run] table").nth(1).inner_text()
     assert "not_null" in results and "pass" in results and "in_set" in results and "fail" in results
     assert "refunded" in page.locator("[data-dry-run] table").nth(2).inner_text()  # the cleaned rows
-    _check_page(page, "spec-editor-dry-run")
+    check_page(page, "spec-editor-dry-run")
 
     page.get_by_role("button", name="Save").click()
     page.locator("[data-spec-saved]").wait_for()
     assert store.get_bytes("raw/orders_edit.yaml").decode() == EDITED_SPEC.replace("flaot", "float")
     page.goto("/console/specs?name=orders_edit")  # the saved spec opens again
     assert "type: float" in page.get_by_label("YAML").input_value()
-    _check_page(page, "spec-editor")
+    check_page(page, "spec-editor")
 
 
 def test_the_pipelines_page_draws_prefect_yaml_as_a_graph(browser_page: Any) -> None:
@@ -339,7 +263,7 @@ def test_the_pipelines_page_draws_prefect_yaml_as_a_graph(browser_page: Any) -> 
     assert page.locator("#server-runs-h").count() == 1  # /api/v1/runs in their place
     graph.locator("a[href='#deployment-prepare-dataset']").click()
     assert "ods.object.created" in page.locator("tr[data-deployment=prepare-dataset]").inner_text()
-    _check_page(page, "pipelines")
+    check_page(page, "pipelines")
 
 
 def test_a_role_sees_only_the_controls_it_may_use(browser_page: Any, console: RunningApi) -> None:

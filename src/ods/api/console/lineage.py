@@ -161,7 +161,7 @@ def lay_out_kb_lineage(lineage: dict[str, Any]) -> LineageGraph:
                 (
                     conversation_key,
                     _short_start(title),
-                    "conversation",
+                    _cited_times(lineage["citations"], citation["conversation_id"]),
                     f"/console/chat?c={citation['conversation_id']}",
                 )
             )
@@ -170,6 +170,11 @@ def lay_out_kb_lineage(lineage: dict[str, Any]) -> LineageGraph:
             if link not in links:
                 links.append(link)
     return _graph(KB_STAGES, columns, links, titles)
+
+
+def _cited_times(citations: list[dict[str, Any]], conversation_id: str) -> str:
+    answers = {c["message_id"] for c in citations if c["conversation_id"] == conversation_id}
+    return f"{len(answers)} answer{'s' if len(answers) != 1 else ''} citing"
 
 
 def _short_start(text: str, limit: int = 24) -> str:
