@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ods.adapters.models.embedder import SentenceTransformerEmbedder
-from ods.adapters.models.onnx_encoder import OnnxUnavailableError, check_exportable
+from ods.adapters.models.onnx_encoder import OnnxSentenceEncoder, OnnxUnavailableError, check_exportable
+from ods.adapters.models.packaged import embedding_model_dir
 
 QUESTIONS = [
     "What problems and concerns are there in making up descriptive titles?",
@@ -97,3 +98,18 @@ def test_recent_questions_are_answered_from_the_cache(torch_embedder: SentenceTr
     assert list(embedder._recent) == [QUESTIONS[1], "a third question pushes out the oldest"]
     with pytest.raises(ValueError, match="query_cache must be 0 or more"):
         SentenceTransformerEmbedder(query_cache=-1)
+
+
+def test_a_corrupt_cached_graph_falls_back_to_torch_naming_the_file(
+    tmp_path: Path, torch_embedder: SentenceTransformerEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph = OnnxSentenceEncoder(embedding_model_dir(), tmp_path, lambda: torch_embedder.model).graph_path
+    graph.write_bytes(b"not an ONNX graph")
+    embedder = SentenceTransformerEmbedder(query_runtime="onnx", onnx_cache_dir=tmp_path)
+
+    with caplog.at_level(logging.WARNING, logger="ods.adapters.models.embedder"):
+        vector = embedder.embed([QUESTIONS[1]])
+
+    assert embedder.query_runtime == "torch"
+    assert np.array_equal(vector, torch_embedder.embed([QUESTIONS[1]]))
+    assert str(graph) in caplog.text and "delete the file" in caplog.text

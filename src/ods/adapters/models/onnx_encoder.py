@@ -218,7 +218,10 @@ class OnnxSentenceEncoder:
         encodings = tokenizer.encode_batch(texts)
         ids = np.asarray([encoding.ids for encoding in encodings], dtype=np.int64)
         mask = np.asarray([encoding.attention_mask for encoding in encodings], dtype=np.int64)
-        result: NDArray[np.float32] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        try:
+            result: NDArray[np.float32] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors share no base class
+            raise OnnxUnavailableError(f"ONNX Runtime failed on {len(texts)} texts: {error}") from None
         return result.astype(np.float32, copy=False)
 
 
