@@ -1,12 +1,12 @@
 """A user's journey through the web console, in a real headless Chromium, over a real `ods serve` process
 beside a real Prefect server; then a user of another tenant, who sees none of it.
 
-Alice (tenant ``default``) creates a knowledge base and uploads two documents, watches them become indexed,
-asks a question and opens its citation's passage, asks a data question and sees the SQL and its table,
-reopens the conversation from the list and renames it, opens a dataset's lineage graph, edits a spec and
-sees its validation error inline, and runs a deployment from its form until the run shows on the pipelines
-page. Bob (tenant ``acme``) then finds no dataset, document, knowledge base or conversation of Alice's, and
-her pages' addresses answer as missing.
+Alice (tenant ``default``) creates a knowledge base, drops two documents on its upload zone and watches
+them become indexed, asks a question and opens its citation's passage, asks a data question and sees the
+SQL and its table, reopens the conversation from the list and renames it, opens a dataset's lineage graph
+and her knowledge base's, edits a spec and sees its validation error inline, and runs a deployment from its
+form until the run shows on the pipelines page. Bob (tenant ``acme``) then finds no dataset, document,
+knowledge base or conversation of Alice's, and her pages' addresses answer as missing.
 
 Both sign in with an API key of their tenant (``ods keys create --tenant``), sent by the browser as a
 bearer token. Every page is checked (no console error, no broken same-origin link, nothing wider than the
@@ -154,7 +154,7 @@ def test_alice_uploads_two_documents_and_watches_them_become_indexed(
     assert "default" in page.locator(".who").inner_text()
     check_page(page, "journey-home")
     page.get_by_role("link", name="Knowledge bases").first.click()
-    names = create_kb_and_upload_two_documents(page, JOURNEY_KB, tmp_path)
+    names = create_kb_and_upload_two_documents(page, JOURNEY_KB, tmp_path, drop=True)
     journey["documents"] = " ".join(names)
     check_page(page, "journey-knowledge-base")
 

@@ -92,17 +92,33 @@ VACATION_QUESTION = "How many vacation days does every employee get per year?"
 REGION_QUESTION = "How many orders are there per region?"
 
 
-def create_kb_and_upload_two_documents(page: Any, kb: str, folder: Path) -> tuple[str, str]:
-    """On the knowledge bases page: create ``kb``, pick holidays.md and expenses.txt in the file input,
-    upload them and wait until the page (reloaded by the console) shows both indexed."""
+_DROP = """([target, files]) => {
+  const transfer = new DataTransfer();
+  for (const [name, text] of files) transfer.items.add(new File([text], name, { type: "text/plain" }));
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: transfer }));
+  }
+}"""
+
+
+def create_kb_and_upload_two_documents(
+    page: Any, kb: str, folder: Path, *, drop: bool = False
+) -> tuple[str, str]:
+    """On the knowledge bases page: create ``kb``, then upload holidays.md and expenses.txt, picked in the
+    file input or (``drop``) dropped on the drop zone as a user drags files onto it, and wait until the
+    page (reloaded by the console) shows both indexed."""
     page.get_by_label("Name").fill(kb)  # the server uploads into knowledge bases it created
     page.get_by_role("button", name="Create").click()
     page.wait_for_url(f"**/console/knowledge-bases/{kb}")
     names = ("holidays.md", "expenses.txt")
     for name, text in zip(names, (HOLIDAYS, EXPENSES), strict=True):
         (folder / name).write_text(text)
-    page.get_by_label("Drop files here or choose them").set_input_files([str(folder / n) for n in names])
-    page.get_by_role("button", name="Upload").click()
+    if drop:
+        zone = page.locator("form[data-upload]").element_handle()
+        page.evaluate(_DROP, [zone, [[name, (folder / name).read_text()] for name in names]])
+    else:
+        page.get_by_label("Drop files here or choose them").set_input_files([str(folder / n) for n in names])
+        page.get_by_role("button", name="Upload").click()
     for name in names:  # the page reloads once the ingest indexed both
         page.locator(
             f"tr[data-document='{name}'][data-status='indexed'], [data-upload-list] .error"
