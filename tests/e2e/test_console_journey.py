@@ -245,6 +245,8 @@ def test_bob_of_another_tenant_sees_none_of_it(
         page.goto("/")
         assert "acme" in page.locator(".who").inner_text()
         assert page.locator("#questions-h + ul").count() == 0  # no recent question
+        runs = page.locator("section[aria-labelledby=runs-h]").inner_text()
+        assert JOURNEY_KB not in runs and "ingest" not in runs, runs  # nor Alice's ingest runs
         check_page(page, "journey-bob-home")
         page.goto("/console/datasets")
         assert page.get_by_role("link", name=DATASET, exact=True).count() == 0
@@ -267,7 +269,12 @@ def test_bob_of_another_tenant_sees_none_of_it(
             assert missing in main and "vacation" not in main, (url, main)
             for document in journey["documents"].split():
                 assert document not in main, (url, main)
+        page.goto("/console/metadata?db=datasets")
+        assert DATASET not in page.locator("main").inner_text()
+        check_page(page, "journey-bob-metadata")
         assert page.errors == [], page.errors
+        query = page.request.post("/api/v1/query/execute", data={"sql": "SELECT * FROM sales"})
+        assert query.status in (400, 404) and query.json()["data"] is None, query.text()  # no rows of hers
         for path in ("/api/v1/datasets", "/api/v1/knowledge-bases", "/api/v1/conversations"):
             answer = page.request.get(path).json()["data"]
             assert (answer["items"] if isinstance(answer, dict) else answer) == [], (path, answer)
