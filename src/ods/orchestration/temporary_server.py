@@ -58,6 +58,11 @@ class CliOutput:
 OUTPUT = CliOutput()
 
 
+MIN_STARTUP_WAIT_S = 90
+"""Seconds the temporary server may take to answer, at least (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+raises it)."""
+
+
 class FlowRunner:
     """Runs flows once the Prefect API they need is up; see :func:`start_flow_runner`.
 
@@ -107,8 +112,13 @@ class FlowRunner:
             return flow(*args, **kwargs)
 
     def _start(self, server: Any, after_start: Callable[[], None] | None) -> None:
+        from prefect.settings import get_current_settings
+
+        # Prefect waits 20 s by default, which a busy 2-core machine (a test run, an ingest beside it)
+        # can pass while the server migrates its database; a longer wait costs nothing when it is quick.
+        configured = get_current_settings().server.ephemeral.startup_timeout_seconds
         try:
-            server.start()
+            server.start(timeout=max(configured, MIN_STARTUP_WAIT_S))
         except Exception as error:  # noqa: BLE001 - re-raised in the command's thread by run()
             self._failure = error
             return
