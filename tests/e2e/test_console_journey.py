@@ -3,10 +3,11 @@ beside a real Prefect server; then a user of another tenant, who sees none of it
 
 Alice (tenant ``default``) creates a knowledge base, drops two documents on its upload zone and watches
 them become indexed, asks a question and opens its citation's passage, asks a data question and sees the
-SQL and its table, reopens the conversation from the list and renames it, opens a dataset's lineage graph
-and her knowledge base's, edits a spec and sees its validation error inline, and runs a deployment from its
-form until the run shows on the pipelines page. Bob (tenant ``acme``) then finds no dataset, document,
-knowledge base or conversation of Alice's, and her pages' addresses answer as missing.
+SQL and its table, reopens the conversation from the list, opens the citation's passage again and renames
+the conversation, opens a dataset's lineage graph and her knowledge base's, edits a spec and sees its
+validation error inline, and runs a deployment from its form until the run shows on the pipelines page.
+Bob (tenant ``acme``) then finds no dataset, document, knowledge base or conversation of Alice's, and her
+pages' addresses answer as missing.
 
 Both sign in with an API key of their tenant (``ods keys create --tenant``), sent by the browser as a
 bearer token. Every page is checked (no console error, no broken same-origin link, nothing wider than the
@@ -183,6 +184,8 @@ def test_alice_reopens_the_conversation_from_the_list_and_renames_it(
     page.locator(".message-assistant").nth(1).wait_for()
     assert VACATION_QUESTION in page.locator("[data-messages]").inner_text()
     assert page.locator(".message-assistant [data-sql-text]").count() == 1
+    page.locator(".message-assistant button.cite").first.click()  # the stored answer's passage, read again
+    page.locator("[data-panel-passage]", has_text="27 vacation days").wait_for()
     item = page.locator("[data-conversation-list] li.current")
     item.get_by_text("Rename").click()
     item.get_by_label("Title").fill("Alice's vacation question")

@@ -113,6 +113,23 @@ def test_the_lineage_links_documents_chunks_and_the_conversations_citing_them(
     refused(client.get("/api/v1/knowledge-bases/nope/lineage"), 404, 40401)
 
 
+def test_a_stored_citation_names_its_knowledge_base_and_its_passage_is_read_again(
+    client: httpx.Client, asked: dict[str, Any]
+) -> None:
+    shown = data(client.get(f"/api/v1/conversations/{asked['conversation_id']}"))
+    [answer] = [message for message in shown["messages"] if message["role"] == "assistant"]
+    citation = answer["citations"][0]
+    passage = data(client.get(f"/api/v1/knowledge-bases/{KB}/chunks/{citation['chunk_id']}"))
+    live = next(c for c in asked["citations"] if c["marker"] == citation["marker"])
+
+    assert citation["knowledge_base"] == KB
+    assert passage["chunk_id"] == citation["chunk_id"] and passage["doc_uri"] == citation["doc_uri"]
+    assert passage["text"] and live["excerpt"].strip(" .…")[:40] in passage["text"]
+    missing = refused(client.get(f"/api/v1/knowledge-bases/{KB}/chunks/{'0' * 32}"), 404, 40401)
+    assert "holds no chunk" in missing["message"]
+    assert client.get(f"/api/v1/knowledge-bases/{KB}/chunks/not-hex").status_code in (400, 404)
+
+
 def test_another_tenant_meets_none_of_it(api: RunningApi, asked: dict[str, Any]) -> None:
     """Last in the module: once keys exist, every caller needs one."""
     with open_catalog(api.settings) as catalog:
@@ -124,4 +141,6 @@ def test_another_tenant_meets_none_of_it(api: RunningApi, asked: dict[str, Any])
         refused(client.patch(conversation, json={"title": "mine now"}), 404, 40401)
         refused(client.post(f"/api/v1/knowledge-bases/{KB}/sync"), 404, 40401)
         refused(client.get(f"/api/v1/knowledge-bases/{KB}/lineage"), 404, 40401)
+        chunk = asked["citations"][0]["chunk_id"]
+        refused(client.get(f"/api/v1/knowledge-bases/{KB}/chunks/{chunk}"), 404, 40401)
         assert data(client.get("/api/v1/conversations")) == []

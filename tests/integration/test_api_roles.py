@@ -38,6 +38,7 @@ _PARAMETERS = {
     "webhook_id": "1",
     "schedule_id": "00000000-0000-0000-0000-000000000000",
     "trigger_id": "00000000-0000-0000-0000-000000000000",
+    "chunk_id": "0f",
 }
 CHECKED = sorted(key for key, permission in ROUTE_PERMISSIONS.items() if permission not in (PUBLIC, OBSERVE))
 

@@ -78,6 +78,7 @@ ROUTE_PERMISSIONS: Final[dict[str, str]] = {
     "DELETE /api/v1/knowledge-bases/{kb}/documents/{document_id}": "knowledge.edit",
     "POST /api/v1/knowledge-bases/{kb}/sync": "knowledge.edit",
     "GET /api/v1/knowledge-bases/{kb}/lineage": "knowledge.view",
+    "GET /api/v1/knowledge-bases/{kb}/chunks/{chunk_id}": "knowledge.view",
     "POST /api/v1/ask": "chat.ask",
     "GET /api/v1/conversations": "chat.history",
     "GET /api/v1/conversations/{conversation_id}": "chat.history",

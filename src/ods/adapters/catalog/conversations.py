@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -158,6 +158,25 @@ class ConversationTables(CatalogBase):
                 )
                 for citation, message_id, conversation, version_id, document, chunk in session.execute(query)
             ]
+
+        return self._read(work)
+
+    def chunk_knowledge_bases(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The knowledge base each known chunk belongs to, by chunk id (unknown ids are absent): where a
+        stored citation's passage can be read again."""
+        wanted = sorted(set(chunk_ids))
+
+        def work(session: Session) -> dict[str, str]:
+            if not wanted:
+                return {}
+            rows = session.execute(
+                select(Chunk.id, KnowledgeBase.name)
+                .join(DocumentVersion, Chunk.document_version_id == DocumentVersion.id)
+                .join(Document, DocumentVersion.document_id == Document.id)
+                .join(KnowledgeBase, Document.kb_id == KnowledgeBase.id)
+                .where(Chunk.id.in_(wanted))
+            ).all()
+            return {chunk_id: name for chunk_id, name in rows}
 
         return self._read(work)
 

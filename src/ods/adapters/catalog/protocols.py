@@ -230,6 +230,8 @@ class ConversationCatalog(Protocol):
         self, kb: str, *, tenant: str | None = None
     ) -> list[records.KnowledgeBaseCitation]: ...
 
+    def chunk_knowledge_bases(self, chunk_ids: Iterable[str]) -> dict[str, str]: ...
+
 
 class ApiKeyCatalog(Protocol):
     """API keys of `ods serve`: ``ods keys``, the server's authentication and its bind check."""

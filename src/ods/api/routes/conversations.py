@@ -36,6 +36,10 @@ class MessageCitation(BaseModel):
     document_version_id: int | None
     dataset_version_id: int | None
     doc_uri: str | None = Field(description="The cited document (null once its chunk left the catalog).")
+    knowledge_base: str | None = Field(
+        description="The knowledge base holding the chunk (its passage: GET /api/v1/knowledge-bases/"
+        "{knowledge_base}/chunks/{chunk_id}); null once the chunk left the catalog."
+    )
     page: int | None
     heading: str | None
 
@@ -91,12 +95,14 @@ def get_conversation(
     (`ods conversations show`)."""
     catalog = resources.catalog
     record = owned_conversation(catalog, conversation_id, tenant)
-    sources = catalog.chunk_sources(
+    chunk_ids = [
         citation.chunk_id
         for message in record.messages
         for citation in message.citations
         if citation.chunk_id
-    )
+    ]
+    sources = catalog.chunk_sources(chunk_ids)
+    knowledge_bases = catalog.chunk_knowledge_bases(chunk_ids)
     messages = []
     for message in record.messages:
         citations = []
@@ -109,6 +115,7 @@ def get_conversation(
                     document_version_id=citation.document_version_id,
                     dataset_version_id=citation.dataset_version_id,
                     doc_uri=chunk.doc_uri if chunk else None,
+                    knowledge_base=knowledge_bases.get(citation.chunk_id or ""),
                     page=chunk.page if chunk else None,
                     heading=chunk.heading if chunk else None,
                 )

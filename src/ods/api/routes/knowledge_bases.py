@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from pydantic import BaseModel, Field, field_validator
 from starlette.responses import JSONResponse
 
@@ -247,6 +247,37 @@ def get_lineage(kb: str, resources: ServerResources, tenant: CallerTenant) -> En
             documents=listed.items,
             citations=[LineageCitation(**vars(item)) for item in cited],
         )
+    )
+
+
+class ChunkPassage(BaseModel):
+    chunk_id: str
+    doc_uri: str
+    page: int | None
+    heading: str | None
+    text: str = Field(description="The chunk's text, as the index holds it.")
+
+
+@router.get("/{kb}/chunks/{chunk_id}", summary="One chunk's passage", response_model=Envelope[ChunkPassage])
+def get_chunk(
+    kb: str,
+    chunk_id: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$", description="A chunk id (hex).")],
+    resources: ServerResources,
+    tenant: CallerTenant,
+) -> Envelope[ChunkPassage]:
+    """The passage of a chunk the index holds (what a stored citation points at); 404 for a chunk it does
+    not hold (never indexed here, or replaced by a newer version of its document)."""
+    checked("knowledge base", kb)
+    record = owned_knowledge_base(resources.catalog, kb, tenant)
+    found = resources.index(record).hits([(chunk_id, 0.0)])
+    if not found:
+        raise NotFoundError(
+            f"knowledge base {kb!r} holds no chunk {chunk_id!r}: a newer version of its document may have "
+            "replaced it; search the knowledge base for the passage"
+        )
+    hit = found[0]
+    return ok(
+        ChunkPassage(chunk_id=hit.id, doc_uri=hit.doc_uri, page=hit.page, heading=hit.heading, text=hit.text)
     )
 
 

@@ -190,15 +190,24 @@ function bindSync() {
 }
 
 // Chat: answers streamed from /api/v1/ask (server-sent events: delta, sources, done, error).
-function openCitation(citation, kb) {
+function openCitation(citation, answerKb) {
   const panel = document.querySelector("[data-citation-panel]");
+  const kb = citation.knowledge_base || answerKb;
   panel.querySelector("[data-panel-marker]").textContent = `[${citation.marker}]`;
   const where = [citation.label || (citation.doc_uri || "").split("/").pop() || citation.dataset || ""];
   if (citation.heading) where.push(citation.heading);
   if (citation.page) where.push(`page ${citation.page}`);
   panel.querySelector("[data-panel-where]").textContent = where.filter(Boolean).join(" · ");
-  panel.querySelector("[data-panel-passage]").textContent =
-    citation.excerpt || "The passage is not kept with the conversation; open the document to read it.";
+  const passage = panel.querySelector("[data-panel-passage]");
+  passage.textContent = citation.excerpt || "";
+  if (!citation.excerpt && citation.chunk_id && kb) {  // a stored answer: read the passage from the index
+    passage.textContent = "Reading the passage…";
+    callApi("GET", `/api/v1/knowledge-bases/${encodeURIComponent(kb)}/chunks/${encodeURIComponent(citation.chunk_id)}`)
+      .then((chunk) => { passage.textContent = chunk.text; })
+      .catch((error) => { passage.textContent = error.message; });
+  } else if (!citation.excerpt) {
+    passage.textContent = "The passage is no longer indexed; open the document to read it.";
+  }
   const link = panel.querySelector("[data-panel-link]");
   if (kb && citation.doc_uri) {
     const words = (citation.excerpt || citation.heading || (citation.doc_uri || "").split("/").pop()).slice(0, 120);
