@@ -148,6 +148,15 @@ def test_concurrent_requests_share_the_open_index_and_model(client: httpx.Client
     assert listed == [1] * 8
 
 
+def test_search_keeps_to_the_documents_named(client: httpx.Client) -> None:
+    query = "How many days do customers have to return a product?"
+    url = f"/api/v1/knowledge-bases/{KB}/search"
+    found = data(client.post(url, json={"query": query, "documents": ["shipping.md"], "top_k": 3}))
+    unknown = client.post(url, json={"query": query, "documents": ["nope.md"]})
+    assert found["hits"] and all(hit["doc_uri"].endswith("shipping.md") for hit in found["hits"])
+    assert unknown.status_code == 400 and "'nope.md'" in unknown.json()["message"]
+
+
 def test_search_refuses_an_empty_query(client: httpx.Client) -> None:
     blank = client.post(f"/api/v1/knowledge-bases/{KB}/search", json={"query": "   "})
     assert blank.status_code == 400 and "the query is empty" in blank.json()["message"]

@@ -40,7 +40,7 @@ from ods.domain.tenant_storage import knowledge_base_documents_prefix
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.stages.ingest import open_knowledge_base
-from ods.stages.retrieve import describe_fusion, search_index
+from ods.stages.retrieve import describe_fusion, resolve_documents, search_index
 from ods.stages.watch import uri_resolver, watch_layout
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
@@ -92,6 +92,9 @@ class SearchRequest(BaseModel):
     )
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many chunks.")
     min_score: float | None = Field(default=None, description="Drop hits scoring below this.")
+    documents: list[str] | None = Field(
+        default=None, max_length=50, description="Search only these documents (URIs or file names)."
+    )
 
 
 class SearchHit(BaseModel):
@@ -176,6 +179,8 @@ def search(
     The index is reached only through a knowledge base the caller's tenant holds."""
     checked("knowledge base", kb)
     record = owned_knowledge_base(resources.catalog, kb, tenant)
+    named = request.documents
+    conditions = {"doc_uri": resolve_documents(resources.settings, kb, named)} if named else None
     index = resources.index(record)
     with resources.model_lock:
         found = search_index(
@@ -185,6 +190,7 @@ def search(
             request.query,
             k=request.top_k,
             mode=request.mode,
+            conditions=conditions,
             search=resources.settings.search,
         )
     hits = [hit for hit in found.hits if request.min_score is None or hit.score >= request.min_score]
