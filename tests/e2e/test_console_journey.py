@@ -9,8 +9,13 @@ validation error inline, and runs a deployment from its form until the run shows
 Bob (tenant ``acme``) then finds no dataset, document, knowledge base or conversation of Alice's, and her
 pages' addresses answer as missing.
 
-Both sign in with an API key of their tenant (``ods keys create --tenant``), sent by the browser as a
-bearer token. Every page is checked (no console error, no broken same-origin link, nothing wider than the
+Both sign in as a person does on the cluster profile: through the real OpenID provider (node's
+oidc-provider, its own login form; authorization code + PKCE), after which the browser holds only the
+session cookie and sends the session's CSRF token on its writes: no API key or token reaches the browser.
+Alice holds the roles that upload, ask, query and run (platform_admin, data_admin, ml_admin, app_admin),
+Bob data_admin, ml_admin and app_admin (no platform role) in tenant ``acme``. Bob also asks the OpenAI-compatible gateway
+with an API key of ``acme`` through the official ``openai`` client: a ``kb:`` model over Alice's
+knowledge base and a ``sql:`` model over her dataset answer "not found". Every page is checked (no console error, no broken same-origin link, nothing wider than the
 window) and screenshotted at 1280 and 390 px as ``journey-*`` under ``ODS_CONSOLE_SCREENSHOTS``.
 """
 
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from ods.factories import open_catalog
@@ -38,9 +44,12 @@ from tests.support.console_browser import (
     check_page,
     create_kb_and_upload_two_documents,
     launch,
+    local_context,
     screenshots_folder,
+    sign_in_through_provider,
     watched_page,
 )
+from tests.support.oidc_provider import OidcProvider, ProviderUser, console_auth, new_signing_key
 from tests.support.prefect_server import QUIET, running_prefect_server
 
 JOURNEY_KB = "journey"
@@ -61,11 +70,24 @@ steps:
 """
 
 
+USERS = (
+    ProviderUser(
+        "alice",
+        tenant="default",
+        realm_roles=("platform_admin", "data_admin", "ml_admin"),
+        client_roles=("app_admin",),
+    ),
+    ProviderUser("bob", tenant="acme", realm_roles=("data_admin", "ml_admin"), client_roles=("app_admin",)),
+)
+
+
 @dataclass(frozen=True)
 class Platform:
     base_url: str
-    keys: dict[str, str]
-    """The API key of each user: alice (tenant default), bob (tenant acme)."""
+    issuer: str
+    """The OpenID provider both users sign in through."""
+    bob_key: str
+    """An API key of tenant acme, for Bob's calls to the OpenAI-compatible gateway."""
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +108,9 @@ def platform(sync_playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     settings = load_settings(home=root / "ods-home")
     with open_catalog(settings) as catalog:
-        keys = {
-            "alice": create_api_key(catalog, "alice", roles=["super_admin"], tenant="default").key,
-            "bob": create_api_key(catalog, "bob", roles=["super_admin"], tenant="acme").key,
-        }
+        bob_key = create_api_key(catalog, "bob-app", roles=["ml_admin", "app_admin"], tenant="acme").key
+    provider = OidcProvider.start(root / "provider", [], [new_signing_key("journey")], users=USERS)
+    auth = {f"ODS_AUTH__{name.upper()}": value for name, value in console_auth(provider.issuer).items()}
     with running_prefect_server(root / "prefect") as prefect:
         flow = prefect.post("/flows/", {"name": "check-health"})  # prefect.yaml's names
         prefect.post(
@@ -103,13 +124,14 @@ def platform(sync_playwright: Any, tmp_path_factory: pytest.TempPathFactory) -> 
             },
         )
         server = ServeProcess(
-            {**serve_env(root, **env), **QUIET, "PREFECT_API_URL": prefect.api}, root / "serve.log"
+            {**serve_env(root, **env, **auth), **QUIET, "PREFECT_API_URL": prefect.api}, root / "serve.log"
         )
-        server.start()
         try:
-            yield Platform(server.base_url, keys)
+            server.start()
+            yield Platform(server.base_url, provider.issuer, bob_key)
         finally:
             server.close()
+            provider.stop()
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +143,12 @@ def browser(sync_playwright: Any, platform: Platform) -> Iterator[Any]:
 
 
 def signed_in(browser: Any, platform: Platform, user: str, shots: Path) -> Any:
-    context = browser.new_context(
-        base_url=platform.base_url,
-        viewport={"width": 1280, "height": 900},
-        extra_http_headers={"Authorization": f"Bearer {platform.keys[user]}"},
-    )
-    return watched_page(context, shots)
+    """A page of a fresh browser context signed in as ``user`` through the provider's login form: from
+    then on the session cookie (and the CSRF token csrf.js sends) is all the browser holds."""
+    page = watched_page(local_context(browser, platform.base_url), shots)
+    sign_in_through_provider(page, platform.issuer, user)
+    assert "ods_session" in {cookie["name"] for cookie in page.context.cookies()}
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -276,10 +298,36 @@ def test_bob_of_another_tenant_sees_none_of_it(
         assert DATASET not in page.locator("main").inner_text()
         check_page(page, "journey-bob-metadata")
         assert page.errors == [], page.errors
-        query = page.request.post("/api/v1/query/execute", data={"sql": "SELECT * FROM sales"})
-        assert query.status in (400, 404) and query.json()["data"] is None, query.text()  # no rows of hers
+        status, data = page.evaluate(  # a write of the console: fetch, with the session's CSRF token
+            """async () => {
+                const answer = await fetch("/api/v1/query/execute", {method: "POST",
+                    headers: {"Content-Type": "application/json"},
+                    body: JSON.stringify({sql: "SELECT * FROM sales"})});
+                return [answer.status, (await answer.json()).data];
+            }"""
+        )
+        assert status in (400, 404) and data is None, (status, data)  # no rows of hers
+        page.errors.clear()  # Chromium logs the refused fetch as a console error
         for path in ("/api/v1/datasets", "/api/v1/knowledge-bases", "/api/v1/conversations"):
             answer = page.request.get(path).json()["data"]
             assert (answer["items"] if isinstance(answer, dict) else answer) == [], (path, answer)
     finally:
         page.context.close()
+
+
+def test_bob_asks_the_gateway_about_alices_knowledge_base_and_table(platform: Platform) -> None:
+    """Bob's application, with an API key of tenant acme and the official client: Alice's knowledge base
+    and dataset are not among its models, and asking them answers "not found", never her passages or
+    rows."""
+    client = openai.OpenAI(base_url=f"{platform.base_url}/v1", api_key=platform.bob_key, max_retries=0)
+    models = [model.id for model in client.models.list()]
+    assert not [name for name in models if JOURNEY_KB in name or KB in name or DATASET in name], models
+    for model, question in (
+        (f"kb:{JOURNEY_KB}", VACATION_QUESTION),
+        (f"kb:{KB}", VACATION_QUESTION),
+        (f"sql:{DATASET}", "How many orders are there per region?"),
+        (f"kb:{JOURNEY_KB}+sql:{DATASET}", "How many orders are there per region?"),
+    ):
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}])
+        assert "vacation" not in str(missing.value) and "region" not in str(missing.value), missing.value

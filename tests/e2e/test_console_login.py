@@ -12,8 +12,6 @@ reason, except under ``CI=true``.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +21,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.api_server import KB, RunningApi, served_platform
-from tests.support.oidc_provider import (
-    API_CLIENT,
-    AUDIENCE,
-    CONSOLE_CLIENT,
-    OidcProvider,
-    ProviderUser,
-    new_signing_key,
+from tests.support.console_browser import (
+    WIDTHS,
+    browser_or_skip,
+    launch,
+    local_context,
+    screenshots_folder,
+    sign_in_through_provider,
+    watched_page,
 )
+from tests.support.oidc_provider import OidcProvider, ProviderUser, console_auth, new_signing_key
 
-CHROMIUM = os.environ.get("ODS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-WIDTHS = (1280, 390)
 USERS = (
     ProviderUser(
         "vera", tenant="default", realm_roles=("data_viewer", "ml_viewer"), client_roles=("app_user",)
@@ -47,21 +45,6 @@ USERS = (
 )
 
 
-def _playwright_or_skip() -> Any:
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "the playwright package is not installed (pip install -e '.[dev]')"
-    if problem is None and not Path(CHROMIUM).is_file():
-        problem = f"no chromium at {CHROMIUM} (run `make browser` as root, or apt-get install chromium)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests cannot run: {problem}")
-        pytest.skip(f"browser tests skipped: {problem}")
-    return sync_playwright
-
-
 @dataclass(frozen=True)
 class SignInWorld:
     provider: OidcProvider
@@ -72,36 +55,16 @@ class SignInWorld:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInWorld]:
-    sync_playwright = _playwright_or_skip()  # before the platform is built: a skip costs nothing
+    sync_playwright = browser_or_skip()  # before the platform is built: a skip costs nothing
     root = tmp_path_factory.mktemp("console-login")
     provider = OidcProvider.start(root / "provider", [], [new_signing_key("key-a")], users=USERS)
-    auth = {
-        "issuer": provider.issuer,
-        "audience": AUDIENCE,
-        "client_id": API_CLIENT,
-        "console_client_id": CONSOLE_CLIENT,
-        "scopes": "openid profile api",
-    }
-    shots = Path(os.environ.get("ODS_CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    auth = console_auth(provider.issuer)
+    shots = screenshots_folder(tmp_path_factory)
     try:
         with served_platform(root, auth=auth) as api, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            context = browser.new_context(base_url=api.base_url, viewport={"width": WIDTHS[0], "height": 900})
-            context.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if urlsplit(route.request.url).hostname == "127.0.0.1"
-                    else route.abort()
-                ),
-            )
-            page = context.new_page()
-            page.set_default_timeout(0)  # waits end when the page changes; pytest-timeout stops a hang
-            page.errors = []
-            page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-            page.on("pageerror", lambda error: page.errors.append(str(error)))
-            page.on("dialog", lambda dialog: dialog.accept())
+            browser = launch(playwright)
+            context = local_context(browser, api.base_url)
+            page = watched_page(context, shots)
             yield SignInWorld(provider, api, page, shots)
             context.close()
             browser.close()
@@ -125,14 +88,7 @@ def _sign_in(world: SignInWorld, user: str, start: str = "/") -> None:
     page.goto(start)
     assert urlsplit(page.url).path == "/auth/sign-in"
     _shoot(world, "sign-in")
-    page.get_by_role("button", name="Sign in with single sign-on").click()
-    page.wait_for_url(f"{world.provider.issuer}/interaction/**")
-    page.fill("input[name=login]", user)
-    page.fill("input[name=password]", "any password")
-    page.locator("button[type=submit]").click()
-    page.get_by_role("button", name="Continue").click()  # oidc-provider asks every native client's user
-    page.wait_for_url(f"{world.api.base_url}{start}")
-    page.errors.clear()  # the provider's pages are not the console's: their font requests were aborted
+    sign_in_through_provider(page, world.provider.issuer, user, start)
 
 
 def _who(world: SignInWorld) -> str:

@@ -1,6 +1,8 @@
 """The console's browser tests' shared parts: Debian's chromium through Playwright (or a visible skip, a
-failure under ``CI=true``), a page that records console errors, and the per-page check (no console error,
-every same-origin link answers 200, no element wider than the window, screenshots at 1280 and 390 px).
+failure under ``CI=true``), a browser context that reaches this machine only, a page that records console
+errors, the sign-in through the real OpenID provider's login form, and the per-page check (no console
+error, every same-origin link answers 200, no element wider than the window, screenshots at 1280 and
+390 px).
 """
 
 from __future__ import annotations
@@ -35,6 +37,36 @@ def browser_or_skip() -> Any:
 
 def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+
+def local_context(browser: Any, base_url: str, width: int = WIDTHS[0]) -> Any:
+    """A new context of ``browser`` on ``base_url`` whose requests to any host but this machine are
+    aborted (the provider's pages ask for web fonts; the console asks for nothing outside)."""
+    context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 900})
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if urlsplit(route.request.url).hostname == "127.0.0.1" else route.abort()
+        ),
+    )
+    return context
+
+
+def sign_in_through_provider(page: Any, issuer: str, user: str, start: str = "/") -> None:
+    """From a signed-out ``start`` page of the console (sent to ``/auth/sign-in``), through the provider
+    at ``issuer`` (its own login form: the login names the user, any password) and back to ``start``,
+    signed in by the session cookie. The provider's font requests, aborted, are not the console's errors."""
+    page.goto(start)
+    base = f"{urlsplit(page.url).scheme}://{urlsplit(page.url).netloc}"
+    assert urlsplit(page.url).path == "/auth/sign-in", page.url
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    page.wait_for_url(f"{issuer}/interaction/**")
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", "any password")
+    page.locator("button[type=submit]").click()
+    page.get_by_role("button", name="Continue").click()  # oidc-provider asks every native client's user
+    page.wait_for_url(f"{base}{start}")
+    page.errors.clear()
 
 
 def watched_page(context: Any, shots: Path) -> Any:

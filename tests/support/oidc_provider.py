@@ -225,6 +225,19 @@ class OidcProvider:
         }
 
 
+def console_auth(issuer: str) -> dict[str, str]:
+    """The ``auth`` settings of an `ods serve` whose console signs browsers in through the provider at
+    ``issuer`` (its ``users``): tokens for :data:`AUDIENCE`, roles of :data:`API_CLIENT`, the console's
+    public client :data:`CONSOLE_CLIENT`."""
+    return {
+        "issuer": issuer,
+        "audience": AUDIENCE,
+        "client_id": API_CLIENT,
+        "console_client_id": CONSOLE_CLIENT,
+        "scopes": "openid profile api",
+    }
+
+
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
