@@ -117,6 +117,19 @@ def test_two_uploaded_documents_become_indexed(browser_page: Any, tmp_path: Path
     page.get_by_role("button", name="Search").click()
     assert "27 vacation days" in page.locator(".hits").inner_text()  # waits for the results page
     check_page(page, "knowledge-base")
+    # the filters: one document, how many chunks, the least score
+    page.get_by_label("In document").select_option(label="expenses.txt")
+    page.get_by_label("Chunks").fill("3")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**document=*expenses.txt*")
+    hits = page.locator(".hits > li")
+    assert 1 <= hits.count() <= 3 and "27 vacation days" not in page.locator(".hits").inner_text()
+    assert all("expenses.txt" in hit for hit in hits.locator("strong").all_inner_texts())
+    page.get_by_label("Least score").fill("1000")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**min_score=1000*")
+    assert page.locator(".hits").inner_text().strip() == "No chunk matches."
+    check_page(page, "knowledge-base-search-filters")
 
 
 @pytest.mark.timeout(900)  # the packaged model writes the SQL: minutes on a busy 2-core box

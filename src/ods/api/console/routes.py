@@ -231,20 +231,28 @@ async def knowledge_bases_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/console/knowledge-bases/{kb}")
-async def knowledge_base_page(request: Request, kb: str, q: str = "", mode: str = "hybrid") -> HTMLResponse:
-    """Documents with status and reason, upload, delete, and a search box with its mode."""
+async def knowledge_base_page(
+    request: Request,
+    kb: str,
+    q: str = "",
+    mode: str = "hybrid",
+    document: str = "",
+    top_k: str = "8",
+    min_score: str = "",
+) -> HTMLResponse:
+    """Documents with status and reason, upload, delete, and a search box with its mode and filters (one
+    document, how many chunks, the least score); the search route checks them and its refusal shows."""
+    search: dict[str, object] = {"query": q, "mode": mode, "top_k": top_k}
+    if document:
+        search["documents"] = [document]
+    if min_score:
+        search["min_score"] = min_score
     async with ConsoleApi(request) as api:
         detail = await api.get(f"/api/v1/knowledge-bases/{_segment(kb)}")
         if not detail.ok:
             return _page(request, "error.html", "knowledge", title=f"Knowledge base {kb}", error=detail.error)
         documents = await api.get(f"/api/v1/knowledge-bases/{_segment(kb)}/documents")
-        hits = (
-            await api.post(
-                f"/api/v1/knowledge-bases/{_segment(kb)}/search", {"query": q, "mode": mode, "top_k": 8}
-            )
-            if q
-            else None
-        )
+        hits = await api.post(f"/api/v1/knowledge-bases/{_segment(kb)}/search", search) if q else None
         runs = await api.get("/api/v1/runs", target=kb, limit=5)
     return _page(
         request,
@@ -254,6 +262,9 @@ async def knowledge_base_page(request: Request, kb: str, q: str = "", mode: str 
         documents=documents,
         q=q,
         mode=mode,
+        document=document,
+        top_k=top_k,
+        min_score=min_score,
         hits=hits,
         runs=runs,
     )
