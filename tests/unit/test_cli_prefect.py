@@ -16,7 +16,7 @@ from prefect.settings import (
 )
 
 from ods.errors import OdsError
-from ods.orchestration.temporary_server import FlowRunner, start_flow_runner
+from ods.orchestration.temporary_server import MIN_STARTUP_WAIT_S, FlowRunner, start_flow_runner
 
 
 class FakeServer:
@@ -26,8 +26,10 @@ class FakeServer:
         self.release = threading.Event()
         self.started = False
         self.failure = failure
+        self.timeout: float | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        self.timeout = timeout
         self.release.wait(timeout=10)
         if self.failure is not None:
             raise self.failure
@@ -61,6 +63,7 @@ def test_a_flow_runs_once_the_server_has_started_and_the_sweep_ran_without_heart
         assert PREFECT_RESULTS_DEFAULT_SERIALIZER.value() == "pickle"
 
     assert seen == [(True, [True], None, "json", {"ods-cli", "p:1"})]
+    assert server.timeout == MIN_STARTUP_WAIT_S  # Prefect's 20 s default raised for a busy machine
 
 
 def test_a_server_that_fails_to_start_fails_the_command_before_the_flow() -> None:
