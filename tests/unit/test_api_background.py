@@ -48,7 +48,7 @@ class GatedSync:
         self._active = 0
         self._lock = threading.Lock()
 
-    def __call__(self, kb: str) -> IngestSummary:
+    def __call__(self, kb: str, tenant: str = "default") -> IngestSummary:
         with self._lock:
             self._active += 1
             self.overlapping = max(self.overlapping, self._active)

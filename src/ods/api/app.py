@@ -82,7 +82,7 @@ def create_app(settings: Settings, resources: Resources) -> FastAPI:
     events = PrefectEvents()
     background = BackgroundRuns(
         lambda: resources.catalog,
-        lambda kb: sync_knowledge_base(resources, kb),
+        lambda kb, tenant: sync_knowledge_base(resources, kb, tenant),
         mode=settings.api.runs,
         emit=events,
     )

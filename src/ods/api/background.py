@@ -48,6 +48,7 @@ from ods.adapters.workers.processes import pid_exists
 from ods.api.prefect_runs import PrefectDeployments
 from ods.api.resources import Resources
 from ods.api.run_events import RunEvent, RunEventEmitter, emit_quietly, kb_updated_event
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.sync_plan import pipeline_batches
 from ods.errors import NotFoundError, OdsError, SettingsError
 from ods.factories import build_object_store, open_source
@@ -109,6 +110,8 @@ class BackgroundRun(BaseModel):
     dataset name for prepare)."""
     prefect_flow_run_id: str | None = None
     """The Prefect flow run doing the work, when the run started a deployment instead of running here."""
+    tenant: str = DEFAULT_TENANT
+    """The tenant the run works for: its knowledge base or target is that tenant's."""
     prefect_state: str | None = None
     """That flow run's state name in Prefect (Scheduled, Pending, Running, Completed, Failed, …)."""
 
@@ -138,7 +141,7 @@ class BackgroundRuns:
     def __init__(
         self,
         catalog: Callable[[], RunCatalog],
-        sync: Callable[[str], IngestSummary],
+        sync: Callable[[str, str], IngestSummary],
         *,
         mode: RunsMode = "server",
         emit: RunEventEmitter | None = None,
@@ -153,7 +156,8 @@ class BackgroundRuns:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         _LIVE_OWNERS.add(self.owner)
         self._pending: deque[str] = deque()
-        self._pending_kb: dict[str, str] = {}
+        self._pending_kb: dict[tuple[str, str], str] = {}
+        """The run waiting to start for each (tenant, knowledge base)."""
         self._closed = False
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -163,12 +167,13 @@ class BackgroundRuns:
 
     # -- asking for runs -----------------------------------------------------------------------------
 
-    def request_sync(self, kb: str, reason: str) -> BackgroundRun:
-        """A run that syncs ``kb`` with its source after this call: the one waiting to start, or a new one."""
+    def request_sync(self, kb: str, reason: str, tenant: str = DEFAULT_TENANT) -> BackgroundRun:
+        """A run that syncs ``tenant``'s ``kb`` with its source after this call: the one waiting to start,
+        or a new one."""
         catalog = self._ready_catalog()
         with self._changed:
             self._refuse_when_closed()
-            run_id = self._pending_kb.get(kb)
+            run_id = self._pending_kb.get((tenant, kb))
             if run_id is not None:
                 return _run_of(catalog.add_server_run_request(run_id, reason))
             record = catalog.add_server_run(
@@ -179,9 +184,10 @@ class BackgroundRuns:
                 requested_by=[reason],
                 queued_at=_now(),
                 knowledge_base=kb,
+                tenant=tenant,
             )
             self._pending.append(record.id)
-            self._pending_kb[kb] = record.id
+            self._pending_kb[(tenant, kb)] = record.id
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="ods-api-runs", daemon=True)
                 self._worker.start()
@@ -195,6 +201,7 @@ class BackgroundRuns:
         work: Callable[[], BaseModel],
         reason: str,
         deployment: DeploymentCall | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> BackgroundRun:
         """Start the run: as a flow run of ``deployment`` when runs go to Prefect (``ODS_API__RUNS``), else
         ``work`` now in a thread of its own (a deploy waits minutes for its server; it must not hold up the
@@ -221,6 +228,7 @@ class BackgroundRuns:
             started_at=now if here else None,
             target=target,
             prefect_flow_run_id=flow_run_id,
+            tenant=tenant,
         )
         if not here:
             return _run_of(record, prefect_state="Scheduled")
@@ -282,9 +290,13 @@ class BackgroundRuns:
         state: RunState | None = None,
         target: str | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> list[BackgroundRun]:
-        """The newest ``limit`` runs, newest first (Prefect runs as Prefect has them, when it answers)."""
-        records = self._ready_catalog().list_server_runs(kind=kind, state=state, target=target, limit=limit)
+        """The newest ``limit`` runs (of ``tenant`` when given), newest first (Prefect runs as Prefect has
+        them, when it answers)."""
+        records = self._ready_catalog().list_server_runs(
+            kind=kind, state=state, target=target, limit=limit, tenant=tenant
+        )
         return [self._current(record, strict=False) for record in records]
 
     def _current(self, record: ServerRunRecord, *, strict: bool) -> BackgroundRun:
@@ -386,11 +398,11 @@ class BackgroundRuns:
                 if not self._pending:
                     return
                 run_id = self._pending.popleft()
-                kb = next(name for name, pending in self._pending_kb.items() if pending == run_id)
-                del self._pending_kb[kb]
+                tenant, kb = next(key for key, pending in self._pending_kb.items() if pending == run_id)
+                del self._pending_kb[(tenant, kb)]
             try:
                 self._catalog().start_server_run(run_id, _now())
-                summary = self._sync(kb)
+                summary = self._sync(kb, tenant)
             except Exception as error:  # noqa: BLE001 - every failure ends the run as failed, never the worker
                 self._finish(run_id, state="failed", error=_one_line(run_id, error, "ingest", kb))
             else:
@@ -468,10 +480,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def sync_knowledge_base(resources: Resources, kb: str) -> IngestSummary:
-    """Bring ``kb`` in line with the source the catalog records for it, on the server's open catalog,
-    index and embedder: the ingest stages the ingest-documents flow runs, batch by batch."""
-    settings, catalog = resources.settings, resources.catalog
+def sync_knowledge_base(resources: Resources, kb: str, tenant: str = DEFAULT_TENANT) -> IngestSummary:
+    """Bring ``tenant``'s ``kb`` in line with the source the catalog records for it, on the server's open
+    catalog, index and embedder: the ingest stages the ingest-documents flow runs, batch by batch."""
+    settings, catalog = resources.settings, resources.catalog.for_tenant(tenant)
     record = catalog.get_knowledge_base(kb)
     if record.source_uri is None:
         raise OdsError(f"knowledge base {kb!r} has no source recorded; ingest it once with ods kb ingest")

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ods.domain.identity import DEFAULT_TENANT
 from ods.factories import build_embedder, open_catalog, open_index, open_llm, open_warehouse
 from ods.settings import Settings
 
@@ -105,12 +106,15 @@ class Resources:
             return index
 
     @contextmanager
-    def warehouse(self, datasets: Sequence[str] | None) -> Iterator[DuckDBWarehouse]:
-        """The warehouse over ``datasets`` (``["sales", "regions@2"]``; None: the newest registered version
-        of every dataset), held for this caller alone until the block ends."""
+    def warehouse(
+        self, datasets: Sequence[str] | None, tenant: str = DEFAULT_TENANT
+    ) -> Iterator[DuckDBWarehouse]:
+        """The warehouse over ``tenant``'s ``datasets`` (``["sales", "regions@2"]``; None: the newest
+        registered version of every dataset), held for this caller alone until the block ends (kept by
+        version ids, so two tenants' ``sales`` are two warehouses)."""
         from ods.adapters.warehouse import resolve_dataset_versions
 
-        catalog = self.catalog
+        catalog = self.catalog.for_tenant(tenant)
         versions = resolve_dataset_versions(catalog, datasets)
         key = tuple(sorted(record.id for record in versions))
         while True:

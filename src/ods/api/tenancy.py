@@ -7,8 +7,9 @@ answered exactly as one that does not exist (404, code 40401), with a message na
 own resources, so nothing tells a caller what another tenant holds. Every principal, platform roles
 included, acts within its own tenant (docs/security.md, "Tenants").
 
-Names stay unique across tenants for now: creating a name another tenant holds is a 409 that does not
-say whose it is (:func:`claim_dataset`, :func:`check_name_free`).
+Names are unique within a tenant (catalog migration 0015): two tenants may each hold a dataset ``sales``.
+A route reads and writes through :meth:`Catalog.for_tenant` of the caller's tenant (the
+``owned_*`` helpers below), whose lookups by name find that tenant's rows only.
 """
 
 from __future__ import annotations
@@ -88,50 +89,43 @@ def _held(load: Callable[[], RowT], tenant: str) -> RowT | None:
 
 
 def owned_dataset(catalog: Catalog, name: str, tenant: str) -> DatasetRecord:
-    """Dataset ``name`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    record = _held(lambda: catalog.get_dataset(name), tenant)
-    if record is None:
-        raise _missing("dataset", name, [item.name for item in catalog.list_datasets(tenant=tenant)])
-    return record
+    """``tenant``'s dataset ``name``; NotFoundError naming only its own datasets otherwise."""
+    return catalog.for_tenant(tenant).get_dataset(name)
 
 
 def owned_dataset_version(
     catalog: Catalog, name: str, version: int | None, tenant: str
 ) -> DatasetVersionRecord:
     """Version ``version`` (None: the newest registered) of ``tenant``'s dataset ``name``."""
-    owned_dataset(catalog, name, tenant)
-    return catalog.get_dataset_version(name, version)
+    return catalog.for_tenant(tenant).get_dataset_version(name, version)
 
 
 def owned_knowledge_base(catalog: Catalog, name: str, tenant: str) -> KnowledgeBaseRecord:
-    """Knowledge base ``name`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    record = _held(lambda: catalog.get_knowledge_base(name), tenant)
-    if record is None:
-        known = [item.name for item in catalog.list_knowledge_bases(tenant=tenant)]
-        raise _missing("knowledge base", name, known)
-    return record
+    """``tenant``'s knowledge base ``name``; NotFoundError naming only its own otherwise."""
+    return catalog.for_tenant(tenant).get_knowledge_base(name)
 
 
 def owned_model(catalog: Catalog, name: str, tenant: str) -> ModelRecord:
-    """Model ``name`` when ``tenant`` holds it; else NotFoundError as if it did not exist."""
-    models = catalog.list_models()
+    """``tenant``'s model ``name``; NotFoundError naming only its own models otherwise."""
+    models = [model for model in catalog.list_models() if model.tenant == tenant]
     record = next((model for model in models if model.name == name), None)
-    if record is None or record.tenant != tenant:
-        raise _missing("model", name, [model.name for model in models if model.tenant == tenant])
+    if record is None:
+        raise _missing("model", name, [model.name for model in models])
     return record
 
 
 def owner_of(
     catalog: Catalog, kind: OwnedKind, name: str, tenant: str
 ) -> DatasetRecord | ModelRecord | KnowledgeBaseRecord | None:
-    """The ``kind`` called ``name`` when ``tenant`` holds it (its ``owner`` is who created it); None when
-    it does not exist or another tenant holds it (the route's 404)."""
-    if kind == "dataset":
-        return _held(lambda: catalog.get_dataset(name), tenant)
-    if kind == "knowledge base":
-        return _held(lambda: catalog.get_knowledge_base(name), tenant)
+    """``tenant``'s ``kind`` called ``name`` (its ``owner`` is who created it); None when ``tenant``
+    holds none (the route's 404)."""
+    loaders: dict[OwnedKind, Callable[[], DatasetRecord | ModelRecord | KnowledgeBaseRecord]] = {
+        "dataset": lambda: owned_dataset(catalog, name, tenant),
+        "knowledge base": lambda: owned_knowledge_base(catalog, name, tenant),
+        "model": lambda: owned_model(catalog, name, tenant),
+    }
     try:
-        return owned_model(catalog, name, tenant)
+        return loaders[kind]()
     except NotFoundError:
         return None
 
@@ -153,20 +147,14 @@ def owned_webhook(catalog: Catalog, webhook_id: int, tenant: str) -> WebhookReco
 
 
 def name_taken(kind: str, name: str) -> ConflictError:
-    """The 409 of a create whose name is already used (by this tenant or another: it does not say)."""
-    return ConflictError(
-        f"{kind} name {name!r} is already taken; choose another name "
-        "(names are unique across the whole platform for now)"
-    )
+    """The 409 of a create whose name the caller's tenant already uses."""
+    return ConflictError(f"{kind} name {name!r} is already taken; choose another name")
 
 
 def claim_dataset(catalog: Catalog, name: str, tenant: str, owner: str | None = None) -> DatasetRecord:
-    """Dataset ``name`` for ``tenant`` to register a version of: created as its own (owned by ``owner``)
-    when new; a name another tenant holds is a ConflictError that does not say whose."""
-    record = catalog.ensure_dataset(name, tenant=tenant, owner=owner)
-    if record.tenant != tenant:
-        raise name_taken("dataset", name)
-    return record
+    """``tenant``'s dataset ``name`` to register a version of: created as its own (owned by ``owner``)
+    when new."""
+    return catalog.for_tenant(tenant).ensure_dataset(name, owner=owner)
 
 
 def tenant_dataset_refs(catalog: Catalog, datasets: Sequence[str] | None, tenant: str) -> list[str]:
@@ -186,21 +174,3 @@ def tenant_dataset_refs(catalog: Catalog, datasets: Sequence[str] | None, tenant
     for ref in datasets:
         owned_dataset(catalog, parse_dataset_ref(ref)[0], tenant)
     return list(datasets)
-
-
-def tenant_names(catalog: Catalog, tenant: str) -> frozenset[str]:
-    """The names of ``tenant``'s datasets, knowledge bases and models (what its runs work on)."""
-    return frozenset(
-        [
-            *(record.name for record in catalog.list_datasets(tenant=tenant)),
-            *(record.name for record in catalog.list_knowledge_bases(tenant=tenant)),
-            *(record.name for record in catalog.list_models() if record.tenant == tenant),
-        ]
-    )
-
-
-def run_is_owned(knowledge_base: str | None, target: str | None, names: frozenset[str]) -> bool:
-    """Whether a server run belongs to the tenant holding ``names``: an ingest by its knowledge base, a
-    prepare by its dataset, a deploy or undeploy by its model (``NAME@VERSION``)."""
-    subject = knowledge_base or (target or "").partition("@")[0]
-    return subject in names

@@ -8,6 +8,7 @@ The groups (``datasets.py``, ``models.py``, ``endpoints.py``, ``knowledge.py``, 
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.schema import Dataset, KnowledgeBase, Model, NamedRow, VersionedRow, VersionRow
 from ods.adapters.closing import Closeable
-from ods.domain.identity import DEFAULT_TENANT
+from ods.domain.identity import DEFAULT_TENANT, check_tenant
 from ods.domain.names import NAME_RULE, NameKind, check_name, display_name, is_valid_name
 from ods.errors import CatalogError, NotFoundError
 
@@ -59,9 +60,9 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
     version_record: Callable[[VersionT, str], VersionRecordT]
     """A version row and its owner's name → its frozen record."""
 
-    def named(self, session: Session, name: str) -> OwnerT:
-        """The owner row called ``name``; NotFoundError listing the names there are."""
-        return require_named(session, self.owner, self.kind, name)
+    def named(self, session: Session, name: str, tenant: str) -> OwnerT:
+        """``tenant``'s owner row called ``name``; NotFoundError listing the names it holds."""
+        return require_named(session, self.owner, self.kind, name, tenant)
 
     def ensure(
         self,
@@ -82,14 +83,15 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         tenant: str | None = None,
         created_by: str | None = None,
     ) -> OwnerT:
-        """The owner row called ``name`` (created if missing, as ``tenant``'s or the default tenant's and
+        """``tenant``'s owner row called ``name`` (created if missing, as ``tenant``'s (the default tenant's
+        when None) and
         owned by ``created_by``; a given description replaces the stored one), locked until commit so
         concurrent writers number its versions one at a time. An existing row keeps its owner."""
-        row = session.scalar(select(self.owner).where(self.owner.name == name).with_for_update())
+        tenant = tenant or DEFAULT_TENANT
+        query = select(self.owner).where(self.owner.name == name, self.owner.tenant == tenant)
+        row = session.scalar(query.with_for_update())
         if row is None:
-            owner = self.owner(
-                name=name, description=description, tenant=tenant or DEFAULT_TENANT, owner=created_by
-            )
+            owner = self.owner(name=name, description=description, tenant=tenant, owner=created_by)
             row = add_row(session, owner)
         elif description is not None and row.description != description:
             row.description = description
@@ -103,10 +105,10 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         number = (newest or 0) + 1
         return add_row(session, self.versions(**{self.owner_key.key: owner.id}, version=number, **columns))
 
-    def get_version(self, session: Session, name: str, version: int | None) -> VersionRecordT:
-        """Version ``version`` of ``name``, or its newest registered version when ``None``;
-        NotFoundError naming the known names or the versions there are."""
-        owner = self.named(session, name)
+    def get_version(self, session: Session, name: str, tenant: str, version: int | None) -> VersionRecordT:
+        """Version ``version`` of ``tenant``'s ``name``, or its newest registered version when ``None``;
+        NotFoundError naming the tenant's names or the versions there are."""
+        owner = self.named(session, name, tenant)
         number, status = self.versions.version, self.versions.status
         wanted = status == "registered" if version is None else number == version
         query = select(self.versions).where(self.owner_key == owner.id, wanted)
@@ -167,6 +169,15 @@ class CatalogBase(Closeable):
         revision = migrate(self._engine)
         self._migrated = True
         return revision
+
+    def for_tenant(self, tenant: str) -> Self:
+        """This catalog seen as ``tenant``: its lookups by name find ``tenant``'s rows and what it creates
+        is ``tenant``'s (same engine, pool and migration state; nothing is opened)."""
+        if tenant == self.tenant:
+            return self
+        view = copy.copy(self)
+        view.tenant = check_tenant(tenant)
+        return view
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -322,16 +333,18 @@ def require_rows(
     return rows
 
 
-def require_named(session: Session, entity: type[NamedT], kind: NameKind, name: str) -> NamedT:
-    """The row of ``entity`` called ``name``; NotFoundError listing the names there are."""
-    row = session.scalar(select(entity).where(entity.name == name))
+def require_named(session: Session, entity: type[NamedT], kind: NameKind, name: str, tenant: str) -> NamedT:
+    """``tenant``'s row of ``entity`` called ``name``; NotFoundError listing the names ``tenant`` holds
+    (never another tenant's: its rows are as absent as missing ones)."""
+    row = session.scalar(select(entity).where(entity.name == name, entity.tenant == tenant))
     if row is None:
-        raise NotFoundError(_missing_name_message(session, kind, name, entity.name))
+        raise NotFoundError(_missing_name_message(session, kind, name, entity, tenant))
     return row
 
 
-def _missing_name_message(session: Session, kind: str, name: str, column: InstrumentedAttribute[str]) -> str:
-    names = list(session.scalars(select(column).order_by(column).limit(_LISTED_NAMES + 1)))
+def _missing_name_message(session: Session, kind: str, name: str, entity: type[NamedRow], tenant: str) -> str:
+    query = select(entity.name).where(entity.tenant == tenant).order_by(entity.name)
+    names = list(session.scalars(query.limit(_LISTED_NAMES + 1)))
     asked = f"no {kind} named {name!r}"
     if not is_valid_name(name):
         asked += f" (not a valid name: {NAME_RULE})"

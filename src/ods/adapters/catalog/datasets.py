@@ -135,6 +135,7 @@ class DatasetTables(CatalogBase):
                 .join(Dataset)
                 .where(
                     Dataset.name == name,
+                    Dataset.tenant == self.tenant,
                     DatasetVersion.source_sha256 == source_sha256,
                     DatasetVersion.spec_hash == spec_hash,
                 )
@@ -148,7 +149,7 @@ class DatasetTables(CatalogBase):
 
     def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersionRecord:
         """Version ``version`` of dataset ``name``, or its newest registered version when ``None``."""
-        return self._read(lambda session: DATASETS.get_version(session, name, version))
+        return self._read(lambda session: DATASETS.get_version(session, name, self.tenant, version))
 
     def list_datasets(
         self, *, tags: Sequence[str] = (), include_archived: bool = True, tenant: str | None = None
@@ -174,7 +175,9 @@ class DatasetTables(CatalogBase):
 
     def get_dataset(self, name: str) -> DatasetRecord:
         """The dataset called ``name`` (archived or not); NotFoundError listing the names there are."""
-        return self._read(lambda session: _dataset_record(session, DATASETS.named(session, name)))
+        return self._read(
+            lambda session: _dataset_record(session, DATASETS.named(session, name, self.tenant))
+        )
 
     def update_dataset(
         self,
@@ -189,7 +192,7 @@ class DatasetTables(CatalogBase):
         checked = None if tags is None else check_tags(tags)
 
         def work(session: Session) -> DatasetRecord:
-            dataset = DATASETS.named(session, name)
+            dataset = DATASETS.named(session, name, self.tenant)
             if clear_description:
                 dataset.description = None
             elif description is not None:
@@ -206,7 +209,7 @@ class DatasetTables(CatalogBase):
         dataset changes nothing (it keeps the first time)."""
 
         def work(session: Session) -> DatasetRecord:
-            dataset = DATASETS.named(session, name)
+            dataset = DATASETS.named(session, name, self.tenant)
             if dataset.archived_at is None:
                 dataset.archived_at = now or utcnow()
                 session.flush()
@@ -218,7 +221,7 @@ class DatasetTables(CatalogBase):
         """Show an archived dataset ``name`` in lists again; restoring a live dataset changes nothing."""
 
         def work(session: Session) -> DatasetRecord:
-            dataset = DATASETS.named(session, name)
+            dataset = DATASETS.named(session, name, self.tenant)
             if dataset.archived_at is not None:
                 dataset.archived_at = None
                 session.flush()
@@ -230,7 +233,7 @@ class DatasetTables(CatalogBase):
         """Every version of dataset ``name`` (registered and rejected), oldest first."""
 
         def work(session: Session) -> list[DatasetVersionRecord]:
-            dataset = DATASETS.named(session, name)
+            dataset = DATASETS.named(session, name, self.tenant)
             rows = session.scalars(
                 select(DatasetVersion)
                 .where(DatasetVersion.dataset_id == dataset.id)

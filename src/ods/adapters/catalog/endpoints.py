@@ -158,7 +158,7 @@ class EndpointTables(CatalogBase):
                 .join(Model, ModelVersion.model_id == Model.id)
             )
             if model_name is not None:
-                query = query.where(Model.name == model_name)
+                query = query.where(Model.name == model_name, Model.tenant == self.tenant)
             if model_version is not None:
                 query = query.where(ModelVersion.version == model_version)
             if status is not None:

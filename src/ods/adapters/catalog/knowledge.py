@@ -73,13 +73,17 @@ class KnowledgeTables(CatalogBase):
         }
 
         def work(session: Session) -> KnowledgeBaseRecord:
-            base = session.scalar(select(KnowledgeBase).where(KnowledgeBase.name == name))
+            owner_tenant = tenant or self.tenant
+            query = select(KnowledgeBase).where(
+                KnowledgeBase.name == name, KnowledgeBase.tenant == owner_tenant
+            )
+            base = session.scalar(query)
             if base is None:
                 row = KnowledgeBase(
                     name=name,
                     source_uri=source_uri,
                     description=description,
-                    tenant=tenant or self.tenant,
+                    tenant=owner_tenant,
                     owner=owner or self.creator,
                     **index,
                 )
@@ -101,7 +105,7 @@ class KnowledgeTables(CatalogBase):
 
     def get_knowledge_base(self, name: str) -> KnowledgeBaseRecord:
         """The knowledge base called ``name``."""
-        return self._read(lambda session: _kb_record(_knowledge_base(session, name)))
+        return self._read(lambda session: _kb_record(_knowledge_base(session, name, self.tenant)))
 
     def list_knowledge_bases(self, *, tenant: str | None = None) -> list[KnowledgeBaseRecord]:
         """Every knowledge base (of ``tenant`` when given), by name."""
@@ -128,7 +132,7 @@ class KnowledgeTables(CatalogBase):
         check_choice("document status", status, DocumentStatus)
 
         def work(session: Session) -> DocumentRecord:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
             if document is None:
                 document = add_row(session, Document(kb_id=base.id, uri=uri, status=status))
@@ -159,7 +163,7 @@ class KnowledgeTables(CatalogBase):
         wanted = None if uris is None else sorted(set(uris))
 
         def work(session: Session) -> list[DocumentRecord]:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             query = (
                 select(Document, DocumentVersion)
                 .outerjoin(DocumentVersion, Document.current_version_id == DocumentVersion.id)
@@ -185,7 +189,7 @@ class KnowledgeTables(CatalogBase):
         ``indexed`` becomes ``superseded``."""
 
         def work(session: Session) -> DocumentRecord:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             document = session.scalar(select(Document).where(Document.kb_id == base.id, Document.uri == uri))
             if document is None:
                 raise NotFoundError(f"knowledge base {kb!r} has no document {uri!r}")
@@ -228,7 +232,7 @@ class KnowledgeTables(CatalogBase):
         latest = {item.uri: item for item in documents}  # a URI listed twice: its last version wins
 
         def work(session: Session) -> list[DocumentRecord]:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             uris = sorted(latest)
             existing = {
                 document.uri: document
@@ -282,7 +286,7 @@ class KnowledgeTables(CatalogBase):
         """
 
         def work(session: Session) -> list[ReplacedVersion]:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             current = aliased(DocumentVersion)
             rows = session.execute(
                 select(
@@ -337,7 +341,7 @@ class KnowledgeTables(CatalogBase):
         """Documents and versions of ``kb`` by status, and the chunk rows of its ``indexed`` versions."""
 
         def work(session: Session) -> KnowledgeBaseCounts:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             documents = session.execute(
                 select(Document.status, func.count())
                 .where(Document.kb_id == base.id)
@@ -369,7 +373,7 @@ class KnowledgeTables(CatalogBase):
         should hold, exactly (``ods kb verify`` compares the two)."""
 
         def work(session: Session) -> dict[str, str]:
-            base = _knowledge_base(session, kb)
+            base = _knowledge_base(session, kb, self.tenant)
             uris: dict[str, str] = {}  # one string per URI, however many chunks share it
             rows = session.execute(
                 select(Chunk.id, Document.uri)
@@ -460,8 +464,8 @@ def _add_new_chunks(session: Session, chunks: dict[int, Sequence[ChunkRecord]]) 
     return len(new)
 
 
-def _knowledge_base(session: Session, name: str) -> KnowledgeBase:
-    return require_named(session, KnowledgeBase, "knowledge base", name)
+def _knowledge_base(session: Session, name: str, tenant: str) -> KnowledgeBase:
+    return require_named(session, KnowledgeBase, "knowledge base", name, tenant)
 
 
 def _kb_record(row: KnowledgeBase) -> KnowledgeBaseRecord:

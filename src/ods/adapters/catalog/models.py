@@ -33,7 +33,7 @@ class ModelTables(CatalogBase):
 
     def get_model_version(self, name: str, version: int | None = None) -> ModelVersionRecord:
         """Version ``version`` of model ``name``, or its newest registered version when ``None``."""
-        return self._read(lambda session: MODELS.get_version(session, name, version))
+        return self._read(lambda session: MODELS.get_version(session, name, self.tenant, version))
 
     def find_model_version(self, name: str, *, artifact_uri: str) -> ModelVersionRecord | None:
         """The version of model ``name`` stored at ``artifact_uri``, if one is registered there.
@@ -45,7 +45,9 @@ class ModelTables(CatalogBase):
             row = session.scalar(
                 select(ModelVersion)
                 .join(Model, ModelVersion.model_id == Model.id)
-                .where(Model.name == name, ModelVersion.artifact_uri == artifact_uri)
+                .where(
+                    Model.name == name, Model.tenant == self.tenant, ModelVersion.artifact_uri == artifact_uri
+                )
                 .order_by(ModelVersion.version)
                 .limit(1)
             )
@@ -114,7 +116,7 @@ class ModelTables(CatalogBase):
         endpoint is refused (ModelServingError): undeploy it first."""
 
         def work(session: Session) -> ModelRecord:
-            model = MODELS.named(session, name)
+            model = MODELS.named(session, name, self.tenant)
             version_ids = select(ModelVersion.id).where(ModelVersion.model_id == model.id)
             live = session.scalars(
                 select(Endpoint.url).where(
@@ -143,8 +145,8 @@ class ModelTables(CatalogBase):
         def work(session: Session) -> list[ModelVersionRecord]:
             query = select(ModelVersion, Model.name).join(Model, ModelVersion.model_id == Model.id)
             if name is not None:
-                MODELS.named(session, name)
-                query = query.where(Model.name == name)
+                MODELS.named(session, name, self.tenant)
+                query = query.where(Model.name == name, Model.tenant == self.tenant)
             rows = session.execute(query.order_by(Model.name, ModelVersion.version)).all()
             return [_model_version_record(row, model_name) for row, model_name in rows]
 

@@ -304,6 +304,7 @@ class RunCatalog(Protocol):
         self, run_id: str, *, kind: ServerRunKind, state: ServerRunState, owner: str,
         requested_by: Sequence[str], queued_at: datetime, started_at: datetime | None = None,
         knowledge_base: str | None = None, target: str | None = None, prefect_flow_run_id: str | None = None,
+        tenant: str | None = None,
     ) -> records.ServerRunRecord: ...  # fmt: skip
 
     def add_server_run_request(self, run_id: str, reason: str) -> records.ServerRunRecord: ...
@@ -319,7 +320,7 @@ class RunCatalog(Protocol):
 
     def list_server_runs(
         self, *, kind: ServerRunKind | None = None, state: ServerRunState | None = None,
-        target: str | None = None, limit: int = 50,
+        target: str | None = None, limit: int = 50, tenant: str | None = None,
     ) -> list[records.ServerRunRecord]: ...  # fmt: skip
 
     def unfinished_server_runs(self) -> list[records.ServerRunRecord]: ...

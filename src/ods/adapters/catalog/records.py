@@ -400,3 +400,5 @@ class ServerRunRecord:
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+    tenant: str = "default"
+    """The tenant the run works for (migration 0015): its knowledge base or target is that tenant's."""

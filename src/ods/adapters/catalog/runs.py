@@ -37,8 +37,10 @@ class RunTables(CatalogBase):
         knowledge_base: str | None = None,
         target: str | None = None,
         prefect_flow_run_id: str | None = None,
+        tenant: str | None = None,
     ) -> ServerRunRecord:
-        """Record a run the server was asked for (``run_id``: 32 hex digits it made)."""
+        """Record a run the server was asked for (``run_id``: 32 hex digits it made) for ``tenant`` (the
+        catalog's tenant when None): its knowledge base or target is that tenant's."""
 
         def work(session: Session) -> ServerRunRecord:
             row = ServerRun(
@@ -52,6 +54,7 @@ class RunTables(CatalogBase):
                 knowledge_base=knowledge_base,
                 target=target,
                 prefect_flow_run_id=prefect_flow_run_id,
+                tenant=tenant or self.tenant,
             )
             return _run_record(add_row(session, row))
 
@@ -116,10 +119,13 @@ class RunTables(CatalogBase):
         state: ServerRunState | None = None,
         target: str | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> list[ServerRunRecord]:
-        """The newest ``limit`` runs (of ``kind``, in ``state``, on ``target`` or knowledge base), newest
-        first."""
+        """The newest ``limit`` runs (of ``tenant`` when given, of ``kind``, in ``state``, on ``target`` or
+        knowledge base), newest first."""
         query = select(ServerRun)
+        if tenant is not None:
+            query = query.where(ServerRun.tenant == tenant)
         if kind is not None:
             query = query.where(ServerRun.kind == kind)
         if state is not None:
@@ -171,4 +177,5 @@ def _run_record(row: ServerRun) -> ServerRunRecord:
         finished_at=row.finished_at,
         result=None if row.result is None else dict(row.result),
         error=row.error,
+        tenant=row.tenant,
     )

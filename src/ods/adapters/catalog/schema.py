@@ -29,7 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 DatasetStatus = Literal["registered", "rejected"]
 ModelStatus = Literal["registered", "rejected"]
@@ -105,14 +105,19 @@ class NamedRow(Base):
 
     __abstract__ = True
 
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        """Names are unique within a tenant (migration 0015): two tenants may each hold ``sales``."""
+        return (UniqueConstraint("tenant", "name"),)
+
     # Inherited columns would come last; ``sort_order`` keeps the key and the name first, as in 0001.
     id: Mapped[int] = mapped_column(primary_key=True, sort_order=-2)
-    name: Mapped[str] = mapped_column(String(200), unique=True, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(200), sort_order=-1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tenant: Mapped[str] = mapped_column(
         String(63), default="default", server_default=text("'default'"), index=True
     )
-    """The tenant the row belongs to (migration 0012); names stay unique across tenants for now."""
+    """The tenant the row belongs to (migration 0012); a name is unique within it (migration 0015)."""
     owner: Mapped[str | None] = mapped_column(String(200))
     """The subject of the principal that created it (migration 0014); NULL for rows made before owners
     were recorded and for rows the CLI or a flow made: only admins edit or delete those."""
@@ -468,6 +473,10 @@ class OutboxEvent(Base):
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+    tenant: Mapped[str] = mapped_column(
+        String(63), default="default", server_default=text("'default'"), index=True
+    )
+    """The tenant whose resource the event is about (migration 0015): only its webhooks receive it."""
 
 
 class WebhookDelivery(Base):
@@ -517,6 +526,10 @@ class ServerRun(Base):
     finished_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+    tenant: Mapped[str] = mapped_column(
+        String(63), default="default", server_default=text("'default'"), index=True
+    )
+    """The tenant the run works for (migration 0015): its target is that tenant's resource."""
 
 
 AuditOutcome = Literal["allowed", "refused", "failed"]

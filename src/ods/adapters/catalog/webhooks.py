@@ -25,15 +25,10 @@ from ods.adapters.catalog.records import (
     WebhookRecord,
 )
 from ods.adapters.catalog.schema import (
-    Dataset,
-    KnowledgeBase,
-    Model,
-    NamedRow,
     OutboxEvent,
     Webhook,
     WebhookDelivery,
 )
-from ods.domain.identity import DEFAULT_TENANT
 
 _ERROR_CHARS = 500
 """How much of a failed attempt's error a delivery keeps."""
@@ -114,8 +109,11 @@ class WebhookTables(CatalogBase):
     ) -> OutboxEventRecord | None:
         """Write an event for the webhooks, when a subscription asks for its type (else nothing is kept:
         a subscription hears of events after it was made). Writing the same ``event_key`` again returns
-        the event first written (a retried stage sends nothing twice)."""
+        the event first written (a retried stage sends nothing twice). The event is the tenant's that
+        ``data`` names (its ``tenant`` field), else the catalog's tenant's: only its webhooks hear of it."""
         key = event_key or uuid.uuid4().hex
+        named = data.get("tenant")
+        tenant = named if isinstance(named, str) else self.tenant
         if not self._read(lambda session: _subscribed(session, event_type)):
             return None  # no write (and no write lock) while nobody listens
 
@@ -125,15 +123,15 @@ class WebhookTables(CatalogBase):
                 return _event_record(existing)
             if not _subscribed(session, event_type):
                 return None
-            row = OutboxEvent(event_key=key, event_type=event_type, data=data)
+            row = OutboxEvent(event_key=key, event_type=event_type, data=data, tenant=tenant)
             return _event_record(add_row(session, row))
 
         return self._write(work)
 
     def fan_out_events(self, now: datetime, *, limit: int = 100) -> int:
         """Turn up to ``limit`` events not yet fanned out into one pending delivery per subscription that
-        asks for their type, existed when they happened and belongs to the event's tenant (see
-        :func:`_event_tenant`), due at ``now``; returns how many were made."""
+        asks for their type, existed when they happened and belongs to the event's tenant (recorded when
+        it was written), due at ``now``; returns how many were made."""
 
         waiting = select(OutboxEvent.id).where(OutboxEvent.fanned_out_at.is_(None)).limit(1)
         if self._read(lambda session: session.scalar(waiting)) is None:
@@ -154,9 +152,12 @@ class WebhookTables(CatalogBase):
             ).all()
             made = 0
             for event in events:
-                tenant = _event_tenant(session, event.data)
                 for webhook_id, subscribed, created_at, owner in webhooks:
-                    if event.event_type in subscribed and created_at <= event.created_at and owner == tenant:
+                    if (
+                        event.event_type in subscribed
+                        and created_at <= event.created_at
+                        and owner == event.tenant
+                    ):
                         session.add(
                             WebhookDelivery(
                                 id=uuid.uuid4().hex,
@@ -268,29 +269,6 @@ class WebhookTables(CatalogBase):
 
 def _subscribed(session: Session, event_type: str) -> bool:
     return any(event_type in events for events in session.scalars(select(Webhook.events)))
-
-
-def _event_tenant(session: Session, data: dict[str, Any]) -> str:
-    """The tenant an event belongs to: its ``tenant`` field, else the tenant of the dataset, knowledge
-    base or model it names (``dataset``, ``knowledge_base``, ``model``, or the first of ``datasets``),
-    else the default tenant."""
-    explicit = data.get("tenant")
-    if isinstance(explicit, str):
-        return explicit
-    refs = data.get("datasets")
-    first = refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], str) else None
-    named: list[tuple[type[NamedRow], object]] = [
-        (Dataset, data.get("dataset")),
-        (KnowledgeBase, data.get("knowledge_base")),
-        (Model, data.get("model")),
-        (Dataset, None if first is None else first.partition("@")[0]),
-    ]
-    for entity, name in named:
-        if isinstance(name, str):
-            owner = session.scalar(select(entity.tenant).where(entity.name == name))
-            if owner is not None:
-                return owner
-    return DEFAULT_TENANT
 
 
 def _webhook_record(row: Webhook) -> WebhookRecord:

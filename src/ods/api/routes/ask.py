@@ -173,7 +173,7 @@ def ask(request: AskRequest, resources: ServerResources, http: Request, tenant: 
     """The answer stage `ods ask` runs: route, SQL over the datasets, retrieval from the knowledge base,
     an answer citing both as [n], the turn kept in a conversation."""
     note_question(http, request.question)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     if request.kb is not None:
         checked("knowledge base", request.kb)
         owned_knowledge_base(catalog, request.kb, tenant)  # unknown or another tenant's: 404 before a stream
@@ -215,10 +215,14 @@ def tenant_conversation(
     else a new one of ``tenant``, so it is the caller's from its first turn (none for an empty question,
     which the caller refuses)."""
     if conversation_id is not None:
-        return owned_conversation(resources.catalog, conversation_id, tenant).id
+        return owned_conversation(resources.catalog.for_tenant(tenant), conversation_id, tenant).id
     if not question.strip():
         return None
-    return resources.catalog.create_conversation(conversation_title(question), tenant=tenant).id
+    return (
+        resources.catalog.for_tenant(tenant)
+        .create_conversation(conversation_title(question), tenant=tenant)
+        .id
+    )
 
 
 def answer_in_server(

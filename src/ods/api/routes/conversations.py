@@ -82,7 +82,7 @@ def list_conversations(
             ConversationSummary(
                 id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
             )
-            for item in resources.catalog.list_conversations(tenant=tenant)
+            for item in resources.catalog.for_tenant(tenant).list_conversations(tenant=tenant)
         ]
     )
 
@@ -93,7 +93,7 @@ def get_conversation(
 ) -> Envelope[Conversation]:
     """Every message with the SQL it ran and the sources it cited, resolved to documents and pages
     (`ods conversations show`)."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     record = owned_conversation(catalog, conversation_id, tenant)
     chunk_ids = [
         citation.chunk_id
@@ -153,8 +153,8 @@ def patch_conversation(
     tenant: CallerTenant,
 ) -> Envelope[ConversationSummary]:
     """Give the conversation a new title; the same title again changes nothing. 404 if unknown."""
-    owned_conversation(resources.catalog, conversation_id, tenant)
-    item = rename_conversation(resources.catalog, conversation_id, body.title)
+    owned_conversation(resources.catalog.for_tenant(tenant), conversation_id, tenant)
+    item = rename_conversation(resources.catalog.for_tenant(tenant), conversation_id, body.title)
     return ok(
         ConversationSummary(
             id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
@@ -169,6 +169,6 @@ def delete_conversation(
     conversation_id: ConversationId, resources: ServerResources, tenant: CallerTenant
 ) -> Envelope[DeletedConversation]:
     """The conversation, its messages and their citations (`ods conversations delete`); 404 if unknown."""
-    owned_conversation(resources.catalog, conversation_id, tenant)
-    resources.catalog.delete_conversation(conversation_id)
+    owned_conversation(resources.catalog.for_tenant(tenant), conversation_id, tenant)
+    resources.catalog.for_tenant(tenant).delete_conversation(conversation_id)
     return ok(DeletedConversation(id=conversation_id))

@@ -23,10 +23,11 @@ from ods.adapters.object_store import ObjectStore
 from ods.adapters.tabular.source import read_table
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import BAD_INPUT, ConflictError, Envelope, ErrorDetails, error_response, ok
-from ods.api.resources import Resources
 from ods.api.tenancy import CallerTenant, claim_dataset
 from ods.domain.cleaning import apply_cleaning
 from ods.domain.dataset_spec import DatasetSpec, DatasetSpecError, parse_dataset_spec
+from ods.domain.identity import DEFAULT_TENANT
+from ods.domain.tenant_storage import tenant_key_prefix
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.quality.validation import validate_frame
@@ -126,9 +127,11 @@ def _bad_spec(path: str, error: DatasetSpecError) -> Any:
     return error_response(path, BAD_INPUT, message, ErrorDetails(field=SPEC_FIELD, reason=message))
 
 
-def spec_key(settings: Settings, name: str) -> str:
-    """Where the watcher finds dataset ``name``'s spec: ``<raw_prefix><name>.yaml``."""
-    return f"{settings.watch.raw_prefix}{name}.yaml"
+def spec_key(settings: Settings, name: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Where ``tenant``'s spec of dataset ``name`` is saved: ``<raw_prefix><name>.yaml``, where the
+    watcher finds it, for the default tenant; under ``tenants/<tenant>/`` for the others (outside the
+    watched prefixes, as their documents are: another tenant may name a dataset the same)."""
+    return f"{tenant_key_prefix(tenant)}{settings.watch.raw_prefix}{name}.yaml"
 
 
 def source_key(store: ObjectStore, settings: Settings, uri: str) -> str:
@@ -227,8 +230,8 @@ def get_spec(name: str, resources: ServerResources, tenant: CallerTenant) -> Env
     checked("dataset", name)
     settings = resources.settings
     store = build_object_store(settings)
-    key = spec_key(settings, name)
-    if not store.exists(key) or _dataset_tenant(resources, name) not in (None, tenant):
+    key = spec_key(settings, name, tenant)
+    if not store.exists(key):
         raise NotFoundError(
             f"no spec for dataset {name!r} at {key!r}; save one with PUT /api/v1/dataset-specs/{name}"
         )
@@ -262,17 +265,9 @@ def save_spec(name: str, body: SpecText, resources: ServerResources, tenant: Cal
         raise ConflictError(
             f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
         )
-    key = spec_key(settings, name)
+    key = spec_key(settings, name, tenant)
     data = body.spec.encode("utf-8")
     changed = not store.exists(key) or store.get_bytes(key) != data
     if changed:
         store.put_bytes(key, data, content_type="application/yaml")
     return ok(StoredSpec(dataset=name, key=key, uri=store.uri(key), spec=body.spec, changed=changed))
-
-
-def _dataset_tenant(resources: Resources, name: str) -> str | None:
-    """The tenant holding dataset ``name``; None while no dataset of that name exists."""
-    try:
-        return resources.catalog.get_dataset(name).tenant
-    except NotFoundError:
-        return None

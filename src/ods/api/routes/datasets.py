@@ -45,7 +45,6 @@ from ods.api.tenancy import (
     CallerSubject,
     CallerTenant,
     claim_dataset,
-    name_taken,
     owned_dataset,
     owned_dataset_version,
 )
@@ -173,7 +172,7 @@ def list_datasets(
 ) -> Envelope[DatasetPage]:
     """Datasets by name with their newest version, filtered by the newest version's status and by tags,
     paged; archived datasets only with ``include_archived=true``."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     wanted = [tag.strip() for tag in (tags or "").split(",") if tag.strip()]
     summaries = []
     for dataset in catalog.list_datasets(tags=wanted, include_archived=include_archived, tenant=tenant):
@@ -211,7 +210,7 @@ def get_rows(
     """Rows ``offset`` to ``offset + limit`` of one version, read from its Parquet (only the row groups
     that hold them)."""
     checked("dataset", name)
-    record = owned_dataset_version(resources.catalog, name, version, tenant)
+    record = owned_dataset_version(resources.catalog.for_tenant(tenant), name, version, tenant)
     frame = read_rows(build_object_store(resources.settings), record.uri, offset, limit)
     # pandas' JSON writer turns timestamps, decimals and NaN into what a JSON client reads.
     rows = json.loads(frame.to_json(orient="values", date_format="iso")) if len(frame) else []
@@ -410,11 +409,9 @@ def _register(
     store = build_object_store(settings)
     name = loaded.spec.name
     try:
-        existing: DatasetRecord | None = resources.catalog.get_dataset(name)
+        existing: DatasetRecord | None = resources.catalog.for_tenant(tenant).get_dataset(name)
     except NotFoundError:
         existing = None
-    if existing is not None and existing.tenant != tenant:
-        raise name_taken("dataset", name)
     if existing is not None and existing.archived_at is not None:
         raise ConflictError(
             f"dataset {name!r} is archived; restore it with POST /api/v1/datasets/{name}/restore first"
@@ -425,22 +422,28 @@ def _register(
     run = runs.submit(
         "prepare",
         name,
-        lambda: _prepare(resources, runs.emit, store, loaded, source),
+        lambda: _prepare(resources, runs.emit, store, loaded, source, tenant),
         f"register {name}",
         DeploymentCall(
             "prepare-dataset/prepare-dataset",
             lambda: {"spec": _store_spec(store, name, tenant, text), "source": source},
             f"prepare-{name}",
         ),
+        tenant=tenant,
     )
     return ok(RegisteredDataset(dataset=name, source_uri=source, run=run_view(run)))
 
 
 def _prepare(
-    resources: Resources, emit: RunEventEmitter, store: ObjectStore, loaded: LoadedSpec, source: str
+    resources: Resources,
+    emit: RunEventEmitter,
+    store: ObjectStore,
+    loaded: LoadedSpec,
+    source: str,
+    tenant: str,
 ) -> DatasetVersionSummary:
     """The prepare-dataset flow's stages, then the ods.dataset.registered|rejected event its task emits."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     summary = prepare_version(catalog, store, resources.settings, loaded, source)
     emit_quietly(emit, dataset_event(catalog, summary, loaded.spec.train))
     return summary
@@ -461,10 +464,10 @@ def update_dataset(
 ) -> Envelope[DatasetInfo]:
     """Replace the description and/or the tags (fields left out stay as they are). Versions never change."""
     checked("dataset", name)
-    owned_dataset(resources.catalog, name, tenant)
+    owned_dataset(resources.catalog.for_tenant(tenant), name, tenant)
     given = request.model_fields_set
     description = request.description if "description" in given else None
-    record = resources.catalog.update_dataset(
+    record = resources.catalog.for_tenant(tenant).update_dataset(
         name,
         description=description or None,
         tags=request.tags,
@@ -478,16 +481,16 @@ def archive_dataset(name: str, resources: ServerResources, tenant: CallerTenant)
     """Hide the dataset from lists (``include_archived=true`` shows it). Every version and its bytes stay;
     ``POST /api/v1/datasets/{name}/restore`` brings it back. Archiving twice changes nothing."""
     checked("dataset", name)
-    owned_dataset(resources.catalog, name, tenant)
-    return ok(_info(resources.catalog.archive_dataset(name)))
+    owned_dataset(resources.catalog.for_tenant(tenant), name, tenant)
+    return ok(_info(resources.catalog.for_tenant(tenant).archive_dataset(name)))
 
 
 @router.post("/{name}/restore", summary="Restore an archived dataset", response_model=Envelope[DatasetInfo])
 def restore_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DatasetInfo]:
     """Show an archived dataset in lists again; restoring a live one changes nothing."""
     checked("dataset", name)
-    owned_dataset(resources.catalog, name, tenant)
-    return ok(_info(resources.catalog.restore_dataset(name)))
+    owned_dataset(resources.catalog.for_tenant(tenant), name, tenant)
+    return ok(_info(resources.catalog.for_tenant(tenant).restore_dataset(name)))
 
 
 @router.post(
@@ -507,7 +510,7 @@ def create_credentials(
     """A URL that reads the version's Parquet without an API key until it expires: presigned by MinIO/S3,
     or signed by this server (HMAC-SHA256) on a local store. Only registered versions."""
     checked("dataset", name)
-    record = owned_dataset_version(resources.catalog, name, credentials.version, tenant)
+    record = owned_dataset_version(resources.catalog.for_tenant(tenant), name, credentials.version, tenant)
     if record.status != "registered":
         raise ConflictError(
             f"version {record.version} of dataset {name!r} was rejected ({record.reason}); its Parquet holds "
@@ -546,7 +549,7 @@ def create_credentials(
 def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[DatasetDetail]:
     """Every version of a dataset with its schema, profile, validation runs and lineage; 40401 if unknown."""
     checked("dataset", name)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     described = owned_dataset(catalog, name, tenant)
     versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
     store = build_object_store(resources.settings)

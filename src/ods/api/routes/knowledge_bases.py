@@ -131,7 +131,7 @@ def _knowledge_base(record: KnowledgeBaseRecord) -> KnowledgeBase:
 @router.get("", summary="List knowledge bases", response_model=Envelope[list[KnowledgeBase]])
 def list_knowledge_bases(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[KnowledgeBase]]:
     """Every knowledge base of the caller's tenant, by name."""
-    records = resources.catalog.list_knowledge_bases(tenant=tenant)
+    records = resources.catalog.for_tenant(tenant).list_knowledge_bases(tenant=tenant)
     return ok([_knowledge_base(record) for record in records])
 
 
@@ -149,8 +149,8 @@ def list_documents(
 ) -> Envelope[DocumentList]:
     """Each document with its status, chunks, parser and the reason it was quarantined or deleted."""
     checked("knowledge base", kb)
-    owned_knowledge_base(resources.catalog, kb, tenant)
-    documents = resources.catalog.documents(kb, status)
+    owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
+    documents = resources.catalog.for_tenant(tenant).documents(kb, status)
     return ok(
         DocumentList(
             knowledge_base=kb,
@@ -180,7 +180,9 @@ def search(
     checked("knowledge base", kb)
     record = owned_knowledge_base(resources.catalog, kb, tenant)
     named = request.documents
-    conditions = {"doc_uri": resolve_documents(resources.settings, kb, named)} if named else None
+    # the stage opens a catalog of the settings' tenant: the caller's, so its own documents are named
+    as_tenant = resources.settings.model_copy(update={"tenant": tenant})
+    conditions = {"doc_uri": resolve_documents(as_tenant, kb, named)} if named else None
     index = resources.index(record)
     with resources.model_lock:
         found = search_index(
@@ -246,7 +248,7 @@ def get_lineage(kb: str, resources: ServerResources, tenant: CallerTenant) -> En
     """The knowledge base's documents and every answer source citing one of them: document → chunk →
     conversation, from the catalog (what the console's lineage graph draws)."""
     listed = list_documents(kb, resources, tenant).data
-    cited = resources.catalog.knowledge_base_citations(kb, tenant=tenant)
+    cited = resources.catalog.for_tenant(tenant).knowledge_base_citations(kb, tenant=tenant)
     return ok(
         KnowledgeBaseLineage(
             knowledge_base=kb,
@@ -274,7 +276,7 @@ def get_chunk(
     """The passage of a chunk the index holds (what a stored citation points at); 404 for a chunk it does
     not hold (never indexed here, or replaced by a newer version of its document)."""
     checked("knowledge base", kb)
-    record = owned_knowledge_base(resources.catalog, kb, tenant)
+    record = owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
     found = resources.index(record).hits([(chunk_id, 0.0)])
     if not found:
         raise NotFoundError(
@@ -365,7 +367,7 @@ def create_knowledge_base(
     """An empty knowledge base whose documents are uploaded to the object store (``docs/<name>/``), with
     the configured embedding model. A name already taken is 409 (code 40901): creating is not a way to
     change a knowledge base."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     try:
         existing = catalog.get_knowledge_base(request.name)
     except NotFoundError:
@@ -433,7 +435,7 @@ def upload_document(
     then start an ingest of the knowledge base in the background; answers 202 with the run to poll."""
     checked("knowledge base", kb)
     path = f"/api/v1/knowledge-bases/{kb}/documents"
-    record = owned_knowledge_base(resources.catalog, kb, tenant)
+    record = owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
     store = build_object_store(resources.settings)
     _stored_in(store, resources, record)
     name = file.filename or ""
@@ -453,7 +455,7 @@ def upload_document(
     key = knowledge_base_documents_prefix(kb, tenant, layout) + name  # the source checked above
     quotas.check_upload(tenant, store, key, len(data))  # 40901 past the tenant's storage or documents
     info = store.put_bytes(key, data, content_type=file.content_type)
-    run = runs.request_sync(kb, f"upload {name}")
+    run = runs.request_sync(kb, f"upload {name}", tenant)
     return ok(
         UploadedDocument(
             knowledge_base=kb,
@@ -480,7 +482,7 @@ def delete_document(
     chunks leave the index; answers 202 with the run to poll. 404 for a document the knowledge base does
     not have, or has deleted already."""
     checked("knowledge base", kb)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     record = owned_knowledge_base(catalog, kb, tenant)
     document = next((item for item in catalog.documents(kb) if item.id == document_id), None)
     if document is None or document.status == "deleted":
@@ -495,7 +497,7 @@ def delete_document(
         store.delete(key_of(store, document.uri))
     else:
         raise OdsError(f"document {document_id} ({document.uri}) is not in the object store {store.location}")
-    run = runs.request_sync(kb, f"delete document {document_id}")
+    run = runs.request_sync(kb, f"delete document {document_id}", tenant)
     return ok(
         DeletedDocument(knowledge_base=kb, document_id=document_id, uri=document.uri, run=run_view(run))
     )
@@ -514,8 +516,8 @@ def sync_knowledge_base(
     documents are indexed, removed ones leave the index, unchanged ones are skipped. Asked for again while
     it waits to start, the answer is the same run; answers 202 with the run to poll."""
     checked("knowledge base", kb)
-    owned_knowledge_base(resources.catalog, kb, tenant)
-    return ok(run_view(runs.request_sync(kb, "sync")))
+    owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
+    return ok(run_view(runs.request_sync(kb, "sync", tenant)))
 
 
 @router.get("/{kb:path}", include_in_schema=False)  # a name holding '/' reaches the name check
@@ -526,8 +528,8 @@ def get_knowledge_base(
     """Source, embedding model, collection, documents, versions and chunks per status, the BM25 analyzer
     and the hybrid fusion."""
     checked("knowledge base", kb)
-    record = owned_knowledge_base(resources.catalog, kb, tenant)
-    counts = resources.catalog.knowledge_base_counts(kb)
+    record = owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
+    counts = resources.catalog.for_tenant(tenant).knowledge_base_counts(kb)
     return ok(
         KnowledgeBaseStatus(
             **_knowledge_base(record).model_dump(),

@@ -118,7 +118,7 @@ class MetadataTable:
 
 def _dataset_tables(resources: ServerResources, tenant: str) -> list[MetadataTable]:
     """One table per dataset of ``tenant`` that is not archived: its newest registered version."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     described = {
         record.name: record.description
         for record in catalog.list_datasets(include_archived=False, tenant=tenant)
@@ -300,8 +300,10 @@ def get_table(db: str, table: str, resources: ServerResources, tenant: CallerTen
     database = _database(db, resources)
     if database == DATASETS_DB:
         checked("dataset", table)
-        description = owned_dataset(resources.catalog, table, tenant).description  # 404 naming the tenant's
-        record = resources.catalog.get_dataset_version(table)
+        description = owned_dataset(
+            resources.catalog.for_tenant(tenant), table, tenant
+        ).description  # 404 naming the tenant's
+        record = resources.catalog.for_tenant(tenant).get_dataset_version(table)
         found = _dataset_table(record, description)
     else:
         tables = _warehouse_tables(resources)

@@ -105,7 +105,7 @@ class ModelDetail(BaseModel):
 @router.get("", summary="List models", response_model=Envelope[list[ModelSummary]])
 def list_models(resources: ServerResources, tenant: CallerTenant) -> Envelope[list[ModelSummary]]:
     """Every model of the caller's tenant with its newest version."""
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     versions: dict[str, list[int]] = {}
     for version in catalog.list_model_versions():
         versions.setdefault(version.model_name, []).append(version.version)
@@ -171,10 +171,10 @@ def deploy_model(
     smoke-tested and the endpoint made the model's active one; a failure leaves the previous one serving."""
     name, _ = parse_model_ref(request.model)
     checked("model", name)
-    owned_model(resources.catalog, name, tenant)
+    owned_model(resources.catalog.for_tenant(tenant), name, tenant)
     settings = resources.settings
     plan = plan_deployment(
-        resources.catalog,
+        resources.catalog.for_tenant(tenant),
         build_object_store(settings),
         model=request.model,
         backend=None if request.backend == "auto" else request.backend,
@@ -192,19 +192,24 @@ def deploy_model(
     run = runs.submit(
         "deploy",
         plan.ref,
-        lambda: deploy_in_server(resources, runs.emit, plan, request.ready_timeout_s),
+        lambda: deploy_in_server(resources, runs.emit, plan, request.ready_timeout_s, tenant),
         f"deploy {plan.ref} with {plan.backend}",
         DeploymentCall(DEPLOYMENTS[plan.backend], lambda: parameters, f"deploy-{plan.ref}"),
+        tenant=tenant,
     )
     return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
 
 
 def deploy_in_server(
-    resources: ServerResources, emit: RunEventEmitter, plan: DeploymentPlan, ready_timeout_s: float
+    resources: ServerResources,
+    emit: RunEventEmitter,
+    plan: DeploymentPlan,
+    ready_timeout_s: float,
+    tenant: str,
 ) -> EndpointSummary:
     """What ``deploy_model`` composes, in the same order: reuse a live endpoint, else stage, start, check,
     then activate or record the failure, emitting ods.model.deployed or ods.model.failed as its tasks do."""
-    settings, catalog, server = resources.settings, resources.catalog, LocalModelServer()
+    settings, catalog, server = resources.settings, resources.catalog.for_tenant(tenant), LocalModelServer()
     live = find_live_endpoint(catalog, server, plan)
     if live is not None:
         return endpoint_summary(live, reused=True)
@@ -244,13 +249,13 @@ def undeploy_model(
     stopped."""
     name, _ = parse_model_ref(request.model)
     checked("model", name)
-    owned_model(resources.catalog, name, tenant)
-    endpoints = endpoints_to_stop(resources.catalog, request.model)
+    owned_model(resources.catalog.for_tenant(tenant), name, tenant)
+    endpoints = endpoints_to_stop(resources.catalog.for_tenant(tenant), request.model)
 
     def stop() -> StoppedEndpoints:
         server = LocalModelServer()
         stopped = [
-            stop_endpoint(resources.catalog, server, endpoint, grace_s=request.grace_s)
+            stop_endpoint(resources.catalog.for_tenant(tenant), server, endpoint, grace_s=request.grace_s)
             for endpoint in endpoints
         ]
         message = (
@@ -272,6 +277,7 @@ def undeploy_model(
             lambda: {"model": request.model, "grace_s": request.grace_s},
             f"undeploy-{request.model}",
         ),
+        tenant=tenant,
     )
     return JSONResponse(ok(run_view(run)).model_dump(mode="json"), status_code=202)
 
@@ -307,7 +313,7 @@ HEALTH_TIMEOUT_S = 2.0
 def model_status(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[ModelStatus]:
     """Each active or starting endpoint, with whether its ``/health`` answers now (2 s per endpoint)."""
     checked("model", name)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     owned_model(catalog, name, tenant)  # unknown or another tenant's: 404 naming the tenant's models
     catalog.get_model_version(name, None)
     endpoints = [
@@ -353,7 +359,7 @@ def delete_model(name: str, resources: ServerResources, tenant: CallerTenant) ->
     stay in the object store. A model still served is 409: undeploy it first. ml_engineer may delete only
     the models it created (403 otherwise)."""
     checked("model", name)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     owned_model(catalog, name, tenant)
     live = [
         endpoint.url for endpoint in catalog.list_endpoints(name) if endpoint.status in LIVE_ENDPOINT_STATUSES
@@ -375,7 +381,7 @@ def delete_model(name: str, resources: ServerResources, tenant: CallerTenant) ->
 def get_model(name: str, resources: ServerResources, tenant: CallerTenant) -> Envelope[ModelDetail]:
     """Versions with parameters, metrics and the dataset version each was trained on; endpoints."""
     checked("model", name)
-    catalog = resources.catalog
+    catalog = resources.catalog.for_tenant(tenant)
     described = owned_model(catalog, name, tenant)
     records = sorted(catalog.list_model_versions(name), key=lambda record: -record.version)
     endpoints = sorted(catalog.list_endpoints(name), key=lambda endpoint: -endpoint.id)

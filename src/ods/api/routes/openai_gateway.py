@@ -98,7 +98,7 @@ def list_models(resources: ServerResources, tenant: CallerTenant) -> ModelList:
     """Knowledge bases (``kb:<name>``), datasets (``sql:<dataset>``), the configured LLM and embedder, and
     models with an active endpoint, of the caller's tenant. ``kb:<name>+sql:<dataset>[,…]`` is answered
     too, but not listed."""
-    catalog, settings = resources.catalog, resources.settings
+    catalog, settings = resources.catalog.for_tenant(tenant), resources.settings
     started = int(time.time())
     models = [
         Model(
@@ -159,10 +159,17 @@ RawBody = Annotated[dict[str, Any], Depends(raw_json_body)]
 def _deployed_endpoint(resources: ServerResources, model: str, tenant: str) -> EndpointRecord | None:
     """The active endpoint of ``tenant``'s deployed model named ``model``, if it has one (another
     tenant's model is answered as one not deployed)."""
-    endpoint = resources.catalog.active_endpoint(model)
+    endpoint = resources.catalog.for_tenant(tenant).active_endpoint(model)
     if endpoint is None:
         return None
-    owner = next((item for item in resources.catalog.list_models() if item.name == endpoint.model_name), None)
+    owner = next(
+        (
+            item
+            for item in resources.catalog.for_tenant(tenant).list_models()
+            if item.name == endpoint.model_name
+        ),
+        None,
+    )
     return endpoint if owner is not None and owner.tenant == tenant else None
 
 
@@ -278,11 +285,11 @@ def _answer_sources(
     if named is not None and len(named) > MAX_DATASETS:
         raise OdsError(f"{len(named)} datasets named; ask over at most {MAX_DATASETS} at once")
     if kb is not None:
-        owned_knowledge_base(resources.catalog, kb, tenant)  # 404 before a stream starts
+        owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)  # 404 before a stream starts
     if named is not None:
-        named = tenant_dataset_refs(resources.catalog, named, tenant)
+        named = tenant_dataset_refs(resources.catalog.for_tenant(tenant), named, tenant)
     for ref in named or ():
-        resources.catalog.get_dataset_version(*parse_dataset_ref(ref))
+        resources.catalog.for_tenant(tenant).get_dataset_version(*parse_dataset_ref(ref))
     return kb, named
 
 

@@ -59,7 +59,8 @@ def _max_rows(resources: ServerResources, request: QueryRequest) -> int:
 )
 def validate(request: QueryRequest, resources: ServerResources, tenant: CallerTenant) -> Envelope[Validation]:
     """The statement as the guard would run it, or the reason it refuses it (HTTP 200 either way)."""
-    with resources.warehouse(tenant_dataset_refs(resources.catalog, request.datasets, tenant)) as warehouse:
+    refs = tenant_dataset_refs(resources.catalog, request.datasets, tenant)
+    with resources.warehouse(refs, tenant) as warehouse:
         try:
             guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         except SqlRejected as rejected:
@@ -74,11 +75,12 @@ def execute(
     """Rows of the statement, run read-only with the warehouse's limits; a statement the guard refuses is
     40001 with the reason and is never run."""
     note_sql(http, request.sql)  # the audit row keeps the statement asked for, run or refused
-    with resources.warehouse(tenant_dataset_refs(resources.catalog, request.datasets, tenant)) as warehouse:
+    refs = tenant_dataset_refs(resources.catalog, request.datasets, tenant)
+    with resources.warehouse(refs, tenant) as warehouse:
         guarded = warehouse.guard(request.sql, max_rows=_max_rows(resources, request))
         result = warehouse.run(guarded, timeout_s=resources.settings.warehouse.timeout_s)
     record_query_completed(
-        resources.catalog, sql=result.sql, datasets=request.datasets, row_count=result.row_count,
+        resources.catalog.for_tenant(tenant), sql=result.sql, datasets=request.datasets, row_count=result.row_count,
         truncated=result.truncated, seconds=result.seconds, tenant=tenant,
     )  # fmt: skip
     return ok(

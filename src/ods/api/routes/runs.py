@@ -10,16 +10,13 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from ods.api.background import KEPT_RUNS_DAYS, BackgroundRun, RunKind, RunState, ServerRuns
-from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
-from ods.api.tenancy import CallerTenant, run_is_owned, tenant_names
+from ods.api.tenancy import CallerTenant
 from ods.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_LISTED_RUNS = 500
-"""How many of the newest runs a list reads before keeping the caller's tenant's."""
 
 
 class Run(BaseModel):
@@ -72,7 +69,6 @@ def run_view(run: BackgroundRun) -> Run:
 @router.get("", summary="The newest runs", response_model=Envelope[list[Run]])
 def list_runs(
     runs: ServerRuns,
-    resources: ServerResources,
     tenant: CallerTenant,
     kind: Annotated[RunKind | None, Query(description="Only runs of this kind.")] = None,
     state: Annotated[RunState | None, Query(description="Only runs in this state.")] = None,
@@ -83,24 +79,21 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500, description="How many, newest first.")] = 50,
 ) -> Envelope[list[Run]]:
     """The newest runs of the caller's tenant, newest first, from the catalog (a restart forgets none)."""
-    names = tenant_names(resources.catalog, tenant)
-    found = runs.list(kind=kind, state=state, target=target, limit=MAX_LISTED_RUNS)
-    owned = [run for run in found if run_is_owned(run.knowledge_base, run.target, names)]
-    return ok([run_view(run) for run in owned[:limit]])
+    found = runs.list(kind=kind, state=state, target=target, limit=limit, tenant=tenant)
+    return ok([run_view(run) for run in found])
 
 
 @router.get("/{run_id}", summary="A background run's state and result", response_model=Envelope[Run])
 def get_run(
     run_id: Annotated[str, Path(pattern=RUN_ID_PATTERN, description="The run id.")],
     runs: ServerRuns,
-    resources: ServerResources,
     tenant: CallerTenant,
 ) -> Envelope[Run]:
     """State (queued, running, completed, failed, interrupted), timings, and the result or the one-line
     error. Runs are kept in the catalog: an id stays answered after the server restarts (for 30 days after
     the run ended). A run done by a Prefect flow run answers that flow run's state, read from Prefect."""
     run = runs.get(run_id)
-    if not run_is_owned(run.knowledge_base, run.target, tenant_names(resources.catalog, tenant)):
+    if run.tenant != tenant:
         raise NotFoundError(
             f"no run {run_id!r}: run ids are answered for {KEPT_RUNS_DAYS} days after the run ended"
         )
