@@ -172,3 +172,24 @@ class Resources:
             index.close()
         if catalog is not None:
             catalog.close()
+
+
+@dataclass(frozen=True)
+class TenantAdapters:
+    """The server's kept catalog, embedder and indexes as one tenant's answer sees them: the catalog is
+    that tenant's view (:meth:`Catalog.for_tenant`), so a knowledge base or dataset named in a question is
+    the tenant's own."""
+
+    resources: Resources
+    tenant: str
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.resources.catalog.for_tenant(self.tenant)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.resources.embedder
+
+    def index(self, record: KnowledgeBaseRecord) -> MilvusVectorIndex:
+        return self.resources.index(record)

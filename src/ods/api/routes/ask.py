@@ -21,10 +21,12 @@ from pydantic import BaseModel, Field, field_validator
 from ods.api.audit import note_question, note_sql
 from ods.api.deps import ServerResources, checked
 from ods.api.envelope import Envelope, error_kind, ok
+from ods.api.resources import TenantAdapters
 from ods.api.routes.conversations import CONVERSATION_ID_PATTERN
 from ods.api.streaming import event_stream, run_streaming
 from ods.api.tenancy import CallerTenant, owned_conversation, owned_knowledge_base, tenant_dataset_refs
 from ods.domain.answering import Mode
+from ods.domain.identity import DEFAULT_TENANT
 from ods.domain.names import check_name
 from ods.errors import OdsError
 from ods.stages.answer import Answer, answer_question
@@ -193,6 +195,7 @@ def ask(request: AskRequest, resources: ServerResources, http: Request, tenant: 
             mode=request.mode,
             documents=request.documents,
             on_text=on_text,
+            tenant=tenant,
         )
 
     if request.stream:
@@ -236,6 +239,7 @@ def answer_in_server(
     mode: Mode,
     documents: list[str] | None = None,
     on_text: Callable[[str], None] | None,
+    tenant: str = DEFAULT_TENANT,
 ) -> Answer:
     """The answer stage as the server runs it: on its shared models, one caller at a time, and the SQL it
     ran noted for the request's audit row."""
@@ -250,7 +254,7 @@ def answer_in_server(
             documents=documents,
             llm=resources.llm,
             on_text=on_text,
-            adapters=resources,
+            adapters=TenantAdapters(resources, tenant),
         )
     note_sql(http, answer.sql.sql if answer.sql is not None else None)
     return answer

@@ -227,7 +227,7 @@ def chat_completions(
         note_question(http, question)
         kb, datasets = _answer_sources(resources, request.model, request.datasets, tenant)
         conversation_id = tenant_conversation(resources, request.conversation_id, question, tenant)
-        run = _kb_answer(resources, kb, datasets, question, conversation_id, http)
+        run = _kb_answer(resources, kb, datasets, question, conversation_id, http, tenant)
     elif request.datasets is not None:
         raise OdsError(
             f"datasets is only for kb:<name> or sql:<dataset> models, not {request.model!r}; ask with "
@@ -316,6 +316,7 @@ def _kb_answer(
     question: str,
     conversation_id: str | None,
     http: Request,
+    tenant: str,
 ) -> Run:
     """The answer stage over ``kb`` and/or ``datasets``: documents only, both (SQL and retrieval), or SQL
     only when no knowledge base is named."""
@@ -333,6 +334,7 @@ def _kb_answer(
             conversation_id=conversation_id,
             mode=mode,
             on_text=on_text,
+            tenant=tenant,
         )
         return _Reply(
             text=answer.text,
