@@ -205,12 +205,14 @@ class BackgroundRuns:
     ) -> BackgroundRun:
         """Start the run: as a flow run of ``deployment`` when runs go to Prefect (``ODS_API__RUNS``), else
         ``work`` now in a thread of its own (a deploy waits minutes for its server; it must not hold up the
-        ingest queue); ``work``'s result or one-line error ends it."""
+        ingest queue); ``work``'s result or one-line error ends it. A run of a tenant other than the default
+        one always runs here: the deployments' flows act in their worker's ``ODS_TENANT``."""
         catalog = self._ready_catalog()
         with self._changed:
             self._refuse_when_closed()
         run_id = uuid.uuid4().hex
-        call = self._deployment_to_start(deployment)
+        # A deployment's flow opens the catalog of its worker's ODS_TENANT: another tenant's run is done here.
+        call = self._deployment_to_start(deployment if tenant == DEFAULT_TENANT else None)
         flow_run_id = None
         if call is not None:
             flow_run_id = self._prefect.start(
