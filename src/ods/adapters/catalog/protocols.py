@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from sqlalchemy import Engine
 
@@ -44,6 +44,8 @@ class CatalogAdmin(Protocol):
     def close(self) -> None: ...
 
     def list_names(self) -> dict[NameKind, list[str]]: ...
+
+    def for_tenant(self, tenant: str) -> Self: ...
 
 
 class DatasetCatalog(Protocol):
