@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ods.api.routes.dataset_specs import spec_key
 from ods.domain.bucket_diff import classify_key
 from ods.factories import build_object_store, open_catalog
 from ods.settings import load_settings
@@ -166,15 +167,20 @@ def test_save_refuses_a_bad_spec_another_name_and_an_unknown_source(client: http
     refused(client.put("/api/v1/dataset-specs/Bad%20Name", json={"spec": GOOD_SPEC}), 400, 40001)
 
 
-def test_another_tenants_dataset_is_neither_saved_nor_read(api: RunningApi, client: httpx.Client) -> None:
+def test_a_name_another_tenant_holds_is_this_tenants_own(api: RunningApi, client: httpx.Client) -> None:
+    # Names are unique per tenant (migration 0015): tenant "other"'s dataset "theirs" neither blocks the
+    # caller's own "theirs" nor is read or overwritten through it.
     store = build_object_store(api.settings)
+    theirs = b"name: theirs\nsource: {uri: theirs.csv}\n"
+    other_key = spec_key(api.settings, "theirs", "other")
     store.put_bytes("raw/theirs.csv", ORDERS_CSV)
-    store.put_bytes("raw/theirs.yaml", b"name: theirs\nsource: {uri: theirs.csv}\n")
+    store.put_bytes(other_key, theirs)
     with open_catalog(api.settings) as catalog:
         catalog.ensure_dataset("theirs", tenant="other")
     spec = GOOD_SPEC.replace("name: orders", "name: theirs").replace("uri: orders.csv", "uri: theirs.csv")
 
-    taken = refused(client.put("/api/v1/dataset-specs/theirs", json={"spec": spec}), 409, 40901)
-    assert "already taken" in taken["message"]
-    assert store.get_bytes("raw/theirs.yaml") == b"name: theirs\nsource: {uri: theirs.csv}\n"
     refused(client.get("/api/v1/dataset-specs/theirs"), 404, 40401)
+    saved = data(client.put("/api/v1/dataset-specs/theirs", json={"spec": spec}))
+    assert saved["key"] == spec_key(api.settings, "theirs") == "raw/theirs.yaml" != other_key
+    assert data(client.get("/api/v1/dataset-specs/theirs"))["spec"] == spec
+    assert store.get_bytes(other_key) == theirs

@@ -57,8 +57,8 @@ def test_a_deploy_in_the_server_emits_model_failed_then_model_deployed(resources
     )
     events: list[RunEvent] = []
     with pytest.raises(DeploymentFailedError):
-        deploy_in_server(resources, events.append, plan, ready_timeout_s=0.01)
-    deployed = deploy_in_server(resources, events.append, plan, ready_timeout_s=180)
+        deploy_in_server(resources, events.append, plan, ready_timeout_s=0.01, tenant="default")
+    deployed = deploy_in_server(resources, events.append, plan, ready_timeout_s=180, tenant="default")
 
     failed, active = events
     for event in events:
