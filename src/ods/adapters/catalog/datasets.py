@@ -58,7 +58,7 @@ class DatasetTables(CatalogBase):
     ) -> DatasetRecord:
         """The dataset called ``name``, created if missing (as ``tenant``'s, else the catalog's tenant's,
         owned by ``owner``); a given description replaces the stored one. An existing dataset keeps its
-        tenant and owner: the caller compares the tenant (names are unique across tenants for now)."""
+        tenant and owner; names are unique per tenant (migration 0015)."""
         return self._ensure(DATASETS, name, description, tenant, owner)
 
     def add_dataset_version(
