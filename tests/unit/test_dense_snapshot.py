@@ -12,10 +12,10 @@ import pytest
 from ods.adapters.milvus.dense_snapshot import (
     DenseSnapshot,
     SnapshotBuilder,
-    SnapshotCache,
     lite_fingerprint,
     snapshot_path,
 )
+from ods.adapters.milvus.open_files import OpenFileCache
 
 DIMENSION = 8
 
@@ -100,7 +100,7 @@ def test_k_larger_than_the_collection_and_an_empty_snapshot(tmp_path: Path) -> N
 
 def test_write_replaces_atomically_and_the_cache_reopens_a_changed_file(tmp_path: Path) -> None:
     first = write_snapshot(tmp_path, make_rows(5))
-    cache = SnapshotCache()
+    cache = OpenFileCache(DenseSnapshot.open)
     assert cache.get(first.path) is not None
     assert cache.get(first.path) is cache.get(first.path)
 

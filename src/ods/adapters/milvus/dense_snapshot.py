@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from ods.adapters.milvus.open_files import OpenFileCache
+
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_DIR_SUFFIX = ".ods-dense"
@@ -402,38 +404,7 @@ class DenseSnapshot:
         return mask
 
 
-class SnapshotCache:
-    """Open snapshots of this process, reopened when their file changes (keyed by path)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[Path, tuple[tuple[int, int, int], DenseSnapshot]] = {}
-
-    def get(self, path: Path) -> DenseSnapshot | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            self.forget(path)
-            return None
-        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            cached = self._open.get(path)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        snapshot = DenseSnapshot.open(path)
-        with self._lock:
-            if snapshot is None:
-                self._open.pop(path, None)
-            else:
-                self._open[path] = (key, snapshot)
-        return snapshot
-
-    def forget(self, path: Path) -> None:
-        with self._lock:
-            self._open.pop(path, None)
-
-
-SNAPSHOTS = SnapshotCache()
+SNAPSHOTS: OpenFileCache[DenseSnapshot] = OpenFileCache(DenseSnapshot.open)
 
 
 def current_snapshot(

@@ -390,14 +390,7 @@ class MilvusVectorIndex:
         """The ``k`` best chunks: by the query ``vector`` (dense), by ``text`` (BM25), or both fused by RRF."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        if k < 1:
-            raise VectorIndexError(f"k must be at least 1, got {k}")
-        if mode in ("dense", "hybrid") and vector is None:
-            raise VectorIndexError(f"search mode {mode!r} needs a query vector")
-        if mode in ("bm25", "hybrid") and not (text and text.strip()):
-            raise VectorIndexError(f"search mode {mode!r} needs a non-empty query text")
-        dense = self._vector(vector) if vector is not None else []
-        self._ensure()
+        dense = self._query_vector(vector, text, mode, k)
         expression = build_filter(conditions)
         if mode == "bm25" and (found := self._snapshot_bm25(str(text), k, conditions)) is not None:
             return found
@@ -439,17 +432,7 @@ class MilvusVectorIndex:
                     consistency_level="Strong",
                     timeout=self._timeout_s,
                 )
-            return self._client.search(
-                self.collection,
-                data=[dense] if mode == "dense" else [text],
-                anns_field="dense" if mode == "dense" else "sparse",
-                filter=expression,
-                limit=k,
-                search_params=dense_search_params(k) if mode == "dense" else {},
-                output_fields=_OUTPUT_FIELDS,
-                consistency_level="Strong",
-                timeout=self._timeout_s,
-            )
+            return self._search_one_side(dense, text, mode, k, expression, _OUTPUT_FIELDS)
 
         results = self._retrying("search", run)
         # Milvus Lite reports BM25 scores negated (a server reports them positive): rank order is right
@@ -468,14 +451,7 @@ class MilvusVectorIndex:
         """The ``k`` best chunks' ``(id, score)`` by the query ``vector`` (dense) or ``text`` (BM25), best
         first, ranked as :meth:`search` ranks them but without reading their fields: a hybrid search ranks
         hundreds of candidates per side and keeps a few, whose fields :meth:`hits` reads."""
-        if k < 1:
-            raise VectorIndexError(f"k must be at least 1, got {k}")
-        if mode == "dense" and vector is None:
-            raise VectorIndexError("search mode 'dense' needs a query vector")
-        if mode == "bm25" and not (text and text.strip()):
-            raise VectorIndexError("search mode 'bm25' needs a non-empty query text")
-        dense = self._vector(vector) if vector is not None else []
-        self._ensure()
+        dense = self._query_vector(vector, text, mode, k)
         snapshot = self._valid_snapshot()
         if snapshot is not None and mode == "dense":
             top, scores = snapshot.top(np.asarray(dense, dtype=np.float32), k, conditions)
@@ -487,24 +463,54 @@ class MilvusVectorIndex:
             return [(chunk_id, score) for chunk_id, (_, score) in zip(ids, ranked, strict=True)]
         expression = build_filter(conditions)
         results = self._retrying(
-            "search",
-            lambda: self._client.search(
-                self.collection,
-                data=[dense] if mode == "dense" else [text],
-                anns_field="dense" if mode == "dense" else "sparse",
-                filter=expression,
-                limit=k,
-                search_params=dense_search_params(k) if mode == "dense" else {},
-                output_fields=[],
-                consistency_level="Strong",
-                timeout=self._timeout_s,
-            ),
+            "search", lambda: self._search_one_side(dense, text, mode, k, expression, output_fields=[])
         )
         # Milvus Lite reports BM25 scores negated, as in :meth:`search`.
         return [
             (str(hit["id"]), abs(float(hit["distance"])) if mode == "bm25" else float(hit["distance"]))
             for hit in results[0]
         ]
+
+    def _query_vector(
+        self,
+        vector: Sequence[float] | NDArray[np.float32] | None,
+        text: str | None,
+        mode: SearchMode,
+        k: int,
+    ) -> list[float]:
+        """Check a query (``k``, and the vector or text its ``mode`` needs), then make sure the collection is
+        ready; the query vector as Milvus takes it (empty without one)."""
+        if k < 1:
+            raise VectorIndexError(f"k must be at least 1, got {k}")
+        if mode in ("dense", "hybrid") and vector is None:
+            raise VectorIndexError(f"search mode {mode!r} needs a query vector")
+        if mode in ("bm25", "hybrid") and not (text and text.strip()):
+            raise VectorIndexError(f"search mode {mode!r} needs a non-empty query text")
+        dense = self._vector(vector) if vector is not None else []
+        self._ensure()
+        return dense
+
+    def _search_one_side(
+        self,
+        dense: list[float],
+        text: str | None,
+        mode: SearchMode,
+        k: int,
+        expression: str,
+        output_fields: list[str],
+    ) -> Any:
+        """One Milvus search call: by the ``dense`` vector (mode ``dense``) or BM25 over ``text``."""
+        return self._client.search(
+            self.collection,
+            data=[dense] if mode == "dense" else [text],
+            anns_field="dense" if mode == "dense" else "sparse",
+            filter=expression,
+            limit=k,
+            search_params=dense_search_params(k) if mode == "dense" else {},
+            output_fields=output_fields,
+            consistency_level="Strong",
+            timeout=self._timeout_s,
+        )
 
     def hits(self, ranked: Sequence[tuple[str, float]]) -> list[SearchHit]:
         """The chunks of ``ranked`` (``(id, score)`` pairs, e.g. fused from :meth:`rank`'s lists) with their

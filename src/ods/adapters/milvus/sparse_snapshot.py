@@ -26,13 +26,14 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ods.adapters.milvus.open_files import FileIdentity, OpenFileCache, file_identity
 from ods.domain.text_analysis import ANALYZER_VERSION, analyzer
 
 logger = logging.getLogger(__name__)
@@ -42,21 +43,10 @@ BM25_B = 0.75
 _FORMAT = "ods-bm25-snapshot/1"
 SUFFIX = ".bm25.npz"
 
-FileIdentity = tuple[int, int, int]
-
 
 def sparse_path(dense_path: Path) -> Path:
     """Where the sparse snapshot built from the dense snapshot at ``dense_path`` lives."""
     return dense_path.with_name(dense_path.name.removesuffix(".arrow") + SUFFIX)
-
-
-def file_identity(path: Path) -> FileIdentity | None:
-    """(inode, size, mtime) of ``path``: a rewritten or replaced file has another; None when missing."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -213,37 +203,7 @@ class SparseSnapshot:
         return [(int(candidates[i]), float(scores[candidates[i]])) for i in order]
 
 
-class SparseSnapshotCache:
-    """Open sparse snapshots of this process, reopened when their file changes (keyed by path)."""
-
-    def __init__(self, opener: Callable[[Path], SparseSnapshot | None] = SparseSnapshot.open) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[Path, tuple[FileIdentity, SparseSnapshot]] = {}
-        self._opener = opener
-
-    def get(self, path: Path) -> SparseSnapshot | None:
-        identity = file_identity(path)
-        if identity is None:
-            self.forget(path)
-            return None
-        with self._lock:
-            cached = self._open.get(path)
-            if cached is not None and cached[0] == identity:
-                return cached[1]
-        snapshot = self._opener(path)
-        with self._lock:
-            if snapshot is None:
-                self._open.pop(path, None)
-            else:
-                self._open[path] = (identity, snapshot)
-        return snapshot
-
-    def forget(self, path: Path) -> None:
-        with self._lock:
-            self._open.pop(path, None)
-
-
-SPARSE_SNAPSHOTS = SparseSnapshotCache()
+SPARSE_SNAPSHOTS: OpenFileCache[SparseSnapshot] = OpenFileCache(SparseSnapshot.open)
 
 
 def write_sparse_snapshot(
