@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from ods.adapters.catalog.base import CatalogBase
+from ods.adapters.catalog.base import CatalogBase, to_record, values_of
 from ods.adapters.catalog.schema import AuditEntry, AuditOutcome
 
 
@@ -69,22 +69,7 @@ class AuditTables(CatalogBase):
         """Append ``entries`` in one transaction; returns how many."""
         if not entries:
             return 0
-        rows = [
-            {
-                "at": entry.at,
-                "tenant": entry.tenant,
-                "subject": entry.subject,
-                "roles": list(entry.roles),
-                "action": entry.action,
-                "resource": entry.resource,
-                "request_id": entry.request_id,
-                "outcome": entry.outcome,
-                "status_code": entry.status_code,
-                "client": entry.client,
-                "detail": entry.detail,
-            }
-            for entry in entries
-        ]
+        rows = [_audit_row(entry) for entry in entries]
 
         def work(session: Session) -> int:
             session.execute(insert(AuditEntry), rows)
@@ -124,18 +109,12 @@ class AuditTables(CatalogBase):
         return self._write(work)
 
 
+def _audit_row(entry: AuditEntryRecord) -> dict[str, Any]:
+    """The column values of a new row: the entry's fields but its id (the table numbers its rows)."""
+    values = values_of(entry) | {"roles": list(entry.roles)}
+    del values["id"]
+    return values
+
+
 def _audit_record(row: AuditEntry) -> AuditEntryRecord:
-    return AuditEntryRecord(
-        id=row.id,
-        at=row.at,
-        tenant=row.tenant,
-        subject=row.subject,
-        roles=tuple(row.roles),
-        action=row.action,
-        resource=row.resource,
-        request_id=row.request_id,
-        outcome=row.outcome,  # type: ignore[arg-type]  # CHECK constraint keeps it an AuditOutcome
-        status_code=row.status_code,
-        client=row.client,
-        detail=row.detail,
-    )
+    return to_record(AuditEntryRecord, row, roles=tuple(row.roles))

@@ -403,15 +403,7 @@ class KnowledgeTables(CatalogBase):
                 .where(Chunk.id.in_(wanted))
             ).all()
             return {
-                chunk.id: ChunkSource(
-                    chunk_id=chunk.id,
-                    document_version_id=chunk.document_version_id,
-                    doc_uri=uri,
-                    doc_sha256=sha256,
-                    chunk_index=chunk.chunk_index,
-                    page=chunk.page,
-                    heading=chunk.heading,
-                )
+                chunk.id: to_record(ChunkSource, chunk, chunk_id=chunk.id, doc_uri=uri, doc_sha256=sha256)
                 for chunk, sha256, uri in rows
             }
 

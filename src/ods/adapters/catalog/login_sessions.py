@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ods.adapters.catalog.base import CatalogBase
+from ods.adapters.catalog.base import CatalogBase, to_record
 from ods.adapters.catalog.schema import LoginSession, LoginSessionKind
 
 
@@ -105,14 +105,4 @@ class LoginSessionTables(CatalogBase):
 
 
 def _record(row: LoginSession | None) -> LoginSessionRecord | None:
-    if row is None:
-        return None
-    return LoginSessionRecord(
-        id=row.id,
-        kind=row.kind,  # type: ignore[arg-type]  # CHECK constraint keeps it a LoginSessionKind
-        expires_at=row.expires_at,
-        sealed=row.sealed,
-        tenant=row.tenant,
-        subject=row.subject,
-        created_at=row.created_at,
-    )
+    return None if row is None else to_record(LoginSessionRecord, row)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ods.adapters.catalog.base import CatalogBase, add_row, require_row
+from ods.adapters.catalog.base import CatalogBase, add_row, require_row, to_record
 from ods.adapters.catalog.records import ServerRunRecord
 from ods.adapters.catalog.schema import ServerRun, ServerRunKind, ServerRunState
 
@@ -163,19 +163,5 @@ class RunTables(CatalogBase):
 
 
 def _run_record(row: ServerRun) -> ServerRunRecord:
-    return ServerRunRecord(
-        id=row.id,
-        kind=row.kind,
-        state=row.state,
-        knowledge_base=row.knowledge_base,
-        target=row.target,
-        requested_by=tuple(row.requested_by),
-        owner=row.owner,
-        prefect_flow_run_id=row.prefect_flow_run_id,
-        queued_at=row.queued_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        result=None if row.result is None else dict(row.result),
-        error=row.error,
-        tenant=row.tenant,
-    )
+    result = None if row.result is None else dict(row.result)
+    return to_record(ServerRunRecord, row, requested_by=tuple(row.requested_by), result=result)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from ods.adapters.catalog.base import CatalogBase, add_row, require_row
+from ods.adapters.catalog.base import CatalogBase, add_row, require_row, to_record
 from ods.adapters.catalog.records import (
     DueDelivery,
     OutboxEventRecord,
@@ -272,39 +272,12 @@ def _subscribed(session: Session, event_type: str) -> bool:
 
 
 def _webhook_record(row: Webhook) -> WebhookRecord:
-    return WebhookRecord(
-        id=row.id,
-        url=row.url,
-        events=tuple(row.events),
-        description=row.description,
-        created_at=row.created_at,
-        secret=row.secret,
-        tenant=row.tenant,
-    )
+    return to_record(WebhookRecord, row, events=tuple(row.events))
 
 
 def _event_record(row: OutboxEvent) -> OutboxEventRecord:
-    return OutboxEventRecord(
-        id=row.id,
-        event_key=row.event_key,
-        event_type=row.event_type,
-        data=dict(row.data),
-        created_at=row.created_at,
-        fanned_out_at=row.fanned_out_at,
-    )
+    return to_record(OutboxEventRecord, row, data=dict(row.data))
 
 
 def _delivery_record(row: WebhookDelivery, event_type: str) -> WebhookDeliveryRecord:
-    return WebhookDeliveryRecord(
-        id=row.id,
-        webhook_id=row.webhook_id,
-        event_id=row.event_id,
-        event_type=event_type,
-        status=row.status,
-        attempts=row.attempts,
-        last_status_code=row.last_status_code,
-        last_error=row.last_error,
-        next_attempt_at=row.next_attempt_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return to_record(WebhookDeliveryRecord, row, event_type=event_type)
