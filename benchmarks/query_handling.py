@@ -64,7 +64,7 @@ DEFAULT = "default (whole question)"
 ADOPT_MARGIN = 0.005
 """Adopt a rule only if its held-out CISI nDCG@10 beats the default's on the same queries by this much."""
 
-FROZEN = ""
+FROZEN = "sentences, rrf + whole"
 """The rule chosen on all of CISI (set after the CISI run, before MEDLINE's; empty: none adopted)."""
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z0-9\"'(\[])")
