@@ -27,6 +27,7 @@ from ods.adapters.catalog.records import DatasetVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.adapters.tabular.source import read_table
 from ods.domain.cleaning import apply_cleaning
+from ods.domain.copied_fields import copy_fields
 from ods.domain.dataset_card import render_dataset_card
 from ods.domain.dataset_spec import DatasetSpec, parse_dataset_spec
 from ods.domain.hashing import sha256_bytes, stable_id
@@ -318,18 +319,14 @@ class PreparedVersion:
     def summary(self, card_uri: str | None = None) -> DatasetVersionSummary:
         """What a person needs of this version (flow result, event payload basis, CLI output)."""
         record = self.record
-        return DatasetVersionSummary(
+        return copy_fields(
+            DatasetVersionSummary,
+            record,
             dataset=record.dataset_name,
-            version=record.version,
             version_id=record.id,
-            status=record.status,
-            uri=record.uri,
             rows=record.row_count,
-            size_bytes=record.size_bytes,
-            content_hash=record.content_hash,
             quarantine_uri=self.quarantine_uri,
             quarantined_rows=self.quarantined_rows,
-            reason=record.reason,
             card_uri=card_uri,
         )
 

@@ -47,6 +47,7 @@ from ods.adapters.models.server import (
 )
 from ods.adapters.object_store import ObjectStore
 from ods.domain.chat import ChatMessage
+from ods.domain.copied_fields import copy_fields
 from ods.domain.refs import format_ref, parse_model_ref
 from ods.domain.webhooks import MODEL_DEPLOYED, MODEL_FAILED
 from ods.errors import OdsError
@@ -534,17 +535,13 @@ class StoppedEndpoints(BaseModel):
 
 def endpoint_summary(endpoint: EndpointRecord, *, reused: bool = False) -> EndpointSummary:
     """What a person needs of an endpoint (flow result, event payload, CLI output)."""
-    return EndpointSummary(
+    return copy_fields(
+        EndpointSummary,
+        endpoint,
         endpoint_id=endpoint.id,
         model=endpoint.model_name,
         version=endpoint.model_version,
-        model_version_id=endpoint.model_version_id,
-        backend=endpoint.backend,
-        url=endpoint.url,
         served_model=endpoint.served_model or endpoint.model_name,
-        status=endpoint.status,
-        pid=endpoint.pid,
-        log_path=endpoint.log_path,
         ready_seconds=endpoint.details.get("ready_seconds"),
         reused=reused,
     )

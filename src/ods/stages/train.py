@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ods.adapters.catalog import DatasetCatalog, ModelCatalog
 from ods.adapters.catalog.records import DatasetVersionRecord, ModelVersionRecord
 from ods.adapters.object_store import ObjectStore, key_of
+from ods.domain.copied_fields import copy_fields
 from ods.domain.model_card import render_model_card
 from ods.domain.refs import format_ref, parse_dataset_ref
 from ods.domain.training_spec import (
@@ -455,17 +456,12 @@ def model_summary(
     record: ModelVersionRecord, plan: TrainingPlan, *, reused: bool = False
 ) -> ModelVersionSummary:
     """What a person needs of a model version (flow result, event payload, CLI output)."""
-    return ModelVersionSummary(
+    return copy_fields(
+        ModelVersionSummary,
+        record,
         model=record.model_name,
-        version=record.version,
         version_id=record.id,
-        trainer=record.trainer,
-        metrics=record.metrics,
-        artifact_uri=record.artifact_uri,
         dataset=plan.dataset_ref,
-        dataset_version_id=record.dataset_version_id,
-        code_version=record.code_version,
-        flow_run_id=record.flow_run_id,
         training_key=plan.key,
         reused=reused,
     )
