@@ -49,7 +49,7 @@ _IN_CLAUSE_VALUES = 500
 @dataclass(frozen=True)
 class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
     """A named table whose content lives in numbered versions (datasets, models), and the one generic
-    path both take: lookup by name, ensure, the owner locked for numbering, add and get a version."""
+    path both take: lookup by name, the owner ensured and locked for numbering, add and get a version."""
 
     kind: NameKind
     owner: type[OwnerT]
@@ -64,17 +64,6 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         """``tenant``'s owner row called ``name``; NotFoundError listing the names it holds."""
         return require_named(session, self.owner, self.kind, name, tenant)
 
-    def ensure(
-        self,
-        session: Session,
-        name: str,
-        description: str | None,
-        tenant: str | None = None,
-        created_by: str | None = None,
-    ) -> OwnerRecordT:
-        """The record of the owner called ``name``, created if missing (see :meth:`lock_owner`)."""
-        return self.owner_record(session, self.lock_owner(session, name, description, tenant, created_by))
-
     def lock_owner(
         self,
         session: Session,
@@ -84,9 +73,9 @@ class VersionedTable(Generic[OwnerT, VersionT, OwnerRecordT, VersionRecordT]):
         created_by: str | None = None,
     ) -> OwnerT:
         """``tenant``'s owner row called ``name`` (created if missing, as ``tenant``'s (the default tenant's
-        when None) and
-        owned by ``created_by``; a given description replaces the stored one), locked until commit so
-        concurrent writers number its versions one at a time. An existing row keeps its owner."""
+        when None) and owned by ``created_by``; a given description replaces the stored one), locked
+        until commit so concurrent writers number its versions one at a time. An existing row keeps its
+        owner."""
         tenant = tenant or DEFAULT_TENANT
         query = select(self.owner).where(self.owner.name == name, self.owner.tenant == tenant)
         row = session.scalar(query.with_for_update())
@@ -214,11 +203,12 @@ class CatalogBase(Closeable):
         description replaces the stored one. The name is checked first: the last line behind the entry
         points' checks."""
         check_name(table.kind, name)
-        return self._write(
-            lambda session: table.ensure(
-                session, name, description, tenant or self.tenant, owner or self.creator
-            )
-        )
+
+        def work(session: Session) -> OwnerRecordT:
+            row = table.lock_owner(session, name, description, tenant or self.tenant, owner or self.creator)
+            return table.owner_record(session, row)
+
+        return self._write(work)
 
     def _list_named(
         self, entity: type[NamedT], record: Callable[[Session, NamedT], T], tenant: str | None = None
