@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from ods.adapters.catalog.migrations.tenant_column import add_tenant_column, drop_tenant_column
 
 revision: str = "0012"
 down_revision: str | Sequence[str] | None = "0011"
@@ -26,16 +25,8 @@ TENANT_TABLES = ("datasets", "models", "knowledge_bases", "conversations", "webh
 
 
 def upgrade() -> None:
-    for table in TENANT_TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(
-                sa.Column("tenant", sa.String(length=63), nullable=False, server_default=sa.text("'default'"))
-            )
-            batch.create_index(f"ix_{table}_tenant", ["tenant"])
+    add_tenant_column(TENANT_TABLES)
 
 
 def downgrade() -> None:
-    for table in TENANT_TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_index(f"ix_{table}_tenant")
-            batch.drop_column("tenant")
+    drop_tenant_column(TENANT_TABLES)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from ods.adapters.catalog.migrations.tenant_column import add_tenant_column, drop_tenant_column
 
 revision: str = "0015"
 down_revision: str | Sequence[str] | None = "0014"
@@ -32,19 +33,11 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.drop_constraint(f"uq_{table}_name", type_="unique")
             batch.create_unique_constraint(f"uq_{table}_tenant_name", ["tenant", "name"])
-    for table in RECORDED_TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(
-                sa.Column("tenant", sa.String(length=63), nullable=False, server_default=sa.text("'default'"))
-            )
-            batch.create_index(f"ix_{table}_tenant", ["tenant"])
+    add_tenant_column(RECORDED_TABLES)
 
 
 def downgrade() -> None:
-    for table in RECORDED_TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_index(f"ix_{table}_tenant")
-            batch.drop_column("tenant")
+    drop_tenant_column(RECORDED_TABLES)
     for table in NAMED_TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_constraint(f"uq_{table}_tenant_name", type_="unique")
