@@ -276,7 +276,8 @@ class ConversationRecord:
 
 @dataclass(frozen=True)
 class EndpointLineage:
-    """The chain behind an endpoint: model version, the dataset version it learnt from, and its source."""
+    """The chain behind an endpoint: model version, the dataset version it learnt from, and its source
+    (``dataset_*`` to ``source_etag``: None when the model version records no dataset version)."""
 
     endpoint_id: int
     endpoint_url: str
@@ -286,13 +287,13 @@ class EndpointLineage:
     model_version: int
     model_version_id: int
     artifact_uri: str
-    dataset_name: str | None
-    dataset_version: int | None
-    dataset_version_id: int | None
-    content_hash: str | None
-    dataset_uri: str | None
-    source_uri: str | None
-    source_etag: str | None
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+    dataset_version_id: int | None = None
+    content_hash: str | None = None
+    dataset_uri: str | None = None
+    source_uri: str | None = None
+    source_etag: str | None = None
 
 
 @dataclass(frozen=True)
