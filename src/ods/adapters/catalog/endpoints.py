@@ -7,7 +7,6 @@ Used by the deploy-model / undeploy-model flows, `ods models endpoints` and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -184,7 +183,7 @@ class EndpointTables(CatalogBase):
             if found is None:
                 raise not_found("endpoint", endpoint_id)
             endpoint, model_version, model, data_version, dataset = found
-            lineage = EndpointLineage(
+            return EndpointLineage(
                 endpoint_id=endpoint.id,
                 endpoint_url=endpoint.url,
                 endpoint_status=endpoint.status,
@@ -193,18 +192,13 @@ class EndpointTables(CatalogBase):
                 model_version=model_version.version,
                 model_version_id=model_version.id,
                 artifact_uri=model_version.artifact_uri,
-            )
-            if data_version is None:
-                return lineage
-            return replace(
-                lineage,
-                dataset_name=dataset.name,
-                dataset_version=data_version.version,
-                dataset_version_id=data_version.id,
-                content_hash=data_version.content_hash,
-                dataset_uri=data_version.uri,
-                source_uri=data_version.source_uri,
-                source_etag=data_version.source_etag,
+                dataset_name=None if dataset is None else dataset.name,
+                dataset_version=None if data_version is None else data_version.version,
+                dataset_version_id=None if data_version is None else data_version.id,
+                content_hash=None if data_version is None else data_version.content_hash,
+                dataset_uri=None if data_version is None else data_version.uri,
+                source_uri=None if data_version is None else data_version.source_uri,
+                source_etag=None if data_version is None else data_version.source_etag,
             )
 
         return self._read(work)

@@ -276,8 +276,7 @@ class ConversationRecord:
 
 @dataclass(frozen=True)
 class EndpointLineage:
-    """The chain behind an endpoint: model version, the dataset version it learnt from, and its source
-    (``dataset_*`` to ``source_etag``: None when the model version records no dataset version)."""
+    """The chain behind an endpoint: model version, the dataset version it learnt from, and its source."""
 
     endpoint_id: int
     endpoint_url: str
@@ -287,13 +286,13 @@ class EndpointLineage:
     model_version: int
     model_version_id: int
     artifact_uri: str
-    dataset_name: str | None = None
-    dataset_version: int | None = None
-    dataset_version_id: int | None = None
-    content_hash: str | None = None
-    dataset_uri: str | None = None
-    source_uri: str | None = None
-    source_etag: str | None = None
+    dataset_name: str | None
+    dataset_version: int | None
+    dataset_version_id: int | None
+    content_hash: str | None
+    dataset_uri: str | None
+    source_uri: str | None
+    source_etag: str | None
 
 
 @dataclass(frozen=True)
