@@ -172,8 +172,26 @@ class EndpointTables(CatalogBase):
         """Endpoint → model version → dataset version → source URI and ETag, in one query."""
 
         def work(session: Session) -> EndpointLineage:
+            # Labelled as EndpointLineage's fields; the outer joins leave the dataset columns NULL (None)
+            # for a model version that records no dataset version.
             found = session.execute(
-                select(Endpoint, ModelVersion, Model, DatasetVersion, Dataset)
+                select(
+                    Endpoint.id.label("endpoint_id"),
+                    Endpoint.url.label("endpoint_url"),
+                    Endpoint.status.label("endpoint_status"),
+                    Endpoint.backend,
+                    Model.name.label("model_name"),
+                    ModelVersion.version.label("model_version"),
+                    ModelVersion.id.label("model_version_id"),
+                    ModelVersion.artifact_uri,
+                    Dataset.name.label("dataset_name"),
+                    DatasetVersion.version.label("dataset_version"),
+                    DatasetVersion.id.label("dataset_version_id"),
+                    DatasetVersion.content_hash,
+                    DatasetVersion.uri.label("dataset_uri"),
+                    DatasetVersion.source_uri,
+                    DatasetVersion.source_etag,
+                )
                 .join(ModelVersion, Endpoint.model_version_id == ModelVersion.id)
                 .join(Model, ModelVersion.model_id == Model.id)
                 .outerjoin(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
@@ -182,24 +200,7 @@ class EndpointTables(CatalogBase):
             ).one_or_none()
             if found is None:
                 raise not_found("endpoint", endpoint_id)
-            endpoint, model_version, model, data_version, dataset = found
-            return EndpointLineage(
-                endpoint_id=endpoint.id,
-                endpoint_url=endpoint.url,
-                endpoint_status=endpoint.status,
-                backend=endpoint.backend,
-                model_name=model.name,
-                model_version=model_version.version,
-                model_version_id=model_version.id,
-                artifact_uri=model_version.artifact_uri,
-                dataset_name=None if dataset is None else dataset.name,
-                dataset_version=None if data_version is None else data_version.version,
-                dataset_version_id=None if data_version is None else data_version.id,
-                content_hash=None if data_version is None else data_version.content_hash,
-                dataset_uri=None if data_version is None else data_version.uri,
-                source_uri=None if data_version is None else data_version.source_uri,
-                source_etag=None if data_version is None else data_version.source_etag,
-            )
+            return EndpointLineage(**found._mapping)
 
         return self._read(work)
 
