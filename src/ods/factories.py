@@ -261,14 +261,9 @@ def snapshot_lite_file(settings: Settings) -> str | None:
 def query_limits(settings: Settings) -> QueryLimits:
     """The resource limits of ``ODS_WAREHOUSE__*`` for one query."""
     from ods.adapters.warehouse.query_process import QueryLimits
+    from ods.domain.copied_fields import copy_fields
 
-    config = settings.warehouse
-    return QueryLimits(
-        memory_limit_mb=config.memory_limit_mb,
-        threads=config.threads,
-        max_temp_mb=config.max_temp_mb,
-        max_result_bytes=config.max_result_bytes,
-    )
+    return copy_fields(QueryLimits, settings.warehouse)
 
 
 def open_warehouse(

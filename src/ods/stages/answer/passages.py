@@ -12,6 +12,7 @@ from ods.adapters.milvus.index import VectorIndex
 from ods.adapters.milvus.schema import FilterValue
 from ods.adapters.models.embedder import Embedder
 from ods.domain.answering import Evidence, Source, pick_evidence, split_sentences, without_instructions
+from ods.domain.copied_fields import copy_fields
 from ods.factories import build_embedder
 from ods.settings import Settings
 from ods.stages.answer.results import AnswerSource, Gathered
@@ -110,15 +111,7 @@ def retrieve_sources(
             f"cut {answer_settings.min_relevance} (ODS_ANSWER__MIN_RELEVANCE)"
         )
     return [
-        Source(
-            marker=first_marker + offset + 1,
-            text=hit.text,
-            doc_uri=hit.doc_uri,
-            page=hit.page,
-            heading=hit.heading,
-            chunk_id=hit.id,
-            score=hit.score,
-        )
+        copy_fields(Source, hit, marker=first_marker + offset + 1, chunk_id=hit.id)
         for offset, hit in enumerate(retrieval.hits)
     ], None
 

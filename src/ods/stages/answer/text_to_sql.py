@@ -11,6 +11,7 @@ from ods.adapters.models.llm import LLM
 from ods.adapters.warehouse import QueryResult, Warehouse
 from ods.domain.answering import Evidence, TableResult, summarise_table
 from ods.domain.chat import ChatMessage, Usage
+from ods.domain.copied_fields import copy_fields
 from ods.domain.refs import parse_dataset_ref
 from ods.domain.sql_guard import SqlRejected
 from ods.domain.text_to_sql import TableDescription, build_sql_messages, extract_sql
@@ -31,14 +32,7 @@ def gather_sql(gathered: Gathered, outcome: tuple[SqlRun, Usage, list[int]]) -> 
         gathered.notes.append(f"SQL step: {sql_run.error}")
         return
     dataset = ", ".join(sql_run.datasets)
-    table = TableResult(
-        marker=1,
-        dataset=dataset,
-        sql=sql_run.sql,
-        columns=sql_run.columns,
-        rows=sql_run.rows,
-        truncated=sql_run.truncated,
-    )
+    table = copy_fields(TableResult, sql_run, marker=1, dataset=dataset)
     gathered.tables.append(table)
     gathered.sources.append(
         AnswerSource(
