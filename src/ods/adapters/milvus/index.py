@@ -472,11 +472,7 @@ class MilvusVectorIndex:
         ]
 
     def _query_vector(
-        self,
-        vector: Sequence[float] | NDArray[np.float32] | None,
-        text: str | None,
-        mode: SearchMode,
-        k: int,
+        self, vector: Sequence[float] | NDArray[np.float32] | None, text: str | None, mode: SearchMode, k: int
     ) -> list[float]:
         """Check a query (``k``, and the vector or text its ``mode`` needs), then make sure the collection is
         ready; the query vector as Milvus takes it (empty without one)."""
@@ -499,7 +495,8 @@ class MilvusVectorIndex:
         expression: str,
         output_fields: list[str],
     ) -> Any:
-        """One Milvus search call: by the ``dense`` vector (mode ``dense``) or BM25 over ``text``."""
+        """One Milvus search call, by the ``dense`` vector (mode ``dense``) or BM25 over ``text``, reading
+        ``output_fields`` of each hit."""
         return self._client.search(
             self.collection,
             data=[dense] if mode == "dense" else [text],
