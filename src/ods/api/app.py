@@ -22,11 +22,10 @@ from ods.api.authorization import authorize_route
 from ods.api.background import BackgroundRuns, recover_runs, sync_knowledge_base
 from ods.api.console.routes import router as console_router
 from ods.api.envelope import (
-    BAD_INPUT,
     NOT_FOUND,
-    ErrorDetails,
     ErrorEnvelope,
     ErrorKind,
+    bad_input_response,
     error_response,
     ods_error_response,
 )
@@ -195,12 +194,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
             for problem in problems[:5]
         )
-        return error_response(
-            request.url.path,
-            BAD_INPUT,
-            f"invalid request: {message}",
-            ErrorDetails(field=field, reason=reason),
-        )
+        return bad_input_response(request.url.path, field, f"invalid request: {message}", reason=reason)
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)

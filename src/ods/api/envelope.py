@@ -172,6 +172,13 @@ def error_response(
     return JSONResponse(body, status_code=kind.status, headers=headers)
 
 
+def bad_input_response(path: str, field: str, message: str, reason: str | None = None) -> JSONResponse:
+    """HTTP 400 (code 40001) naming the request field at fault; ``reason`` (the details' why) defaults to
+    ``message``."""
+    details = ErrorDetails(field=field, reason=message if reason is None else reason)
+    return error_response(path, BAD_INPUT, message, details)
+
+
 def ods_error_response(path: str, error: OdsError) -> JSONResponse:
     """An ``OdsError`` as its code and its one-line message (the same line the CLI prints)."""
     kind = error_kind(error)

@@ -15,10 +15,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ods.api.envelope import (
-    BAD_INPUT,
     REQUEST_ID_HEADER,
-    ErrorDetails,
-    error_response,
+    bad_input_response,
     new_request_id,
     set_request_id,
     unexpected_error_response,
@@ -139,11 +137,11 @@ def body_too_large_response(path: str, limit: int) -> Response:
         if upload
         else ("ODS_API__MAX_BODY_BYTES", "send less, e.g. fewer texts per request")
     )
-    response = error_response(
+    response = bad_input_response(
         path,
-        BAD_INPUT,
+        "body",
         f"request body larger than the limit of {limit:,} bytes ({setting}); {hint}",
-        ErrorDetails(field="body", reason="too large"),
+        reason="too large",
     )
     response.status_code = 413
     return response

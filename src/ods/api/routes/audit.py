@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ods.adapters.catalog.audit import AuditEntryRecord, AuditFilter
+from ods.adapters.catalog.audit import AuditFilter
 from ods.api.audit import AuditWriter
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
@@ -57,23 +57,6 @@ class AuditPage(BaseModel):
     next_offset: int | None = Field(description="The offset of the next page; null on the last one.")
 
 
-def _row(entry: AuditEntryRecord) -> AuditRow:
-    return AuditRow(
-        id=entry.id,
-        at=entry.at,
-        tenant=entry.tenant,
-        subject=entry.subject,
-        roles=list(entry.roles),
-        action=entry.action,
-        resource=entry.resource,
-        outcome=entry.outcome,
-        status_code=entry.status_code,
-        request_id=entry.request_id,
-        client=entry.client,
-        detail=entry.detail,
-    )
-
-
 @router.get("", summary="The audit log, newest first", response_model=Envelope[AuditPage])
 async def list_audit_log(
     request: Request,
@@ -117,7 +100,7 @@ async def list_audit_log(
     page = await run_in_threadpool(list_audit, resources.catalog, where, limit=limit, offset=offset)
     return ok(
         AuditPage(
-            entries=[_row(entry) for entry in page.entries],
+            entries=[AuditRow.model_validate(entry, from_attributes=True) for entry in page.entries],
             offset=offset,
             limit=limit,
             next_offset=page.next_offset,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from ods.api.deps import ServerResources
 from ods.api.envelope import Envelope, ok
 from ods.api.tenancy import CallerTenant, owned_conversation
+from ods.api.views import view_of
 from ods.stages.answer.conversation import MAX_TITLE_CHARS, rename_conversation
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -79,9 +80,7 @@ def list_conversations(
     """Every conversation of the caller's tenant, most recently active first (`ods conversations list`)."""
     return ok(
         [
-            ConversationSummary(
-                id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
-            )
+            ConversationSummary.model_validate(item, from_attributes=True)
             for item in resources.catalog.for_tenant(tenant).list_conversations(tenant=tenant)
         ]
     )
@@ -109,38 +108,17 @@ def get_conversation(
         for citation in message.citations:
             chunk = sources.get(citation.chunk_id or "")
             citations.append(
-                MessageCitation(
-                    marker=citation.marker,
-                    chunk_id=citation.chunk_id,
-                    document_version_id=citation.document_version_id,
-                    dataset_version_id=citation.dataset_version_id,
+                view_of(
+                    MessageCitation,
+                    citation,
                     doc_uri=chunk.doc_uri if chunk else None,
                     knowledge_base=knowledge_bases.get(citation.chunk_id or ""),
                     page=chunk.page if chunk else None,
                     heading=chunk.heading if chunk else None,
                 )
             )
-        messages.append(
-            ConversationMessage(
-                id=message.id,
-                role=message.role,
-                content=message.content,
-                sql=message.sql,
-                model=message.model,
-                usage=message.usage,
-                created_at=message.created_at,
-                citations=citations,
-            )
-        )
-    return ok(
-        Conversation(
-            id=record.id,
-            title=record.title,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            messages=messages,
-        )
-    )
+        messages.append(view_of(ConversationMessage, message, citations=citations))
+    return ok(view_of(Conversation, record, messages=messages))
 
 
 @router.patch(
@@ -155,11 +133,7 @@ def patch_conversation(
     """Give the conversation a new title; the same title again changes nothing. 404 if unknown."""
     owned_conversation(resources.catalog.for_tenant(tenant), conversation_id, tenant)
     item = rename_conversation(resources.catalog.for_tenant(tenant), conversation_id, body.title)
-    return ok(
-        ConversationSummary(
-            id=item.id, title=item.title, created_at=item.created_at, updated_at=item.updated_at
-        )
-    )
+    return ok(ConversationSummary.model_validate(item, from_attributes=True))
 
 
 @router.delete(

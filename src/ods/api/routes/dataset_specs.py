@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ods.adapters.object_store import ObjectStore
 from ods.adapters.tabular.source import read_table
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import BAD_INPUT, ConflictError, Envelope, ErrorDetails, error_response, ok
+from ods.api.envelope import ConflictError, Envelope, bad_input_response, ok
 from ods.api.tenancy import CallerTenant, claim_dataset
 from ods.domain.cleaning import apply_cleaning
 from ods.domain.dataset_spec import DatasetSpec, DatasetSpecError, parse_dataset_spec
@@ -124,7 +124,7 @@ def _parse(text: str) -> DatasetSpec:
 
 def _bad_spec(path: str, error: DatasetSpecError) -> Any:
     message = " ".join(str(error).split())
-    return error_response(path, BAD_INPUT, message, ErrorDetails(field=SPEC_FIELD, reason=message))
+    return bad_input_response(path, SPEC_FIELD, message)
 
 
 def spec_key(settings: Settings, name: str, tenant: str = DEFAULT_TENANT) -> str:
@@ -256,7 +256,7 @@ def save_spec(name: str, body: SpecText, resources: ServerResources, tenant: Cal
         return _bad_spec(path, error)
     if spec.name != name:
         message = f"the spec's name is {spec.name!r} but it is saved as {name!r}; make them the same"
-        return error_response(path, BAD_INPUT, message, ErrorDetails(field="body.spec.name", reason=message))
+        return bad_input_response(path, "body.spec.name", message)
     settings = resources.settings
     store = build_object_store(settings)
     source_key(store, settings, spec.source.uri)

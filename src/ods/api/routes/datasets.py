@@ -28,15 +28,7 @@ from ods.adapters.object_store import ObjectStore, key_of
 from ods.api.background import BackgroundRuns, DeploymentCall, ServerRuns
 from ods.api.deps import ServerResources, checked
 from ods.api.downloads import DOWNLOADS_PREFIX, ServerSigner
-from ods.api.envelope import (
-    BAD_INPUT,
-    ConflictError,
-    Envelope,
-    ErrorDetails,
-    ErrorEnvelope,
-    error_response,
-    ok,
-)
+from ods.api.envelope import ConflictError, Envelope, ErrorEnvelope, bad_input_response, ok
 from ods.api.quotas import ServerQuotas, TenantQuotas
 from ods.api.resources import Resources
 from ods.api.routes.runs import Run, run_view
@@ -48,6 +40,7 @@ from ods.api.tenancy import (
     owned_dataset,
     owned_dataset_version,
 )
+from ods.api.views import view_of
 from ods.domain.dataset_spec import DatasetSpecError
 from ods.domain.hashing import sha256_bytes
 from ods.domain.tenant_storage import dataset_spec_key
@@ -181,7 +174,7 @@ def list_datasets(
         latest_status = newest.status if newest is not None else None
         if status is not None and latest_status != status:
             continue
-        summaries.append(DatasetSummary(**_info(dataset).model_dump(), latest_status=latest_status))
+        summaries.append(view_of(DatasetSummary, dataset, latest_status=latest_status))
     start = (page - 1) * page_size
     return ok(
         DatasetPage(
@@ -297,16 +290,7 @@ class Credentials(BaseModel):
 
 
 def _info(record: DatasetRecord) -> DatasetInfo:
-    return DatasetInfo(
-        name=record.name,
-        description=record.description,
-        tags=list(record.tags),
-        archived_at=record.archived_at,
-        latest_version=record.latest_version,
-        version_count=record.version_count,
-        created_at=record.created_at,
-        owner=record.owner,
-    )
+    return DatasetInfo.model_validate(record, from_attributes=True)
 
 
 def _spec_text(spec: str | dict[str, Any]) -> str:
@@ -333,10 +317,6 @@ def _store_source(store: ObjectStore, bucket: str, uri: str) -> str:
         f"source {uri!r} is not in the object store ({store.location}); the server reads raw tables only "
         "from there: upload the table and name it by its URI"
     )
-
-
-def _bad_spec(path: str, message: str) -> Any:
-    return error_response(path, BAD_INPUT, message, ErrorDetails(field=SPEC_FIELD, reason=message))
 
 
 @router.post(
@@ -399,12 +379,12 @@ def _register(
             first = error.errors(include_url=False)[0]
             field = ".".join(["body", *(str(part) for part in first["loc"])])
             message = f"invalid request: {field}: {first['msg']}"
-            return error_response(path, BAD_INPUT, message, ErrorDetails(field=field, reason=first["msg"]))
+            return bad_input_response(path, field, message, reason=first["msg"])
         text, source = _spec_text(parsed.spec), parsed.source_uri or source_uri
     try:
         loaded = spec_from_text(text, "spec")
     except DatasetSpecError as error:
-        return _bad_spec(path, " ".join(str(error).split()))
+        return bad_input_response(path, SPEC_FIELD, " ".join(str(error).split()))
     settings = resources.settings
     store = build_object_store(settings)
     name = loaded.spec.name
@@ -554,12 +534,10 @@ def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> 
     versions = sorted(catalog.list_dataset_versions(name), key=lambda version: -version.version)
     store = build_object_store(resources.settings)
     return ok(
-        DatasetDetail(
+        view_of(
+            DatasetDetail,
+            described,
             name=name,
-            description=described.description,
-            tags=list(described.tags),
-            archived_at=described.archived_at,
-            owner=described.owner,
             versions=[
                 _version(record, catalog.validation_runs(record.id), card_uri(store, record, tenant))
                 for record in versions
@@ -571,35 +549,11 @@ def get_dataset(name: str, resources: ServerResources, tenant: CallerTenant) -> 
 def _version(
     record: DatasetVersionRecord, runs: list[ValidationRunRecord], card: str | None
 ) -> DatasetVersion:
-    return DatasetVersion(
-        id=record.id,
-        version=record.version,
-        status=record.status,
-        reason=record.reason,
-        uri=record.uri,
-        content_hash=record.content_hash,
-        row_count=record.row_count,
-        size_bytes=record.size_bytes,
+    return view_of(
+        DatasetVersion,
+        record,
         data_schema=record.schema,
-        profile=record.profile,
-        lineage=DatasetLineage(
-            source_uri=record.source_uri,
-            source_etag=record.source_etag,
-            source_sha256=record.source_sha256,
-            spec_hash=record.spec_hash,
-            flow_run_id=record.flow_run_id,
-            parent_version_ids=list(record.parent_ids),
-        ),
-        validation_runs=[
-            ValidationRun(
-                id=run.id,
-                success=run.success,
-                results=run.results,
-                quarantine_uri=run.quarantine_uri,
-                created_at=run.created_at,
-            )
-            for run in runs
-        ],
+        lineage=view_of(DatasetLineage, record, parent_version_ids=record.parent_ids),
+        validation_runs=[ValidationRun.model_validate(run, from_attributes=True) for run in runs],
         card_uri=card,
-        created_at=record.created_at,
     )

@@ -83,12 +83,7 @@ def _readiness(results: list[CheckResult]) -> Readiness:
         status="ready" if all(result.ok for result in results) else "not_ready",
         checked_at=time.time(),
         checks=[
-            ComponentCheck(
-                component=result.component,
-                status=result.status,
-                detail=result.detail,
-                seconds=result.seconds,
-            )
+            ComponentCheck.model_validate(result, from_attributes=True)  # status: OK, WARN or FAIL
             for result in results
         ],
     )

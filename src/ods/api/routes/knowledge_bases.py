@@ -15,24 +15,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Path, Query, UploadFile
 from pydantic import BaseModel, Field, field_validator
-from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.api.background import ServerRuns
 from ods.api.deps import ServerResources, checked
-from ods.api.envelope import (
-    BAD_INPUT,
-    ConflictError,
-    Envelope,
-    ErrorDetails,
-    ErrorEnvelope,
-    error_response,
-    ok,
-)
+from ods.api.envelope import ConflictError, Envelope, ErrorEnvelope, bad_input_response, ok
 from ods.api.quotas import ServerQuotas
 from ods.api.routes.runs import Run, run_view
 from ods.api.tenancy import CallerSubject, CallerTenant, name_taken, owned_knowledge_base
+from ods.api.views import view_of
 from ods.domain.hashing import sha256_bytes
 from ods.domain.names import check_name
 from ods.domain.object_keys import document_name_problem, printable_name
@@ -117,15 +109,7 @@ class SearchResult(BaseModel):
 
 
 def _knowledge_base(record: KnowledgeBaseRecord) -> KnowledgeBase:
-    return KnowledgeBase(
-        name=record.name,
-        description=record.description,
-        source_uri=record.source_uri,
-        embedding_model=record.embedding_model,
-        embedding_dim=record.embedding_dim,
-        collection_name=record.collection_name,
-        created_at=record.created_at,
-    )
+    return KnowledgeBase.model_validate(record, from_attributes=True)
 
 
 @router.get("", summary="List knowledge bases", response_model=Envelope[list[KnowledgeBase]])
@@ -154,19 +138,7 @@ def list_documents(
     return ok(
         DocumentList(
             knowledge_base=kb,
-            items=[
-                Document(
-                    id=document.id,
-                    uri=document.uri,
-                    status=document.status,
-                    reason=document.reason,
-                    chunk_count=document.chunk_count,
-                    parser=document.parser,
-                    sha256=document.sha256,
-                    updated_at=document.updated_at,
-                )
-                for document in documents
-            ],
+            items=[Document.model_validate(document, from_attributes=True) for document in documents],
         )
     )
 
@@ -202,16 +174,7 @@ def search(
             mode=request.mode,
             best_similarity=found.best_similarity,
             hits=[
-                SearchHit(
-                    rank=rank,
-                    score=hit.score,
-                    chunk_id=hit.id,
-                    doc_uri=hit.doc_uri,
-                    page=hit.page,
-                    heading=hit.heading,
-                    text=hit.text,
-                )
-                for rank, hit in enumerate(hits, start=1)
+                view_of(SearchHit, hit, rank=rank, chunk_id=hit.id) for rank, hit in enumerate(hits, start=1)
             ],
         )
     )
@@ -284,9 +247,7 @@ def get_chunk(
             "replaced it; search the knowledge base for the passage"
         )
     hit = found[0]
-    return ok(
-        ChunkPassage(chunk_id=hit.id, doc_uri=hit.doc_uri, page=hit.page, heading=hit.heading, text=hit.text)
-    )
+    return ok(view_of(ChunkPassage, hit, chunk_id=hit.id))
 
 
 # -- writes ----------------------------------------------------------------------------------------------
@@ -395,10 +356,6 @@ def create_knowledge_base(
     return ok(_knowledge_base(record))
 
 
-def _bad_upload(path: str, message: str) -> JSONResponse:
-    return error_response(path, BAD_INPUT, message, ErrorDetails(field=UPLOAD_FIELD, reason=message))
-
-
 def upload_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name an uploaded document, or None: it must be a plain file name (no folder,
     no '..', not hidden) of printable characters, at most ``MAX_FILE_NAME_BYTES`` bytes of UTF-8."""
@@ -441,16 +398,19 @@ def upload_document(
     name = file.filename or ""
     problem = upload_name_problem(name)
     if problem is not None:
-        return _bad_upload(path, problem)
+        return bad_input_response(path, UPLOAD_FIELD, problem)
     limit = resources.settings.api.max_upload_bytes
     data = file.file.read(limit + 1)
     if len(data) > limit:
-        return _bad_upload(
+        return bad_input_response(
             path,
+            UPLOAD_FIELD,
             f"file {name!r} is larger than the upload limit of {limit:,} bytes (ODS_API__MAX_UPLOAD_BYTES)",
         )
     if not data:
-        return _bad_upload(path, f"file {name!r} is empty; upload a document with text in it")
+        return bad_input_response(
+            path, UPLOAD_FIELD, f"file {name!r} is empty; upload a document with text in it"
+        )
     layout = watch_layout(resources.settings)
     key = knowledge_base_documents_prefix(kb, tenant, layout) + name  # the source checked above
     quotas.check_upload(tenant, store, key, len(data))  # 40901 past the tenant's storage or documents
@@ -531,8 +491,9 @@ def get_knowledge_base(
     record = owned_knowledge_base(resources.catalog.for_tenant(tenant), kb, tenant)
     counts = resources.catalog.for_tenant(tenant).knowledge_base_counts(kb)
     return ok(
-        KnowledgeBaseStatus(
-            **_knowledge_base(record).model_dump(),
+        view_of(
+            KnowledgeBaseStatus,
+            record,
             documents=counts.documents,
             versions=counts.versions,
             indexed_chunks=counts.indexed_chunks,

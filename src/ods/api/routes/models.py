@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.models import LIVE_ENDPOINT_STATUSES
-from ods.adapters.catalog.records import EndpointRecord, ModelVersionRecord
+from ods.adapters.catalog.records import ModelVersionRecord
 from ods.adapters.models.server import LocalModelServer
 from ods.api.background import DeploymentCall, ServerRuns
 from ods.api.deps import ServerResources, checked
@@ -20,6 +20,7 @@ from ods.api.envelope import ConflictError, Envelope, ErrorEnvelope, ok
 from ods.api.routes.runs import Run, run_view
 from ods.api.run_events import RunEventEmitter, emit_quietly, model_deployed_event, model_failed_event
 from ods.api.tenancy import CallerTenant, owned_model
+from ods.api.views import view_of
 from ods.domain.refs import parse_model_ref
 from ods.factories import build_object_store
 from ods.stages.serve import (
@@ -111,12 +112,11 @@ def list_models(resources: ServerResources, tenant: CallerTenant) -> Envelope[li
         versions.setdefault(version.model_name, []).append(version.version)
     return ok(
         [
-            ModelSummary(
-                name=model.name,
-                description=model.description,
+            view_of(
+                ModelSummary,
+                model,
                 latest_version=max(versions.get(model.name, []), default=None),
                 version_count=len(versions.get(model.name, [])),
-                created_at=model.created_at,
             )
             for model in catalog.list_models()
             if model.tenant == tenant
@@ -156,6 +156,14 @@ _STARTED: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _check_owned(ref: str, resources: ServerResources, tenant: str) -> None:
+    """The model ``ref`` names (NAME or NAME@VERSION) must be a valid name (else 400) and the caller's
+    tenant's (else 404)."""
+    name, _ = parse_model_ref(ref)
+    checked("model", name)
+    owned_model(resources.catalog.for_tenant(tenant), name, tenant)
+
+
 @router.post(
     "/deploy",
     summary="Deploy a model version (a background run)",
@@ -169,9 +177,7 @@ def deploy_model(
     """The deploy-model flow's stages, run in the server: the request is checked at once (unknown model
     404, a version that is not a language model 40001), then artifacts are staged, the server launched and
     smoke-tested and the endpoint made the model's active one; a failure leaves the previous one serving."""
-    name, _ = parse_model_ref(request.model)
-    checked("model", name)
-    owned_model(resources.catalog.for_tenant(tenant), name, tenant)
+    _check_owned(request.model, resources, tenant)
     settings = resources.settings
     plan = plan_deployment(
         resources.catalog.for_tenant(tenant),
@@ -247,9 +253,7 @@ def undeploy_model(
     """The undeploy-model flow's stage: every active (or starting) endpoint of NAME or NAME@VERSION is
     stopped and marked stopped. An unknown model is 404; a model with none active completes with nothing
     stopped."""
-    name, _ = parse_model_ref(request.model)
-    checked("model", name)
-    owned_model(resources.catalog.for_tenant(tenant), name, tenant)
+    _check_owned(request.model, resources, tenant)
     endpoints = endpoints_to_stop(resources.catalog.for_tenant(tenant), request.model)
 
     def stop() -> StoppedEndpoints:
@@ -326,16 +330,11 @@ def model_status(name: str, resources: ServerResources, tenant: CallerTenant) ->
         started = time.perf_counter()
         healthy = server.is_healthy(endpoint.url)
         checked_endpoints.append(
-            EndpointHealth(
-                id=endpoint.id,
-                model_version=endpoint.model_version,
-                backend=endpoint.backend,
-                url=endpoint.url,
-                served_model=endpoint.served_model,
-                status=endpoint.status,
+            view_of(
+                EndpointHealth,
+                endpoint,
                 healthy=healthy,
                 latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                updated_at=endpoint.updated_at,
             )
         )
     serving = any(item.healthy and item.status == "active" for item in checked_endpoints)
@@ -391,42 +390,16 @@ def get_model(name: str, resources: ServerResources, tenant: CallerTenant) -> En
             description=described.description,
             owner=described.owner,
             versions=[_version(record, resources) for record in records],
-            endpoints=[_endpoint(endpoint) for endpoint in endpoints],
+            endpoints=[Endpoint.model_validate(endpoint, from_attributes=True) for endpoint in endpoints],
         )
     )
 
 
 def _version(record: ModelVersionRecord, resources: ServerResources) -> ModelVersion:
     data = resources.catalog.training_dataset(record.id)
-    return ModelVersion(
-        id=record.id,
-        version=record.version,
-        status=record.status,
-        trainer=record.trainer,
-        params=record.params,
-        metrics=record.metrics,
-        artifact_uri=record.artifact_uri,
-        code_version=record.code_version,
-        flow_run_id=record.flow_run_id,
-        trained_on=None
+    trained_on = (
+        None
         if data is None
-        else TrainingData(
-            dataset=data.dataset_name,
-            version=data.version,
-            dataset_version_id=data.id,
-            content_hash=data.content_hash,
-        ),
-        created_at=record.created_at,
+        else view_of(TrainingData, data, dataset=data.dataset_name, dataset_version_id=data.id)
     )
-
-
-def _endpoint(endpoint: EndpointRecord) -> Endpoint:
-    return Endpoint(
-        id=endpoint.id,
-        model_version=endpoint.model_version,
-        backend=endpoint.backend,
-        url=endpoint.url,
-        status=endpoint.status,
-        served_model=endpoint.served_model,
-        updated_at=endpoint.updated_at,
-    )
+    return view_of(ModelVersion, record, trained_on=trained_on)

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, Request
+from starlette.responses import Response
 
 from ods.adapters.catalog.records import EndpointRecord
 from ods.api.audit import note_question
@@ -81,6 +82,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=_ERRORS)
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}
+}
 
 KB_PREFIX = "kb:"
 SQL_PREFIX = "sql:"
@@ -173,9 +177,10 @@ def _deployed_endpoint(resources: ServerResources, model: str, tenant: str) -> E
     return endpoint if owner is not None and owner.tenant == tenant else None
 
 
-def _proxy(http: Request) -> EndpointProxy:
+def _forward(http: Request, endpoint: EndpointRecord, body: dict[str, Any]) -> Response:
+    """The request as it came, answered by the deployed model's endpoint (the server's proxy)."""
     proxy: EndpointProxy = http.app.state.proxy
-    return proxy
+    return proxy.forward(http.url.path, endpoint, body, http.app.state.metrics)
 
 
 # -- chat --------------------------------------------------------------------------------------------------
@@ -215,7 +220,7 @@ def _citations(answer: Answer) -> list[Citation]:
     "/chat/completions",
     summary="Chat with a knowledge base (kb:<name>), datasets (sql:<dataset>) or the configured LLM",
     response_model=ChatCompletion,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
+    responses=_STREAMED,
 )
 def chat_completions(
     request: ChatRequest, body: RawBody, http: Request, resources: ServerResources, tenant: CallerTenant
@@ -236,7 +241,7 @@ def chat_completions(
     elif request.model in (resources.settings.llm.model, _llm_id(resources)):
         run = _llm_answer(resources, request)
     elif (endpoint := _deployed_endpoint(resources, request.model, tenant)) is not None:
-        return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
+        return _forward(http, endpoint, body)
     else:
         raise NotFoundError(
             f"model {request.model!r} is not answered here; chat with kb:<name>, a deployed model or "
@@ -432,7 +437,7 @@ def _stream(run: Run, completion_id: str, model: str, metrics: ApiMetrics) -> It
     "/completions",
     summary="Complete a prompt with a deployed model or the configured LLM",
     response_model=TextCompletion,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE chunks."}},
+    responses=_STREAMED,
 )
 def completions(
     request: CompletionRequest, body: RawBody, http: Request, resources: ServerResources, tenant: CallerTenant
@@ -445,7 +450,7 @@ def completions(
         )
     is_llm = request.model in (resources.settings.llm.model, _llm_id(resources))
     if not is_llm and (endpoint := _deployed_endpoint(resources, request.model, tenant)) is not None:
-        return _proxy(http).forward(http.url.path, endpoint, body, http.app.state.metrics)
+        return _forward(http, endpoint, body)
     if not is_llm:
         raise NotFoundError(
             f"model {request.model!r} is not answered here; complete with a deployed model or "

@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 
 from ods.adapters.catalog.records import WebhookRecord
 from ods.api.deps import ServerResources
-from ods.api.envelope import BAD_INPUT, Envelope, ErrorDetails, error_response, ok
+from ods.api.envelope import Envelope, bad_input_response, ok
 from ods.api.tenancy import CallerTenant, owned_webhook
+from ods.api.views import view_of
 from ods.api.webhooks import check_target
 from ods.domain.webhooks import WebhookEvent, WebhookUrlRefused, secret_hint
 
@@ -83,14 +84,7 @@ class WebhookDetail(Webhook):
 
 
 def _webhook(record: WebhookRecord) -> Webhook:
-    return Webhook(
-        id=record.id,
-        url=record.url,
-        events=list(record.events),
-        description=record.description,
-        secret_hint=secret_hint(record.secret),
-        created_at=record.created_at,
-    )
+    return view_of(Webhook, record, secret_hint=secret_hint(record.secret))
 
 
 @router.post(
@@ -105,9 +99,7 @@ def create_webhook(
         check_target(body.url, settings.api.webhooks, settings.profile)
     except WebhookUrlRefused as refused:
         message = str(refused)
-        return error_response(
-            request.url.path, BAD_INPUT, message, ErrorDetails(field="body.url", reason=message)
-        )
+        return bad_input_response(request.url.path, "body.url", message)
     secret = body.secret or secrets.token_urlsafe(32)
     record = resources.catalog.add_webhook(
         body.url, events=list(body.events), secret=secret, description=body.description, tenant=tenant
