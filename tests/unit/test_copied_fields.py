@@ -43,3 +43,8 @@ def test_same_named_fields_are_copied_and_values_given_win() -> None:
 def test_a_field_the_source_lacks_must_be_given() -> None:
     with pytest.raises(AttributeError, match="row_id"):
         copy_fields(Summary, Row(id=7, name="sales", size=3))
+
+
+def test_a_value_for_no_field_is_refused() -> None:
+    with pytest.raises(TypeError, match="Summary has no field rowid"):
+        copy_fields(Summary, Row(id=7, name="sales", size=3), rowid=7)

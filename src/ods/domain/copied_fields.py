@@ -17,7 +17,11 @@ T = TypeVar("T")
 def copy_fields(kind: type[T], source: object, **values: Any) -> T:
     """``kind`` (a dataclass or a pydantic model) filled from the attributes of ``source`` that bear its
     field names; ``values`` are the fields ``source`` does not hold as they are."""
-    held = {name: getattr(source, name) for name in _field_names(kind) if name not in values}
+    names = _field_names(kind)
+    unknown = sorted(set(values) - set(names))
+    if unknown:  # a pydantic model would ignore them silently
+        raise TypeError(f"{kind.__name__} has no field {', '.join(unknown)}")
+    held = {name: getattr(source, name) for name in names if name not in values}
     return kind(**held, **values)
 
 
