@@ -295,6 +295,80 @@ def check_frozen(
         print(f"  {quality.score(ranked, collection.relevant).ndcg10:.4f}  reference {name}")
 
 
+def search_by_sentences(opened: quality.OpenKnowledgeBase, question: str, k: int) -> list[Any]:
+    """The frozen rule as a search would run it (``rrf + whole`` only): the question and its sentences
+    embedded in calls of at most 8 texts, one dense ``VectorIndex.rank`` per vector, their RRF sum as the
+    dense list, fused with the BM25 list by ``fuse_ranked`` and read with ``VectorIndex.hits``; a question
+    of one sentence goes to ``search_index`` unchanged."""
+    from ods.stages.retrieve import fuse_ranked, search_index
+
+    sentences = split_sentences(question)
+    if len(sentences) == 1:
+        return search_index(
+            opened.index, opened.embedder, opened.record, question, k=k, search=opened.settings.search
+        ).hits
+    texts = [question, *sentences]
+    rows = [
+        row
+        for start in range(0, len(texts), EMBED_BATCH)
+        for row in opened.embedder.embed(texts[start : start + EMBED_BATCH])
+    ]
+    depth = max(k, opened.settings.search.candidates)
+    summed: dict[str, float] = {}
+    for row in rows:
+        for place, (chunk_id, _) in enumerate(opened.index.rank(vector=row, mode="dense", k=depth), start=1):
+            summed[chunk_id] = summed.get(chunk_id, 0.0) + 1.0 / (RRF_K + place)
+    dense = sorted(summed.items(), key=lambda item: -item[1])[:depth]
+    words = opened.index.rank(text=question, mode="bm25", k=depth)
+    return opened.index.hits(fuse_ranked(dense, words, opened.settings.search, k))
+
+
+def measure_latency(collection: quality.Collection, rounds: int) -> None:
+    """The frozen rule's search path against ``search_index``'s hybrid default, both with the question's
+    embedding, taking turns query by query, ``rounds`` times; and the path's nDCG@10 beside the study's."""
+    import time
+
+    from ods.domain.retrieval_metrics import unique_in_order
+    from ods.stages.retrieve import search_index
+
+    if rules().get(FROZEN) != Handling("rrf", whole=True):
+        raise SystemExit(f"the search path is written for 'sentences, rrf + whole', not {FROZEN!r}")
+    opened = quality.open_knowledge_base(collection.name)
+    try:
+        ranked = {
+            query_id: unique_in_order(
+                quality.doc_id_of(hit.doc_uri)
+                for hit in search_by_sentences(opened, question, quality.CHUNK_DEPTH)
+            )
+            for query_id, question in collection.queries.items()
+        }
+        scores = quality.score(ranked, collection.relevant)
+        print(f"the frozen rule as a search: nDCG@10 {scores.ndcg10:.4f}, recall@100 {scores.recall100:.3f}")
+        seconds: dict[str, list[float]] = {"default hybrid (search_index)": [], FROZEN: []}
+        for _ in range(rounds):
+            for _, question in sorted(collection.queries.items()):
+                started = time.perf_counter()
+                search_index(
+                    opened.index,
+                    opened.embedder,
+                    opened.record,
+                    question,
+                    k=10,
+                    search=opened.settings.search,
+                )
+                seconds["default hybrid (search_index)"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                search_by_sentences(opened, question, 10)
+                seconds[FROZEN].append(time.perf_counter() - started)
+    finally:
+        opened.index.close()
+    print(f"k=10, with the question's embedding, {rounds} rounds interleaved (p10 / p50 / p95):")
+    for name, values in seconds.items():
+        p10, p50, p95 = (quality.percentile(values, share) * 1000 for share in (0.1, 0.5, 0.95))
+        print(f"  {p10:6.1f} / {p50:6.1f} / {p95:6.1f} ms  {name}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -306,6 +380,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         default=Path(os.environ.get("ODS_TEST_CORPORA") or REPO_ROOT.parent / "shared" / "corpora"),
     )
+    parser.add_argument(
+        "--latency",
+        type=int,
+        metavar="ROUNDS",
+        help="cisi: only time the frozen rule's search path against the default, ROUNDS times a query",
+    )
     parser.add_argument("--data", type=Path, default=REPO_ROOT / ".ods" / "benchmarks" / "retrieval_quality")
     arguments = parser.parse_args(argv)
     data = (arguments.data / arguments.collection).resolve()
@@ -313,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     collection = quality.read_collection(arguments.corpora, arguments.collection)
     if arguments.collection != "cisi" and not FROZEN:
         raise SystemExit("no rule is frozen (FROZEN is empty): MEDLINE is not run")
+    if arguments.latency:
+        measure_latency(collection, arguments.latency)
+        return
     queries = adaptive.fetch_lists(collection, data, arguments.depth, arguments.corpora)
     vectors = feedback.read_vectors(collection, data)
     feedback.check_dense_lists(queries, vectors, arguments.depth)
