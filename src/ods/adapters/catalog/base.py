@@ -24,6 +24,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from ods.adapters.catalog.database import begin_write, create_catalog_engine, migrate, translate_errors
 from ods.adapters.catalog.schema import Dataset, KnowledgeBase, Model, NamedRow, VersionedRow, VersionRow
 from ods.adapters.closing import Closeable
+from ods.domain.copied_fields import copy_fields
 from ods.domain.identity import DEFAULT_TENANT, check_tenant
 from ods.domain.names import NAME_RULE, NameKind, check_name, display_name, is_valid_name
 from ods.errors import CatalogError, NotFoundError
@@ -261,8 +262,7 @@ class CatalogBase(Closeable):
 def to_record(record: type[RecordT], row: object, **values: Any) -> RecordT:
     """``record`` filled from the attributes of ``row`` that bear its field names; ``values`` are the
     fields the row does not hold as they are (a joined name, a derived value)."""
-    held = {name: getattr(row, name) for name in _field_names(record) if name not in values}
-    return record(**held, **values)
+    return copy_fields(record, row, **values)
 
 
 def values_of(record: DataclassInstance) -> dict[str, Any]:
