@@ -96,7 +96,7 @@ def test_a_knowledge_base_lineage_links_documents_cited_chunks_and_conversations
     graph = lay_out_kb_lineage(lineage)
     by_key = {node.key: node for node in graph.nodes}
 
-    assert [node.stage for node in graph.nodes].count("document") == 3
+    assert [node.kind for node in graph.nodes].count("document") == 3
     assert by_key["chunk:c1"].label == "chunk #3" and by_key["chunk:c1"].detail == "page 2 · Returns"
     assert by_key["version:12"].detail == "chunk no longer kept"
     assert by_key["conversation:a"].detail == "2 answers citing"

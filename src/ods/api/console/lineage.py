@@ -33,7 +33,7 @@ Column = list[tuple[str, str, str, str | None]]
 @dataclass(frozen=True)
 class Node:
     key: str
-    stage: str
+    kind: str  # its stage (source … conversation), or in the pipelines graph schedule, event, deployment
     label: str
     detail: str
     x: int
@@ -49,6 +49,8 @@ class Edge:
 
 @dataclass(frozen=True)
 class LineageGraph:
+    """Nodes placed in columns and the edges between them: what the console's ``lineage_svg`` macro draws."""
+
     nodes: list[Node]
     edges: list[Edge]
     width: int
@@ -160,7 +162,7 @@ def lay_out_kb_lineage(lineage: dict[str, Any]) -> LineageGraph:
             columns["conversation"].append(
                 (
                     conversation_key,
-                    _short_start(title),
+                    short_label(title),
                     _cited_times(lineage["citations"], citation["conversation_id"]),
                     f"/console/chat?c={citation['conversation_id']}",
                 )
@@ -177,7 +179,8 @@ def _cited_times(citations: list[dict[str, Any]], conversation_id: str) -> str:
     return f"{len(answers)} answer{'s' if len(answers) != 1 else ''} citing"
 
 
-def _short_start(text: str, limit: int = 24) -> str:
+def short_label(text: str, limit: int = 24) -> str:
+    """``text`` cut to ``limit`` characters, keeping its start."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -9,38 +9,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ods.api.console.lineage import NODE_HEIGHT, NODE_WIDTH, Edge
+from ods.api.console.lineage import NODE_HEIGHT, NODE_WIDTH, Edge, LineageGraph, Node, short_label
 
 COLUMN_WIDTH = 200
 ROW_HEIGHT = 60
 MARGIN = 12
 
 
-@dataclass(frozen=True)
-class PipelineNode:
-    key: str
-    kind: str  # schedule, event or deployment
-    label: str
-    detail: str
-    x: int
-    y: int
-    href: str | None = None
-    title: str = ""
-
-
-@dataclass(frozen=True)
-class PipelineGraph:
-    nodes: list[PipelineNode]
-    edges: list[Edge]
-    width: int
-    height: int
-
-
-def _short(text: str, limit: int = 24) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def lay_out_pipelines(deployments: list[dict[str, Any]]) -> PipelineGraph:
+def lay_out_pipelines(deployments: list[dict[str, Any]]) -> LineageGraph:
     """The graph of ``deployments`` (the API's ``/api/v1/pipelines`` items)."""
     found: dict[str, tuple[str, str, str, str | None, str]] = {}  # key: kind, label, detail, href, title
     links: list[tuple[str, str]] = []
@@ -85,15 +61,15 @@ def lay_out_pipelines(deployments: list[dict[str, Any]]) -> PipelineGraph:
     columns: dict[int, list[str]] = {}
     for key in found:
         columns.setdefault(depth[key], []).append(key)
-    nodes: dict[str, PipelineNode] = {}
+    nodes: dict[str, Node] = {}
     for column, keys in sorted(columns.items()):
         for row, key in enumerate(keys):
             kind, label, detail, href, title = found[key]
-            nodes[key] = PipelineNode(
+            nodes[key] = Node(
                 key,
                 kind,
-                _short(label),
-                _short(detail, 28),
+                short_label(label),
+                short_label(detail, 28),
                 MARGIN + column * COLUMN_WIDTH,
                 MARGIN + row * ROW_HEIGHT,
                 href,
@@ -101,7 +77,7 @@ def lay_out_pipelines(deployments: list[dict[str, Any]]) -> PipelineGraph:
             )
     edges = [Edge(_curve(nodes[start], nodes[end])) for start, end in links]
     rows = max((len(keys) for keys in columns.values()), default=1)
-    return PipelineGraph(
+    return LineageGraph(
         nodes=list(nodes.values()),
         edges=edges,
         width=2 * MARGIN + max(columns, default=0) * COLUMN_WIDTH + NODE_WIDTH,
@@ -124,7 +100,7 @@ def _depths(keys: list[str], links: list[tuple[str, str]]) -> dict[str, int]:
     return depth
 
 
-def _curve(start: PipelineNode, end: PipelineNode) -> str:
+def _curve(start: Node, end: Node) -> str:
     x1, y1 = start.x + NODE_WIDTH, start.y + NODE_HEIGHT // 2
     x2, y2 = end.x, end.y + NODE_HEIGHT // 2
     if x2 <= x1:  # a link back to an earlier column goes under the nodes
