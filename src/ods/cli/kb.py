@@ -174,18 +174,26 @@ def kb_search(
         list[str] | None,
         typer.Option("--document", help="Only this document (URI or file name); repeat for more."),
     ] = None,
+    heading: Annotated[
+        list[str] | None,
+        typer.Option("--heading", help="Only chunks under this section heading (exact); repeat for more."),
+    ] = None,
+    page: Annotated[
+        list[int] | None,
+        typer.Option("--page", min=1, help="Only chunks on this PDF page (from 1); repeat for more."),
+    ] = None,
     min_score: Annotated[
         float | None, typer.Option("--min-score", help="Drop hits scoring below this.")
     ] = None,
 ) -> None:
     """Ranked chunks with document, page, heading and score (no Prefect run: answers at once)."""
     from ods.settings import get_settings
-    from ods.stages.retrieve import resolve_documents, retrieve_passages
+    from ods.stages.retrieve import retrieve_passages, search_conditions
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise OdsError(f"--mode {mode!r} is not one of dense, bm25, hybrid")
     settings = get_settings()
-    conditions = {"doc_uri": resolve_documents(settings, kb, document)} if document else None
+    conditions = search_conditions(settings, kb, documents=document, headings=heading, pages=page)
     retrieval = retrieve_passages(
         settings,
         kb,

@@ -12,7 +12,7 @@ from typing import TypedDict, Unpack
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
 from ods.adapters.milvus.index import SearchMode, VectorIndex
-from ods.adapters.milvus.schema import FilterValue, SearchHit
+from ods.adapters.milvus.schema import MAX_HEADING_BYTES, FilterValue, SearchHit
 from ods.adapters.models.embedder import Embedder
 from ods.domain.rank_fusion import convex_combination, reciprocal_rank_fusion
 from ods.errors import OdsError
@@ -182,6 +182,43 @@ def describe_fusion(search: SearchSettings) -> str:
 def _check_query(query: str) -> None:
     if not query.strip():
         raise OdsError("the query is empty; ask something, e.g. ods kb search 'returns policy' --kb docs")
+
+
+MAX_HEADING_FILTERS = 50
+MAX_PAGE_FILTERS = 200
+
+
+def search_conditions(
+    settings: Settings,
+    kb: str,
+    *,
+    documents: Sequence[str] | None = None,
+    headings: Sequence[str] | None = None,
+    pages: Sequence[int] | None = None,
+) -> dict[str, FilterValue] | None:
+    """The index ``conditions`` for a search of ``kb`` limited to some documents (URIs or file names,
+    see :func:`resolve_documents`), headings (exact) and PDF pages (from 1): each list means "any of",
+    the lists together "all of". ``None`` when nothing is limited; a value out of bounds is an OdsError."""
+    conditions: dict[str, FilterValue] = {}
+    if headings:
+        if len(headings) > MAX_HEADING_FILTERS:
+            raise OdsError(f"{len(headings)} headings to search in; at most {MAX_HEADING_FILTERS}")
+        for heading in headings:
+            if len(heading.encode("utf-8")) > MAX_HEADING_BYTES:
+                raise OdsError(
+                    f"heading {heading[:40]!r}... is longer than {MAX_HEADING_BYTES:,} bytes; no chunk has one"
+                )
+        conditions["heading"] = list(dict.fromkeys(headings))
+    if pages:
+        if len(pages) > MAX_PAGE_FILTERS:
+            raise OdsError(f"{len(pages)} pages to search in; at most {MAX_PAGE_FILTERS}")
+        for page in pages:
+            if page < 1:
+                raise OdsError(f"page {page} is not a page number; pages count from 1")
+        conditions["page"] = list(dict.fromkeys(pages))
+    if documents:
+        conditions["doc_uri"] = resolve_documents(settings, kb, documents)
+    return conditions or None
 
 
 def resolve_documents(settings: Settings, kb: str, names: Sequence[str]) -> list[str]:

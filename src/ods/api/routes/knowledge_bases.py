@@ -17,6 +17,7 @@ from fastapi import APIRouter, File, Path, Query, UploadFile
 from pydantic import BaseModel, Field, field_validator
 
 from ods.adapters.catalog.records import KnowledgeBaseRecord
+from ods.adapters.milvus.schema import MAX_HEADING_BYTES
 from ods.adapters.object_store import ObjectStore, key_of
 from ods.api.background import ServerRuns
 from ods.api.deps import ServerResources, checked
@@ -32,7 +33,13 @@ from ods.domain.tenant_storage import knowledge_base_documents_prefix
 from ods.errors import NotFoundError, OdsError
 from ods.factories import build_object_store
 from ods.stages.ingest import open_knowledge_base
-from ods.stages.retrieve import describe_fusion, resolve_documents, search_index
+from ods.stages.retrieve import (
+    MAX_HEADING_FILTERS,
+    MAX_PAGE_FILTERS,
+    describe_fusion,
+    search_conditions,
+    search_index,
+)
 from ods.stages.watch import uri_resolver, watch_layout
 
 router = APIRouter(prefix="/api/v1/knowledge-bases", tags=["knowledge bases"])
@@ -85,8 +92,31 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many chunks.")
     min_score: float | None = Field(default=None, description="Drop hits scoring below this.")
     documents: list[str] | None = Field(
-        default=None, max_length=50, description="Search only these documents (URIs or file names)."
+        default=None,
+        max_length=50,
+        description="Search only these documents (URIs or file names); with headings or pages, all must hold.",
     )
+    headings: list[str] | None = Field(
+        default=None,
+        max_length=MAX_HEADING_FILTERS,
+        description=(
+            "Search only chunks under one of these section headings (exact match, as hits show them; "
+            f"each at most {MAX_HEADING_BYTES:,} bytes)."
+        ),
+    )
+    pages: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        max_length=MAX_PAGE_FILTERS,
+        description="Search only chunks on one of these pages (PDF pages, from 1; other documents have none).",
+    )
+
+    @field_validator("headings")
+    @classmethod
+    def _headings_fit(cls, value: list[str] | None) -> list[str] | None:
+        for heading in value or ():
+            if len(heading.encode("utf-8")) > MAX_HEADING_BYTES:
+                raise ValueError(f"a heading is at most {MAX_HEADING_BYTES:,} bytes (UTF-8)")
+        return value
 
 
 class SearchHit(BaseModel):
@@ -151,10 +181,11 @@ def search(
     The index is reached only through a knowledge base the caller's tenant holds."""
     checked("knowledge base", kb)
     record = owned_knowledge_base(resources.catalog, kb, tenant)
-    named = request.documents
     # the stage opens a catalog of the settings' tenant: the caller's, so its own documents are named
     as_tenant = resources.settings.model_copy(update={"tenant": tenant})
-    conditions = {"doc_uri": resolve_documents(as_tenant, kb, named)} if named else None
+    conditions = search_conditions(
+        as_tenant, kb, documents=request.documents, headings=request.headings, pages=request.pages
+    )
     index = resources.index(record)
     with resources.model_lock:
         found = search_index(
