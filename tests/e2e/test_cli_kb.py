@@ -13,6 +13,7 @@ from ods.settings import get_settings
 from ods.stages.health import run_check
 from ods.stages.sample_data import write_policy_documents
 from tests.support.cli import run_ods
+from tests.unit.test_document_parsers import pdf_bytes
 
 RULE = "use 1-63 lower-case letters, digits, '_' or '-', starting with a letter"
 
@@ -23,6 +24,12 @@ def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
 
     folder = write_policy_documents(tmp_path / "docs")
     (folder / "notes.doc").write_bytes(b"\xd0\xcf\x11\xe0legacy word file")
+    (folder / "layout.pdf").write_bytes(
+        pdf_bytes(
+            "Layout detection finds text blocks, titles and figures on a scanned page.",
+            "Table recognition turns the cells of a detected table into rows and columns.",
+        )
+    )
 
     ingested = run_ods("kb", "ingest", str(folder), "--kb", "policies", cwd=tmp_path)
     status = run_ods("kb", "status", "policies", cwd=tmp_path)
@@ -34,6 +41,13 @@ def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
     only_warranty = run_ods(
         "kb", "search", "how many days to return an item", "--kb", "policies", "--document", "warranty.html",
         "--mode", "dense", cwd=tmp_path,
+    )  # fmt: skip
+    only_exceptions = run_ods(
+        "kb", "search", "returned", "--kb", "policies", "--heading", "Exceptions", "--heading", "Nowhere",
+        "--mode", "dense", cwd=tmp_path,
+    )  # fmt: skip
+    on_page_two = run_ods(
+        "kb", "search", "layout detection", "--kb", "policies", "--page", "2", "--mode", "dense", cwd=tmp_path
     )  # fmt: skip
     agreed = run_ods("kb", "verify", "policies", cwd=tmp_path)
     settings = get_settings()
@@ -49,9 +63,9 @@ def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
     drifted = run_ods("kb", "verify", "policies", cwd=tmp_path)
 
     assert ingested.returncode == 0, ingested.stderr[-2000:]
-    assert "4 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout, ingested.stdout
+    assert "5 indexed" in ingested.stdout and "1 quarantined" in ingested.stdout, ingested.stdout
     assert "Traceback" not in ingested.stderr
-    assert status.returncode == 0 and "4 indexed, 1 quarantined" in status.stdout, status.stdout
+    assert status.returncode == 0 and "5 indexed, 1 quarantined" in status.stdout, status.stdout
     assert f"│ chunks          │ {chunks} " in status.stdout, status.stdout  # the catalog's count ...
     assert f"from the dense snapshot ({chunks} chunks)" in status.stdout  # ... and the index's
     assert "exact, from the dense snapshot" in status.stdout, status.stdout
@@ -68,11 +82,22 @@ def test_ingest_status_documents_search_and_verify(tmp_path: Path) -> None:
     assert only_warranty.returncode == 0, only_warranty.stderr
     ranked = [line for line in only_warranty.stdout.splitlines() if line.startswith("│ ") and "│ 0." in line]
     assert ranked and all("warranty.html" in line for line in ranked), only_warranty.stdout
+    assert only_exceptions.returncode == 0, only_exceptions.stderr
+    assert ranked_cells(only_exceptions.stdout, 5) == {"Exceptions"}, only_exceptions.stdout
+    assert on_page_two.returncode == 0, on_page_two.stderr
+    assert ranked_cells(on_page_two.stdout, 3, 4) == {"layout.pdf 2"}, on_page_two.stdout
     assert agreed.returncode == 0, agreed.stderr
     assert f"the catalog and the index agree ({chunks} chunks)" in agreed.stdout
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     assert "has drifted from its index" in drifted.stdout and shipping in drifted.stdout
     assert "ods kb verify policies --repair" in drifted.stdout
+
+
+def ranked_cells(table: str, *columns: int) -> set[str]:
+    """The distinct values of ``columns`` (1: rank, 3: document, 4: page, 5: heading) over the first line
+    of each hit of an ``ods kb search`` table."""
+    rows = [line.split("│") for line in table.splitlines() if line.startswith("│ ") and "│ 0." in line]
+    return {" ".join(row[column].strip() for column in columns) for row in rows}
 
 
 def test_kb_errors_are_one_line(tmp_path: Path) -> None:
