@@ -130,6 +130,17 @@ def test_two_uploaded_documents_become_indexed(browser_page: Any, tmp_path: Path
     page.wait_for_url("**min_score=1000*")
     assert page.locator(".hits").inner_text().strip() == "No chunk matches."
     check_page(page, "knowledge-base-search-filters")
+    # heading and page: holidays.md's one heading; neither upload has pages
+    page.goto(f"/console/knowledge-bases/{UPLOADS_KB}?q=vacation+days")
+    page.get_by_label("Under heading").fill("Holidays")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**heading=Holidays*")
+    titles = page.locator(".hits > li > p").all_inner_texts()
+    assert titles and all(title.startswith("holidays.md · Holidays") for title in titles), titles
+    page.get_by_label("On page").fill("1")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**page=1*")
+    assert page.locator(".hits").inner_text().strip() == "No chunk matches."
 
 
 @pytest.mark.timeout(900)  # the packaged model writes the SQL: minutes on a busy 2-core box

@@ -237,14 +237,21 @@ async def knowledge_base_page(
     q: str = "",
     mode: str = "hybrid",
     document: str = "",
+    heading: str = "",
+    page: str = "",
     top_k: str = "8",
     min_score: str = "",
 ) -> HTMLResponse:
     """Documents with status and reason, upload, delete, and a search box with its mode and filters (one
-    document, how many chunks, the least score); the search route checks them and its refusal shows."""
+    document, heading and page, how many chunks, the least score); the search route checks them and its
+    refusal shows."""
     search: dict[str, object] = {"query": q, "mode": mode, "top_k": top_k}
     if document:
         search["documents"] = [document]
+    if heading:
+        search["headings"] = [heading]
+    if page:
+        search["pages"] = [page]
     if min_score:
         search["min_score"] = min_score
     async with ConsoleApi(request) as api:
@@ -263,6 +270,8 @@ async def knowledge_base_page(
         q=q,
         mode=mode,
         document=document,
+        heading=heading,
+        page=page,
         top_k=top_k,
         min_score=min_score,
         hits=hits,
