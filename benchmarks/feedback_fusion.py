@@ -225,7 +225,19 @@ def sign_test(better: int, worse: int) -> float:
 
 
 def cross_validate(table: dict[str, dict[str, float]]) -> None:
-    ids = sorted(table[DEFAULT], key=int)
+    ranked = held_out_verdict(table, DEFAULT, ADOPT_MARGIN)
+    print("rules on all of CISI, best first:")
+    for name in ranked:
+        print(f"  {mean(table[name], sorted(table[DEFAULT])):.4f}  {name}")
+    print(f"chosen on all of CISI: {ranked[0]!r} (frozen rule now: {FROZEN!r})")
+
+
+def held_out_verdict(table: dict[str, dict[str, float]], default: str, margin: float) -> list[str]:
+    """Print the cross-validation over ``table`` (rule -> query id -> nDCG@10): per fold the rule best on
+    the other folds, scored on the held-out queries against ``default``, the sign test and the decision
+    fixed beforehand (adopt when the held-out gain is at least ``margin``). Returns the rules best first
+    on all queries."""
+    ids = sorted(table[default], key=int)
     folds = [ids[start :: adaptive.FOLDS] for start in range(adaptive.FOLDS)]
     print(f"{adaptive.FOLDS}-fold cross-validation over {len(ids)} queries, {len(table)} rules:")
     held_out: dict[str, float] = {}
@@ -235,26 +247,22 @@ def cross_validate(table: dict[str, dict[str, float]]) -> None:
         held_out |= {query_id: table[best][query_id] for query_id in test}
         print(
             f"  fold {number} ({len(test)} queries): chose {best!r} (train {mean(table[best], train):.3f}, "
-            f"default {mean(table[DEFAULT], train):.3f}); held out {mean(table[best], test):.3f} "
-            f"vs default {mean(table[DEFAULT], test):.3f}"
+            f"default {mean(table[default], train):.3f}); held out {mean(table[best], test):.3f} "
+            f"vs default {mean(table[default], test):.3f}"
         )
-    gain = mean(held_out, ids) - mean(table[DEFAULT], ids)
-    better = sum(held_out[q] > table[DEFAULT][q] + 1e-12 for q in ids)
-    worse = sum(held_out[q] < table[DEFAULT][q] - 1e-12 for q in ids)
+    gain = mean(held_out, ids) - mean(table[default], ids)
+    better = sum(held_out[q] > table[default][q] + 1e-12 for q in ids)
+    worse = sum(held_out[q] < table[default][q] - 1e-12 for q in ids)
     print(
         f"  all {len(ids)} held-out queries: chosen rules {mean(held_out, ids):.4f} vs default "
-        f"{mean(table[DEFAULT], ids):.4f} (gain {gain:+.4f}; {better} queries better, {worse} worse)"
+        f"{mean(table[default], ids):.4f} (gain {gain:+.4f}; {better} queries better, {worse} worse)"
     )
     print(
         f"  sign test over the {better + worse} queries that differ: two-sided p {sign_test(better, worse):.2f}"
     )
-    verdict = "adopt" if gain >= ADOPT_MARGIN else "do not adopt"
-    print(f"  decision fixed beforehand (gain >= {ADOPT_MARGIN}): {verdict}")
-    ranked = sorted(table, key=lambda name: -mean(table[name], ids))
-    print("rules on all of CISI, best first:")
-    for name in ranked:
-        print(f"  {mean(table[name], ids):.4f}  {name}")
-    print(f"chosen on all of CISI: {ranked[0]!r} (frozen rule now: {FROZEN!r})")
+    verdict = "adopt" if gain >= margin else "do not adopt"
+    print(f"  decision fixed beforehand (gain >= {margin}): {verdict}")
+    return sorted(table, key=lambda name: -mean(table[name], ids))
 
 
 def check_frozen(

@@ -227,34 +227,7 @@ def cross_validate(
     rankings: dict[str, dict[str, list[str]]],
     relevant: dict[str, set[str]],
 ) -> None:
-    mean = feedback.mean
-    ids = sorted(table[DEFAULT], key=int)
-    folds = [ids[start :: adaptive.FOLDS] for start in range(adaptive.FOLDS)]
-    print(f"{adaptive.FOLDS}-fold cross-validation over {len(ids)} queries, {len(table)} rules:")
-    held_out: dict[str, float] = {}
-    for number, test in enumerate(folds, start=1):
-        train = [query_id for query_id in ids if query_id not in set(test)]
-        best = max(table, key=lambda name: mean(table[name], train))
-        held_out |= {query_id: table[best][query_id] for query_id in test}
-        print(
-            f"  fold {number} ({len(test)} queries): chose {best!r} (train {mean(table[best], train):.3f}, "
-            f"default {mean(table[DEFAULT], train):.3f}); held out {mean(table[best], test):.3f} "
-            f"vs default {mean(table[DEFAULT], test):.3f}"
-        )
-    gain = mean(held_out, ids) - mean(table[DEFAULT], ids)
-    better = sum(held_out[q] > table[DEFAULT][q] + 1e-12 for q in ids)
-    worse = sum(held_out[q] < table[DEFAULT][q] - 1e-12 for q in ids)
-    print(
-        f"  all {len(ids)} held-out queries: chosen rules {mean(held_out, ids):.4f} vs default "
-        f"{mean(table[DEFAULT], ids):.4f} (gain {gain:+.4f}; {better} queries better, {worse} worse)"
-    )
-    print(
-        f"  sign test over the {better + worse} queries that differ: two-sided p "
-        f"{feedback.sign_test(better, worse):.2f}"
-    )
-    verdict = "adopt" if gain >= ADOPT_MARGIN else "do not adopt"
-    print(f"  decision fixed beforehand (gain >= {ADOPT_MARGIN}): {verdict}")
-    ranked = sorted(table, key=lambda name: -mean(table[name], ids))
+    ranked = feedback.held_out_verdict(table, DEFAULT, ADOPT_MARGIN)
     print("rules on all of CISI, best first (nDCG@10, recall@100, MRR@10):")
     for name in ranked:
         scores = quality.score(rankings[name], relevant)
