@@ -10,12 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ods.adapters.workers.parse_pool import DocumentParserPool
-from ods.factories import build_embedder, open_catalog, open_index, open_source
 from ods.settings import load_settings
-from ods.stages.ingest import embed_batch, index_batch, open_knowledge_base, plan_ingest, prepare_batch
 from ods.stages.sample_data import write_policy_documents
-from tests.support.api_server import running_api
+from tests.support.api_server import ingest_folder, running_api
 
 KB = "handbook"
 PDF = "layout-parser-paper-fast.pdf"  # its parser records pages 1 and 2
@@ -27,19 +24,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, corpora_dir: Path) -> Itera
     folder = write_policy_documents(root / "documents")  # returns-policy.md: "Returns policy", "Exceptions"
     shutil.copy(corpora_dir / "docs" / PDF, folder / PDF)
     settings = load_settings(home=root / "ods-home")
-    source = open_source(settings, str(folder))
-    with open_catalog(settings) as catalog, DocumentParserPool() as pool:
-        record = open_knowledge_base(catalog, settings, KB, str(folder))
-        embedder = build_embedder(settings.embedding)
-        index = open_index(settings, record)
-        try:
-            documents = plan_ingest(catalog, KB, source).to_read
-            prepared = prepare_batch(
-                catalog=catalog, embedder=embedder, pool=pool, source=source, kb=KB, documents=documents
-            )
-            index_batch(catalog=catalog, index=index, kb=KB, prepared=embed_batch(prepared, embedder))
-        finally:
-            index.close()
+    ingest_folder(settings, KB, folder)
     with running_api(settings) as api, httpx.Client(base_url=api.base_url, timeout=120) as session:
         yield session
 

@@ -35,12 +35,11 @@ KB = "policies"
 DATASET = "sales"
 
 
-def sample_platform(root: Path, settings: Settings) -> None:
-    """Ingest the policy documents as knowledge base ``policies`` and register the sales example."""
-    folder = write_policy_documents(root / "documents")
+def ingest_folder(settings: Settings, kb: str, folder: Path) -> None:
+    """Ingest every document of ``folder`` into knowledge base ``kb`` with the stages an ingest run's tasks call."""
     source = open_source(settings, str(folder))
     with open_catalog(settings) as catalog, DocumentParserPool() as pool:
-        record = open_knowledge_base(catalog, settings, KB, str(folder))
+        record = open_knowledge_base(catalog, settings, kb, str(folder))
         embedder = build_embedder(settings.embedding)
         index = open_index(settings, record)
         try:
@@ -49,12 +48,18 @@ def sample_platform(root: Path, settings: Settings) -> None:
                 embedder=embedder,
                 pool=pool,
                 source=source,
-                kb=KB,
-                documents=plan_ingest(catalog, KB, source).to_read,
+                kb=kb,
+                documents=plan_ingest(catalog, kb, source).to_read,
             )
-            index_batch(catalog=catalog, index=index, kb=KB, prepared=embed_batch(prepared, embedder))
+            index_batch(catalog=catalog, index=index, kb=kb, prepared=embed_batch(prepared, embedder))
         finally:
             index.close()
+
+
+def sample_platform(root: Path, settings: Settings) -> None:
+    """Ingest the policy documents as knowledge base ``policies`` and register the sales example."""
+    ingest_folder(settings, KB, write_policy_documents(root / "documents"))
+    with open_catalog(settings) as catalog:
         _, spec_path = write_sales_example(root / "sales", rows=300)
         loaded = load_spec(str(spec_path), settings)
         data = fetch_source(loaded, settings)
