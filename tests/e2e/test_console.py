@@ -217,6 +217,35 @@ def test_models_and_metadata_pages(browser_page: Any) -> None:
     check_page(page, "metadata")
 
 
+# console.js binds its controls at DOMContentLoaded; this makes that 1.5 s late, as on a slow link.
+# It also counts the page's loads, so that a native submit (a second load) ends the test's wait.
+_LATE_SCRIPT = """(() => {
+  sessionStorage.loads = String(Number(sessionStorage.loads || 0) + 1);
+  const add = Document.prototype.addEventListener;
+  Document.prototype.addEventListener = function (type, listener, options) {
+    const late = type === "DOMContentLoaded" ? () => setTimeout(listener, 1500) : listener;
+    return add.call(this, type, late, options);
+  };
+})()"""
+
+
+def test_a_click_made_before_the_script_has_bound_the_form_waits_for_it(browser_page: Any) -> None:
+    # Before console.css held such clicks back, Validate submitted the form natively (the page reloaded
+    # with ?sql=…&action=validate and showed no result): a CI run once hung here for 300 s.
+    page = watched_page(browser_page.context, browser_page.shots)
+    page.add_init_script(_LATE_SCRIPT)
+    page.goto(f"/console/metadata?db=datasets&table={DATASET}")
+    assert page.evaluate("'ready' in document.documentElement.dataset") is False
+    page.get_by_role("button", name="Validate").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-sql-result] [data-sql-text]') || sessionStorage.loads !== '1'"
+    )
+    assert page.evaluate("sessionStorage.loads") == "1", f"the form was submitted natively: {page.url}"
+    assert "LIMIT" in page.locator("[data-sql-result] [data-sql-text]").inner_text()
+    assert page.errors == []
+    page.close()
+
+
 EDITED_SPEC = """name: orders_edit
 source:
   uri: orders_edit.csv

@@ -554,4 +554,5 @@ document.addEventListener("DOMContentLoaded", () => {
   bindSql();
   bindSpecEditor();
   bindRunForms();
+  document.documentElement.dataset.ready = "";  // console.css lets the bound controls take clicks now
 });
