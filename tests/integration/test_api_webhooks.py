@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from ods.settings import Settings, WebhookSettings, load_settings
 from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, register_version, write_parquet
 from ods.stages.sample_data import write_sales_example
 from ods.stages.serve import free_port
+from tests.support.http_fakes import FakeHTTPServer
 from tests.support.postgres import temporary_database
 
 SECRET = "receiver-secret-0123456789"
@@ -85,7 +86,7 @@ def receiving(receiver: Receiver) -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    server = FakeHTTPServer(("127.0.0.1", receiver.port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

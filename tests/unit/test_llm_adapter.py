@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ods.adapters.models.llm import (
 from ods.domain.chat import ChatMessage, Usage
 from ods.factories import build_llm
 from ods.settings import LLMSettings, load_settings
+from tests.support.http_fakes import FakeHTTPServer
 
 MODEL = "served-model"
 API_KEY = "sk-secret-value-123"
@@ -85,8 +86,7 @@ class FakeOpenAIServer:
         self.authorizations: list[str | None] = []
         self.models: list[str] | None = [MODEL, "other-model"]  # None: /v1/models answers 404
         self.release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = FakeHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

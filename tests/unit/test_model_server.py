@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from ods.adapters.models.server import (
     transformers_command,
     vllm_command,
 )
+from tests.support.http_fakes import FakeHTTPServer
 
 
 def _spec(**changes: object) -> ServerSpec:
@@ -161,7 +162,7 @@ def _serve(unhealthy: int, models: tuple[str, ...]) -> Iterator[tuple[str, list[
     handler = type(
         "Handler", (_FakeOpenAIServer,), {"unhealthy": unhealthy, "models": models, "calls": calls}
     )
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = FakeHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
