@@ -219,12 +219,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from ods.adapters.milvus.lite_server import stop_lite_servers
+    from ods.adapters.workers.processes import free_port
     from ods.api.resources import Resources
     from ods.factories import with_shared_lite_server
     from ods.settings import load_settings
     from ods.stages.answer import answer_question
     from ods.stages.retrieve import search_index
-    from ods.stages.serve import free_port
 
     with tempfile.TemporaryDirectory(prefix="ods-bench-api-") as folder:
         root = Path(folder)

@@ -34,6 +34,7 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ods.adapters.catalog.audit import AuditFilter
+from ods.adapters.workers.processes import free_port
 from ods.api.app import create_app
 from ods.api.audit import AuditTrail
 from ods.api.resources import Resources
@@ -41,7 +42,6 @@ from ods.factories import open_catalog
 from ods.settings import Settings, load_settings
 from ods.stages.api_keys import create_api_key
 from ods.stages.audit import list_audit
-from ods.stages.serve import free_port
 
 BAD_WEBHOOK = {"url": "ftp://example.com/x", "events": ["dataset.created"]}
 

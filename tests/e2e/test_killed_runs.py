@@ -50,9 +50,10 @@ def _start_hanging_flow(env: dict[str, str], log: Path) -> tuple[subprocess.Pope
     return process, run_id, server_pid
 
 
-def _states(env: dict[str, str], run_id: str) -> dict[str, Any]:
+def _flow_process(env: dict[str, str], *args: str) -> str:
+    """`tests.support.flow_processes ARGS` to its end: what it printed (it must succeed)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.support.flow_processes", "states", run_id],
+        [sys.executable, "-m", "tests.support.flow_processes", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -61,7 +62,11 @@ def _states(env: dict[str, str], run_id: str) -> dict[str, Any]:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    states: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return completed.stdout
+
+
+def _states(env: dict[str, str], run_id: str) -> dict[str, Any]:
+    states: dict[str, Any] = json.loads(_flow_process(env, "states", run_id).strip().splitlines()[-1])
     return states
 
 
@@ -95,6 +100,19 @@ def test_a_killed_command_takes_its_temporary_server_along_and_the_next_one_cras
     message = after_the_kill["flow_run"]["message"]
     assert f"pid {hanging.pid} on " in message and "re-run" in message
     assert [task["state"] for task in after_the_kill["task_runs"]] == ["CRASHED"]
+
+
+def test_flows_run_by_two_runners_of_one_command_share_its_one_temporary_server(tmp_path: Path) -> None:
+    """The server's process is launched before Prefect's server module is imported, and adopted by
+    Prefect's launcher: the flows find that one server, and a second runner (`ods demo` makes three)
+    launches no other."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    printed = _flow_process(env, "twice")
+
+    words = printed.split("SERVERS", 1)[1].split()
+    children = words[words.index("CHILDREN") + 1 :]
+    assert words[:2] == children * 2, printed  # both flows on the one child server
 
 
 @pytest.fixture(scope="module")

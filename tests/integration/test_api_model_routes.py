@@ -24,9 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ods.adapters.models.server import LocalModelServer
+from ods.adapters.workers.processes import free_port
 from ods.factories import build_object_store, open_catalog
 from ods.settings import Settings, load_settings
-from ods.stages.serve import free_port
 from ods.stages.train import MANIFEST, upload_folder
 from tests.support.api_server import RunningApi, running_api
 from tests.support.tiny_llm import tiny_model_dir

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ods.adapters.workers.processes import free_port
 from ods.settings import load_settings
-from ods.stages.serve import free_port
 from tests.support.api_server import RunningApi, running_api, served_platform
 
 

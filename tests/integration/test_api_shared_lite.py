@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from ods.adapters.milvus.lite_server import shared_lite_server, stop_lite_servers
+from ods.adapters.workers.processes import free_port
 from ods.settings import Settings, load_settings
 from ods.stages.health import run_check
-from ods.stages.serve import free_port
 from tests.support.api_server import KB, sample_platform
 
 NEW_DOCUMENT = """# Gift cards

@@ -26,6 +26,7 @@ import uvicorn
 
 from ods.adapters.catalog import Catalog
 from ods.adapters.tabular.source import read_table
+from ods.adapters.workers.processes import free_port
 from ods.api.app import create_app
 from ods.api.resources import Resources
 from ods.api.webhooks import WebhookDispatcher
@@ -36,7 +37,6 @@ from ods.factories import build_object_store, open_catalog
 from ods.settings import Settings, WebhookSettings, load_settings
 from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, register_version, write_parquet
 from ods.stages.sample_data import write_sales_example
-from ods.stages.serve import free_port
 from tests.support.http_fakes import FakeHTTPServer
 from tests.support.postgres import temporary_database
 

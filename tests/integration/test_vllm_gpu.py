@@ -15,8 +15,8 @@ import pytest
 
 from ods.adapters.models.llm import OpenAIChatLLM
 from ods.adapters.models.server import LocalModelServer, ServerSpec
+from ods.adapters.workers.processes import free_port
 from ods.domain.chat import ChatMessage
-from ods.stages.serve import free_port
 from tests.support.tiny_llm import build_tiny_causal_lm
 
 pytestmark = pytest.mark.gpu

@@ -20,6 +20,7 @@ import uvicorn
 
 from ods.adapters.tabular.source import read_table
 from ods.adapters.workers.parse_pool import DocumentParserPool
+from ods.adapters.workers.processes import free_port
 from ods.api.app import create_app
 from ods.api.resources import Resources
 from ods.domain.cleaning import apply_cleaning
@@ -29,7 +30,6 @@ from ods.settings import Settings
 from ods.stages.ingest import embed_batch, index_batch, open_knowledge_base, plan_ingest, prepare_batch
 from ods.stages.prepare import dataset_prefix, fetch_source, load_spec, register_version, write_parquet
 from ods.stages.sample_data import write_policy_documents, write_sales_example
-from ods.stages.serve import free_port
 
 KB = "policies"
 DATASET = "sales"

@@ -30,7 +30,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from ods.stages.serve import free_port
+from ods.adapters.workers.processes import free_port
 
 PROVIDER_DIR = Path(__file__).parent / "oidc"
 AUDIENCE = "https://api.ods.test"

@@ -2,8 +2,9 @@
 
 With no ``PREFECT_API_URL``, Prefect starts a temporary API server the first time a flow run needs one: a
 subprocess that imports Prefect's server and starts in ~4 s while the command waits, and that stops when
-the command ends. :func:`start_flow_runner` starts it in the background before the command imports its
-flow (pandas, the ods modules, the tasks), so the two overlap. That server is started through this
+the command ends. :func:`start_flow_runner` launches that process first, before the command imports
+Prefect's server module (~1.4 s) and its flow (pandas, the ods modules, the tasks), so they overlap, and
+waits for it in the background. That server is started through this
 module's watchdog (``python -m ods.orchestration.temporary_server PARENT_PID UVICORN_ARGS...``, see
 :func:`run_watched_uvicorn`), so it stops even when the command is killed outright (SIGKILL), and
 once it answers, runs that an earlier, killed command left Running are marked Crashed
@@ -38,6 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
 
+from ods.adapters.workers.processes import free_port
 from ods.errors import OdsError
 
 Parameters = ParamSpec("Parameters")
@@ -139,61 +141,101 @@ def start_flow_runner() -> FlowRunner:
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return FlowRunner()
+    # The server's process starts first: importing Prefect's server module here takes ~1.4 s, which the
+    # process spends on its own imports meanwhile (on another core).
+    launched = None if _temporary_server_running() else _launch_watched_uvicorn(free_port())
     # Prefect's own launcher, through the watchdog: flows that ask for the API later get this same server.
+    server = _watched_server_class()()
+    if launched is not None:
+        server.adopt(launched)
     return FlowRunner(
-        _watched_server_class()(),
+        server,
         after_start=_crash_orphaned_runs,
         tags=(CLI_RUN_TAG, current_process().tag),
         server_log=temporary_server_log() if OUTPUT.quiet_prefect else "this console",
     )
 
 
-@cache
-def _watched_server_class() -> type[Any]:
-    """Prefect's ``SubprocessASGIServer``, launching uvicorn under :func:`run_watched_uvicorn`.
+@dataclass(frozen=True)
+class LaunchedServer:
+    """A temporary server's process, started before Prefect's server module was imported."""
 
-    The arguments and environment are those of Prefect 3.9's ``_run_uvicorn_command``; only the module
-    run changes. Instances share Prefect's registry, so ``get_client()`` finds this server.
+    port: int
+    process: subprocess.Popen[Any]
+
+
+def _temporary_server_running() -> bool:
+    """Whether this process already runs Prefect's temporary server (`ods demo` runs several flows)."""
+    module = sys.modules.get("prefect.server.api.server")
+    server = None if module is None else module.SubprocessASGIServer._instances.get(None)
+    return bool(server is not None and server.running)
+
+
+def _launch_watched_uvicorn(port: int) -> LaunchedServer:
+    """Start the temporary server's process on ``port`` under :func:`run_watched_uvicorn`.
+
+    The arguments and environment are those of Prefect 3.9's ``SubprocessASGIServer._run_uvicorn_command``;
+    only the module run changes.
     """
     import prefect
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import get_current_settings
 
+    server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    with _server_output() as output:
+        process = subprocess.Popen(
+            args=[
+                sys.executable,
+                "-m",
+                "ods.orchestration.temporary_server",
+                str(os.getpid()),
+                "--app-dir",
+                str(prefect.__module_path__.parent),
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env={
+                **os.environ,
+                **server_env,
+                **get_current_settings().to_environment_variables(exclude_unset=True),
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+        )
+    return LaunchedServer(port, process)
+
+
+@cache
+def _watched_server_class() -> type[Any]:
+    """Prefect's ``SubprocessASGIServer``, launching uvicorn through :func:`_launch_watched_uvicorn`.
+
+    Instances share Prefect's registry, so ``get_client()`` finds this server. ``adopt`` hands it a process
+    already launched: its ``start()`` then waits for that one instead of launching another (and launches a
+    new one, on another port, only if that one found its port taken).
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
     class WatchedTemporaryServer(SubprocessASGIServer):
+        _launched: subprocess.Popen[Any] | None = None
+
+        def adopt(self, launched: LaunchedServer) -> None:
+            self.port = launched.port
+            self._launched = launched.process
+
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            server_env = {
-                "PREFECT_UI_ENABLED": "0",
-                "PREFECT__SERVER_EPHEMERAL": "1",
-                "PREFECT__SERVER_FINAL": "1",
-            }
-            with _server_output() as output:
-                return subprocess.Popen(
-                    args=[
-                        sys.executable,
-                        "-m",
-                        "ods.orchestration.temporary_server",
-                        str(os.getpid()),
-                        "--app-dir",
-                        str(prefect.__module_path__.parent),
-                        "--factory",
-                        "prefect.server.api.server:create_app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(self.port),
-                        "--log-level",
-                        "error",
-                        "--lifespan",
-                        "on",
-                    ],
-                    env={
-                        **os.environ,
-                        **server_env,
-                        **get_current_settings().to_environment_variables(exclude_unset=True),
-                    },
-                    stdout=output,
-                    stderr=subprocess.STDOUT if output is not None else None,
-                )
+            launched, self._launched = self._launched, None
+            if launched is not None:
+                return launched
+            if self.port is None:  # start() chose one before launching
+                raise RuntimeError("the temporary server has no port to launch on")
+            return _launch_watched_uvicorn(self.port).process
 
     return WatchedTemporaryServer
 

@@ -46,6 +46,7 @@ from ods.adapters.models.server import (
     served_model_id,
 )
 from ods.adapters.object_store import ObjectStore
+from ods.adapters.workers.processes import free_port
 from ods.domain.chat import ChatMessage
 from ods.domain.copied_fields import copy_fields
 from ods.domain.refs import format_ref, parse_model_ref
@@ -157,14 +158,6 @@ def choose_backend(backend: str | None, *, has_gpu: Callable[[], bool] = cuda_av
     if backend not in BACKENDS:
         raise ServingError(f"unknown serving backend {backend!r}; use one of: {', '.join(BACKENDS)}")
     return backend
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def content_hash_of(manifest: dict[str, Any]) -> str:

@@ -1,11 +1,21 @@
 """Whether a process still runs, asked of the kernel: the one ``os.kill(pid, 0)`` and /proc state read
 behind the model servers, the run queues and the scheduled-run cleanup, which each watch processes they
-may not have started."""
+may not have started; and a free port for a server process about to be launched."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (a server launched on it that finds it taken after all
+    exits; its launcher says so or tries another)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def pid_exists(pid: int) -> bool:
