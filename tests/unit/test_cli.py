@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import run_ods
 
 
@@ -74,3 +76,10 @@ def test_invalid_setting_is_one_line_error_and_exit_2() -> None:
     assert completed.stderr.strip().splitlines() == [
         "error: invalid settings: ODS_OBJECT_STORE__KIND: Input should be 'local' or 'minio' (got 's3')"
     ]
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (2, 2), ("a message", 1)])
+def test_a_command_ends_with_the_status_python_gives_its_exit_code(code: object, status: int) -> None:
+    from ods.cli import _exit_status
+
+    assert _exit_status(code) == status
