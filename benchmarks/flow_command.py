@@ -1,10 +1,10 @@
 """Benchmark: what Prefect's temporary server costs an `ods` command that runs a flow.
 
 An `ods` flow command with no PREFECT_API_URL starts a temporary Prefect server, runs its flow there and stops
-the server (docs/orchestration.md). The baseline is the same command against a lasting `prefect server start`
-that this script starts once, beforehand: the command then only connects. Both run the same short flow to its
-end (`ods models undeploy nosuch`: the undeploy-model flow, which finds nothing to stop), alternately, so
-both see the same machine load; each run has a fresh ODS_HOME, and each kind of server keeps its own
+the server (docs/operations.md). The baseline is the same command against a lasting `prefect server start`
+that this script starts once, beforehand (the tests' `running_prefect_server`): the command then only
+connects. Both run the same short flow to its end (`ods models undeploy nosuch`: the undeploy-model flow,
+which finds nothing to stop), alternately, so both see the same machine load; each run has a fresh ODS_HOME, and each kind of server keeps its own
 PREFECT_HOME (migrated by a first, untimed run).
 
 It prints the median and spread of each command's wall time, and the ratio temporary / lasting.
@@ -16,65 +16,18 @@ It prints the median and spread of each command's wall time, and the ratio tempo
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support; ods is installed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from ods.adapters.workers.processes import free_port
+from tests.support.prefect_server import running_prefect_server
 
 COMMAND = ("models", "undeploy", "nosuch")
-QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def _environment(prefect_home: Path, api_url: str | None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("ODS_", "PREFECT_"))}
-    env.update(QUIET, PREFECT_HOME=str(prefect_home))
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
-@contextmanager
-def lasting_server(folder: Path) -> Iterator[str]:
-    """`prefect server start` on a free loopback port; yields its API URL once it answers."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = _environment(folder / "prefect-home", None)
-    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{folder / 'prefect.db'}"
-    with (folder / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**env, "PREFECT_UI_ENABLED": "false"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"prefect server start exited; see {folder / 'server.log'}")
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("prefect server start did not answer in 120 s")
-            time.sleep(0.3)
-        yield api
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def timed_command(folder: Path, env: dict[str, str], run: int) -> float:
@@ -100,16 +53,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each command (default 7)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ods-bench-flow-") as name, lasting_server(Path(name)) as api:
+    with tempfile.TemporaryDirectory(prefix="ods-bench-flow-") as name:
         folder = Path(name)
-        temporary = _environment(folder / "temporary-home", None)
-        lasting = _environment(folder / "prefect-home", api)
-        timed_command(folder, temporary, -1)  # migrates the temporary server's database once, untimed
-        timed_command(folder, lasting, -2)
-        times: dict[str, list[float]] = {"temporary": [], "lasting": []}
-        for run in range(args.runs):
-            times["temporary"].append(timed_command(folder, temporary, 2 * run))
-            times["lasting"].append(timed_command(folder, lasting, 2 * run + 1))
+        # The tests' lasting server: `prefect server start` on a free port, and its clients' environment.
+        with running_prefect_server(folder / "lasting") as server:
+            lasting = server.env
+            temporary = {key: value for key, value in lasting.items() if key != "PREFECT_API_URL"}
+            temporary["PREFECT_HOME"] = str(folder / "temporary-home")
+            timed_command(folder, temporary, -1)  # migrates the temporary server's database once, untimed
+            timed_command(folder, lasting, -2)
+            times: dict[str, list[float]] = {"temporary": [], "lasting": []}
+            for run in range(args.runs):
+                times["temporary"].append(timed_command(folder, temporary, 2 * run))
+                times["lasting"].append(timed_command(folder, lasting, 2 * run + 1))
     print(f"`ods {' '.join(COMMAND)}`, {args.runs} runs of each, alternating:")
     for kind, values in times.items():
         print(
