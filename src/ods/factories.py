@@ -155,10 +155,12 @@ def build_llm(
             timeout_s=settings.timeout_s,
         )
     if settings.model == PACKAGED_MODEL_ID:
-        return TransformersLLM(timeout_s=settings.timeout_s)
+        return TransformersLLM(timeout_s=settings.timeout_s, gguf_cache=settings.gguf_cache)
     path = Path(settings.model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return TransformersLLM(path.parent, gguf_file=path.name, timeout_s=settings.timeout_s)
+        return TransformersLLM(
+            path.parent, gguf_file=path.name, timeout_s=settings.timeout_s, gguf_cache=settings.gguf_cache
+        )
     if (path / "config.json").is_file():
         return TransformersLLM(path, timeout_s=settings.timeout_s)
     raise LLMError(

