@@ -136,6 +136,25 @@ def test_a_data_question_runs_guarded_sql_and_cites_the_result(home: Path) -> No
     assert message.citations[0].dataset_version_id is not None
 
 
+def test_a_limit_that_cuts_groups_in_no_order_is_dropped_and_said(home: Path) -> None:
+    # SmolLM2-135M's SQL for "How many orders were delivered in each region?": one region, by chance.
+    model = scripted("SELECT region, COUNT(*) AS row_count FROM sales GROUP BY region LIMIT 1", "[1]")
+    answer = answer_question(
+        get_settings(), "How many orders were placed in each region?", datasets=["sales"], llm=model
+    )
+    assert answer.sql is not None and answer.sql.succeeded, answer.sql
+    assert len(answer.sql.rows) == 6  # every region of the generated data
+    assert answer.sql.sql and "LIMIT 1000" in answer.sql.sql  # the row cap, not the model's LIMIT 1
+    assert any("LIMIT 1 was dropped" in note for note in answer.notes), answer.notes
+
+    top = scripted("SELECT region, COUNT(*) AS n FROM sales GROUP BY region ORDER BY n DESC LIMIT 2", "[1]")
+    ranked = answer_question(
+        get_settings(), "Which two regions have the most orders?", datasets=["sales"], llm=top
+    )
+    assert ranked.sql is not None and len(ranked.sql.rows) == 2  # an ordered top-N keeps its LIMIT
+    assert not any("dropped" in note for note in ranked.notes)
+
+
 @pytest.mark.parametrize(
     "sql",
     [

@@ -16,6 +16,7 @@ from ods.domain.text_to_sql import (
     build_sql_messages,
     describe_dataset,
     describe_table,
+    drop_unordered_group_limit,
     extract_sql,
     format_value,
     quote_identifier,
@@ -245,3 +246,43 @@ def test_extract_then_guard_rejects_two_statements_in_a_fence() -> None:
     assert sql is not None
     with pytest.raises(SqlRejected, match="only one SQL statement"):
         guard_sql(sql, allowed_tables=["sales"])
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # a grouped result cut in no order: the LIMIT (and its OFFSET) keep arbitrary groups
+        (
+            "SELECT region, COUNT(*) AS n FROM sales GROUP BY region LIMIT 1",
+            "SELECT region, COUNT(*) AS n FROM sales GROUP BY region",
+        ),
+        (
+            "SELECT region FROM sales GROUP BY region LIMIT 2 OFFSET 1",
+            "SELECT region FROM sales GROUP BY region",
+        ),
+        (
+            "WITH t AS (SELECT * FROM sales) SELECT region, SUM(revenue) FROM t GROUP BY 1 LIMIT 3",
+            "WITH t AS (SELECT * FROM sales) SELECT region, SUM(revenue) FROM t GROUP BY 1",
+        ),
+    ],
+)
+def test_a_limit_that_cuts_groups_in_no_order_is_dropped_with_a_note(sql: str, expected: str) -> None:
+    kept, note = drop_unordered_group_limit(sql, "duckdb")
+
+    assert kept == expected
+    assert note is not None and "was dropped" in note and "ORDER BY" in note
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT region, COUNT(*) AS n FROM sales GROUP BY region ORDER BY n DESC LIMIT 3",  # top-N
+        "SELECT * FROM sales LIMIT 5",  # a sample of rows, not of groups
+        "SELECT region, COUNT(*) FROM sales GROUP BY region",  # no LIMIT
+        "SELECT * FROM (SELECT region FROM sales GROUP BY region LIMIT 1) AS t",  # only the top level counts
+        "SELEC region FROM",  # does not parse: the guard judges it
+        "SELECT 1; DROP TABLE sales",  # two statements: the guard refuses them
+    ],
+)
+def test_other_sql_is_left_as_the_model_wrote_it(sql: str) -> None:
+    assert drop_unordered_group_limit(sql, "duckdb") == (sql, None)

@@ -104,7 +104,7 @@ def demo(
     kb_search("How long do customers have to return a product?", kb="policies", k=3, mode="hybrid")
     for question, kb, datasets in (
         ("How long do customers have to return a product?", "policies", None),
-        ("How many orders were delivered in each region?", None, ["sales"]),
+        ("How many orders were placed in each region?", None, ["sales"]),
     ):
         console.rule(f"ods ask {question!r}")
         ask(question, kb=kb, dataset=datasets, conversation=None, mode="auto", as_json=False)

@@ -433,3 +433,32 @@ def _clean(sql: str) -> str | None:
     while text.endswith(";"):
         text = text[:-1].rstrip()
     return text or None
+
+
+def drop_unordered_group_limit(sql: str, dialect: str) -> tuple[str, str | None]:
+    """``sql`` without a top-level LIMIT that cuts a grouped result in no order, and a note saying so.
+
+    Such a LIMIT keeps whichever groups the database happens to return first. The prompt asks for every
+    group unless the question wants the top or bottom rows, yet SmolLM2-135M, asked "How many orders were
+    delivered in each region?", wrote ``... GROUP BY region LIMIT 1``: one region, chosen by chance. With an
+    ORDER BY (a top-N question) the LIMIT means something and is kept. SQL that does not parse is
+    returned as it is, for the guard to judge; the row cap bounds the result either way.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        query = sqlglot.parse_one(sql, dialect=dialect)
+    except (SqlglotError, ValueError, RecursionError):
+        return sql, None
+    limit = query.args.get("limit") if isinstance(query, exp.Select) else None
+    if limit is None or query.args.get("group") is None or query.args.get("order") is not None:
+        return sql, None
+    query.set("limit", None)
+    query.set("offset", None)
+    note = (
+        f"the model's {limit.sql(dialect=dialect)} was dropped: without ORDER BY it keeps arbitrary groups, "
+        "so every group is shown (up to the row cap)"
+    )
+    return query.sql(dialect=dialect), note

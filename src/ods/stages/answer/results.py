@@ -37,6 +37,8 @@ class SqlRun:
     truncated: bool = False
     error: str | None = None
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+    """What was changed in the model's SQL before it ran (a LIMIT dropped), for the answer's notes."""
 
     @property
     def succeeded(self) -> bool:

@@ -14,7 +14,12 @@ from ods.domain.chat import ChatMessage, Usage
 from ods.domain.copied_fields import copy_fields
 from ods.domain.refs import parse_dataset_ref
 from ods.domain.sql_guard import SqlRejected
-from ods.domain.text_to_sql import TableDescription, build_sql_messages, extract_sql
+from ods.domain.text_to_sql import (
+    TableDescription,
+    build_sql_messages,
+    drop_unordered_group_limit,
+    extract_sql,
+)
 from ods.errors import OdsError
 from ods.factories import open_sql_database_warehouse, open_warehouse
 from ods.settings import Settings
@@ -28,6 +33,7 @@ def gather_sql(gathered: Gathered, outcome: tuple[SqlRun, Usage, list[int]]) -> 
     sql_run, usage, version_ids = outcome
     gathered.sql_run = sql_run
     gathered.usage += usage
+    gathered.notes.extend(f"SQL step: {note}" for note in sql_run.notes)
     if not sql_run.succeeded or sql_run.sql is None:
         gathered.notes.append(f"SQL step: {sql_run.error}")
         return
@@ -84,6 +90,7 @@ def run_sql(
                     usage,
                     version_ids,
                 )
+            sql_text, note = drop_unordered_group_limit(sql_text, warehouse.dialect)
             try:
                 guarded = warehouse.guard(sql_text, max_rows=settings.warehouse.max_rows)
             except SqlRejected as rejected:
@@ -112,13 +119,16 @@ def run_sql(
                     usage,
                     version_ids,
                 )
-            return _sql_run(names, guarded.sql, result, started), usage, version_ids
+            notes = () if note is None else (note,)
+            return _sql_run(names, guarded.sql, result, started, notes), usage, version_ids
         raise AssertionError("unreachable: the loop returns on its last attempt")
     finally:
         warehouse.close()
 
 
-def _sql_run(names: tuple[str, ...], sql: str, result: QueryResult, started: float) -> SqlRun:
+def _sql_run(
+    names: tuple[str, ...], sql: str, result: QueryResult, started: float, notes: tuple[str, ...]
+) -> SqlRun:
     return SqlRun(
         datasets=names,
         sql=sql,
@@ -126,6 +136,7 @@ def _sql_run(names: tuple[str, ...], sql: str, result: QueryResult, started: flo
         rows=tuple(tuple(row) for row in result.rows),
         truncated=result.truncated,
         seconds=_since(started),
+        notes=notes,
     )
 
 
