@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import run_ods
+from tests.support.tiny_llm import tiny_model_dir
 
 
 def test_init_prepares_home_and_is_idempotent(ods_home: Path) -> None:
@@ -52,6 +53,22 @@ def test_doctor_names_the_missing_endpoint_of_an_openai_model() -> None:
     assert completed.returncode == 1
     assert "support-bot" in completed.stdout and "no active endpoint" in completed.stdout
     assert "error: 1 component(s) failed: llm" in completed.stderr
+
+
+def test_doctor_checks_the_local_model_the_setting_names_not_the_packaged_one(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    empty = tmp_path / "no-model-here"
+    empty.mkdir()
+
+    refused = run_ods("doctor", env={"ODS_LLM__MODEL": str(empty), "COLUMNS": "400"})
+    found = run_ods("doctor", "--deep", env={"ODS_LLM__MODEL": str(tiny_model_dir(tmp_path_factory))})
+
+    assert refused.returncode == 1
+    assert f"local LLM model '{empty}' is neither" in refused.stdout
+    assert "error: 1 component(s) failed: llm" in refused.stderr
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert "loaded in" in found.stdout and "packaged at" not in found.stdout.split("llm", 1)[1]
 
 
 def test_config_show_masks_secrets() -> None:

@@ -189,7 +189,8 @@ def check_embedding_model(settings: Settings, deep: bool = False) -> str:
 
 
 def check_llm(settings: Settings, deep: bool = False) -> str:
-    """Find and read the packaged GGUF model's header, or query the configured endpoint."""
+    """Find and read the packaged GGUF model's header, find (deep: load) the local model ODS_LLM__MODEL
+    names, or query the configured endpoint."""
     config = settings.llm
     if config.kind == "openai":
         from ods.adapters.models.llm import normalise_base_url
@@ -199,13 +200,28 @@ def check_llm(settings: Settings, deep: bool = False) -> str:
         return _check_openai_models(endpoint, key, config.model, timeout_s=10.0)
     from gguf import GGUFReader
 
+    from ods.adapters.models.llm import PACKAGED_MODEL_ID
     from ods.adapters.models.packaged import smollm2_gguf_path
 
+    if config.model != PACKAGED_MODEL_ID:
+        return _check_local_model(settings, deep)
     path = smollm2_gguf_path()
     reader = GGUFReader(str(path))
     field = reader.get_field("general.architecture")
     architecture = field.contents() if field is not None else "unknown"
     return f"{config.model} ({architecture}, {len(reader.tensors)} tensors) packaged at {path}"
+
+
+def _check_local_model(settings: Settings, deep: bool) -> str:
+    """ODS_LLM__MODEL naming a .gguf file or a Hugging Face folder: found (deep: loaded)."""
+    from ods.adapters.models.llm import TransformersLLM
+    from ods.factories import build_llm
+
+    llm = build_llm(settings.llm)  # an LLMError naming the model when it is neither
+    if not deep or not isinstance(llm, TransformersLLM):
+        return f"{settings.llm.model}: a local model, found (`ods doctor --deep` loads it)"
+    loaded = llm.loaded
+    return f"{settings.llm.model} loaded in {loaded.load_seconds:.1f} s ({type(loaded.model).__name__})"
 
 
 def _active_endpoint_url(settings: Settings, model: str) -> str:
