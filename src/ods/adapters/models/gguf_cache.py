@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,8 +28,9 @@ WEIGHTS = "model.safetensors"
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/ods/llm`` (``~/.cache/ods/llm``): ~540 MB per 135M-parameter model."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "ods" / "llm"
+    from ods.adapters.models.packaged import user_cache_dir
+
+    return user_cache_dir("llm")
 
 
 def converted_dir(gguf: Path, cache_dir: Path) -> Path:

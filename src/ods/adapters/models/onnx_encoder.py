@@ -50,8 +50,9 @@ class OnnxUnavailableError(Exception):
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/ods/onnx`` (``~/.cache/ods/onnx``): exported graphs, ~90 MB per model."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "ods" / "onnx"
+    from ods.adapters.models.packaged import user_cache_dir
+
+    return user_cache_dir("onnx")
 
 
 def check_exportable(model_dir: Path) -> None:

